@@ -1,0 +1,178 @@
+//! Configuration: the clinic's config file (rooms, recliners, device bindings, listen address,
+//! data dir) and the device profiles in `devices/`, both TOML.
+//!
+//! Two stages, as in ripgrep's `LowArgs`/`HiArgs`: `raw` holds what serde read (with spans, and
+//! `deny_unknown_fields` everywhere), `load` validates it into the types below, which the rest of
+//! the daemon uses. Every error names the file, the line, the key and what was expected.
+//!
+//! The file formats are documented in `docs/configuration.md`.
+
+mod duration;
+mod load;
+mod raw;
+
+pub use duration::parse_duration;
+pub use load::{ConfigError, load_config, load_profile, load_profiles};
+
+use crate::model::{BedIdx, DeviceIdx, Metric};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub source: PathBuf,
+    /// Where the HTTP API, WebSocket and dashboard listen. Loopback unless configured otherwise.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite store and other state; relative paths are resolved against the
+    /// config file's directory.
+    pub data_dir: PathBuf,
+    /// Rooms in configuration order.
+    pub rooms: Vec<Room>,
+    /// Every bed (recliner) of every room, flattened; [`BedIdx`] indexes this.
+    pub beds: Vec<Bed>,
+    /// Every bound device, flattened; [`DeviceIdx`] indexes this.
+    pub devices: Vec<Binding>,
+}
+
+impl Config {
+    /// The bed at `idx`.
+    pub fn bed(&self, idx: BedIdx) -> &Bed {
+        &self.beds[usize::from(idx.0)]
+    }
+
+    /// The device at `idx`.
+    pub fn device(&self, idx: DeviceIdx) -> &Binding {
+        &self.devices[usize::from(idx.0)]
+    }
+}
+
+/// A room: one or more recliners watched together.
+#[derive(Debug, Clone)]
+pub struct Room {
+    /// Stable id, e.g. `room1`.
+    pub id: String,
+    /// Display name, e.g. `Room 1`.
+    pub name: String,
+    /// The room's beds, in order.
+    pub beds: Vec<BedIdx>,
+}
+
+/// A recliner (bed): one patient's place.
+#[derive(Debug, Clone)]
+pub struct Bed {
+    /// Globally unique id, `<room id>/<recliner id>`, e.g. `room1/A`. Used in every message.
+    pub id: String,
+    /// The recliner's id within its room, e.g. `A`.
+    pub recliner: String,
+    /// The room it stands in (index into [`Config::rooms`]).
+    pub room: usize,
+    /// Display label (a bed label; never a patient's name in logs).
+    pub label: String,
+    /// How often the daemon starts an NIBP measurement on cuffs it can start (SunTech).
+    pub bp_interval: Duration,
+    /// The devices bound to this bed.
+    pub devices: Vec<DeviceIdx>,
+}
+
+/// A device bound to a bed.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// Unique id, e.g. `room1-A-oximeter`.
+    pub id: String,
+    /// The bed it belongs to.
+    pub bed: BedIdx,
+    /// Its model's profile.
+    pub profile: Arc<Profile>,
+    /// Where to reach it.
+    pub endpoint: Endpoint,
+}
+
+/// How a bound device is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A serial port (`/dev/ttyUSB0`, a `/dev/serial/by-id/...` link, a pseudo-terminal).
+    Serial { path: PathBuf },
+    /// A serial device server's raw TCP port (`host:port`).
+    Tcp { addr: String },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Serial { path } => write!(f, "serial {}", path.display()),
+            Endpoint::Tcp { addr } => write!(f, "tcp {addr}"),
+        }
+    }
+}
+
+/// What kind of device a profile describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Oximeter,
+    Bp,
+    HeartRate,
+}
+
+/// How a model is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// RS-232/USB serial, or the same bytes through a serial device server over TCP.
+    Serial,
+}
+
+/// Serial parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    None,
+    Odd,
+    Even,
+}
+
+/// Serial flow control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowControl {
+    None,
+    Software,
+    Hardware,
+}
+
+/// Serial link settings of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSettings {
+    pub baud: u32,
+    /// 5..=8.
+    pub data_bits: u8,
+    pub parity: Parity,
+    /// 1 or 2.
+    pub stop_bits: u8,
+    pub flow_control: FlowControl,
+}
+
+/// A device model's profile, read from `devices/<name>.toml`.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The file stem, e.g. `masimo-rad8`; what bindings name.
+    pub name: String,
+    pub vendor: String,
+    pub model: String,
+    pub kind: DeviceKind,
+    pub transport: TransportKind,
+    /// Decoder name, one of [`crate::protocol::PROTOCOLS`].
+    pub protocol: String,
+    pub link: LinkSettings,
+    /// Metrics the model reports.
+    pub metrics: Vec<Metric>,
+    /// How often the device sends data when all is well (1 s for a 1 Hz oximeter). Data older
+    /// than this plus the grace is stale.
+    pub expected_period: Duration,
+    /// How the model signals "no signal" / "no value", for people reading the profile.
+    pub no_signal: String,
+}

@@ -1,0 +1,588 @@
+//! Plain data shared by every stage of the pipeline: metrics, device flags, measurements and
+//! observations. Nothing here does I/O, and nothing here allocates per reading: a
+//! [`Measurement`] and an [`Observation`] are `Copy`, flags are a bit set.
+//!
+//! The stable names used on the wire (metric names, flag names, invalid reasons) are documented
+//! in `docs/observations.md`; change them only with a new message version.
+
+use serde::{Deserialize, Serialize, Serializer, ser::SerializeSeq};
+use std::fmt;
+
+/// A measured quantity, with its IEEE 11073-10101 (MDC) code and UCUM unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Functional oxygen saturation from a pulse oximeter, %.
+    Spo2,
+    /// Pulse rate from a pulse oximeter, /min.
+    PulseRate,
+    /// Perfusion index (Masimo PI, PLX pulse amplitude index), %.
+    PerfusionIndex,
+    /// Plethysmogram sample, device units (dimensionless).
+    Pleth,
+    /// Non-invasive systolic pressure, mmHg.
+    NibpSys,
+    /// Non-invasive diastolic pressure, mmHg.
+    NibpDia,
+    /// Non-invasive mean arterial pressure, mmHg.
+    NibpMean,
+    /// Pulse rate measured by the NIBP cuff, /min. Kept apart from the oximeter's pulse rate so
+    /// that a cuff reading never clears or raises an oximeter pulse-rate alarm.
+    NibpPulse,
+    /// Cuff pressure while a measurement is in progress, mmHg.
+    CuffPressure,
+    /// Heart rate from a heart-rate sensor (BLE Heart Rate Service), /min.
+    HeartRate,
+    /// Device battery charge, %.
+    Battery,
+}
+
+impl Metric {
+    /// Every metric, in a stable order (the order of the dashboard and of exports).
+    pub const ALL: [Metric; 11] = [
+        Metric::Spo2,
+        Metric::PulseRate,
+        Metric::PerfusionIndex,
+        Metric::Pleth,
+        Metric::NibpSys,
+        Metric::NibpDia,
+        Metric::NibpMean,
+        Metric::NibpPulse,
+        Metric::CuffPressure,
+        Metric::HeartRate,
+        Metric::Battery,
+    ];
+
+    /// The number of metrics; per-bed tables are arrays of this size, indexed by [`Metric::index`].
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position in [`Metric::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The short, stable name used in config files, JSON and exports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::Spo2 => "spo2",
+            Metric::PulseRate => "pulse_rate",
+            Metric::PerfusionIndex => "perfusion_index",
+            Metric::Pleth => "pleth",
+            Metric::NibpSys => "nibp_sys",
+            Metric::NibpDia => "nibp_dia",
+            Metric::NibpMean => "nibp_mean",
+            Metric::NibpPulse => "nibp_pulse",
+            Metric::CuffPressure => "cuff_pressure",
+            Metric::HeartRate => "heart_rate",
+            Metric::Battery => "battery",
+        }
+    }
+
+    /// Looks a metric up by its [`Metric::name`].
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// IEEE 11073-10101 nomenclature code (partition << 16 | term code).
+    /// Sources: ../shared/reference/clinical.md §3.4; MDC_PRESS_CUFF and MDC_ATTR_VAL_BATT_CHARGE
+    /// from public PCD-01 samples and the PHD IG.
+    pub const fn mdc_code(self) -> u32 {
+        match self {
+            Metric::Spo2 => 150_456,
+            Metric::PulseRate => 149_530,
+            Metric::PerfusionIndex => 150_448,
+            Metric::Pleth => 150_452,
+            Metric::NibpSys => 150_021,
+            Metric::NibpDia => 150_022,
+            Metric::NibpMean => 150_023,
+            Metric::NibpPulse => 149_546,
+            Metric::CuffPressure => 150_300,
+            Metric::HeartRate => 147_842,
+            Metric::Battery => 67_996,
+        }
+    }
+
+    /// The MDC reference id that goes with [`Metric::mdc_code`].
+    pub const fn mdc_ref(self) -> &'static str {
+        match self {
+            Metric::Spo2 => "MDC_PULS_OXIM_SAT_O2",
+            Metric::PulseRate => "MDC_PULS_OXIM_PULS_RATE",
+            Metric::PerfusionIndex => "MDC_PULS_OXIM_PERF_REL",
+            Metric::Pleth => "MDC_PULS_OXIM_PLETH",
+            Metric::NibpSys => "MDC_PRESS_BLD_NONINV_SYS",
+            Metric::NibpDia => "MDC_PRESS_BLD_NONINV_DIA",
+            Metric::NibpMean => "MDC_PRESS_BLD_NONINV_MEAN",
+            Metric::NibpPulse => "MDC_PULS_RATE_NON_INV",
+            Metric::CuffPressure => "MDC_PRESS_CUFF",
+            Metric::HeartRate => "MDC_ECG_HEART_RATE",
+            Metric::Battery => "MDC_ATTR_VAL_BATT_CHARGE",
+        }
+    }
+
+    /// UCUM unit code.
+    pub const fn unit(self) -> &'static str {
+        match self {
+            Metric::Spo2 | Metric::PerfusionIndex | Metric::Battery => "%",
+            Metric::PulseRate | Metric::NibpPulse | Metric::HeartRate => "/min",
+            Metric::NibpSys | Metric::NibpDia | Metric::NibpMean | Metric::CuffPressure => "mm[Hg]",
+            Metric::Pleth => "1",
+        }
+    }
+
+    /// True for high-rate waveform samples, which the alarm engine and the summary skip.
+    pub const fn is_waveform(self) -> bool {
+        matches!(self, Metric::Pleth)
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A device condition reported alongside a value. Stable names in [`Flag::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Flag {
+    /// The sensor is off the patient (Masimo EXC 0x020, PLX "sensor unconnected to user").
+    SensorOff = 0,
+    /// No finger in the probe (BerryMed/Contec "no finger", Nonin SNSA, Nonin BLE CorrectCheck = 0).
+    NoFinger,
+    /// The probe/sensor cable is unplugged from the device (Masimo EXC 0x001, Nonin SNSD).
+    ProbeUnplugged,
+    /// The sensor is defective, unrecognised or malfunctioning.
+    SensorFault,
+    /// The device is searching for a pulse.
+    Searching,
+    /// The device has searched for a pulse for too long (Contec V7 byte2 b4).
+    SearchingTooLong,
+    /// Low perfusion.
+    LowPerfusion,
+    /// Low or weak signal (Masimo low signal IQ, Nonin weak signal, PLX poor/inadequate signal).
+    LowSignal,
+    /// Artifact or motion detected (Nonin ARTF, Nonin OOT out of track, PLX erratic signal).
+    Artifact,
+    /// Interference or ambient light.
+    Interference,
+    /// The device's battery is low.
+    LowBattery,
+    /// The device flagged the measurement as questionable.
+    Questionable,
+    /// A measurement is in progress (NIBP inflating, PLX "measurement ongoing").
+    MeasurementOngoing,
+    /// The cuff is too loose (BLS status b1).
+    CuffLoose,
+    /// Body movement during the measurement (BLS status b0).
+    BodyMovement,
+    /// Irregular pulse detected (BLS status b2).
+    IrregularPulse,
+    /// Improper measurement position (BLS status b5).
+    ImproperPosition,
+    /// The device's clock is not set; its timestamps are not to be trusted.
+    ClockNotSet,
+    /// The device says the data is for demonstration or testing (PLX status b10/b11).
+    DemoData,
+}
+
+impl Flag {
+    /// Every flag, in bit order.
+    pub const ALL: [Flag; 19] = [
+        Flag::SensorOff,
+        Flag::NoFinger,
+        Flag::ProbeUnplugged,
+        Flag::SensorFault,
+        Flag::Searching,
+        Flag::SearchingTooLong,
+        Flag::LowPerfusion,
+        Flag::LowSignal,
+        Flag::Artifact,
+        Flag::Interference,
+        Flag::LowBattery,
+        Flag::Questionable,
+        Flag::MeasurementOngoing,
+        Flag::CuffLoose,
+        Flag::BodyMovement,
+        Flag::IrregularPulse,
+        Flag::ImproperPosition,
+        Flag::ClockNotSet,
+        Flag::DemoData,
+    ];
+
+    /// The stable name on the wire.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Flag::SensorOff => "sensor_off",
+            Flag::NoFinger => "no_finger",
+            Flag::ProbeUnplugged => "probe_unplugged",
+            Flag::SensorFault => "sensor_fault",
+            Flag::Searching => "searching",
+            Flag::SearchingTooLong => "searching_too_long",
+            Flag::LowPerfusion => "low_perfusion",
+            Flag::LowSignal => "low_signal",
+            Flag::Artifact => "artifact",
+            Flag::Interference => "interference",
+            Flag::LowBattery => "low_battery",
+            Flag::Questionable => "questionable",
+            Flag::MeasurementOngoing => "measurement_ongoing",
+            Flag::CuffLoose => "cuff_loose",
+            Flag::BodyMovement => "body_movement",
+            Flag::IrregularPulse => "irregular_pulse",
+            Flag::ImproperPosition => "improper_position",
+            Flag::ClockNotSet => "clock_not_set",
+            Flag::DemoData => "demo_data",
+        }
+    }
+
+    /// A short phrase for people (dashboard, summary line).
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Flag::SensorOff => "sensor off",
+            Flag::NoFinger => "finger out",
+            Flag::ProbeUnplugged => "probe unplugged",
+            Flag::SensorFault => "sensor fault",
+            Flag::Searching => "searching",
+            Flag::SearchingTooLong => "searching too long",
+            Flag::LowPerfusion => "low perfusion",
+            Flag::LowSignal => "low signal",
+            Flag::Artifact => "artifact",
+            Flag::Interference => "interference",
+            Flag::LowBattery => "low battery",
+            Flag::Questionable => "questionable",
+            Flag::MeasurementOngoing => "measuring",
+            Flag::CuffLoose => "cuff loose",
+            Flag::BodyMovement => "movement",
+            Flag::IrregularPulse => "irregular pulse",
+            Flag::ImproperPosition => "position",
+            Flag::ClockNotSet => "device clock not set",
+            Flag::DemoData => "demo data",
+        }
+    }
+
+    /// True for conditions under which the device's numbers for the patient cannot be trusted:
+    /// a decoder reports the value as invalid ([`Invalid::DeviceFlagged`]) when one is set.
+    pub const fn voids_value(self) -> bool {
+        matches!(
+            self,
+            Flag::SensorOff | Flag::NoFinger | Flag::ProbeUnplugged | Flag::SensorFault
+        )
+    }
+}
+
+/// A set of [`Flag`]s plus at most one cuff error code, `Copy` and allocation-free.
+/// Serialized as a list of names; the cuff error as `cuff_error:<code>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags {
+    bits: u32,
+    cuff_error: Option<u16>,
+}
+
+impl Flags {
+    /// No flags.
+    pub const EMPTY: Flags = Flags {
+        bits: 0,
+        cuff_error: None,
+    };
+
+    /// Adds a flag.
+    pub fn insert(&mut self, flag: Flag) {
+        self.bits |= 1 << flag as u8;
+    }
+
+    /// Adds a flag when `cond` holds; convenient in decoders.
+    pub fn set_if(&mut self, flag: Flag, cond: bool) {
+        if cond {
+            self.insert(flag);
+        }
+    }
+
+    /// Builder form of [`Flags::insert`].
+    pub fn with(mut self, flag: Flag) -> Flags {
+        self.insert(flag);
+        self
+    }
+
+    /// Whether `flag` is set.
+    pub const fn contains(&self, flag: Flag) -> bool {
+        self.bits & (1 << flag as u8) != 0
+    }
+
+    /// Records a device's cuff error code (SunTech error codes, etc.).
+    pub fn set_cuff_error(&mut self, code: u16) {
+        self.cuff_error = Some(code);
+    }
+
+    /// The cuff error code, if any.
+    pub const fn cuff_error(&self) -> Option<u16> {
+        self.cuff_error
+    }
+
+    /// Whether no flag and no cuff error is set.
+    pub const fn is_empty(&self) -> bool {
+        self.bits == 0 && self.cuff_error.is_none()
+    }
+
+    /// The set flags, in bit order (without the cuff error).
+    pub fn iter(&self) -> impl Iterator<Item = Flag> + '_ {
+        Flag::ALL.into_iter().filter(|f| self.contains(*f))
+    }
+
+    /// The first flag that voids a value, if any (see [`Flag::voids_value`]).
+    pub fn voiding(&self) -> Option<Flag> {
+        self.iter().find(|f| f.voids_value())
+    }
+
+    /// Union of two sets; the cuff error of `other` wins when both have one.
+    pub fn union(self, other: Flags) -> Flags {
+        Flags {
+            bits: self.bits | other.bits,
+            cuff_error: other.cuff_error.or(self.cuff_error),
+        }
+    }
+
+    /// The stable names, `cuff_error:<code>` last.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.iter().map(|f| f.name().to_owned()).collect();
+        if let Some(code) = self.cuff_error {
+            v.push(format!("cuff_error:{code}"));
+        }
+        v
+    }
+}
+
+impl Serialize for Flags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.iter().count() + usize::from(self.cuff_error.is_some());
+        let mut seq = s.serialize_seq(Some(n))?;
+        for f in self.iter() {
+            seq.serialize_element(f.name())?;
+        }
+        if let Some(code) = self.cuff_error {
+            seq.serialize_element(&format_args!("cuff_error:{code}").to_string())?;
+        }
+        seq.end()
+    }
+}
+
+/// Why a measurement carries no number. Stable names in [`Invalid::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invalid {
+    /// The device sent its "no value" encoding (SFLOAT NaN, 127, 511, 0xFF, dashes).
+    NoValue,
+    /// SFLOAT/FLOAT NRes: not at this resolution.
+    NotAtResolution,
+    /// SFLOAT/FLOAT +INFINITY.
+    PositiveInfinity,
+    /// SFLOAT/FLOAT -INFINITY.
+    NegativeInfinity,
+    /// A reserved encoding.
+    Reserved,
+    /// A number outside what the protocol allows for this metric.
+    OutOfRange,
+    /// The device sent a number but flagged the sensor as off, unplugged or faulty at the same
+    /// time; the number is not shown. The flag says which.
+    DeviceFlagged,
+    /// The device marked the measurement itself invalid or unavailable (PLX measurement status).
+    DeviceMarkedInvalid,
+}
+
+impl Invalid {
+    /// The stable name on the wire.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Invalid::NoValue => "no_value",
+            Invalid::NotAtResolution => "not_at_resolution",
+            Invalid::PositiveInfinity => "positive_infinity",
+            Invalid::NegativeInfinity => "negative_infinity",
+            Invalid::Reserved => "reserved",
+            Invalid::OutOfRange => "out_of_range",
+            Invalid::DeviceFlagged => "device_flagged",
+            Invalid::DeviceMarkedInvalid => "device_marked_invalid",
+        }
+    }
+}
+
+/// A number, or the reason there is none. There is no way to hold both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// A number the device reported as valid.
+    Valid(f64),
+    /// No number, and why.
+    Invalid(Invalid),
+}
+
+impl Value {
+    /// The number, if valid.
+    pub const fn number(self) -> Option<f64> {
+        match self {
+            Value::Valid(v) => Some(v),
+            Value::Invalid(_) => None,
+        }
+    }
+
+    /// The reason, if invalid.
+    pub const fn invalid(self) -> Option<Invalid> {
+        match self {
+            Value::Valid(_) => None,
+            Value::Invalid(r) => Some(r),
+        }
+    }
+}
+
+/// A calendar time as the device reported it (no time zone; devices keep local time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceTime {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+}
+
+impl fmt::Display for DeviceTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+impl Serialize for DeviceTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a decoder produces: one metric's value from one device, before it is bound to a bed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measurement {
+    pub metric: Metric,
+    pub value: Value,
+    /// Device conditions reported with this value.
+    pub flags: Flags,
+    /// The device's own timestamp, when the protocol carries one.
+    pub device_time: Option<DeviceTime>,
+}
+
+impl Measurement {
+    /// A measurement with a number. If `flags` holds a condition that voids values
+    /// ([`Flag::voids_value`]) the number is dropped and the value is
+    /// [`Invalid::DeviceFlagged`]: a number the device itself disowns is never shown.
+    pub fn new(metric: Metric, value: f64, flags: Flags) -> Measurement {
+        let value = if flags.voiding().is_some() && metric != Metric::Battery {
+            Value::Invalid(Invalid::DeviceFlagged)
+        } else if value.is_finite() {
+            Value::Valid(value)
+        } else {
+            Value::Invalid(Invalid::NoValue)
+        };
+        Measurement {
+            metric,
+            value,
+            flags,
+            device_time: None,
+        }
+    }
+
+    /// A measurement without a number.
+    pub fn invalid(metric: Metric, reason: Invalid, flags: Flags) -> Measurement {
+        Measurement {
+            metric,
+            value: Value::Invalid(reason),
+            flags,
+            device_time: None,
+        }
+    }
+
+    /// Builder: attaches the device's timestamp.
+    pub fn at(mut self, t: Option<DeviceTime>) -> Measurement {
+        self.device_time = t;
+        self
+    }
+}
+
+/// JSON form of a measurement, shared by `vitalsd decode` and the WebSocket `reading` message.
+impl Serialize for Measurement {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(8))?;
+        m.serialize_entry("metric", self.metric.name())?;
+        m.serialize_entry("mdc", &self.metric.mdc_code())?;
+        m.serialize_entry("value", &self.value.number())?;
+        m.serialize_entry("unit", self.metric.unit())?;
+        m.serialize_entry("invalid", &self.value.invalid())?;
+        m.serialize_entry("flags", &self.flags)?;
+        m.serialize_entry("device_time", &self.device_time)?;
+        m.end()
+    }
+}
+
+/// Index of a bed (recliner) in the configured topology; names live in [`crate::config::Config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BedIdx(pub u16);
+
+/// Index of a bound device in the configured topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceIdx(pub u16);
+
+/// A measurement bound to a bed, stamped on arrival. `Copy`: no allocation per reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    pub bed: BedIdx,
+    pub device: DeviceIdx,
+    pub m: Measurement,
+    /// Wall-clock receive time, milliseconds since the Unix epoch.
+    pub received_ms: i64,
+    /// Monotonic receive time (see [`crate::clock`]).
+    pub mono: crate::clock::Mono,
+    /// Per-bed sequence number, gap-free and increasing.
+    pub bed_seq: u64,
+    /// Whether the data comes from the simulator.
+    pub simulated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_round_trip_and_indices_follow_all() {
+        for (i, m) in Metric::ALL.into_iter().enumerate() {
+            assert_eq!(Metric::from_name(m.name()), Some(m));
+            assert_eq!(m.index(), i);
+        }
+        assert_eq!(Metric::from_name("spO2"), None);
+    }
+
+    #[test]
+    fn flags_serialize_as_names_with_cuff_error_last() {
+        let mut f = Flags::EMPTY.with(Flag::LowBattery).with(Flag::NoFinger);
+        f.set_cuff_error(87);
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(json, r#"["no_finger","low_battery","cuff_error:87"]"#);
+    }
+
+    #[test]
+    fn a_number_with_a_voiding_flag_becomes_invalid() {
+        let m = Measurement::new(Metric::Spo2, 97.0, Flags::EMPTY.with(Flag::SensorOff));
+        assert_eq!(m.value, Value::Invalid(Invalid::DeviceFlagged));
+        let m = Measurement::new(Metric::Spo2, 97.0, Flags::EMPTY.with(Flag::LowPerfusion));
+        assert_eq!(m.value, Value::Valid(97.0));
+        let m = Measurement::new(Metric::Spo2, f64::NAN, Flags::EMPTY);
+        assert_eq!(m.value, Value::Invalid(Invalid::NoValue));
+    }
+
+    #[test]
+    fn measurement_json_has_null_value_and_reason_when_invalid() {
+        let m = Measurement::invalid(Metric::PulseRate, Invalid::NoValue, Flags::EMPTY);
+        let v = serde_json::to_value(m).unwrap();
+        assert_eq!(v["value"], serde_json::Value::Null);
+        assert_eq!(v["invalid"], "no_value");
+        assert_eq!(v["unit"], "/min");
+        assert_eq!(v["mdc"], 149_530);
+    }
+}
