@@ -1,21 +1,1511 @@
-//! PLACEHOLDER: replaced by the config work.
-use super::{Config, Profile};
-use std::collections::BTreeMap;
-use std::path::Path;
+//! Validation: turns what serde read ([`super::raw`]) into the types of [`super`], or into a
+//! [`ConfigError`] that names the file, line, column and key, quotes the bad value and says what
+//! was expected.
+//!
+//! Validation stops at the first error: a config that does not load keeps the daemon from
+//! starting, and one precise message is easier to act on than a page of follow-on errors.
+
+use super::raw::{RawConfig, RawDevice, RawLink, RawProfile, RawRecliner, RawRoom};
+use super::{Bed, Binding, Config, Endpoint, LinkSettings, Profile, Room, parse_duration};
+use crate::model::{BedIdx, DeviceIdx, Metric};
+use crate::protocol::PROTOCOLS;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
+/// The device profiles shipped in `devices/`, compiled into the binary so that a deployed daemon
+/// works without the source tree. `(profile name, TOML text)`; the name is the file stem.
+pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
+    (
+        "masimo-rad8",
+        include_str!("../../devices/masimo-rad8.toml"),
+    ),
+    ("nonin-oem3", include_str!("../../devices/nonin-oem3.toml")),
+    (
+        "suntech-advantage",
+        include_str!("../../devices/suntech-advantage.toml"),
+    ),
+];
+
+/// Where `listen` points when the config does not say: loopback only, so that the API is not
+/// reachable from the network unless the clinic asks for it.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The NIBP cycle when a recliner does not set `bp_interval`.
+pub const DEFAULT_BP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Shortest accepted `bp_interval`: a cuff cycled faster than this would hurt and never rest.
+pub const MIN_BP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Longest accepted `bp_interval`.
+pub const MAX_BP_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Shortest accepted profile `expected_period`.
+pub const MIN_EXPECTED_PERIOD: Duration = Duration::from_millis(100);
+
+/// Longest accepted profile `expected_period`: a device silent for longer than this between
+/// readings could not be told apart from a dead one in time.
+pub const MAX_EXPECTED_PERIOD: Duration = Duration::from_secs(10 * 60);
+
+/// Why a config file or device profile was rejected.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file or directory could not be read (missing, no permission). The I/O error is the
+    /// source, printed by the error chain.
+    #[error("{}: cannot read {what}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What it was supposed to be (`config file`, `device profile`, `devices_dir`).
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value in a file is wrong: a syntax error, an unknown key, a wrong type, or a value that
+    /// does not validate.
+    #[error("{}:{line}:{column}: {}{message}", path.display(), key_prefix(key))]
+    Invalid {
+        /// The file, as given to the loader.
+        path: PathBuf,
+        /// 1-based line of the bad value or key.
+        line: usize,
+        /// 1-based column (in characters) of the bad value or key.
+        column: usize,
+        /// The key path, such as `rooms[0].recliners[1].devices[0].profile`; empty when the
+        /// error is not about one key (a TOML syntax error).
+        key: String,
+        /// What is wrong: the bad value and what was expected.
+        message: String,
+    },
+}
 
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+impl ConfigError {
+    /// The key path the error is about, if it is about a value in a file.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Io { .. } => None,
+        }
+    }
+
+    /// The 1-based line the error points at, if it is about a value in a file.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => Some(*line),
+            ConfigError::Io { .. } => None,
+        }
+    }
+}
+
+/// A file being validated: turns byte spans into line/column errors.
+struct Source<'a> {
+    origin: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn err(&self, span: Range<usize>, key: impl Into<String>, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Invalid {
+            path: self.origin.to_path_buf(),
+            line,
+            column,
+            key: key.into(),
+            message,
+        }
+    }
+
+    /// A serde/TOML error: its span gives the position, the document tree gives the key path.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim_end();
+        // A missing key has no span of its own: the span is its table's, and the key path is
+        // that table's path plus the missing key.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field);
+        let key = match missing {
+            Some(field) => {
+                let table = key_at(self.text, span.start, true);
+                if table.is_empty() {
+                    field.to_owned()
+                } else {
+                    format!("{table}.{field}")
+                }
+            }
+            None => key_at(self.text, span.start, false),
+        };
+        let message = if missing.is_some() {
+            format!("{message}, expected this key to be set")
+        } else {
+            message.to_owned()
+        };
+        self.err(span, key, message)
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = text.get(..end).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// The key path (`rooms[0].recliners[1].id`) of the smallest key or value that contains byte
+/// `offset` (only tables if `tables_only`); empty if the text does not parse or nothing
+/// contains it.
+fn key_at(text: &str, offset: usize, tables_only: bool) -> String {
+    let Ok(doc) = DeTable::parse(text) else {
+        return String::new();
+    };
+    let mut best = None;
+    search_table(doc.get_ref(), "", offset, tables_only, &mut best);
+    best.map(|(_, path)| path).unwrap_or_default()
+}
+
+fn consider(span: Range<usize>, path: &str, offset: usize, best: &mut Option<(usize, String)>) {
+    let end = span.end.max(span.start + 1);
+    if span.start <= offset && offset < end {
+        let len = span.len();
+        // `<=`: on a tie the deeper (later visited) path wins.
+        if best.as_ref().is_none_or(|(l, _)| len <= *l) {
+            *best = Some((len, path.to_owned()));
+        }
+    }
+}
+
+fn search_table(
+    table: &DeTable<'_>,
+    prefix: &str,
+    offset: usize,
+    tables_only: bool,
+    best: &mut Option<(usize, String)>,
+) {
+    for (k, v) in table.iter() {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        if !tables_only {
+            consider(k.span(), &path, offset, best);
+        }
+        search_value(v, &path, offset, tables_only, best);
+    }
+}
+
+fn search_value(
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    offset: usize,
+    tables_only: bool,
+    best: &mut Option<(usize, String)>,
+) {
+    if !tables_only || value.get_ref().is_table() {
+        consider(value.span(), path, offset, best);
+    }
+    match value.get_ref() {
+        DeValue::Table(t) => search_table(t, path, offset, tables_only, best),
+        DeValue::Array(a) => {
+            for (i, item) in a.iter().enumerate() {
+                search_value(item, &format!("{path}[{i}]"), offset, tables_only, best);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `s` is a valid id: 1 to 64 of `[A-Za-z0-9_-]`. Ids appear in URLs, topics and logs.
+fn is_valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+const ID_EXPECTED: &str = "expected 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'";
+
+fn check_id(src: &Source<'_>, id: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    if is_valid_id(id.get_ref()) {
+        Ok(id.get_ref().clone())
+    } else {
+        Err(src.err(
+            id.span(),
+            key,
+            format!("{:?} is not a valid id, {ID_EXPECTED}", id.get_ref()),
+        ))
+    }
+}
+
+fn check_text(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    let text = s.get_ref().trim();
+    if text.is_empty() {
+        Err(src.err(
+            s.span(),
+            key,
+            format!("{:?} is empty, expected some text", s.get_ref()),
+        ))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+fn check_duration(
+    src: &Source<'_>,
+    s: &Spanned<String>,
+    key: &str,
+    range: (Duration, Duration, &str, &str),
+) -> Result<Duration, ConfigError> {
+    let (min, max, min_text, max_text) = range;
+    let d = parse_duration(s.get_ref()).map_err(|m| src.err(s.span(), key, m))?;
+    if d < min || d > max {
+        return Err(src.err(
+            s.span(),
+            key,
+            format!(
+                "{:?} is out of range, expected a duration between {min_text} and {max_text}",
+                s.get_ref()
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// Checks a serial device server address: `host:port`, port 1..65535, IPv6 hosts in brackets.
+fn check_tcp(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    };
+    let port_ok =
+        port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0);
+    host_ok && port_ok
+}
+
+fn join_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// Validates one device profile. `name` is the profile name (the file stem), `origin` the file
+/// it came from, for messages.
+pub fn load_profile(name: &str, text: &str, origin: &Path) -> Result<Profile, ConfigError> {
+    let src = Source { origin, text };
+    let raw: RawProfile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    validate_profile(&src, name, raw)
+}
+
+fn validate_profile(src: &Source<'_>, name: &str, raw: RawProfile) -> Result<Profile, ConfigError> {
+    let vendor = check_text(src, &raw.vendor, "vendor")?;
+    let model = check_text(src, &raw.model, "model")?;
+    let protocol = raw.protocol.get_ref();
+    if !PROTOCOLS.contains(&protocol.as_str()) {
+        return Err(src.err(
+            raw.protocol.span(),
+            "protocol",
+            format!(
+                "unknown protocol {protocol:?}, expected one of: {}",
+                join_names(PROTOCOLS.iter().copied())
+            ),
+        ));
+    }
+    if raw.metrics.get_ref().is_empty() {
+        return Err(src.err(
+            raw.metrics.span(),
+            "metrics",
+            "no metrics, expected at least one metric name".to_owned(),
+        ));
+    }
+    let mut metrics = Vec::new();
+    for (i, m) in raw.metrics.get_ref().iter().enumerate() {
+        let key = format!("metrics[{i}]");
+        let Some(metric) = Metric::from_name(m.get_ref()) else {
+            return Err(src.err(
+                m.span(),
+                key,
+                format!(
+                    "unknown metric {:?}, expected one of: {}",
+                    m.get_ref(),
+                    join_names(Metric::ALL.iter().map(|m| m.name()))
+                ),
+            ));
+        };
+        if metrics.contains(&metric) {
+            return Err(src.err(
+                m.span(),
+                key,
+                format!(
+                    "metric {:?} is listed twice, expected each metric once",
+                    m.get_ref()
+                ),
+            ));
+        }
+        metrics.push(metric);
+    }
+    let expected_period = check_duration(
+        src,
+        &raw.expected_period,
+        "expected_period",
+        (MIN_EXPECTED_PERIOD, MAX_EXPECTED_PERIOD, "100ms", "10m"),
+    )?;
+    let link = validate_link(src, &raw.link)?;
+    Ok(Profile {
+        name: name.to_owned(),
+        vendor,
+        model,
+        kind: raw.kind,
+        transport: raw.transport,
+        protocol: protocol.clone(),
+        link,
+        metrics,
+        expected_period,
+        no_signal: raw.no_signal.trim().to_owned(),
+    })
+}
+
+fn validate_link(src: &Source<'_>, raw: &RawLink) -> Result<LinkSettings, ConfigError> {
+    if *raw.baud.get_ref() == 0 {
+        return Err(src.err(
+            raw.baud.span(),
+            "link.baud",
+            "0 is out of range, expected a baud rate above 0 such as 9600".to_owned(),
+        ));
+    }
+    let data_bits = *raw.data_bits.get_ref();
+    if !(5..=8).contains(&data_bits) {
+        return Err(src.err(
+            raw.data_bits.span(),
+            "link.data_bits",
+            format!("{data_bits} is out of range, expected 5 to 8"),
+        ));
+    }
+    let stop_bits = *raw.stop_bits.get_ref();
+    if !(1..=2).contains(&stop_bits) {
+        return Err(src.err(
+            raw.stop_bits.span(),
+            "link.stop_bits",
+            format!("{stop_bits} is out of range, expected 1 or 2"),
+        ));
+    }
+    Ok(LinkSettings {
+        baud: *raw.baud.get_ref(),
+        data_bits,
+        parity: raw.parity,
+        stop_bits,
+        flow_control: raw.flow_control,
+    })
+}
+
+/// Loads the built-in profiles ([`BUILTIN_PROFILES`]), then every `*.toml` file of `dir` (the
+/// config's `devices_dir`), which adds profiles or replaces built-in ones of the same name.
+pub fn load_profiles(dir: Option<&Path>) -> Result<BTreeMap<String, Arc<Profile>>, ConfigError> {
+    let mut profiles = BTreeMap::new();
+    for (name, text) in BUILTIN_PROFILES {
+        let origin = PathBuf::from(format!("devices/{name}.toml"));
+        let profile = load_profile(name, text, &origin)?;
+        profiles.insert((*name).to_owned(), Arc::new(profile));
+    }
+    let Some(dir) = dir else {
+        return Ok(profiles);
+    };
+    let io = |path: &Path, what, source| ConfigError::Io {
+        path: path.to_path_buf(),
+        what,
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, "devices_dir", e))? {
+        let path = entry.map_err(|e| io(dir, "devices_dir", e))?.path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    for path in files {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if !is_valid_id(stem) {
+            return Err(ConfigError::Invalid {
+                path: path.clone(),
+                line: 1,
+                column: 1,
+                key: String::new(),
+                message: format!(
+                    "file name {:?} is not a valid profile name, {ID_EXPECTED} before \".toml\"",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, "device profile", e))?;
+        let profile = load_profile(stem, &text, &path)?;
+        profiles.insert(stem.to_owned(), Arc::new(profile));
+    }
+    Ok(profiles)
+}
+
+/// Reads and validates the clinic config file, with the device profiles it refers to.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
-    Err(ConfigError(format!("{}: not yet", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        what: "config file",
+        source,
+    })?;
+    load_config_str(&text, path)
 }
 
-pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
-    Err(ConfigError(format!("{}: not yet", path.display())))
+/// Validates config text as if read from `origin`: relative paths resolve against `origin`'s
+/// directory, and messages name `origin`. Tests use it without writing files.
+pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    let src = Source { origin, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let base = origin
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let devices_dir = match &raw.devices_dir {
+        Some(d) => Some(resolve_dir(&src, base, d, "devices_dir")?),
+        None => None,
+    };
+    let profiles = load_profiles(devices_dir.as_deref())?;
+    validate_config(&src, base, &raw, &profiles)
 }
 
-pub fn load_profiles(dir: &Path) -> Result<BTreeMap<String, Arc<Profile>>, ConfigError> {
-    Err(ConfigError(format!("{}: not yet", dir.display())))
+fn resolve_dir(
+    src: &Source<'_>,
+    base: &Path,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ConfigError> {
+    if s.get_ref().trim().is_empty() {
+        return Err(src.err(
+            s.span(),
+            key,
+            format!("{:?} is empty, expected a directory path", s.get_ref()),
+        ));
+    }
+    Ok(resolve(base, s.get_ref()))
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Who already holds an id or endpoint, for "duplicate" messages.
+struct Taken {
+    what: String,
+    line: usize,
+}
+
+fn validate_config(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawConfig,
+    profiles: &BTreeMap<String, Arc<Profile>>,
+) -> Result<Config, ConfigError> {
+    let listen = match &raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(l) => l.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+            src.err(
+                l.span(),
+                "listen",
+                format!(
+                    "{:?} is not a socket address, expected an IP address and port such as \"{DEFAULT_LISTEN}\"",
+                    l.get_ref()
+                ),
+            )
+        })?,
+    };
+    let data_dir = resolve_dir(src, base, &raw.data_dir, "data_dir")?;
+    if raw.rooms.is_empty() {
+        return Err(src.err(
+            0..0,
+            "rooms",
+            "no rooms, expected at least one [[rooms]] table".to_owned(),
+        ));
+    }
+    let mut cfg = Config {
+        source: src.origin.to_path_buf(),
+        listen,
+        data_dir,
+        rooms: Vec::new(),
+        beds: Vec::new(),
+        devices: Vec::new(),
+    };
+    let mut room_ids: HashMap<String, usize> = HashMap::new();
+    let mut device_ids: HashMap<String, usize> = HashMap::new();
+    let mut endpoints: HashMap<String, Taken> = HashMap::new();
+    for (ri, room) in raw.rooms.iter().enumerate() {
+        let key = format!("rooms[{ri}]");
+        validate_room(
+            src,
+            base,
+            &key,
+            room,
+            profiles,
+            &mut cfg,
+            &mut room_ids,
+            &mut device_ids,
+            &mut endpoints,
+        )?;
+    }
+    Ok(cfg)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_room(
+    src: &Source<'_>,
+    base: &Path,
+    key: &str,
+    room: &Spanned<RawRoom>,
+    profiles: &BTreeMap<String, Arc<Profile>>,
+    cfg: &mut Config,
+    room_ids: &mut HashMap<String, usize>,
+    device_ids: &mut HashMap<String, usize>,
+    endpoints: &mut HashMap<String, Taken>,
+) -> Result<(), ConfigError> {
+    let raw = room.get_ref();
+    let id_key = format!("{key}.id");
+    let id = check_id(src, &raw.id, &id_key)?;
+    let line = line_col(src.text, raw.id.span().start).0;
+    if let Some(first) = room_ids.insert(id.clone(), line) {
+        return Err(src.err(
+            raw.id.span(),
+            id_key,
+            format!("duplicate room id {id:?} (first used on line {first}), expected a unique id"),
+        ));
+    }
+    let name = check_text(src, &raw.name, &format!("{key}.name"))?;
+    if raw.recliners.is_empty() {
+        return Err(src.err(
+            room.span(),
+            format!("{key}.recliners"),
+            format!(
+                "room {id:?} has no recliners, expected at least one [[rooms.recliners]] table"
+            ),
+        ));
+    }
+    let room_idx = cfg.rooms.len();
+    let mut beds = Vec::new();
+    let mut recliner_ids: HashMap<String, usize> = HashMap::new();
+    for (ci, rec) in raw.recliners.iter().enumerate() {
+        let rkey = format!("{key}.recliners[{ci}]");
+        let bed = validate_recliner(
+            src,
+            base,
+            &rkey,
+            rec,
+            (room_idx, &id, &name),
+            profiles,
+            cfg,
+            &mut recliner_ids,
+            device_ids,
+            endpoints,
+        )?;
+        beds.push(bed);
+    }
+    cfg.rooms.push(Room { id, name, beds });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_recliner(
+    src: &Source<'_>,
+    base: &Path,
+    key: &str,
+    rec: &Spanned<RawRecliner>,
+    (room_idx, room_id, room_name): (usize, &str, &str),
+    profiles: &BTreeMap<String, Arc<Profile>>,
+    cfg: &mut Config,
+    recliner_ids: &mut HashMap<String, usize>,
+    device_ids: &mut HashMap<String, usize>,
+    endpoints: &mut HashMap<String, Taken>,
+) -> Result<BedIdx, ConfigError> {
+    let raw: &RawRecliner = rec.get_ref();
+    let id_key = format!("{key}.id");
+    let id = check_id(src, &raw.id, &id_key)?;
+    let line = line_col(src.text, raw.id.span().start).0;
+    if let Some(first) = recliner_ids.insert(id.clone(), line) {
+        return Err(src.err(
+            raw.id.span(),
+            id_key,
+            format!(
+                "duplicate recliner id {id:?} in room {room_id:?} (first used on line {first}), expected a unique id within the room"
+            ),
+        ));
+    }
+    let label = match &raw.label {
+        Some(l) => check_text(src, l, &format!("{key}.label"))?,
+        None => format!("{room_name} / {id}"),
+    };
+    let bp_interval = match &raw.bp_interval {
+        Some(b) => check_duration(
+            src,
+            b,
+            &format!("{key}.bp_interval"),
+            (MIN_BP_INTERVAL, MAX_BP_INTERVAL, "5s", "24h"),
+        )?,
+        None => DEFAULT_BP_INTERVAL,
+    };
+    if raw.devices.is_empty() {
+        return Err(src.err(
+            rec.span(),
+            format!("{key}.devices"),
+            format!(
+                "recliner {id:?} has no devices, expected at least one [[rooms.recliners.devices]] table"
+            ),
+        ));
+    }
+    let bed_idx = BedIdx(u16::try_from(cfg.beds.len()).map_err(|_| {
+        src.err(
+            raw.id.span(),
+            key,
+            format!("too many recliners, expected at most {}", u16::MAX),
+        )
+    })?);
+    let mut devices = Vec::new();
+    for (di, dev) in raw.devices.iter().enumerate() {
+        let dkey = format!("{key}.devices[{di}]");
+        let binding = validate_device(
+            src, base, &dkey, dev, bed_idx, profiles, device_ids, endpoints,
+        )?;
+        let dev_idx = DeviceIdx(u16::try_from(cfg.devices.len()).map_err(|_| {
+            src.err(
+                dev.span(),
+                dkey.as_str(),
+                format!("too many devices, expected at most {}", u16::MAX),
+            )
+        })?);
+        cfg.devices.push(binding);
+        devices.push(dev_idx);
+    }
+    cfg.beds.push(Bed {
+        id: format!("{room_id}/{id}"),
+        recliner: id,
+        room: room_idx,
+        label,
+        bp_interval,
+        devices,
+    });
+    Ok(bed_idx)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_device(
+    src: &Source<'_>,
+    base: &Path,
+    key: &str,
+    dev: &Spanned<RawDevice>,
+    bed: BedIdx,
+    profiles: &BTreeMap<String, Arc<Profile>>,
+    device_ids: &mut HashMap<String, usize>,
+    endpoints: &mut HashMap<String, Taken>,
+) -> Result<Binding, ConfigError> {
+    let raw: &RawDevice = dev.get_ref();
+    let id_key = format!("{key}.id");
+    let id = check_id(src, &raw.id, &id_key)?;
+    let line = line_col(src.text, raw.id.span().start).0;
+    if let Some(first) = device_ids.insert(id.clone(), line) {
+        return Err(src.err(
+            raw.id.span(),
+            id_key,
+            format!(
+                "duplicate device id {id:?} (first used on line {first}), expected an id unique across all rooms"
+            ),
+        ));
+    }
+    let Some(profile) = profiles.get(raw.profile.get_ref()) else {
+        return Err(src.err(
+            raw.profile.span(),
+            format!("{key}.profile"),
+            format!(
+                "unknown profile {:?}, expected one of: {}",
+                raw.profile.get_ref(),
+                join_names(profiles.keys().map(String::as_str))
+            ),
+        ));
+    };
+    let (endpoint, span, ep_key, taken_key, shown) = match (&raw.port, &raw.tcp) {
+        (Some(_), Some(tcp)) => {
+            return Err(src.err(
+                tcp.span(),
+                format!("{key}.tcp"),
+                format!("device {id:?} has both port and tcp, expected exactly one of them"),
+            ));
+        }
+        (None, None) => {
+            return Err(src.err(
+                dev.span(),
+                key,
+                format!(
+                    "device {id:?} has neither port nor tcp, expected exactly one of port = \"/dev/...\" or tcp = \"host:port\""
+                ),
+            ));
+        }
+        (Some(port), None) => {
+            let ep_key = format!("{key}.port");
+            if port.get_ref().trim().is_empty() {
+                return Err(src.err(
+                    port.span(),
+                    ep_key,
+                    format!(
+                        "{:?} is empty, expected a serial port path such as \"/dev/ttyUSB0\"",
+                        port.get_ref()
+                    ),
+                ));
+            }
+            let path = resolve(base, port.get_ref());
+            // Two names for one port (a /dev/serial/by-id link and its /dev/ttyUSB target) are
+            // the same port: compare the targets when they exist now.
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            let taken_key = format!("serial {}", canonical.display());
+            let shown = format!("serial port {:?}", port.get_ref());
+            (
+                Endpoint::Serial { path },
+                port.span(),
+                ep_key,
+                taken_key,
+                shown,
+            )
+        }
+        (None, Some(tcp)) => {
+            let ep_key = format!("{key}.tcp");
+            let addr = tcp.get_ref().trim();
+            if !check_tcp(addr) {
+                return Err(src.err(
+                    tcp.span(),
+                    ep_key,
+                    format!(
+                        "{:?} is not host:port, expected a host and a port 1..65535 such as \"192.168.10.21:4001\"",
+                        tcp.get_ref()
+                    ),
+                ));
+            }
+            let taken_key = format!("tcp {}", addr.to_ascii_lowercase());
+            let shown = format!("tcp address {addr:?}");
+            (
+                Endpoint::Tcp {
+                    addr: addr.to_owned(),
+                },
+                tcp.span(),
+                ep_key,
+                taken_key,
+                shown,
+            )
+        }
+    };
+    let line = line_col(src.text, span.start).0;
+    if let Some(first) = endpoints.get(&taken_key) {
+        return Err(src.err(
+            span,
+            ep_key,
+            format!(
+                "{shown} is already bound to {} (line {}), expected each port bound to one device",
+                first.what, first.line
+            ),
+        ));
+    }
+    endpoints.insert(
+        taken_key,
+        Taken {
+            what: format!("device {id:?}"),
+            line,
+        },
+    );
+    Ok(Binding {
+        id,
+        bed,
+        profile: Arc::clone(profile),
+        endpoint,
+    })
+}
+
+/// One message per bound serial port that does not exist right now. `check-config` reports these
+/// as errors; `run` only logs them as warnings and keeps retrying the port, so that one unplugged
+/// adapter does not stop the monitoring of every other bed (docs/configuration.md).
+pub fn absent_ports(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for dev in &cfg.devices {
+        if let Endpoint::Serial { path } = &dev.endpoint
+            && !path.exists()
+        {
+            let bed = cfg
+                .beds
+                .get(usize::from(dev.bed.0))
+                .map_or("?", |b| b.id.as_str());
+            out.push(format!(
+                "{}: device {:?} of bed {bed}: serial port {} does not exist",
+                cfg.source.display(),
+                dev.id,
+                path.display()
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid config; the bad-config table edits one line of it. Line numbers matter.
+    const BASE: &str = r#"listen = "127.0.0.1:8080"
+data_dir = "data"
+
+[[rooms]]
+id = "room1"
+name = "Room 1"
+
+[[rooms.recliners]]
+id = "A"
+bp_interval = "5m"
+
+[[rooms.recliners.devices]]
+id = "room1-A-oximeter"
+profile = "masimo-rad8"
+port = "/dev/ttyUSB0"
+
+[[rooms.recliners.devices]]
+id = "room1-A-nibp"
+profile = "suntech-advantage"
+tcp = "192.168.10.21:4001"
+
+[[rooms.recliners]]
+id = "B"
+
+[[rooms.recliners.devices]]
+id = "room1-B-oximeter"
+profile = "nonin-oem3"
+port = "/dev/ttyUSB1"
+"#;
+
+    fn origin() -> &'static Path {
+        Path::new("config/test.toml")
+    }
+
+    fn edited(from: &str, to: &str) -> String {
+        assert!(BASE.contains(from), "{from}");
+        BASE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn the_shipped_profiles_and_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let profiles = load_profiles(Some(&root.join("devices"))).unwrap();
+        let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
+        assert_eq!(names, ["masimo-rad8", "nonin-oem3", "suntech-advantage"]);
+        let rad8 = &profiles["masimo-rad8"];
+        assert_eq!(rad8.protocol, "masimo-ascii");
+        assert_eq!(rad8.expected_period, Duration::from_secs(1));
+        assert_eq!(
+            rad8.link,
+            LinkSettings {
+                baud: 9600,
+                data_bits: 8,
+                parity: super::super::Parity::None,
+                stop_bits: 1,
+                flow_control: super::super::FlowControl::None,
+            }
+        );
+        assert_eq!(
+            profiles["nonin-oem3"].metrics,
+            [Metric::Spo2, Metric::PulseRate, Metric::Pleth]
+        );
+        let cuff = &profiles["suntech-advantage"];
+        assert_eq!(cuff.kind, super::super::DeviceKind::Bp);
+        assert_eq!(cuff.protocol, "suntech");
+        assert_eq!(cuff.metrics.len(), 5);
+
+        let real = load_config(&root.join("config/vitalsd.toml")).unwrap();
+        assert_eq!(real.beds.len(), 2);
+        assert_eq!(real.devices.len(), 4);
+        assert!(
+            real.devices
+                .iter()
+                .any(|d| matches!(d.endpoint, Endpoint::Tcp { .. }))
+        );
+
+        let demo = load_config(&root.join("config/demo.toml")).unwrap();
+        assert_eq!(demo.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(demo.data_dir, root.join("config").join("../data/demo"));
+        let ids: Vec<(&str, &str, String)> = demo
+            .devices
+            .iter()
+            .map(|d| {
+                (
+                    d.id.as_str(),
+                    d.profile.name.as_str(),
+                    d.endpoint.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (
+                    "room1-A-oximeter",
+                    "masimo-rad8",
+                    "serial /tmp/vitalsd-demo/room1-A-oximeter".to_owned()
+                ),
+                (
+                    "room1-A-nibp",
+                    "suntech-advantage",
+                    "tcp 127.0.0.1:4101".to_owned()
+                ),
+                (
+                    "room1-B-oximeter",
+                    "nonin-oem3",
+                    "serial /tmp/vitalsd-demo/room1-B-oximeter".to_owned()
+                ),
+                (
+                    "room1-B-nibp",
+                    "suntech-advantage",
+                    "serial /tmp/vitalsd-demo/room1-B-nibp".to_owned()
+                ),
+            ]
+        );
+        assert!(
+            demo.beds
+                .iter()
+                .all(|b| b.bp_interval == Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn every_file_in_devices_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("devices");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+            .collect();
+        on_disk.sort();
+        let built_in: Vec<String> = BUILTIN_PROFILES
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
+        assert_eq!(on_disk, built_in);
+        for (name, text) in BUILTIN_PROFILES {
+            let on_disk = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("devices/{name}.toml")),
+            )
+            .unwrap();
+            assert_eq!(&on_disk, text, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_valid_config_is_flattened_in_config_order_with_defaults() {
+        let cfg = load_config_str(BASE, origin()).unwrap();
+        assert_eq!(cfg.source, origin());
+        assert_eq!(cfg.data_dir, Path::new("config/data"));
+        assert_eq!(cfg.rooms.len(), 1);
+        assert_eq!(cfg.rooms[0].beds, [BedIdx(0), BedIdx(1)]);
+        let a = cfg.bed(BedIdx(0));
+        assert_eq!(
+            (a.id.as_str(), a.recliner.as_str(), a.label.as_str(), a.room),
+            ("room1/A", "A", "Room 1 / A", 0)
+        );
+        assert_eq!(a.devices, [DeviceIdx(0), DeviceIdx(1)]);
+        let b = cfg.bed(BedIdx(1));
+        assert_eq!(b.bp_interval, DEFAULT_BP_INTERVAL);
+        assert_eq!(b.devices, [DeviceIdx(2)]);
+        let nibp = cfg.device(DeviceIdx(1));
+        assert_eq!(nibp.bed, BedIdx(0));
+        assert_eq!(
+            nibp.endpoint,
+            Endpoint::Tcp {
+                addr: "192.168.10.21:4001".to_owned()
+            }
+        );
+        assert_eq!(cfg.device(DeviceIdx(2)).profile.name, "nonin-oem3");
+
+        let no_listen = load_config_str(&edited("listen = \"127.0.0.1:8080\"\n", ""), origin());
+        assert_eq!(
+            no_listen.unwrap().listen,
+            DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_line_key_and_expectation() {
+        // (what, replace, by, line, column, key, message fragments)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            usize,
+            usize,
+            &'a str,
+            &'a [&'a str],
+        );
+        let table: &[Case<'_>] = &[
+            (
+                "unknown key",
+                "id = \"A\"\n",
+                "id = \"A\"\nalarm = 1\n",
+                10,
+                1,
+                "rooms[0].recliners[0].alarm",
+                &["unknown field `alarm`", "expected one of `id`, `label`"],
+            ),
+            (
+                "bad listen",
+                "listen = \"127.0.0.1:8080\"",
+                "listen = \"localhost:8080\"",
+                1,
+                10,
+                "listen",
+                &[
+                    "\"localhost:8080\" is not a socket address",
+                    "expected an IP address and port",
+                ],
+            ),
+            (
+                "bad id",
+                "id = \"room1\"",
+                "id = \"room 1\"",
+                5,
+                6,
+                "rooms[0].id",
+                &[
+                    "\"room 1\" is not a valid id",
+                    "expected 1 to 64 characters",
+                ],
+            ),
+            (
+                "duplicate device id",
+                "id = \"room1-B-oximeter\"",
+                "id = \"room1-A-oximeter\"",
+                26,
+                6,
+                "rooms[0].recliners[1].devices[0].id",
+                &[
+                    "duplicate device id \"room1-A-oximeter\" (first used on line 13)",
+                    "expected an id unique",
+                ],
+            ),
+            (
+                "both port and tcp",
+                "port = \"/dev/ttyUSB0\"",
+                "port = \"/dev/ttyUSB0\"\ntcp = \"10.0.0.1:4001\"",
+                16,
+                7,
+                "rooms[0].recliners[0].devices[0].tcp",
+                &["has both port and tcp", "expected exactly one of them"],
+            ),
+            (
+                "neither port nor tcp",
+                "tcp = \"192.168.10.21:4001\"",
+                "",
+                17,
+                1,
+                "rooms[0].recliners[0].devices[1]",
+                &[
+                    "\"room1-A-nibp\" has neither port nor tcp",
+                    "expected exactly one of port",
+                ],
+            ),
+            (
+                "unknown profile",
+                "profile = \"masimo-rad8\"",
+                "profile = \"masimo-rad9\"",
+                14,
+                11,
+                "rooms[0].recliners[0].devices[0].profile",
+                &[
+                    "unknown profile \"masimo-rad9\", expected one of: masimo-rad8, nonin-oem3, suntech-advantage",
+                ],
+            ),
+            (
+                "bad duration",
+                "bp_interval = \"5m\"",
+                "bp_interval = \"5 minutes\"",
+                10,
+                15,
+                "rooms[0].recliners[0].bp_interval",
+                &["expected a duration such as", "\"5 minutes\""],
+            ),
+            (
+                "duration out of range",
+                "bp_interval = \"5m\"",
+                "bp_interval = \"1s\"",
+                10,
+                15,
+                "rooms[0].recliners[0].bp_interval",
+                &["\"1s\" is out of range, expected a duration between 5s and 24h"],
+            ),
+            (
+                "duplicate port",
+                "port = \"/dev/ttyUSB1\"",
+                "port = \"/dev/ttyUSB0\"",
+                28,
+                8,
+                "rooms[0].recliners[1].devices[0].port",
+                &[
+                    "serial port \"/dev/ttyUSB0\" is already bound to device \"room1-A-oximeter\" (line 15)",
+                    "expected each port bound to one device",
+                ],
+            ),
+            (
+                "duplicate tcp address",
+                "port = \"/dev/ttyUSB1\"",
+                "tcp = \"192.168.10.21:4001\"",
+                28,
+                7,
+                "rooms[0].recliners[1].devices[0].tcp",
+                &["tcp address \"192.168.10.21:4001\" is already bound to device \"room1-A-nibp\""],
+            ),
+            (
+                "bad tcp",
+                "tcp = \"192.168.10.21:4001\"",
+                "tcp = \"192.168.10.21:0\"",
+                20,
+                7,
+                "rooms[0].recliners[0].devices[1].tcp",
+                &[
+                    "\"192.168.10.21:0\" is not host:port",
+                    "expected a host and a port 1..65535",
+                ],
+            ),
+            (
+                "tcp without a port",
+                "tcp = \"192.168.10.21:4001\"",
+                "tcp = \"192.168.10.21\"",
+                20,
+                7,
+                "rooms[0].recliners[0].devices[1].tcp",
+                &["is not host:port"],
+            ),
+            (
+                "wrong type",
+                "bp_interval = \"5m\"",
+                "bp_interval = 300",
+                10,
+                15,
+                "rooms[0].recliners[0].bp_interval",
+                &["invalid type: integer `300`, expected a string"],
+            ),
+            (
+                "missing key",
+                "profile = \"nonin-oem3\"\n",
+                "",
+                25,
+                1,
+                "rooms[0].recliners[1].devices[0].profile",
+                &["missing field `profile`", "expected this key to be set"],
+            ),
+            (
+                "duplicate recliner",
+                "id = \"B\"",
+                "id = \"A\"",
+                23,
+                6,
+                "rooms[0].recliners[1].id",
+                &["duplicate recliner id \"A\" in room \"room1\" (first used on line 9)"],
+            ),
+            (
+                "room without recliners",
+                "[[rooms.recliners]]\nid = \"A\"",
+                "[[rooms]]\nid = \"room2\"\nname = \"Room 2\"\n[[rooms.recliners]]\nid = \"A\"",
+                4,
+                1,
+                "rooms[0].recliners",
+                &["room \"room1\" has no recliners", "expected at least one"],
+            ),
+            (
+                "syntax error",
+                "name = \"Room 1\"",
+                "name = \"Room 1",
+                6,
+                15,
+                "",
+                &["invalid basic string"],
+            ),
+        ];
+        for (what, from, to, line, column, key, fragments) in table {
+            let err = load_config_str(&edited(from, to), origin()).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("config/test.toml:{line}:{column}: ")),
+                "{what}: {text}"
+            );
+            assert_eq!(err.key(), Some(*key), "{what}: {text}");
+            for f in *fragments {
+                assert!(text.contains(f), "{what}: {text:?} lacks {f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_error_display_has_file_line_column_key_and_message() {
+        let err = load_config_str(
+            &edited("profile = \"masimo-rad8\"", "profile = \"masimo-rad9\""),
+            Path::new("config/vitalsd.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: masimo-rad8, nonin-oem3, suntech-advantage"
+        );
+    }
+
+    const PROFILE: &str = r#"vendor = "Acme"
+model = "Ox-1"
+kind = "oximeter"
+transport = "serial"
+protocol = "masimo-ascii"
+metrics = ["spo2", "pulse_rate"]
+expected_period = "1s"
+no_signal = "dashes"
+[link]
+baud = 9600
+data_bits = 8
+parity = "none"
+stop_bits = 1
+flow_control = "none"
+"#;
+
+    #[test]
+    fn bad_profiles_name_the_line_key_and_expectation() {
+        let table: &[(&str, &str, usize, &str, &str)] = &[
+            (
+                "protocol = \"masimo-ascii\"",
+                "protocol = \"masimo\"",
+                5,
+                "protocol",
+                "unknown protocol \"masimo\", expected one of: masimo-ascii, nonin-format2, suntech",
+            ),
+            (
+                "\"pulse_rate\"]",
+                "\"pulse\"]",
+                6,
+                "metrics[1]",
+                "unknown metric \"pulse\", expected one of: spo2, pulse_rate,",
+            ),
+            (
+                "baud = 9600",
+                "baud = 0",
+                10,
+                "link.baud",
+                "expected a baud rate above 0",
+            ),
+            (
+                "data_bits = 8",
+                "data_bits = 9",
+                11,
+                "link.data_bits",
+                "9 is out of range, expected 5 to 8",
+            ),
+            (
+                "stop_bits = 1",
+                "stop_bits = 3",
+                13,
+                "link.stop_bits",
+                "3 is out of range, expected 1 or 2",
+            ),
+            (
+                "parity = \"none\"",
+                "parity = \"mark\"",
+                12,
+                "link.parity",
+                "unknown variant `mark`, expected one of `none`, `odd`, `even`",
+            ),
+            (
+                "kind = \"oximeter\"",
+                "kind = \"ecg\"",
+                3,
+                "kind",
+                "unknown variant `ecg`",
+            ),
+            (
+                "expected_period = \"1s\"",
+                "expected_period = \"1h\"",
+                7,
+                "expected_period",
+                "expected a duration between 100ms and 10m",
+            ),
+            (
+                "no_signal",
+                "no_signal_text",
+                8,
+                "no_signal_text",
+                "unknown field `no_signal_text`",
+            ),
+        ];
+        for (from, to, line, key, fragment) in table {
+            let text = PROFILE.replacen(from, to, 1);
+            let err =
+                load_profile("acme-ox1", &text, Path::new("devices/acme-ox1.toml")).unwrap_err();
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with(&format!("devices/acme-ox1.toml:{line}:")),
+                "{to}: {shown}"
+            );
+            assert_eq!(err.key(), Some(*key), "{to}: {shown}");
+            assert!(shown.contains(fragment), "{to}: {shown}");
+        }
+        let ok = load_profile("acme-ox1", PROFILE, Path::new("x.toml")).unwrap();
+        assert_eq!(ok.name, "acme-ox1");
+    }
+
+    #[test]
+    fn a_devices_dir_adds_and_replaces_profiles() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("devices");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("acme-ox1.toml"), PROFILE).unwrap();
+        let slow = PROFILE.replace("expected_period = \"1s\"", "expected_period = \"2s\"");
+        std::fs::write(dir.join("masimo-rad8.toml"), slow).unwrap();
+        std::fs::write(dir.join("README.md"), "not a profile").unwrap();
+        let profiles = load_profiles(Some(&dir)).unwrap();
+        assert_eq!(profiles.len(), 4);
+        assert_eq!(profiles["acme-ox1"].vendor, "Acme");
+        assert_eq!(
+            profiles["masimo-rad8"].expected_period,
+            Duration::from_secs(2)
+        );
+
+        let cfg_path = root.path().join("vitalsd.toml");
+        let text = format!(
+            "devices_dir = \"devices\"\n{}",
+            edited("\"masimo-rad8\"", "\"acme-ox1\"")
+        );
+        std::fs::write(&cfg_path, text).unwrap();
+        let cfg = load_config(&cfg_path).unwrap();
+        assert_eq!(cfg.device(DeviceIdx(0)).profile.model, "Ox-1");
+
+        std::fs::write(dir.join("bad name.toml"), PROFILE).unwrap();
+        let err = load_profiles(Some(&dir)).unwrap_err();
+        assert!(
+            err.to_string().contains("is not a valid profile name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_devices_dir_or_config_file_is_an_io_error_naming_it() {
+        let err = load_config_str(
+            &format!("devices_dir = \"no-such-dir\"\n{BASE}"),
+            Path::new("/nonexistent/vitalsd.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Io {
+                    what: "devices_dir",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/nonexistent/no-such-dir: cannot read devices_dir"
+        );
+        let err = load_config(Path::new("/nonexistent/vitalsd.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/nonexistent/vitalsd.toml: cannot read config file"
+        );
+    }
+
+    #[test]
+    fn absent_serial_ports_are_listed_and_present_ones_and_tcp_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("ttyFAKE0");
+        std::fs::write(&present, "").unwrap();
+        let text = edited("/dev/ttyUSB0", present.to_str().unwrap())
+            .replace("/dev/ttyUSB1", "/nonexistent/ttyUSB1");
+        let cfg = load_config_str(&text, origin()).unwrap();
+        assert_eq!(
+            absent_ports(&cfg),
+            [
+                "config/test.toml: device \"room1-B-oximeter\" of bed room1/B: serial port /nonexistent/ttyUSB1 does not exist"
+            ]
+        );
+    }
+
+    #[test]
+    fn tcp_addresses_accept_host_names_and_bracketed_ipv6_only_with_a_port() {
+        let table = [
+            ("192.168.10.21:4001", true),
+            ("moxa-1.clinic.lan:4001", true),
+            ("[fe80::1]:4001", true),
+            ("host:65535", true),
+            ("host:65536", false),
+            ("host:0", false),
+            ("host:", false),
+            (":4001", false),
+            ("fe80::1:4001", false),
+            ("host:+80", false),
+            ("ho st:80", false),
+            ("host", false),
+        ];
+        for (addr, ok) in table {
+            assert_eq!(check_tcp(addr), ok, "{addr}");
+        }
+    }
+
+    #[test]
+    fn ids_allow_only_safe_characters_up_to_64() {
+        let long = "a".repeat(64);
+        let too_long = "a".repeat(65);
+        let table = [
+            ("room1", true),
+            ("room1-A_oximeter", true),
+            (long.as_str(), true),
+            (too_long.as_str(), false),
+            ("", false),
+            ("room/1", false),
+            ("räum", false),
+        ];
+        for (id, ok) in table {
+            assert_eq!(is_valid_id(id), ok, "{id}");
+        }
+    }
+
+    #[test]
+    fn line_and_column_count_characters_not_bytes() {
+        assert_eq!(line_col("a = 1\nbé = 2", 10), (2, 4));
+        assert_eq!(line_col("x", 99), (1, 2));
+        assert_eq!(line_col("é", 1), (1, 1));
+    }
 }

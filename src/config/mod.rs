@@ -12,7 +12,11 @@ mod load;
 mod raw;
 
 pub use duration::parse_duration;
-pub use load::{ConfigError, load_config, load_profile, load_profiles};
+pub use load::{
+    BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
+    MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
+    load_config_str, load_profile, load_profiles,
+};
 
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use std::net::SocketAddr;

@@ -1,1 +1,84 @@
-//! PLACEHOLDER: replaced by the config work.
+//! What serde reads from the TOML files, before validation.
+//!
+//! Every struct denies unknown keys, so a misspelt key is an error instead of a silently ignored
+//! setting. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
+//! errors can point at the line and column of the bad value.
+
+use super::{DeviceKind, FlowControl, Parity, TransportKind};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The clinic config file as written (`config/vitalsd.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    /// Socket address of the HTTP API; `127.0.0.1:8080` when absent.
+    pub listen: Option<Spanned<String>>,
+    /// State directory, relative to the config file's directory unless absolute.
+    pub data_dir: Spanned<String>,
+    /// Directory of extra or replacement device profiles.
+    pub devices_dir: Option<Spanned<String>>,
+    /// The rooms; `[[rooms]]` tables. Absent means none, which validation rejects with a
+    /// clearer message than serde's "missing field".
+    #[serde(default)]
+    pub rooms: Vec<Spanned<RawRoom>>,
+}
+
+/// One `[[rooms]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoom {
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub recliners: Vec<Spanned<RawRecliner>>,
+}
+
+/// One `[[rooms.recliners]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecliner {
+    pub id: Spanned<String>,
+    pub label: Option<Spanned<String>>,
+    pub bp_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub devices: Vec<Spanned<RawDevice>>,
+}
+
+/// One `[[rooms.recliners.devices]]` table: a device bound to the recliner.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDevice {
+    pub id: Spanned<String>,
+    pub profile: Spanned<String>,
+    /// Serial port path; exactly one of `port` and `tcp`.
+    pub port: Option<Spanned<String>>,
+    /// `host:port` of a serial device server; exactly one of `port` and `tcp`.
+    pub tcp: Option<Spanned<String>>,
+}
+
+/// A device profile as written (`devices/<name>.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfile {
+    pub vendor: Spanned<String>,
+    pub model: Spanned<String>,
+    pub kind: DeviceKind,
+    pub transport: TransportKind,
+    pub protocol: Spanned<String>,
+    pub metrics: Spanned<Vec<Spanned<String>>>,
+    pub expected_period: Spanned<String>,
+    pub no_signal: String,
+    pub link: RawLink,
+}
+
+/// The `[link]` table of a profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    pub baud: Spanned<u32>,
+    pub data_bits: Spanned<u8>,
+    pub parity: Parity,
+    pub stop_bits: Spanned<u8>,
+    pub flow_control: FlowControl,
+}
