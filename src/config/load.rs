@@ -1250,6 +1250,24 @@ port = "/dev/ttyUSB1"
                 &["room \"room1\" has no recliners", "expected at least one"],
             ),
             (
+                "recliner without devices",
+                "[[rooms.recliners.devices]]\nid = \"room1-B-oximeter\"\nprofile = \"nonin-oem3\"\nport = \"/dev/ttyUSB1\"\n",
+                "",
+                22,
+                1,
+                "rooms[0].recliners[1].devices",
+                &["recliner \"B\" has no devices", "expected at least one"],
+            ),
+            (
+                "misspelt table",
+                "[[rooms]]",
+                "[[roms]]",
+                4,
+                3,
+                "roms",
+                &["unknown field `roms`"],
+            ),
+            (
                 "syntax error",
                 "name = \"Room 1\"",
                 "name = \"Room 1",
@@ -1271,6 +1289,15 @@ port = "/dev/ttyUSB1"
                 assert!(text.contains(f), "{what}: {text:?} lacks {f:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_config_without_rooms_is_rejected() {
+        let err = load_config_str("data_dir = \"d\"\n", origin()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config/test.toml:1:1: rooms: no rooms, expected at least one [[rooms]] table"
+        );
     }
 
     #[test]
