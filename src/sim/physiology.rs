@@ -313,3 +313,355 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario::{Baseline, Event, Ketamine, Scenario};
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn mins(m: u64) -> Duration {
+        secs(m * 60)
+    }
+
+    /// A noise-free script for `room1/A` with the given events.
+    fn script(events: Vec<Event>) -> BedScript {
+        let mut s = Scenario::steady(&["room1/A"]).beds.remove(0);
+        s.events = events;
+        s
+    }
+
+    fn event(at: Duration, duration: Duration, kind: EventKind) -> Event {
+        Event { at, duration, kind }
+    }
+
+    fn baseline_vitals(b: Baseline) -> Vitals {
+        Vitals {
+            spo2: b.spo2,
+            pulse_rate: b.pulse_rate,
+            perfusion_index: b.perfusion_index,
+            sys: b.sys,
+            dia: b.dia,
+            map: b.dia + (b.sys - b.dia) / 3.0,
+        }
+    }
+
+    #[test]
+    fn zero_noise_gives_exactly_the_baseline_before_the_dose() {
+        let mut s = script(vec![]);
+        s.dose_at = Some(mins(10));
+        let mut p = Patient::new(&s, 42);
+        let want = baseline_vitals(s.baseline);
+        for t in (0..600).step_by(7).map(secs) {
+            assert_eq!(p.vitals(t), want, "at {t:?}");
+        }
+    }
+
+    #[test]
+    fn the_ketamine_rise_peaks_near_peak_after_and_returns_to_baseline_after_duration() {
+        let mut s = script(vec![]);
+        s.dose_at = Some(mins(2));
+        s.ketamine = Ketamine::default(); // +25/+15 mmHg, +15 /min, peak 35 min, 100 min
+        let b = s.baseline;
+        let mut p = Patient::new(&s, 1);
+        let samples: Vec<(Duration, Vitals)> = (0..=150 * 2)
+            .map(|half_min| secs(half_min * 30))
+            .map(|t| (t, p.vitals(t)))
+            .collect();
+        let (peak_t, peak) = samples
+            .iter()
+            .max_by(|a, b| a.1.sys.total_cmp(&b.1.sys))
+            .copied()
+            .unwrap();
+        assert_eq!(peak_t, mins(37), "peak 35 min after a dose at 2 min");
+        assert!((peak.sys - (b.sys + 25.0)).abs() < 1e-9);
+        assert!((peak.dia - (b.dia + 15.0)).abs() < 1e-9);
+        assert!((peak.pulse_rate - (b.pulse_rate + 15.0)).abs() < 1e-9);
+        for w in samples.windows(2) {
+            let ((t0, v0), (t1, v1)) = (w[0], w[1]);
+            if t1 <= mins(37) {
+                assert!(v1.sys >= v0.sys, "rising until the peak, {t0:?}..{t1:?}");
+            } else if t0 >= mins(37) {
+                assert!(v1.sys <= v0.sys, "falling after the peak, {t0:?}..{t1:?}");
+            }
+        }
+        for (t, v) in samples.iter().filter(|(t, _)| *t >= mins(102)) {
+            assert_eq!(*v, baseline_vitals(b), "back at baseline at {t:?}");
+        }
+        let halfway = p.vitals(mins(20));
+        assert!(halfway.sys > b.sys + 5.0 && halfway.sys < b.sys + 25.0);
+    }
+
+    #[test]
+    fn the_desaturation_reaches_its_target_during_the_event_and_recovers_after() {
+        let ramp = secs(20);
+        let s = script(vec![event(
+            mins(3),
+            secs(90),
+            EventKind::Desaturation { spo2: 84.0, ramp },
+        )]);
+        let mut p = Patient::new(&s, 1);
+        let spo2 = |p: &mut Patient, t: Duration| p.vitals(t).spo2;
+        assert_eq!(spo2(&mut p, mins(3) - secs(1)), 97.0);
+        assert_eq!(
+            spo2(&mut p, mins(3)),
+            97.0,
+            "the ramp starts at the baseline"
+        );
+        let mid_ramp = spo2(&mut p, mins(3) + secs(10));
+        assert!((mid_ramp - 90.5).abs() < 1e-9, "half-way down: {mid_ramp}");
+        for t in (200..270).map(secs) {
+            assert_eq!(spo2(&mut p, t), 84.0, "held at the target at {t:?}");
+        }
+        let recovering = spo2(&mut p, secs(270 + 10));
+        assert!(
+            (recovering - 90.5).abs() < 1e-9,
+            "half-way back: {recovering}"
+        );
+        for t in (290..400).map(secs) {
+            assert_eq!(spo2(&mut p, t), 97.0, "recovered at {t:?}");
+        }
+        assert_eq!(p.vitals(secs(230)).pulse_rate, 72.0, "only SpO2 falls");
+    }
+
+    #[test]
+    fn faults_are_on_exactly_during_their_windows() {
+        use DeviceRole::{Bp, Oximeter};
+        let on = |f: Faults| -> Vec<&str> {
+            [
+                (f.finger_out, "finger_out"),
+                (f.probe_unplugged, "probe_unplugged"),
+                (f.searching, "searching"),
+                (f.motion, "motion"),
+                (f.low_battery, "low_battery"),
+                (f.cuff_error.is_some(), "cuff_error"),
+                (f.disconnected, "disconnected"),
+                (f.garbage, "garbage"),
+            ]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect()
+        };
+        // (kind, device that shows it, the fault's name)
+        let table = [
+            (EventKind::FingerOut, Oximeter, "finger_out"),
+            (EventKind::ProbeUnplugged, Oximeter, "probe_unplugged"),
+            (EventKind::Searching, Oximeter, "searching"),
+            (EventKind::Motion { device: Oximeter }, Oximeter, "motion"),
+            (EventKind::Motion { device: Bp }, Bp, "motion"),
+            (EventKind::LowBattery { device: Bp }, Bp, "low_battery"),
+            (EventKind::CuffError { code: 87 }, Bp, "cuff_error"),
+            (
+                EventKind::Disconnect { device: Oximeter },
+                Oximeter,
+                "disconnected",
+            ),
+            (EventKind::Disconnect { device: Bp }, Bp, "disconnected"),
+            (EventKind::Garbage { device: Oximeter }, Oximeter, "garbage"),
+        ];
+        let (at, end) = (mins(5), mins(5) + secs(30));
+        let tick = Duration::from_nanos(1);
+        for (kind, device, name) in table {
+            let p = Patient::new(&script(vec![event(at, secs(30), kind)]), 3);
+            let other = if device == Oximeter { Bp } else { Oximeter };
+            for t in [Duration::ZERO, at - tick, end, end + mins(10)] {
+                assert!(p.faults(t, device).is_clear(), "{name} off at {t:?}");
+            }
+            for t in [at, at + secs(15), end - tick] {
+                assert_eq!(on(p.faults(t, device)), vec![name], "{name} on at {t:?}");
+                assert!(p.faults(t, other).is_clear(), "{name} not on the {other}");
+            }
+        }
+        let p = Patient::new(
+            &script(vec![event(at, secs(30), EventKind::CuffError { code: 87 })]),
+            3,
+        );
+        assert_eq!(
+            p.faults(at, Bp).cuff_error,
+            Some(87),
+            "the SunTech code is passed on"
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_sequence_and_another_seed_a_different_one() {
+        let mut s = script(vec![event(
+            mins(1),
+            secs(30),
+            EventKind::Motion {
+                device: DeviceRole::Oximeter,
+            },
+        )]);
+        s.noise = 1.0;
+        s.dose_at = Some(mins(2));
+        let run = |seed: u64| {
+            let mut p = Patient::new(&s, seed);
+            (0..2000u64)
+                .map(|i| {
+                    let t = Duration::from_millis(i * 1000 / 75 * 3);
+                    (p.vitals(t), p.pleth(t))
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = run(7);
+        assert_eq!(first, run(7));
+        assert_ne!(first, run(8));
+        let spo2s: Vec<f64> = first.iter().map(|(v, _)| v.spo2).collect();
+        assert!(
+            spo2s.iter().any(|&x| x != spo2s[0]),
+            "noise 1 varies the values"
+        );
+    }
+
+    #[test]
+    fn two_beds_with_one_seed_get_different_noise() {
+        let mut a = script(vec![]);
+        a.noise = 1.0;
+        let mut b = a.clone();
+        b.bed = "room1/B".to_owned();
+        let (mut pa, mut pb) = (Patient::new(&a, 7), Patient::new(&b, 7));
+        assert_ne!(pa.vitals(secs(10)), pb.vitals(secs(10)));
+        assert_eq!(pb.bed(), "room1/B");
+    }
+
+    #[test]
+    fn vitals_stay_in_physiological_ranges_under_extreme_noise_and_rises() {
+        let mut s = script(vec![event(
+            mins(1),
+            mins(5),
+            EventKind::Motion {
+                device: DeviceRole::Oximeter,
+            },
+        )]);
+        s.noise = 10.0;
+        s.baseline = Baseline {
+            spo2: 100.0,
+            pulse_rate: 250.0,
+            sys: 260.0,
+            dia: 200.0,
+            perfusion_index: 0.02,
+        };
+        s.dose_at = Some(Duration::ZERO);
+        s.ketamine.sys_rise = 100.0;
+        s.ketamine.dia_rise = 100.0;
+        s.ketamine.pr_rise = 100.0;
+        let mut p = Patient::new(&s, 9);
+        for t in (0..7200).step_by(3).map(secs) {
+            let v = p.vitals(t);
+            assert!((0.0..=100.0).contains(&v.spo2), "{v:?}");
+            assert!((20.0..=300.0).contains(&v.pulse_rate), "{v:?}");
+            assert!((0.02..=20.0).contains(&v.perfusion_index), "{v:?}");
+            assert!((40.0..=300.0).contains(&v.sys), "{v:?}");
+            assert!(v.dia >= 20.0 && v.dia <= v.sys - 5.0, "{v:?}");
+            assert!(v.map > v.dia && v.map < v.sys, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn motion_disturbs_the_oximeter_readings_only_during_the_event() {
+        let s = script(vec![event(
+            mins(1),
+            secs(30),
+            EventKind::Motion {
+                device: DeviceRole::Oximeter,
+            },
+        )]);
+        let mut p = Patient::new(&s, 5);
+        for t in (60..90).map(secs) {
+            let v = p.vitals(t);
+            assert!(
+                v.spo2 < 97.0,
+                "falsely low during motion at {t:?}: {}",
+                v.spo2
+            );
+            assert_eq!((v.sys, v.dia), (122.0, 78.0), "the cuff is not an oximeter");
+        }
+        assert_eq!(p.vitals(secs(90)), baseline_vitals(s.baseline));
+    }
+
+    /// 75 Hz samples of the pleth over `seconds`, starting at `from`.
+    fn pleth_run(p: &mut Patient, from: Duration, seconds: u64) -> Vec<u8> {
+        (0..seconds * 75)
+            .map(|i| p.pleth(from + Duration::from_nanos(i * 1_000_000_000 / 75)))
+            .collect()
+    }
+
+    #[test]
+    fn the_pleth_stays_in_range_and_is_periodic_at_the_pulse_rate() {
+        let mut s = script(vec![]);
+        s.baseline.pulse_rate = 75.0; // one beat per 0.8 s = 60 samples at 75 Hz
+        let mut p = Patient::new(&s, 1);
+        let wave = pleth_run(&mut p, Duration::ZERO, 8);
+        assert!(wave.iter().all(|&x| x <= 127));
+        let (lo, hi) = (*wave.iter().min().unwrap(), *wave.iter().max().unwrap());
+        assert!(hi - lo > 50, "a visible pulse: {lo}..{hi}");
+        for i in 0..wave.len() - 60 {
+            assert!(
+                wave[i].abs_diff(wave[i + 60]) <= 1,
+                "sample {i} repeats one beat later"
+            );
+        }
+        let mid = (u16::from(lo) + u16::from(hi)) / 2;
+        let upstrokes = wave
+            .windows(2)
+            .filter(|w| u16::from(w[0]) < mid && u16::from(w[1]) >= mid)
+            .count();
+        assert_eq!(upstrokes, 10, "10 beats in 8 s at 75 /min");
+    }
+
+    #[test]
+    fn the_pleth_follows_the_pulse_rate_as_it_changes() {
+        let mut s = script(vec![]);
+        s.baseline.pulse_rate = 60.0;
+        s.dose_at = Some(Duration::ZERO);
+        s.ketamine = Ketamine {
+            pr_rise: 60.0,
+            peak_after: mins(30),
+            duration: mins(60),
+            ..Ketamine::default()
+        };
+        let mut p = Patient::new(&s, 1);
+        let count = |wave: &[u8]| wave.windows(2).filter(|w| w[0] < 60 && w[1] >= 60).count();
+        let before = count(&pleth_run(&mut p, Duration::ZERO, 30));
+        let at_peak = count(&pleth_run(&mut p, mins(30), 30));
+        assert!(
+            (29..=31).contains(&before),
+            "~30 beats in 30 s at 60 /min: {before}"
+        );
+        assert!(
+            (59..=61).contains(&at_peak),
+            "~60 beats in 30 s at 120 /min: {at_peak}"
+        );
+    }
+
+    #[test]
+    fn the_pleth_is_flat_zero_while_the_sensor_is_off_and_stays_in_range_with_motion() {
+        let s = script(vec![
+            event(secs(10), secs(10), EventKind::FingerOut),
+            event(secs(20), secs(5), EventKind::ProbeUnplugged),
+            event(secs(25), secs(5), EventKind::Searching),
+            event(
+                secs(30),
+                secs(20),
+                EventKind::Motion {
+                    device: DeviceRole::Oximeter,
+                },
+            ),
+        ]);
+        let mut p = Patient::new(&s, 1);
+        let wave = pleth_run(&mut p, Duration::ZERO, 60);
+        assert!(wave[..10 * 75].iter().any(|&x| x > 0));
+        assert!(
+            wave[10 * 75..30 * 75].iter().all(|&x| x == 0),
+            "flat while off or searching"
+        );
+        assert!(
+            wave[30 * 75..].iter().any(|&x| x > 0),
+            "the pulse comes back"
+        );
+        assert!(wave.iter().all(|&x| x <= 127));
+    }
+}
