@@ -1,0 +1,4 @@
+//! (being written)
+
+pub mod physiology;
+pub mod scenario;
