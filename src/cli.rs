@@ -1,4 +1,205 @@
-//! (being written)
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The `vitalsd` command line. `main.rs` only calls [`main`]; every command is a function here
+//! that returns an error chain, which `main` prints whole (ripgrep style).
+
+use crate::app::{self, Options};
+use crate::config;
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Watches the vital signs of both patients of every recliner and raises alarms.
+#[derive(Debug, Parser)]
+#[command(name = "vitalsd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon against the devices bound in a config file.
+    Run {
+        /// The clinic's config file.
+        #[arg(long, default_value = "config/vitalsd.toml")]
+        config: PathBuf,
+    },
+    /// Run the daemon and the device simulator in one process (one room, recliners A and B).
+    Demo {
+        /// The demo config (its devices must be marked `simulated = true`).
+        #[arg(long, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// The scenario the simulator plays.
+        #[arg(long, default_value = "config/scenarios/demo.toml")]
+        scenario: PathBuf,
+        /// Listen here instead of the config's address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run only the simulator for the devices marked `simulated = true` in a config, and print
+    /// where each one is (tty path or host:port).
+    Simulate {
+        #[arg(long, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// The scenario to play (default: steady baseline values).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
+    /// Validate a config file (and its device profiles) and exit.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Decode captured frames (hex) and print one JSON object per observation.
+    Decode {
+        /// Protocol name (masimo-ascii, nonin-format2, suntech).
+        #[arg(long)]
+        protocol: String,
+        /// The bytes, in hex; several arguments are joined.
+        #[arg(required = true)]
+        hex: Vec<String>,
+    },
+}
+
+/// Parses the command line, runs the command, prints the error chain on failure.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vitalsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VITALSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = load(&config)?;
+            for warning in config::absent_ports(&cfg) {
+                tracing::warn!("{warning}; the device shows as disconnected until it appears");
+            }
+            runtime()?.block_on(app::run(
+                Arc::new(cfg),
+                Options::default(),
+                app::shutdown_signal(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            config,
+            scenario,
+            listen,
+        } => {
+            let cfg = Arc::new(load(&config)?);
+            let scenario = crate::sim::scenario::Scenario::load(&scenario)
+                .with_context(|| format!("cannot load scenario {}", scenario.display()))?;
+            runtime()?.block_on(async move {
+                let sim = crate::sim::start(&cfg, scenario)
+                    .await
+                    .context("cannot start the simulator")?;
+                println!("vitalsd demo: simulated devices (data flagged simulated):");
+                for (id, at) in sim.endpoints() {
+                    println!("  {id:<20} {at}");
+                }
+                let opts = Options {
+                    summary_every: Some(Duration::from_secs(5)),
+                    listen,
+                };
+                let result = app::run(cfg, opts, app::shutdown_signal()).await;
+                sim.shutdown().await;
+                result
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate { config, scenario } => {
+            let cfg = load(&config)?;
+            let scenario = match scenario {
+                Some(p) => crate::sim::scenario::Scenario::load(&p)
+                    .with_context(|| format!("cannot load scenario {}", p.display()))?,
+                None => crate::sim::scenario::Scenario::steady(
+                    &cfg.beds.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+                ),
+            };
+            if !cfg.devices.iter().any(|d| d.simulated) {
+                bail!(
+                    "{}: no device is marked `simulated = true`; the simulator only plays \
+                     devices marked so, so that their data is flagged simulated",
+                    config.display()
+                );
+            }
+            runtime()?.block_on(async move {
+                let sim = crate::sim::start(&cfg, scenario).await?;
+                for (id, at) in sim.endpoints() {
+                    println!("{id}\t{at}");
+                }
+                app::shutdown_signal().await;
+                sim.shutdown().await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => {
+            let cfg = load(&file)?;
+            let absent = config::absent_ports(&cfg);
+            if !absent.is_empty() {
+                for a in &absent {
+                    eprintln!("vitalsd: {a}");
+                }
+                bail!(
+                    "{}: {} serial port(s) not present",
+                    file.display(),
+                    absent.len()
+                );
+            }
+            println!(
+                "{}: ok ({} rooms, {} recliners, {} devices)",
+                file.display(),
+                cfg.rooms.len(),
+                cfg.beds.len(),
+                cfg.devices.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decode { protocol, hex } => {
+            let (ms, report) = crate::protocol::decode_hex(&protocol, &hex)?;
+            for m in &ms {
+                println!("{}", serde_json::to_string(m)?);
+            }
+            if report.skipped_bytes > 0 || report.bad_frames > 0 {
+                eprintln!(
+                    "vitalsd: {} frame(s) decoded, {} byte(s) skipped, {} bad frame(s)",
+                    report.frames, report.skipped_bytes, report.bad_frames
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {
+    Ok(config::load_config(path)?)
 }

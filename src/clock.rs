@@ -13,7 +13,7 @@ impl Mono {
     pub const ZERO: Mono = Mono(0);
 
     /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Mono {
+    pub fn saturating_add(self, d: Duration) -> Mono {
         Mono(
             self.0
                 .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
@@ -64,6 +64,21 @@ pub fn rfc3339_ms(ms: i64) -> String {
     )
 }
 
+/// The calendar time (UTC) of Unix milliseconds, as a device would stamp it.
+pub fn calendar_utc(ms: i64) -> crate::model::DeviceTime {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    crate::model::DeviceTime {
+        year: u16::try_from(y).unwrap_or(0),
+        month: m as u8,
+        day: d as u8,
+        hour: (sod / 3600) as u8,
+        minute: ((sod / 60) % 60) as u8,
+        second: (sod % 60) as u8,
+    }
+}
+
 /// Howard Hinnant's days-to-civil algorithm (public domain).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -92,6 +107,9 @@ mod tests {
     #[test]
     fn mono_arithmetic_saturates() {
         assert_eq!(Mono(5).since(Mono(9)), Duration::ZERO);
-        assert_eq!(Mono(u64::MAX).add(Duration::from_secs(1)), Mono(u64::MAX));
+        assert_eq!(
+            Mono(u64::MAX).saturating_add(Duration::from_secs(1)),
+            Mono(u64::MAX)
+        );
     }
 }

@@ -1,1 +1,255 @@
-//! (being written)
+//! One task per bound device: open the transport, run the device's dialogue, decode, hand the
+//! measurements to the hub, and on any error report `disconnected` and reconnect with backoff.
+//! State that must survive a reconnect (the NIBP schedule) lives outside the connection.
+//!
+//! Two dialogues exist: streaming devices (Masimo, Nonin: they talk, we listen) and the SunTech
+//! NIBP module (we start a measurement on the bed's interval, poll the cuff pressure while it
+//! runs, then ask for the result).
+
+use crate::clock::{Mono, mono_now};
+use crate::hub::wire::DeviceStatus;
+use crate::hub::{Hub, Stamp};
+use crate::model::{DeviceIdx, Measurement};
+use crate::protocol;
+use crate::protocol::suntech::{Command, Response, SuntechDecoder};
+use crate::transport::{self, Backoff, Link};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// What a source needs from the daemon.
+#[derive(Clone)]
+pub struct SourceCtx {
+    pub hub: Arc<Hub>,
+    pub cancel: CancellationToken,
+}
+
+/// Runs one device until cancelled.
+pub async fn run_device(ctx: SourceCtx, device: DeviceIdx) {
+    let cfg = ctx.hub.config().clone();
+    let binding = cfg.device(device);
+    let bed = cfg.bed(binding.bed);
+    let mut backoff = Backoff::new();
+    let mut nibp = NibpSchedule::new(bed.bp_interval);
+    let mut last_error: Option<String> = None;
+    loop {
+        let opened = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = transport::open(&binding.endpoint, &binding.profile.link) => r,
+        };
+        let why = match opened {
+            Ok(link) => {
+                tracing::info!(device = %binding.id, endpoint = %binding.endpoint, "device connected");
+                ctx.hub.device_status(device, DeviceStatus::Connected, None);
+                backoff.reset();
+                last_error = None;
+                let ended = if binding.profile.protocol == "suntech" {
+                    suntech_session(&ctx, device, link, &mut nibp).await
+                } else {
+                    stream_session(&ctx, device, link).await
+                };
+                match ended {
+                    Ended::Cancelled => return,
+                    Ended::Lost(why) => why,
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        if last_error.as_deref() != Some(why.as_str()) {
+            tracing::warn!(device = %binding.id, reason = %why, "device disconnected; reconnecting");
+            last_error = Some(why.clone());
+        }
+        ctx.hub
+            .device_status(device, DeviceStatus::Disconnected, Some(why));
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+enum Ended {
+    Cancelled,
+    Lost(String),
+}
+
+/// A device that streams: read, decode, ingest, until the link fails.
+async fn stream_session(ctx: &SourceCtx, device: DeviceIdx, mut link: Link) -> Ended {
+    let cfg = ctx.hub.config();
+    let binding = cfg.device(device);
+    let Some(mut decoder) = protocol::decoder_for(&binding.profile.protocol) else {
+        // Config validation rejects unknown protocols; this is a second line of defence.
+        return Ended::Lost(format!("unknown protocol {:?}", binding.profile.protocol));
+    };
+    let mut buf = vec![0u8; 4096];
+    let mut out: Vec<Measurement> = Vec::with_capacity(64);
+    loop {
+        let n = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ended::Cancelled,
+            r = link.read(&mut buf) => match r {
+                Ok(0) => return Ended::Lost("end of stream (device closed the connection)".into()),
+                Ok(n) => n,
+                Err(e) => return Ended::Lost(format!("read failed: {e}")),
+            },
+        };
+        let stamp = Stamp::now();
+        let report = decoder.feed(&buf[..n], &mut out);
+        if report.skipped_bytes > 0 || report.bad_frames > 0 {
+            tracing::debug!(
+                device = %binding.id,
+                skipped_bytes = report.skipped_bytes,
+                bad_frames = report.bad_frames,
+                "garbage on the line; decoder resynchronised"
+            );
+        }
+        ctx.hub.ingest(device, stamp, &out);
+        out.clear();
+    }
+}
+
+/// When the next NIBP measurement is due. Survives reconnects, so a flaky link does not start
+/// a measurement on every reconnect.
+#[derive(Debug)]
+struct NibpSchedule {
+    interval: Duration,
+    next: Option<Mono>,
+}
+
+impl NibpSchedule {
+    /// The first measurement starts shortly after the cuff is first reached.
+    const FIRST_AFTER: Duration = Duration::from_secs(2);
+
+    fn new(interval: Duration) -> NibpSchedule {
+        NibpSchedule {
+            interval,
+            next: None,
+        }
+    }
+
+    fn due(&mut self, now: Mono) -> Mono {
+        *self
+            .next
+            .get_or_insert(now.saturating_add(Self::FIRST_AFTER))
+    }
+
+    fn started(&mut self, now: Mono) {
+        self.next = Some(now.saturating_add(self.interval));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cuff {
+    Idle,
+    Measuring { since: Mono, peak: u16 },
+    AwaitingResult { since: Mono },
+}
+
+/// Poll period while a measurement runs, and liveness probe period while idle.
+const CUFF_POLL: Duration = Duration::from_secs(1);
+const IDLE_PROBE: Duration = Duration::from_secs(2);
+/// No answer to this many polls in a row: the module is gone (a serial cable pulled out gives
+/// no error, only silence).
+const MAX_UNANSWERED: u32 = 3;
+/// A measurement that has not produced a result by then is abandoned (the module has its own
+/// safety timeouts well below this; the NIBP-overdue alarm covers the patient).
+const MEASUREMENT_LIMIT: Duration = Duration::from_secs(180);
+/// Pressure above which inflation is deemed started, and below which deflation is deemed done.
+const INFLATED_MMHG: u16 = 20;
+const DEFLATED_MMHG: u16 = 10;
+
+/// The SunTech dialogue.
+async fn suntech_session(
+    ctx: &SourceCtx,
+    device: DeviceIdx,
+    mut link: Link,
+    schedule: &mut NibpSchedule,
+) -> Ended {
+    let cfg = ctx.hub.config();
+    let binding = cfg.device(device);
+    let mut decoder = SuntechDecoder::default();
+    let mut responses: Vec<Response> = Vec::with_capacity(8);
+    let mut out: Vec<Measurement> = Vec::with_capacity(8);
+    let mut buf = vec![0u8; 512];
+    let mut state = Cuff::Idle;
+    let mut unanswered: u32 = 0;
+    let mut next_poll = mono_now();
+    loop {
+        let now = mono_now();
+        // Decide what to send now, if anything.
+        if now >= next_poll {
+            let cmd = match state {
+                Cuff::Idle if now >= schedule.due(now) => {
+                    schedule.started(now);
+                    state = Cuff::Measuring {
+                        since: now,
+                        peak: 0,
+                    };
+                    tracing::info!(device = %binding.id, "starting NIBP measurement");
+                    Command::StartAdult
+                }
+                Cuff::Idle => Command::GetCuffPressure,
+                Cuff::Measuring { since, .. } | Cuff::AwaitingResult { since }
+                    if now.since(since) > MEASUREMENT_LIMIT =>
+                {
+                    tracing::warn!(device = %binding.id, "NIBP measurement produced no result in time; abandoned");
+                    state = Cuff::Idle;
+                    Command::Abort
+                }
+                Cuff::Measuring { .. } => Command::GetCuffPressure,
+                Cuff::AwaitingResult { .. } => Command::GetBpData,
+            };
+            if unanswered >= MAX_UNANSWERED {
+                return Ended::Lost(format!(
+                    "NIBP module did not answer {MAX_UNANSWERED} requests in a row"
+                ));
+            }
+            if let Err(e) = link.write_all(&cmd.encode()).await {
+                return Ended::Lost(format!("write failed: {e}"));
+            }
+            unanswered += 1;
+            next_poll = now.saturating_add(if state == Cuff::Idle {
+                IDLE_PROBE
+            } else {
+                CUFF_POLL
+            });
+        }
+        let wait = next_poll.since(mono_now());
+        let n = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ended::Cancelled,
+            _ = tokio::time::sleep(wait) => continue,
+            r = link.read(&mut buf) => match r {
+                Ok(0) => return Ended::Lost("end of stream (device closed the connection)".into()),
+                Ok(n) => n,
+                Err(e) => return Ended::Lost(format!("read failed: {e}")),
+            },
+        };
+        let stamp = Stamp::now();
+        decoder.feed_responses(&buf[..n], &mut responses);
+        for r in responses.drain(..) {
+            unanswered = 0;
+            match (&r, state) {
+                (Response::CuffPressure(p), Cuff::Measuring { since, peak }) => {
+                    r.measurements(&mut out);
+                    let peak = peak.max(*p);
+                    state = if peak >= INFLATED_MMHG && *p < DEFLATED_MMHG {
+                        // Deflated: ask for the result at once.
+                        next_poll = stamp.mono;
+                        Cuff::AwaitingResult { since }
+                    } else {
+                        Cuff::Measuring { since, peak }
+                    };
+                }
+                (Response::BpData(_), Cuff::AwaitingResult { .. }) => {
+                    r.measurements(&mut out);
+                    state = Cuff::Idle;
+                    next_poll = stamp.mono.saturating_add(IDLE_PROBE);
+                }
+                // Acks, idle pressure probes, and late answers only prove the module is alive.
+                _ => {}
+            }
+        }
+        ctx.hub.ingest(device, stamp, &out);
+        out.clear();
+    }
+}

@@ -852,6 +852,7 @@ fn validate_device(
         bed,
         profile: Arc::clone(profile),
         endpoint,
+        simulated: dev.get_ref().simulated,
     })
 }
 

@@ -93,6 +93,9 @@ pub struct Binding {
     pub profile: Arc<Profile>,
     /// Where to reach it.
     pub endpoint: Endpoint,
+    /// The device is the simulator (config key `simulated = true`): every reading from it is
+    /// flagged simulated end to end, and `vitalsd simulate` only plays devices marked so.
+    pub simulated: bool,
 }
 
 /// How a bound device is reached.
@@ -120,6 +123,17 @@ pub enum DeviceKind {
     Oximeter,
     Bp,
     HeartRate,
+}
+
+impl DeviceKind {
+    /// The config name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Oximeter => "oximeter",
+            DeviceKind::Bp => "bp",
+            DeviceKind::HeartRate => "heart_rate",
+        }
+    }
 }
 
 /// How a model is connected.

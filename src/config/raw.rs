@@ -55,6 +55,9 @@ pub(super) struct RawDevice {
     pub port: Option<Spanned<String>>,
     /// `host:port` of a serial device server; exactly one of `port` and `tcp`.
     pub tcp: Option<Spanned<String>>,
+    /// The device is played by `vitalsd simulate`/`demo`; its data is flagged simulated.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// A device profile as written (`devices/<name>.toml`).

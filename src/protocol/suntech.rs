@@ -74,7 +74,7 @@ fn seal(mut frame: Vec<u8>) -> Vec<u8> {
 }
 
 /// The result of a BP measurement (`3E 18 …`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BpData {
     /// Systolic, mmHg.
     pub sys: u16,

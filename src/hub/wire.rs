@@ -1,0 +1,158 @@
+//! The JSON messages of the WebSocket `/ws` and of `GET /api/rooms`, version [`VERSION`].
+//! Documented in `docs/api.md`. Each message is serialized once and shared by every client.
+
+use crate::clock::rfc3339_ms;
+use crate::config::{Config, Endpoint};
+use crate::model::{Measurement, Metric, Observation};
+use serde::Serialize;
+
+/// The message format version, in every message as `"v"`.
+pub const VERSION: u32 = 1;
+
+/// Connection state of a device, as shown to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Not yet connected since the daemon started, or reconnecting.
+    Connecting,
+    /// Bytes are flowing (or the device answers its polls).
+    Connected,
+    /// The port vanished, the connection dropped, or the device stopped answering.
+    Disconnected,
+}
+
+/// A reading as it appears in messages: the observation with names resolved.
+#[derive(Serialize)]
+pub struct ReadingView<'a> {
+    pub bed: &'a str,
+    pub device: &'a str,
+    #[serde(flatten)]
+    pub m: &'a Measurement,
+    pub received: String,
+    pub received_ms: i64,
+    pub mono_ms: u64,
+    pub bed_seq: u64,
+    pub simulated: bool,
+}
+
+impl<'a> ReadingView<'a> {
+    /// Resolves an observation's indices against the config.
+    pub fn new(cfg: &'a Config, o: &'a Observation) -> ReadingView<'a> {
+        ReadingView {
+            bed: &cfg.bed(o.bed).id,
+            device: &cfg.device(o.device).id,
+            m: &o.m,
+            received: rfc3339_ms(o.received_ms),
+            received_ms: o.received_ms,
+            mono_ms: o.mono.as_millis(),
+            bed_seq: o.bed_seq,
+            simulated: o.simulated,
+        }
+    }
+}
+
+/// `{"v":1,"type":"reading","seq":N, ...reading}`.
+#[derive(Serialize)]
+pub struct ReadingMsg<'a> {
+    pub v: u32,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    #[serde(flatten)]
+    pub reading: ReadingView<'a>,
+}
+
+/// `{"v":1,"type":"device_status", ...}`.
+#[derive(Serialize)]
+pub struct DeviceStatusMsg<'a> {
+    pub v: u32,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    pub bed: &'a str,
+    pub device: &'a str,
+    pub status: DeviceStatus,
+    /// Why, for a disconnect (the transport error); null otherwise.
+    pub detail: Option<&'a str>,
+    pub at: String,
+    pub simulated: bool,
+}
+
+/// `{"v":1,"type":"heartbeat", ...}`: sent every second on every connection.
+#[derive(Serialize)]
+pub struct HeartbeatMsg {
+    pub v: u32,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The latest sequence number the hub has assigned.
+    pub seq: u64,
+    pub time: String,
+    /// Readings coalesced away for this client so far (slow-client policy).
+    pub coalesced: u64,
+}
+
+/// One device in a snapshot.
+#[derive(Serialize)]
+pub struct DeviceView<'a> {
+    pub id: &'a str,
+    pub profile: &'a str,
+    pub vendor: &'a str,
+    pub model: &'a str,
+    pub kind: crate::config::DeviceKind,
+    pub protocol: &'a str,
+    pub endpoint: String,
+    pub status: DeviceStatus,
+    pub status_since: String,
+    pub detail: Option<&'a str>,
+    pub simulated: bool,
+}
+
+/// One bed in a snapshot, with its latest value per metric.
+#[derive(Serialize)]
+pub struct BedView<'a> {
+    pub id: &'a str,
+    pub recliner: &'a str,
+    pub label: &'a str,
+    pub bp_interval_s: u64,
+    pub devices: Vec<DeviceView<'a>>,
+    /// Latest reading per metric name (waveform samples excluded).
+    pub latest: std::collections::BTreeMap<&'static str, ReadingView<'a>>,
+}
+
+/// One room in a snapshot.
+#[derive(Serialize)]
+pub struct RoomView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub beds: Vec<BedView<'a>>,
+}
+
+/// The state of everything, sent first on every WebSocket connection and by `GET /api/rooms`.
+#[derive(Serialize)]
+pub struct SnapshotMsg<'a> {
+    pub v: u32,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Every message after this one has a larger sequence number.
+    pub seq: u64,
+    /// True when sent to a client that asked to resume (`?since=`): messages it missed that are
+    /// still held follow right after.
+    pub resumed: bool,
+    pub time: String,
+    /// True if any device is simulated: the dashboard shows a DEMO banner.
+    pub simulated: bool,
+    pub rooms: Vec<RoomView<'a>>,
+}
+
+/// Text for an endpoint in messages.
+pub fn endpoint_text(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Serial { path } => path.display().to_string(),
+        Endpoint::Tcp { addr } => format!("tcp://{addr}"),
+    }
+}
+
+/// Whether a metric belongs in `latest` (waveforms are streamed, not summarized).
+pub fn in_latest(m: Metric) -> bool {
+    !m.is_waveform()
+}

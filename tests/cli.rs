@@ -1,0 +1,161 @@
+//! The `vitalsd` binary as a user runs it.
+
+use crate::util::{bin, free_port, two_bed_config_text};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn decode_prints_one_json_object_per_observation() {
+    // A real Rad-8 line (yahnatan/pulseox README), as captured from the wire.
+    let line = b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n";
+    let out = Command::new(bin())
+        .args(["decode", "--protocol", "masimo-ascii", &hex(line)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let objs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let get = |metric: &str| {
+        objs.iter()
+            .find(|o| o["metric"] == metric)
+            .unwrap_or_else(|| panic!("no {metric} in {stdout}"))
+    };
+    assert_eq!(get("spo2")["value"], 98.0);
+    assert_eq!(get("pulse_rate")["value"], 97.0);
+    assert_eq!(get("perfusion_index")["value"], 3.6);
+    assert_eq!(get("spo2")["device_time"], "2016-02-22T22:47:45");
+}
+
+#[test]
+fn decode_of_an_unknown_protocol_names_the_known_ones() {
+    let out = Command::new(bin())
+        .args(["decode", "--protocol", "masimo", "00"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("masimo-ascii") && err.contains("nonin-format2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_names_file_line_and_key_of_a_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = two_bed_config_text(dir.path(), "5m", free_port())
+        .replace("profile = \"nonin-oem3\"", "profile = \"nonin-oem9\"");
+    std::fs::write(&path, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("nonin-oem9")).unwrap() + 1;
+    let out = Command::new(bin())
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("bad.toml:{line}:")), "{err}");
+    assert!(
+        err.contains("profile") && err.contains("nonin-oem9"),
+        "{err}"
+    );
+    assert!(err.contains("nonin-oem3"), "lists what is expected: {err}");
+}
+
+/// Starts the binary and returns it with the first stdout line that contains `marker`.
+fn spawn_until(args: &[&str], marker: &str) -> (std::process::Child, Vec<String>) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            let done = l.contains(marker);
+            lines.push(l);
+            if done {
+                // Keep draining in the background so the child never blocks on stdout.
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return (child, lines);
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("never printed {marker:?}; printed {lines:?}");
+}
+
+fn terminate_and_wait(mut child: std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("did not exit on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_serves_the_api_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.toml");
+    // Devices that are absent: the daemon warns and keeps serving.
+    std::fs::write(&path, two_bed_config_text(dir.path(), "5m", free_port())).unwrap();
+    let (child, lines) = spawn_until(&["run", "--config", path.to_str().unwrap()], "listening on");
+    assert!(
+        lines.iter().any(|l| l.contains("http://127.0.0.1:")),
+        "{lines:?}"
+    );
+    let status = terminate_and_wait(child);
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn the_demo_prints_its_devices_endpoints_and_a_live_summary_per_recliner() {
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let (child, lines) = spawn_until(&["demo", "--listen", &listen], "room1/B");
+    let text = lines.join("\n");
+    assert!(text.contains(&format!("http://{listen}/")), "{text}");
+    assert!(text.contains("room1-A-oximeter"), "{text}");
+    let status = terminate_and_wait(child);
+    assert!(status.success(), "exit status {status}");
+}

@@ -1,0 +1,254 @@
+//! The serial slice end to end: simulator -> pty/TCP -> daemon -> WebSocket.
+
+use crate::util::{Rig, is_reading, scenario};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(15);
+/// A SunTech cycle: first start 2 s after connect, ~5 s inflation, ~20 s deflation.
+const BP_CYCLE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_a_snapshot_then_readings_for_both_beds_with_the_simulated_values() {
+    let rig = Rig::start(scenario("", ""), "10m").await;
+    let mut c = rig.client().await;
+    let snap = c.next(SOON).await.expect("a snapshot on connect");
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["v"], 1);
+    assert_eq!(snap["simulated"], true);
+    let beds: Vec<&str> = snap["rooms"][0]["beds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(beds, ["room1/A", "room1/B"]);
+
+    // What the noise-free simulator sends for each bed, through three protocols.
+    let want: BTreeMap<(&str, &str), f64> = [
+        (("room1/A", "spo2"), 97.0),
+        (("room1/A", "pulse_rate"), 72.0),
+        (("room1/A", "perfusion_index"), 3.5),
+        (("room1/B", "spo2"), 95.0),
+        (("room1/B", "pulse_rate"), 64.0),
+        (("room1/A", "nibp_sys"), 122.0),
+        (("room1/A", "nibp_dia"), 78.0),
+        (("room1/B", "nibp_sys"), 131.0),
+        (("room1/B", "nibp_dia"), 84.0),
+    ]
+    .into_iter()
+    .collect();
+    let mut seen: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut pleth_b = 0;
+    let mut last_seq = snap["seq"].as_u64().unwrap();
+    let deadline = tokio::time::Instant::now() + BP_CYCLE;
+    while seen.len() < want.len() && tokio::time::Instant::now() < deadline {
+        let Some(m) = c.next(SOON).await else { break };
+        if m["type"] == "heartbeat" {
+            continue;
+        }
+        let seq = m["seq"].as_u64().unwrap();
+        assert!(
+            seq > last_seq,
+            "sequence numbers increase: {seq} after {last_seq}"
+        );
+        last_seq = seq;
+        if m["type"] != "reading" {
+            continue;
+        }
+        assert_eq!(
+            m["simulated"], true,
+            "every simulated value is flagged: {m}"
+        );
+        if is_reading(&m, "room1/B", "pleth") {
+            pleth_b += 1;
+        }
+        let key = (m["bed"].as_str().unwrap(), m["metric"].as_str().unwrap());
+        if want.contains_key(&key) && m["value"].is_number() {
+            seen.insert((key.0.to_owned(), key.1.to_owned()), m.clone());
+        }
+    }
+    for ((bed, metric), value) in &want {
+        let got = seen
+            .get(&(bed.to_string(), metric.to_string()))
+            .unwrap_or_else(|| panic!("no {metric} reading for {bed}"));
+        assert_eq!(got["value"].as_f64(), Some(*value), "{bed} {metric}: {got}");
+        assert_eq!(got["invalid"], Value::Null);
+        assert!(got["mdc"].as_u64().is_some());
+    }
+    assert!(pleth_b > 0, "the Nonin's waveform reaches the client");
+    c.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplugging_a_device_shows_disconnected_and_replugging_resumes_readings() {
+    // B's oximeter (pty) and A's cuff (TCP) vanish at 3 s for 3 s.
+    let rig = Rig::start(
+        scenario(
+            r#"events = [{ at = "3s", for = "3s", kind = "disconnect", device = "bp" }]"#,
+            r#"events = [{ at = "3s", for = "3s", kind = "disconnect", device = "oximeter" }]"#,
+        ),
+        "10m",
+    )
+    .await;
+    let mut c = rig.client().await;
+    // Both devices go away and come back; their messages interleave.
+    let mut disconnected = std::collections::BTreeSet::new();
+    let mut back = std::collections::BTreeSet::new();
+    c.wait_for("both devices disconnected then connected", SOON, |m| {
+        if m["type"] == "device_status" {
+            let device = m["device"].as_str().unwrap().to_owned();
+            if m["status"] == "disconnected" {
+                assert!(m["detail"].is_string(), "a disconnect says why: {m}");
+                disconnected.insert(device);
+            } else if m["status"] == "connected" && disconnected.contains(&device) {
+                back.insert(device);
+            }
+        }
+        back.len() == 2
+    })
+    .await;
+    assert_eq!(
+        back.into_iter().collect::<Vec<_>>(),
+        ["room1-A-nibp", "room1-B-oximeter"]
+    );
+    // Readings from the replugged oximeter resume.
+    c.wait_for("B's SpO2 after the replug", SOON, |m| {
+        is_reading(m, "room1/B", "spo2") && m["value"] == 95.0
+    })
+    .await;
+    // The daemon's own view agrees.
+    let rooms: Value = reqwest_get(&format!("http://{}/api/rooms", rig.addr())).await;
+    let devices = rooms["rooms"][0]["beds"][1]["devices"].as_array().unwrap();
+    assert_eq!(devices[0]["id"], "room1-B-oximeter");
+    assert_eq!(devices[0]["status"], "connected");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_every_line_never_crashes_the_daemon_and_good_frames_still_decode() {
+    let garbage = r#"events = [{ at = "0s", for = "1h", kind = "garbage", device = "oximeter" }, { at = "0s", for = "1h", kind = "garbage", device = "bp" }]"#;
+    let rig = Rig::start(scenario(garbage, garbage), "5s").await;
+    let mut c = rig.client().await;
+    for (bed, metric, value) in [
+        ("room1/A", "spo2", 97.0),
+        ("room1/B", "spo2", 95.0),
+        ("room1/A", "nibp_sys", 122.0),
+    ] {
+        c.wait_for(&format!("{bed} {metric} through garbage"), BP_CYCLE, |m| {
+            is_reading(m, bed, metric) && m["value"].is_number()
+        })
+        .await;
+        let got = c
+            .wait_for(&format!("{bed} {metric} again"), BP_CYCLE, |m| {
+                is_reading(m, bed, metric) && m["value"].is_number()
+            })
+            .await;
+        assert_eq!(got["value"].as_f64(), Some(value), "{got}");
+    }
+    let health: Value = reqwest_get(&format!("http://{}/healthz", rig.addr())).await;
+    assert_eq!(health["status"], "ok");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finger_out_shows_as_no_value_with_the_reason_never_a_number() {
+    let rig = Rig::start(
+        scenario(
+            "",
+            r#"events = [{ at = "0s", for = "1h", kind = "finger_out" }]"#,
+        ),
+        "10m",
+    )
+    .await;
+    let mut c = rig.client().await;
+    for metric in ["spo2", "pulse_rate"] {
+        let m = c
+            .wait_for(&format!("B {metric}"), SOON, |m| {
+                is_reading(m, "room1/B", metric)
+            })
+            .await;
+        assert_eq!(m["value"], Value::Null, "{m}");
+        assert!(m["invalid"].is_string(), "{m}");
+        let flags: Vec<&str> = m["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert!(flags.contains(&"no_finger"), "{m}");
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_resumes_with_since_gets_every_message_it_missed() {
+    let rig = Rig::start(scenario("", ""), "10m").await;
+    let mut c = rig.client().await;
+    c.wait_for("a reading", SOON, |m| m["type"] == "reading")
+        .await;
+    let since = c.last_seq;
+    c.close().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut c =
+        crate::util::Client::connect(&format!("ws://{}/ws?since={since}", rig.addr())).await;
+    let snap = c.next(SOON).await.unwrap();
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["resumed"], true);
+    // Then the missed messages, in order, starting right after `since`.
+    let mut expect = since + 1;
+    let mut replayed = 0;
+    while replayed < 20 {
+        let m = c.next(SOON).await.unwrap();
+        if m["type"] == "heartbeat" {
+            continue;
+        }
+        assert_eq!(m["seq"].as_u64(), Some(expect), "no gap after resume: {m}");
+        expect += 1;
+        replayed += 1;
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_slow_another() {
+    let rig = Rig::start(scenario("", ""), "10m").await;
+    // The stalled client connects and never reads again.
+    let stalled = rig.client().await;
+    let mut live = rig.client().await;
+    let mut readings = 0;
+    // ~75 pleth readings a second from B alone: 600 readings is several seconds of traffic,
+    // far more than fits the stalled client's socket buffers.
+    while readings < 600 {
+        let m = live
+            .next(SOON)
+            .await
+            .expect("the live client keeps receiving");
+        if m["type"] == "reading" {
+            readings += 1;
+        }
+    }
+    drop(stalled);
+    rig.stop().await;
+}
+
+/// GET a JSON document.
+async fn reqwest_get(url: &str) -> Value {
+    let url = url.strip_prefix("http://").unwrap();
+    let (host, path) = url.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    let (head, json) = body.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    serde_json::from_str(json).unwrap()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, a module per area (ripgrep style). Everything runs for real:
+//! the simulator speaks the device protocols over pseudo-terminals and TCP, the daemon reads
+//! them, and the tests watch what a WebSocket client and the CLI see.
+
+mod util;
+
+mod cli;
+mod serial_e2e;
