@@ -21,6 +21,8 @@
 //!   reconnect and backoff.
 //! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
 //!   device's own dialogue (starting a SunTech measurement on the bed's interval).
+//! - [`alarm`]: the pure per-bed alarm engine (limits, technical conditions, latching, audio
+//!   pause, escalation) and the dashboard watchdog; runs inline on the decode path.
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
 //!   an explicit policy per message kind.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum).
@@ -29,6 +31,7 @@
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
 
+pub mod alarm;
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -1,0 +1,735 @@
+//! Engine tests with explicit times. `t(s)` is `s` seconds after the start.
+
+use super::*;
+use crate::clock::Mono;
+use crate::config::DeviceKind;
+use crate::model::{BedIdx, DeviceIdx, Flag, Flags, Invalid, Measurement, Metric, Observation};
+use std::time::Duration;
+
+const BED: BedIdx = BedIdx(0);
+const OXI: DeviceIdx = DeviceIdx(0);
+const CUFF: DeviceIdx = DeviceIdx(1);
+const PRESET: &str = include_str!("../../config/presets/ketamine-session.toml");
+
+fn t(secs: f64) -> Now {
+    Now {
+        mono: Mono((secs * 1e9) as u64),
+        wall_ms: 1_700_000_000_000 + (secs * 1000.0) as i64,
+    }
+}
+
+fn spec() -> BedSpec {
+    BedSpec {
+        devices: vec![
+            DeviceSpec {
+                idx: OXI,
+                kind: DeviceKind::Oximeter,
+                expected_period: Duration::from_secs(1),
+                metrics: vec![Metric::Spo2, Metric::PulseRate, Metric::PerfusionIndex],
+            },
+            DeviceSpec {
+                idx: CUFF,
+                kind: DeviceKind::Bp,
+                expected_period: Duration::from_secs(600),
+                metrics: vec![Metric::NibpSys, Metric::NibpDia, Metric::NibpMean],
+            },
+        ],
+        bp_interval: Duration::from_secs(600),
+    }
+}
+
+fn engine() -> BedAlarms {
+    BedAlarms::new(
+        BED,
+        spec(),
+        parse_limits(PRESET).unwrap(),
+        &AlarmIds::new(1000),
+    )
+    .unwrap()
+}
+
+fn obs(metric: Metric, v: f64, flags: Flags, now: Now) -> Observation {
+    let device = match metric {
+        Metric::NibpSys | Metric::NibpDia | Metric::NibpMean => CUFF,
+        _ => OXI,
+    };
+    Observation {
+        bed: BED,
+        device,
+        m: Measurement::new(metric, v, flags),
+        received_ms: now.wall_ms,
+        mono: now.mono,
+        bed_seq: 0,
+        simulated: true,
+    }
+}
+
+fn invalid(metric: Metric, now: Now) -> Observation {
+    let mut o = obs(metric, 0.0, Flags::EMPTY, now);
+    o.m = Measurement::invalid(metric, Invalid::NoValue, Flags::EMPTY);
+    o
+}
+
+/// Feeds `metric` values at 1 Hz from `from` seconds, ticking each second; returns the events.
+fn feed(e: &mut BedAlarms, metric: Metric, from: f64, values: &[f64]) -> Vec<AlarmEvent> {
+    let mut out = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let now = t(from + i as f64);
+        e.observe(&obs(metric, *v, Flags::EMPTY, now), now, &mut out);
+        e.tick(now, &mut out);
+    }
+    out
+}
+
+fn names(events: &[AlarmEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let v = serde_json::to_value(e).unwrap();
+            let cond = v["alarm"]["condition"].as_str().unwrap_or("-").to_owned();
+            format!("{}:{}", v["event"].as_str().unwrap(), cond)
+        })
+        .collect()
+}
+
+fn has(events: &[AlarmEvent], what: &str) -> bool {
+    names(events).iter().any(|n| n == what)
+}
+
+fn current(e: &BedAlarms, cond: &str) -> Option<Alarm> {
+    e.alarms()
+        .find(|a| a.condition.to_string() == cond)
+        .copied()
+}
+
+#[test]
+fn the_preset_parses_into_the_documented_rules() {
+    let l = parse_limits(PRESET).unwrap();
+    let names: Vec<String> = l.rules.iter().map(|r| r.condition().to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "spo2_low",
+            "pulse_rate_low",
+            "pulse_rate_high",
+            "nibp_sys_high",
+            "nibp_sys_low",
+            "nibp_dia_high",
+            "nibp_sys_rise",
+            "nibp_dia_rise"
+        ]
+    );
+    let spo2 = l.rules[0];
+    assert_eq!(spo2.threshold, Threshold::Absolute(90.0));
+    assert_eq!(spo2.delay, Duration::from_secs(10));
+    assert_eq!(spo2.hysteresis, 1.0);
+    assert_eq!(
+        spo2.severe,
+        Some(Severe {
+            threshold: 85.0,
+            priority: Priority::High
+        })
+    );
+}
+
+#[test]
+fn bad_presets_are_refused_with_the_bad_value_quoted() {
+    let table = [
+        (
+            "[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=190\npriority='high'",
+            "found 190",
+        ),
+        (
+            "[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=90\npriority='high'\ndelay='10 s'",
+            "\"10 s\"",
+        ),
+        (
+            "[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=90\npriority='high'\nhysteresis=-1",
+            "found -1",
+        ),
+        (
+            "[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=90\npriority='high'\ncolour='red'",
+            "colour",
+        ),
+        (
+            "[[rule]]\nmetric='pleth'\ndirection='low'\nthreshold=9\npriority='high'",
+            "\"pleth\"",
+        ),
+        (
+            "[[rule]]\nmetric='nibp_sys'\ndirection='low'\nabove_baseline=40\npriority='high'",
+            "above_baseline with direction high",
+        ),
+        (
+            "[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=90\npriority='medium'\nsevere={threshold=95,priority='high'}",
+            "found 95",
+        ),
+        (
+            "[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=90\npriority='high'\ndelay='5m'",
+            "found 300s",
+        ),
+        (
+            "[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=90\npriority='high'\n[[rule]]\nmetric='spo2'\ndirection='low'\nthreshold=88\npriority='high'",
+            "\"spo2_low\"",
+        ),
+    ];
+    for (text, want) in table {
+        let err = parse_limits(text).unwrap_err().to_string();
+        assert!(err.contains(want), "{text}\n=> {err}");
+    }
+}
+
+#[test]
+fn a_low_value_alarms_only_after_the_condition_delay() {
+    let mut e = engine();
+    let ev = feed(&mut e, Metric::Spo2, 0.0, &[88.0; 10]);
+    assert!(!has(&ev, "raised:spo2_low"), "{:?}", names(&ev));
+    let ev = feed(&mut e, Metric::Spo2, 10.0, &[88.0]);
+    assert!(has(&ev, "raised:spo2_low"));
+    let a = current(&e, "spo2_low").unwrap();
+    assert_eq!(a.priority, Priority::Medium);
+    assert_eq!((a.value, a.limit), (Some(88.0), Some(90.0)));
+    assert_eq!(a.started_ms, t(10.0).wall_ms);
+}
+
+#[test]
+fn a_pending_onset_fires_on_tick_when_the_delay_elapses() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.observe(
+        &obs(Metric::Spo2, 88.0, Flags::EMPTY, t(0.0)),
+        t(0.0),
+        &mut out,
+    );
+    e.observe(
+        &obs(Metric::Spo2, 88.0, Flags::EMPTY, t(9.5)),
+        t(9.5),
+        &mut out,
+    );
+    e.tick(t(9.9), &mut out);
+    assert!(out.is_empty());
+    e.tick(t(10.0), &mut out);
+    assert_eq!(names(&out), ["raised:spo2_low", "notify:spo2_low"]);
+}
+
+#[test]
+fn a_short_dip_back_inside_the_limit_cancels_the_onset() {
+    let mut e = engine();
+    let ev = feed(
+        &mut e,
+        Metric::Spo2,
+        0.0,
+        &[
+            88.0, 88.0, 88.0, 88.0, 88.0, 91.0, 88.0, 88.0, 88.0, 88.0, 88.0, 88.0,
+        ],
+    );
+    assert!(!has(&ev, "raised:spo2_low"), "{:?}", names(&ev));
+}
+
+#[test]
+fn a_severe_value_alarms_at_once_at_the_severe_priority() {
+    let mut e = engine();
+    let ev = feed(&mut e, Metric::Spo2, 0.0, &[84.0]);
+    assert!(has(&ev, "raised:spo2_low"));
+    assert_eq!(current(&e, "spo2_low").unwrap().priority, Priority::High);
+    assert!(has(&ev, "notify:spo2_low"));
+}
+
+#[test]
+fn a_medium_alarm_rises_to_high_when_the_value_enters_the_severe_band() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[88.0; 11]);
+    let ev = feed(&mut e, Metric::Spo2, 11.0, &[84.0]);
+    assert_eq!(names(&ev), ["updated:spo2_low", "notify:spo2_low"]);
+    assert_eq!(current(&e, "spo2_low").unwrap().priority, Priority::High);
+    // The priority does not fall back while the alarm lasts.
+    feed(&mut e, Metric::Spo2, 12.0, &[88.0]);
+    assert_eq!(current(&e, "spo2_low").unwrap().priority, Priority::High);
+}
+
+#[test]
+fn clearing_needs_the_value_back_inside_by_the_hysteresis() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[88.0; 11]);
+    let table = [(90.0, true), (90.5, true), (91.0, false)];
+    for (i, (v, still)) in table.into_iter().enumerate() {
+        feed(&mut e, Metric::Spo2, 11.0 + i as f64, &[v]);
+        assert_eq!(current(&e, "spo2_low").is_some(), still, "at {v}");
+    }
+}
+
+#[test]
+fn invalid_values_neither_trigger_nor_clear_a_physiological_alarm() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for s in 0..30 {
+        e.observe(&invalid(Metric::Spo2, t(s as f64)), t(s as f64), &mut out);
+        e.tick(t(s as f64), &mut out);
+    }
+    assert!(!has(&out, "raised:spo2_low"));
+    feed(&mut e, Metric::Spo2, 30.0, &[84.0]);
+    out.clear();
+    for s in 31..60 {
+        e.observe(&invalid(Metric::Spo2, t(s as f64)), t(s as f64), &mut out);
+    }
+    assert!(current(&e, "spo2_low").is_some());
+    assert!(!has(&out, "cleared:spo2_low") && !has(&out, "latched:spo2_low"));
+}
+
+#[test]
+fn a_pending_onset_never_fires_on_a_stale_value_but_fires_on_the_next_beyond_value() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.observe(
+        &obs(Metric::Spo2, 88.0, Flags::EMPTY, t(0.0)),
+        t(0.0),
+        &mut out,
+    );
+    for s in 1..20 {
+        e.observe(&invalid(Metric::Spo2, t(s as f64)), t(s as f64), &mut out);
+        e.tick(t(s as f64), &mut out);
+    }
+    // The 88 at t=0 is older than 1 s + 5 s grace when the 10 s delay has passed.
+    assert!(!has(&out, "raised:spo2_low"), "{:?}", names(&out));
+    let ev = feed(&mut e, Metric::Spo2, 20.0, &[88.0]);
+    assert!(has(&ev, "raised:spo2_low"));
+}
+
+#[test]
+fn high_physiological_alarms_latch_until_acknowledged() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[84.0]);
+    let ev = feed(&mut e, Metric::Spo2, 1.0, &[97.0]);
+    assert!(has(&ev, "latched:spo2_low"));
+    let a = current(&e, "spo2_low").unwrap();
+    assert_eq!(a.state, AlarmState::Latched);
+    let mut out = Vec::new();
+    e.acknowledge(a.id, "nurse", t(2.0), &mut out).unwrap();
+    assert_eq!(names(&out), ["acknowledged:spo2_low", "cleared:spo2_low"]);
+    assert_eq!(out[0].actor.as_deref(), Some("nurse"));
+    assert!(current(&e, "spo2_low").is_none());
+}
+
+#[test]
+fn medium_and_technical_alarms_do_not_latch() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[88.0; 11]);
+    let ev = feed(&mut e, Metric::Spo2, 11.0, &[95.0]);
+    assert!(has(&ev, "cleared:spo2_low"));
+    let mut out = Vec::new();
+    let now = t(12.0);
+    e.device_link(OXI, false, now, &mut out);
+    e.device_link(OXI, true, t(13.0), &mut out);
+    assert!(has(&out, "cleared:device_disconnected"));
+}
+
+#[test]
+fn acknowledging_an_active_alarm_silences_it_but_it_stays_until_the_condition_ends() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[84.0]);
+    let id = current(&e, "spo2_low").unwrap().id;
+    let mut out = Vec::new();
+    e.acknowledge(id, "nurse", t(1.0), &mut out).unwrap();
+    let a = current(&e, "spo2_low").unwrap();
+    assert_eq!(
+        (a.state, a.audio),
+        (AlarmState::Acknowledged, Audio::Silenced)
+    );
+    e.acknowledge(id, "nurse", t(1.5), &mut out).unwrap();
+    let ev = feed(&mut e, Metric::Spo2, 2.0, &[97.0]);
+    assert!(
+        has(&ev, "cleared:spo2_low"),
+        "acknowledged alarms clear, not latch"
+    );
+    assert_eq!(
+        e.acknowledge(id, "nurse", t(3.0), &mut out),
+        Err(AlarmError::UnknownAlarm(id))
+    );
+}
+
+#[test]
+fn pause_defaults_to_two_minutes_is_capped_and_expires() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    assert_eq!(
+        e.pause_audio(None, "nurse", t(0.0), &mut out),
+        Ok(Duration::from_secs(120))
+    );
+    assert_eq!(
+        e.pause_audio(Some(Duration::from_secs(3600)), "nurse", t(0.0), &mut out),
+        Ok(Duration::from_secs(600))
+    );
+    assert_eq!(
+        e.pause_audio(Some(Duration::ZERO), "nurse", t(0.0), &mut out),
+        Err(AlarmError::ZeroPause(Duration::ZERO))
+    );
+    assert_eq!(e.audio_paused_until(), Some(t(600.0).mono));
+    // A medium alarm raised during the pause is paused; it sounds when the pause expires.
+    let ev = feed(&mut e, Metric::PulseRate, 0.0, &[130.0; 11]);
+    assert!(has(&ev, "raised:pulse_rate_high"));
+    assert_eq!(current(&e, "pulse_rate_high").unwrap().audio, Audio::Paused);
+    out.clear();
+    e.tick(t(599.9), &mut out);
+    assert!(!has(&out, "audio_resumed:-"));
+    e.tick(t(600.0), &mut out);
+    assert!(has(&out, "audio_resumed:-"));
+    assert_eq!(
+        current(&e, "pulse_rate_high").unwrap().audio,
+        Audio::Sounding
+    );
+    assert_eq!(e.audio_paused_until(), None);
+}
+
+#[test]
+fn a_new_high_alarm_breaks_through_a_pause() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.pause_audio(None, "nurse", t(0.0), &mut out).unwrap();
+    feed(&mut e, Metric::Spo2, 1.0, &[80.0]);
+    assert_eq!(current(&e, "spo2_low").unwrap().audio, Audio::Sounding);
+}
+
+#[test]
+fn pausing_pauses_sounding_alarms_and_cancel_restores_them() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[80.0]);
+    let mut out = Vec::new();
+    e.pause_audio(None, "nurse", t(1.0), &mut out).unwrap();
+    assert_eq!(current(&e, "spo2_low").unwrap().audio, Audio::Paused);
+    e.cancel_pause("nurse", t(2.0), &mut out).unwrap();
+    assert_eq!(current(&e, "spo2_low").unwrap().audio, Audio::Sounding);
+    assert_eq!(
+        e.cancel_pause("nurse", t(3.0), &mut out),
+        Err(AlarmError::NotPaused)
+    );
+}
+
+#[test]
+fn an_unacknowledged_high_alarm_renotifies_and_escalates_on_schedule() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[80.0]);
+    let mut levels = Vec::new();
+    for s in 1..=660 {
+        let mut out = Vec::new();
+        e.observe(
+            &obs(Metric::Spo2, 80.0, Flags::EMPTY, t(s as f64)),
+            t(s as f64),
+            &mut out,
+        );
+        e.tick(t(s as f64), &mut out);
+        for ev in out {
+            if let (EventKind::Notify { level }, Some(a)) = (&ev.kind, ev.alarm)
+                && a.condition.to_string() == "spo2_low"
+            {
+                let level = *level;
+                levels.push((s, level));
+            }
+        }
+    }
+    // Every 2 min, and one level up at 5 and 10 min.
+    assert_eq!(
+        levels,
+        [(120, 0), (240, 0), (300, 1), (420, 1), (540, 1), (600, 2)]
+    );
+}
+
+#[test]
+fn acknowledge_stops_notifications_and_medium_alarms_notify_once() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[80.0]);
+    let id = current(&e, "spo2_low").unwrap().id;
+    let mut out = Vec::new();
+    e.acknowledge(id, "nurse", t(1.0), &mut out).unwrap();
+    let ev = feed(&mut e, Metric::PulseRate, 2.0, &[130.0; 400]);
+    let notifies: Vec<String> = names(&ev)
+        .into_iter()
+        .filter(|n| n.starts_with("notify"))
+        .collect();
+    assert_eq!(notifies, ["notify:pulse_rate_high"]);
+}
+
+#[test]
+fn relative_limits_are_inactive_until_a_baseline_is_set() {
+    let mut e = engine();
+    let status = e.limits();
+    let rise = status
+        .iter()
+        .find(|s| s.condition.to_string() == "nibp_sys_rise")
+        .unwrap();
+    assert!(!rise.active);
+    assert!(rise.note.unwrap().contains("without a baseline"));
+    let ev = feed(&mut e, Metric::NibpSys, 0.0, &[155.0]);
+    assert!(!has(&ev, "raised:nibp_sys_rise"));
+    let mut out = Vec::new();
+    let b = Baseline {
+        sys: Some(110.0),
+        dia: Some(70.0),
+        pulse_rate: None,
+        spo2: None,
+    };
+    e.set_baseline(b, "nurse", t(1.0), &mut out).unwrap();
+    assert!(has(&out, "baseline_set:-"));
+    let rise = e
+        .limits()
+        .into_iter()
+        .find(|s| s.condition.to_string() == "nibp_sys_rise")
+        .unwrap();
+    assert_eq!(rise.effective, Some(150.0));
+    let ev = feed(&mut e, Metric::NibpSys, 2.0, &[155.0]);
+    assert!(has(&ev, "raised:nibp_sys_rise"));
+    let bad = Baseline {
+        sys: Some(f64::NAN),
+        ..b
+    };
+    assert!(matches!(
+        e.set_baseline(bad, "nurse", t(3.0), &mut out),
+        Err(AlarmError::BadBaseline { field: "sys", .. })
+    ));
+}
+
+#[test]
+fn nibp_readings_are_judged_each_on_their_own() {
+    let mut e = engine();
+    let table = [
+        (165.0, Some(Priority::Medium)),
+        (150.0, None),
+        (185.0, Some(Priority::High)),
+        (85.0, None),
+    ];
+    for (i, (v, want)) in table.into_iter().enumerate() {
+        feed(&mut e, Metric::NibpSys, i as f64 * 600.0, &[v]);
+        assert_eq!(
+            current(&e, "nibp_sys_high")
+                .map(|a| a.priority)
+                .filter(|_| { current(&e, "nibp_sys_high").unwrap().state != AlarmState::Latched }),
+            want,
+            "at {v}"
+        );
+    }
+    assert!(current(&e, "nibp_sys_low").is_some(), "85 is below 90");
+}
+
+#[test]
+fn recent_median_uses_the_last_fifteen_valid_values() {
+    let mut e = engine();
+    assert_eq!(e.recent_median(Metric::PulseRate), None);
+    feed(&mut e, Metric::PulseRate, 0.0, &[60.0, 70.0]);
+    assert_eq!(e.recent_median(Metric::PulseRate), Some(65.0));
+    let mut out = Vec::new();
+    e.observe(&invalid(Metric::PulseRate, t(2.0)), t(2.0), &mut out);
+    let vals: Vec<f64> = (0..20).map(|i| 100.0 + f64::from(i)).collect();
+    feed(&mut e, Metric::PulseRate, 3.0, &vals[..19]);
+    // Last 15 of 100..=118 are 104..=118; median 111.
+    assert_eq!(e.recent_median(Metric::PulseRate), Some(111.0));
+}
+
+#[test]
+fn a_silent_device_raises_no_data_and_a_reading_clears_it() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.tick(t(0.0), &mut out);
+    e.tick(t(6.0), &mut out);
+    assert!(!has(&out, "raised:no_data"));
+    e.tick(t(6.1), &mut out);
+    assert!(has(&out, "raised:no_data"));
+    let a = current(&e, "no_data").unwrap();
+    assert_eq!((a.device, a.priority), (Some(OXI), Priority::Medium));
+    out.clear();
+    e.observe(&invalid(Metric::Spo2, t(7.0)), t(7.0), &mut out);
+    assert!(
+        has(&out, "cleared:no_data"),
+        "an invalid reading is still data"
+    );
+}
+
+#[test]
+fn a_disconnect_raises_at_once_replaces_no_data_and_reconnect_clears_it() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.tick(t(0.0), &mut out);
+    e.tick(t(7.0), &mut out);
+    assert!(current(&e, "no_data").is_some());
+    out.clear();
+    e.device_link(OXI, false, t(8.0), &mut out);
+    assert_eq!(
+        names(&out),
+        [
+            "raised:device_disconnected",
+            "notify:device_disconnected",
+            "cleared:no_data"
+        ]
+    );
+    e.tick(t(30.0), &mut out);
+    assert!(
+        current(&e, "no_data").is_none(),
+        "no no_data while disconnected"
+    );
+    out.clear();
+    e.device_link(OXI, true, t(31.0), &mut out);
+    assert!(has(&out, "cleared:device_disconnected"));
+    e.tick(t(36.0), &mut out);
+    assert!(
+        current(&e, "no_data").is_none(),
+        "the no-data clock restarts on reconnect"
+    );
+}
+
+#[test]
+fn nibp_overdue_follows_the_bp_interval_plus_grace() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.tick(t(0.0), &mut out);
+    feed(&mut e, Metric::NibpSys, 100.0, &[120.0]);
+    e.tick(t(820.0), &mut out);
+    assert!(!has(&out, "raised:nibp_overdue"));
+    e.tick(t(820.5), &mut out);
+    assert!(has(&out, "raised:nibp_overdue"));
+    assert_eq!(current(&e, "nibp_overdue").unwrap().priority, Priority::Low);
+    let ev = feed(&mut e, Metric::NibpSys, 821.0, &[120.0]);
+    assert!(has(&ev, "cleared:nibp_overdue"));
+}
+
+#[test]
+fn flags_raise_technical_alarms_after_their_delays() {
+    let table: [(Flag, &str, f64, Priority); 5] = [
+        (Flag::SensorOff, "sensor_off", 10.0, Priority::Medium),
+        (Flag::NoFinger, "no_finger", 10.0, Priority::Medium),
+        (
+            Flag::ProbeUnplugged,
+            "probe_unplugged",
+            10.0,
+            Priority::Medium,
+        ),
+        (Flag::LowPerfusion, "low_perfusion", 30.0, Priority::Low),
+        (
+            Flag::Searching,
+            "searching_too_long",
+            30.0,
+            Priority::Medium,
+        ),
+    ];
+    for (flag, name, delay, prio) in table {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let f = Flags::EMPTY.with(flag);
+        let mut s = 0.0;
+        while s < delay {
+            e.observe(&obs(Metric::Spo2, 97.0, f, t(s)), t(s), &mut out);
+            e.tick(t(s), &mut out);
+            s += 1.0;
+        }
+        assert!(!has(&out, &format!("raised:{name}")), "{name} early");
+        e.observe(&obs(Metric::Spo2, 97.0, f, t(delay)), t(delay), &mut out);
+        assert!(has(&out, &format!("raised:{name}")), "{name}");
+        assert_eq!(current(&e, name).unwrap().priority, prio);
+        out.clear();
+        e.observe(
+            &obs(Metric::Spo2, 97.0, Flags::EMPTY, t(delay + 1.0)),
+            t(delay + 1.0),
+            &mut out,
+        );
+        assert!(has(&out, &format!("cleared:{name}")), "{name} clears");
+    }
+}
+
+#[test]
+fn device_reported_searching_too_long_and_low_battery_alarm_at_once() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let f = Flags::EMPTY
+        .with(Flag::SearchingTooLong)
+        .with(Flag::LowBattery);
+    e.observe(&obs(Metric::PulseRate, 70.0, f, t(0.0)), t(0.0), &mut out);
+    assert!(has(&out, "raised:searching_too_long"));
+    assert!(has(&out, "raised:low_battery"));
+}
+
+#[test]
+fn a_cuff_error_is_raised_by_a_result_and_cleared_by_the_next_good_one() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let mut f = Flags::EMPTY;
+    f.set_cuff_error(87);
+    let mut o = invalid(Metric::NibpSys, t(0.0));
+    o.device = CUFF;
+    o.m.flags = f;
+    e.observe(&o, t(0.0), &mut out);
+    assert!(has(&out, "raised:cuff_error"));
+    assert_eq!(current(&e, "cuff_error").unwrap().device, Some(CUFF));
+    let ev = feed(&mut e, Metric::NibpSys, 60.0, &[120.0]);
+    assert!(has(&ev, "cleared:cuff_error"));
+}
+
+#[test]
+fn set_limits_keeps_alarms_of_kept_conditions_and_clears_the_others() {
+    let mut e = engine();
+    feed(&mut e, Metric::Spo2, 0.0, &[80.0]);
+    feed(&mut e, Metric::PulseRate, 1.0, &[160.0]);
+    let mut limits = parse_limits(PRESET).unwrap();
+    limits.rules.retain(|r| r.metric == Metric::Spo2);
+    let mut out = Vec::new();
+    e.set_limits(limits, "admin", t(2.0), &mut out).unwrap();
+    assert_eq!(names(&out), ["limits_changed:-", "cleared:pulse_rate_high"]);
+    assert!(current(&e, "spo2_low").is_some());
+}
+
+#[test]
+fn the_watchdog_alarms_when_no_dashboard_is_alive_while_beds_are_monitored() {
+    let ids = AlarmIds::new(1);
+    let mut w = Watchdog::new(&ids, Watchdog::DEFAULT_TIMEOUT, EscalationPolicy::default());
+    let mut out = Vec::new();
+    w.tick(t(0.0), true, &mut out);
+    w.tick(t(30.0), true, &mut out);
+    assert!(out.is_empty());
+    w.tick(t(30.1), true, &mut out);
+    assert_eq!(names(&out), ["raised:no_dashboard", "notify:no_dashboard"]);
+    let a = w.alarm().unwrap();
+    assert_eq!((a.bed, a.priority), (None, Priority::High));
+    out.clear();
+    w.tick(t(150.1), true, &mut out);
+    assert_eq!(names(&out), ["notify:no_dashboard"]);
+    out.clear();
+    w.dashboard_alive(t(151.0), &mut out);
+    assert_eq!(names(&out), ["cleared:no_dashboard"]);
+    out.clear();
+    w.tick(t(500.0), false, &mut out);
+    assert!(out.is_empty(), "no beds monitored, no alarm");
+}
+
+#[test]
+fn alarm_events_serialize_with_stable_snake_case_names() {
+    let mut e = engine();
+    let ev = feed(&mut e, Metric::Spo2, 0.0, &[80.0]);
+    let v = serde_json::to_value(&ev[0]).unwrap();
+    assert_eq!(v["event"], "raised");
+    assert_eq!(v["bed"], 0);
+    assert_eq!(v["alarm"]["condition"], "spo2_low");
+    assert_eq!(v["alarm"]["kind"], "physiological");
+    assert_eq!(v["alarm"]["priority"], "high");
+    assert_eq!(v["alarm"]["state"], "active");
+    assert_eq!(v["alarm"]["audio"], "sounding");
+    assert_eq!(v["alarm"]["value"], 80.0);
+    assert_eq!(v["alarm"]["limit"], 90.0);
+    assert_eq!(v["alarm"]["id"], 1000);
+    let n = serde_json::to_value(&ev[1]).unwrap();
+    assert_eq!(
+        (n["event"].as_str(), n["level"].as_u64()),
+        (Some("notify"), Some(0))
+    );
+}
+
+#[test]
+fn observing_an_in_range_reading_emits_nothing() {
+    let mut e = engine();
+    let mut out = Vec::with_capacity(8);
+    for s in 0..100 {
+        let now = t(f64::from(s) * 0.5);
+        e.observe(&obs(Metric::Spo2, 97.0, Flags::EMPTY, now), now, &mut out);
+        e.observe(
+            &obs(Metric::PulseRate, 72.0, Flags::EMPTY, now),
+            now,
+            &mut out,
+        );
+    }
+    assert!(out.is_empty());
+    assert_eq!(e.alarms().count(), 0);
+}
