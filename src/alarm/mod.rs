@@ -53,7 +53,7 @@ impl Now {
     /// `self` moved forward by `d` on both clocks; convenient for runners and tests.
     pub fn after(self, d: Duration) -> Now {
         Now {
-            mono: self.mono.add(d),
+            mono: self.mono.saturating_add(d),
             wall_ms: self
                 .wall_ms
                 .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),

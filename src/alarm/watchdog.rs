@@ -82,12 +82,12 @@ impl Watchdog {
             self.alarm = Some(a);
             out.push(event(EventKind::Raised, a, now));
             out.push(event(EventKind::Notify { level: 0 }, a, now));
-            self.next_notify = Some(now.mono.add(self.renotify_every));
+            self.next_notify = Some(now.mono.saturating_add(self.renotify_every));
         } else if let (Some(a), Some(next)) = (self.alarm, self.next_notify)
             && now.mono >= next
         {
             out.push(event(EventKind::Notify { level: 0 }, a, now));
-            self.next_notify = Some(now.mono.add(self.renotify_every));
+            self.next_notify = Some(now.mono.saturating_add(self.renotify_every));
         }
     }
 
