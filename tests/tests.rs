@@ -4,5 +4,6 @@
 
 mod util;
 
+mod alarms_e2e;
 mod cli;
 mod serial_e2e;
