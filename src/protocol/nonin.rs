@@ -4,8 +4,10 @@
 //! Facts: ../shared/reference/devices.md §6.2 (Nonin 9560 OEM specification; masks and checksum
 //! cross-checked with pez-globo/pufferfish-software's Nonin driver and its tests).
 //! The FLOAT byte's meaning depends on the frame's position in its packet, so heart rate and
-//! SpO2 are emitted only when the position is known for certain: frames 1, 2 and 3 seen in a
-//! row, the first with SYNC set. A lost byte loses the position until the next SYNC frame.
+//! SpO2 are emitted only when the position is known for certain: a SYNC frame that comes exactly
+//! 25 frames after the previous one (so line noise that happens to look like a SYNC frame cannot
+//! make the decoder read the wrong bytes as SpO2), then frames 1, 2 and 3 in a row. A lost byte
+//! loses the position; the first packet after it yields pleth only (1/3 s without vitals).
 
 use super::{Decoder, FeedReport};
 use crate::model::{Flag, Flags, Invalid, Measurement, Metric};
@@ -78,6 +80,8 @@ pub struct NoninFormat2Decoder {
     packet_flags: Flags,
     /// Low battery from the last STAT2 seen; carried until the next one.
     low_battery: bool,
+    /// The current packet's SYNC came exactly 25 frames after the previous SYNC.
+    confirmed: bool,
 }
 
 impl NoninFormat2Decoder {
@@ -86,6 +90,7 @@ impl NoninFormat2Decoder {
         let [_, status, pleth, float, _] = f;
         let idx = if status & SYNC != 0 {
             self.packet_flags = Flags::EMPTY;
+            self.confirmed = self.frame_idx == Some(FRAMES_PER_PACKET);
             Some(1)
         } else {
             self.frame_idx
@@ -105,7 +110,7 @@ impl NoninFormat2Decoder {
             Some(2) => {
                 self.hr = (u16::from(self.hr_msb & 0x03) << 7) | u16::from(float & 0x7F);
             }
-            Some(3) => {
+            Some(3) if self.confirmed => {
                 let flags = self.packet_flags;
                 out.push(if self.hr == HR_MISSING {
                     Measurement::invalid(Metric::PulseRate, Invalid::NoValue, flags)
@@ -247,6 +252,57 @@ mod tests {
         0x01, 0x80, 0x01, 0x00, 0x82, // reserved
     ];
 
+    /// A decoder that has just seen a whole packet in order, so the next SYNC is confirmed:
+    /// what a packet's content decodes to, apart from the first-packet rule.
+    #[derive(Debug)]
+    struct Primed(NoninFormat2Decoder);
+
+    impl Default for Primed {
+        fn default() -> Primed {
+            Primed(NoninFormat2Decoder {
+                frame_idx: Some(FRAMES_PER_PACKET),
+                ..NoninFormat2Decoder::default()
+            })
+        }
+    }
+
+    impl Decoder for Primed {
+        fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
+            self.0.feed(bytes, out)
+        }
+        fn reset(&mut self) {
+            self.0.reset();
+        }
+    }
+
+    #[test]
+    fn the_first_packet_after_joining_gives_pleth_only_and_the_second_gives_vitals() {
+        // Line noise can look like a SYNC frame; only a SYNC 25 frames after the previous one
+        // fixes the position.
+        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&PUFFERFISH_PACKET);
+        assert!(vitals(&ms).is_empty());
+        assert_eq!(ms.len(), 25);
+        let two = [PUFFERFISH_PACKET, PUFFERFISH_PACKET].concat();
+        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&two);
+        assert_eq!(
+            vitals(&ms),
+            vec![
+                Measurement::new(Metric::PulseRate, 72.0, Flags::EMPTY),
+                Measurement::new(Metric::Spo2, 97.0, Flags::EMPTY),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fake_sync_frame_in_noise_never_yields_vitals_from_misplaced_bytes() {
+        // Constructed: a valid-looking SYNC frame, then real frames 10.. of a packet whose
+        // bytes would read as HR/SpO2 if the fake SYNC were trusted.
+        let mut bytes = vec![0x01, 0x81, 0x00, 0x00, 0x82];
+        bytes.extend_from_slice(&PUFFERFISH_PACKET[9 * FRAME_LEN..]);
+        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        assert!(vitals(&ms).is_empty(), "{:?}", vitals(&ms));
+    }
+
     fn vitals(ms: &[Measurement]) -> Vec<Measurement> {
         ms.iter()
             .filter(|m| m.metric != Metric::Pleth)
@@ -270,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_pufferfish_packet_gives_hr_72_spo2_97_and_25_pleth_samples() {
-        let (ms, r) = feed_whole::<NoninFormat2Decoder>(&PUFFERFISH_PACKET);
+        let (ms, r) = feed_whole::<Primed>(&PUFFERFISH_PACKET);
         assert_eq!(
             r,
             FeedReport {
@@ -326,7 +382,7 @@ mod tests {
     fn missing_hr_and_spo2_encodings_are_no_value() {
         // Constructed: 511 and 127 are "missing" (devices.md §6.2).
         let bytes = packet(None, None, 0, false).encode();
-        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        let (ms, _) = feed_whole::<Primed>(&bytes);
         assert_eq!(
             vitals(&ms),
             vec![
@@ -348,7 +404,7 @@ mod tests {
         set(&mut bytes, 0, 0xFE);
         set(&mut bytes, 1, 0x85);
         set(&mut bytes, 2, 0x80 | 101);
-        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        let (ms, _) = feed_whole::<Primed>(&bytes);
         assert_eq!(
             vitals(&ms),
             vec![
@@ -362,7 +418,7 @@ mod tests {
     fn a_finger_out_packet_voids_numbers_and_keeps_the_reason() {
         // Constructed: SNSA with "-D"-style held numbers must not be shown.
         let bytes = packet(Some(80), Some(95), SNSA, false).encode();
-        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        let (ms, _) = feed_whole::<Primed>(&bytes);
         for m in &ms {
             assert_eq!(m.value, Value::Invalid(Invalid::DeviceFlagged));
             assert!(m.flags.contains(Flag::NoFinger));
@@ -378,7 +434,7 @@ mod tests {
             f[1] |= bit;
             f[4] = checksum(f);
         }
-        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        let (ms, _) = feed_whole::<Primed>(&bytes);
         for m in vitals(&ms) {
             assert_eq!(m.flags, Flags::EMPTY.with(Flag::Artifact));
         }
@@ -389,7 +445,7 @@ mod tests {
         // Constructed: packet 1 low battery, packet 2 not.
         let mut bytes = packet(Some(60), Some(99), 0, true).encode().to_vec();
         bytes.extend_from_slice(&packet(Some(61), Some(98), 0, false).encode());
-        let (ms, _) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        let (ms, _) = feed_whole::<Primed>(&bytes);
         let pleth: Vec<bool> = ms
             .iter()
             .filter(|m| m.metric == Metric::Pleth)
@@ -409,15 +465,17 @@ mod tests {
         let p = packet(Some(70), Some(96), 0, false).encode();
         let mut bytes = p[37..].to_vec(); // mid-frame 8
         bytes.extend_from_slice(&p);
+        bytes.extend_from_slice(&packet(Some(72), Some(95), 0, false).encode());
         let (ms, r) = feed_whole::<NoninFormat2Decoder>(&bytes);
-        // 3 bytes of frame 8 skipped, then frames 9..25 (position unknown) and a full packet.
+        // 3 bytes of frame 8 skipped, then frames 9..25 (position unknown), a full packet whose
+        // SYNC is not yet confirmed, and a full packet that is.
         assert_eq!(r.skipped_bytes, 3);
-        assert_eq!(r.frames, 17 + 25);
+        assert_eq!(r.frames, 17 + 25 + 25);
         assert_eq!(
             vitals(&ms),
             vec![
-                Measurement::new(Metric::PulseRate, 70.0, Flags::EMPTY),
-                Measurement::new(Metric::Spo2, 96.0, Flags::EMPTY),
+                Measurement::new(Metric::PulseRate, 72.0, Flags::EMPTY),
+                Measurement::new(Metric::Spo2, 95.0, Flags::EMPTY),
             ]
         );
     }
@@ -428,14 +486,16 @@ mod tests {
         let mut bytes = packet(Some(70), Some(96), 0, false).encode().to_vec();
         bytes[8] ^= 0x10; // frame 2 FLOAT
         bytes.extend_from_slice(&packet(Some(71), Some(95), 0, false).encode());
-        let (ms, r) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        bytes.extend_from_slice(&packet(Some(73), Some(94), 0, false).encode());
+        let (ms, r) = feed_whole::<Primed>(&bytes);
         assert_eq!(r.bad_frames, 1);
-        assert_eq!(r.frames, 49);
+        assert_eq!(r.frames, 74);
+        // The packet after the loss re-finds the position; the one after that confirms it.
         assert_eq!(
             vitals(&ms),
             vec![
-                Measurement::new(Metric::PulseRate, 71.0, Flags::EMPTY),
-                Measurement::new(Metric::Spo2, 95.0, Flags::EMPTY),
+                Measurement::new(Metric::PulseRate, 73.0, Flags::EMPTY),
+                Measurement::new(Metric::Spo2, 94.0, Flags::EMPTY),
             ]
         );
     }
@@ -451,7 +511,7 @@ mod tests {
         no_sync[1] &= !SYNC;
         no_sync[4] = checksum(&no_sync[..5]);
         bytes.extend_from_slice(&no_sync);
-        let (ms, r) = feed_whole::<NoninFormat2Decoder>(&bytes);
+        let (ms, r) = feed_whole::<Primed>(&bytes);
         assert_eq!(r.frames, 51);
         assert_eq!(vitals(&ms).len(), 2);
     }
@@ -462,14 +522,15 @@ mod tests {
         let mut bytes = vec![0x01, 0x7F, 0x00, 0x00, 0x7F]; // b7 clear: not a frame
         bytes.extend_from_slice(&[0x01, 0x80, 0x00, 0x00, 0x00]); // bad checksum
         bytes.extend_from_slice(&p);
+        bytes.extend_from_slice(&p);
         bytes.extend_from_slice(&[0xDE, 0xAD, 0xBE, 0xEF]);
-        let (ms, r) = feed_whole::<NoninFormat2Decoder>(&bytes);
-        assert_eq!(r.frames, 25);
+        let (ms, r) = feed_whole::<Primed>(&bytes);
+        assert_eq!(r.frames, 50);
         assert_eq!(r.bad_frames, 1);
         // 5 bytes of the first, 4 after the bad header, 4 of junk.
         assert_eq!(r.skipped_bytes, 13);
         assert_eq!(vitals(&ms).len(), 2);
-        assert_every_split_matches_whole::<NoninFormat2Decoder>(&bytes);
+        assert_every_split_matches_whole::<Primed>(&bytes);
     }
 
     #[test]
@@ -479,7 +540,7 @@ mod tests {
                 let p = packet(Some(123), Some(88), bit, low_battery);
                 let mut bytes = p.encode().to_vec();
                 bytes.extend_from_slice(&p.encode());
-                let (ms, r) = feed_whole::<NoninFormat2Decoder>(&bytes);
+                let (ms, r) = feed_whole::<Primed>(&bytes);
                 assert_eq!(
                     r,
                     FeedReport {
@@ -532,26 +593,33 @@ mod tests {
     fn random_bytes_never_panic_and_packets_among_garbage_are_all_recovered() {
         let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
         let noise: Vec<u8> = (0..200_000).map(|_| rng.byte()).collect();
-        let _ = feed_random_chunks::<NoninFormat2Decoder>(&noise, &mut rng, 300);
+        let _ = feed_random_chunks::<Primed>(&noise, &mut rng, 300);
 
         let mut stream = Vec::new();
         let mut expected = Vec::new();
+        // Garbage bursts between pairs of packets: the first of a pair re-finds the position,
+        // the second (25 frames later) confirms it and yields vitals.
         while stream.len() < 200_000 {
-            let n = rng.below(40);
-            stream.extend((0..n).map(|_| rng.byte()).filter(|b| *b != START));
+            let n = 1 + rng.below(40);
+            stream.extend(
+                (0..n)
+                    .map(|_| rng.byte())
+                    .map(|b| if b == START { 0 } else { b }),
+            );
+            stream.extend_from_slice(&packet(Some(60), Some(90), 0, false).encode());
             let hr = rng.below(300) as u16;
             let spo2 = rng.below(101) as u8;
             stream.extend_from_slice(&packet(Some(hr), Some(spo2), 0, false).encode());
             expected.push((f64::from(hr), f64::from(spo2)));
         }
-        let (ms, r) = feed_random_chunks::<NoninFormat2Decoder>(&stream, &mut rng, 257);
+        let (ms, r) = feed_random_chunks::<Primed>(&stream, &mut rng, 257);
         let v = vitals(&ms);
         let got: Vec<(f64, f64)> = v
             .chunks_exact(2)
             .map(|p| (p[0].value.number().unwrap(), p[1].value.number().unwrap()))
             .collect();
         assert_eq!(got, expected);
-        assert_eq!(r.frames as usize, expected.len() * FRAMES_PER_PACKET);
+        assert_eq!(r.frames as usize, expected.len() * 2 * FRAMES_PER_PACKET);
         assert_eq!(r.bad_frames, 0);
     }
 
