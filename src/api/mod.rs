@@ -85,11 +85,33 @@ struct WsParams {
     token: Option<String>,
 }
 
+/// Whether a browser's `Origin` names the host it connected to. Another site's page cannot open
+/// a WebSocket to the daemon with a user's token this way. Clients that send no Origin
+/// (not browsers) pass; the token still applies.
+pub fn origin_allowed(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
 async fn ws_upgrade(
     State(s): State<ApiState>,
+    headers: HeaderMap,
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if !origin_allowed(&headers) {
+        return auth::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the page's Origin is not this daemon's address, expected a dashboard served by it",
+        )
+        .into_response();
+    }
     let (since, token) = match params {
         Ok(Query(p)) => (p.since, p.token),
         Err(e) => {
@@ -182,4 +204,27 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn h(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            m.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn only_pages_from_the_daemon_itself_may_open_a_websocket() {
+        assert!(origin_allowed(&h(None, "127.0.0.1:8080")));
+        assert!(origin_allowed(&h(Some("http://127.0.0.1:8080"), "127.0.0.1:8080")));
+        assert!(!origin_allowed(&h(Some("http://evil.example"), "127.0.0.1:8080")));
+        assert!(!origin_allowed(&h(Some("null"), "127.0.0.1:8080")));
+    }
 }
