@@ -90,7 +90,8 @@ async fn latency_run(rate: u64, seconds: u64) -> Histogram<u64> {
     let mut seen = 0u64;
     let deadline = Instant::now() + Duration::from_secs(seconds + 10);
     while seen < total && Instant::now() < deadline {
-        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await else {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+        else {
             break;
         };
         let now = epoch.elapsed().as_nanos() as u64;
@@ -99,7 +100,9 @@ async fn latency_run(rate: u64, seconds: u64) -> Histogram<u64> {
             continue;
         }
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let Some(pi) = v["value"].as_f64() else { continue };
+        let Some(pi) = v["value"].as_f64() else {
+            continue;
+        };
         let slot = (pi * 100.0).round() as usize % PI_MOD as usize;
         let t0 = sent[slot].load(std::sync::atomic::Ordering::Relaxed);
         seen += 1;

@@ -223,8 +223,14 @@ mod tests {
     #[test]
     fn only_pages_from_the_daemon_itself_may_open_a_websocket() {
         assert!(origin_allowed(&h(None, "127.0.0.1:8080")));
-        assert!(origin_allowed(&h(Some("http://127.0.0.1:8080"), "127.0.0.1:8080")));
-        assert!(!origin_allowed(&h(Some("http://evil.example"), "127.0.0.1:8080")));
+        assert!(origin_allowed(&h(
+            Some("http://127.0.0.1:8080"),
+            "127.0.0.1:8080"
+        )));
+        assert!(!origin_allowed(&h(
+            Some("http://evil.example"),
+            "127.0.0.1:8080"
+        )));
         assert!(!origin_allowed(&h(Some("null"), "127.0.0.1:8080")));
     }
 }
