@@ -4,5 +4,6 @@
 
 mod util;
 
+mod browser;
 mod cli;
 mod serial_e2e;

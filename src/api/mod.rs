@@ -3,13 +3,15 @@
 //! Every WebSocket connection has its own task and its own queue ([`crate::hub::queue`]): a
 //! client that stops reading stalls only itself. Requests and messages are size-bounded.
 
+pub mod dashboard;
+
 use crate::hub::Hub;
 use crate::hub::queue::Next;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -32,23 +34,15 @@ pub struct ApiState {
     pub cancel: CancellationToken,
 }
 
-/// The router: `/api/rooms`, `/healthz`, `/ws`, `/`.
+/// The router: `/api/rooms`, `/healthz`, `/ws`, and the dashboard (`/`, `/assets/...`).
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/api/rooms", get(rooms))
         .route("/ws", get(ws_upgrade))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
-}
-
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>vitalsd</title>",
-        "<h1>vitalsd</h1><p>API: <a href=/api/rooms>/api/rooms</a>, ",
-        "WebSocket: <code>/ws</code>, health: <a href=/healthz>/healthz</a>.</p>"
-    ))
 }
 
 async fn healthz(State(s): State<ApiState>) -> impl IntoResponse {

@@ -79,6 +79,8 @@ pub struct Subscription {
 pub struct Hub {
     cfg: Arc<Config>,
     inner: Mutex<Inner>,
+    /// Wall-clock ms when this hub was created: tells clients a restarted daemon apart.
+    started_ms: i64,
 }
 
 impl Hub {
@@ -113,6 +115,7 @@ impl Hub {
         Hub {
             cfg,
             inner: Mutex::new(inner),
+            started_ms: now,
         }
     }
 
@@ -376,6 +379,7 @@ impl Hub {
             seq: inner.next_seq - 1,
             resumed,
             time: rfc3339_ms(wall_ms()),
+            started: rfc3339_ms(self.started_ms),
             simulated: cfg.devices.iter().any(|d| d.simulated),
             rooms,
         };
