@@ -2,10 +2,12 @@
 //! console summary; and shuts it down in order on a signal (mini-redis style: one cancel token,
 //! one task tracker).
 
+use crate::alarm::EventKind;
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Dispatch, Dispatched, Hub};
 use crate::model::DeviceIdx;
+use crate::notify;
 use crate::sources::{self, SourceCtx};
 use anyhow::Context;
 use std::future::Future;
@@ -56,7 +58,35 @@ impl Running {
 pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let hub = Arc::new(Hub::new(cfg.clone()));
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel::<Dispatch>();
+    let hub = Arc::new(Hub::new(cfg.clone(), Some(events_tx)).context("bad alarm limits")?);
+    // Alarm timers: delays, stale data, NIBP overdue, pause expiry, escalation, watchdog.
+    {
+        let hub = hub.clone();
+        let stop = cancel.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(ALARM_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => hub.tick(),
+                }
+            }
+        });
+    }
+    // Alarm events off the alarm path: the notifier (and the store).
+    let (notify_tx, notify_rx) = tokio::sync::mpsc::unbounded_channel();
+    tracker.spawn(notify::run(
+        cfg.notify.clone(),
+        notify::Outbox::new(&cfg.data_dir),
+        hub.clone(),
+        notify_rx,
+        cancel.clone(),
+    ));
+    tracker.spawn(dispatch(events_rx, notify_tx));
     let listen = opts.listen.unwrap_or(cfg.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -107,6 +137,34 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         cancel,
         tracker,
     })
+}
+
+/// How often the alarm timers run: an alarm whose condition delay elapses is raised at most
+/// this much later.
+pub const ALARM_TICK: Duration = Duration::from_millis(100);
+
+/// Hands alarm events to their consumers off the alarm path.
+async fn dispatch(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
+    notify_tx: tokio::sync::mpsc::UnboundedSender<(u8, String)>,
+) {
+    let forward = |d: &Dispatched| {
+        if let EventKind::Notify { level } = d.event.kind {
+            let body = String::from_utf8_lossy(&d.json).into_owned();
+            if notify_tx.send((level, body)).is_err() {
+                tracing::error!("notifier stopped; notification not queued");
+            }
+        }
+    };
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Dispatch::Event(d) => forward(&d),
+            Dispatch::Commit(events, done) => {
+                events.iter().for_each(forward);
+                let _ = done.send(Ok(()));
+            }
+        }
+    }
 }
 
 /// Runs until `shutdown` resolves, then stops in order.

@@ -125,6 +125,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for (id, at) in sim.endpoints() {
                     println!("  {id:<20} {at}");
                 }
+                let listen_at = listen.unwrap_or(cfg.listen);
+                if let Some(nurse) = cfg.users.iter().find(|u| u.role == config::Role::Nurse) {
+                    println!(
+                        "dashboard as {}: http://{listen_at}/#token={}",
+                        nurse.name, nurse.token
+                    );
+                }
                 let opts = Options {
                     summary_every: Some(Duration::from_secs(5)),
                     listen,

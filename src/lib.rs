@@ -25,7 +25,8 @@
 //!   pause, escalation) and the dashboard watchdog; runs inline on the decode path.
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
 //!   an explicit policy per message kind.
-//! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum).
+//! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
+//! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals and TCP.
 //! - [`app`]: wires the components together and shuts them down in order.
@@ -39,6 +40,7 @@ pub mod clock;
 pub mod config;
 pub mod hub;
 pub mod model;
+pub mod notify;
 pub mod protocol;
 pub mod sim;
 pub mod sources;

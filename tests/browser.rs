@@ -5,7 +5,7 @@
 //! The browser tests run one at a time (two Chromiums on a small machine make every wait
 //! longer, not the tests faster).
 
-use crate::util::{Rig, free_port};
+use crate::util::{Rig, free_port, scenario};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -280,7 +280,12 @@ async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a
         "return window.vitalsdState.audioArmed",
     )
     .await;
-    assert!(!b.visible("#audio-bar").await);
+    b.wait(
+        "the AUDIO NOT ARMED bar gone",
+        SOON,
+        "return document.getElementById('audio-bar').hidden",
+    )
+    .await;
 
     // The blood pressure of both beds, with its age, then the screenshot of the room view.
     for bed in ["room1/A", "room1/B"] {
@@ -421,6 +426,145 @@ async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_w
     assert!(!b.visible("#not-monitoring").await);
     let all = b.js(ALL_FOUR_NUMBERS).await;
     assert!(all.is_array(), "values shown again: {all}");
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desaturation_shows_the_alarm_banner_in_time_and_acknowledging_silences_only_that_alarm()
+{
+    let _one = ONE_BROWSER.lock().await;
+    // Both patients fall to 87 %: below the 90 % limit (medium, 10 s delay), above the severe band.
+    let desat = |at: &str| {
+        format!(
+            r#"events = [{{ at = "{at}", for = "1h", kind = "desaturation", spo2 = 87, ramp = "1s" }}]"#
+        )
+    };
+    let rig = Rig::start(scenario(&desat("4s"), &desat("6s")), "10m").await;
+    // A WebSocket client of our own notes when the daemon received A's first SpO2 below 90.
+    let mut c = rig.client().await;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    // The page notes (wall clock) when each alarm row first appears in the banner.
+    b.js(r#"
+        window.bannerSeen = {};
+        new MutationObserver(() => {
+          for (const li of document.querySelectorAll('#banner li.alarm')) {
+            const id = li.dataset.alarm;
+            if (!(id in window.bannerSeen)) window.bannerSeen[id] = Date.now();
+          }
+        }).observe(document.getElementById('banner'), { childList: true, subtree: true });
+        return true;"#)
+        .await;
+    b.client
+        .find(Locator::Css("#audio-bar"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let first_below = c
+        .wait_for("A's SpO2 below 90", SOON, |m| {
+            crate::util::is_reading(m, "room1/A", "spo2")
+                && m["value"].as_f64().is_some_and(|v| v < 90.0)
+        })
+        .await["received_ms"]
+        .as_i64()
+        .unwrap();
+    c.close().await;
+
+    // Both alarms sound; the banner shows them in the medium colour with their marker.
+    let both = b
+        .wait(
+            "both beds' spo2_low alarms sounding",
+            SOON,
+            "const s = window.vitalsdState;
+             const a = s.activeAlarms.filter(a => a.condition === 'spo2_low' && s.sounding.includes(a.id));
+             return a.length === 2 && s.audioArmed ? a : null;",
+        )
+        .await;
+    let id_of = |bed: &str| {
+        both.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["bed"] == bed)
+            .map(|a| a["id"].as_u64().unwrap())
+            .unwrap()
+    };
+    let (id_a, id_b) = (id_of("room1/A"), id_of("room1/B"));
+    let seen = b.js("return window.bannerSeen").await;
+    let shown_at = seen[id_a.to_string()]
+        .as_i64()
+        .expect("A's alarm was in the banner");
+    let took = shown_at - first_below;
+    assert!(
+        (10_000..=11_000).contains(&took),
+        "the banner showed A's alarm {took} ms after the first SpO2 below 90; expected the 10 s delay plus at most 1 s"
+    );
+    let row = format!("#banner li[data-alarm='{id_a}']");
+    let text = b.text(&format!("{row} .text")).await;
+    let text = text.as_str().unwrap();
+    assert!(text.starts_with("** SpO2 8"), "{text}");
+    assert!(text.ends_with("< 90"), "{text}");
+    let class = b
+        .js(&format!(
+            "return document.querySelector(\"{row}\").className"
+        ))
+        .await;
+    assert!(class.as_str().unwrap().contains("prio-medium"), "{class}");
+    assert_eq!(b.state().await["audioPlaying"], "medium");
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-alarm.png"), &png).unwrap();
+
+    // The nurse acknowledges A's alarm on A's tile: A stops sounding, B keeps sounding.
+    b.client
+        .find(Locator::Css(&format!(
+            "[data-bed='room1/A'] button.ack[data-alarm='{id_a}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let state = b
+        .wait(
+            "A acknowledged and silent",
+            SOON,
+            &format!(
+                "const s = window.vitalsdState;
+                 const a = s.activeAlarms.find(a => a.id === {id_a});
+                 return a && a.state === 'acknowledged' && !s.sounding.includes({id_a}) ? s : null;"
+            ),
+        )
+        .await;
+    let sounding: Vec<u64> = serde_json::from_value(state["sounding"].clone()).unwrap();
+    assert_eq!(sounding, [id_b], "only B still sounds: {state}");
+    assert_eq!(state["audioPlaying"], "medium", "{state}");
+    b.wait(
+        "the banner row of A marked ACKNOWLEDGED",
+        SOON,
+        &format!(
+            "return document.querySelector(\"{row} .state\").textContent.includes('ACKNOWLEDGED')"
+        ),
+    )
+    .await;
+
+    // Audio pause on B: its alarm goes quiet, the button counts down.
+    b.client
+        .find(Locator::Css("[data-bed='room1/B'] button.pause"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait(
+        "B paused with a countdown",
+        SOON,
+        "const s = window.vitalsdState;
+         const t = document.querySelector(\"[data-bed='room1/B'] button.pause\").textContent;
+         return s.sounding.length === 0 && s.audioPlaying === null && /AUDIO PAUSED [12]:\\d\\d/.test(t) ? t : null;",
+    )
+    .await;
     b.close().await;
     rig.stop().await;
 }

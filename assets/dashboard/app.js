@@ -1147,9 +1147,10 @@
     ctx.textBaseline = 'middle';
     for (const v of [100, 90, 80]) { line(ctx, padL, y1(v), w - padR, y1(v)); ctx.fillText(String(v), 6 * dpr, y1(v)); }
     for (const v of [60, 120, 180]) { line(ctx, padL, y2(v), w - padR, y2(v)); ctx.fillText(String(v), w - padR + 6 * dpr, y2(v)); }
-    ctx.fillStyle = '#35d0ff'; ctx.fillText('SpO2', 6 * dpr, padT + 6 * dpr + (split - padT) / 2 + 14 * dpr);
-    ctx.fillStyle = '#3dff6e'; ctx.fillText('PR', w - padR + 6 * dpr, split + 10 * dpr);
-    ctx.fillStyle = '#ff8a8a'; ctx.fillText('NIBP', w - padR + 6 * dpr, hh - padB - 6 * dpr);
+    ctx.textBaseline = 'top';
+    ctx.fillStyle = '#35d0ff'; ctx.fillText('SpO2 %', padL + 6 * dpr, padT + 2 * dpr);
+    ctx.fillStyle = '#3dff6e'; ctx.fillText('PR /min', padL + 6 * dpr, split + 6 * dpr);
+    ctx.fillStyle = '#ff8a8a'; ctx.fillText('NIBP mmHg', padL + 64 * dpr, split + 6 * dpr);
     // Time axis.
     ctx.fillStyle = '#7d8fa1';
     ctx.textBaseline = 'bottom';

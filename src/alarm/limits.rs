@@ -228,6 +228,17 @@ struct RawRule {
 /// what was expected, quoting the bad value.
 pub fn parse_limits(text: &str) -> Result<BedLimits, LimitsError> {
     let raw: RawLimits = toml::from_str(text).map_err(|e| LimitsError::Syntax(e.to_string()))?;
+    from_raw(raw)
+}
+
+/// The same format as JSON (`{"rule": [{...}, ...]}`), for `PUT /api/beds/.../limits`.
+pub fn parse_limits_json(json: &[u8]) -> Result<BedLimits, LimitsError> {
+    let raw: RawLimits =
+        serde_json::from_slice(json).map_err(|e| LimitsError::Syntax(e.to_string()))?;
+    from_raw(raw)
+}
+
+fn from_raw(raw: RawLimits) -> Result<BedLimits, LimitsError> {
     let mut rules = Vec::with_capacity(raw.rule.len());
     for (i, r) in raw.rule.into_iter().enumerate() {
         let err = |message: String| LimitsError::Rule {

@@ -27,6 +27,7 @@ mod tests;
 pub use engine::{BedAlarms, BedSpec, DeviceSpec, RuleStatus};
 pub use limits::{
     Baseline, BedLimits, Direction, LimitRule, LimitsError, Severe, Threshold, parse_limits,
+    parse_limits_json,
 };
 pub use policy::{AudioPolicy, EscalationPolicy, Policy, TechRule, TechnicalPolicy};
 pub use watchdog::Watchdog;

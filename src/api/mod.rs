@@ -3,14 +3,18 @@
 //! Every WebSocket connection has its own task and its own queue ([`crate::hub::queue`]): a
 //! client that stops reading stalls only itself. Requests and messages are size-bounded.
 
+pub mod alarms;
+pub mod auth;
 pub mod dashboard;
 
+use crate::config::Role;
 use crate::hub::Hub;
 use crate::hub::queue::Next;
+use auth::require;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -41,6 +45,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/rooms", get(rooms))
         .route("/ws", get(ws_upgrade))
+        .merge(alarms::routes())
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -54,7 +59,10 @@ async fn healthz(State(s): State<ApiState>) -> impl IntoResponse {
     axum::Json(body)
 }
 
-async fn rooms(State(s): State<ApiState>) -> Response {
+async fn rooms(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(e) = require(&s, &headers, Role::Viewer) {
+        return e.into_response();
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         s.hub.snapshot_json(),
@@ -66,6 +74,8 @@ async fn rooms(State(s): State<ApiState>) -> Response {
 struct WsParams {
     /// Resume after this sequence number.
     since: Option<u64>,
+    /// The caller's token (browsers cannot set headers on a WebSocket).
+    token: Option<String>,
 }
 
 async fn ws_upgrade(
@@ -73,16 +83,19 @@ async fn ws_upgrade(
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let since = match params {
-        Ok(Query(p)) => p.since,
+    let (since, token) = match params {
+        Ok(Query(p)) => (p.since, p.token),
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
-                format!("bad query: {e}; expected ?since=<sequence number>"),
+                format!("bad query: {e}; expected ?since=<sequence number>&token=<token>"),
             )
                 .into_response();
         }
     };
+    if let Err(e) = auth::check(&s, token.as_deref(), Role::Viewer) {
+        return e.into_response();
+    }
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| serve_client(s, socket, since))
@@ -90,6 +103,8 @@ async fn ws_upgrade(
 
 async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
     let sub = s.hub.subscribe(since);
+    // A new connection is a dashboard alive; it stays alive while it answers our pings.
+    s.hub.dashboard_alive();
     let id = sub.id;
     let queue = sub.queue.clone();
     let reason = async {
@@ -109,12 +124,20 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
             tokio::select! {
                 _ = s.cancel.cancelled() => return Err("daemon shutting down".to_owned()),
                 _ = queue.notified() => {}
-                _ = beat.tick() => send(&mut socket, s.hub.heartbeat(queue.coalesced())).await?,
+                _ = beat.tick() => {
+                    send(&mut socket, s.hub.heartbeat(queue.coalesced())).await?;
+                    // Browsers answer pings by themselves: a pong proves the page is alive.
+                    socket
+                        .send(Message::Ping(Bytes::from_static(b"alive?")))
+                        .await
+                        .map_err(|e| format!("ping failed: {e}"))?;
+                }
                 incoming = socket.recv() => match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Err(e)) => return Err(format!("client error: {e}")),
-                    // Clients may send pings or small text; nothing they send changes state here.
-                    Some(Ok(_)) => {}
+                    // Pongs and small messages: the dashboard is alive. Nothing a client sends
+                    // changes state here (actions go through the HTTP API, with a token).
+                    Some(Ok(_)) => s.hub.dashboard_alive(),
                 },
             }
         }

@@ -6,7 +6,10 @@
 //! starting, and one precise message is easier to act on than a page of follow-on errors.
 
 use super::raw::{RawConfig, RawDevice, RawLink, RawProfile, RawRecliner, RawRoom};
-use super::{Bed, Binding, Config, Endpoint, LinkSettings, Profile, Room, parse_duration};
+use super::{
+    AlarmSettings, Bed, Binding, Config, Endpoint, LinkSettings, NotifyTarget, Profile, Role, Room,
+    User, parse_duration,
+};
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use crate::protocol::PROTOCOLS;
 use std::collections::{BTreeMap, HashMap};
@@ -498,7 +501,273 @@ pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
         None => None,
     };
     let profiles = load_profiles(devices_dir.as_deref())?;
-    validate_config(&src, base, &raw, &profiles)
+    let presets_dir = match &raw.presets_dir {
+        Some(d) => Some(resolve_dir(&src, base, d, "presets_dir")?),
+        None => None,
+    };
+    let presets = load_presets(presets_dir.as_deref())?;
+    let mut cfg = validate_config(&src, base, &raw, &profiles)?;
+    validate_alarm_parts(&src, &raw, &mut cfg, presets)?;
+    Ok(cfg)
+}
+
+/// The alarm-limit presets shipped in `config/presets/`, embedded so a deployed binary needs no
+/// repository.
+pub const BUILTIN_PRESETS: &[(&str, &str)] = &[(
+    "ketamine-session",
+    include_str!("../../config/presets/ketamine-session.toml"),
+)];
+
+/// The preset a recliner gets when it names none.
+pub const DEFAULT_PRESET: &str = "ketamine-session";
+
+/// Loads the built-in presets, then every `*.toml` of `dir` (adding or replacing by file stem).
+pub fn load_presets(
+    dir: Option<&Path>,
+) -> Result<BTreeMap<String, crate::alarm::BedLimits>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let parse = |name: &str, text: &str, origin: &Path| {
+        crate::alarm::parse_limits(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            line: 1,
+            column: 1,
+            key: "rule".to_owned(),
+            message: format!("preset {name:?}: {e}"),
+        })
+    };
+    for (name, text) in BUILTIN_PRESETS {
+        let origin = PathBuf::from(format!("config/presets/{name}.toml"));
+        out.insert((*name).to_owned(), parse(name, text, &origin)?);
+    }
+    if let Some(dir) = dir {
+        let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Io {
+            path: dir.to_path_buf(),
+            what: "presets directory",
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                what: "preset file",
+                source,
+            })?;
+            let limits = parse(&name, &text, &path)?;
+            out.insert(name, limits);
+        }
+    }
+    Ok(out)
+}
+
+/// Users, `[alarms]`, `[[notify]]` and each recliner's preset.
+fn validate_alarm_parts(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    cfg: &mut Config,
+    presets: BTreeMap<String, crate::alarm::BedLimits>,
+) -> Result<(), ConfigError> {
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut tokens: HashMap<String, usize> = HashMap::new();
+    for (i, u) in raw.users.iter().enumerate() {
+        let key = format!("users[{i}]");
+        let u = u.get_ref();
+        let name = check_id(src, &u.name, &format!("{key}.name"))?;
+        let line = line_col(src.text, u.name.span().start).0;
+        if let Some(first) = names.insert(name.clone(), line) {
+            return Err(src.err(
+                u.name.span(),
+                format!("{key}.name"),
+                format!("duplicate user {name:?} (first on line {first}), expected a unique name"),
+            ));
+        }
+        let role = match u.role.get_ref().as_str() {
+            "viewer" => Role::Viewer,
+            "nurse" => Role::Nurse,
+            "admin" => Role::Admin,
+            other => {
+                return Err(src.err(
+                    u.role.span(),
+                    format!("{key}.role"),
+                    format!("unknown role {other:?}, expected one of: viewer, nurse, admin"),
+                ));
+            }
+        };
+        let token = u.token.get_ref().clone();
+        if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
+            return Err(src.err(
+                u.token.span(),
+                format!("{key}.token"),
+                "token too short or has spaces, expected at least 16 characters without spaces"
+                    .to_owned(),
+            ));
+        }
+        if let Some(first) = tokens.insert(token.clone(), line) {
+            return Err(src.err(
+                u.token.span(),
+                format!("{key}.token"),
+                format!("the same token as the user on line {first}, expected a unique token"),
+            ));
+        }
+        cfg.users.push(User { name, role, token });
+    }
+    if cfg.users.is_empty() && !cfg.listen.ip().is_loopback() {
+        let span = raw.listen.as_ref().map(|l| l.span()).unwrap_or(0..0);
+        return Err(src.err(
+            span,
+            "listen",
+            format!(
+                "listening on {} without [[users]], expected at least one [[users]] table (tokens) when not on loopback",
+                cfg.listen
+            ),
+        ));
+    }
+    if let Some(a) = &raw.alarms {
+        let a = a.get_ref();
+        let d = |v: &Option<Spanned<String>>,
+                 key: &str,
+                 min: (Duration, &str),
+                 max: (Duration, &str),
+                 dflt: Duration|
+         -> Result<Duration, ConfigError> {
+            match v {
+                Some(v) => check_duration(
+                    src,
+                    v,
+                    &format!("alarms.{key}"),
+                    (min.0, max.0, min.1, max.1),
+                ),
+                None => Ok(dflt),
+            }
+        };
+        let s = &mut cfg.alarms;
+        s.dashboard_timeout = d(
+            &a.dashboard_timeout,
+            "dashboard_timeout",
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_secs(600), "10m"),
+            s.dashboard_timeout,
+        )?;
+        let e = &mut s.policy.escalation;
+        e.renotify_every = d(
+            &a.renotify_every,
+            "renotify_every",
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(3600), "1h"),
+            e.renotify_every,
+        )?;
+        e.escalate_after = d(
+            &a.escalate_after,
+            "escalate_after",
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(3600), "1h"),
+            e.escalate_after,
+        )?;
+        let au = &mut s.policy.audio;
+        au.max_pause = d(
+            &a.audio_pause_max,
+            "audio_pause_max",
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(600), "10m"),
+            au.max_pause,
+        )?;
+        au.default_pause = d(
+            &a.audio_pause,
+            "audio_pause",
+            (Duration::from_secs(10), "10s"),
+            (au.max_pause, "audio_pause_max"),
+            au.default_pause.min(au.max_pause),
+        )?;
+    }
+    let mut target_names: HashMap<String, usize> = HashMap::new();
+    for (i, n) in raw.notify.iter().enumerate() {
+        let key = format!("notify[{i}]");
+        let n = n.get_ref();
+        let name = check_id(src, &n.name, &format!("{key}.name"))?;
+        let line = line_col(src.text, n.name.span().start).0;
+        if let Some(first) = target_names.insert(name.clone(), line) {
+            return Err(src.err(
+                n.name.span(),
+                format!("{key}.name"),
+                format!(
+                    "duplicate target {name:?} (first on line {first}), expected a unique name"
+                ),
+            ));
+        }
+        let url = n.url.get_ref().trim().to_owned();
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.len() < 10 {
+            return Err(src.err(
+                n.url.span(),
+                format!("{key}.url"),
+                format!(
+                    "{url:?} is not a web address, expected http://host/path or https://host/path"
+                ),
+            ));
+        }
+        let level = n.level.as_ref().map(|l| *l.get_ref()).unwrap_or(0);
+        if level > 9 {
+            let span = n.level.as_ref().map(|l| l.span()).unwrap_or(0..0);
+            return Err(src.err(
+                span,
+                format!("{key}.level"),
+                format!("{level} is out of range, expected 0 to 9"),
+            ));
+        }
+        let timeout = match &n.timeout {
+            Some(t) => check_duration(
+                src,
+                t,
+                &format!("{key}.timeout"),
+                (
+                    Duration::from_millis(100),
+                    Duration::from_secs(60),
+                    "100ms",
+                    "60s",
+                ),
+            )?,
+            None => Duration::from_secs(5),
+        };
+        cfg.notify.push(NotifyTarget {
+            name,
+            url,
+            level,
+            timeout,
+        });
+    }
+    // Each recliner's preset must exist.
+    let mut bed = 0usize;
+    for (ri, room) in raw.rooms.iter().enumerate() {
+        for (ci, rec) in room.get_ref().recliners.iter().enumerate() {
+            if let Some(p) = &rec.get_ref().preset {
+                let name = p.get_ref();
+                if !presets.contains_key(name) {
+                    return Err(src.err(
+                        p.span(),
+                        format!("rooms[{ri}].recliners[{ci}].preset"),
+                        format!(
+                            "unknown preset {name:?}, expected one of: {}",
+                            join_names(presets.keys().map(String::as_str))
+                        ),
+                    ));
+                }
+                if let Some(b) = cfg.beds.get_mut(bed) {
+                    b.preset = name.clone();
+                }
+            }
+            bed += 1;
+        }
+    }
+    cfg.presets = presets;
+    Ok(())
 }
 
 fn resolve_dir(
@@ -566,6 +835,10 @@ fn validate_config(
         rooms: Vec::new(),
         beds: Vec::new(),
         devices: Vec::new(),
+        users: Vec::new(),
+        alarms: AlarmSettings::default(),
+        notify: Vec::new(),
+        presets: BTreeMap::new(),
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();
     let mut device_ids: HashMap<String, usize> = HashMap::new();
@@ -721,6 +994,7 @@ fn validate_recliner(
         label,
         bp_interval,
         devices,
+        preset: DEFAULT_PRESET.to_owned(),
     });
     Ok(bed_idx)
 }

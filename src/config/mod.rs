@@ -12,6 +12,7 @@ mod load;
 mod raw;
 
 pub use duration::parse_duration;
+pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
     BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
     MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
@@ -40,6 +41,79 @@ pub struct Config {
     pub beds: Vec<Bed>,
     /// Every bound device, flattened; [`DeviceIdx`] indexes this.
     pub devices: Vec<Binding>,
+    /// API users. Empty is allowed only when listening on loopback: then every request is
+    /// treated as an admin's (quick local use, tests).
+    pub users: Vec<User>,
+    /// Alarm-system settings.
+    pub alarms: AlarmSettings,
+    /// Webhook notification targets, by escalation level.
+    pub notify: Vec<NotifyTarget>,
+    /// Alarm-limit presets by name (built-in `config/presets/*.toml` plus `presets_dir`).
+    pub presets: std::collections::BTreeMap<String, crate::alarm::BedLimits>,
+}
+
+/// What a token may do. Ordered: each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Also acknowledges alarms, pauses audio, captures baselines, runs sessions.
+    Nurse,
+    /// Also changes alarm limits.
+    Admin,
+}
+
+impl Role {
+    /// The config name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Nurse => "nurse",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An API user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Shown in the audit trail (who acknowledged, who changed limits).
+    pub name: String,
+    pub role: Role,
+    /// The bearer token (at least 16 characters).
+    pub token: String,
+}
+
+/// Alarm-system settings from the `[alarms]` table.
+#[derive(Debug, Clone)]
+pub struct AlarmSettings {
+    /// Raise `no_dashboard` when no dashboard has been alive this long while beds are
+    /// monitored (default 30 s).
+    pub dashboard_timeout: Duration,
+    /// Engine policy: technical priorities, escalation timing, audio-pause bounds.
+    pub policy: crate::alarm::Policy,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        AlarmSettings {
+            dashboard_timeout: Duration::from_secs(30),
+            policy: crate::alarm::Policy::default(),
+        }
+    }
+}
+
+/// A webhook that receives notifications of escalation level `level`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    pub name: String,
+    /// `http://` or `https://` URL; notifications are POSTed as JSON.
+    pub url: String,
+    /// Escalation level this target serves (0 first).
+    pub level: u8,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
 }
 
 impl Config {
@@ -80,6 +154,8 @@ pub struct Bed {
     pub bp_interval: Duration,
     /// The devices bound to this bed.
     pub devices: Vec<DeviceIdx>,
+    /// The alarm-limit preset the bed starts with.
+    pub preset: String,
 }
 
 /// A device bound to a bed.

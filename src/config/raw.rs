@@ -22,6 +22,46 @@ pub(super) struct RawConfig {
     /// clearer message than serde's "missing field".
     #[serde(default)]
     pub rooms: Vec<Spanned<RawRoom>>,
+    /// Directory of extra or replacement alarm-limit presets.
+    pub presets_dir: Option<Spanned<String>>,
+    /// API users and their tokens; `[[users]]` tables.
+    #[serde(default)]
+    pub users: Vec<Spanned<RawUser>>,
+    /// Alarm-system settings; the `[alarms]` table.
+    pub alarms: Option<Spanned<RawAlarms>>,
+    /// Notification targets (webhooks); `[[notify]]` tables.
+    #[serde(default)]
+    pub notify: Vec<Spanned<RawNotify>>,
+}
+
+/// One `[[users]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    pub name: Spanned<String>,
+    pub role: Spanned<String>,
+    pub token: Spanned<String>,
+}
+
+/// The `[alarms]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlarms {
+    pub dashboard_timeout: Option<Spanned<String>>,
+    pub renotify_every: Option<Spanned<String>>,
+    pub escalate_after: Option<Spanned<String>>,
+    pub audio_pause: Option<Spanned<String>>,
+    pub audio_pause_max: Option<Spanned<String>>,
+}
+
+/// One `[[notify]]` table: a webhook target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    pub level: Option<Spanned<u8>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// One `[[rooms]]` table.
@@ -41,6 +81,8 @@ pub(super) struct RawRecliner {
     pub id: Spanned<String>,
     pub label: Option<Spanned<String>>,
     pub bp_interval: Option<Spanned<String>>,
+    /// Alarm-limit preset name; `ketamine-session` when absent.
+    pub preset: Option<Spanned<String>>,
     #[serde(default)]
     pub devices: Vec<Spanned<RawDevice>>,
 }

@@ -13,13 +13,18 @@
 pub mod queue;
 pub mod wire;
 
-use crate::clock::{Mono, rfc3339_ms, wall_ms};
+use crate::alarm::{
+    AlarmError, AlarmEvent, AlarmIds, Baseline, BedAlarms, BedLimits, BedSpec, EventKind,
+    LimitsError, Now, RuleStatus, Watchdog,
+};
+use crate::clock::{Mono, mono_now, rfc3339_ms, wall_ms};
 use crate::config::Config;
 use crate::model::{BedIdx, DeviceIdx, Measurement, Metric, Observation};
 use bytes::Bytes;
 use queue::{Class, ClientQueue, lock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::UnboundedSender;
 use wire::{DeviceStatus, VERSION};
 
 /// Messages kept for clients that resume.
@@ -37,15 +42,67 @@ impl Stamp {
     pub fn now() -> Stamp {
         Stamp {
             wall_ms: wall_ms(),
-            mono: crate::clock::mono_now(),
+            mono: mono_now(),
+        }
+    }
+
+    /// The same instant for the alarm engine.
+    pub fn as_now(self) -> Now {
+        Now {
+            mono: self.mono,
+            wall_ms: self.wall_ms,
         }
     }
 }
 
-#[derive(Debug)]
 struct BedState {
     seq: u64,
     latest: [Option<Observation>; Metric::COUNT],
+    alarms: BedAlarms,
+}
+
+/// An alarm-system event for the consumers off the alarm path (store, notifier), with the
+/// message dashboards got (`None` for `notify` events, which only the notifier sees).
+#[derive(Debug, Clone)]
+pub struct Dispatched {
+    pub event: AlarmEvent,
+    /// The `alarm` message as sent to clients, or (for `notify`) as the notifier sends it.
+    pub json: Bytes,
+    /// Its sequence number (0 for `notify`, which is not a client message).
+    pub seq: u64,
+}
+
+/// What the hub hands to the consumers off the alarm path, in order.
+#[derive(Debug)]
+pub enum Dispatch {
+    /// An engine event: persist it (without making anyone wait) and notify if it says so.
+    Event(Dispatched),
+    /// The events of an API action: commit them, then answer, so the API confirms only
+    /// what is committed.
+    Commit(
+        Vec<Dispatched>,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    ),
+}
+
+/// Why an alarm action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// No bed has a current alarm with this id.
+    #[error("no current alarm with id {0}")]
+    UnknownAlarm(u64),
+    /// The alarm cannot be acknowledged (only a living dashboard ends `no_dashboard`).
+    #[error("alarm {0} cannot be acknowledged: it ends when a dashboard is alive again")]
+    NotAcknowledgeable(u64),
+    /// The engine refused it.
+    #[error(transparent)]
+    Alarm(#[from] AlarmError),
+    /// The limits are not valid.
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    /// A baseline from recent readings was asked for, but there are none yet.
+    #[error("no recent valid readings of {0} to take a baseline from, expected some first")]
+    NoRecent(&'static str),
 }
 
 #[derive(Debug)]
@@ -65,6 +122,11 @@ struct Inner {
     next_client: u64,
     /// Serialization buffer, reused.
     buf: Vec<u8>,
+    watchdog: Watchdog,
+    /// Engine output, reused.
+    events: Vec<AlarmEvent>,
+    /// Consumers of alarm events off the alarm path (store, notifier).
+    sink: Option<UnboundedSender<Dispatch>>,
 }
 
 /// A subscription: the queue to read from, and the id to unsubscribe with.
@@ -84,19 +146,35 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub for the configured beds and devices, all `connecting`.
-    pub fn new(cfg: Arc<Config>) -> Hub {
+    /// A hub for the configured beds and devices, all `connecting`, each bed with its preset's
+    /// limits. Alarm events also go to `sink` (store, notifier), never waited for.
+    pub fn new(
+        cfg: Arc<Config>,
+        sink: Option<UnboundedSender<Dispatch>>,
+    ) -> Result<Hub, LimitsError> {
         let now = wall_ms();
+        // Ids seeded by the wall clock so they do not repeat across restarts.
+        let ids = AlarmIds::new(u64::try_from(now).unwrap_or(0).saturating_mul(1000) % (1 << 52));
+        let mut beds = Vec::with_capacity(cfg.beds.len());
+        for (i, bed) in cfg.beds.iter().enumerate() {
+            let idx = BedIdx(u16::try_from(i).unwrap_or(u16::MAX));
+            let spec = BedSpec::from_config(&cfg, idx).unwrap_or_default();
+            let limits = cfg.presets.get(&bed.preset).cloned().unwrap_or_default();
+            let alarms = BedAlarms::with_policy(idx, spec, limits, &ids, cfg.alarms.policy)?;
+            beds.push(BedState {
+                seq: 0,
+                latest: [None; Metric::COUNT],
+                alarms,
+            });
+        }
+        let watchdog = Watchdog::new(
+            &ids,
+            cfg.alarms.dashboard_timeout,
+            cfg.alarms.policy.escalation,
+        );
         let inner = Inner {
             next_seq: 1,
-            beds: cfg
-                .beds
-                .iter()
-                .map(|_| BedState {
-                    seq: 0,
-                    latest: [None; Metric::COUNT],
-                })
-                .collect(),
+            beds,
             devices: cfg
                 .devices
                 .iter()
@@ -111,12 +189,27 @@ impl Hub {
             clients: Vec::new(),
             next_client: 1,
             buf: Vec::with_capacity(1024),
+            watchdog,
+            events: Vec::with_capacity(16),
+            sink,
         };
-        Hub {
+        Ok(Hub {
             cfg,
             inner: Mutex::new(inner),
             started_ms: now,
-        }
+        })
+    }
+
+    /// Hands the events of an API action to the consumers and waits until they are committed.
+    pub async fn commit(&self, events: Vec<Dispatched>) -> Result<(), String> {
+        let Some(sink) = lock(&self.inner).sink.clone() else {
+            return Ok(());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        sink.send(Dispatch::Commit(events, tx))
+            .map_err(|_| "the event store is not running".to_owned())?;
+        rx.await
+            .map_err(|_| "the event store stopped before committing".to_owned())?
     }
 
     /// The configuration the hub serves.
@@ -147,6 +240,10 @@ impl Hub {
                 simulated,
             };
             b.latest[m.metric.index()] = Some(obs);
+            // The alarm decision, before the reading goes anywhere: its events are published
+            // (and so sent) ahead of the reading that caused them.
+            b.alarms.observe(&obs, stamp.as_now(), &mut inner.events);
+            inner.flush_events(&self.cfg, true);
             inner.devices[usize::from(device.0)].readings += 1;
             let seq = inner.take_seq();
             inner.buf.clear();
@@ -180,6 +277,16 @@ impl Hub {
         d.status = status;
         d.since_ms = now;
         d.detail = detail;
+        if status != DeviceStatus::Connecting {
+            let connected = status == DeviceStatus::Connected;
+            let stamp = Stamp::now();
+            inner.beds[usize::from(binding.bed.0)].alarms.device_link(
+                device,
+                connected,
+                stamp.as_now(),
+                &mut inner.events,
+            );
+        }
         let seq = inner.take_seq();
         let msg = wire::DeviceStatusMsg {
             v: VERSION,
@@ -196,6 +303,8 @@ impl Hub {
             Ok(v) => inner.publish(seq, Class::Priority, Bytes::from(v)),
             Err(e) => tracing::error!(seq, error = %e, "device status could not be serialized"),
         }
+        // The status first, then what it caused (device_disconnected raised or cleared).
+        inner.flush_events(&self.cfg, true);
     }
 
     /// The current status of a device.
@@ -320,6 +429,177 @@ impl Hub {
             .collect()
     }
 
+    /// Publishes a priority message built elsewhere (session events, notification status):
+    /// adds `"v"` and the next `"seq"`, and sends it ahead of readings like alarms.
+    pub fn publish_priority(&self, mut msg: serde_json::Value) -> u64 {
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        let seq = inner.take_seq();
+        if let Some(obj) = msg.as_object_mut() {
+            obj.insert("v".into(), VERSION.into());
+            obj.insert("seq".into(), seq.into());
+        }
+        match serde_json::to_vec(&msg) {
+            Ok(v) => inner.publish(seq, Class::Priority, Bytes::from(v)),
+            Err(e) => tracing::error!(seq, error = %e, "message could not be serialized"),
+        }
+        seq
+    }
+
+    /// The alarm timers: condition delays, stale data, NIBP overdue, pause expiry,
+    /// escalation, and the dashboard watchdog. Called every ~100 ms by a runner.
+    pub fn tick(&self) {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        for b in &mut inner.beds {
+            b.alarms.tick(now, &mut inner.events);
+        }
+        // Beds are monitored while any device is connected.
+        let monitoring = inner
+            .devices
+            .iter()
+            .any(|d| d.status == DeviceStatus::Connected);
+        inner.watchdog.tick(now, monitoring, &mut inner.events);
+        inner.flush_events(&self.cfg, true);
+    }
+
+    /// A dashboard proved it is alive (it answered a ping or sent a message).
+    pub fn dashboard_alive(&self) {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.watchdog.dashboard_alive(now, &mut inner.events);
+        inner.flush_events(&self.cfg, true);
+    }
+
+    /// Acknowledges an alarm; returns the events it caused (already sent to clients).
+    pub fn acknowledge(&self, id: u64, actor: &str) -> Result<Vec<Dispatched>, ActionError> {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        if inner.watchdog.alarm().is_some_and(|a| a.id.0 == id) {
+            return Err(ActionError::NotAcknowledgeable(id));
+        }
+        let bed = inner
+            .beds
+            .iter_mut()
+            .find(|b| b.alarms.alarms().any(|a| a.id.0 == id))
+            .ok_or(ActionError::UnknownAlarm(id))?;
+        bed.alarms
+            .acknowledge(crate::alarm::AlarmId(id), actor, now, &mut inner.events)?;
+        Ok(inner.flush_events(&self.cfg, false))
+    }
+
+    /// Pauses a bed's alarm audio (time-limited); returns the granted length and the events.
+    pub fn pause_audio(
+        &self,
+        bed: BedIdx,
+        for_: Option<std::time::Duration>,
+        actor: &str,
+    ) -> Result<(std::time::Duration, Vec<Dispatched>), ActionError> {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        let granted = inner.beds[usize::from(bed.0)].alarms.pause_audio(
+            for_,
+            actor,
+            now,
+            &mut inner.events,
+        )?;
+        Ok((granted, inner.flush_events(&self.cfg, false)))
+    }
+
+    /// Ends a bed's audio pause early.
+    pub fn cancel_pause(&self, bed: BedIdx, actor: &str) -> Result<Vec<Dispatched>, ActionError> {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.beds[usize::from(bed.0)]
+            .alarms
+            .cancel_pause(actor, now, &mut inner.events)?;
+        Ok(inner.flush_events(&self.cfg, false))
+    }
+
+    /// Replaces a bed's limit rules.
+    pub fn set_limits(
+        &self,
+        bed: BedIdx,
+        limits: BedLimits,
+        actor: &str,
+    ) -> Result<Vec<Dispatched>, ActionError> {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.beds[usize::from(bed.0)]
+            .alarms
+            .set_limits(limits, actor, now, &mut inner.events)?;
+        Ok(inner.flush_events(&self.cfg, false))
+    }
+
+    /// Sets a bed's pre-dose baseline: the given values, or (`from_recent`) the median of the
+    /// bed's recent valid readings for every value not given.
+    pub fn set_baseline(
+        &self,
+        bed: BedIdx,
+        given: Baseline,
+        from_recent: bool,
+        actor: &str,
+    ) -> Result<(Baseline, Vec<Dispatched>), ActionError> {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        let engine = &mut inner.beds[usize::from(bed.0)].alarms;
+        let mut b = given;
+        if from_recent {
+            let fill = |v: &mut Option<f64>, m: Metric| {
+                if v.is_none() {
+                    *v = engine.recent_median(m);
+                }
+            };
+            fill(&mut b.sys, Metric::NibpSys);
+            fill(&mut b.dia, Metric::NibpDia);
+            fill(&mut b.pulse_rate, Metric::PulseRate);
+            fill(&mut b.spo2, Metric::Spo2);
+            if b.sys.is_none() && b.dia.is_none() && b.pulse_rate.is_none() && b.spo2.is_none() {
+                return Err(ActionError::NoRecent("sys, dia, pulse_rate or spo2"));
+            }
+        }
+        engine.set_baseline(b, actor, now, &mut inner.events)?;
+        let set = engine.baseline();
+        Ok((set, inner.flush_events(&self.cfg, false)))
+    }
+
+    /// A bed's limit rules with what is in force, and its baseline.
+    pub fn limits_of(&self, bed: BedIdx) -> (Vec<RuleStatus>, Baseline) {
+        let g = lock(&self.inner);
+        let e = &g.beds[usize::from(bed.0)].alarms;
+        (e.limits(), e.baseline())
+    }
+
+    /// Every current alarm, as JSON views.
+    pub fn alarms_json(&self) -> serde_json::Value {
+        let g = lock(&self.inner);
+        let list: Vec<wire::AlarmView<'_>> = g
+            .beds
+            .iter()
+            .flat_map(|b| b.alarms.alarms())
+            .chain(g.watchdog.alarm())
+            .map(|a| wire::AlarmView::new(&self.cfg, a))
+            .collect();
+        serde_json::json!({ "alarms": list })
+    }
+
+    /// The bed with this id (`room1/A`).
+    pub fn bed_by_id(&self, id: &str) -> Option<BedIdx> {
+        self.cfg
+            .beds
+            .iter()
+            .position(|b| b.id == id)
+            .and_then(|i| u16::try_from(i).ok())
+            .map(BedIdx)
+    }
+
     fn snapshot_locked(&self, inner: &Inner, resumed: bool) -> Vec<u8> {
         let cfg = &self.cfg;
         let rooms = cfg
@@ -341,7 +621,19 @@ impl Hub {
                             .filter(|o| wire::in_latest(o.m.metric))
                             .map(|o| (o.m.metric.name(), wire::ReadingView::new(cfg, o)))
                             .collect();
+                        let now_mono = mono_now();
+                        let now_wall = wall_ms();
+                        let audio_paused_until = st.alarms.audio_paused_until().map(|until| {
+                            let left = until.since(now_mono).as_millis();
+                            rfc3339_ms(now_wall + i64::try_from(left).unwrap_or(0))
+                        });
                         wire::BedView {
+                            alarms: st
+                                .alarms
+                                .alarms()
+                                .map(|a| wire::AlarmView::new(cfg, a))
+                                .collect(),
+                            audio_paused_until,
                             id: &bed.id,
                             recliner: &bed.recliner,
                             label: &bed.label,
@@ -382,12 +674,59 @@ impl Hub {
             started: rfc3339_ms(self.started_ms),
             simulated: cfg.devices.iter().any(|d| d.simulated),
             rooms,
+            alarms: inner
+                .watchdog
+                .alarm()
+                .map(|a| wire::AlarmView::new(cfg, a))
+                .into_iter()
+                .collect(),
         };
         serde_json::to_vec(&msg).unwrap_or_default()
     }
 }
 
 impl Inner {
+    /// Publishes the engine's pending events (priority class, ahead of readings) and, with
+    /// `to_sink`, hands them to the sink (events of API actions are returned instead: the API
+    /// confirms only after they are committed). `notify` events are not sent to clients.
+    fn flush_events(&mut self, cfg: &Config, to_sink: bool) -> Vec<Dispatched> {
+        if self.events.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.events.len());
+        let events = std::mem::take(&mut self.events);
+        for e in &events {
+            let is_notify = matches!(e.kind, EventKind::Notify { .. });
+            let seq = if is_notify { 0 } else { self.take_seq() };
+            let json = match serde_json::to_vec(&wire::AlarmMsg::new(cfg, seq, e)) {
+                Ok(v) => Bytes::from(v),
+                Err(err) => {
+                    tracing::error!(seq, error = %err, "alarm event could not be serialized");
+                    continue;
+                }
+            };
+            if !is_notify {
+                self.publish(seq, Class::Priority, json.clone());
+            }
+            out.push(Dispatched {
+                event: e.clone(),
+                json,
+                seq,
+            });
+        }
+        // Give the buffer back so the alarm path does not allocate next time.
+        self.events = events;
+        self.events.clear();
+        if let Some(sink) = self.sink.as_ref().filter(|_| to_sink) {
+            for d in &out {
+                if sink.send(Dispatch::Event(d.clone())).is_err() {
+                    tracing::error!("alarm event consumer is gone; event not persisted");
+                }
+            }
+        }
+        out
+    }
+
     fn take_seq(&mut self) -> u64 {
         let s = self.next_seq;
         self.next_seq += 1;

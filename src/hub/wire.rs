@@ -117,6 +117,10 @@ pub struct BedView<'a> {
     pub devices: Vec<DeviceView<'a>>,
     /// Latest reading per metric name (waveform samples excluded).
     pub latest: std::collections::BTreeMap<&'static str, ReadingView<'a>>,
+    /// The bed's current alarms.
+    pub alarms: Vec<AlarmView<'a>>,
+    /// When the bed's audio pause ends, if one runs.
+    pub audio_paused_until: Option<String>,
 }
 
 /// One room in a snapshot.
@@ -145,6 +149,8 @@ pub struct SnapshotMsg<'a> {
     /// True if any device is simulated: the dashboard shows a DEMO banner.
     pub simulated: bool,
     pub rooms: Vec<RoomView<'a>>,
+    /// Alarms that belong to no bed (`no_dashboard`).
+    pub alarms: Vec<AlarmView<'a>>,
 }
 
 /// Text for an endpoint in messages.
@@ -158,4 +164,121 @@ pub fn endpoint_text(e: &Endpoint) -> String {
 /// Whether a metric belongs in `latest` (waveforms are streamed, not summarized).
 pub fn in_latest(m: Metric) -> bool {
     !m.is_waveform()
+}
+
+/// An alarm as it appears in messages: indices resolved to ids, times as RFC 3339.
+#[derive(Serialize)]
+pub struct AlarmView<'a> {
+    pub id: u64,
+    pub bed: Option<&'a str>,
+    pub device: Option<&'a str>,
+    pub condition: crate::alarm::Condition,
+    pub kind: crate::alarm::AlarmKind,
+    pub priority: crate::alarm::Priority,
+    pub state: crate::alarm::AlarmState,
+    pub audio: crate::alarm::Audio,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    pub started: String,
+    pub updated: String,
+    pub started_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl<'a> AlarmView<'a> {
+    /// Resolves an alarm's indices against the config.
+    pub fn new(cfg: &'a Config, a: &crate::alarm::Alarm) -> AlarmView<'a> {
+        AlarmView {
+            id: a.id.0,
+            bed: a
+                .bed
+                .and_then(|b| cfg.beds.get(usize::from(b.0)))
+                .map(|b| b.id.as_str()),
+            device: a
+                .device
+                .and_then(|d| cfg.devices.get(usize::from(d.0)))
+                .map(|d| d.id.as_str()),
+            condition: a.condition,
+            kind: a.kind,
+            priority: a.priority,
+            state: a.state,
+            audio: a.audio,
+            value: a.value,
+            limit: a.limit,
+            started: rfc3339_ms(a.started_ms),
+            updated: rfc3339_ms(a.updated_ms),
+            started_ms: a.started_ms,
+            updated_ms: a.updated_ms,
+        }
+    }
+}
+
+/// `{"v":1,"type":"alarm","event":...}`: one alarm-system event (docs/api.md, docs/alarms.md).
+#[derive(Serialize)]
+pub struct AlarmMsg<'a> {
+    pub v: u32,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    pub event: &'static str,
+    pub bed: Option<&'a str>,
+    pub alarm: Option<AlarmView<'a>>,
+    pub actor: Option<&'a str>,
+    pub at: String,
+    pub at_ms: i64,
+    /// `audio_paused` only: when the pause ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// `audio_paused` only: its length in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    /// `baseline_set` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::alarm::Baseline>,
+    /// `notify` only: the escalation level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<u8>,
+}
+
+impl<'a> AlarmMsg<'a> {
+    /// The message for an engine event.
+    pub fn new(cfg: &'a Config, seq: u64, e: &'a crate::alarm::AlarmEvent) -> AlarmMsg<'a> {
+        use crate::alarm::EventKind as K;
+        let (event, until, seconds, baseline, level) = match &e.kind {
+            K::Raised => ("raised", None, None, None, None),
+            K::Updated => ("updated", None, None, None, None),
+            K::Acknowledged => ("acknowledged", None, None, None, None),
+            K::Latched => ("latched", None, None, None, None),
+            K::Cleared => ("cleared", None, None, None, None),
+            K::AudioPaused { until_ms, for_ms } => (
+                "audio_paused",
+                Some(rfc3339_ms(*until_ms)),
+                Some(for_ms / 1000),
+                None,
+                None,
+            ),
+            K::AudioResumed => ("audio_resumed", None, None, None, None),
+            K::LimitsChanged => ("limits_changed", None, None, None, None),
+            K::BaselineSet { baseline } => ("baseline_set", None, None, Some(*baseline), None),
+            K::Notify { level } => ("notify", None, None, None, Some(*level)),
+        };
+        AlarmMsg {
+            v: VERSION,
+            kind: "alarm",
+            seq,
+            event,
+            bed: e
+                .bed
+                .and_then(|b| cfg.beds.get(usize::from(b.0)))
+                .map(|b| b.id.as_str()),
+            alarm: e.alarm.as_ref().map(|a| AlarmView::new(cfg, a)),
+            actor: e.actor.as_deref(),
+            at: rfc3339_ms(e.at_ms),
+            at_ms: e.at_ms,
+            until,
+            seconds,
+            baseline,
+            level,
+        }
+    }
 }

@@ -69,11 +69,38 @@ simulated = true
     )
 }
 
-/// [`two_bed_config_text`], loaded.
-pub fn two_bed_config(dir: &Path, bp_interval: &str) -> Config {
-    let text = two_bed_config_text(dir, bp_interval, free_port());
+/// [`two_bed_config_text`] plus `extra` (top-level tables such as `[[users]]`, `[alarms]`,
+/// `[[notify]]`, placed before the rooms), loaded.
+pub fn two_bed_config(dir: &Path, bp_interval: &str, extra: &str) -> Config {
+    let text = with_extra(&two_bed_config_text(dir, bp_interval, free_port()), extra);
     load_config_str(&text, &dir.join("test.toml")).expect("test config is valid")
 }
+
+/// Inserts top-level keys/tables before the first `[[rooms]]`.
+pub fn with_extra(config: &str, extra: &str) -> String {
+    match config.find("[[rooms]]") {
+        Some(i) => format!("{}{extra}\n\n{}", &config[..i], &config[i..]),
+        None => format!("{config}\n{extra}"),
+    }
+}
+
+/// Users for tests that check roles.
+pub const USERS: &str = r#"
+[[users]]
+name = "viewer1"
+role = "viewer"
+token = "viewer-token-0123456789"
+
+[[users]]
+name = "nurse1"
+role = "nurse"
+token = "nurse-token-0123456789"
+
+[[users]]
+name = "admin1"
+role = "admin"
+token = "admin-token-0123456789"
+"#;
 
 /// Steady, noise-free patients with distinct values per bed; `extra_a` / `extra_b` are TOML
 /// appended to each bed's table (events, a dose).
@@ -115,8 +142,13 @@ pub struct Rig {
 impl Rig {
     /// Starts the simulator for `scenario`, then the daemon on an ephemeral port.
     pub async fn start(scenario: Scenario, bp_interval: &str) -> Rig {
+        Rig::start_with(scenario, bp_interval, "").await
+    }
+
+    /// [`Rig::start`] with extra config (users, alarms, notify targets).
+    pub async fn start_with(scenario: Scenario, bp_interval: &str, extra: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Arc::new(two_bed_config(dir.path(), bp_interval));
+        let cfg = Arc::new(two_bed_config(dir.path(), bp_interval, extra));
         let sim = sim::start(&cfg, scenario).await.expect("simulator starts");
         let daemon = app::start(cfg.clone(), Options::default())
             .await
@@ -135,6 +167,22 @@ impl Rig {
 
     pub async fn client(&self) -> Client {
         Client::connect(&format!("ws://{}/ws", self.addr())).await
+    }
+
+    /// A client with a token.
+    pub async fn client_as(&self, token: &str) -> Client {
+        Client::connect(&format!("ws://{}/ws?token={token}", self.addr())).await
+    }
+
+    /// An HTTP request to the daemon: (status, JSON body).
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        http(self.addr(), method, path, token, body).await
     }
 
     pub async fn stop(mut self) {
@@ -207,6 +255,115 @@ impl Client {
 /// Predicate: a reading of `metric` for `bed`.
 pub fn is_reading(v: &Value, bed: &str, metric: &str) -> bool {
     v["type"] == "reading" && v["bed"] == bed && v["metric"] == metric
+}
+
+/// A minimal HTTP/1.0 client: (status, JSON body or Null).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let (head, json) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+/// A webhook receiver: records every POST body; `respond: false` accepts connections and
+/// never answers (a black hole).
+pub struct Webhook {
+    pub url: String,
+    pub bodies: Arc<std::sync::Mutex<Vec<Value>>>,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Webhook {
+    pub async fn start(respond: bool) -> Webhook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Webhook::serve(listener, respond)
+    }
+
+    pub fn serve(listener: tokio::net::TcpListener, respond: bool) -> Webhook {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (b, c) = (bodies.clone(), connections.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if !respond {
+                    held.push(sock);
+                    continue;
+                }
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            if body.len() >= len {
+                                if let Ok(v) = serde_json::from_str(&body[..len]) {
+                                    b.lock().unwrap().push(v);
+                                }
+                                let _ = sock
+                                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                    .await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Webhook {
+            url,
+            bodies,
+            connections,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
 }
 
 /// The path of the built `vitalsd` binary.

@@ -1,0 +1,231 @@
+//! Alarm routes: current alarms, acknowledge, audio pause, limits and baseline. Every action
+//! is answered only after its events are committed (see [`crate::hub::Hub::commit`]), and every
+//! event names who did it.
+
+use super::ApiState;
+use super::auth::{ApiError, require};
+use crate::alarm::{Baseline, BedLimits};
+use crate::clock::{rfc3339_ms, wall_ms};
+use crate::config::Role;
+use crate::hub::{ActionError, Dispatched};
+use crate::model::BedIdx;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The alarm routes.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/alarms", get(current))
+        .route("/api/alarms/{id}/ack", post(acknowledge))
+        .route(
+            "/api/beds/{room}/{recliner}/audio-pause",
+            post(pause).delete(cancel_pause),
+        )
+        .route(
+            "/api/beds/{room}/{recliner}/limits",
+            get(get_limits).put(put_limits),
+        )
+        .route("/api/beds/{room}/{recliner}/baseline", post(baseline))
+}
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> ApiError {
+        let status = match e {
+            ActionError::UnknownAlarm(_) => StatusCode::NOT_FOUND,
+            ActionError::NotAcknowledgeable(_) => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// Resolves `{room}/{recliner}` to a bed.
+pub fn bed(state: &ApiState, room: &str, recliner: &str) -> Result<BedIdx, ApiError> {
+    let id = format!("{room}/{recliner}");
+    state
+        .hub
+        .bed_by_id(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no bed {id:?}")))
+}
+
+/// Parses a JSON body, with an error that says what was expected.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return serde_json::from_slice(b"{}")
+            .map_err(|e| ApiError::bad_request(format!("{e}; expected {expected}")));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("{e}; expected {expected}")))
+}
+
+async fn commit(state: &ApiState, events: Vec<Dispatched>) -> Result<(), ApiError> {
+    state.hub.commit(events).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not confirmed: {e}"),
+        )
+    })
+}
+
+async fn current(State(s): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require(&s, &headers, Role::Viewer)?;
+    Ok(Json(s.hub.alarms_json()))
+}
+
+async fn acknowledge(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let who = require(&s, &headers, Role::Nurse)?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!("{id:?} is not an alarm id, expected a number"))
+    })?;
+    let events = s.hub.acknowledge(id, &who.name)?;
+    let alarm = events
+        .iter()
+        .rev()
+        .find_map(|d| serde_json::from_slice::<Value>(&d.json).ok())
+        .map(|m| m["alarm"].clone())
+        .unwrap_or(Value::Null);
+    commit(&s, events).await?;
+    Ok(Json(json!({ "alarm": alarm })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    seconds: Option<u64>,
+}
+
+async fn pause(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, recliner)): Path<(String, String)>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let who = require(&s, &headers, Role::Nurse)?;
+    let bed = bed(&s, &room, &recliner)?;
+    let b: PauseBody = body(&raw, r#"{"seconds": N} (optional)"#)?;
+    let (granted, events) =
+        s.hub
+            .pause_audio(bed, b.seconds.map(Duration::from_secs), &who.name)?;
+    commit(&s, events).await?;
+    let until = wall_ms() + i64::try_from(granted.as_millis()).unwrap_or(0);
+    Ok(Json(
+        json!({ "until": rfc3339_ms(until), "seconds": granted.as_secs() }),
+    ))
+}
+
+async fn cancel_pause(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, recliner)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let who = require(&s, &headers, Role::Nurse)?;
+    let bed = bed(&s, &room, &recliner)?;
+    let events = s.hub.cancel_pause(bed, &who.name)?;
+    commit(&s, events).await?;
+    Ok(Json(json!({ "audio_paused": false })))
+}
+
+fn limits_json(s: &ApiState, bed: BedIdx) -> Value {
+    let (rules, baseline) = s.hub.limits_of(bed);
+    let has_baseline = baseline.fields().iter().any(|(_, v)| v.is_some());
+    json!({ "rules": rules, "baseline": if has_baseline { json!(baseline) } else { Value::Null } })
+}
+
+async fn get_limits(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, recliner)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    require(&s, &headers, Role::Viewer)?;
+    let bed = bed(&s, &room, &recliner)?;
+    Ok(Json(limits_json(&s, bed)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresetBody {
+    preset: String,
+}
+
+async fn put_limits(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, recliner)): Path<(String, String)>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let who = require(&s, &headers, Role::Admin)?;
+    let bed = bed(&s, &room, &recliner)?;
+    let limits: BedLimits = match serde_json::from_slice::<PresetBody>(&raw) {
+        Ok(PresetBody { preset }) => {
+            s.hub
+                .config()
+                .presets
+                .get(&preset)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        s.hub.config().presets.keys().map(String::as_str).collect();
+                    ApiError::bad_request(format!(
+                        "unknown preset {preset:?}, expected one of: {}",
+                        known.join(", ")
+                    ))
+                })?
+        }
+        Err(_) => crate::alarm::parse_limits_json(&raw).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{e}; expected {{\"preset\": NAME}} or {{\"rule\": [...]}} as in docs/alarms.md"
+            ))
+        })?,
+    };
+    let events = s.hub.set_limits(bed, limits, &who.name)?;
+    commit(&s, events).await?;
+    Ok(Json(limits_json(&s, bed)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineBody {
+    sys: Option<f64>,
+    dia: Option<f64>,
+    pulse_rate: Option<f64>,
+    spo2: Option<f64>,
+    #[serde(default)]
+    from_recent: bool,
+}
+
+async fn baseline(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path((room, recliner)): Path<(String, String)>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let who = require(&s, &headers, Role::Nurse)?;
+    let bed = bed(&s, &room, &recliner)?;
+    let b: BaselineBody = body(
+        &raw,
+        r#"{"sys": N, "dia": N, "pulse_rate": N, "spo2": N} (each optional) or {"from_recent": true}"#,
+    )?;
+    let given = Baseline {
+        sys: b.sys,
+        dia: b.dia,
+        pulse_rate: b.pulse_rate,
+        spo2: b.spo2,
+    };
+    if !b.from_recent && given.fields().iter().all(|(_, v)| v.is_none()) {
+        return Err(ApiError::bad_request(
+            "no baseline values, expected at least one of sys, dia, pulse_rate, spo2, or from_recent: true",
+        ));
+    }
+    let (set, events) = s.hub.set_baseline(bed, given, b.from_recent, &who.name)?;
+    commit(&s, events).await?;
+    Ok(Json(json!({ "baseline": set })))
+}
