@@ -5,5 +5,6 @@
 mod util;
 
 mod alarms_e2e;
+mod browser;
 mod cli;
 mod serial_e2e;

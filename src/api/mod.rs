@@ -5,6 +5,7 @@
 
 pub mod alarms;
 pub mod auth;
+pub mod dashboard;
 
 use crate::config::Role;
 use crate::hub::Hub;
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -37,24 +38,16 @@ pub struct ApiState {
     pub cancel: CancellationToken,
 }
 
-/// The router: `/api/rooms`, `/healthz`, `/ws`, `/`.
+/// The router: `/api/rooms`, `/healthz`, `/ws`, and the dashboard (`/`, `/assets/...`).
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/api/rooms", get(rooms))
         .route("/ws", get(ws_upgrade))
         .merge(alarms::routes())
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
-}
-
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>vitalsd</title>",
-        "<h1>vitalsd</h1><p>API: <a href=/api/rooms>/api/rooms</a>, ",
-        "WebSocket: <code>/ws</code>, health: <a href=/healthz>/healthz</a>.</p>"
-    ))
 }
 
 async fn healthz(State(s): State<ApiState>) -> impl IntoResponse {

@@ -141,6 +141,8 @@ pub struct Subscription {
 pub struct Hub {
     cfg: Arc<Config>,
     inner: Mutex<Inner>,
+    /// Wall-clock ms when this hub was created: tells clients a restarted daemon apart.
+    started_ms: i64,
 }
 
 impl Hub {
@@ -194,6 +196,7 @@ impl Hub {
         Ok(Hub {
             cfg,
             inner: Mutex::new(inner),
+            started_ms: now,
         })
     }
 
@@ -668,6 +671,7 @@ impl Hub {
             seq: inner.next_seq - 1,
             resumed,
             time: rfc3339_ms(wall_ms()),
+            started: rfc3339_ms(self.started_ms),
             simulated: cfg.devices.iter().any(|d| d.simulated),
             rooms,
             alarms: inner

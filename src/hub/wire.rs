@@ -143,6 +143,9 @@ pub struct SnapshotMsg<'a> {
     /// still held follow right after.
     pub resumed: bool,
     pub time: String,
+    /// When this daemon started (RFC 3339, ms). A different value than before means the daemon
+    /// restarted: its sequence numbers started again, so a `since` from before means nothing.
+    pub started: String,
     /// True if any device is simulated: the dashboard shows a DEMO banner.
     pub simulated: bool,
     pub rooms: Vec<RoomView<'a>>,

@@ -1,0 +1,570 @@
+//! The dashboard in a real browser: headless Chromium, driven over WebDriver (chromedriver,
+//! started by each test on a free port), against the real daemon and simulator.
+//!
+//! `scripts/test` installs Debian's `chromium` and `chromium-driver` when they are missing.
+//! The browser tests run one at a time (two Chromiums on a small machine make every wait
+//! longer, not the tests faster).
+
+use crate::util::{Rig, free_port, scenario};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+use vitalsd::app::{self, Options};
+use vitalsd::sim::scenario::Scenario;
+
+/// Generous: the machine may be busy (two cores, other tests, Chromium itself).
+const SOON: Duration = Duration::from_secs(30);
+/// A SunTech cycle: first start 2 s after connect, ~5 s inflation, ~20 s deflation.
+const BP_CYCLE: Duration = Duration::from_secs(90);
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// One browser test at a time, across the test binary's threads (and runtimes).
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A two-bed scenario with noise, so values move; `extra_a` / `extra_b` go into each bed.
+fn noisy_scenario(extra_a: &str, extra_b: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "browser"
+acceleration = 1.0
+seed = 3
+
+[[beds]]
+bed = "room1/A"
+baseline = {{ spo2 = 97, pulse_rate = 72, sys = 122, dia = 78, perfusion_index = 3.5 }}
+noise = 2.0
+{extra_a}
+
+[[beds]]
+bed = "room1/B"
+baseline = {{ spo2 = 95, pulse_rate = 64, sys = 131, dia = 84, perfusion_index = 2.0 }}
+noise = 2.0
+{extra_b}
+"#
+    );
+    Scenario::parse(&text).expect("browser scenario is valid")
+}
+
+/// Where screenshots go: the cargo target directory.
+fn target_dir() -> PathBuf {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().map(PathBuf::from).unwrap_or(tmp)
+}
+
+/// Headless Chromium behind chromedriver, with a fresh profile.
+struct Browser {
+    client: Client,
+    driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} is missing: run scripts/test (it installs chromium and chromium-driver)"
+            );
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(profile.path().join("chromedriver.log")).unwrap();
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1920,1080",
+                    format!("--user-data-dir={}", profile.path().join("chrome").display()),
+                ],
+            },
+        });
+        let caps = match caps {
+            Value::Object(m) => m,
+            _ => unreachable!("a JSON object"),
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + SOON;
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => {
+                    let log = std::fs::read_to_string(profile.path().join("chromedriver.log"))
+                        .unwrap_or_default();
+                    panic!("no WebDriver session on {url}: {e}\nchromedriver log:\n{log}");
+                }
+            }
+        };
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Opens the dashboard of `rig`.
+    async fn open(&self, rig: &Rig) {
+        self.client
+            .goto(&format!("http://{}/", rig.addr()))
+            .await
+            .expect("the dashboard loads");
+    }
+
+    /// Runs `script` (a function body) in the page and returns its result.
+    async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// The page's `window.vitalsdState`.
+    async fn state(&self) -> Value {
+        self.js("return window.vitalsdState").await
+    }
+
+    /// The text of the first element matching `css` (null if none).
+    async fn text(&self, css: &str) -> Value {
+        self.client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Whether the first element matching `css` is rendered (present and not display:none).
+    async fn visible(&self, css: &str) -> bool {
+        self.client
+            .execute(
+                "const e = document.querySelector(arguments[0]); if (!e) return false;
+                 const cs = getComputedStyle(e);
+                 return cs.display !== 'none' && cs.visibility !== 'hidden' && !e.closest('[hidden]');",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap()
+            == json!(true)
+    }
+
+    /// Polls `script` until it returns something other than null/false; panics with `what` and
+    /// the last result after `within`.
+    async fn wait(&self, what: &str, within: Duration, script: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let v = self.js(script).await;
+            if !v.is_null() && v != json!(false) {
+                return v;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let state = self.state().await;
+                panic!("did not see {what} within {within:?}; last: {v}; page state: {state}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// Script: the text of a bed's numeric (`metric` = spo2, pulse_rate, perfusion_index, nibp).
+fn value_of(bed: &str, metric: &str) -> String {
+    format!("[data-bed='{bed}'] [data-metric='{metric}'] .value")
+}
+
+fn note_of(bed: &str, metric: &str) -> String {
+    format!("[data-bed='{bed}'] [data-metric='{metric}'] .note")
+}
+
+/// Script returning the numbers of both beds' SpO2 and PR once all four are numbers.
+const ALL_FOUR_NUMBERS: &str = r#"
+const out = [];
+for (const bed of ['room1/A', 'room1/B']) for (const m of ['spo2', 'pulse_rate']) {
+  const e = document.querySelector(`[data-bed='${bed}'] [data-metric='${m}'] .value`);
+  if (!e || !/^\d+$/.test(e.textContent)) return null;
+  out.push(Number(e.textContent));
+}
+return out;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a_screenshot() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start(noisy_scenario("", ""), "10m").await;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+
+    let first = b
+        .wait("SpO2 and PR of both beds", SOON, ALL_FOUR_NUMBERS)
+        .await;
+    let first: Vec<f64> = serde_json::from_value(first).unwrap();
+    for (i, (want, tolerance)) in [(97.0, 8.0), (72.0, 15.0), (95.0, 8.0), (64.0, 15.0)]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            (first[i] - want).abs() <= tolerance,
+            "value {i} is the simulated patient's: {first:?}"
+        );
+    }
+    // Values move with the patient (noise); each bed's numbers change on screen.
+    for (bed, at) in [("room1/A", 0), ("room1/B", 2)] {
+        let script = format!(
+            "const a = document.querySelector(\"{}\").textContent, p = document.querySelector(\"{}\").textContent;
+             return (a !== '{}' || p !== '{}') ? [a, p] : null;",
+            value_of(bed, "spo2"),
+            value_of(bed, "pulse_rate"),
+            first[at],
+            first[at + 1]
+        );
+        b.wait(&format!("{bed}'s values change"), SOON, &script)
+            .await;
+    }
+    let state = b.state().await;
+    assert_eq!(state["connected"], true, "{state}");
+    assert_eq!(state["simulated"], true, "{state}");
+    assert!(state["lastSeq"].as_u64().unwrap() > 0, "{state}");
+    assert!(
+        b.visible("#demo").await,
+        "simulated data shows the DEMO banner"
+    );
+    assert_eq!(b.text("#link-text").await, "LIVE");
+    assert!(!b.visible("#not-monitoring").await);
+
+    // Audio: not armed until someone clicks; the loud bar says so; one click arms it.
+    assert_eq!(state["audioArmed"], false, "{state}");
+    assert!(b.visible("#audio-bar").await);
+    let bar = b.text("#audio-bar").await;
+    assert!(
+        bar.as_str()
+            .unwrap()
+            .contains("AUDIO NOT ARMED - click to enable alarm sound"),
+        "{bar}"
+    );
+    b.client
+        .find(Locator::Css("#audio-bar"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait(
+        "audio armed after one click",
+        SOON,
+        "return window.vitalsdState.audioArmed",
+    )
+    .await;
+    b.wait(
+        "the AUDIO NOT ARMED bar gone",
+        SOON,
+        "return document.getElementById('audio-bar').hidden",
+    )
+    .await;
+
+    // The blood pressure of both beds, with its age, then the screenshot of the room view.
+    for bed in ["room1/A", "room1/B"] {
+        b.wait(
+            &format!("{bed}'s NIBP"),
+            BP_CYCLE,
+            &format!(
+                "return /^\\d+\\/\\d+$/.test(document.querySelector(\"{}\").textContent)",
+                value_of(bed, "nibp")
+            ),
+        )
+        .await;
+        let note = b.text(&note_of(bed, "nibp")).await;
+        assert!(note.as_str().unwrap().contains("ago"), "{bed}: {note}");
+    }
+    b.wait(
+        "the Nonin's pleth",
+        SOON,
+        "return document.querySelectorAll('canvas.pleth').length === 2",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // one more trend redraw
+    let png = b.client.screenshot().await.expect("a screenshot");
+    let path = target_dir().join("dashboard-room.png");
+    std::fs::write(&path, &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{}", path.display());
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finger_out_shows_dashes_and_the_reason_never_the_previous_number() {
+    let _one = ONE_BROWSER.lock().await;
+    // B's finger comes out at 8 s: first numbers, then no value.
+    let rig = Rig::start(
+        noisy_scenario(
+            "",
+            r#"events = [{ at = "8s", for = "1h", kind = "finger_out" }]"#,
+        ),
+        "10m",
+    )
+    .await;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    b.wait(
+        "B's SpO2 as a number first",
+        SOON,
+        &format!(
+            "return /^\\d+$/.test(document.querySelector(\"{}\").textContent)",
+            value_of("room1/B", "spo2")
+        ),
+    )
+    .await;
+    for metric in ["spo2", "pulse_rate"] {
+        b.wait(
+            &format!("B's {metric} as dashes with FINGER OUT"),
+            SOON,
+            &format!(
+                "return document.querySelector(\"{}\").textContent === '---' &&
+                        document.querySelector(\"{}\").textContent.includes('FINGER OUT')",
+                value_of("room1/B", metric),
+                note_of("room1/B", metric)
+            ),
+        )
+        .await;
+    }
+    // It stays that way while the finger is out (no number creeps back), and A is unaffected.
+    for _ in 0..10 {
+        for metric in ["spo2", "pulse_rate"] {
+            assert_eq!(b.text(&value_of("room1/B", metric)).await, "---");
+        }
+        let a = b.text(&value_of("room1/A", "spo2")).await;
+        assert!(
+            a.as_str().unwrap().chars().all(|c| c.is_ascii_digit()),
+            "{a}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_without_a_gap() {
+    let _one = ONE_BROWSER.lock().await;
+    let mut rig = Rig::start(noisy_scenario("", ""), "10m").await;
+    let addr = rig.addr();
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    b.wait("live values", SOON, ALL_FOUR_NUMBERS).await;
+    b.wait("a live link", SOON, "return window.vitalsdState.connected")
+        .await;
+    assert!(!b.visible("#not-monitoring").await);
+
+    // The daemon goes away: no messages, no heartbeats.
+    rig.daemon.take().unwrap().shutdown().await;
+    b.wait(
+        "NOT MONITORING",
+        SOON,
+        "return window.vitalsdState.notMonitoring && !document.getElementById('not-monitoring').hidden",
+    )
+    .await;
+    assert_eq!(b.text("#not-monitoring .big").await, "NOT MONITORING");
+    let state = b.state().await;
+    assert_eq!(state["connected"], false, "{state}");
+
+    // It comes back on the same address; the page reconnects by itself.
+    rig.daemon = Some(
+        app::start(
+            rig.cfg.clone(),
+            Options {
+                listen: Some(addr),
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("the daemon restarts on the same port"),
+    );
+    b.wait(
+        "monitoring again",
+        SOON,
+        "const s = window.vitalsdState; return s.connected && !s.notMonitoring && s.restarts === 1",
+    )
+    .await;
+    // Fresh values from the new daemon, and every message since in order (no sequence gap).
+    let seq_after = b.state().await["lastSeq"].as_u64().unwrap();
+    b.wait(
+        "readings from the restarted daemon",
+        SOON,
+        &format!(
+            "const s = window.vitalsdState; return s.lastSeq > {seq_after} + 20 &&
+             !document.querySelector(\"[data-bed='room1/A'] [data-metric='spo2']\").classList.contains('stale')"
+        ),
+    )
+    .await;
+    let state = b.state().await;
+    assert_eq!(state["gaps"], 0, "{state}");
+    assert!(!b.visible("#not-monitoring").await);
+    let all = b.js(ALL_FOUR_NUMBERS).await;
+    assert!(all.is_array(), "values shown again: {all}");
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desaturation_shows_the_alarm_banner_in_time_and_acknowledging_silences_only_that_alarm()
+{
+    let _one = ONE_BROWSER.lock().await;
+    // Both patients fall to 87 %: below the 90 % limit (medium, 10 s delay), above the severe band.
+    let desat = |at: &str| {
+        format!(
+            r#"events = [{{ at = "{at}", for = "1h", kind = "desaturation", spo2 = 87, ramp = "1s" }}]"#
+        )
+    };
+    let rig = Rig::start(scenario(&desat("4s"), &desat("6s")), "10m").await;
+    // A WebSocket client of our own notes when the daemon received A's first SpO2 below 90.
+    let mut c = rig.client().await;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    // The page notes (wall clock) when each alarm row first appears in the banner.
+    b.js(r#"
+        window.bannerSeen = {};
+        new MutationObserver(() => {
+          for (const li of document.querySelectorAll('#banner li.alarm')) {
+            const id = li.dataset.alarm;
+            if (!(id in window.bannerSeen)) window.bannerSeen[id] = Date.now();
+          }
+        }).observe(document.getElementById('banner'), { childList: true, subtree: true });
+        return true;"#)
+        .await;
+    b.client
+        .find(Locator::Css("#audio-bar"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let first_below = c
+        .wait_for("A's SpO2 below 90", SOON, |m| {
+            crate::util::is_reading(m, "room1/A", "spo2")
+                && m["value"].as_f64().is_some_and(|v| v < 90.0)
+        })
+        .await["received_ms"]
+        .as_i64()
+        .unwrap();
+    c.close().await;
+
+    // Both alarms sound; the banner shows them in the medium colour with their marker.
+    let both = b
+        .wait(
+            "both beds' spo2_low alarms sounding",
+            SOON,
+            "const s = window.vitalsdState;
+             const a = s.activeAlarms.filter(a => a.condition === 'spo2_low' && s.sounding.includes(a.id));
+             return a.length === 2 && s.audioArmed ? a : null;",
+        )
+        .await;
+    let id_of = |bed: &str| {
+        both.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["bed"] == bed)
+            .map(|a| a["id"].as_u64().unwrap())
+            .unwrap()
+    };
+    let (id_a, id_b) = (id_of("room1/A"), id_of("room1/B"));
+    let seen = b.js("return window.bannerSeen").await;
+    let shown_at = seen[id_a.to_string()]
+        .as_i64()
+        .expect("A's alarm was in the banner");
+    let took = shown_at - first_below;
+    assert!(
+        (10_000..=11_000).contains(&took),
+        "the banner showed A's alarm {took} ms after the first SpO2 below 90; expected the 10 s delay plus at most 1 s"
+    );
+    let row = format!("#banner li[data-alarm='{id_a}']");
+    let text = b.text(&format!("{row} .text")).await;
+    let text = text.as_str().unwrap();
+    assert!(text.starts_with("** SpO2 8"), "{text}");
+    assert!(text.ends_with("< 90"), "{text}");
+    let class = b
+        .js(&format!(
+            "return document.querySelector(\"{row}\").className"
+        ))
+        .await;
+    assert!(class.as_str().unwrap().contains("prio-medium"), "{class}");
+    assert_eq!(b.state().await["audioPlaying"], "medium");
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-alarm.png"), &png).unwrap();
+
+    // The nurse acknowledges A's alarm on A's tile: A stops sounding, B keeps sounding.
+    b.client
+        .find(Locator::Css(&format!(
+            "[data-bed='room1/A'] button.ack[data-alarm='{id_a}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let state = b
+        .wait(
+            "A acknowledged and silent",
+            SOON,
+            &format!(
+                "const s = window.vitalsdState;
+                 const a = s.activeAlarms.find(a => a.id === {id_a});
+                 return a && a.state === 'acknowledged' && !s.sounding.includes({id_a}) ? s : null;"
+            ),
+        )
+        .await;
+    let sounding: Vec<u64> = serde_json::from_value(state["sounding"].clone()).unwrap();
+    assert_eq!(sounding, [id_b], "only B still sounds: {state}");
+    assert_eq!(state["audioPlaying"], "medium", "{state}");
+    b.wait(
+        "the banner row of A marked ACKNOWLEDGED",
+        SOON,
+        &format!(
+            "return document.querySelector(\"{row} .state\").textContent.includes('ACKNOWLEDGED')"
+        ),
+    )
+    .await;
+
+    // Audio pause on B: its alarm goes quiet, the button counts down.
+    b.client
+        .find(Locator::Css("[data-bed='room1/B'] button.pause"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait(
+        "B paused with a countdown",
+        SOON,
+        "const s = window.vitalsdState;
+         const t = document.querySelector(\"[data-bed='room1/B'] button.pause\").textContent;
+         return s.sounding.length === 0 && s.audioPlaying === null && /AUDIO PAUSED [12]:\\d\\d/.test(t) ? t : null;",
+    )
+    .await;
+    b.close().await;
+    rig.stop().await;
+}
