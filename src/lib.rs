@@ -25,6 +25,8 @@
 //!   pause, escalation) and the dashboard watchdog; runs inline on the decode path.
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
 //!   an explicit policy per message kind.
+//! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
+//!   exports; written by its own thread, never on the alarm path.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum).
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals and TCP.
@@ -42,4 +44,5 @@ pub mod model;
 pub mod protocol;
 pub mod sim;
 pub mod sources;
+pub mod store;
 pub mod transport;
