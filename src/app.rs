@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::model::DeviceIdx;
 use crate::sources::{self, SourceCtx};
+use crate::store::{Store, StoreHandle};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ pub struct Running {
     pub hub: Arc<Hub>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    store: Option<Store>,
 }
 
 impl Running {
@@ -39,8 +41,13 @@ impl Running {
         self.cancel.clone()
     }
 
-    /// Stops every task and waits for them.
-    pub async fn shutdown(self) {
+    /// The store's handle.
+    pub fn store(&self) -> Option<StoreHandle> {
+        self.store.as_ref().map(Store::handle)
+    }
+
+    /// Stops every task and waits for them, then writes everything the store holds.
+    pub async fn shutdown(mut self) {
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
@@ -48,6 +55,11 @@ impl Running {
             .is_err()
         {
             tracing::warn!("some tasks did not stop within 10 s");
+        }
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.close().await
+        {
+            tracing::error!(error = %e, "store could not write everything at shutdown");
         }
     }
 }
@@ -57,6 +69,13 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let hub = Arc::new(Hub::new(cfg.clone()));
+    let store = Store::open_for(&cfg).with_context(|| {
+        format!(
+            "cannot open the store in {} (data_dir)",
+            cfg.data_dir.display()
+        )
+    })?;
+    hub.set_store(store.handle());
     let listen = opts.listen.unwrap_or(cfg.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -65,6 +84,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     let app = api::router(ApiState {
         hub: hub.clone(),
         cancel: cancel.clone(),
+        store: Some(store.handle()),
     });
     let stop = cancel.clone();
     tracker.spawn(async move {
@@ -106,6 +126,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         hub,
         cancel,
         tracker,
+        store: Some(store),
     })
 }
 

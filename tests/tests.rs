@@ -6,3 +6,4 @@ mod util;
 
 mod cli;
 mod serial_e2e;
+mod store;

@@ -3,6 +3,9 @@
 //! Every WebSocket connection has its own task and its own queue ([`crate::hub::queue`]): a
 //! client that stops reading stalls only itself. Requests and messages are size-bounded.
 
+pub mod auth;
+pub mod records;
+
 use crate::hub::Hub;
 use crate::hub::queue::Next;
 use axum::Router;
@@ -30,6 +33,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ApiState {
     pub hub: Arc<Hub>,
     pub cancel: CancellationToken,
+    /// The durable record (sessions, history, exports); None when running without one.
+    pub store: Option<crate::store::StoreHandle>,
 }
 
 /// The router: `/api/rooms`, `/healthz`, `/ws`, `/`.
@@ -39,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/rooms", get(rooms))
         .route("/ws", get(ws_upgrade))
+        .merge(records::routes())
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

@@ -79,6 +79,8 @@ pub struct Subscription {
 pub struct Hub {
     cfg: Arc<Config>,
     inner: Mutex<Inner>,
+    /// The durable record; every reading is handed to it (non-blocking) before it is published.
+    store: std::sync::OnceLock<crate::store::StoreHandle>,
 }
 
 impl Hub {
@@ -113,6 +115,14 @@ impl Hub {
         Hub {
             cfg,
             inner: Mutex::new(inner),
+            store: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records every reading from now on in `store` (set once, at start).
+    pub fn set_store(&self, store: crate::store::StoreHandle) {
+        if self.store.set(store).is_err() {
+            tracing::warn!("the hub already has a store; keeping the first");
         }
     }
 
@@ -157,6 +167,10 @@ impl Hub {
                 // Serializing plain numbers and strings cannot fail; if it ever did, say so.
                 tracing::error!(seq, "reading could not be serialized");
                 continue;
+            }
+            if let Some(store) = self.store.get() {
+                // Never blocks: a push into the store's bounded buffer.
+                store.reading(&obs);
             }
             let slot = u32::from(device.0) * Metric::COUNT as u32 + m.metric.index() as u32;
             let bytes = Bytes::copy_from_slice(&inner.buf);

@@ -80,6 +80,19 @@ pub fn load(conn: &Connection, id: i64, now_ms: i64) -> Result<SessionRecord, St
     })
 }
 
+/// Vendor and model per device id, from a config's bindings.
+pub fn device_info(cfg: &crate::config::Config) -> BTreeMap<String, (String, String)> {
+    cfg.devices
+        .iter()
+        .map(|d| {
+            (
+                d.id.clone(),
+                (d.profile.vendor.clone(), d.profile.model.clone()),
+            )
+        })
+        .collect()
+}
+
 /// Renders a record in a format.
 pub fn render(rec: &SessionRecord, format: Format) -> String {
     match format {

@@ -550,10 +550,17 @@ impl StoreHandle {
         .await
     }
 
-    /// Loads a session's record for export and marks the session exported.
-    pub async fn export(&self, id: i64, format: export::Format) -> Result<String, StoreError> {
+    /// Renders a session for export and marks the session exported. `devices` gives vendor and
+    /// model per device id (from the config) for the FHIR Device resources.
+    pub async fn export(
+        &self,
+        id: i64,
+        format: export::Format,
+        devices: std::collections::BTreeMap<String, (String, String)>,
+    ) -> Result<String, StoreError> {
         let now = crate::clock::wall_ms();
-        let rec = self.read(move |c| export::load(c, id, now)).await?;
+        let mut rec = self.read(move |c| export::load(c, id, now)).await?;
+        rec.devices = devices;
         let body = export::render(&rec, format);
         self.write(move |c| session::mark_exported(c, id, now))
             .await?;
