@@ -9,6 +9,7 @@ use crate::hub::{Dispatch, Dispatched, Hub};
 use crate::model::DeviceIdx;
 use crate::notify;
 use crate::sources::{self, SourceCtx};
+use crate::store::{Store, StoreHandle};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ pub struct Running {
     pub hub: Arc<Hub>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    store: Option<Store>,
 }
 
 impl Running {
@@ -41,8 +43,13 @@ impl Running {
         self.cancel.clone()
     }
 
-    /// Stops every task and waits for them.
-    pub async fn shutdown(self) {
+    /// The store's handle.
+    pub fn store(&self) -> Option<StoreHandle> {
+        self.store.as_ref().map(Store::handle)
+    }
+
+    /// Stops every task and waits for them, then writes everything the store holds.
+    pub async fn shutdown(mut self) {
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
@@ -50,6 +57,11 @@ impl Running {
             .is_err()
         {
             tracing::warn!("some tasks did not stop within 10 s");
+        }
+        if let Some(store) = self.store.take()
+            && let Err(e) = store.close().await
+        {
+            tracing::error!(error = %e, "store could not write everything at shutdown");
         }
     }
 }
@@ -61,7 +73,14 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel::<Dispatch>();
+    let store = Store::open_for(&cfg).with_context(|| {
+        format!(
+            "cannot open the store in {} (data_dir)",
+            cfg.data_dir.display()
+        )
+    })?;
     let hub = Arc::new(Hub::new(cfg.clone(), Some(events_tx)).context("bad alarm limits")?);
+    hub.set_store(store.handle());
     // Alarm timers: delays, stale data, NIBP overdue, pause expiry, escalation, watchdog.
     {
         let hub = hub.clone();
@@ -86,7 +105,12 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         notify_rx,
         cancel.clone(),
     ));
-    tracker.spawn(dispatch(events_rx, notify_tx));
+    tracker.spawn(dispatch(
+        events_rx,
+        notify_tx,
+        store.handle(),
+        cancel.clone(),
+    ));
     let listen = opts.listen.unwrap_or(cfg.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -95,6 +119,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     let app = api::router(ApiState {
         hub: hub.clone(),
         cancel: cancel.clone(),
+        store: Some(store.handle()),
     });
     let stop = cancel.clone();
     tracker.spawn(async move {
@@ -136,6 +161,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         hub,
         cancel,
         tracker,
+        store: Some(store),
     })
 }
 
@@ -147,6 +173,8 @@ pub const ALARM_TICK: Duration = Duration::from_millis(100);
 async fn dispatch(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
     notify_tx: tokio::sync::mpsc::UnboundedSender<(u8, String)>,
+    store: StoreHandle,
+    cancel: CancellationToken,
 ) {
     let forward = |d: &Dispatched| {
         if let EventKind::Notify { level } = d.event.kind {
@@ -156,14 +184,48 @@ async fn dispatch(
             }
         }
     };
-    while let Some(msg) = rx.recv().await {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = rx.recv() => m,
+            // At shutdown: take what is already queued, then stop.
+            _ = cancel.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(msg) = msg else { return };
         match msg {
-            Dispatch::Event(d) => forward(&d),
+            Dispatch::Event(d) => {
+                store.alarm_event_nowait(stored(&d));
+                forward(&d);
+            }
             Dispatch::Commit(events, done) => {
+                let mut result = Ok(());
+                for d in &events {
+                    if let Err(e) = store.alarm_event(stored(d)).await {
+                        result = Err(e.to_string());
+                        break;
+                    }
+                }
+                // Only what is committed is confirmed; notifications go out either way.
                 events.iter().for_each(forward);
-                let _ = done.send(Ok(()));
+                let _ = done.send(result);
             }
         }
+    }
+}
+
+/// The store's row for an alarm-system event: the wire message plus indexable fields.
+fn stored(d: &Dispatched) -> crate::store::StoredEvent {
+    let msg: serde_json::Value = serde_json::from_slice(&d.json).unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    crate::store::StoredEvent {
+        at_ms: d.event.at_ms,
+        bed: text(&msg["bed"]),
+        kind: text(&msg["event"]).unwrap_or_default(),
+        alarm_id: d.event.alarm.map(|a| a.id.0),
+        condition: text(&msg["alarm"]["condition"]),
+        priority: text(&msg["alarm"]["priority"]),
+        actor: d.event.actor.as_deref().map(str::to_owned),
+        json: String::from_utf8_lossy(&d.json).into_owned(),
     }
 }
 

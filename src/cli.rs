@@ -39,6 +39,9 @@ pub enum Command {
         /// Listen here instead of the config's address.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Keep the store here instead of the config's `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
@@ -53,6 +56,22 @@ pub enum Command {
     CheckConfig {
         /// The config file.
         file: PathBuf,
+    },
+    /// Export one session from the store: CSV (every reading), a FHIR R4 Bundle, or a printable
+    /// HTML report. Works while the daemon runs.
+    Export {
+        /// The clinic's config file (its `data_dir` holds the store).
+        #[arg(long, default_value = "config/vitalsd.toml")]
+        config: PathBuf,
+        /// The session id (see `GET /api/sessions`).
+        #[arg(long)]
+        session: i64,
+        /// csv, fhir or html.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Decode captured frames (hex) and print one JSON object per observation.
     Decode {
@@ -113,8 +132,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             scenario,
             listen,
+            data_dir,
         } => {
-            let cfg = Arc::new(load(&config)?);
+            let mut cfg = load(&config)?;
+            if let Some(dir) = data_dir {
+                cfg.data_dir = dir;
+            }
+            let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)
                 .with_context(|| format!("cannot load scenario {}", scenario.display()))?;
             runtime()?.block_on(async move {
@@ -191,6 +215,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export {
+            config,
+            session,
+            format,
+            out,
+        } => {
+            export(&config, session, &format, out.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Decode { protocol, hex } => {
             let (ms, report) = crate::protocol::decode_hex(&protocol, &hex)?;
             for m in &ms {
@@ -209,4 +242,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {
     Ok(config::load_config(path)?)
+}
+
+fn export(
+    config: &std::path::Path,
+    session: i64,
+    format: &str,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use crate::store::{self, export};
+    let cfg = load(config)?;
+    let format = export::Format::parse(format)?;
+    let path = cfg.data_dir.join(store::FILE_NAME);
+    let conn = store::open_existing(&path)
+        .with_context(|| format!("cannot open the store {}", path.display()))?;
+    let now = crate::clock::wall_ms();
+    let mut rec = export::load(&conn, session, now)?;
+    rec.devices = export::device_info(&cfg);
+    let body = export::render(&rec, format);
+    match out {
+        Some(p) => {
+            std::fs::write(p, &body).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(body.as_bytes())
+                .context("cannot write to standard output")?;
+        }
+    }
+    if let Err(e) = store::session::mark_exported(&conn, session, now) {
+        tracing::warn!(error = %e, session, "session exported but not marked exported");
+    }
+    Ok(())
 }

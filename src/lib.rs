@@ -26,6 +26,8 @@
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
 //!   an explicit policy per message kind.
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
+//! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
+//!   exports; written by its own thread, never on the alarm path.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals and TCP.
@@ -44,4 +46,5 @@ pub mod notify;
 pub mod protocol;
 pub mod sim;
 pub mod sources;
+pub mod store;
 pub mod transport;

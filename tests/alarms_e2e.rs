@@ -186,6 +186,24 @@ async fn a_nurse_acknowledges_and_pauses_audio_and_each_role_may_do_only_its_par
         acked["actor"], "nurse1",
         "the audit trail names who: {acked}"
     );
+    // Confirmed means committed: the acknowledgement is in the store's log already.
+    let (status, log) = rig
+        .http(
+            "GET",
+            "/api/alarms/history?bed=room1/A",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{log}");
+    let events = log["events"].as_array().unwrap();
+    assert_eq!(events[0]["event"], "acknowledged", "newest first: {log}");
+    assert_eq!(events[0]["actor"], "nurse1");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "raised" && e["alarm"]["id"] == id)
+    );
 
     let pause = "/api/beds/room1/B/audio-pause";
     let (status, body) = rig
@@ -404,4 +422,38 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_after()
     daemon.shutdown().await;
     sim.unwrap().shutdown().await;
     drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_write_raises_a_technical_alarm_until_it_recovers() {
+    let rig = Rig::start(scenario("", ""), "10m").await;
+    let mut c = rig.client().await;
+    c.wait_for("a reading", SOON, |m| m["type"] == "reading")
+        .await;
+    let store = rig.daemon.as_ref().unwrap().store().unwrap();
+    // A real SQLite size cap: the file cannot grow, so the next batch of readings fails.
+    store.set_size_limit(Some(1)).await.unwrap();
+    let raised = c
+        .wait_for("store_unwritable raised", SOON, |m| {
+            is_alarm(m, "raised", "store_unwritable")
+        })
+        .await;
+    assert_eq!(raised["alarm"]["priority"], "high");
+    assert_eq!(raised["alarm"]["bed"], Value::Null);
+    // Readings keep flowing to the dashboard meanwhile.
+    c.wait_for("a reading while the store is down", SOON, |m| {
+        m["type"] == "reading"
+    })
+    .await;
+    store.set_size_limit(None).await.unwrap();
+    c.wait_for("store_unwritable cleared", SOON, |m| {
+        is_alarm(m, "cleared", "store_unwritable")
+    })
+    .await;
+    assert_eq!(
+        store.health().dropped,
+        0,
+        "nothing was lost while the store was down"
+    );
+    rig.stop().await;
 }

@@ -8,3 +8,4 @@ mod alarms_e2e;
 mod browser;
 mod cli;
 mod serial_e2e;
+mod store;

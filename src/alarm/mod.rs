@@ -161,6 +161,9 @@ pub enum TechCondition {
     LowBattery,
     CuffError,
     NoDashboard,
+    /// The durable record cannot be written (disk full, read-only, file gone): readings are
+    /// held in memory until it recovers.
+    StoreUnwritable,
 }
 
 impl TechCondition {
@@ -201,6 +204,7 @@ impl TechCondition {
             TechCondition::LowBattery => "low_battery",
             TechCondition::CuffError => "cuff_error",
             TechCondition::NoDashboard => "no_dashboard",
+            TechCondition::StoreUnwritable => "store_unwritable",
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct Watchdog {
     last_alive: Option<Mono>,
     alarm: Option<Alarm>,
     next_notify: Option<Mono>,
+    /// What it raises: `no_dashboard` by default; the same machinery watches the store
+    /// (`store_unwritable`, "alive" = the last write succeeded).
+    condition: TechCondition,
 }
 
 impl Watchdog {
@@ -37,7 +40,14 @@ impl Watchdog {
             last_alive: None,
             alarm: None,
             next_notify: None,
+            condition: TechCondition::NoDashboard,
         }
+    }
+
+    /// The same watchdog for another system condition.
+    pub fn for_condition(mut self, condition: TechCondition) -> Watchdog {
+        self.condition = condition;
+        self
     }
 
     /// A dashboard is connected and answered a heartbeat: clears `no_dashboard`.
@@ -69,7 +79,7 @@ impl Watchdog {
                 id: self.ids.next_id(),
                 bed: None,
                 device: None,
-                condition: Condition::Technical(TechCondition::NoDashboard),
+                condition: Condition::Technical(self.condition),
                 kind: AlarmKind::Technical,
                 priority: Priority::High,
                 state: AlarmState::Active,

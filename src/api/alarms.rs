@@ -21,6 +21,7 @@ use std::time::Duration;
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/alarms", get(current))
+        .route("/api/alarms/history", get(history))
         .route("/api/alarms/{id}/ack", post(acknowledge))
         .route(
             "/api/beds/{room}/{recliner}/audio-pause",
@@ -75,6 +76,47 @@ async fn commit(state: &ApiState, events: Vec<Dispatched>) -> Result<(), ApiErro
 async fn current(State(s): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     require(&s, &headers, Role::Viewer)?;
     Ok(Json(s.hub.alarms_json()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    bed: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The alarm-event log from the store, newest first: every raise, acknowledgement (with who),
+/// pause, limit change and clear, as the messages dashboards got.
+async fn history(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<axum::extract::Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require(&s, &headers, Role::Viewer)?;
+    let axum::extract::Query(q) = q.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{e}; expected ?bed=room1/A&limit=N (both optional)"
+        ))
+    })?;
+    if let Some(b) = &q.bed
+        && s.hub.bed_by_id(b).is_none()
+    {
+        return Err(ApiError::not_found(format!("no bed {b:?}")));
+    }
+    let limit = q.limit.unwrap_or(200).clamp(1, 5000);
+    let store = s
+        .store
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no store"))?;
+    let rows = store
+        .alarm_history(q.bed.as_deref(), limit)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let events: Vec<Value> = rows
+        .iter()
+        .filter_map(|r| serde_json::from_str(&r.event.json).ok())
+        .collect();
+    Ok(Json(json!({ "events": events })))
 }
 
 async fn acknowledge(
@@ -227,5 +269,26 @@ async fn baseline(
     }
     let (set, events) = s.hub.set_baseline(bed, given, b.from_recent, &who.name)?;
     commit(&s, events).await?;
+    // Also into the open session, if any, where discharge readiness reads it.
+    let bed_id = s.hub.config().bed(bed).id.clone();
+    if let Some(store) = &s.store
+        && let Ok(Some(_)) = store.current_session(&bed_id).await
+    {
+        let ev = crate::store::session::SessionEvent::Baseline {
+            sys: set.sys,
+            dia: set.dia,
+            pulse_rate: set.pulse_rate,
+            spo2: set.spo2,
+        };
+        store
+            .session_event(&bed_id, ev, Some(who.name.clone()))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("baseline set, but not recorded in the session: {e}"),
+                )
+            })?;
+    }
     Ok(Json(json!({ "baseline": set })))
 }

@@ -4,7 +4,7 @@
 //! loopback), every request acts as the local admin.
 
 use super::ApiState;
-use crate::config::Role;
+pub use crate::config::Role;
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};

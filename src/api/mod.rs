@@ -6,6 +6,7 @@
 pub mod alarms;
 pub mod auth;
 pub mod dashboard;
+pub mod records;
 
 use crate::config::Role;
 use crate::hub::Hub;
@@ -36,6 +37,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ApiState {
     pub hub: Arc<Hub>,
     pub cancel: CancellationToken,
+    /// The durable record (sessions, history, exports); None when running without one.
+    pub store: Option<crate::store::StoreHandle>,
 }
 
 /// The router: `/api/rooms`, `/healthz`, `/ws`, and the dashboard (`/`, `/assets/...`).
@@ -46,6 +49,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/rooms", get(rooms))
         .route("/ws", get(ws_upgrade))
         .merge(alarms::routes())
+        .merge(records::routes())
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

@@ -27,6 +27,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 use wire::{DeviceStatus, VERSION};
 
+/// How long the store may fail to write before `store_unwritable` is raised.
+pub const STORE_ALARM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Messages kept for clients that resume.
 pub const REPLAY_CAP: usize = 8_192;
 
@@ -91,8 +94,10 @@ pub enum ActionError {
     /// No bed has a current alarm with this id.
     #[error("no current alarm with id {0}")]
     UnknownAlarm(u64),
-    /// The alarm cannot be acknowledged (only a living dashboard ends `no_dashboard`).
-    #[error("alarm {0} cannot be acknowledged: it ends when a dashboard is alive again")]
+    /// The alarm cannot be acknowledged (system alarms end when their cause does).
+    #[error(
+        "alarm {0} cannot be acknowledged: it ends when its cause does (a dashboard alive again, the store writable again)"
+    )]
     NotAcknowledgeable(u64),
     /// The engine refused it.
     #[error(transparent)]
@@ -123,6 +128,7 @@ struct Inner {
     /// Serialization buffer, reused.
     buf: Vec<u8>,
     watchdog: Watchdog,
+    store_watch: Watchdog,
     /// Engine output, reused.
     events: Vec<AlarmEvent>,
     /// Consumers of alarm events off the alarm path (store, notifier).
@@ -143,6 +149,8 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Wall-clock ms when this hub was created: tells clients a restarted daemon apart.
     started_ms: i64,
+    /// The durable record; every reading is handed to it (non-blocking) before it is published.
+    store: std::sync::OnceLock<crate::store::StoreHandle>,
 }
 
 impl Hub {
@@ -172,6 +180,9 @@ impl Hub {
             cfg.alarms.dashboard_timeout,
             cfg.alarms.policy.escalation,
         );
+        // Raised as soon as a write fails (the timeout is one tick), cleared when one succeeds.
+        let store_watch = Watchdog::new(&ids, STORE_ALARM_AFTER, cfg.alarms.policy.escalation)
+            .for_condition(crate::alarm::TechCondition::StoreUnwritable);
         let inner = Inner {
             next_seq: 1,
             beds,
@@ -190,6 +201,7 @@ impl Hub {
             next_client: 1,
             buf: Vec::with_capacity(1024),
             watchdog,
+            store_watch,
             events: Vec::with_capacity(16),
             sink,
         };
@@ -197,6 +209,7 @@ impl Hub {
             cfg,
             inner: Mutex::new(inner),
             started_ms: now,
+            store: std::sync::OnceLock::new(),
         })
     }
 
@@ -210,6 +223,13 @@ impl Hub {
             .map_err(|_| "the event store is not running".to_owned())?;
         rx.await
             .map_err(|_| "the event store stopped before committing".to_owned())?
+    }
+
+    /// Records every reading from now on in `store` (set once, at start).
+    pub fn set_store(&self, store: crate::store::StoreHandle) {
+        if self.store.set(store).is_err() {
+            tracing::warn!("the hub already has a store; keeping the first");
+        }
     }
 
     /// The configuration the hub serves.
@@ -257,6 +277,10 @@ impl Hub {
                 // Serializing plain numbers and strings cannot fail; if it ever did, say so.
                 tracing::error!(seq, "reading could not be serialized");
                 continue;
+            }
+            if let Some(store) = self.store.get() {
+                // Never blocks: a push into the store's bounded buffer.
+                store.reading(&obs);
             }
             let slot = u32::from(device.0) * Metric::COUNT as u32 + m.metric.index() as u32;
             let bytes = Bytes::copy_from_slice(&inner.buf);
@@ -461,6 +485,12 @@ impl Hub {
             .iter()
             .any(|d| d.status == DeviceStatus::Connected);
         inner.watchdog.tick(now, monitoring, &mut inner.events);
+        if let Some(store) = self.store.get() {
+            if store.health().writable {
+                inner.store_watch.dashboard_alive(now, &mut inner.events);
+            }
+            inner.store_watch.tick(now, true, &mut inner.events);
+        }
         inner.flush_events(&self.cfg, true);
     }
 
@@ -478,7 +508,9 @@ impl Hub {
         let now = Stamp::now().as_now();
         let mut g = lock(&self.inner);
         let inner = &mut *g;
-        if inner.watchdog.alarm().is_some_and(|a| a.id.0 == id) {
+        if inner.watchdog.alarm().is_some_and(|a| a.id.0 == id)
+            || inner.store_watch.alarm().is_some_and(|a| a.id.0 == id)
+        {
             return Err(ActionError::NotAcknowledgeable(id));
         }
         let bed = inner
@@ -585,6 +617,7 @@ impl Hub {
             .iter()
             .flat_map(|b| b.alarms.alarms())
             .chain(g.watchdog.alarm())
+            .chain(g.store_watch.alarm())
             .map(|a| wire::AlarmView::new(&self.cfg, a))
             .collect();
         serde_json::json!({ "alarms": list })
@@ -677,8 +710,9 @@ impl Hub {
             alarms: inner
                 .watchdog
                 .alarm()
-                .map(|a| wire::AlarmView::new(cfg, a))
                 .into_iter()
+                .chain(inner.store_watch.alarm())
+                .map(|a| wire::AlarmView::new(cfg, a))
                 .collect(),
         };
         serde_json::to_vec(&msg).unwrap_or_default()

@@ -1,0 +1,110 @@
+//! The schema and its versioned migrations. `PRAGMA user_version` holds the number of
+//! migrations applied; opening a file applies the missing ones in one transaction each, and a
+//! file written by a newer daemon (a version above [`VERSION`]) is refused rather than guessed at.
+
+use super::StoreError;
+use rusqlite::Connection;
+
+/// Migration `i` takes a file from version `i` to version `i + 1`. Append only: a released
+/// migration is never edited.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: readings and alarm events.
+    r#"
+CREATE TABLE beds (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE readings (
+    id INTEGER PRIMARY KEY,
+    bed INTEGER NOT NULL REFERENCES beds(id),
+    device INTEGER NOT NULL REFERENCES devices(id),
+    metric TEXT NOT NULL,
+    value REAL,
+    invalid TEXT,
+    flags TEXT,
+    device_time TEXT,
+    received_ms INTEGER NOT NULL,
+    mono_ms INTEGER NOT NULL,
+    bed_seq INTEGER NOT NULL,
+    simulated INTEGER NOT NULL
+);
+CREATE INDEX readings_bed_metric_received ON readings(bed, metric, received_ms);
+CREATE VIEW readings_named AS
+    SELECT r.id, b.name AS bed, d.name AS device, r.metric, r.value, r.invalid, r.flags,
+           r.device_time, r.received_ms, r.mono_ms, r.bed_seq, r.simulated
+    FROM readings r JOIN beds b ON b.id = r.bed JOIN devices d ON d.id = r.device;
+CREATE TABLE alarm_events (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    bed TEXT,
+    kind TEXT NOT NULL,
+    alarm_id INTEGER,
+    condition TEXT,
+    priority TEXT,
+    actor TEXT,
+    json TEXT NOT NULL
+);
+CREATE INDEX alarm_events_bed_at ON alarm_events(bed, at_ms);
+"#,
+    // v2: sessions (admission to discharge) and their events.
+    r#"
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    bed TEXT NOT NULL,
+    label TEXT NOT NULL,
+    mrn TEXT,
+    weight_kg REAL,
+    admitted_ms INTEGER NOT NULL,
+    admitted_by TEXT,
+    discharged_ms INTEGER,
+    discharged_by TEXT,
+    exported_ms INTEGER
+);
+CREATE UNIQUE INDEX sessions_one_open_per_bed ON sessions(bed) WHERE discharged_ms IS NULL;
+CREATE INDEX sessions_bed_admitted ON sessions(bed, admitted_ms);
+CREATE TABLE session_events (
+    id INTEGER PRIMARY KEY,
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT,
+    json TEXT NOT NULL
+);
+CREATE INDEX session_events_session ON session_events(session, at_ms);
+"#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The file's schema version.
+pub fn version(conn: &Connection) -> Result<u32, StoreError> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    u32::try_from(v).map_err(|_| StoreError::Schema {
+        found: v,
+        supported: VERSION,
+    })
+}
+
+/// Brings the file up to [`VERSION`], one transaction per migration; `upto` stops earlier (tests
+/// build files of older versions with it).
+pub fn migrate(conn: &mut Connection, upto: u32) -> Result<u32, StoreError> {
+    let found = version(conn)?;
+    if found > VERSION {
+        return Err(StoreError::Schema {
+            found: i64::from(found),
+            supported: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found as usize)
+        .take(upto.saturating_sub(found) as usize)
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    version(conn)
+}

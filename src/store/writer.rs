@@ -1,0 +1,415 @@
+//! The writer thread: the only connection that writes. It wakes every [`BATCH_INTERVAL`] (or at
+//! once for a command), writes the buffered readings in one transaction, then runs commands in
+//! order, each in its own transaction. On a failed write the readings go back to the front of the
+//! buffer and alarm events queued without a waiter are held, in order, until a write succeeds.
+
+use super::{BATCH_INTERVAL, Cmd, EVENT_BUFFER_CAP, Shared, StoreError, StoredEvent, Topology};
+use crate::model::Observation;
+use rusqlite::{Connection, params};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long to wait before retrying after a failed write.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How often to check that the file at the path is still the one open.
+const IDENTITY_EVERY: Duration = Duration::from_secs(1);
+
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    conn: Connection,
+    path: PathBuf,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name("vitalsd-store".to_owned())
+        .spawn(move || Writer::new(shared, conn, path).run())
+        .map_err(|e| StoreError::Unwritable(format!("cannot start the writer thread: {e}")))
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    conn: Connection,
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+    checked: Instant,
+    /// Alarm events recorded without a waiter that could not be written yet, in order.
+    held: VecDeque<StoredEvent>,
+    bed_ids: HashMap<u16, i64>,
+    device_ids: HashMap<u16, i64>,
+    topology: Arc<Topology>,
+    failing: bool,
+}
+
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|_| (0, 0))
+    }
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, conn: Connection, path: PathBuf) -> Writer {
+        Writer {
+            identity: identity(&path),
+            checked: Instant::now(),
+            shared,
+            conn,
+            path,
+            held: VecDeque::new(),
+            bed_ids: HashMap::new(),
+            device_ids: HashMap::new(),
+            topology: Arc::new(Topology::default()),
+            failing: false,
+        }
+    }
+
+    fn run(mut self) {
+        let mut batch: Vec<Observation> = Vec::with_capacity(4096);
+        loop {
+            let (cmds, stop) = {
+                let mut q = self.shared.queue();
+                if q.cmds.is_empty() && !q.stop {
+                    let wait = if self.failing {
+                        RETRY_AFTER
+                    } else {
+                        BATCH_INTERVAL
+                    };
+                    q = self
+                        .shared
+                        .wake
+                        .wait_timeout(q, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                batch.clear();
+                batch.extend(q.readings.drain(..));
+                self.shared.inflight.store(batch.len(), Ordering::Release);
+                (std::mem::take(&mut q.cmds), q.stop)
+            };
+            self.check_identity();
+            let readings_ok = self.write_batch(&batch);
+            self.shared.inflight.store(0, Ordering::Release);
+            if !readings_ok {
+                self.requeue(&batch);
+            }
+            self.drain_held();
+            for cmd in cmds {
+                match cmd {
+                    Cmd::Event(ev, None) => {
+                        if self.held.len() >= EVENT_BUFFER_CAP {
+                            self.held.pop_front();
+                            self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                "alarm event dropped: the store has been unwritable too long"
+                            );
+                        }
+                        self.held.push_back(ev);
+                        self.drain_held();
+                    }
+                    Cmd::Event(ev, Some(reply)) => {
+                        self.drain_held();
+                        let r = if self.held.is_empty() {
+                            self.insert_event(&ev)
+                        } else {
+                            Err(self.unwritable())
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Cmd::Flush(reply) => {
+                        let pending = !self.shared.queue().readings.is_empty();
+                        let r = if readings_ok && self.held.is_empty() {
+                            Ok(())
+                        } else if pending || !self.held.is_empty() {
+                            Err(self.unwritable())
+                        } else {
+                            Ok(())
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Cmd::Job(job) => job(&mut self.conn),
+                }
+            }
+            if stop {
+                let q = self.shared.queue();
+                if q.readings.is_empty() && q.cmds.is_empty() {
+                    break;
+                }
+                if self.failing {
+                    tracing::error!(
+                        backlog = q.readings.len(),
+                        "store writer stopping with readings that could not be written"
+                    );
+                    break;
+                }
+            }
+        }
+        if let Err((_, e)) = self.conn.close() {
+            tracing::warn!(error = %e, "store did not close cleanly");
+        }
+    }
+
+    fn unwritable(&self) -> StoreError {
+        let last = self
+            .shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        StoreError::Unwritable(last.unwrap_or_else(|| "earlier events are not yet written".into()))
+    }
+
+    /// Puts readings that could not be written back at the front, keeping the bound.
+    fn requeue(&self, batch: &[Observation]) {
+        let mut q = self.shared.queue();
+        for obs in batch.iter().rev() {
+            q.readings.push_front(*obs);
+        }
+        let over = q.readings.len().saturating_sub(q.cap);
+        if over > 0 {
+            q.readings.drain(..over);
+            self.shared
+                .dropped
+                .fetch_add(over as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn record(&mut self, r: Result<(), StoreError>) -> bool {
+        match r {
+            Ok(()) => {
+                if self.failing {
+                    tracing::info!(path = %self.path.display(), "store is writable again");
+                    self.failing = false;
+                    self.shared.set_error(None);
+                }
+                true
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if !self.failing {
+                    tracing::error!(path = %self.path.display(), error = %text,
+                        "store cannot be written; readings are held in memory until it recovers");
+                }
+                self.failing = true;
+                self.shared.set_error(Some(text));
+                false
+            }
+        }
+    }
+
+    /// If the file at the path was removed or replaced, writes would go to a file nobody can
+    /// open again: say so and reopen at the path.
+    fn check_identity(&mut self) {
+        if self.checked.elapsed() < IDENTITY_EVERY {
+            return;
+        }
+        self.checked = Instant::now();
+        let now = identity(&self.path);
+        if now.is_some() && now == self.identity {
+            return;
+        }
+        tracing::error!(path = %self.path.display(), "store file was removed or replaced; reopening it");
+        let reopened = super::open_connection(&self.path).and_then(|mut c| {
+            super::schema::migrate(&mut c, super::schema::VERSION)?;
+            Ok(c)
+        });
+        match reopened {
+            Ok(c) => {
+                self.conn = c;
+                self.identity = identity(&self.path);
+                self.bed_ids.clear();
+                self.device_ids.clear();
+                self.record(Err(StoreError::Unwritable(format!(
+                    "store file {} was removed or replaced and has been recreated",
+                    self.path.display()
+                ))));
+            }
+            Err(e) => {
+                self.record(Err(e));
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[Observation]) -> bool {
+        if batch.is_empty() {
+            return !self.failing || self.probe();
+        }
+        let r = self.insert_readings(batch);
+        if r.is_err() {
+            // Ids looked up in the rolled-back transaction may not exist.
+            self.bed_ids.clear();
+            self.device_ids.clear();
+        }
+        self.record(r)
+    }
+
+    /// While failing with nothing to write, tries an empty write transaction to learn whether
+    /// the store recovered.
+    fn probe(&mut self) -> bool {
+        let r = (|| {
+            let tx = self.conn.transaction()?;
+            tx.execute("CREATE TABLE IF NOT EXISTS probe_ (x)", [])?;
+            tx.execute("DROP TABLE probe_", [])?;
+            tx.commit()?;
+            Ok(())
+        })();
+        self.record(r)
+    }
+
+    fn insert_readings(&mut self, batch: &[Observation]) -> Result<(), StoreError> {
+        let topo = self
+            .shared
+            .topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !Arc::ptr_eq(&topo, &self.topology) {
+            self.topology = topo;
+            self.bed_ids.clear();
+            self.device_ids.clear();
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO readings (bed, device, metric, value, invalid, flags, device_time, \
+                 received_ms, mono_ms, bed_seq, simulated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?;
+            let mut flags = String::new();
+            for o in batch {
+                let bed = id_of(
+                    &tx,
+                    &mut self.bed_ids,
+                    "beds",
+                    &self.topology.beds,
+                    o.bed.0,
+                    "bed",
+                )?;
+                let dev = id_of(
+                    &tx,
+                    &mut self.device_ids,
+                    "devices",
+                    &self.topology.devices,
+                    o.device.0,
+                    "device",
+                )?;
+                flags.clear();
+                for name in o.m.flags.names() {
+                    if !flags.is_empty() {
+                        flags.push(' ');
+                    }
+                    flags.push_str(&name);
+                }
+                ins.execute(params![
+                    bed,
+                    dev,
+                    o.m.metric.name(),
+                    o.m.value.number(),
+                    o.m.value.invalid().map(|r| r.name()),
+                    (!flags.is_empty()).then_some(flags.as_str()),
+                    o.m.device_time.map(|t| t.to_string()),
+                    o.received_ms,
+                    i64::try_from(o.mono.as_millis()).unwrap_or(i64::MAX),
+                    i64::try_from(o.bed_seq).unwrap_or(i64::MAX),
+                    o.simulated,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn drain_held(&mut self) {
+        while let Some(ev) = self.held.front() {
+            let ev = ev.clone();
+            match self.insert_event(&ev) {
+                Ok(_) => {
+                    self.held.pop_front();
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn insert_event(&mut self, ev: &StoredEvent) -> Result<i64, StoreError> {
+        match insert_event(&mut self.conn, ev) {
+            // A small event can fit where a batch of readings does not: only a reading batch
+            // (or the probe) declares the store writable again.
+            Ok(id) => Ok(id),
+            Err(e) => {
+                self.record(Err(StoreError::Unwritable(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Inserts one alarm event in its own fsynced transaction.
+pub(crate) fn insert_event(conn: &mut Connection, ev: &StoredEvent) -> Result<i64, StoreError> {
+    durable(conn, |tx| {
+        tx.execute(
+            "INSERT INTO alarm_events (at_ms, bed, kind, alarm_id, condition, priority, actor, json) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+            params![
+                ev.at_ms,
+                ev.bed,
+                ev.kind,
+                ev.alarm_id.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
+                ev.condition,
+                ev.priority,
+                ev.actor,
+                ev.json
+            ],
+        )?;
+        Ok(tx.last_insert_rowid())
+    })
+}
+
+/// Runs `f` in a transaction committed with `synchronous=FULL` (fsynced before it returns).
+pub(crate) fn durable<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let r = (|| {
+        let tx = conn.transaction()?;
+        let v = f(&tx)?;
+        tx.commit()?;
+        Ok(v)
+    })();
+    let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+    r
+}
+
+fn id_of(
+    tx: &rusqlite::Transaction<'_>,
+    cache: &mut HashMap<u16, i64>,
+    table: &str,
+    names: &[String],
+    idx: u16,
+    what: &str,
+) -> Result<i64, StoreError> {
+    if let Some(id) = cache.get(&idx) {
+        return Ok(*id);
+    }
+    let name = names
+        .get(usize::from(idx))
+        .cloned()
+        .unwrap_or_else(|| format!("{what}#{idx}"));
+    tx.execute(
+        &format!("INSERT OR IGNORE INTO {table} (name) VALUES (?1)"),
+        [&name],
+    )?;
+    let id: i64 = tx.query_row(
+        &format!("SELECT id FROM {table} WHERE name = ?1"),
+        [&name],
+        |r| r.get(0),
+    )?;
+    cache.insert(idx, id);
+    Ok(id)
+}
