@@ -246,7 +246,7 @@ async fn suntech_session(
                     next_poll = stamp.mono.saturating_add(IDLE_PROBE);
                 }
                 // Acks, idle pressure probes, and late answers only prove the module is alive.
-                _ => {}
+                _ => ctx.hub.device_heard(device),
             }
         }
         ctx.hub.ingest(device, stamp, &out);

@@ -469,6 +469,25 @@ impl BedAlarms {
         })
     }
 
+    /// The device answered without sending a measurement (a polled NIBP module between
+    /// measurements): it is alive, so its `no_data` clock restarts and a `no_data` alarm clears.
+    pub fn device_heard(&mut self, device: DeviceIdx, now: Now, out: &mut Vec<AlarmEvent>) {
+        self.started.get_or_insert(now.mono);
+        let Some(p) = self.devs.iter().position(|d| d.idx == device) else {
+            return;
+        };
+        if let Some(d) = self.devs.get_mut(p) {
+            d.last_rx = Some(now.mono);
+        }
+        let ctx = ctx!(self, now);
+        if let Some(s) = self
+            .tech
+            .get_mut(p * TECH_N + TechCondition::NoData.index())
+        {
+            set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
+        }
+    }
+
     /// Judges one observation of this bed: limits (valid values only) and flag-driven technical
     /// conditions. `now` is its receive time. Allocation-free; events go into `out`.
     pub fn observe(&mut self, obs: &Observation, now: Now, out: &mut Vec<AlarmEvent>) {

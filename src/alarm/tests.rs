@@ -542,6 +542,32 @@ fn a_silent_device_raises_no_data_and_a_reading_clears_it() {
 }
 
 #[test]
+fn a_polled_cuff_that_answers_between_measurements_is_not_no_data() {
+    // A SunTech-like cuff: polled every second or two, measurements only every 10 min.
+    let mut sp = spec();
+    sp.devices[1].expected_period = Duration::from_secs(1);
+    let mut e =
+        BedAlarms::new(BED, sp, parse_limits(PRESET).unwrap(), &AlarmIds::new(1000)).unwrap();
+    let cuff_no_data = |e: &BedAlarms| {
+        e.alarms()
+            .any(|a| a.device == Some(CUFF) && a.condition.to_string() == "no_data")
+    };
+    let mut out = Vec::new();
+    e.tick(t(0.0), &mut out);
+    for i in 1..=30 {
+        let now = t(f64::from(i) * 2.0);
+        e.device_heard(CUFF, now, &mut out);
+        e.tick(now, &mut out);
+        assert!(!cuff_no_data(&e), "a cuff that answers is alive (at {i})");
+    }
+    // It stops answering: no_data after its period plus the grace.
+    e.tick(t(70.0), &mut out);
+    assert!(cuff_no_data(&e));
+    e.device_heard(CUFF, t(71.0), &mut out);
+    assert!(!cuff_no_data(&e));
+}
+
+#[test]
 fn a_disconnect_raises_at_once_replaces_no_data_and_reconnect_clears_it() {
     let mut e = engine();
     let mut out = Vec::new();

@@ -288,6 +288,19 @@ impl Hub {
         }
     }
 
+    /// A device answered without a measurement (a polled cuff between measurements): it is
+    /// alive, which keeps its `no_data` alarm away.
+    pub fn device_heard(&self, device: DeviceIdx) {
+        let bed = self.cfg.device(device).bed;
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.beds[usize::from(bed.0)]
+            .alarms
+            .device_heard(device, now, &mut inner.events);
+        inner.flush_events(&self.cfg, true);
+    }
+
     /// Records a device's connection state and tells every client. Repeats are ignored.
     pub fn device_status(&self, device: DeviceIdx, status: DeviceStatus, detail: Option<String>) {
         let binding = self.cfg.device(device);
