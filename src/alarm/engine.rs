@@ -177,11 +177,15 @@ fn esc_start(ctx: &Ctx, slot: &mut Slot, out: &mut Vec<AlarmEvent>) {
 /// The next due time: the next re-notify or the next level boundary, whichever is first.
 fn esc_next(policy: &Policy, e: &Escalation) -> Mono {
     let p = &policy.escalation;
-    let renotify = e.last.saturating_add(p.renotify_every.max(Duration::from_secs(1)));
+    let renotify = e
+        .last
+        .saturating_add(p.renotify_every.max(Duration::from_secs(1)));
     let levels = p.levels.max(1);
     if e.level + 1 < levels {
         let step = p.escalate_after.max(Duration::from_secs(1));
-        let boundary = e.raised.saturating_add(step.saturating_mul(u32::from(e.level) + 1));
+        let boundary = e
+            .raised
+            .saturating_add(step.saturating_mul(u32::from(e.level) + 1));
         renotify.min(boundary)
     } else {
         renotify

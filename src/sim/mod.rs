@@ -6,6 +6,7 @@
 //! - [`devices`]: the I/O: each device marked `simulated = true` in the config is played on its
 //!   endpoint (a pseudo-terminal behind a symlink, or a TCP port), byte for byte in its protocol.
 
+pub mod bluez;
 pub mod devices;
 pub mod physiology;
 pub mod scenario;
