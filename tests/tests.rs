@@ -4,5 +4,6 @@
 
 mod util;
 
+mod ble;
 mod cli;
 mod serial_e2e;

@@ -5,8 +5,11 @@
 //! Validation stops at the first error: a config that does not load keeps the daemon from
 //! starting, and one precise message is easier to act on than a page of follow-on errors.
 
-use super::raw::{RawConfig, RawDevice, RawLink, RawProfile, RawRecliner, RawRoom};
-use super::{Bed, Binding, Config, Endpoint, LinkSettings, Profile, Room, parse_duration};
+use super::raw::{RawBle, RawConfig, RawDevice, RawLink, RawProfile, RawRecliner, RawRoom};
+use super::{
+    Bed, Binding, BleCharacteristic, BlePoll, BleProfile, Config, Endpoint, FlowControl,
+    LinkSettings, Parity, Profile, Room, TransportKind, parse_duration,
+};
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use crate::protocol::PROTOCOLS;
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +32,27 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
     (
         "suntech-advantage",
         include_str!("../../devices/suntech-advantage.toml"),
+    ),
+    (
+        "generic-plx",
+        include_str!("../../devices/generic-plx.toml"),
+    ),
+    (
+        "generic-bls",
+        include_str!("../../devices/generic-bls.toml"),
+    ),
+    (
+        "generic-hrs",
+        include_str!("../../devices/generic-hrs.toml"),
+    ),
+    (
+        "berrymed-bm1000",
+        include_str!("../../devices/berrymed-bm1000.toml"),
+    ),
+    ("nonin-3230", include_str!("../../devices/nonin-3230.toml")),
+    (
+        "wellue-o2ring",
+        include_str!("../../devices/wellue-o2ring.toml"),
     ),
 ];
 
@@ -327,17 +351,75 @@ pub fn load_profile(name: &str, text: &str, origin: &Path) -> Result<Profile, Co
 fn validate_profile(src: &Source<'_>, name: &str, raw: RawProfile) -> Result<Profile, ConfigError> {
     let vendor = check_text(src, &raw.vendor, "vendor")?;
     let model = check_text(src, &raw.model, "model")?;
-    let protocol = raw.protocol.get_ref();
-    if !PROTOCOLS.contains(&protocol.as_str()) {
-        return Err(src.err(
-            raw.protocol.span(),
-            "protocol",
-            format!(
-                "unknown protocol {protocol:?}, expected one of: {}",
-                join_names(PROTOCOLS.iter().copied())
-            ),
-        ));
-    }
+    let transport = *raw.transport.get_ref();
+    let (protocol, link, ble) = match transport {
+        TransportKind::Serial => {
+            let Some(protocol) = &raw.protocol else {
+                return Err(src.err(
+                    raw.transport.span(),
+                    "protocol",
+                    "a serial profile has no protocol, expected protocol = \"NAME\"".to_owned(),
+                ));
+            };
+            check_protocol(src, protocol, "protocol")?;
+            if let Some(ble) = &raw.ble {
+                return Err(src.err(
+                    ble.span(),
+                    "ble",
+                    "a serial profile has a [ble] table, expected transport = \"ble\" or no [ble] table".to_owned(),
+                ));
+            }
+            let Some(link) = &raw.link else {
+                return Err(src.err(
+                    raw.transport.span(),
+                    "link",
+                    "a serial profile has no [link] table, expected baud, data_bits, parity, stop_bits and flow_control".to_owned(),
+                ));
+            };
+            let link = validate_link(src, link.get_ref())?;
+            (protocol.get_ref().clone(), link, None)
+        }
+        TransportKind::Ble => {
+            if let Some(p) = &raw.protocol {
+                return Err(src.err(
+                    p.span(),
+                    "protocol",
+                    "a BLE profile names a protocol per characteristic, expected no top-level protocol but [[ble.characteristics]] tables".to_owned(),
+                ));
+            }
+            if let Some(link) = &raw.link {
+                return Err(src.err(
+                    link.span(),
+                    "link",
+                    "a BLE profile has a [link] table, expected [link] only in serial profiles"
+                        .to_owned(),
+                ));
+            }
+            let Some(ble) = &raw.ble else {
+                return Err(src.err(
+                    raw.transport.span(),
+                    "ble",
+                    "a BLE profile has no [ble] table, expected service and [[ble.characteristics]]".to_owned(),
+                ));
+            };
+            let ble = validate_ble(src, ble)?;
+            let main = ble
+                .characteristics
+                .iter()
+                .find(|c| c.mode.subscribes())
+                .or(ble.characteristics.first())
+                .map(|c| c.protocol.clone())
+                .unwrap_or_default();
+            let link = LinkSettings {
+                baud: 9600,
+                data_bits: 8,
+                parity: Parity::None,
+                stop_bits: 1,
+                flow_control: FlowControl::None,
+            };
+            (main, link, Some(ble))
+        }
+    };
     if raw.metrics.get_ref().is_empty() {
         return Err(src.err(
             raw.metrics.span(),
@@ -377,18 +459,169 @@ fn validate_profile(src: &Source<'_>, name: &str, raw: RawProfile) -> Result<Pro
         "expected_period",
         (MIN_EXPECTED_PERIOD, MAX_EXPECTED_PERIOD, "100ms", "10m"),
     )?;
-    let link = validate_link(src, &raw.link)?;
     Ok(Profile {
         name: name.to_owned(),
         vendor,
         model,
         kind: raw.kind,
-        transport: raw.transport,
-        protocol: protocol.clone(),
+        transport,
+        protocol,
         link,
+        ble,
         metrics,
         expected_period,
         no_signal: raw.no_signal.trim().to_owned(),
+    })
+}
+
+fn check_protocol(src: &Source<'_>, p: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
+    if PROTOCOLS.contains(&p.get_ref().as_str()) {
+        return Ok(());
+    }
+    Err(src.err(
+        p.span(),
+        key,
+        format!(
+            "unknown protocol {:?}, expected one of: {}",
+            p.get_ref(),
+            join_names(PROTOCOLS.iter().copied())
+        ),
+    ))
+}
+
+/// The Bluetooth base UUID, `0000xxxx-0000-1000-8000-00805f9b34fb`.
+const BLUETOOTH_BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
+
+/// Parses a BLE UUID: the full form (`49535343-fe7d-4ae5-8fa9-9fafd205e455`) or a 16-bit SIG
+/// number (`1822`, `0x2A5F`), which stands for the full UUID on the Bluetooth base.
+pub fn parse_ble_uuid(s: &str) -> Option<uuid::Uuid> {
+    let t = s.trim();
+    let short = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if short.len() == 4 && short.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let n = u16::from_str_radix(short, 16).ok()?;
+        return Some(uuid::Uuid::from_u128(
+            BLUETOOTH_BASE | (u128::from(n) << 96),
+        ));
+    }
+    if t.len() == 36 {
+        return uuid::Uuid::parse_str(t).ok();
+    }
+    None
+}
+
+const UUID_EXPECTED: &str = "expected a 16-bit SIG number such as \"2A5F\" or a full UUID such as \"49535343-fe7d-4ae5-8fa9-9fafd205e455\"";
+
+fn check_uuid(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<uuid::Uuid, ConfigError> {
+    parse_ble_uuid(s.get_ref()).ok_or_else(|| {
+        src.err(
+            s.span(),
+            key,
+            format!("{:?} is not a UUID, {UUID_EXPECTED}", s.get_ref()),
+        )
+    })
+}
+
+/// Shortest and longest accepted `poll_every`.
+const MIN_POLL: Duration = Duration::from_millis(200);
+const MAX_POLL: Duration = Duration::from_secs(60);
+
+fn validate_ble(src: &Source<'_>, raw: &Spanned<RawBle>) -> Result<BleProfile, ConfigError> {
+    let b = raw.get_ref();
+    let service = check_uuid(src, &b.service, "ble.service")?;
+    let mut names = Vec::new();
+    for (i, n) in b.names.iter().enumerate() {
+        names.push(check_text(src, n, &format!("ble.names[{i}]"))?);
+    }
+    if b.characteristics.is_empty() {
+        return Err(src.err(
+            raw.span(),
+            "ble.characteristics",
+            "no characteristics, expected at least one [[ble.characteristics]] table".to_owned(),
+        ));
+    }
+    let mut characteristics: Vec<BleCharacteristic> = Vec::new();
+    for (i, c) in b.characteristics.iter().enumerate() {
+        let key = format!("ble.characteristics[{i}]");
+        let c = c.get_ref();
+        let uuid = check_uuid(src, &c.uuid, &format!("{key}.uuid"))?;
+        if characteristics.iter().any(|other| other.uuid == uuid) {
+            return Err(src.err(
+                c.uuid.span(),
+                format!("{key}.uuid"),
+                format!(
+                    "characteristic {:?} is listed twice, expected each characteristic once",
+                    c.uuid.get_ref()
+                ),
+            ));
+        }
+        check_protocol(src, &c.protocol, &format!("{key}.protocol"))?;
+        characteristics.push(BleCharacteristic {
+            uuid,
+            protocol: c.protocol.get_ref().clone(),
+            mode: c.mode,
+        });
+    }
+    let has_poll = characteristics
+        .iter()
+        .any(|c| c.mode == super::BleMode::Poll);
+    let poll = match (&b.write, &b.poll_command, &b.poll_every) {
+        (None, None, None) => None,
+        (Some(write), Some(command), Some(every)) => {
+            let write = check_uuid(src, write, "ble.write")?;
+            let cleaned: String = command
+                .get_ref()
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != ':')
+                .collect();
+            let bytes = match hex::decode(&cleaned) {
+                Ok(b) if !b.is_empty() => b,
+                _ => {
+                    return Err(src.err(
+                        command.span(),
+                        "ble.poll_command",
+                        format!(
+                            "{:?} is not hex bytes, expected the command in hex such as \"aa17e8000000001b\"",
+                            command.get_ref()
+                        ),
+                    ));
+                }
+            };
+            let every = check_duration(
+                src,
+                every,
+                "ble.poll_every",
+                (MIN_POLL, MAX_POLL, "200ms", "60s"),
+            )?;
+            Some(BlePoll {
+                write,
+                command: bytes,
+                every,
+            })
+        }
+        _ => {
+            return Err(src.err(
+                raw.span(),
+                "ble",
+                "write, poll_command and poll_every go together, expected all three or none"
+                    .to_owned(),
+            ));
+        }
+    };
+    if has_poll && poll.is_none() {
+        return Err(src.err(
+            raw.span(),
+            "ble",
+            "a characteristic has mode = \"poll\" but nothing polls it, expected write, poll_command and poll_every".to_owned(),
+        ));
+    }
+    Ok(BleProfile {
+        service,
+        names,
+        characteristics,
+        poll,
     })
 }
 
@@ -760,24 +993,104 @@ fn validate_device(
             ),
         ));
     };
-    let (endpoint, span, ep_key, taken_key, shown) = match (&raw.port, &raw.tcp) {
-        (Some(_), Some(tcp)) => {
+    let given: Vec<(&str, &Spanned<String>)> = [
+        ("port", &raw.port),
+        ("tcp", &raw.tcp),
+        ("address", &raw.address),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    if given.len() > 1 {
+        let (second, v) = given[1];
+        return Err(src.err(
+            v.span(),
+            format!("{key}.{second}"),
+            format!(
+                "device {id:?} has both {} and {second}, expected exactly one of port, tcp and address",
+                given[0].0
+            ),
+        ));
+    }
+    if let Some(name) = &raw.name
+        && raw.address.is_none()
+    {
+        return Err(src.err(
+            name.span(),
+            format!("{key}.name"),
+            format!(
+                "device {id:?} has a name pattern but no address, expected name only with a BLE address"
+            ),
+        ));
+    }
+    let is_ble = profile.transport == TransportKind::Ble;
+    if let Some((k, v)) = given.first()
+        && (*k == "address") != is_ble
+    {
+        let message = if is_ble {
+            format!(
+                "profile {:?} is a Bluetooth LE device, expected address = \"AA:BB:CC:DD:EE:FF\" instead of {k}",
+                profile.name
+            )
+        } else {
+            format!(
+                "profile {:?} is a serial device, expected port = \"/dev/...\" or tcp = \"host:port\" instead of address",
+                profile.name
+            )
+        };
+        return Err(src.err(v.span(), format!("{key}.{k}"), message));
+    }
+    let (endpoint, span, ep_key, taken_key, shown) = match (&raw.port, &raw.tcp, &raw.address) {
+        (_, _, Some(address)) => {
+            let ep_key = format!("{key}.address");
+            let Some(norm) = normalize_address(address.get_ref()) else {
+                return Err(src.err(
+                    address.span(),
+                    ep_key,
+                    format!(
+                        "{:?} is not a Bluetooth address, expected six hex pairs separated by colons such as \"00:1C:05:FF:4E:2A\"",
+                        address.get_ref()
+                    ),
+                ));
+            };
+            let name = match &raw.name {
+                Some(n) => Some(check_text(src, n, &format!("{key}.name"))?),
+                None => None,
+            };
+            let taken_key = format!("ble {norm}");
+            let shown = format!("Bluetooth address {norm:?}");
+            (
+                Endpoint::Ble {
+                    address: norm,
+                    name,
+                },
+                address.span(),
+                ep_key,
+                taken_key,
+                shown,
+            )
+        }
+        (Some(_), Some(tcp), None) => {
             return Err(src.err(
                 tcp.span(),
                 format!("{key}.tcp"),
                 format!("device {id:?} has both port and tcp, expected exactly one of them"),
             ));
         }
-        (None, None) => {
-            return Err(src.err(
-                dev.span(),
-                key,
+        (None, None, None) => {
+            let message = if is_ble {
+                format!(
+                    "device {id:?} has no address, expected address = \"AA:BB:CC:DD:EE:FF\" (profile {:?} is Bluetooth LE)",
+                    profile.name
+                )
+            } else {
                 format!(
                     "device {id:?} has neither port nor tcp, expected exactly one of port = \"/dev/...\" or tcp = \"host:port\""
-                ),
-            ));
+                )
+            };
+            return Err(src.err(dev.span(), key, message));
         }
-        (Some(port), None) => {
+        (Some(port), None, None) => {
             let ep_key = format!("{key}.port");
             if port.get_ref().trim().is_empty() {
                 return Err(src.err(
@@ -803,7 +1116,7 @@ fn validate_device(
                 shown,
             )
         }
-        (None, Some(tcp)) => {
+        (None, Some(tcp), None) => {
             let ep_key = format!("{key}.tcp");
             let addr = tcp.get_ref().trim();
             if !check_tcp(addr) {
@@ -854,6 +1167,17 @@ fn validate_device(
         endpoint,
         simulated: dev.get_ref().simulated,
     })
+}
+
+/// `AA:BB:CC:DD:EE:FF` in upper case, or None if `s` is not six hex pairs joined by colons.
+pub fn normalize_address(s: &str) -> Option<String> {
+    let t = s.trim();
+    let parts: Vec<&str> = t.split(':').collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| t.to_ascii_uppercase())
 }
 
 /// One message per bound serial port that does not exist right now. `check-config` reports these
