@@ -326,6 +326,7 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
                         continue;
                     };
                     let report = decoder.feed(&value, &mut out);
+                    tracing::trace!(device = %binding.id, characteristic = %uuid, value = %hex::encode(&value), ?report, "BLE value");
                     if report.bad_frames > 0 || report.skipped_bytes > 0 {
                         bad_frames += u64::from(report.bad_frames.max(1));
                         tracing::warn!(

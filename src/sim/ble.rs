@@ -9,7 +9,8 @@
 //!
 //! Scenario faults map to each protocol's own "no value" codes and status bits; `disconnect`
 //! drops the link and refuses connections until it ends; `garbage` sends malformed
-//! notifications (truncated values, random bytes) between good ones.
+//! notifications (values cut short; bytes without the sync bit in the BerryMed stream) between
+//! good ones.
 
 use super::bluez::{CharSpec, DeviceSpec, FakeBluez, ServiceSpec, Written};
 use super::devices::{DeviceSim, whole};
@@ -46,7 +47,7 @@ pub fn device_name(binding: &Binding) -> String {
         .ble
         .as_ref()
         .and_then(|b| b.names.first().cloned())
-        .unwrap_or_else(|| binding.profile.model.clone());
+        .unwrap_or_else(|| format!("{}-", binding.profile.name));
     format!("{base}{tail}")
 }
 
@@ -492,13 +493,22 @@ pub(super) async fn serve_ble(
         }
         for (uuid, value) in values {
             if f.garbage && sim.rng.random_range(0..2) == 0 {
-                // A malformed notification ahead of the good one: truncated, or random bytes.
-                let bad = if sim.rng.random_range(0..2) == 0 && value.len() > 1 {
-                    value[..sim.rng.random_range(0..value.len())].to_vec()
+                // A malformed notification ahead of the good one: a value cut short (shorter
+                // than any valid PDU of these protocols), or, in the BerryMed byte stream,
+                // bytes without the sync bit.
+                let bci = protocols
+                    .iter()
+                    .any(|(u, p)| *u == uuid && p == "berrymed-bci");
+                let bad = if bci {
+                    sim.garbage().iter().map(|b| b & 0x7f).collect()
+                } else if value.len() > 1 {
+                    value[..sim.rng.random_range(1..value.len().min(5))].to_vec()
                 } else {
-                    sim.garbage()
+                    Vec::new()
                 };
-                let _ = fake.notify(&address, uuid, &bad).await;
+                if !bad.is_empty() {
+                    let _ = fake.notify(&address, uuid, &bad).await;
+                }
             }
             if let Err(e) = fake.notify(&address, uuid, &value).await {
                 tracing::debug!(device = %sim.id, error = %format!("{e:#}"), "simulator notification failed");

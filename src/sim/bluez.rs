@@ -503,7 +503,7 @@ impl Adapter {
 
     async fn start_discovery(
         &mut self,
-        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> fdo::Result<()> {
         if !self.powered {
@@ -513,27 +513,36 @@ impl Adapter {
             self.discovering = true;
             self.discovering_changed(&emitter).await?;
         }
-        for dev in &self.devices {
-            let wanted = self.filter.is_empty()
-                || dev.spec.advertised.iter().any(|u| self.filter.contains(u));
-            if !wanted || !dev.in_range.load(Ordering::SeqCst) {
-                continue;
-            }
-            if !dev.exported.swap(true, Ordering::SeqCst) {
+        let found: Vec<Arc<DeviceShared>> = self
+            .devices
+            .iter()
+            .filter(|dev| {
+                (self.filter.is_empty()
+                    || dev.spec.advertised.iter().any(|u| self.filter.contains(u)))
+                    && dev.in_range.load(Ordering::SeqCst)
+                    && !dev.exported.swap(true, Ordering::SeqCst)
+            })
+            .cloned()
+            .collect();
+        // Exported by a task of its own, as the advertisements come in: registering an object
+        // takes the object tree's write lock, which must never be awaited while this
+        // interface's lock is held (a concurrent GetManagedObjects holds the tree and waits for
+        // this interface: a deadlock).
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            for dev in found {
                 // Registering under the ObjectManager emits InterfacesAdded(Device1): the
                 // client's "device discovered".
-                server
-                    .at(
-                        dev.path.as_str(),
-                        Device {
-                            shared: dev.clone(),
-                            connected: false,
-                            services_resolved: false,
-                        },
-                    )
-                    .await?;
+                let device = Device {
+                    shared: dev.clone(),
+                    connected: false,
+                    services_resolved: false,
+                };
+                if let Err(e) = conn.object_server().at(dev.path.as_str(), device).await {
+                    tracing::warn!(address = %dev.spec.address, error = %e, "fake BlueZ cannot export a device");
+                }
             }
-        }
+        });
         Ok(())
     }
 
@@ -639,7 +648,7 @@ impl Device {
 
     async fn connect(
         &mut self,
-        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> fdo::Result<()> {
         if self.connected {
@@ -651,18 +660,21 @@ impl Device {
         }
         self.connected = true;
         self.connected_changed(&emitter).await?;
-        if !self.shared.gatt_exported.load(Ordering::SeqCst) {
-            export_gatt(server, &self.shared).await?;
-            self.shared.gatt_exported.store(true, Ordering::SeqCst);
-        }
-        self.services_resolved = true;
-        self.services_resolved_changed(&emitter).await?;
+        // Services are resolved after Connect returns, as with BlueZ, by a task of its own (it
+        // registers objects: see start_discovery for why not here).
+        let conn = conn.clone();
+        let dev = self.shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = resolve_services(&conn, &dev).await {
+                tracing::warn!(address = %dev.spec.address, error = %e, "fake BlueZ cannot resolve services");
+            }
+        });
         Ok(())
     }
 
     async fn disconnect(
         &mut self,
-        #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> fdo::Result<()> {
         if !self.connected {
@@ -670,9 +682,11 @@ impl Device {
         }
         self.connected = false;
         self.services_resolved = false;
-        link_lost(server, &self.shared).await;
         self.services_resolved_changed(&emitter).await?;
         self.connected_changed(&emitter).await?;
+        let conn = conn.clone();
+        let dev = self.shared.clone();
+        tokio::spawn(async move { link_lost(conn.object_server(), &dev).await });
         Ok(())
     }
 
@@ -685,8 +699,30 @@ impl Device {
     }
 }
 
+/// Exports the GATT tree of `dev` (once), then sets `ServicesResolved` if still connected.
+async fn resolve_services(conn: &Connection, dev: &Arc<DeviceShared>) -> zbus::Result<()> {
+    let server = conn.object_server();
+    if !dev.gatt_exported.load(Ordering::SeqCst) {
+        export_gatt(server, dev).await?;
+        dev.gatt_exported.store(true, Ordering::SeqCst);
+    }
+    let iface = server.interface::<_, Device>(dev.path.as_str()).await?;
+    {
+        let mut d = iface.get_mut().await;
+        if !d.connected || d.services_resolved {
+            return Ok(());
+        }
+        d.services_resolved = true;
+    }
+    iface
+        .get()
+        .await
+        .services_resolved_changed(iface.signal_emitter())
+        .await
+}
+
 /// Exports the GATT tree of `dev` under its device path.
-async fn export_gatt(server: &ObjectServer, dev: &Arc<DeviceShared>) -> fdo::Result<()> {
+async fn export_gatt(server: &ObjectServer, dev: &Arc<DeviceShared>) -> zbus::Result<()> {
     let mut handle = 0x000a_u16;
     for s in &dev.spec.services {
         let spath = format!("{}/service{handle:04x}", dev.path);
