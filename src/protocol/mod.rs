@@ -1,22 +1,51 @@
 //! Pure decoders: bytes from a device in, [`Measurement`]s out. No I/O, no tokio, no clock.
 //!
-//! Every decoder is a framer state machine over a byte stream ([`Decoder::feed`]): it accepts
-//! bytes in pieces of any size (a stream may start mid-frame, split a frame anywhere, or carry
-//! garbage), resynchronises on the protocol's own markers, never panics on any input, masks
-//! reserved bits, and turns every "no value" encoding into [`crate::model::Value::Invalid`] with
-//! the reason, never into a number. Facts and sources: ../shared/reference/devices.md.
+//! Serial decoders are framer state machines over a byte stream ([`Decoder::feed`]): they
+//! accept bytes in pieces of any size (a stream may start mid-frame, split a frame anywhere, or
+//! carry garbage) and resynchronise on the protocol's own markers. Bluetooth LE is
+//! message-oriented: most BLE decoders take one notification value per call (see
+//! [`Decoder`]). Every decoder never panics on any input, masks reserved bits, and turns every
+//! "no value" encoding into [`crate::model::Value::Invalid`] with the reason, never into a
+//! number. Facts and sources: ../shared/reference/devices.md.
+//!
+//! BLE: [`plx`] (Pulse Oximeter Service), [`bls`] (Blood Pressure Service), [`hrs`] (Heart
+//! Rate), [`battery`] (Battery Service), [`berrymed`] (BerryMed BCI), [`nonin_ble`] (Nonin
+//! Oximetry Service), [`viatom`] (Viatom/Wellue O2); IEEE 11073 numbers in [`sfloat`].
 //!
 //! Encoders for the same protocols live beside the decoders; the simulator speaks through them.
 
+pub mod battery;
+pub mod berrymed;
+pub mod bls;
+pub mod hrs;
 pub mod masimo;
 pub mod nonin;
+pub mod nonin_ble;
+pub mod plx;
+pub mod sfloat;
 pub mod suntech;
+pub mod viatom;
 
-use crate::model::Measurement;
+use crate::model::{Flags, Invalid, Measurement, Metric, Value};
+use std::ops::RangeInclusive;
 use thiserror::Error;
 
 /// Names accepted by [`decoder_for`], `vitalsd decode --protocol` and device profiles.
-pub const PROTOCOLS: &[&str] = &["masimo-ascii", "nonin-format2", "suntech"];
+pub const PROTOCOLS: &[&str] = &[
+    "masimo-ascii",
+    "nonin-format2",
+    "suntech",
+    "plx-spot-check",
+    "plx-continuous",
+    "plx-features",
+    "bls-measurement",
+    "bls-cuff-pressure",
+    "hrs",
+    "battery",
+    "berrymed-bci",
+    "nonin-ble",
+    "viatom-o2",
+];
 
 /// What a call to [`Decoder::feed`] saw, for device statistics and technical alarms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +68,11 @@ impl FeedReport {
 }
 
 /// A stream decoder for one device connection.
+///
+/// Bluetooth LE is message-oriented: for every BLE protocol except `berrymed-bci` (a
+/// transparent UART stream) and `viatom-o2` (whose responses span notifications), one call to
+/// [`Decoder::feed`] is one notification (or read) value, parsed whole; a value that is too
+/// short for what its flags announce is one bad frame and yields nothing.
 pub trait Decoder: Send {
     /// Consumes `bytes` (any length, any split) and appends every measurement that they
     /// complete to `out`. Never panics; bad input shows in the report.
@@ -54,7 +88,83 @@ pub fn decoder_for(name: &str) -> Option<Box<dyn Decoder>> {
         "masimo-ascii" => Some(Box::new(masimo::MasimoDecoder::default())),
         "nonin-format2" => Some(Box::new(nonin::NoninFormat2Decoder::default())),
         "suntech" => Some(Box::new(suntech::SuntechDecoder::default())),
+        "plx-spot-check" => Some(Box::new(plx::SpotCheckDecoder)),
+        "plx-continuous" => Some(Box::new(plx::ContinuousDecoder)),
+        "plx-features" => Some(Box::new(plx::FeaturesDecoder)),
+        "bls-measurement" => Some(Box::new(bls::MeasurementDecoder)),
+        "bls-cuff-pressure" => Some(Box::new(bls::CuffPressureDecoder)),
+        "hrs" => Some(Box::new(hrs::HeartRateDecoder)),
+        "battery" => Some(Box::new(battery::BatteryDecoder)),
+        "berrymed-bci" => Some(Box::new(berrymed::BciDecoder::default())),
+        "nonin-ble" => Some(Box::new(nonin_ble::NoninBleDecoder)),
+        "viatom-o2" => Some(Box::new(viatom::ViatomDecoder::default())),
         _ => None,
+    }
+}
+
+/// Why a BLE notification value could not be parsed. Each variant carries what was wrong.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PduError {
+    /// The value is shorter than its flags (or its fixed layout) require.
+    #[error(
+        "{what} value of {len} bytes is too short: expected at least {need} bytes (flags {flags:#04x})"
+    )]
+    TooShort {
+        /// Which characteristic, e.g. "plx continuous measurement".
+        what: &'static str,
+        /// The value's length.
+        len: usize,
+        /// The length its flags require.
+        need: usize,
+        /// The flags byte (0 when the value had none).
+        flags: u8,
+    },
+    /// A length field inside the value disagrees with the value's length.
+    #[error("{what} length byte says {declared} bytes but the value has {len}")]
+    LengthMismatch {
+        /// Which characteristic.
+        what: &'static str,
+        /// The length the value claims.
+        declared: usize,
+        /// The value's real length.
+        len: usize,
+    },
+}
+
+/// Runs a whole-notification parser for a message-oriented BLE decoder: one good value is
+/// one frame, a value the parser rejects is one bad frame. Parsers push to `out` only after
+/// the whole value has been checked.
+pub(crate) fn feed_message(
+    bytes: &[u8],
+    out: &mut Vec<Measurement>,
+    parse: impl FnOnce(&[u8], &mut Vec<Measurement>) -> Result<(), PduError>,
+) -> FeedReport {
+    match parse(bytes, out) {
+        Ok(()) => FeedReport {
+            frames: 1,
+            ..FeedReport::default()
+        },
+        Err(_) => FeedReport {
+            bad_frames: 1,
+            ..FeedReport::default()
+        },
+    }
+}
+
+/// A measurement from a decoded value: a number through [`Measurement::new`] (which voids it
+/// under a voiding flag), an invalid value with its reason.
+pub(crate) fn measurement(metric: Metric, value: Value, flags: Flags) -> Measurement {
+    match value {
+        Value::Valid(v) => Measurement::new(metric, v, flags),
+        Value::Invalid(reason) => Measurement::invalid(metric, reason, flags),
+    }
+}
+
+/// `value` unless it is a number outside `range`, which becomes [`Invalid::OutOfRange`].
+pub(crate) fn in_range(value: Value, range: RangeInclusive<f64>) -> Value {
+    match value {
+        Value::Valid(v) if !range.contains(&v) => Value::Invalid(Invalid::OutOfRange),
+        other => other,
     }
 }
 
@@ -206,6 +316,68 @@ mod tests {
             decode_hex("suntech", &odd),
             Err(DecodeError::BadHex { .. })
         ));
+    }
+
+    #[test]
+    fn every_protocol_name_has_a_decoder_and_the_ble_ones_decode_a_captured_value() {
+        for p in PROTOCOLS {
+            assert!(decoder_for(p).is_some(), "{p}");
+        }
+        // One value per protocol, as `vitalsd decode --protocol NAME HEX` takes it; sources
+        // in each module's tests.
+        let table: [(&str, &str, &[&str]); 10] = [
+            (
+                "bls-measurement",
+                "de f6f4 16f3 ff07 e407 01 14 08 2b 00 b2f2 01 8000", // real A&D capture
+                &["nibp_sys", "nibp_dia", "nibp_mean", "nibp_pulse"],
+            ),
+            (
+                "bls-cuff-pressure",
+                "10 9600 ff07 ff07 0000",
+                &["cuff_pressure"],
+            ),
+            (
+                "plx-continuous",
+                "1c 5f00 5a00 2000 000000 57f0", // Spezi
+                &["spo2", "pulse_rate", "perfusion_index"],
+            ),
+            (
+                "plx-spot-check",
+                "0f acf3 bef5 e8070b1d170839 2040 220000 66e3", // Spezi
+                &["spo2", "pulse_rate", "perfusion_index"],
+            ),
+            ("plx-features", "a3 00 4010 800100", &[]), // Spezi
+            ("hrs", "06 48", &["heart_rate"]),
+            ("battery", "64", &["battery"]),
+            (
+                "berrymed-bci",
+                "88 32 06 48 61",
+                &["pleth", "pulse_rate", "spo2"],
+            ),
+            (
+                "nonin-ble",
+                "0a 11 1e 0125 012c 61 012c",
+                &["spo2", "pulse_rate", "perfusion_index"],
+            ),
+            (
+                "viatom-o2",
+                "5500ff 0000 0d00 624200000000006100920a0100 2f", // o2r capture, CRC added
+                &["spo2", "pulse_rate", "battery"],
+            ),
+        ];
+        for (protocol, hex, metrics) in table {
+            let (ms, report) = decode_hex(protocol, &[hex.to_owned()]).unwrap();
+            assert_eq!(
+                report,
+                FeedReport {
+                    frames: 1,
+                    ..FeedReport::default()
+                },
+                "{protocol}"
+            );
+            let names: Vec<&str> = ms.iter().map(|m| m.metric.name()).collect();
+            assert_eq!(names, *metrics, "{protocol}");
+        }
     }
 
     #[test]
