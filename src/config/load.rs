@@ -25,17 +25,8 @@ use toml::de::{DeTable, DeValue};
 /// works without the source tree. `(profile name, TOML text)`; the name is the file stem.
 pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
     (
-        "masimo-rad8",
-        include_str!("../../devices/masimo-rad8.toml"),
-    ),
-    ("nonin-oem3", include_str!("../../devices/nonin-oem3.toml")),
-    (
-        "suntech-advantage",
-        include_str!("../../devices/suntech-advantage.toml"),
-    ),
-    (
-        "generic-plx",
-        include_str!("../../devices/generic-plx.toml"),
+        "berrymed-bm1000",
+        include_str!("../../devices/berrymed-bm1000.toml"),
     ),
     (
         "generic-bls",
@@ -46,10 +37,19 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         include_str!("../../devices/generic-hrs.toml"),
     ),
     (
-        "berrymed-bm1000",
-        include_str!("../../devices/berrymed-bm1000.toml"),
+        "generic-plx",
+        include_str!("../../devices/generic-plx.toml"),
+    ),
+    (
+        "masimo-rad8",
+        include_str!("../../devices/masimo-rad8.toml"),
     ),
     ("nonin-3230", include_str!("../../devices/nonin-3230.toml")),
+    ("nonin-oem3", include_str!("../../devices/nonin-oem3.toml")),
+    (
+        "suntech-advantage",
+        include_str!("../../devices/suntech-advantage.toml"),
+    ),
     (
         "wellue-o2ring",
         include_str!("../../devices/wellue-o2ring.toml"),
@@ -1007,7 +1007,7 @@ fn validate_device(
             v.span(),
             format!("{key}.{second}"),
             format!(
-                "device {id:?} has both {} and {second}, expected exactly one of port, tcp and address",
+                "device {id:?} has both {} and {second}, expected exactly one of them (port, tcp or address)",
                 given[0].0
             ),
         ));
@@ -1253,7 +1253,43 @@ port = "/dev/ttyUSB1"
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let profiles = load_profiles(Some(&root.join("devices"))).unwrap();
         let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
-        assert_eq!(names, ["masimo-rad8", "nonin-oem3", "suntech-advantage"]);
+        assert_eq!(
+            names,
+            [
+                "berrymed-bm1000",
+                "generic-bls",
+                "generic-hrs",
+                "generic-plx",
+                "masimo-rad8",
+                "nonin-3230",
+                "nonin-oem3",
+                "suntech-advantage",
+                "wellue-o2ring"
+            ]
+        );
+        for p in profiles.values() {
+            assert_eq!(
+                p.ble.is_some(),
+                p.transport == TransportKind::Ble,
+                "{}",
+                p.name
+            );
+        }
+        let plx = profiles["generic-plx"].ble.as_ref().unwrap();
+        assert_eq!(plx.service, parse_ble_uuid("1822").unwrap());
+        assert_eq!(
+            plx.characteristics[0],
+            BleCharacteristic {
+                uuid: parse_ble_uuid("00002a5f-0000-1000-8000-00805f9b34fb").unwrap(),
+                protocol: "plx-continuous".to_owned(),
+                mode: super::super::BleMode::Notify,
+            }
+        );
+        assert_eq!(profiles["generic-plx"].protocol, "plx-continuous");
+        let o2 = profiles["wellue-o2ring"].ble.as_ref().unwrap();
+        let poll = o2.poll.as_ref().unwrap();
+        assert_eq!(poll.command, [0xaa, 0x17, 0xe8, 0, 0, 0, 0, 0x1b]);
+        assert_eq!(poll.every, Duration::from_secs(2));
         let rad8 = &profiles["masimo-rad8"];
         assert_eq!(rad8.protocol, "masimo-ascii");
         assert_eq!(rad8.expected_period, Duration::from_secs(1));
@@ -1313,9 +1349,14 @@ port = "/dev/ttyUSB1"
                     "tcp 127.0.0.1:4101".to_owned()
                 ),
                 (
+                    "room1-A-hr",
+                    "generic-hrs",
+                    "ble 00:1C:05:A1:00:0A".to_owned()
+                ),
+                (
                     "room1-B-oximeter",
-                    "nonin-oem3",
-                    "serial /tmp/vitalsd-demo/room1-B-oximeter".to_owned()
+                    "generic-plx",
+                    "ble 00:1C:05:B1:00:0B".to_owned()
                 ),
                 (
                     "room1-B-nibp",
@@ -1475,7 +1516,7 @@ port = "/dev/ttyUSB1"
                 11,
                 "rooms[0].recliners[0].devices[0].profile",
                 &[
-                    "unknown profile \"masimo-rad9\", expected one of: masimo-rad8, nonin-oem3, suntech-advantage",
+                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
                 ],
             ),
             (
@@ -1634,7 +1675,7 @@ port = "/dev/ttyUSB1"
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: masimo-rad8, nonin-oem3, suntech-advantage"
+            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
         );
     }
 
@@ -1653,6 +1694,233 @@ parity = "none"
 stop_bits = 1
 flow_control = "none"
 "#;
+
+    /// A valid BLE profile; the bad-BLE-profile table edits one line of it.
+    const BLE_PROFILE: &str = r#"vendor = "Acme"
+model = "Ring-1"
+kind = "oximeter"
+transport = "ble"
+metrics = ["spo2", "pulse_rate"]
+expected_period = "2s"
+no_signal = "0xFF"
+[ble]
+service = "14839ac4-7d7e-415c-9a42-167340cf2339"
+write = "8b00ace7-eb0b-49b0-bbe9-9aee0a26e1a3"
+poll_command = "aa17e8000000001b"
+poll_every = "2s"
+[[ble.characteristics]]
+uuid = "0734594a-a8e7-4b1a-a6b1-cd5243059a57"
+protocol = "viatom-o2"
+mode = "poll"
+[[ble.characteristics]]
+uuid = "2a19"
+protocol = "battery"
+mode = "read"
+"#;
+
+    #[test]
+    fn ble_uuids_are_full_or_16_bit_sig_numbers() {
+        let plx = uuid::Uuid::parse_str("00001822-0000-1000-8000-00805f9b34fb").unwrap();
+        for s in [
+            "1822",
+            "0x1822",
+            "0X1822",
+            " 1822 ",
+            "00001822-0000-1000-8000-00805F9B34FB",
+        ] {
+            assert_eq!(parse_ble_uuid(s), Some(plx), "{s:?}");
+        }
+        for s in [
+            "",
+            "182",
+            "18220",
+            "0x18g2",
+            "49535343-fe7d-4ae5-8fa9",
+            "hello",
+        ] {
+            assert_eq!(parse_ble_uuid(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn bluetooth_addresses_are_six_hex_pairs_normalized_to_upper_case() {
+        assert_eq!(
+            normalize_address("00:1c:05:ff:4e:2a").as_deref(),
+            Some("00:1C:05:FF:4E:2A")
+        );
+        for bad in [
+            "00:1C:05:FF:4E",
+            "00-1C-05-FF-4E-2A",
+            "001C05FF4E2A",
+            "00:1C:05:FF:4E:2G",
+            "",
+        ] {
+            assert_eq!(normalize_address(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_ble_profiles_name_the_line_key_and_expectation() {
+        let ok = load_profile("acme-ring1", BLE_PROFILE, Path::new("x.toml")).unwrap();
+        assert_eq!(ok.protocol, "viatom-o2");
+        assert_eq!(ok.ble.as_ref().unwrap().characteristics.len(), 2);
+        let table: &[(&str, &str, usize, &str, &str)] = &[
+            (
+                "service = \"14839ac4-7d7e-415c-9a42-167340cf2339\"",
+                "service = \"14839\"",
+                9,
+                "ble.service",
+                "\"14839\" is not a UUID, expected a 16-bit SIG number",
+            ),
+            (
+                "protocol = \"viatom-o2\"",
+                "protocol = \"viatom\"",
+                15,
+                "ble.characteristics[0].protocol",
+                "unknown protocol \"viatom\", expected one of:",
+            ),
+            (
+                "mode = \"poll\"",
+                "mode = \"stream\"",
+                16,
+                "ble.characteristics[0].mode",
+                "unknown variant `stream`",
+            ),
+            (
+                "poll_command = \"aa17e8000000001b\"",
+                "poll_command = \"aa17e8zz\"",
+                11,
+                "ble.poll_command",
+                "is not hex bytes",
+            ),
+            (
+                "poll_every = \"2s\"",
+                "poll_every = \"10ms\"",
+                12,
+                "ble.poll_every",
+                "expected a duration between 200ms and 60s",
+            ),
+            (
+                "write = \"8b00ace7-eb0b-49b0-bbe9-9aee0a26e1a3\"\n",
+                "",
+                8,
+                "ble",
+                "write, poll_command and poll_every go together",
+            ),
+            (
+                "uuid = \"2a19\"",
+                "uuid = \"0734594a-a8e7-4b1a-a6b1-cd5243059a57\"",
+                18,
+                "ble.characteristics[1].uuid",
+                "is listed twice",
+            ),
+            (
+                "transport = \"ble\"",
+                "transport = \"ble\"\nprotocol = \"viatom-o2\"",
+                5,
+                "protocol",
+                "a BLE profile names a protocol per characteristic",
+            ),
+            (
+                "transport = \"ble\"",
+                "transport = \"serial\"",
+                4,
+                "protocol",
+                "a serial profile has no protocol",
+            ),
+        ];
+        for (from, to, line, key, fragment) in table {
+            assert!(BLE_PROFILE.contains(from), "{from}");
+            let text = BLE_PROFILE.replacen(from, to, 1);
+            let err = load_profile("acme-ring1", &text, Path::new("x.toml")).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(err.key(), Some(*key), "{msg}");
+            assert_eq!(err.line(), Some(*line), "{msg}");
+            assert!(msg.contains(fragment), "{msg:?} lacks {fragment:?}");
+        }
+        let no_ble = BLE_PROFILE.split("[ble]").next().unwrap().to_owned();
+        let err = load_profile("acme-ring1", &no_ble, Path::new("x.toml")).unwrap_err();
+        assert_eq!(err.key(), Some("ble"), "{err}");
+        assert!(
+            err.to_string().contains("a BLE profile has no [ble] table"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ble_bindings_take_an_address_and_an_optional_name_pattern() {
+        let ble = edited(
+            "profile = \"nonin-oem3\"\nport = \"/dev/ttyUSB1\"",
+            "profile = \"generic-plx\"\naddress = \"00:1c:05:ff:4e:2a\"\nname = \"PLX*\"",
+        );
+        let cfg = load_config_str(&ble, origin()).unwrap();
+        assert_eq!(
+            cfg.devices[2].endpoint,
+            Endpoint::Ble {
+                address: "00:1C:05:FF:4E:2A".to_owned(),
+                name: Some("PLX*".to_owned()),
+            }
+        );
+        assert_eq!(cfg.devices[2].endpoint.to_string(), "ble 00:1C:05:FF:4E:2A");
+        let table: &[(&str, &str, usize, &str, &str)] = &[
+            (
+                "address = \"00:1c:05:ff:4e:2a\"",
+                "address = \"00:1c:05:ff:4e\"",
+                28,
+                "rooms[0].recliners[1].devices[0].address",
+                "is not a Bluetooth address, expected six hex pairs",
+            ),
+            (
+                "address = \"00:1c:05:ff:4e:2a\"\nname = \"PLX*\"",
+                "port = \"/dev/ttyUSB9\"",
+                28,
+                "rooms[0].recliners[1].devices[0].port",
+                "is a Bluetooth LE device, expected address",
+            ),
+            (
+                "profile = \"generic-plx\"",
+                "profile = \"nonin-oem3\"",
+                28,
+                "rooms[0].recliners[1].devices[0].address",
+                "is a serial device, expected port",
+            ),
+            (
+                "address = \"00:1c:05:ff:4e:2a\"",
+                "address = \"00:1c:05:ff:4e:2a\"\nport = \"/dev/ttyUSB9\"",
+                28,
+                "rooms[0].recliners[1].devices[0].address",
+                "has both port and address, expected exactly one of them",
+            ),
+            (
+                "address = \"00:1c:05:ff:4e:2a\"\n",
+                "",
+                28,
+                "rooms[0].recliners[1].devices[0].name",
+                "has a name pattern but no address",
+            ),
+        ];
+        for (from, to, line, key, fragment) in table {
+            assert!(ble.contains(from), "{from}");
+            let text = ble.replacen(from, to, 1);
+            let err = load_config_str(&text, origin()).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(err.key(), Some(*key), "{msg}");
+            assert_eq!(err.line(), Some(*line), "{msg}");
+            assert!(msg.contains(fragment), "{msg:?} lacks {fragment:?}");
+        }
+        // One device per address.
+        let twice = ble.replace("/dev/ttyUSB0", "/dev/ttyUSB7").replacen(
+            "profile = \"masimo-rad8\"\nport = \"/dev/ttyUSB7\"",
+            "profile = \"generic-plx\"\naddress = \"00:1C:05:FF:4E:2A\"",
+            1,
+        );
+        let err = load_config_str(&twice, origin()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is already bound to device \"room1-A-oximeter\""),
+            "{err}"
+        );
+    }
 
     #[test]
     fn bad_profiles_name_the_line_key_and_expectation() {
@@ -1747,7 +2015,7 @@ flow_control = "none"
         std::fs::write(dir.join("masimo-rad8.toml"), slow).unwrap();
         std::fs::write(dir.join("README.md"), "not a profile").unwrap();
         let profiles = load_profiles(Some(&dir)).unwrap();
-        assert_eq!(profiles.len(), 4);
+        assert_eq!(profiles.len(), BUILTIN_PROFILES.len() + 1);
         assert_eq!(profiles["acme-ox1"].vendor, "Acme");
         assert_eq!(
             profiles["masimo-rad8"].expected_period,
