@@ -328,15 +328,29 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
                     let report = decoder.feed(&value, &mut out);
                     tracing::trace!(device = %binding.id, characteristic = %uuid, value = %hex::encode(&value), ?report, "BLE value");
                     if report.bad_frames > 0 || report.skipped_bytes > 0 {
+                        let before = bad_frames;
                         bad_frames += u64::from(report.bad_frames.max(1));
-                        tracing::warn!(
-                            device = %binding.id,
-                            characteristic = %uuid,
-                            value = %hex::encode(&value),
-                            bad_frames_total = bad_frames,
-                            skipped_bytes = report.skipped_bytes,
-                            "malformed BLE value discarded"
-                        );
+                        // A warning at the 1st, 10th, 100th... so that a device that sends
+                        // garbage all day does not flood the log; every one at debug level.
+                        let decade = |n: u64| n.checked_ilog10().unwrap_or(0);
+                        if before == 0 || decade(bad_frames) > decade(before) {
+                            tracing::warn!(
+                                device = %binding.id,
+                                characteristic = %uuid,
+                                value = %hex::encode(&value),
+                                bad_frames_total = bad_frames,
+                                skipped_bytes = report.skipped_bytes,
+                                "malformed BLE value discarded"
+                            );
+                        } else {
+                            tracing::debug!(
+                                device = %binding.id,
+                                characteristic = %uuid,
+                                value = %hex::encode(&value),
+                                bad_frames_total = bad_frames,
+                                "malformed BLE value discarded"
+                            );
+                        }
                     }
                     ctx.hub.ingest(device, stamp, &out);
                     out.clear();

@@ -13,9 +13,12 @@
 //! good ones.
 
 use super::bluez::{CharSpec, DeviceSpec, FakeBluez, ServiceSpec, Written};
-use super::devices::{DeviceSim, whole};
+use super::devices::DeviceSim;
 use super::physiology::{Faults, Vitals};
 use crate::config::{Binding, BleMode, BleProfile, Endpoint, parse_ble_uuid};
+use crate::model::{Flag, Flags};
+use crate::protocol::sfloat::encode_sfloat;
+use crate::protocol::{berrymed, bls, hrs, nonin_ble, plx, viatom};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,228 +127,88 @@ fn initial_value(protocol: &str) -> Vec<u8> {
     }
 }
 
-/// IEEE 11073 SFLOAT of `v` with `decimals` decimals, or NaN (0x07FF) for `None`.
-pub fn sfloat(v: Option<f64>, decimals: u8) -> u16 {
-    let Some(v) = v.filter(|v| v.is_finite()) else {
-        return 0x07ff;
-    };
-    let mut exp = -i32::from(decimals);
-    let mut m = (v * 10f64.powi(i32::from(decimals))).round();
-    while m.abs() > 2045.0 && exp < 7 {
-        m = (m / 10.0).round();
-        exp += 1;
-    }
-    let m = (m as i32).clamp(-2045, 2045);
-    (((exp & 0xf) as u16) << 12) | ((m & 0xfff) as u16)
+/// The device flags a BLE device reports for the scenario's faults (each encoder sends the
+/// ones its protocol can express).
+fn device_flags(v: &Vitals, f: &Faults) -> Flags {
+    let mut flags = Flags::EMPTY;
+    flags.set_if(Flag::NoFinger, f.finger_out);
+    flags.set_if(Flag::ProbeUnplugged, f.probe_unplugged);
+    flags.set_if(Flag::Searching, f.searching);
+    flags.set_if(Flag::Artifact, f.motion);
+    flags.set_if(Flag::LowPerfusion, v.perfusion_index < 0.3);
+    flags.set_if(Flag::LowBattery, f.low_battery);
+    flags
 }
 
-/// CRC-8, polynomial 0x07, init 0 (Viatom; devices.md §5.2).
-pub fn crc8(bytes: &[u8]) -> u8 {
-    let mut crc: u8 = 0;
-    for b in bytes {
-        crc ^= b;
-        for _ in 0..8 {
-            crc = if crc & 0x80 != 0 {
-                (crc << 1) ^ 0x07
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+/// Whether the oximeter shows no numbers (the finger is out, the probe unplugged, or it
+/// searches for a pulse): the encoders then send the protocol's "no value" codes.
+fn no_numbers(f: &Faults) -> bool {
+    f.finger_out || f.probe_unplugged || f.searching
 }
 
-/// A PLX Continuous Measurement (0x2A5F) with measurement status, device & sensor status and
-/// PAI (devices.md §2.2-2.4).
+/// SpO2, pulse rate and perfusion index as the oximeter shows them.
+fn oximeter_numbers(v: &Vitals, f: &Faults) -> (Option<f64>, Option<f64>, Option<f64>) {
+    if no_numbers(f) {
+        (None, None, None)
+    } else {
+        (
+            Some(v.spo2.round()),
+            Some(v.pulse_rate.round()),
+            Some((v.perfusion_index * 100.0).round() / 100.0),
+        )
+    }
+}
+
+/// A PLX Continuous Measurement (0x2A5F), through [`plx::encode_continuous`].
 pub fn plx_continuous(v: &Vitals, f: &Faults) -> Vec<u8> {
-    let no_numbers = f.finger_out || f.probe_unplugged || f.searching;
-    let (meas, ds) = plx_status(v, f);
-    let mut out = vec![0x1c];
-    let spo2 = (!no_numbers).then(|| v.spo2.round());
-    let pr = (!no_numbers).then(|| v.pulse_rate.round());
-    out.extend_from_slice(&sfloat(spo2, 0).to_le_bytes());
-    out.extend_from_slice(&sfloat(pr, 0).to_le_bytes());
-    out.extend_from_slice(&meas.to_le_bytes());
-    out.extend_from_slice(&ds.to_le_bytes()[..3]);
-    let pai = (!no_numbers).then_some(v.perfusion_index);
-    out.extend_from_slice(&sfloat(pai, 1).to_le_bytes());
-    out
+    let (spo2, pr, pi) = oximeter_numbers(v, f);
+    plx::encode_continuous(spo2, pr, pi, device_flags(v, f))
 }
 
-/// A PLX Spot-Check Measurement (0x2A5E) with measurement and device & sensor status.
+/// A PLX Spot-Check Measurement (0x2A5E): SpO2 and PR, with the measurement status (b13
+/// measurement unavailable when there are no numbers). devices.md §2.1.
 pub fn plx_spot_check(v: &Vitals, f: &Faults) -> Vec<u8> {
-    let no_numbers = f.finger_out || f.probe_unplugged || f.searching;
-    let (meas, ds) = plx_status(v, f);
-    let mut out = vec![0x06];
-    out.extend_from_slice(&sfloat((!no_numbers).then(|| v.spo2.round()), 0).to_le_bytes());
-    out.extend_from_slice(&sfloat((!no_numbers).then(|| v.pulse_rate.round()), 0).to_le_bytes());
-    out.extend_from_slice(&meas.to_le_bytes());
-    out.extend_from_slice(&ds.to_le_bytes()[..3]);
-    out
-}
-
-fn plx_status(v: &Vitals, f: &Faults) -> (u16, u32) {
-    let mut meas: u16 = 0;
-    let mut ds: u32 = 0;
-    if f.finger_out {
-        meas |= 1 << 13;
-        ds |= 1 << 11;
-    }
-    if f.probe_unplugged {
-        meas |= 1 << 13;
-        ds |= 1 << 15;
-    }
-    if f.searching {
-        meas |= 1 << 5;
-        ds |= 1 << 9;
-    }
-    if f.motion {
-        ds |= 1 << 6;
-    }
-    if v.perfusion_index < 0.3 {
-        ds |= 1 << 5;
-    }
-    (meas, ds)
-}
-
-/// A Blood Pressure Measurement (0x2A35) in mmHg with pulse rate and measurement status; NaN
-/// values when the cuff failed (BLS has no error code: devices.md §3).
-pub fn bls_measurement(v: &Vitals, f: &Faults) -> Vec<u8> {
-    let failed = f.cuff_error.is_some();
-    let num = |x: f64| (!failed).then(|| x.round());
-    let mut status: u16 = 0;
-    if f.motion {
-        status |= 1;
-    }
-    if f.cuff_error == Some(87) {
-        status |= 1 << 1;
-    }
-    let mut out = vec![0x14];
-    out.extend_from_slice(&sfloat(num(v.sys), 0).to_le_bytes());
-    out.extend_from_slice(&sfloat(num(v.dia), 0).to_le_bytes());
-    out.extend_from_slice(&sfloat(num(v.map), 0).to_le_bytes());
-    out.extend_from_slice(&sfloat(num(v.pulse_rate), 0).to_le_bytes());
+    let (spo2, pr, _) = oximeter_numbers(v, f);
+    let status: u16 = if no_numbers(f) { 1 << 13 } else { 0 };
+    let mut out = vec![0x02];
+    out.extend_from_slice(&encode_sfloat(spo2, 0).to_le_bytes());
+    out.extend_from_slice(&encode_sfloat(pr, 0).to_le_bytes());
     out.extend_from_slice(&status.to_le_bytes());
     out
 }
 
-/// An Intermediate Cuff Pressure (0x2A36): the current pressure, diastolic and MAP NaN.
-pub fn bls_cuff_pressure(mmhg: f64) -> Vec<u8> {
-    let mut out = vec![0x00];
-    out.extend_from_slice(&sfloat(Some(mmhg.round()), 0).to_le_bytes());
-    out.extend_from_slice(&0x07ff_u16.to_le_bytes());
-    out.extend_from_slice(&0x07ff_u16.to_le_bytes());
-    out
+/// A Blood Pressure Measurement (0x2A35), through [`bls::encode_measurement`]: NaN values when
+/// the cuff failed (BLS has no error code: devices.md §3); SunTech's loose-cuff code 87 as the
+/// cuff-fit bit, motion as body movement.
+pub fn bls_measurement(v: &Vitals, f: &Faults) -> Vec<u8> {
+    let failed = f.cuff_error.is_some();
+    let num = |x: f64| (!failed).then(|| x.round());
+    let mut flags = Flags::EMPTY;
+    flags.set_if(Flag::BodyMovement, f.motion);
+    flags.set_if(Flag::CuffLoose, f.cuff_error == Some(87));
+    bls::encode_measurement(
+        num(v.sys),
+        num(v.dia),
+        num(v.map),
+        num(v.pulse_rate),
+        None,
+        flags,
+    )
 }
 
-/// A Heart Rate Measurement (0x2A37): uint8 rate, sensor contact supported and detected
-/// (not detected while the finger is out).
-pub fn hrs(v: &Vitals, f: &Faults) -> Vec<u8> {
-    let contact = if f.finger_out || f.probe_unplugged {
-        0x04
-    } else {
-        0x06
-    };
-    let hr = if f.finger_out || f.probe_unplugged {
-        0
-    } else {
-        whole::<u8>(v.pulse_rate).unwrap_or(0)
-    };
-    vec![contact, hr]
+/// A Heart Rate Measurement (0x2A37), through [`hrs::encode`]: no skin contact while the
+/// sensor is off.
+pub fn heart_rate(v: &Vitals, f: &Faults) -> Vec<u8> {
+    let contact = !(f.finger_out || f.probe_unplugged);
+    let rate = if contact { v.pulse_rate } else { 0.0 };
+    hrs::encode(rate, Some(contact))
 }
 
-/// One BerryMed BCI packet (devices.md §5.1): sync bit, signal strength, pleth, PR, SpO2.
-pub fn berrymed_packet(v: &Vitals, f: &Faults, pleth: u8) -> [u8; 5] {
-    let no_numbers = f.finger_out || f.probe_unplugged || f.searching;
-    let mut b1: u8 = 0x80 | if no_numbers { 0 } else { 6 };
-    if f.finger_out || f.searching {
-        b1 |= 0x10;
-    }
-    if f.probe_unplugged {
-        b1 |= 0x20;
-    }
-    let pr: u8 = if no_numbers {
-        0xff
-    } else {
-        whole::<u8>(v.pulse_rate).unwrap_or(0xff)
-    };
-    let spo2: u8 = if no_numbers {
-        0x7f
-    } else {
-        whole::<u8>(v.spo2).unwrap_or(0x7f).min(0x7f)
-    };
-    let mut b3: u8 = if no_numbers { 0 } else { 5 };
-    if f.finger_out {
-        b3 |= 0x10;
-    }
-    if f.searching {
-        b3 |= 0x20;
-    }
-    b3 |= (pr & 0x80) >> 1;
-    [b1, pleth.clamp(1, 0x7f), b3, pr & 0x7f, spo2]
-}
-
-/// Nonin Continuous Oximetry (devices.md §5.3): 10 bytes, big-endian.
-pub fn nonin_ble(v: &Vitals, f: &Faults, counter: u16) -> Vec<u8> {
-    let no_numbers = f.finger_out || f.probe_unplugged || f.searching;
-    let mut status: u8 = 0x01;
-    if v.perfusion_index < 0.3 {
-        status |= 0x02;
-    }
-    if f.searching {
-        status |= 0x08;
-    }
-    if !(f.finger_out || f.probe_unplugged) {
-        status |= 0x10;
-    }
-    if f.low_battery {
-        status |= 0x20;
-    }
-    let pai = if no_numbers {
-        0
-    } else {
-        whole::<u16>(v.perfusion_index * 100.0).unwrap_or(0)
-    };
-    let spo2: u8 = if no_numbers {
-        127
-    } else {
-        whole(v.spo2).unwrap_or(127)
-    };
-    let pr: u16 = if no_numbers {
-        511
-    } else {
-        whole(v.pulse_rate).unwrap_or(511)
-    };
-    let battery = if f.low_battery { 24 } else { 30 };
-    let mut out = vec![10, status, battery];
-    out.extend_from_slice(&pai.to_be_bytes());
-    out.extend_from_slice(&counter.to_be_bytes());
-    out.push(spo2);
-    out.extend_from_slice(&pr.to_be_bytes());
-    out
-}
-
-/// The Viatom answer to READ_SENSORS (0x17): `55 00 FF`, block 0, length 13, payload, CRC-8
-/// (devices.md §5.2). No finger: SpO2, PR and flag 0xFF.
+/// The Viatom answer to READ_SENSORS, through [`viatom::encode_read_sensors_response`].
 pub fn viatom_sensors(v: &Vitals, f: &Faults) -> Vec<u8> {
-    let no_numbers = f.finger_out || f.probe_unplugged || f.searching;
-    let mut payload = [0u8; 13];
-    if no_numbers {
-        payload[0] = 0xff;
-        payload[1] = 0xff;
-        payload[2] = 0xff;
-    } else {
-        payload[0] = whole(v.spo2).unwrap_or(0xff);
-        payload[1] = whole(v.pulse_rate).unwrap_or(0xff);
-    }
-    payload[7] = if f.low_battery { 9 } else { 80 };
-    payload[9] = u8::from(f.motion) * 5;
-    payload[10] = whole::<u8>(v.perfusion_index * 10.0).unwrap_or(0);
-    payload[11] = u8::from(!(f.finger_out || f.probe_unplugged));
-    let mut out = vec![0x55, 0x00, 0xff, 0x00, 0x00, 13, 0x00];
-    out.extend_from_slice(&payload);
-    out.push(crc8(&out));
-    out
+    let (spo2, pr, _) = oximeter_numbers(v, f);
+    let battery = if f.low_battery { 9 } else { 80 };
+    viatom::encode_read_sensors_response(spo2, pr, battery, device_flags(v, f))
 }
 
 /// Whether `value` is Viatom's READ_SENSORS request (`AA 17 E8 ...`).
@@ -392,7 +255,7 @@ pub(super) async fn serve_ble(
                     continue;
                 };
                 let answer = viatom_sensors(&v, &f);
-                // A 20-byte MTU: the 21-byte answer comes in two notifications.
+                // A 20-byte MTU: the answer comes in two notifications.
                 let (a, b) = answer.split_at(answer.len().min(20));
                 for part in [a, b] {
                     if !part.is_empty() {
@@ -433,8 +296,14 @@ pub(super) async fn serve_ble(
                 "plx-spot-check" if second && counter % 30 == 1 => {
                     values.push((*uuid, plx_spot_check(&v, &f)));
                 }
-                "hrs" if second => values.push((*uuid, hrs(&v, &f))),
-                "nonin-ble" if second => values.push((*uuid, nonin_ble(&v, &f, counter))),
+                "hrs" if second => values.push((*uuid, heart_rate(&v, &f))),
+                "nonin-ble" if second => {
+                    let (spo2, pr, pi) = oximeter_numbers(&v, &f);
+                    let volts = if f.low_battery { 2.4 } else { 3.0 };
+                    let frame =
+                        nonin_ble::encode(spo2, pr, pi, volts, counter, device_flags(&v, &f));
+                    values.push((*uuid, frame.to_vec()));
+                }
                 "battery" if second && counter % 10 == 1 => {
                     let level = if f.low_battery { 9 } else { 87 };
                     let _ = fake.set_value(&address, *uuid, &[level]).await;
@@ -446,7 +315,14 @@ pub(super) async fn serve_ble(
                         let mut p = sim.patient.lock().unwrap_or_else(|e| e.into_inner());
                         for i in 0..4u64 {
                             let dt = sim.scenario.scenario_time(Duration::from_millis(10 * i));
-                            bytes.extend_from_slice(&berrymed_packet(&v, &f, p.pleth(t + dt)));
+                            let (spo2, pr, _) = oximeter_numbers(&v, &f);
+                            let flags = device_flags(&v, &f);
+                            bytes.extend_from_slice(&berrymed::encode_bci(
+                                spo2,
+                                pr,
+                                p.pleth(t + dt),
+                                flags,
+                            ));
                         }
                     }
                     // Now and then a packet straddles two notifications, as over a UART bridge.
@@ -487,7 +363,7 @@ pub(super) async fn serve_ble(
                     } else {
                         peak - (peak - 10.0) * (el - 4.0) / 6.0
                     };
-                    values.push((*uuid, bls_cuff_pressure(p)));
+                    values.push((*uuid, bls::encode_cuff_pressure(p.round(), Flags::EMPTY)));
                 }
             }
         }
@@ -520,24 +396,101 @@ pub(super) async fn serve_ble(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Metric, Value};
+    use crate::protocol::{Decoder, decoder_for};
 
-    #[test]
-    fn sfloat_encodes_whole_and_decimal_values_and_nan() {
-        // 97 % -> mantissa 97, exponent 0; 3.5 % -> mantissa 35, exponent -1 (0xF).
-        assert_eq!(sfloat(Some(97.0), 0), 0x0061);
-        assert_eq!(sfloat(Some(3.5), 1), 0xf023);
-        assert_eq!(sfloat(None, 0), 0x07ff);
-        assert_eq!(sfloat(Some(f64::NAN), 0), 0x07ff);
+    fn vitals() -> Vitals {
+        Vitals {
+            spo2: 97.0,
+            pulse_rate: 72.0,
+            perfusion_index: 3.5,
+            sys: 122.0,
+            dia: 78.0,
+            map: 92.7,
+        }
+    }
+
+    /// What a fresh decoder of `protocol` makes of `bytes`: (metric, value) pairs.
+    fn decode(protocol: &str, bytes: &[u8]) -> Vec<(Metric, Value)> {
+        let mut d: Box<dyn Decoder> = decoder_for(protocol).unwrap();
+        let mut out = Vec::new();
+        let r = d.feed(bytes, &mut out);
+        assert_eq!(r.bad_frames, 0, "{protocol}: {}", hex::encode(bytes));
+        out.iter().map(|m| (m.metric, m.value)).collect()
+    }
+
+    fn value(got: &[(Metric, Value)], metric: Metric) -> Value {
+        got.iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {metric:?} in {got:?}"))
     }
 
     #[test]
-    fn crc8_matches_the_published_viatom_vectors() {
-        // devices.md §5.2: CRC(00)=00, CRC(01)=07, CRC(FF)=F3, CRC(55 17)=28,
-        // CRC(AA 17 E8 00 00 00 00)=1B.
-        assert_eq!(crc8(&[0x00]), 0x00);
-        assert_eq!(crc8(&[0x01]), 0x07);
-        assert_eq!(crc8(&[0xff]), 0xf3);
-        assert_eq!(crc8(&[0x55, 0x17]), 0x28);
-        assert_eq!(crc8(&[0xaa, 0x17, 0xe8, 0, 0, 0, 0]), 0x1b);
+    fn what_the_simulator_sends_decodes_to_the_patients_values() {
+        let v = vitals();
+        let ok = Faults::default();
+        type Case = (&'static str, Vec<u8>, Vec<(Metric, f64)>);
+        let cases: Vec<Case> = vec![
+            (
+                "plx-continuous",
+                plx_continuous(&v, &ok),
+                vec![
+                    (Metric::Spo2, 97.0),
+                    (Metric::PulseRate, 72.0),
+                    (Metric::PerfusionIndex, 3.5),
+                ],
+            ),
+            (
+                "plx-spot-check",
+                plx_spot_check(&v, &ok),
+                vec![(Metric::Spo2, 97.0), (Metric::PulseRate, 72.0)],
+            ),
+            (
+                "bls-measurement",
+                bls_measurement(&v, &ok),
+                vec![
+                    (Metric::NibpSys, 122.0),
+                    (Metric::NibpDia, 78.0),
+                    (Metric::NibpMean, 93.0),
+                ],
+            ),
+            ("hrs", heart_rate(&v, &ok), vec![(Metric::HeartRate, 72.0)]),
+            (
+                "viatom-o2",
+                viatom_sensors(&v, &ok),
+                vec![(Metric::Spo2, 97.0), (Metric::PulseRate, 72.0)],
+            ),
+        ];
+        for (protocol, bytes, want) in cases {
+            let got = decode(protocol, &bytes);
+            for (metric, number) in want {
+                assert_eq!(
+                    value(&got, metric),
+                    Value::Valid(number),
+                    "{protocol} {metric:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_finger_out_is_sent_as_no_value_never_a_number() {
+        let v = vitals();
+        let out = Faults {
+            finger_out: true,
+            ..Faults::default()
+        };
+        for (protocol, bytes) in [
+            ("plx-continuous", plx_continuous(&v, &out)),
+            ("plx-spot-check", plx_spot_check(&v, &out)),
+            ("viatom-o2", viatom_sensors(&v, &out)),
+        ] {
+            let got = decode(protocol, &bytes);
+            assert!(
+                value(&got, Metric::Spo2).number().is_none(),
+                "{protocol}: {got:?}"
+            );
+        }
     }
 }

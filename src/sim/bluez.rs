@@ -17,14 +17,16 @@
 //! values the client writes ([`FakeBluez::take_writes`]).
 
 use anyhow::{Context, bail};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, ObjectServer, OwnedObjectPath, OwnedVariant, fdo, interface};
 
@@ -47,6 +49,8 @@ const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bu
   <type>custom</type>
   <listen>unix:path=@SOCKET@</listen>
   <auth>EXTERNAL</auth>
+  <limit name="max_match_rules_per_connection">4096</limit>
+  <limit name="max_replies_per_connection">1024</limit>
   <policy context="default">
     <allow user="*"/>
     <allow own="*"/>
@@ -87,7 +91,11 @@ impl Bus {
             address: String::new(),
             dir,
         };
+        // Its own process group: a Ctrl-C in the terminal (or `timeout`, which signals the whole
+        // group) must not kill the bus under the daemon before the daemon has let go of it;
+        // the simulator kills it last, on shutdown or drop.
         let mut child = Command::new("dbus-daemon")
+            .process_group(0)
             .arg("--nofork")
             .arg("--print-address")
             .arg(format!("--config-file={}", config.display()))
@@ -278,8 +286,8 @@ impl FakeBluez {
                 ADAPTER_PATH,
                 Adapter {
                     powered: true,
-                    discovering: false,
-                    filter: Vec::new(),
+                    sessions: BTreeSet::new(),
+                    filters: HashMap::new(),
                     devices: all,
                 },
             )
@@ -425,17 +433,88 @@ async fn link_lost(server: &ObjectServer, dev: &DeviceShared) {
     }
 }
 
-fn failed(message: &str) -> fdo::Error {
-    fdo::Error::Failed(message.to_owned())
+/// BlueZ's errors (`org.bluez.Error.*`), as clients match on their names.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.bluez.Error")]
+enum BluezError {
+    /// A D-Bus level error.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// `org.bluez.Error.Failed`.
+    Failed(String),
+    /// `org.bluez.Error.InProgress`.
+    InProgress(String),
+    /// `org.bluez.Error.NotReady`.
+    NotReady(String),
+    /// `org.bluez.Error.NotSupported`.
+    NotSupported(String),
+    /// `org.bluez.Error.NotPermitted`.
+    NotPermitted(String),
+    /// `org.bluez.Error.InvalidArguments`.
+    InvalidArguments(String),
+}
+
+impl From<fdo::Error> for BluezError {
+    fn from(e: fdo::Error) -> Self {
+        BluezError::ZBus(zbus::Error::FDO(Box::new(e)))
+    }
+}
+
+fn failed(message: &str) -> BluezError {
+    BluezError::Failed(message.to_owned())
 }
 
 /// `org.bluez.Adapter1` at `/org/bluez/hci0`.
 struct Adapter {
     powered: bool,
-    discovering: bool,
-    /// Service UUIDs of the discovery filter (empty: every device).
-    filter: Vec<Uuid>,
+    /// The clients (unique bus names) with a discovery session, as BlueZ keeps them.
+    sessions: BTreeSet<String>,
+    /// Each client's discovery filter: service UUIDs (empty: every device).
+    filters: HashMap<String, Vec<Uuid>>,
     devices: Vec<Arc<DeviceShared>>,
+}
+
+/// The sender of a method call, or "" (never for calls over a bus).
+fn sender(header: &Header<'_>) -> String {
+    header.sender().map(|s| s.to_string()).unwrap_or_default()
+}
+
+impl Adapter {
+    /// Reports (exports) every device in range that the filter lets through and that was not
+    /// reported before. By a task of its own: registering an object takes the object tree's
+    /// write lock, which must never be awaited while this interface's lock is held (a
+    /// concurrent GetManagedObjects holds the tree and waits for this interface: a deadlock).
+    fn announce(&self, conn: &Connection, client: &str) {
+        let filter = self.filters.get(client).cloned().unwrap_or_default();
+        let found: Vec<Arc<DeviceShared>> = self
+            .devices
+            .iter()
+            .filter(|dev| {
+                (filter.is_empty() || dev.spec.advertised.iter().any(|u| filter.contains(u)))
+                    && dev.in_range.load(Ordering::SeqCst)
+                    && !dev.exported.swap(true, Ordering::SeqCst)
+            })
+            .cloned()
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            for dev in found {
+                // Registering under the ObjectManager emits InterfacesAdded(Device1): the
+                // client's "device discovered".
+                let device = Device {
+                    shared: dev.clone(),
+                    connected: false,
+                    services_resolved: false,
+                };
+                if let Err(e) = conn.object_server().at(dev.path.as_str(), device).await {
+                    tracing::warn!(address = %dev.spec.address, error = %e, "fake BlueZ cannot export a device");
+                }
+            }
+        });
+    }
 }
 
 #[interface(name = "org.bluez.Adapter1")]
@@ -479,7 +558,7 @@ impl Adapter {
 
     #[zbus(property)]
     fn discovering(&self) -> bool {
-        self.discovering
+        !self.sessions.is_empty()
     }
 
     #[zbus(property, name = "UUIDs")]
@@ -487,16 +566,30 @@ impl Adapter {
         Vec::new()
     }
 
-    fn set_discovery_filter(&mut self, filter: HashMap<String, OwnedVariant>) -> fdo::Result<()> {
-        self.filter.clear();
+    /// Replaces the caller's filter; during its discovery, devices that the new filter lets
+    /// through are reported at once (BlueZ keeps one filter per client and applies a new one
+    /// immediately).
+    fn set_discovery_filter(
+        &mut self,
+        filter: HashMap<String, OwnedVariant>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), BluezError> {
+        let client = sender(&header);
+        let mut uuids = Vec::new();
         if let Some(v) = filter.get("UUIDs") {
-            let uuids = Vec::<String>::try_from(v.clone())
-                .map_err(|e| fdo::Error::InvalidArgs(format!("UUIDs: {e}")))?;
-            for u in uuids {
-                let uuid = Uuid::parse_str(&u)
-                    .map_err(|e| fdo::Error::InvalidArgs(format!("UUID {u:?}: {e}")))?;
-                self.filter.push(uuid);
+            let given = Vec::<String>::try_from(v.clone())
+                .map_err(|e| BluezError::InvalidArguments(format!("UUIDs: {e}")))?;
+            for u in given {
+                uuids.push(
+                    Uuid::parse_str(&u)
+                        .map_err(|e| BluezError::InvalidArguments(format!("UUID {u:?}: {e}")))?,
+                );
             }
+        }
+        self.filters.insert(client.clone(), uuids);
+        if self.sessions.contains(&client) {
+            self.announce(conn, &client);
         }
         Ok(())
     }
@@ -504,60 +597,44 @@ impl Adapter {
     async fn start_discovery(
         &mut self,
         #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BluezError> {
         if !self.powered {
-            return Err(fdo::Error::Failed("Resource Not Ready".to_owned()));
+            return Err(BluezError::NotReady("Resource Not Ready".to_owned()));
         }
-        if !self.discovering {
-            self.discovering = true;
+        let client = sender(&header);
+        if self.sessions.contains(&client) {
+            // BlueZ allows one discovery session per client.
+            return Err(BluezError::InProgress(
+                "Operation already in progress".to_owned(),
+            ));
+        }
+        let was = !self.sessions.is_empty();
+        self.sessions.insert(client.clone());
+        if !was {
             self.discovering_changed(&emitter).await?;
         }
-        let found: Vec<Arc<DeviceShared>> = self
-            .devices
-            .iter()
-            .filter(|dev| {
-                (self.filter.is_empty()
-                    || dev.spec.advertised.iter().any(|u| self.filter.contains(u)))
-                    && dev.in_range.load(Ordering::SeqCst)
-                    && !dev.exported.swap(true, Ordering::SeqCst)
-            })
-            .cloned()
-            .collect();
-        // Exported by a task of its own, as the advertisements come in: registering an object
-        // takes the object tree's write lock, which must never be awaited while this
-        // interface's lock is held (a concurrent GetManagedObjects holds the tree and waits for
-        // this interface: a deadlock).
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            for dev in found {
-                // Registering under the ObjectManager emits InterfacesAdded(Device1): the
-                // client's "device discovered".
-                let device = Device {
-                    shared: dev.clone(),
-                    connected: false,
-                    services_resolved: false,
-                };
-                if let Err(e) = conn.object_server().at(dev.path.as_str(), device).await {
-                    tracing::warn!(address = %dev.spec.address, error = %e, "fake BlueZ cannot export a device");
-                }
-            }
-        });
+        self.announce(conn, &client);
         Ok(())
     }
 
     async fn stop_discovery(
         &mut self,
+        #[zbus(header)] header: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> fdo::Result<()> {
-        if self.discovering {
-            self.discovering = false;
+    ) -> Result<(), BluezError> {
+        let client = sender(&header);
+        if !self.sessions.remove(&client) {
+            return Err(failed("No discovery started"));
+        }
+        if self.sessions.is_empty() {
             self.discovering_changed(&emitter).await?;
         }
         Ok(())
     }
 
-    async fn remove_device(&mut self, _device: OwnedObjectPath) -> fdo::Result<()> {
+    async fn remove_device(&mut self, _device: OwnedObjectPath) -> Result<(), BluezError> {
         Err(failed("not supported by the simulator"))
     }
 }
@@ -650,7 +727,7 @@ impl Device {
         &mut self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BluezError> {
         if self.connected {
             return Ok(());
         }
@@ -676,7 +753,7 @@ impl Device {
         &mut self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BluezError> {
         if !self.connected {
             return Ok(());
         }
@@ -690,11 +767,11 @@ impl Device {
         Ok(())
     }
 
-    fn pair(&mut self) -> fdo::Result<()> {
+    fn pair(&mut self) -> Result<(), BluezError> {
         Err(failed("pairing is not simulated"))
     }
 
-    fn cancel_pairing(&mut self) -> fdo::Result<()> {
+    fn cancel_pairing(&mut self) -> Result<(), BluezError> {
         Ok(())
     }
 }
@@ -843,9 +920,9 @@ impl Characteristic {
         247
     }
 
-    fn read_value(&self, _options: HashMap<String, OwnedVariant>) -> fdo::Result<Vec<u8>> {
+    fn read_value(&self, _options: HashMap<String, OwnedVariant>) -> Result<Vec<u8>, BluezError> {
         if !self.flags.contains(&"read") {
-            return Err(fdo::Error::NotSupported("Read not permitted".to_owned()));
+            return Err(BluezError::NotPermitted("Read not permitted".to_owned()));
         }
         Ok(self.value.clone())
     }
@@ -854,9 +931,9 @@ impl Characteristic {
         &mut self,
         value: Vec<u8>,
         _options: HashMap<String, OwnedVariant>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BluezError> {
         if !self.flags.contains(&"write") && !self.flags.contains(&"write-without-response") {
-            return Err(fdo::Error::NotSupported("Write not permitted".to_owned()));
+            return Err(BluezError::NotPermitted("Write not permitted".to_owned()));
         }
         let _ = self.shared.writes.send(Written {
             uuid: self.uuid,
@@ -868,9 +945,11 @@ impl Characteristic {
     async fn start_notify(
         &mut self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BluezError> {
         if !self.flags.contains(&"notify") && !self.flags.contains(&"indicate") {
-            return Err(fdo::Error::NotSupported("Notify not permitted".to_owned()));
+            return Err(BluezError::NotSupported(
+                "Operation is not supported".to_owned(),
+            ));
         }
         if !self.notifying {
             self.notifying = true;
@@ -882,7 +961,7 @@ impl Characteristic {
     async fn stop_notify(
         &mut self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BluezError> {
         if !self.notifying {
             return Err(failed("No notify session started"));
         }

@@ -108,8 +108,9 @@ pub struct Central {
     /// Kept alive for the adapter's D-Bus session.
     _manager: Manager,
     adapter: Adapter,
-    /// Tasks currently looking for their device; the scan runs while this is above zero.
-    scanners: Mutex<usize>,
+    /// The services of the tasks currently looking for their device (one entry per task); the
+    /// scan runs while this is not empty, filtered on all of them.
+    scanners: Mutex<Vec<Uuid>>,
 }
 
 /// The process-wide [`Central`], made on first use and again after it failed.
@@ -154,7 +155,7 @@ impl Central {
         Ok(Central {
             _manager: manager,
             adapter,
-            scanners: Mutex::new(0),
+            scanners: Mutex::new(Vec::new()),
         })
     }
 
@@ -163,16 +164,30 @@ impl Central {
         &self.adapter
     }
 
-    /// Joins the shared scan (starting it if nobody scans), with the filter `services`. The
-    /// scan stops when the last [`ScanGuard`] is released with [`ScanGuard::stop`].
-    async fn scan(self: &Arc<Self>, services: Vec<Uuid>) -> Result<ScanGuard, btleplug::Error> {
-        let mut n = self.scanners.lock().await;
-        // BlueZ keeps one filter per client: every start replaces it, which is what a task that
-        // is looking for its own service wants; devices already found stay known.
-        self.adapter.start_scan(ScanFilter { services }).await?;
-        *n += 1;
+    /// Joins the shared scan for `service`. BlueZ keeps one discovery filter per D-Bus client,
+    /// and every device task shares this client, so the filter is the union of the services
+    /// of every task that is looking. The scan stops when the last [`ScanGuard`] is released
+    /// with [`ScanGuard::stop`].
+    async fn scan(self: &Arc<Self>, service: Uuid) -> Result<ScanGuard, btleplug::Error> {
+        let mut looking = self.scanners.lock().await;
+        looking.push(service);
+        let mut services = looking.clone();
+        services.sort();
+        services.dedup();
+        let first = looking.len() == 1;
+        match self.adapter.start_scan(ScanFilter { services }).await {
+            Ok(()) => {}
+            // BlueZ answers InProgress when this client already discovers; the new filter is
+            // in force all the same.
+            Err(e) if !first && e.to_string().contains("InProgress") => {}
+            Err(e) => {
+                looking.pop();
+                return Err(e);
+            }
+        }
         Ok(ScanGuard {
             central: self.clone(),
+            service,
         })
     }
 
@@ -189,17 +204,31 @@ impl Central {
 /// A task's share of the scan.
 struct ScanGuard {
     central: Arc<Central>,
+    service: Uuid,
 }
 
 impl ScanGuard {
-    /// Leaves the scan; the last one out stops it.
+    /// Leaves the scan: the last one out stops it; otherwise the filter narrows to the services
+    /// still looked for.
     async fn stop(self) {
-        let mut n = self.central.scanners.lock().await;
-        *n = n.saturating_sub(1);
-        if *n == 0
-            && let Err(e) = self.central.adapter.stop_scan().await
-        {
-            tracing::debug!(error = %e, "stopping the BLE scan failed");
+        let mut looking = self.central.scanners.lock().await;
+        if let Some(i) = looking.iter().position(|u| *u == self.service) {
+            looking.remove(i);
+        }
+        let adapter = &self.central.adapter;
+        let done = if looking.is_empty() {
+            adapter.stop_scan().await
+        } else {
+            let mut services = looking.clone();
+            services.sort();
+            services.dedup();
+            match adapter.start_scan(ScanFilter { services }).await {
+                Err(e) if e.to_string().contains("InProgress") => Ok(()),
+                other => other,
+            }
+        };
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "updating the shared BLE scan failed");
         }
     }
 }
@@ -352,7 +381,7 @@ async fn find(
         .await
         .map_err(btle("listening to adapter events"))?;
     let scan = central
-        .scan(vec![service])
+        .scan(service)
         .await
         .map_err(btle("starting a scan"))?;
     let found = tokio::time::timeout(FIND_TIMEOUT, async {
@@ -545,8 +574,9 @@ impl BleLink {
     }
 
     /// Disconnects (at shutdown), so that the device is free for its own app or another host.
+    /// Waits 2 s at most: an unresponsive BlueZ must not hold up the daemon's shutdown.
     pub async fn disconnect(self) {
-        let _ = tokio::time::timeout(OP_TIMEOUT, self.peripheral.disconnect()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.peripheral.disconnect()).await;
     }
 }
 
