@@ -11,9 +11,8 @@ use crate::util::{Client, bin, free_port, is_reading};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
-use vitalsd::config::{Config, load_config_str};
+use vitalsd::config::load_config_str;
 use vitalsd::sim::{self, SimHandle, scenario::Scenario};
 
 /// Generous: connecting includes a scan, and this machine may be busy.
@@ -79,9 +78,9 @@ fn ble_scenario(extra_a: &str) -> Scenario {
 
 /// The simulator in this process, the daemon as a child process on the simulator's bus.
 struct BleRig {
-    dir: tempfile::TempDir,
+    /// Holds the config, the daemon's log and data; removed when the rig is dropped.
+    _dir: tempfile::TempDir,
     config_path: PathBuf,
-    cfg: Arc<Config>,
     sim: Option<SimHandle>,
     daemon: Option<Child>,
     log: PathBuf,
@@ -95,13 +94,12 @@ impl BleRig {
         let text = ble_config_text(dir.path(), port);
         let config_path = dir.path().join("ble.toml");
         std::fs::write(&config_path, &text).unwrap();
-        let cfg = Arc::new(load_config_str(&text, &config_path).expect("test config is valid"));
+        let cfg = load_config_str(&text, &config_path).expect("test config is valid");
         let sim = sim::start(&cfg, scenario).await.expect("simulator starts");
         let log = dir.path().join("daemon.log");
         let mut rig = BleRig {
-            dir,
+            _dir: dir,
             config_path,
-            cfg,
             sim: Some(sim),
             daemon: None,
             log,
@@ -178,8 +176,6 @@ impl BleRig {
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
         }
-        let _ = &self.dir;
-        let _ = &self.cfg;
     }
 }
 
