@@ -73,6 +73,16 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Scan for Bluetooth LE devices nearby and list them with the device profile that fits,
+    /// to bind a new recliner's devices (`address = ...` in the config).
+    Scan {
+        /// How long to scan.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Also use the profiles in this directory (a config's `devices_dir`).
+        #[arg(long)]
+        devices: Option<PathBuf>,
+    },
     /// Decode captured frames (hex) and print one JSON object per observation.
     Decode {
         /// Protocol name (masimo-ascii, nonin-format2, suntech).
@@ -141,8 +151,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)
                 .with_context(|| format!("cannot load scenario {}", scenario.display()))?;
+            let bus = simulated_ble_bus(&cfg)?;
             runtime()?.block_on(async move {
-                let sim = crate::sim::start(&cfg, scenario)
+                let sim = crate::sim::start_with(&cfg, scenario, bus)
                     .await
                     .context("cannot start the simulator")?;
                 println!("vitalsd demo: simulated devices (data flagged simulated):");
@@ -187,6 +198,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for (id, at) in sim.endpoints() {
                     println!("{id}\t{at}");
                 }
+                if let Some(address) = sim.dbus_address() {
+                    println!("DBUS_SYSTEM_BUS_ADDRESS={address}");
+                }
                 app::shutdown_signal().await;
                 sim.shutdown().await;
                 anyhow::Ok(())
@@ -224,6 +238,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             export(&config, session, &format, out.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Scan { seconds, devices } => {
+            let profiles = config::load_profiles(devices.as_deref())?;
+            let seen = runtime()?.block_on(crate::transport::ble::scan(Duration::from_secs(
+                seconds.clamp(1, 600),
+            )))?;
+            print_scan(&seen, &profiles);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Decode { protocol, hex } => {
             let (ms, report) = crate::protocol::decode_hex(&protocol, &hex)?;
             for m in &ms {
@@ -237,6 +259,70 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// When `cfg` simulates a BLE device: the simulator's private D-Bus, spawned now, with
+/// `DBUS_SYSTEM_BUS_ADDRESS` pointing at it, so that the daemon in this process finds the fake
+/// BlueZ. Called before the async runtime starts: the environment is process-wide, and no
+/// other thread exists yet to read it while it changes.
+fn simulated_ble_bus(cfg: &config::Config) -> anyhow::Result<Option<crate::sim::bluez::Bus>> {
+    let ble = cfg
+        .devices
+        .iter()
+        .any(|d| d.simulated && matches!(d.endpoint, config::Endpoint::Ble { .. }));
+    if !ble {
+        return Ok(None);
+    }
+    let bus = crate::sim::bluez::Bus::spawn().context("cannot start the simulator's D-Bus")?;
+    // SAFETY: single-threaded here (before the runtime is built), so nothing reads the
+    // environment concurrently.
+    unsafe { std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", bus.address()) };
+    Ok(Some(bus))
+}
+
+/// The `scan` table: one line per device, strongest first.
+fn print_scan(
+    seen: &[crate::transport::ble::Seen],
+    profiles: &std::collections::BTreeMap<String, Arc<config::Profile>>,
+) {
+    let mut seen: Vec<_> = seen.iter().collect();
+    seen.sort_by_key(|s| std::cmp::Reverse(s.rssi.unwrap_or(i16::MIN)));
+    println!(
+        "{:<17}  {:>4}  {:<24}  {:<18}  SERVICES",
+        "ADDRESS", "RSSI", "NAME", "PROFILE"
+    );
+    for s in &seen {
+        let matching = crate::transport::ble::matching_profiles(s, profiles.values().map(|p| &**p));
+        let services: Vec<String> = s.services.iter().map(short_uuid).collect();
+        println!(
+            "{:<17}  {:>4}  {:<24}  {:<18}  {}",
+            s.address,
+            s.rssi.map_or("?".to_owned(), |r| r.to_string()),
+            s.name.as_deref().unwrap_or("-"),
+            if matching.is_empty() {
+                "-".to_owned()
+            } else {
+                matching.join(",")
+            },
+            if services.is_empty() {
+                "-".to_owned()
+            } else {
+                services.join(" ")
+            }
+        );
+    }
+    println!("{} device(s)", seen.len());
+}
+
+/// A SIG UUID as its 16-bit number (`0x1822`), others in full.
+fn short_uuid(u: &uuid::Uuid) -> String {
+    let n = u.as_u128();
+    let base = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb_u128;
+    if n & !(0xffff_u128 << 96) == base {
+        format!("0x{:04X}", (n >> 96) as u16)
+    } else {
+        u.to_string()
     }
 }
 

@@ -18,7 +18,8 @@
 //! - [`protocol`]: pure decoders (and the simulator's encoders), one file per device family.
 //!   Bytes in, measurements out; never panics, never turns a "no value" code into a number.
 //! - [`transport`]: byte streams from serial ports and TCP serial device servers, with
-//!   reconnect and backoff.
+//!   reconnect and backoff; Bluetooth LE GATT notifications through btleplug/BlueZ
+//!   ([`transport::ble`]).
 //! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
 //!   device's own dialogue (starting a SunTech measurement on the bed's interval).
 //! - [`alarm`]: the pure per-bed alarm engine (limits, technical conditions, latching, audio
@@ -30,7 +31,7 @@
 //!   exports; written by its own thread, never on the alarm path.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
-//!   pseudo-terminals and TCP.
+//!   pseudo-terminals, TCP, and a fake BlueZ on a private D-Bus.
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
 

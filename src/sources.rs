@@ -29,6 +29,9 @@ pub struct SourceCtx {
 pub async fn run_device(ctx: SourceCtx, device: DeviceIdx) {
     let cfg = ctx.hub.config().clone();
     let binding = cfg.device(device);
+    if matches!(binding.endpoint, crate::config::Endpoint::Ble { .. }) {
+        return run_ble_device(ctx, device).await;
+    }
     let bed = cfg.bed(binding.bed);
     let mut backoff = Backoff::new();
     let mut nibp = NibpSchedule::new(bed.bp_interval);
@@ -251,5 +254,122 @@ async fn suntech_session(
         }
         ctx.hub.ingest(device, stamp, &out);
         out.clear();
+    }
+}
+
+/// Runs one Bluetooth LE device until cancelled: find, connect, subscribe
+/// ([`crate::transport::ble::connect`]); feed each value to its characteristic's decoder, whole
+/// (one notification is one PDU); hand the measurements to the hub. When the link drops or
+/// cannot be made: `disconnected` with the reason, then again after the backoff. The decoders
+/// and counters live across reconnects (decoders are reset, as a partial frame cannot span two
+/// connections).
+pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
+    use crate::transport::ble::{self, BleError};
+    let cfg = ctx.hub.config().clone();
+    let binding = cfg.device(device);
+    let Some(profile) = binding.profile.ble.as_ref() else {
+        // Config validation pairs BLE bindings with BLE profiles; a second line of defence.
+        ctx.hub.device_status(
+            device,
+            DeviceStatus::Disconnected,
+            Some(format!(
+                "profile {:?} has no [ble] table, expected a BLE profile",
+                binding.profile.name
+            )),
+        );
+        return;
+    };
+    let mut decoders: Vec<(uuid::Uuid, Box<dyn protocol::Decoder>)> = Vec::new();
+    for c in &profile.characteristics {
+        match protocol::decoder_for(&c.protocol) {
+            Some(d) => decoders.push((c.uuid, d)),
+            None => {
+                tracing::error!(device = %binding.id, protocol = %c.protocol, "no decoder for a characteristic; its values are ignored");
+            }
+        }
+    }
+    let mut backoff = Backoff::new();
+    let mut last_error: Option<String> = None;
+    // Over the device's life: values that were not a valid PDU, and unexpected values.
+    let mut bad_frames: u64 = 0;
+    let mut unknown_values: u64 = 0;
+    let mut out: Vec<Measurement> = Vec::with_capacity(64);
+    loop {
+        let connected = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = ble::connect(&binding.endpoint, profile) => r,
+        };
+        let why = match connected {
+            Ok(mut link) => {
+                tracing::info!(device = %binding.id, endpoint = %binding.endpoint, "device connected");
+                ctx.hub.device_status(device, DeviceStatus::Connected, None);
+                backoff.reset();
+                last_error = None;
+                for (_, d) in &mut decoders {
+                    d.reset();
+                }
+                loop {
+                    let next = tokio::select! {
+                        _ = ctx.cancel.cancelled() => {
+                            link.disconnect().await;
+                            return;
+                        }
+                        n = link.next() => n,
+                    };
+                    let (uuid, value) = match next {
+                        Ok(v) => v,
+                        Err(e) => break e.to_string(),
+                    };
+                    let stamp = Stamp::now();
+                    let Some((_, decoder)) = decoders.iter_mut().find(|(u, _)| *u == uuid) else {
+                        unknown_values += 1;
+                        continue;
+                    };
+                    let report = decoder.feed(&value, &mut out);
+                    tracing::trace!(device = %binding.id, characteristic = %uuid, value = %hex::encode(&value), ?report, "BLE value");
+                    if report.bad_frames > 0 || report.skipped_bytes > 0 {
+                        let before = bad_frames;
+                        bad_frames += u64::from(report.bad_frames.max(1));
+                        // A warning at the 1st, 10th, 100th... so that a device that sends
+                        // garbage all day does not flood the log; every one at debug level.
+                        let decade = |n: u64| n.checked_ilog10().unwrap_or(0);
+                        if before == 0 || decade(bad_frames) > decade(before) {
+                            tracing::warn!(
+                                device = %binding.id,
+                                characteristic = %uuid,
+                                value = %hex::encode(&value),
+                                bad_frames_total = bad_frames,
+                                skipped_bytes = report.skipped_bytes,
+                                "malformed BLE value discarded"
+                            );
+                        } else {
+                            tracing::debug!(
+                                device = %binding.id,
+                                characteristic = %uuid,
+                                value = %hex::encode(&value),
+                                bad_frames_total = bad_frames,
+                                "malformed BLE value discarded"
+                            );
+                        }
+                    }
+                    ctx.hub.ingest(device, stamp, &out);
+                    out.clear();
+                }
+            }
+            Err(BleError::Unavailable(why)) => {
+                format!("bluetooth is not available: {why}")
+            }
+            Err(e) => e.to_string(),
+        };
+        if last_error.as_deref() != Some(why.as_str()) {
+            tracing::warn!(device = %binding.id, reason = %why, unknown_values, "device disconnected; reconnecting");
+            last_error = Some(why.clone());
+        }
+        ctx.hub
+            .device_status(device, DeviceStatus::Disconnected, Some(why));
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
     }
 }

@@ -5,6 +5,7 @@
 mod util;
 
 mod alarms_e2e;
+mod ble;
 mod browser;
 mod cli;
 mod serial_e2e;

@@ -5,10 +5,11 @@
 //! Validation stops at the first error: a config that does not load keeps the daemon from
 //! starting, and one precise message is easier to act on than a page of follow-on errors.
 
-use super::raw::{RawConfig, RawDevice, RawLink, RawProfile, RawRecliner, RawRoom};
+use super::raw::{RawBle, RawConfig, RawDevice, RawLink, RawProfile, RawRecliner, RawRoom};
 use super::{
-    AlarmSettings, Bed, Binding, Config, Endpoint, LinkSettings, NotifyTarget, Profile, Role, Room,
-    User, parse_duration,
+    AlarmSettings, Bed, Binding, BleCharacteristic, BlePoll, BleProfile, Config, Endpoint,
+    FlowControl, LinkSettings, NotifyTarget, Parity, Profile, Role, Room, TransportKind, User,
+    parse_duration,
 };
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use crate::protocol::PROTOCOLS;
@@ -25,13 +26,34 @@ use toml::de::{DeTable, DeValue};
 /// works without the source tree. `(profile name, TOML text)`; the name is the file stem.
 pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
     (
+        "berrymed-bm1000",
+        include_str!("../../devices/berrymed-bm1000.toml"),
+    ),
+    (
+        "generic-bls",
+        include_str!("../../devices/generic-bls.toml"),
+    ),
+    (
+        "generic-hrs",
+        include_str!("../../devices/generic-hrs.toml"),
+    ),
+    (
+        "generic-plx",
+        include_str!("../../devices/generic-plx.toml"),
+    ),
+    (
         "masimo-rad8",
         include_str!("../../devices/masimo-rad8.toml"),
     ),
+    ("nonin-3230", include_str!("../../devices/nonin-3230.toml")),
     ("nonin-oem3", include_str!("../../devices/nonin-oem3.toml")),
     (
         "suntech-advantage",
         include_str!("../../devices/suntech-advantage.toml"),
+    ),
+    (
+        "wellue-o2ring",
+        include_str!("../../devices/wellue-o2ring.toml"),
     ),
 ];
 
@@ -330,17 +352,75 @@ pub fn load_profile(name: &str, text: &str, origin: &Path) -> Result<Profile, Co
 fn validate_profile(src: &Source<'_>, name: &str, raw: RawProfile) -> Result<Profile, ConfigError> {
     let vendor = check_text(src, &raw.vendor, "vendor")?;
     let model = check_text(src, &raw.model, "model")?;
-    let protocol = raw.protocol.get_ref();
-    if !PROTOCOLS.contains(&protocol.as_str()) {
-        return Err(src.err(
-            raw.protocol.span(),
-            "protocol",
-            format!(
-                "unknown protocol {protocol:?}, expected one of: {}",
-                join_names(PROTOCOLS.iter().copied())
-            ),
-        ));
-    }
+    let transport = *raw.transport.get_ref();
+    let (protocol, link, ble) = match transport {
+        TransportKind::Serial => {
+            let Some(protocol) = &raw.protocol else {
+                return Err(src.err(
+                    raw.transport.span(),
+                    "protocol",
+                    "a serial profile has no protocol, expected protocol = \"NAME\"".to_owned(),
+                ));
+            };
+            check_protocol(src, protocol, "protocol")?;
+            if let Some(ble) = &raw.ble {
+                return Err(src.err(
+                    ble.span(),
+                    "ble",
+                    "a serial profile has a [ble] table, expected transport = \"ble\" or no [ble] table".to_owned(),
+                ));
+            }
+            let Some(link) = &raw.link else {
+                return Err(src.err(
+                    raw.transport.span(),
+                    "link",
+                    "a serial profile has no [link] table, expected baud, data_bits, parity, stop_bits and flow_control".to_owned(),
+                ));
+            };
+            let link = validate_link(src, link.get_ref())?;
+            (protocol.get_ref().clone(), link, None)
+        }
+        TransportKind::Ble => {
+            if let Some(p) = &raw.protocol {
+                return Err(src.err(
+                    p.span(),
+                    "protocol",
+                    "a BLE profile names a protocol per characteristic, expected no top-level protocol but [[ble.characteristics]] tables".to_owned(),
+                ));
+            }
+            if let Some(link) = &raw.link {
+                return Err(src.err(
+                    link.span(),
+                    "link",
+                    "a BLE profile has a [link] table, expected [link] only in serial profiles"
+                        .to_owned(),
+                ));
+            }
+            let Some(ble) = &raw.ble else {
+                return Err(src.err(
+                    raw.transport.span(),
+                    "ble",
+                    "a BLE profile has no [ble] table, expected service and [[ble.characteristics]]".to_owned(),
+                ));
+            };
+            let ble = validate_ble(src, ble)?;
+            let main = ble
+                .characteristics
+                .iter()
+                .find(|c| c.mode.subscribes())
+                .or(ble.characteristics.first())
+                .map(|c| c.protocol.clone())
+                .unwrap_or_default();
+            let link = LinkSettings {
+                baud: 9600,
+                data_bits: 8,
+                parity: Parity::None,
+                stop_bits: 1,
+                flow_control: FlowControl::None,
+            };
+            (main, link, Some(ble))
+        }
+    };
     if raw.metrics.get_ref().is_empty() {
         return Err(src.err(
             raw.metrics.span(),
@@ -380,18 +460,169 @@ fn validate_profile(src: &Source<'_>, name: &str, raw: RawProfile) -> Result<Pro
         "expected_period",
         (MIN_EXPECTED_PERIOD, MAX_EXPECTED_PERIOD, "100ms", "10m"),
     )?;
-    let link = validate_link(src, &raw.link)?;
     Ok(Profile {
         name: name.to_owned(),
         vendor,
         model,
         kind: raw.kind,
-        transport: raw.transport,
-        protocol: protocol.clone(),
+        transport,
+        protocol,
         link,
+        ble,
         metrics,
         expected_period,
         no_signal: raw.no_signal.trim().to_owned(),
+    })
+}
+
+fn check_protocol(src: &Source<'_>, p: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
+    if PROTOCOLS.contains(&p.get_ref().as_str()) {
+        return Ok(());
+    }
+    Err(src.err(
+        p.span(),
+        key,
+        format!(
+            "unknown protocol {:?}, expected one of: {}",
+            p.get_ref(),
+            join_names(PROTOCOLS.iter().copied())
+        ),
+    ))
+}
+
+/// The Bluetooth base UUID, `0000xxxx-0000-1000-8000-00805f9b34fb`.
+const BLUETOOTH_BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
+
+/// Parses a BLE UUID: the full form (`49535343-fe7d-4ae5-8fa9-9fafd205e455`) or a 16-bit SIG
+/// number (`1822`, `0x2A5F`), which stands for the full UUID on the Bluetooth base.
+pub fn parse_ble_uuid(s: &str) -> Option<uuid::Uuid> {
+    let t = s.trim();
+    let short = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if short.len() == 4 && short.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let n = u16::from_str_radix(short, 16).ok()?;
+        return Some(uuid::Uuid::from_u128(
+            BLUETOOTH_BASE | (u128::from(n) << 96),
+        ));
+    }
+    if t.len() == 36 {
+        return uuid::Uuid::parse_str(t).ok();
+    }
+    None
+}
+
+const UUID_EXPECTED: &str = "expected a 16-bit SIG number such as \"2A5F\" or a full UUID such as \"49535343-fe7d-4ae5-8fa9-9fafd205e455\"";
+
+fn check_uuid(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<uuid::Uuid, ConfigError> {
+    parse_ble_uuid(s.get_ref()).ok_or_else(|| {
+        src.err(
+            s.span(),
+            key,
+            format!("{:?} is not a UUID, {UUID_EXPECTED}", s.get_ref()),
+        )
+    })
+}
+
+/// Shortest and longest accepted `poll_every`.
+const MIN_POLL: Duration = Duration::from_millis(200);
+const MAX_POLL: Duration = Duration::from_secs(60);
+
+fn validate_ble(src: &Source<'_>, raw: &Spanned<RawBle>) -> Result<BleProfile, ConfigError> {
+    let b = raw.get_ref();
+    let service = check_uuid(src, &b.service, "ble.service")?;
+    let mut names = Vec::new();
+    for (i, n) in b.names.iter().enumerate() {
+        names.push(check_text(src, n, &format!("ble.names[{i}]"))?);
+    }
+    if b.characteristics.is_empty() {
+        return Err(src.err(
+            raw.span(),
+            "ble.characteristics",
+            "no characteristics, expected at least one [[ble.characteristics]] table".to_owned(),
+        ));
+    }
+    let mut characteristics: Vec<BleCharacteristic> = Vec::new();
+    for (i, c) in b.characteristics.iter().enumerate() {
+        let key = format!("ble.characteristics[{i}]");
+        let c = c.get_ref();
+        let uuid = check_uuid(src, &c.uuid, &format!("{key}.uuid"))?;
+        if characteristics.iter().any(|other| other.uuid == uuid) {
+            return Err(src.err(
+                c.uuid.span(),
+                format!("{key}.uuid"),
+                format!(
+                    "characteristic {:?} is listed twice, expected each characteristic once",
+                    c.uuid.get_ref()
+                ),
+            ));
+        }
+        check_protocol(src, &c.protocol, &format!("{key}.protocol"))?;
+        characteristics.push(BleCharacteristic {
+            uuid,
+            protocol: c.protocol.get_ref().clone(),
+            mode: c.mode,
+        });
+    }
+    let has_poll = characteristics
+        .iter()
+        .any(|c| c.mode == super::BleMode::Poll);
+    let poll = match (&b.write, &b.poll_command, &b.poll_every) {
+        (None, None, None) => None,
+        (Some(write), Some(command), Some(every)) => {
+            let write = check_uuid(src, write, "ble.write")?;
+            let cleaned: String = command
+                .get_ref()
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != ':')
+                .collect();
+            let bytes = match hex::decode(&cleaned) {
+                Ok(b) if !b.is_empty() => b,
+                _ => {
+                    return Err(src.err(
+                        command.span(),
+                        "ble.poll_command",
+                        format!(
+                            "{:?} is not hex bytes, expected the command in hex such as \"aa17e8000000001b\"",
+                            command.get_ref()
+                        ),
+                    ));
+                }
+            };
+            let every = check_duration(
+                src,
+                every,
+                "ble.poll_every",
+                (MIN_POLL, MAX_POLL, "200ms", "60s"),
+            )?;
+            Some(BlePoll {
+                write,
+                command: bytes,
+                every,
+            })
+        }
+        _ => {
+            return Err(src.err(
+                raw.span(),
+                "ble",
+                "write, poll_command and poll_every go together, expected all three or none"
+                    .to_owned(),
+            ));
+        }
+    };
+    if has_poll && poll.is_none() {
+        return Err(src.err(
+            raw.span(),
+            "ble",
+            "a characteristic has mode = \"poll\" but nothing polls it, expected write, poll_command and poll_every".to_owned(),
+        ));
+    }
+    Ok(BleProfile {
+        service,
+        names,
+        characteristics,
+        poll,
     })
 }
 
@@ -1034,24 +1265,104 @@ fn validate_device(
             ),
         ));
     };
-    let (endpoint, span, ep_key, taken_key, shown) = match (&raw.port, &raw.tcp) {
-        (Some(_), Some(tcp)) => {
+    let given: Vec<(&str, &Spanned<String>)> = [
+        ("port", &raw.port),
+        ("tcp", &raw.tcp),
+        ("address", &raw.address),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    if given.len() > 1 {
+        let (second, v) = given[1];
+        return Err(src.err(
+            v.span(),
+            format!("{key}.{second}"),
+            format!(
+                "device {id:?} has both {} and {second}, expected exactly one of them (port, tcp or address)",
+                given[0].0
+            ),
+        ));
+    }
+    if let Some(name) = &raw.name
+        && raw.address.is_none()
+    {
+        return Err(src.err(
+            name.span(),
+            format!("{key}.name"),
+            format!(
+                "device {id:?} has a name pattern but no address, expected name only with a BLE address"
+            ),
+        ));
+    }
+    let is_ble = profile.transport == TransportKind::Ble;
+    if let Some((k, v)) = given.first()
+        && (*k == "address") != is_ble
+    {
+        let message = if is_ble {
+            format!(
+                "profile {:?} is a Bluetooth LE device, expected address = \"AA:BB:CC:DD:EE:FF\" instead of {k}",
+                profile.name
+            )
+        } else {
+            format!(
+                "profile {:?} is a serial device, expected port = \"/dev/...\" or tcp = \"host:port\" instead of address",
+                profile.name
+            )
+        };
+        return Err(src.err(v.span(), format!("{key}.{k}"), message));
+    }
+    let (endpoint, span, ep_key, taken_key, shown) = match (&raw.port, &raw.tcp, &raw.address) {
+        (_, _, Some(address)) => {
+            let ep_key = format!("{key}.address");
+            let Some(norm) = normalize_address(address.get_ref()) else {
+                return Err(src.err(
+                    address.span(),
+                    ep_key,
+                    format!(
+                        "{:?} is not a Bluetooth address, expected six hex pairs separated by colons such as \"00:1C:05:FF:4E:2A\"",
+                        address.get_ref()
+                    ),
+                ));
+            };
+            let name = match &raw.name {
+                Some(n) => Some(check_text(src, n, &format!("{key}.name"))?),
+                None => None,
+            };
+            let taken_key = format!("ble {norm}");
+            let shown = format!("Bluetooth address {norm:?}");
+            (
+                Endpoint::Ble {
+                    address: norm,
+                    name,
+                },
+                address.span(),
+                ep_key,
+                taken_key,
+                shown,
+            )
+        }
+        (Some(_), Some(tcp), None) => {
             return Err(src.err(
                 tcp.span(),
                 format!("{key}.tcp"),
                 format!("device {id:?} has both port and tcp, expected exactly one of them"),
             ));
         }
-        (None, None) => {
-            return Err(src.err(
-                dev.span(),
-                key,
+        (None, None, None) => {
+            let message = if is_ble {
+                format!(
+                    "device {id:?} has no address, expected address = \"AA:BB:CC:DD:EE:FF\" (profile {:?} is Bluetooth LE)",
+                    profile.name
+                )
+            } else {
                 format!(
                     "device {id:?} has neither port nor tcp, expected exactly one of port = \"/dev/...\" or tcp = \"host:port\""
-                ),
-            ));
+                )
+            };
+            return Err(src.err(dev.span(), key, message));
         }
-        (Some(port), None) => {
+        (Some(port), None, None) => {
             let ep_key = format!("{key}.port");
             if port.get_ref().trim().is_empty() {
                 return Err(src.err(
@@ -1077,7 +1388,7 @@ fn validate_device(
                 shown,
             )
         }
-        (None, Some(tcp)) => {
+        (None, Some(tcp), None) => {
             let ep_key = format!("{key}.tcp");
             let addr = tcp.get_ref().trim();
             if !check_tcp(addr) {
@@ -1128,6 +1439,17 @@ fn validate_device(
         endpoint,
         simulated: dev.get_ref().simulated,
     })
+}
+
+/// `AA:BB:CC:DD:EE:FF` in upper case, or None if `s` is not six hex pairs joined by colons.
+pub fn normalize_address(s: &str) -> Option<String> {
+    let t = s.trim();
+    let parts: Vec<&str> = t.split(':').collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| t.to_ascii_uppercase())
 }
 
 /// One message per bound serial port that does not exist right now. `check-config` reports these
@@ -1203,7 +1525,43 @@ port = "/dev/ttyUSB1"
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let profiles = load_profiles(Some(&root.join("devices"))).unwrap();
         let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
-        assert_eq!(names, ["masimo-rad8", "nonin-oem3", "suntech-advantage"]);
+        assert_eq!(
+            names,
+            [
+                "berrymed-bm1000",
+                "generic-bls",
+                "generic-hrs",
+                "generic-plx",
+                "masimo-rad8",
+                "nonin-3230",
+                "nonin-oem3",
+                "suntech-advantage",
+                "wellue-o2ring"
+            ]
+        );
+        for p in profiles.values() {
+            assert_eq!(
+                p.ble.is_some(),
+                p.transport == TransportKind::Ble,
+                "{}",
+                p.name
+            );
+        }
+        let plx = profiles["generic-plx"].ble.as_ref().unwrap();
+        assert_eq!(plx.service, parse_ble_uuid("1822").unwrap());
+        assert_eq!(
+            plx.characteristics[0],
+            BleCharacteristic {
+                uuid: parse_ble_uuid("00002a5f-0000-1000-8000-00805f9b34fb").unwrap(),
+                protocol: "plx-continuous".to_owned(),
+                mode: super::super::BleMode::Notify,
+            }
+        );
+        assert_eq!(profiles["generic-plx"].protocol, "plx-continuous");
+        let o2 = profiles["wellue-o2ring"].ble.as_ref().unwrap();
+        let poll = o2.poll.as_ref().unwrap();
+        assert_eq!(poll.command, [0xaa, 0x17, 0xe8, 0, 0, 0, 0, 0x1b]);
+        assert_eq!(poll.every, Duration::from_secs(2));
         let rad8 = &profiles["masimo-rad8"];
         assert_eq!(rad8.protocol, "masimo-ascii");
         assert_eq!(rad8.expected_period, Duration::from_secs(1));
@@ -1263,9 +1621,14 @@ port = "/dev/ttyUSB1"
                     "tcp 127.0.0.1:4101".to_owned()
                 ),
                 (
+                    "room1-A-hr",
+                    "generic-hrs",
+                    "ble 00:1C:05:A1:00:0A".to_owned()
+                ),
+                (
                     "room1-B-oximeter",
-                    "nonin-oem3",
-                    "serial /tmp/vitalsd-demo/room1-B-oximeter".to_owned()
+                    "generic-plx",
+                    "ble 00:1C:05:B1:00:0B".to_owned()
                 ),
                 (
                     "room1-B-nibp",
@@ -1425,7 +1788,7 @@ port = "/dev/ttyUSB1"
                 11,
                 "rooms[0].recliners[0].devices[0].profile",
                 &[
-                    "unknown profile \"masimo-rad9\", expected one of: masimo-rad8, nonin-oem3, suntech-advantage",
+                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
                 ],
             ),
             (
@@ -1584,7 +1947,7 @@ port = "/dev/ttyUSB1"
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: masimo-rad8, nonin-oem3, suntech-advantage"
+            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
         );
     }
 
@@ -1603,6 +1966,233 @@ parity = "none"
 stop_bits = 1
 flow_control = "none"
 "#;
+
+    /// A valid BLE profile; the bad-BLE-profile table edits one line of it.
+    const BLE_PROFILE: &str = r#"vendor = "Acme"
+model = "Ring-1"
+kind = "oximeter"
+transport = "ble"
+metrics = ["spo2", "pulse_rate"]
+expected_period = "2s"
+no_signal = "0xFF"
+[ble]
+service = "14839ac4-7d7e-415c-9a42-167340cf2339"
+write = "8b00ace7-eb0b-49b0-bbe9-9aee0a26e1a3"
+poll_command = "aa17e8000000001b"
+poll_every = "2s"
+[[ble.characteristics]]
+uuid = "0734594a-a8e7-4b1a-a6b1-cd5243059a57"
+protocol = "viatom-o2"
+mode = "poll"
+[[ble.characteristics]]
+uuid = "2a19"
+protocol = "battery"
+mode = "read"
+"#;
+
+    #[test]
+    fn ble_uuids_are_full_or_16_bit_sig_numbers() {
+        let plx = uuid::Uuid::parse_str("00001822-0000-1000-8000-00805f9b34fb").unwrap();
+        for s in [
+            "1822",
+            "0x1822",
+            "0X1822",
+            " 1822 ",
+            "00001822-0000-1000-8000-00805F9B34FB",
+        ] {
+            assert_eq!(parse_ble_uuid(s), Some(plx), "{s:?}");
+        }
+        for s in [
+            "",
+            "182",
+            "18220",
+            "0x18g2",
+            "49535343-fe7d-4ae5-8fa9",
+            "hello",
+        ] {
+            assert_eq!(parse_ble_uuid(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn bluetooth_addresses_are_six_hex_pairs_normalized_to_upper_case() {
+        assert_eq!(
+            normalize_address("00:1c:05:ff:4e:2a").as_deref(),
+            Some("00:1C:05:FF:4E:2A")
+        );
+        for bad in [
+            "00:1C:05:FF:4E",
+            "00-1C-05-FF-4E-2A",
+            "001C05FF4E2A",
+            "00:1C:05:FF:4E:2G",
+            "",
+        ] {
+            assert_eq!(normalize_address(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_ble_profiles_name_the_line_key_and_expectation() {
+        let ok = load_profile("acme-ring1", BLE_PROFILE, Path::new("x.toml")).unwrap();
+        assert_eq!(ok.protocol, "viatom-o2");
+        assert_eq!(ok.ble.as_ref().unwrap().characteristics.len(), 2);
+        let table: &[(&str, &str, usize, &str, &str)] = &[
+            (
+                "service = \"14839ac4-7d7e-415c-9a42-167340cf2339\"",
+                "service = \"14839\"",
+                9,
+                "ble.service",
+                "\"14839\" is not a UUID, expected a 16-bit SIG number",
+            ),
+            (
+                "protocol = \"viatom-o2\"",
+                "protocol = \"viatom\"",
+                15,
+                "ble.characteristics[0].protocol",
+                "unknown protocol \"viatom\", expected one of:",
+            ),
+            (
+                "mode = \"poll\"",
+                "mode = \"stream\"",
+                16,
+                "ble.characteristics[0].mode",
+                "unknown variant `stream`",
+            ),
+            (
+                "poll_command = \"aa17e8000000001b\"",
+                "poll_command = \"aa17e8zz\"",
+                11,
+                "ble.poll_command",
+                "is not hex bytes",
+            ),
+            (
+                "poll_every = \"2s\"",
+                "poll_every = \"10ms\"",
+                12,
+                "ble.poll_every",
+                "expected a duration between 200ms and 60s",
+            ),
+            (
+                "write = \"8b00ace7-eb0b-49b0-bbe9-9aee0a26e1a3\"\n",
+                "",
+                8,
+                "ble",
+                "write, poll_command and poll_every go together",
+            ),
+            (
+                "uuid = \"2a19\"",
+                "uuid = \"0734594a-a8e7-4b1a-a6b1-cd5243059a57\"",
+                18,
+                "ble.characteristics[1].uuid",
+                "is listed twice",
+            ),
+            (
+                "transport = \"ble\"",
+                "transport = \"ble\"\nprotocol = \"viatom-o2\"",
+                5,
+                "protocol",
+                "a BLE profile names a protocol per characteristic",
+            ),
+            (
+                "transport = \"ble\"",
+                "transport = \"serial\"",
+                4,
+                "protocol",
+                "a serial profile has no protocol",
+            ),
+        ];
+        for (from, to, line, key, fragment) in table {
+            assert!(BLE_PROFILE.contains(from), "{from}");
+            let text = BLE_PROFILE.replacen(from, to, 1);
+            let err = load_profile("acme-ring1", &text, Path::new("x.toml")).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(err.key(), Some(*key), "{msg}");
+            assert_eq!(err.line(), Some(*line), "{msg}");
+            assert!(msg.contains(fragment), "{msg:?} lacks {fragment:?}");
+        }
+        let no_ble = BLE_PROFILE.split("[ble]").next().unwrap().to_owned();
+        let err = load_profile("acme-ring1", &no_ble, Path::new("x.toml")).unwrap_err();
+        assert_eq!(err.key(), Some("ble"), "{err}");
+        assert!(
+            err.to_string().contains("a BLE profile has no [ble] table"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ble_bindings_take_an_address_and_an_optional_name_pattern() {
+        let ble = edited(
+            "profile = \"nonin-oem3\"\nport = \"/dev/ttyUSB1\"",
+            "profile = \"generic-plx\"\naddress = \"00:1c:05:ff:4e:2a\"\nname = \"PLX*\"",
+        );
+        let cfg = load_config_str(&ble, origin()).unwrap();
+        assert_eq!(
+            cfg.devices[2].endpoint,
+            Endpoint::Ble {
+                address: "00:1C:05:FF:4E:2A".to_owned(),
+                name: Some("PLX*".to_owned()),
+            }
+        );
+        assert_eq!(cfg.devices[2].endpoint.to_string(), "ble 00:1C:05:FF:4E:2A");
+        let table: &[(&str, &str, usize, &str, &str)] = &[
+            (
+                "address = \"00:1c:05:ff:4e:2a\"",
+                "address = \"00:1c:05:ff:4e\"",
+                28,
+                "rooms[0].recliners[1].devices[0].address",
+                "is not a Bluetooth address, expected six hex pairs",
+            ),
+            (
+                "address = \"00:1c:05:ff:4e:2a\"\nname = \"PLX*\"",
+                "port = \"/dev/ttyUSB9\"",
+                28,
+                "rooms[0].recliners[1].devices[0].port",
+                "is a Bluetooth LE device, expected address",
+            ),
+            (
+                "profile = \"generic-plx\"",
+                "profile = \"nonin-oem3\"",
+                28,
+                "rooms[0].recliners[1].devices[0].address",
+                "is a serial device, expected port",
+            ),
+            (
+                "address = \"00:1c:05:ff:4e:2a\"",
+                "address = \"00:1c:05:ff:4e:2a\"\nport = \"/dev/ttyUSB9\"",
+                28,
+                "rooms[0].recliners[1].devices[0].address",
+                "has both port and address, expected exactly one of them",
+            ),
+            (
+                "address = \"00:1c:05:ff:4e:2a\"\n",
+                "",
+                28,
+                "rooms[0].recliners[1].devices[0].name",
+                "has a name pattern but no address",
+            ),
+        ];
+        for (from, to, line, key, fragment) in table {
+            assert!(ble.contains(from), "{from}");
+            let text = ble.replacen(from, to, 1);
+            let err = load_config_str(&text, origin()).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(err.key(), Some(*key), "{msg}");
+            assert_eq!(err.line(), Some(*line), "{msg}");
+            assert!(msg.contains(fragment), "{msg:?} lacks {fragment:?}");
+        }
+        // One device per address.
+        let twice = ble.replace("/dev/ttyUSB0", "/dev/ttyUSB7").replacen(
+            "profile = \"masimo-rad8\"\nport = \"/dev/ttyUSB7\"",
+            "profile = \"generic-plx\"\naddress = \"00:1C:05:FF:4E:2A\"",
+            1,
+        );
+        let err = load_config_str(&twice, origin()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is already bound to device \"room1-A-oximeter\""),
+            "{err}"
+        );
+    }
 
     #[test]
     fn bad_profiles_name_the_line_key_and_expectation() {
@@ -1697,7 +2287,7 @@ flow_control = "none"
         std::fs::write(dir.join("masimo-rad8.toml"), slow).unwrap();
         std::fs::write(dir.join("README.md"), "not a profile").unwrap();
         let profiles = load_profiles(Some(&dir)).unwrap();
-        assert_eq!(profiles.len(), 4);
+        assert_eq!(profiles.len(), BUILTIN_PROFILES.len() + 1);
         assert_eq!(profiles["acme-ox1"].vendor, "Acme");
         assert_eq!(
             profiles["masimo-rad8"].expected_period,

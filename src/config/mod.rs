@@ -16,7 +16,7 @@ pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
     BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
     MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
-    load_config_str, load_profile, load_profiles,
+    load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
 };
 
 use crate::model::{BedIdx, DeviceIdx, Metric};
@@ -181,6 +181,12 @@ pub enum Endpoint {
     Serial { path: PathBuf },
     /// A serial device server's raw TCP port (`host:port`).
     Tcp { addr: String },
+    /// A Bluetooth LE device, by address (`AA:BB:CC:DD:EE:FF`, upper case), and optionally a
+    /// pattern its advertised name must match (`*` matches any run of characters).
+    Ble {
+        address: String,
+        name: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Endpoint {
@@ -188,6 +194,7 @@ impl std::fmt::Display for Endpoint {
         match self {
             Endpoint::Serial { path } => write!(f, "serial {}", path.display()),
             Endpoint::Tcp { addr } => write!(f, "tcp {addr}"),
+            Endpoint::Ble { address, .. } => write!(f, "ble {address}"),
         }
     }
 }
@@ -218,6 +225,64 @@ impl DeviceKind {
 pub enum TransportKind {
     /// RS-232/USB serial, or the same bytes through a serial device server over TCP.
     Serial,
+    /// Bluetooth Low Energy (GATT), through BlueZ.
+    Ble,
+}
+
+/// How a BLE characteristic delivers its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BleMode {
+    /// Subscribed; the device notifies each new value.
+    Notify,
+    /// Subscribed; the device indicates each new value (acknowledged notifications).
+    Indicate,
+    /// Read once after every connect (features, battery level).
+    Read,
+    /// Subscribed; the values answer the profile's `poll_command`, written every `poll_every`.
+    Poll,
+}
+
+impl BleMode {
+    /// Whether the daemon subscribes to the characteristic.
+    pub const fn subscribes(self) -> bool {
+        !matches!(self, BleMode::Read)
+    }
+}
+
+/// A characteristic a BLE profile uses, with its decoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BleCharacteristic {
+    /// The characteristic's UUID.
+    pub uuid: uuid::Uuid,
+    /// Decoder name, one of [`crate::protocol::PROTOCOLS`]; each value is fed to it whole.
+    pub protocol: String,
+    /// How its values arrive.
+    pub mode: BleMode,
+}
+
+/// A command written to the device on a schedule (Viatom's sensor request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlePoll {
+    /// The characteristic written to.
+    pub write: uuid::Uuid,
+    /// The bytes.
+    pub command: Vec<u8>,
+    /// How often.
+    pub every: Duration,
+}
+
+/// The GATT layout of a BLE model (`[ble]` of a profile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BleProfile {
+    /// The primary service, as advertised: the scan filter.
+    pub service: uuid::Uuid,
+    /// Advertised-name prefixes that identify the model in `vitalsd scan`.
+    pub names: Vec<String>,
+    /// What to subscribe to or read, in profile order.
+    pub characteristics: Vec<BleCharacteristic>,
+    /// The scheduled command, if the model must be asked for data.
+    pub poll: Option<BlePoll>,
 }
 
 /// Serial parity.
@@ -259,9 +324,14 @@ pub struct Profile {
     pub model: String,
     pub kind: DeviceKind,
     pub transport: TransportKind,
-    /// Decoder name, one of [`crate::protocol::PROTOCOLS`].
+    /// Decoder name, one of [`crate::protocol::PROTOCOLS`]. For a BLE profile: the decoder of
+    /// its first subscribed characteristic (each characteristic has its own, in [`Profile::ble`]).
     pub protocol: String,
+    /// Serial link settings. A BLE profile has none in its file and gets 8N1 at 9600 here,
+    /// which nothing uses.
     pub link: LinkSettings,
+    /// The GATT layout, for BLE profiles.
+    pub ble: Option<BleProfile>,
     /// Metrics the model reports.
     pub metrics: Vec<Metric>,
     /// How often the device sends data when all is well (1 s for a 1 Hz oximeter). Data older

@@ -4,7 +4,7 @@
 //! setting. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
 //! errors can point at the line and column of the bad value.
 
-use super::{DeviceKind, FlowControl, Parity, TransportKind};
+use super::{BleMode, DeviceKind, FlowControl, Parity, TransportKind};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -93,10 +93,16 @@ pub(super) struct RawRecliner {
 pub(super) struct RawDevice {
     pub id: Spanned<String>,
     pub profile: Spanned<String>,
-    /// Serial port path; exactly one of `port` and `tcp`.
+    /// Serial port path; exactly one of `port`, `tcp` and `address`.
     pub port: Option<Spanned<String>>,
-    /// `host:port` of a serial device server; exactly one of `port` and `tcp`.
+    /// `host:port` of a serial device server; exactly one of `port`, `tcp` and `address`.
     pub tcp: Option<Spanned<String>>,
+    /// Bluetooth LE device address `AA:BB:CC:DD:EE:FF`; exactly one of `port`, `tcp` and
+    /// `address`.
+    pub address: Option<Spanned<String>>,
+    /// Bluetooth LE only: a pattern (`*` matches any run of characters) the device's advertised
+    /// name must match, so that a mistyped address never binds another patient's device.
+    pub name: Option<Spanned<String>>,
     /// The device is played by `vitalsd simulate`/`demo`; its data is flagged simulated.
     #[serde(default)]
     pub simulated: bool,
@@ -109,12 +115,46 @@ pub(super) struct RawProfile {
     pub vendor: Spanned<String>,
     pub model: Spanned<String>,
     pub kind: DeviceKind,
-    pub transport: TransportKind,
-    pub protocol: Spanned<String>,
+    pub transport: Spanned<TransportKind>,
+    /// The decoder of a serial profile; BLE profiles name one per characteristic instead.
+    pub protocol: Option<Spanned<String>>,
     pub metrics: Spanned<Vec<Spanned<String>>>,
     pub expected_period: Spanned<String>,
     pub no_signal: String,
-    pub link: RawLink,
+    /// Serial link settings; serial profiles only.
+    pub link: Option<Spanned<RawLink>>,
+    /// GATT layout; BLE profiles only.
+    pub ble: Option<Spanned<RawBle>>,
+}
+
+/// The `[ble]` table of a profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBle {
+    /// The primary service, as advertised: the scan filter and how `vitalsd scan` recognises
+    /// the model.
+    pub service: Spanned<String>,
+    /// Advertised-name prefixes that also identify the model in `vitalsd scan`.
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
+    /// The characteristic commands are written to.
+    pub write: Option<Spanned<String>>,
+    /// The command written to `write` every `poll_every`, in hex.
+    pub poll_command: Option<Spanned<String>>,
+    /// How often `poll_command` is written.
+    pub poll_every: Option<Spanned<String>>,
+    /// `[[ble.characteristics]]`: what to subscribe to or read, and how to decode it.
+    #[serde(default)]
+    pub characteristics: Vec<Spanned<RawBleCharacteristic>>,
+}
+
+/// One `[[ble.characteristics]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBleCharacteristic {
+    pub uuid: Spanned<String>,
+    pub protocol: Spanned<String>,
+    pub mode: BleMode,
 }
 
 /// The `[link]` table of a profile.

@@ -158,6 +158,7 @@ pub fn endpoint_text(e: &Endpoint) -> String {
     match e {
         Endpoint::Serial { path } => path.display().to_string(),
         Endpoint::Tcp { addr } => format!("tcp://{addr}"),
+        Endpoint::Ble { address, .. } => format!("ble://{address}"),
     }
 }
 

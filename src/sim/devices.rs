@@ -8,6 +8,7 @@
 //! Device rates are real time (a Rad-8 talks at 1 Hz, a Nonin at 75 frames/s, a cuff takes
 //! ~25 s); only the physiology and the scenario's events run on the accelerated clock.
 
+use super::bluez::{Bus, DeviceSpec, FakeBluez};
 use super::physiology::{DeviceRole, Faults, Patient, Vitals};
 use super::scenario::Scenario;
 use crate::clock::{calendar_utc, wall_ms};
@@ -30,19 +31,44 @@ pub struct SimHandle {
     endpoints: Vec<(String, String)>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// The fake BlueZ, when a BLE device is simulated.
+    bluez: Option<Arc<FakeBluez>>,
+    /// Its private D-Bus (dropped last: kills and reaps the dbus-daemon).
+    bus: Option<Bus>,
 }
 
 impl SimHandle {
-    /// (device id, where it is: tty path -> pty, or host:port).
+    /// (device id, where it is: tty path -> pty, host:port, or BLE address).
     pub fn endpoints(&self) -> &[(String, String)] {
         &self.endpoints
     }
 
-    /// Stops every simulated device (their links close, as if unplugged).
-    pub async fn shutdown(self) {
+    /// The address of the simulator's private D-Bus, where its fake BlueZ owns `org.bluez`, if
+    /// a BLE device is simulated. A daemon reaches the simulated BLE devices when its
+    /// `DBUS_SYSTEM_BUS_ADDRESS` is this (btleplug reads it when the daemon's first BLE device
+    /// starts). The variable is process-wide: set it before any thread of the daemon runs (the
+    /// `demo` command spawns the bus with [`Bus::spawn`] before its runtime starts and passes it
+    /// to [`start_with`]), or give it to a daemon in a child process.
+    pub fn dbus_address(&self) -> Option<&str> {
+        self.bus.as_ref().map(Bus::address)
+    }
+
+    /// The fake BlueZ, when a BLE device is simulated (tests drive faults through it).
+    pub fn bluez(&self) -> Option<&Arc<FakeBluez>> {
+        self.bluez.as_ref()
+    }
+
+    /// Stops every simulated device (their links close, as if unplugged), then the fake BlueZ
+    /// and its dbus-daemon.
+    pub async fn shutdown(mut self) {
         self.cancel.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
+        drop(self.bluez.take());
+        if let Some(bus) = self.bus.take() {
+            // Killing and reaping the child blocks briefly.
+            let _ = tokio::task::spawn_blocking(move || drop(bus)).await;
+        }
     }
 }
 
@@ -50,15 +76,15 @@ impl SimHandle {
 type SharedPatient = Arc<Mutex<Patient>>;
 
 /// Everything a device task needs.
-struct DeviceSim {
-    id: String,
+pub(super) struct DeviceSim {
+    pub(super) id: String,
     protocol: String,
     role: DeviceRole,
-    patient: SharedPatient,
-    scenario: Arc<Scenario>,
+    pub(super) patient: SharedPatient,
+    pub(super) scenario: Arc<Scenario>,
     started: Instant,
-    cancel: CancellationToken,
-    rng: SmallRng,
+    pub(super) cancel: CancellationToken,
+    pub(super) rng: SmallRng,
 }
 
 impl DeviceSim {
@@ -66,7 +92,8 @@ impl DeviceSim {
         self.scenario.scenario_time(self.started.elapsed())
     }
 
-    fn now(&mut self) -> (Vitals, Faults, Duration) {
+    /// The patient's vitals, this device's faults, and the scenario time, now.
+    pub(super) fn now(&mut self) -> (Vitals, Faults, Duration) {
         let t = self.scenario_time();
         let mut p = self.patient.lock().unwrap_or_else(|e| e.into_inner());
         let v = p.vitals(t);
@@ -74,15 +101,55 @@ impl DeviceSim {
         (v, f, t)
     }
 
-    fn garbage(&mut self) -> Vec<u8> {
+    /// 3 to 39 random bytes.
+    pub(super) fn garbage(&mut self) -> Vec<u8> {
         let n = self.rng.random_range(3..40);
         (0..n).map(|_| self.rng.random::<u8>()).collect()
     }
 }
 
-/// Starts playing every simulated device of `cfg`. Serial ports and TCP listeners exist when
-/// this returns, so a daemon started next finds them.
+/// Starts playing every simulated device of `cfg`. Serial ports, TCP listeners and the fake
+/// BlueZ exist when this returns, so a daemon started next finds them. BLE devices get a
+/// private D-Bus of their own ([`SimHandle::dbus_address`]).
 pub async fn start(cfg: &Config, scenario: Scenario) -> anyhow::Result<SimHandle> {
+    start_with(cfg, scenario, None).await
+}
+
+/// [`start`], with the private D-Bus for BLE devices given (spawned earlier, so that its
+/// address could be put in the environment before any thread started); without one, one is
+/// spawned when a BLE device is simulated. Either way the handle owns it.
+pub async fn start_with(
+    cfg: &Config,
+    scenario: Scenario,
+    bus: Option<Bus>,
+) -> anyhow::Result<SimHandle> {
+    let mut bus = bus;
+    let ble_specs: Vec<DeviceSpec> = cfg
+        .devices
+        .iter()
+        .filter(|b| b.simulated)
+        .filter_map(super::ble::device_spec)
+        .collect();
+    let bluez = if ble_specs.is_empty() {
+        None
+    } else {
+        if bus.is_none() {
+            bus = Some(
+                tokio::task::spawn_blocking(Bus::spawn)
+                    .await
+                    .context("the dbus-daemon spawner failed")??,
+            );
+        }
+        let address = bus
+            .as_ref()
+            .map(|b| b.address().to_owned())
+            .unwrap_or_default();
+        Some(Arc::new(
+            FakeBluez::start(&address, ble_specs)
+                .await
+                .context("cannot start the fake BlueZ")?,
+        ))
+    };
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let scenario = Arc::new(scenario);
@@ -132,6 +199,28 @@ pub async fn start(cfg: &Config, scenario: Scenario) -> anyhow::Result<SimHandle
                 tracker.spawn(serve_tcp(sim, addr.clone(), listener));
                 format!("tcp {addr}")
             }
+            Endpoint::Ble { address, .. } => {
+                let (Some(fake), Some(ble)) = (&bluez, &binding.profile.ble) else {
+                    anyhow::bail!(
+                        "device {}: profile {} has no BLE layout",
+                        binding.id,
+                        binding.profile.name
+                    );
+                };
+                let writes = fake
+                    .take_writes(address)
+                    .with_context(|| format!("device {}: no fake BLE device", binding.id))?;
+                let bp_interval = cfg.bed(binding.bed).bp_interval;
+                tracker.spawn(super::ble::serve_ble(
+                    sim,
+                    fake.clone(),
+                    address.clone(),
+                    ble.clone(),
+                    bp_interval,
+                    writes,
+                ));
+                format!("ble {address} \"{}\"", super::ble::device_name(binding))
+            }
         };
         endpoints.push((binding.id.clone(), at));
     }
@@ -139,6 +228,8 @@ pub async fn start(cfg: &Config, scenario: Scenario) -> anyhow::Result<SimHandle
         endpoints,
         cancel,
         tracker,
+        bluez,
+        bus,
     })
 }
 
@@ -290,7 +381,7 @@ async fn wait_replug(sim: &mut DeviceSim) -> bool {
 }
 
 /// Sleeps; true if cancelled meanwhile.
-async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
+pub(super) async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
@@ -327,7 +418,7 @@ async fn write<S: AsyncWrite + Unpin>(
 }
 
 /// Rounds a physiological value into a device field.
-fn whole<T: TryFrom<i64>>(v: f64) -> Option<T> {
+pub(super) fn whole<T: TryFrom<i64>>(v: f64) -> Option<T> {
     T::try_from(v.round() as i64).ok()
 }
 

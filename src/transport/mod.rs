@@ -1,6 +1,9 @@
-//! Byte streams to devices: serial ports (tokio-serial, with the profile's link settings) and
-//! serial device servers over raw TCP. A [`Link`] is just bytes in and out; framing and
-//! meaning belong to [`crate::protocol`]. Reconnecting is the caller's loop ([`Backoff`]).
+//! Links to devices: byte streams from serial ports (tokio-serial, with the profile's link
+//! settings) and serial device servers over raw TCP, here; Bluetooth LE GATT notifications in
+//! [`ble`]. A [`Link`] is just bytes in and out; framing and meaning belong to
+//! [`crate::protocol`]. Reconnecting is the caller's loop ([`Backoff`]).
+
+pub mod ble;
 
 use crate::config::{Endpoint, FlowControl, LinkSettings, Parity};
 use std::io;
@@ -35,6 +38,9 @@ pub enum TransportError {
     /// The connection attempt took too long.
     #[error("connecting to {endpoint} timed out after {after:?}")]
     Timeout { endpoint: String, after: Duration },
+    /// The endpoint is not a byte stream (a Bluetooth LE device: see [`ble`]).
+    #[error("{endpoint} is not a byte stream, expected a serial port or host:port")]
+    NotAStream { endpoint: String },
 }
 
 /// How long a TCP connect may take before the attempt counts as failed.
@@ -87,6 +93,9 @@ pub async fn open(endpoint: &Endpoint, link: &LinkSettings) -> Result<Link, Tran
             let _ = stream.set_nodelay(true);
             Ok(Box::new(stream))
         }
+        Endpoint::Ble { .. } => Err(TransportError::NotAStream {
+            endpoint: endpoint.to_string(),
+        }),
     }
 }
 

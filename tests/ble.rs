@@ -1,0 +1,377 @@
+//! The BLE link end to end, through real btleplug: the simulator's fake BlueZ on its own
+//! dbus-daemon -> the `vitalsd` binary (BlueZ over D-Bus, found through
+//! `DBUS_SYSTEM_BUS_ADDRESS`) -> WebSocket.
+//!
+//! The daemon runs as a child process with `DBUS_SYSTEM_BUS_ADDRESS` set to the simulator's
+//! bus in its own environment: the variable is process-wide, and setting it in this test
+//! process would race with the other tests' threads, while a child per test lets every test
+//! have a bus (and a fake BlueZ owning `org.bluez`) of its own.
+
+use crate::util::{Client, bin, free_port, is_reading};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use vitalsd::config::load_config_str;
+use vitalsd::sim::{self, SimHandle, scenario::Scenario};
+
+/// Generous: connecting includes a scan, and this machine may be busy.
+const SOON: Duration = Duration::from_secs(30);
+
+const PLX_A: &str = "00:1C:05:00:0A:01";
+const O2RING_B: &str = "00:1C:05:00:0B:02";
+const BERRYMED_B: &str = "00:1C:05:00:0B:03";
+
+/// Room 1: A has a Pulse Oximeter Service oximeter (bound with a name pattern), B a Wellue
+/// O2Ring (polled), C a BerryMed (a byte stream split across notifications): one source per
+/// bed and metric.
+fn ble_config_text(dir: &Path, port: u16) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:{port}"
+data_dir = "{dir}/data"
+
+[[rooms]]
+id = "room1"
+name = "Room 1"
+
+[[rooms.recliners]]
+id = "A"
+
+[[rooms.recliners.devices]]
+id = "room1-A-oximeter"
+profile = "generic-plx"
+address = "{PLX_A}"
+name = "PLX*"
+simulated = true
+
+[[rooms.recliners]]
+id = "B"
+
+[[rooms.recliners.devices]]
+id = "room1-B-oximeter"
+profile = "wellue-o2ring"
+address = "{O2RING_B}"
+simulated = true
+
+[[rooms.recliners]]
+id = "C"
+
+[[rooms.recliners.devices]]
+id = "room1-C-oximeter"
+profile = "berrymed-bm1000"
+address = "{BERRYMED_B}"
+simulated = true
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Steady, noise-free patients; bed C is like B. `extra_a` is TOML for bed A's table.
+fn ble_scenario(extra_a: &str) -> Scenario {
+    let text = crate::util::scenario_text(extra_a, "");
+    let text = format!(
+        "{text}\n[[beds]]\nbed = \"room1/C\"\nbaseline = {{ spo2 = 99, pulse_rate = 58, sys = 120, dia = 80, perfusion_index = 5.0 }}\nnoise = 0.0\n"
+    );
+    Scenario::parse(&text).expect("test scenario is valid")
+}
+
+/// The simulator in this process, the daemon as a child process on the simulator's bus.
+struct BleRig {
+    /// Holds the config, the daemon's log and data; removed when the rig is dropped.
+    _dir: tempfile::TempDir,
+    config_path: PathBuf,
+    sim: Option<SimHandle>,
+    daemon: Option<Child>,
+    log: PathBuf,
+    port: u16,
+}
+
+impl BleRig {
+    async fn start(scenario: Scenario) -> BleRig {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let text = ble_config_text(dir.path(), port);
+        let config_path = dir.path().join("ble.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let cfg = load_config_str(&text, &config_path).expect("test config is valid");
+        let sim = sim::start(&cfg, scenario).await.expect("simulator starts");
+        let log = dir.path().join("daemon.log");
+        let mut rig = BleRig {
+            _dir: dir,
+            config_path,
+            sim: Some(sim),
+            daemon: None,
+            log,
+            port,
+        };
+        rig.daemon = Some(rig.spawn(&["run", "--config", rig.config_path.to_str().unwrap()]));
+        rig
+    }
+
+    fn bus(&self) -> String {
+        self.sim
+            .as_ref()
+            .and_then(|s| s.dbus_address())
+            .expect("the simulator has a D-Bus for its BLE devices")
+            .to_owned()
+    }
+
+    /// The `vitalsd` binary on the simulator's bus, its stderr in the rig's log.
+    fn spawn(&self, args: &[&str]) -> Child {
+        let log = std::fs::File::create(&self.log).unwrap();
+        Command::new(bin())
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus())
+            .env("VITALSD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A WebSocket client, once the daemon listens.
+    async fn client(&self) -> Client {
+        let url = format!("ws://127.0.0.1:{}/ws", self.port);
+        let deadline = tokio::time::Instant::now() + SOON;
+        loop {
+            if let Ok(Ok((ws, _))) = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_tungstenite::connect_async(&url),
+            )
+            .await
+            {
+                return Client { ws, last_seq: 0 };
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon never listened on {url}; its log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Whether the daemon process is still running.
+    fn daemon_alive(&mut self) -> bool {
+        matches!(self.daemon.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    async fn stop(mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
+    }
+}
+
+impl Drop for BleRig {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn is_status(v: &Value, device: &str, status: &str) -> bool {
+    v["type"] == "device_status" && v["device"] == device && v["status"] == status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_lists_the_simulated_devices_with_name_rssi_services_and_profile() {
+    let rig = BleRig::start(ble_scenario("")).await;
+    // Scan on the same bus as a second client while the daemon runs.
+    let out = Command::new(bin())
+        .args(["scan", "--seconds", "2"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", rig.bus())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line_of = |address: &str| {
+        text.lines()
+            .find(|l| l.starts_with(address))
+            .unwrap_or_else(|| panic!("{address} not listed:\n{text}"))
+            .to_owned()
+    };
+    let plx = line_of(PLX_A);
+    assert!(plx.contains("generic-plx"), "{plx}");
+    assert!(plx.contains("0x1822"), "{plx}");
+    assert!(plx.contains("PLX"), "{plx}");
+    assert!(plx.contains("-58"), "the RSSI: {plx}");
+    let o2 = line_of(O2RING_B);
+    assert!(o2.contains("wellue-o2ring"), "{o2}");
+    assert!(o2.contains("14839ac4-7d7e-415c-9a42-167340cf2339"), "{o2}");
+    let berry = line_of(BERRYMED_B);
+    assert!(berry.contains("berrymed-bm1000"), "{berry}");
+    assert!(text.contains("3 device(s)"), "{text}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ble_readings_reach_a_websocket_client_with_the_simulated_values() {
+    let rig = BleRig::start(ble_scenario("")).await;
+    let mut c = rig.client().await;
+    // (bed, metric) -> value, through three BLE protocols: PLXS notifications, Viatom polled
+    // answers over two notifications, the BerryMed stream.
+    let want = [
+        ("room1/A", "spo2", 97.0),
+        ("room1/A", "pulse_rate", 72.0),
+        ("room1/A", "perfusion_index", 3.5),
+        ("room1/B", "spo2", 95.0),
+        ("room1/B", "pulse_rate", 64.0),
+        ("room1/C", "spo2", 99.0),
+        ("room1/C", "pulse_rate", 58.0),
+    ];
+    let mut seen = vec![false; want.len()];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while seen.iter().any(|s| !s) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(m) = c.next(left).await else {
+            let missing: Vec<_> = want
+                .iter()
+                .zip(&seen)
+                .filter(|(_, s)| !**s)
+                .map(|(w, _)| w)
+                .collect();
+            panic!(
+                "missing readings {missing:?}; the daemon's log:\n{}",
+                rig.log_text()
+            );
+        };
+        if m["type"] != "reading" {
+            continue;
+        }
+        assert_eq!(
+            m["simulated"], true,
+            "every simulated value is flagged: {m}"
+        );
+        for (i, (bed, metric, value)) in want.iter().enumerate() {
+            if is_reading(&m, bed, metric) && m["value"].as_f64() == Some(*value) {
+                assert_eq!(m["invalid"], Value::Null, "{m}");
+                seen[i] = true;
+            }
+        }
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_ble_link_shows_disconnected_then_reconnects_and_readings_resume() {
+    // Bed A's oximeter goes out of range 8 s in, for 6 s.
+    let rig = BleRig::start(ble_scenario(
+        "[[beds.events]]\nat = \"8s\"\nfor = \"6s\"\nkind = \"disconnect\"\ndevice = \"oximeter\"\n",
+    ))
+    .await;
+    let mut c = rig.client().await;
+    let dev = "room1-A-oximeter";
+    c.wait_for("a first SpO2 reading from A", SOON, |m| {
+        is_reading(m, "room1/A", "spo2") && m["value"] == 97.0
+    })
+    .await;
+    let lost = c
+        .wait_for("A's oximeter disconnected", SOON, |m| {
+            is_status(m, dev, "disconnected")
+        })
+        .await;
+    assert!(
+        lost["detail"].as_str().unwrap_or("").contains(PLX_A),
+        "the reason names the device: {lost}"
+    );
+    c.wait_for("A's oximeter connected again", SOON, |m| {
+        is_status(m, dev, "connected")
+    })
+    .await;
+    c.wait_for("SpO2 readings from A again", SOON, |m| {
+        is_reading(m, "room1/A", "spo2") && m["value"] == 97.0
+    })
+    .await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_notifications_are_counted_and_flagged_and_the_daemon_keeps_serving() {
+    // Bed A's oximeter: malformed notifications (truncated, random) between the good ones the
+    // whole time, and the finger out from 6 s for 6 s.
+    let mut rig = BleRig::start(ble_scenario(
+        "[[beds.events]]\nat = \"0s\"\nfor = \"1h\"\nkind = \"garbage\"\ndevice = \"oximeter\"\n\n\
+         [[beds.events]]\nat = \"6s\"\nfor = \"6s\"\nkind = \"finger_out\"\n",
+    ))
+    .await;
+    let mut c = rig.client().await;
+    // Good values still come through unchanged...
+    c.wait_for("a valid SpO2 from A", SOON, |m| {
+        is_reading(m, "room1/A", "spo2") && m["value"] == 97.0
+    })
+    .await;
+    // ...the finger-out shows as no number, with the device's flags...
+    let out = c
+        .wait_for("A's SpO2 without a number (finger out)", SOON, |m| {
+            is_reading(m, "room1/A", "spo2") && m["value"].is_null()
+        })
+        .await;
+    assert!(
+        !out["invalid"].is_null(),
+        "an invalid reading says why: {out}"
+    );
+    // ...and never a number that was not sent.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while let Some(m) = c
+        .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        if is_reading(&m, "room1/A", "spo2")
+            && let Some(v) = m["value"].as_f64()
+        {
+            assert_eq!(v, 97.0, "a malformed value never becomes a reading: {m}");
+        }
+    }
+    assert!(rig.daemon_alive(), "the daemon survives malformed input");
+    let api = reqwest_like_get(rig.port, "/healthz").await;
+    assert!(api.starts_with("HTTP/1.1 200"), "{api}");
+    let log = rig.log_text();
+    assert!(
+        log.contains("malformed BLE value discarded"),
+        "bad values are counted in the log:\n{log}"
+    );
+    // No panic in vitalsd's code. (bluez-async unwraps the result of removing a D-Bus match
+    // rule in a detached cleanup task; should the bus connection fail, that task panics
+    // without affecting the daemon, which recreates its BlueZ session.)
+    assert!(!log.contains("panicked at src/"), "{log}");
+    rig.stop().await;
+}
+
+/// A minimal HTTP GET over loopback; returns the raw response.
+async fn reqwest_like_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(SOON, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
