@@ -40,9 +40,10 @@ id = "B"
 [[rooms.recliners.devices]]
 id = "room1-B-oximeter"
 profile = "masimo-rad8"
-tcp = "127.0.0.1:9"
+tcp = "127.0.0.1:{other}"
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        other = if tcp.ends_with(":9") { 10 } else { 9 },
     );
     load_config_str(&text, &dir.join("bench.toml")).expect("bench config")
 }

@@ -123,6 +123,12 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     });
     let stop = cancel.clone();
     tracker.spawn(async move {
+        // Alarm messages are small and must not wait for Nagle's algorithm.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
@@ -235,6 +241,17 @@ pub async fn run(
     opts: Options,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Poll the signal future once first: that installs the handlers, so a SIGTERM that comes
+    // right after we say we are up stops us in order instead of killing us.
+    let early = tokio::select! {
+        biased;
+        _ = &mut shutdown => true,
+        _ = std::future::ready(()) => false,
+    };
+    if early {
+        return Ok(());
+    }
     let running = start(cfg, opts).await?;
     print_endpoints(running.addr);
     shutdown.await;
