@@ -140,12 +140,25 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
         let mut beat = tokio::time::interval(HEARTBEAT);
         loop {
             // Drain everything queued, priority first.
+            // Everything queued goes out in one write: feed each message, flush once.
+            let mut fed = 0usize;
             loop {
                 match queue.pop() {
-                    Next::Send(m) => send(&mut socket, m).await?,
+                    Next::Send(m) => {
+                        feed(&mut socket, m).await?;
+                        fed += 1;
+                        // Bound a burst so the first message is not held back for long.
+                        if fed >= MAX_BATCH {
+                            flush(&mut socket).await?;
+                            fed = 0;
+                        }
+                    }
                     Next::Empty => break,
                     Next::Closed(why) => return Err(why),
                 }
+            }
+            if fed > 0 {
+                flush(&mut socket).await?;
             }
             tokio::select! {
                 _ = s.cancel.cancelled() => return Err("daemon shutting down".to_owned()),
@@ -181,6 +194,32 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
             socket.send(Message::Close(Some(frame))),
         )
         .await;
+    }
+}
+
+/// Messages written to a socket before it is flushed.
+const MAX_BATCH: usize = 64;
+
+/// Queues a message on the socket without flushing it.
+async fn feed(socket: &mut WebSocket, m: Bytes) -> Result<(), String> {
+    use futures_util::SinkExt;
+    let text = Utf8Bytes::try_from(m).map_err(|e| format!("message not UTF-8: {e}"))?;
+    match tokio::time::timeout(SEND_TIMEOUT, socket.feed(Message::Text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("send failed: {e}")),
+        Err(_) => Err(format!(
+            "client did not take a message for {SEND_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// Writes out what was fed.
+async fn flush(socket: &mut WebSocket) -> Result<(), String> {
+    use futures_util::SinkExt;
+    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("send failed: {e}")),
+        Err(_) => Err(format!("client did not take messages for {SEND_TIMEOUT:?}")),
     }
 }
 
