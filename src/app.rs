@@ -111,6 +111,31 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         store.handle(),
         cancel.clone(),
     ));
+    // Retention: once an hour, prune discharged sessions older than the configured time.
+    if let Some(keep) = cfg.retention {
+        let store = store.handle();
+        let stop = cancel.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let before =
+                    crate::clock::wall_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+                match store.prune(before, false).await {
+                    Ok(p) if p.sessions > 0 => tracing::info!(
+                        sessions = p.sessions,
+                        readings = p.readings,
+                        "retention: pruned old sessions"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retention: nothing pruned"),
+                }
+            }
+        });
+    }
     let listen = opts.listen.unwrap_or(cfg.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -1,4 +1,4 @@
-//! Durations in config files: `250ms`, `30s`, `5m`, `2h`, or combinations like `1m30s`.
+//! Durations in config files: `250ms`, `30s`, `5m`, `2h`, `90d`, or combinations like `1m30s`.
 
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
             _ => {
                 return Err(format!(
                     "expected {expected}, found {text:?} (unknown unit)"
@@ -51,6 +52,7 @@ mod tests {
             ("5m", Duration::from_secs(300)),
             ("2h", Duration::from_secs(7200)),
             ("1m30s", Duration::from_secs(90)),
+            ("90d", Duration::from_secs(90 * 86_400)),
         ];
         for (text, want) in table {
             assert_eq!(parse_duration(text), Ok(want), "{text}");

@@ -998,6 +998,21 @@ fn validate_alarm_parts(
         }
     }
     cfg.presets = presets;
+    if let Some(st) = &raw.storage
+        && let Some(r) = &st.get_ref().retention
+    {
+        cfg.retention = Some(check_duration(
+            src,
+            r,
+            "storage.retention",
+            (
+                Duration::from_secs(86_400),
+                Duration::from_secs(100 * 365 * 86_400),
+                "1d",
+                "100 years",
+            ),
+        )?);
+    }
     Ok(())
 }
 
@@ -1070,6 +1085,7 @@ fn validate_config(
         alarms: AlarmSettings::default(),
         notify: Vec::new(),
         presets: BTreeMap::new(),
+        retention: None,
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();
     let mut device_ids: HashMap<String, usize> = HashMap::new();
@@ -2399,5 +2415,25 @@ mode = "read"
         assert_eq!(line_col("a = 1\nbé = 2", 10), (2, 4));
         assert_eq!(line_col("x", 99), (1, 2));
         assert_eq!(line_col("é", 1), (1, 1));
+    }
+
+    #[test]
+    fn retention_is_optional_in_days_and_at_least_a_day() {
+        assert_eq!(load_config_str(BASE, origin()).unwrap().retention, None);
+        let with = BASE.replacen(
+            "[[rooms]]",
+            "[storage]\nretention = \"30d\"\n\n[[rooms]]",
+            1,
+        );
+        assert_eq!(
+            load_config_str(&with, origin()).unwrap().retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        let short = BASE.replacen("[[rooms]]", "[storage]\nretention = \"1h\"\n\n[[rooms]]", 1);
+        let err = load_config_str(&short, origin()).unwrap_err().to_string();
+        assert!(
+            err.contains("storage.retention") && err.contains("1d"),
+            "{err}"
+        );
     }
 }

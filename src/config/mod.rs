@@ -50,6 +50,9 @@ pub struct Config {
     pub notify: Vec<NotifyTarget>,
     /// Alarm-limit presets by name (built-in `config/presets/*.toml` plus `presets_dir`).
     pub presets: std::collections::BTreeMap<String, crate::alarm::BedLimits>,
+    /// How long discharged sessions are kept (`[storage] retention`); `None` keeps everything.
+    /// Sessions never exported are not pruned (the log says which).
+    pub retention: Option<Duration>,
 }
 
 /// What a token may do. Ordered: each role may do everything the ones before it may.

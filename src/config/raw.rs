@@ -32,6 +32,16 @@ pub(super) struct RawConfig {
     /// Notification targets (webhooks); `[[notify]]` tables.
     #[serde(default)]
     pub notify: Vec<Spanned<RawNotify>>,
+    /// The `[storage]` table.
+    pub storage: Option<Spanned<RawStorage>>,
+}
+
+/// The `[storage]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    /// Keep discharged sessions (and their readings) this long; absent = keep everything.
+    pub retention: Option<Spanned<String>>,
 }
 
 /// One `[[users]]` table.
