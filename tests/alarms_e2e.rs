@@ -440,11 +440,15 @@ async fn a_store_that_cannot_write_raises_a_technical_alarm_until_it_recovers() 
         .await;
     assert_eq!(raised["alarm"]["priority"], "high");
     assert_eq!(raised["alarm"]["bed"], Value::Null);
-    // Readings keep flowing to the dashboard meanwhile.
+    // Readings keep flowing to the dashboard meanwhile, and monitoring sees the trouble.
     c.wait_for("a reading while the store is down", SOON, |m| {
         m["type"] == "reading"
     })
     .await;
+    let (status, health) = rig.http("GET", "/healthz", None, None).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["store"]["writable"], false);
     store.set_size_limit(None).await.unwrap();
     c.wait_for("store_unwritable cleared", SOON, |m| {
         is_alarm(m, "cleared", "store_unwritable")

@@ -54,13 +54,23 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn healthz(State(s): State<ApiState>) -> impl IntoResponse {
+/// For clinic IT's monitoring: 200 while the daemon can record, 503 (`"status":
+/// "degraded"`) while the store cannot write (readings are then held in memory).
+async fn healthz(State(s): State<ApiState>) -> Response {
+    let store = s.store.as_ref().map(|st| st.health());
+    let writable = store.as_ref().is_none_or(|h| h.writable);
     let body = serde_json::json!({
-        "status": "ok",
+        "status": if writable { "ok" } else { "degraded" },
         "clients": s.hub.client_count(),
         "seq": s.hub.last_seq(),
+        "store": store,
     });
-    axum::Json(body)
+    let status = if writable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn rooms(State(s): State<ApiState>, headers: HeaderMap) -> Response {
