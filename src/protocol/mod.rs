@@ -6,7 +6,9 @@
 //! message-oriented: most BLE decoders take one notification value per call (see
 //! [`Decoder`]). Every decoder never panics on any input, masks reserved bits, and turns every
 //! "no value" encoding into [`crate::model::Value::Invalid`] with the reason, never into a
-//! number. Facts and sources: ../shared/reference/devices.md.
+//! number. Every number goes through [`Measurement::new`], which applies the metric's
+//! plausible range ([`Metric::plausible_range`], one table for every decoder): outside it the
+//! value is `out_of_range`, never a number. Facts and sources: ../shared/reference/devices.md.
 //!
 //! BLE: [`plx`] (Pulse Oximeter Service), [`bls`] (Blood Pressure Service), [`hrs`] (Heart
 //! Rate), [`battery`] (Battery Service), [`berrymed`] (BerryMed BCI), [`nonin_ble`] (Nonin
@@ -26,8 +28,7 @@ pub mod sfloat;
 pub mod suntech;
 pub mod viatom;
 
-use crate::model::{Flags, Invalid, Measurement, Metric, Value};
-use std::ops::RangeInclusive;
+use crate::model::{Flags, Measurement, Metric, Value};
 use thiserror::Error;
 
 /// Names accepted by [`decoder_for`], `vitalsd decode --protocol` and device profiles.
@@ -152,19 +153,12 @@ pub(crate) fn feed_message(
 }
 
 /// A measurement from a decoded value: a number through [`Measurement::new`] (which voids it
-/// under a voiding flag), an invalid value with its reason.
+/// under a voiding flag and makes it `out_of_range` outside [`Metric::plausible_range`]), an
+/// invalid value with its reason.
 pub(crate) fn measurement(metric: Metric, value: Value, flags: Flags) -> Measurement {
     match value {
         Value::Valid(v) => Measurement::new(metric, v, flags),
         Value::Invalid(reason) => Measurement::invalid(metric, reason, flags),
-    }
-}
-
-/// `value` unless it is a number outside `range`, which becomes [`Invalid::OutOfRange`].
-pub(crate) fn in_range(value: Value, range: RangeInclusive<f64>) -> Value {
-    match value {
-        Value::Valid(v) if !range.contains(&v) => Value::Invalid(Invalid::OutOfRange),
-        other => other,
     }
 }
 

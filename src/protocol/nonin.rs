@@ -120,7 +120,6 @@ impl NoninFormat2Decoder {
                 let spo2 = float & 0x7F;
                 out.push(match spo2 {
                     SPO2_MISSING => Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags),
-                    101.. => Measurement::invalid(Metric::Spo2, Invalid::OutOfRange, flags),
                     _ => Measurement::new(Metric::Spo2, f64::from(spo2), flags),
                 });
             }
