@@ -45,6 +45,10 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         "masimo-rad8",
         include_str!("../../devices/masimo-rad8.toml"),
     ),
+    (
+        "masimo-radical7",
+        include_str!("../../devices/masimo-radical7.toml"),
+    ),
     ("nonin-3230", include_str!("../../devices/nonin-3230.toml")),
     ("nonin-oem3", include_str!("../../devices/nonin-oem3.toml")),
     (
@@ -1549,6 +1553,7 @@ port = "/dev/ttyUSB1"
                 "generic-hrs",
                 "generic-plx",
                 "masimo-rad8",
+                "masimo-radical7",
                 "nonin-3230",
                 "nonin-oem3",
                 "suntech-advantage",
@@ -1804,7 +1809,7 @@ port = "/dev/ttyUSB1"
                 11,
                 "rooms[0].recliners[0].devices[0].profile",
                 &[
-                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
+                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
                 ],
             ),
             (
@@ -1963,7 +1968,7 @@ port = "/dev/ttyUSB1"
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
+            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
         );
     }
 

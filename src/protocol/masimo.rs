@@ -106,7 +106,8 @@ enum Role {
 /// One `KEY=VALUE` field of a layout. A shape spells the value character by character:
 /// `d` a decimal digit, `h` a hex digit, `s` a sign (`+` or `-`), anything else itself. The
 /// device's "no value" form is the same shape with every `d` as `-` (`---%`, `--.--%`, `+--`);
-/// a value that mixes digits and dashes is damaged.
+/// a value that mixes digits and dashes is damaged. A final `*` stands for one or more
+/// comma-separated words of letters and digits (the trend layout's `EXC=820:OffPat,SET`).
 #[derive(Debug)]
 struct FieldSpec {
     key: &'static str,
@@ -120,6 +121,8 @@ struct FieldSpec {
 #[derive(Debug)]
 struct Layout {
     fields: &'static [FieldSpec],
+    /// The layout writes "no value" as zeros (`SpO2=000 PR=000 PI=00.00`), not dashes.
+    zero_is_no_value: bool,
 }
 
 const fn field(key: &'static str, shapes: &'static [&'static str], role: Role) -> FieldSpec {
@@ -157,10 +160,53 @@ const ASCII1: Layout = Layout {
         // Rad-8 6 digits; Radical-7 7 digits (devices.md §6.1).
         field("EXC", &["hhhhhh", "hhhhhhh"], Role::Exc),
     ],
+    zero_is_no_value: false,
 };
 
-/// The layouts a `masimo-ascii` line may have.
-const LAYOUTS: [&Layout; 1] = [&ASCII1];
+/// ASCII 1 of the Radical-7 color (devices.md §6.1: "Radical-7 color adds SPHB= SPOC= RESVD=
+/// PVI= EXC1="): a real line in Nishanth Menon's capture script (`_parse_rad7_color_serial_1`):
+/// `03/17/16 19:19:36 SN=---------- SPO2=098% BPM=123 PI=00.55 SPCO=--% SPMET=--.-% SPHB=--.-
+/// SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC=0000C00 EXC1=00000000`.
+/// Its widths differ from the Rad-8's: PI without `%`, SPCO two digits, ALARM six.
+const RADICAL7_COLOR: Layout = Layout {
+    fields: &[
+        field("SN", &["dddddddddd"], Role::Other),
+        field("SPO2", &["ddd%"], Role::Spo2),
+        field("BPM", &["ddd"], Role::PulseRate),
+        field("PI", &["dd.dd"], Role::PerfusionIndex),
+        field("SPCO", &["dd%"], Role::Other),
+        field("SPMET", &["dd.d%"], Role::Other),
+        field("SPHB", &["dd.d"], Role::Other),
+        field("SPOC", &["dd"], Role::Other),
+        field("RESVD", &["ddd"], Role::Other),
+        field("DESAT", &["dd"], Role::Other),
+        field("PIDELTA", &["sdd"], Role::Other),
+        field("PVI", &["ddd"], Role::Other),
+        field("ALARM", &["hhhhhh"], Role::Other),
+        field("EXC", &["hhhhhhh"], Role::Exc),
+        field("EXC1", &["hhhhhhhh"], Role::Other),
+    ],
+    zero_is_no_value: false,
+};
+
+/// The trend-output layout of the Rad-8 operator's manual (devices.md §6.1):
+/// `09/21/08 09:56:12 SpO2=097 PR=069 PI=04.69 EXC=800:SET`; no value is zeros
+/// (`SpO2=000 PR=000 PI=00.00`), with EXC decoded in words (`EXC=820:OffPat,SET`).
+const TREND: Layout = Layout {
+    fields: &[
+        field("SpO2", &["ddd"], Role::Spo2),
+        field("PR", &["ddd"], Role::PulseRate),
+        field("PI", &["dd.dd"], Role::PerfusionIndex),
+        field("EXC", &["hhh:*"], Role::Exc),
+    ],
+    zero_is_no_value: true,
+};
+
+/// The layouts a `masimo-ascii` line may have; a line is read in the first that it fits.
+const LAYOUTS: [&Layout; 3] = [&ASCII1, &RADICAL7_COLOR, &TREND];
+
+/// The widest the words of a `*` may be (every EXC bit named).
+const MAX_WORDS: usize = 80;
 
 /// Length of `MM/DD/YY HH:MM:SS`.
 const TIME_LEN: usize = 17;
@@ -169,6 +215,16 @@ const MAX_GAP: usize = 3;
 
 /// Reads `value` in `shape`; `None` when it does not fit (damaged).
 fn read_shape(value: &str, shape: &str) -> Option<Field> {
+    if let Some(head) = shape.strip_suffix('*') {
+        let words = value.get(head.len()..)?;
+        let ok = !words.is_empty()
+            && words.len() <= MAX_WORDS
+            && words
+                .split(',')
+                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric()));
+        read_shape(value.get(..head.len())?, head)?;
+        return ok.then_some(Field::Text);
+    }
     if value.len() != shape.len() {
         return None;
     }
@@ -217,9 +273,14 @@ impl Layout {
     /// The shortest and longest line (line end excluded) this layout allows.
     fn length_bounds(&self) -> (usize, usize) {
         let (mut min, mut max) = (TIME_LEN, TIME_LEN);
+        let width = |s: &str, words: usize| match s.strip_suffix('*') {
+            Some(head) => head.len() + words,
+            None => s.len(),
+        };
         for f in self.fields {
-            let lens = f.shapes.iter().map(|s| s.len());
-            let (lo, hi) = (lens.clone().min().unwrap_or(0), lens.max().unwrap_or(0));
+            let lens = f.shapes.iter().map(|s| (width(s, 1), width(s, MAX_WORDS)));
+            let lo = lens.clone().map(|(lo, _)| lo).min().unwrap_or(0);
+            let hi = lens.map(|(_, hi)| hi).max().unwrap_or(0);
             if f.required {
                 min += 1 + f.key.len() + 1 + lo;
             }
@@ -246,10 +307,17 @@ impl Layout {
             }
             let f = &self.fields[i];
             let field = f.shapes.iter().find_map(|s| read_shape(value, s))?;
-            *slot = Some(if f.role == Role::Exc {
-                Field::Number(f64::from(u32::from_str_radix(value, 16).ok()?))
-            } else {
-                field
+            *slot = Some(match (f.role, field) {
+                (Role::Exc, _) => {
+                    let hex = value.split(':').next()?;
+                    Field::Number(f64::from(u32::from_str_radix(hex, 16).ok()?))
+                }
+                (Role::Spo2 | Role::PulseRate | Role::PerfusionIndex, Field::Number(v))
+                    if self.zero_is_no_value && v == 0.0 =>
+                {
+                    Field::Dashes
+                }
+                _ => field,
             });
         }
         let mut parsed = Parsed {
@@ -361,31 +429,94 @@ pub struct MasimoLine {
     pub exc: u32,
 }
 
+/// Which serial output layout a simulated Masimo prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MasimoLayout {
+    /// Rad-8 / Radical-7 ASCII 1 ([`MasimoLine::encode`]).
+    #[default]
+    Ascii1,
+    /// Radical-7 color ASCII 1 ([`MasimoLine::encode_radical7_color`]).
+    Radical7Color,
+    /// Rad-8 trend output ([`MasimoLine::encode_trend`]).
+    Trend,
+}
+
 impl MasimoLine {
-    /// The line byte for byte, `\r\n` included, in the Rad-8 ASCII 1 layout.
-    pub fn encode(&self) -> String {
+    /// `MM/DD/YY HH:MM:SS`.
+    fn time_text(&self) -> String {
         let t = &self.device_time;
-        let spo2 = self
-            .spo2
-            .map_or_else(|| "---".to_owned(), |v| format!("{v:03}"));
-        let bpm = self
-            .bpm
-            .map_or_else(|| "---".to_owned(), |v| format!("{v:03}"));
-        let pi = match self.pi {
-            Some(v) if v.is_finite() && v >= 0.0 => format!("{v:05.2}"),
-            _ => "--.--".to_owned(),
-        };
         format!(
-            "{:02}/{:02}/{:02} {:02}:{:02}:{:02} SN={:010} SPO2={spo2}% BPM={bpm} PI={pi}% \
-             SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC={:06X}\r\n",
+            "{:02}/{:02}/{:02} {:02}:{:02}:{:02}",
             t.month,
             t.day,
             t.year % 100,
             t.hour,
             t.minute,
-            t.second,
+            t.second
+        )
+    }
+
+    /// SpO2, pulse rate and PI as three-digit, three-digit and `NN.NN` fields, `no_value`
+    /// in place of any that is absent.
+    fn vitals_text(&self, none3: &str, none_pi: &str) -> (String, String, String) {
+        let three = |v: Option<u16>| v.map_or_else(|| none3.to_owned(), |v| format!("{v:03}"));
+        let pi = match self.pi {
+            Some(v) if v.is_finite() && v >= 0.0 => format!("{v:05.2}"),
+            _ => none_pi.to_owned(),
+        };
+        (three(self.spo2.map(u16::from)), three(self.bpm), pi)
+    }
+
+    /// The line in `layout`.
+    pub fn encode_as(&self, layout: MasimoLayout) -> String {
+        match layout {
+            MasimoLayout::Ascii1 => self.encode(),
+            MasimoLayout::Radical7Color => self.encode_radical7_color(),
+            MasimoLayout::Trend => self.encode_trend(),
+        }
+    }
+
+    /// The line byte for byte, `\r\n` included, in the Rad-8 ASCII 1 layout.
+    pub fn encode(&self) -> String {
+        let (spo2, bpm, pi) = self.vitals_text("---", "--.--");
+        format!(
+            "{} SN={:010} SPO2={spo2}% BPM={bpm} PI={pi}% \
+             SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC={:06X}\r\n",
+            self.time_text(),
             self.serial,
             self.exc
+        )
+    }
+
+    /// The line in the Radical-7 color ASCII 1 layout (see `RADICAL7_COLOR`), `\r\n`
+    /// included; the rainbow parameters have no value.
+    pub fn encode_radical7_color(&self) -> String {
+        let (spo2, bpm, pi) = self.vitals_text("---", "--.--");
+        format!(
+            "{} SN={:010} SPO2={spo2}% BPM={bpm} PI={pi} SPCO=--% SPMET=--.-% SPHB=--.- \
+             SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC={:07X} \
+             EXC1=00000000\r\n",
+            self.time_text(),
+            self.serial,
+            self.exc & 0x0FFF_FFFF
+        )
+    }
+
+    /// The line in the Rad-8 trend-output layout (see `TREND`), `\r\n` included: no value
+    /// prints as zeros. EXC keeps its low 12 bits, with the 0x800 "SET" bit always set, and
+    /// names the bits the manual's sample names (`OffPat` 0x020, `SET` 0x800).
+    pub fn encode_trend(&self) -> String {
+        let (spo2, bpm, pi) = self.vitals_text("000", "00.00");
+        let exc = (self.exc & 0xFFF) | 0x800;
+        let words: Vec<&str> = [(0x020, "OffPat"), (0x800, "SET")]
+            .into_iter()
+            .filter(|(bit, _)| exc & bit != 0)
+            .map(|(_, w)| w)
+            .collect();
+        format!(
+            "{} SpO2={spo2} PR={bpm} PI={pi} EXC={exc:03X}:{}\r\n",
+            self.time_text(),
+            words.join(",")
         )
     }
 }
@@ -693,6 +824,173 @@ mod tests {
         );
         assert_eq!(ms.len(), 6);
         assert_every_split_matches_whole::<MasimoDecoder>(&bytes);
+    }
+
+    /// Real Radical-7 color line, Nishanth Menon's capture script (devices.md §6.1).
+    const MENON_RADICAL7_COLOR: &str = "03/17/16 19:19:36 SN=---------- SPO2=098% BPM=123 PI=00.55 SPCO=--% SPMET=--.-% SPHB=--.- SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC=0000C00 EXC1=00000000\r\n";
+    /// Radical-7 (blue) line quoted in the same script from the Radical-7 service manual.
+    const RADICAL7_SERVICE_MANUAL: &str = "05/15/07 08:12:21 SN=0000070986 SPO2=---% BPM=--- PI=--.--% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- PVI=--- ALARM=0000 EXC=000000 \r\n";
+    /// Trend output, Rad-8 operator's manual sample (devices.md §6.1; issue 15).
+    const MANUAL_TREND: &str = "09/21/08 09:56:12 SpO2=097 PR=069 PI=04.69 EXC=800:SET\r\n";
+    /// Trend output with the sensor off the patient, same sample (devices.md §6.1).
+    const MANUAL_TREND_OFF: &str =
+        "09/21/08 09:56:14 SpO2=000 PR=000 PI=00.00 EXC=820:OffPat,SET\r\n";
+
+    #[test]
+    fn every_layout_decodes_its_documented_lines() {
+        let no = Value::Invalid(Invalid::NoValue);
+        let table: [(&str, [Value; 3], Flags, &str); 4] = [
+            (
+                MENON_RADICAL7_COLOR,
+                [Value::Valid(98.0), Value::Valid(123.0), Value::Valid(0.55)],
+                // 0xC00: low signal IQ + SET (masked).
+                Flags::EMPTY.with(Flag::LowSignal),
+                "Radical-7 color, Menon capture",
+            ),
+            (
+                RADICAL7_SERVICE_MANUAL,
+                [no, no, no],
+                Flags::EMPTY,
+                "Radical-7 service manual, all dashes",
+            ),
+            (
+                MANUAL_TREND,
+                [Value::Valid(97.0), Value::Valid(69.0), Value::Valid(4.69)],
+                Flags::EMPTY,
+                "Rad-8 trend output",
+            ),
+            (
+                MANUAL_TREND_OFF,
+                [no, no, no],
+                Flags::EMPTY.with(Flag::SensorOff),
+                "Rad-8 trend output, zeros are no value, sensor off",
+            ),
+        ];
+        for (line, want, flags, what) in table {
+            let (ms, r) = decode(line);
+            assert_eq!(
+                r,
+                FeedReport {
+                    frames: 1,
+                    ..Default::default()
+                },
+                "{what}"
+            );
+            let metrics: Vec<Metric> = ms.iter().map(|m| m.metric).collect();
+            assert_eq!(
+                metrics,
+                [Metric::Spo2, Metric::PulseRate, Metric::PerfusionIndex],
+                "{what}"
+            );
+            let got: Vec<Value> = ms.iter().map(|m| m.value).collect();
+            assert_eq!(got, want, "{what}");
+            assert!(ms.iter().all(|m| m.flags == flags), "{what}: {ms:?}");
+            assert!(ms.iter().all(|m| m.device_time.is_some()), "{what}");
+        }
+    }
+
+    #[test]
+    fn damaged_radical_7_color_and_trend_lines_are_bad_frames() {
+        // The documented lines of the other layouts (sources on the constants), damaged.
+        let c = MENON_RADICAL7_COLOR.trim_end();
+        let tr = MANUAL_TREND.trim_end();
+        let table: [(String, &str); 12] = [
+            (c.replace("BPM=123", "BPM=12"), "color: BPM cut short"),
+            (
+                c.replace("PI=00.55", "PI=00.55%"),
+                "color: PI in the Rad-8 width",
+            ),
+            (
+                c.replace(" EXC1=00000000", ""),
+                "color: EXC1 (the last) cut off",
+            ),
+            (
+                c.replace("EXC1=00000000", "EXC1=0000000"),
+                "color: EXC1 short",
+            ),
+            (
+                c.replace("ALARM=000000", "ALARM=0000"),
+                "color: ALARM in the Rad-8 width",
+            ),
+            (format!("{c}{tr}"), "color and trend lines run together"),
+            (
+                tr[..tr.find("PR=06").unwrap() + 5].to_owned(),
+                "trend: cut inside PR",
+            ),
+            (
+                tr.replace("EXC=800:SET", "EXC=800:"),
+                "trend: EXC without words",
+            ),
+            (tr.replace("EXC=800:SET", "EXC=80:SET"), "trend: EXC short"),
+            (
+                tr.replace("EXC=800:SET", "EXC=800:SET,,"),
+                "trend: an empty word",
+            ),
+            (
+                tr.replace("SpO2=097", "SPO2=097%"),
+                "trend with an ASCII 1 key",
+            ),
+            (tr.replace("PR=069", "PR=069 PR=069"), "trend: a key twice"),
+        ];
+        for (line, what) in table {
+            let (ms, r) = decode(&format!("{line}\r\n"));
+            assert!(ms.is_empty(), "{what}: {ms:?}");
+            assert_eq!(
+                r,
+                FeedReport {
+                    bad_frames: 1,
+                    ..Default::default()
+                },
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_layout_encodes_lines_that_decode_to_the_same_values() {
+        let menon = MasimoLine {
+            device_time: t(2016, 3, 17, 19, 19, 36),
+            serial: 0,
+            spo2: Some(98),
+            bpm: Some(123),
+            pi: Some(0.55),
+            exc: 0xC00,
+        };
+        // Byte for byte as the capture, except SN (the encoder always prints a number).
+        assert_eq!(
+            menon.encode_radical7_color(),
+            MENON_RADICAL7_COLOR.replace("SN=----------", "SN=0000000000")
+        );
+        let trend = MasimoLine {
+            device_time: t(2008, 9, 21, 9, 56, 12),
+            serial: 0,
+            spo2: Some(97),
+            bpm: Some(69),
+            pi: Some(4.69),
+            exc: 0x000,
+        };
+        assert_eq!(trend.encode_trend(), MANUAL_TREND);
+        let off = MasimoLine {
+            device_time: t(2008, 9, 21, 9, 56, 14),
+            spo2: None,
+            bpm: None,
+            pi: None,
+            exc: 0x020,
+            ..trend
+        };
+        assert_eq!(off.encode_trend(), MANUAL_TREND_OFF);
+        for layout in [
+            MasimoLayout::Ascii1,
+            MasimoLayout::Radical7Color,
+            MasimoLayout::Trend,
+        ] {
+            for line in [menon, trend, off] {
+                let (ms, r) = decode(&line.encode_as(layout));
+                assert_eq!(r.frames, 1, "{layout:?} {line:?}");
+                let spo2 = line.spo2.map(f64::from);
+                assert_eq!(ms[0].value.number(), spo2, "{layout:?} {line:?}");
+            }
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ type SharedPatient = Arc<Mutex<Patient>>;
 pub(super) struct DeviceSim {
     pub(super) id: String,
     protocol: String,
+    /// The device profile's name: where a protocol has several layouts, the model's.
+    profile: String,
     role: DeviceRole,
     pub(super) patient: SharedPatient,
     pub(super) scenario: Arc<Scenario>,
@@ -174,6 +176,7 @@ pub async fn start_with(
         let sim = DeviceSim {
             id: binding.id.clone(),
             protocol: binding.profile.protocol.clone(),
+            profile: binding.profile.name.clone(),
             role: match binding.profile.kind {
                 crate::config::DeviceKind::Bp => DeviceRole::Bp,
                 _ => DeviceRole::Oximeter,
@@ -426,6 +429,11 @@ async fn masimo_session<S: AsyncRead + AsyncWrite + Unpin>(
     sim: &mut DeviceSim,
     mut io: S,
 ) -> SessionEnd {
+    // The Radical-7 color prints its wider line; every other Masimo the Rad-8's.
+    let layout = match sim.profile.as_str() {
+        "masimo-radical7" => masimo::MasimoLayout::Radical7Color,
+        _ => masimo::MasimoLayout::Ascii1,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -469,7 +477,7 @@ async fn masimo_session<S: AsyncRead + AsyncWrite + Unpin>(
             },
             exc,
         };
-        if let Err(end) = write(sim, &mut io, f.garbage, line.encode().as_bytes()).await {
+        if let Err(end) = write(sim, &mut io, f.garbage, line.encode_as(layout).as_bytes()).await {
             return end;
         }
     }
