@@ -83,9 +83,10 @@ pub enum Command {
         #[arg(long)]
         devices: Option<PathBuf>,
     },
-    /// Decode captured frames (hex) and print one JSON object per observation.
+    /// Decode captured frames (hex) and print one JSON object per observation. Exits non-zero
+    /// when no complete frame decodes.
     Decode {
-        /// Protocol name (masimo-ascii, nonin-format2, suntech).
+        /// Protocol name (the list below).
         #[arg(long)]
         protocol: String,
         /// The bytes, in hex; several arguments are joined.
@@ -96,7 +97,15 @@ pub enum Command {
 
 /// Parses the command line, runs the command, prints the error chain on failure.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let protocols = format!("Protocols: {}", crate::protocol::PROTOCOLS.join(", "));
+    let matches = Cli::command()
+        .mut_subcommand("decode", |c| c.after_help(protocols))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_tracing();
     match run(cli) {
         Ok(code) => code,
@@ -250,6 +259,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (ms, report) = crate::protocol::decode_hex(&protocol, &hex)?;
             for m in &ms {
                 println!("{}", serde_json::to_string(m)?);
+            }
+            if report.frames == 0 {
+                bail!(
+                    "nothing decoded: no complete {protocol} frame ({} byte(s) skipped, {} bad \
+                     frame(s)); expected at least one whole frame or line, line end included",
+                    report.skipped_bytes,
+                    report.bad_frames
+                );
             }
             if report.skipped_bytes > 0 || report.bad_frames > 0 {
                 eprintln!(
