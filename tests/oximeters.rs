@@ -77,3 +77,10 @@ async fn a_radical_7_color_on_a_pty_gives_its_values_through_masimo_ascii() {
     .await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contec_with_old_firmware_on_a_pty_gives_its_values_through_contec_legacy() {
+    let rig = one_oximeter("contec-cms50d-legacy").await;
+    expect_values(&rig, &[("spo2", 97.0), ("pulse_rate", 72.0)]).await;
+    rig.stop().await;
+}

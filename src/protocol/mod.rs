@@ -19,6 +19,7 @@
 pub mod battery;
 pub mod berrymed;
 pub mod bls;
+pub mod contec;
 pub mod hrs;
 pub mod masimo;
 pub mod nonin;
@@ -46,6 +47,7 @@ pub const PROTOCOLS: &[&str] = &[
     "berrymed-bci",
     "nonin-ble",
     "viatom-o2",
+    "contec-legacy",
 ];
 
 /// What a call to [`Decoder::feed`] saw, for device statistics and technical alarms.
@@ -99,6 +101,7 @@ pub fn decoder_for(name: &str) -> Option<Box<dyn Decoder>> {
         "berrymed-bci" => Some(Box::new(berrymed::BciDecoder::default())),
         "nonin-ble" => Some(Box::new(nonin_ble::NoninBleDecoder)),
         "viatom-o2" => Some(Box::new(viatom::ViatomDecoder::default())),
+        "contec-legacy" => Some(Box::new(contec::LegacyDecoder::default())),
         _ => None,
     }
 }

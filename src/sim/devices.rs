@@ -13,7 +13,8 @@ use super::physiology::{DeviceRole, Faults, Patient, Vitals};
 use super::scenario::Scenario;
 use crate::clock::{calendar_utc, wall_ms};
 use crate::config::{Config, Endpoint};
-use crate::protocol::{masimo, nonin, suntech};
+use crate::model;
+use crate::protocol::{contec, masimo, nonin, suntech};
 use anyhow::Context;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -396,6 +397,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(sim: &mut DeviceSim, io: S) 
         "masimo-ascii" => masimo_session(sim, io).await,
         "nonin-format2" => nonin_session(sim, io).await,
         "suntech" => suntech_session(sim, io).await,
+        "contec-legacy" => contec_legacy_session(sim, io).await,
         other => {
             tracing::error!(device = %sim.id, protocol = other, "the simulator cannot speak this protocol");
             let _ = sim.cancel.clone().cancelled().await;
@@ -536,6 +538,59 @@ async fn nonin_session<S: AsyncRead + AsyncWrite + Unpin>(
             low_battery: f.low_battery,
         };
         if let Err(end) = write(sim, &mut io, f.garbage, &packet.encode()).await {
+            return end;
+        }
+    }
+}
+
+/// The oximeter's conditions as device flags (finger out, probe unplugged, searching), and
+/// whether it has numbers to send.
+fn oximeter_flags(f: &Faults) -> (model::Flags, bool) {
+    let mut flags = model::Flags::EMPTY;
+    flags.set_if(model::Flag::NoFinger, f.finger_out);
+    flags.set_if(model::Flag::SensorFault, f.probe_unplugged);
+    flags.set_if(model::Flag::Searching, f.searching);
+    (flags, !(f.finger_out || f.probe_unplugged || f.searching))
+}
+
+/// A pleth batch: `n` samples `step` apart from scenario time `t`, device units 0..=255.
+fn pleth_samples(sim: &mut DeviceSim, t: Duration, n: usize, step: Duration) -> Vec<u8> {
+    let mut p = sim.patient.lock().unwrap_or_else(|e| e.into_inner());
+    (0..n)
+        .map(|i| {
+            let dt = sim.scenario.scenario_time(step * i as u32);
+            p.pleth(t + dt)
+        })
+        .collect()
+}
+
+/// A Contec CMS50D+ with old firmware: 5-byte frames at 60 Hz, unasked, sent in batches of six
+/// every 100 ms.
+async fn contec_legacy_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sim: &mut DeviceSim,
+    mut io: S,
+) -> SessionEnd {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = sim.cancel.cancelled() => return SessionEnd::Cancelled,
+            _ = tick.tick() => {}
+        }
+        let (v, f, t) = sim.now();
+        if f.disconnected {
+            return SessionEnd::Unplugged;
+        }
+        let (flags, numbers) = oximeter_flags(&f);
+        let mut bytes = Vec::with_capacity(6 * contec::LEGACY_LEN);
+        for pleth in pleth_samples(sim, t, 6, Duration::from_micros(16_667)) {
+            bytes.extend_from_slice(&contec::encode_legacy(
+                numbers.then_some(v.spo2),
+                numbers.then_some(v.pulse_rate),
+                pleth >> 1,
+                flags,
+            ));
+        }
+        if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
             return end;
         }
     }
