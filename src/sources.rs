@@ -2,9 +2,10 @@
 //! measurements to the hub, and on any error report `disconnected` and reconnect with backoff.
 //! State that must survive a reconnect (the NIBP schedule) lives outside the connection.
 //!
-//! Two dialogues exist: streaming devices (Masimo, Nonin: they talk, we listen) and the SunTech
-//! NIBP module (we start a measurement on the bed's interval, poll the cuff pressure while it
-//! runs, then ask for the result).
+//! Two dialogues exist: streaming devices (Masimo, Nonin, Contec: they talk, we listen; a Contec
+//! V7 is sent its start command and keep-alive, [`crate::protocol::dialogue_for`]) and the
+//! SunTech NIBP module (we start a measurement on the bed's interval, poll the cuff pressure
+//! while it runs, then ask for the result).
 
 use crate::clock::{Mono, mono_now};
 use crate::hub::wire::DeviceStatus;
@@ -77,7 +78,8 @@ enum Ended {
     Lost(String),
 }
 
-/// A device that streams: read, decode, ingest, until the link fails.
+/// A device that streams: read, decode, ingest, until the link fails. A device that streams
+/// only when asked (Contec V7) gets its start command first and its keep-alive on time.
 async fn stream_session(ctx: &SourceCtx, device: DeviceIdx, mut link: Link) -> Ended {
     let cfg = ctx.hub.config();
     let binding = cfg.device(device);
@@ -85,11 +87,29 @@ async fn stream_session(ctx: &SourceCtx, device: DeviceIdx, mut link: Link) -> E
         // Config validation rejects unknown protocols; this is a second line of defence.
         return Ended::Lost(format!("unknown protocol {:?}", binding.profile.protocol));
     };
+    let dialogue = protocol::dialogue_for(&binding.profile.protocol);
+    let mut keep_alive =
+        tokio::time::interval(dialogue.map_or(Duration::from_secs(3600), |d| d.every));
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if let Some(d) = dialogue {
+        keep_alive.reset(); // the first keep-alive is due one period after the start
+        if let Err(e) = link.write_all(&d.start).await {
+            return Ended::Lost(format!("write failed: {e}"));
+        }
+    }
     let mut buf = vec![0u8; 4096];
     let mut out: Vec<Measurement> = Vec::with_capacity(64);
     loop {
         let n = tokio::select! {
             _ = ctx.cancel.cancelled() => return Ended::Cancelled,
+            _ = keep_alive.tick(), if dialogue.is_some() => {
+                if let Some(d) = dialogue
+                    && let Err(e) = link.write_all(&d.keep_alive).await
+                {
+                    return Ended::Lost(format!("write failed: {e}"));
+                }
+                continue;
+            }
             r = link.read(&mut buf) => match r {
                 Ok(0) => return Ended::Lost("end of stream (device closed the connection)".into()),
                 Ok(n) => n,

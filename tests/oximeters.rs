@@ -84,3 +84,19 @@ async fn a_contec_with_old_firmware_on_a_pty_gives_its_values_through_contec_leg
     expect_values(&rig, &[("spo2", 97.0), ("pulse_rate", 72.0)]).await;
     rig.stop().await;
 }
+
+/// The V7 device talks only after the daemon's start command and stops after 30 s without
+/// its keep-alive: readings still flowing 40 s in prove the daemon sends both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contec_v7_on_a_pty_is_started_and_kept_alive_by_the_daemon() {
+    let rig = one_oximeter("contec-cms50d-v7").await;
+    let want = [
+        ("spo2", 97.0),
+        ("pulse_rate", 72.0),
+        ("perfusion_index", 3.5),
+    ];
+    expect_values(&rig, &want).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    expect_values(&rig, &want).await;
+    rig.stop().await;
+}

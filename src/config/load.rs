@@ -34,6 +34,10 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         include_str!("../../devices/contec-cms50d-legacy.toml"),
     ),
     (
+        "contec-cms50d-v7",
+        include_str!("../../devices/contec-cms50d-v7.toml"),
+    ),
+    (
         "generic-bls",
         include_str!("../../devices/generic-bls.toml"),
     ),
@@ -1554,6 +1558,7 @@ port = "/dev/ttyUSB1"
             [
                 "berrymed-bm1000",
                 "contec-cms50d-legacy",
+                "contec-cms50d-v7",
                 "generic-bls",
                 "generic-hrs",
                 "generic-plx",
@@ -1814,7 +1819,7 @@ port = "/dev/ttyUSB1"
                 11,
                 "rooms[0].recliners[0].devices[0].profile",
                 &[
-                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
+                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
                 ],
             ),
             (
@@ -1973,7 +1978,7 @@ port = "/dev/ttyUSB1"
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
+            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
         );
     }
 

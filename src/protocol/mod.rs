@@ -48,6 +48,7 @@ pub const PROTOCOLS: &[&str] = &[
     "nonin-ble",
     "viatom-o2",
     "contec-legacy",
+    "contec-v7",
 ];
 
 /// What a call to [`Decoder::feed`] saw, for device statistics and technical alarms.
@@ -102,8 +103,15 @@ pub fn decoder_for(name: &str) -> Option<Box<dyn Decoder>> {
         "nonin-ble" => Some(Box::new(nonin_ble::NoninBleDecoder)),
         "viatom-o2" => Some(Box::new(viatom::ViatomDecoder::default())),
         "contec-legacy" => Some(Box::new(contec::LegacyDecoder::default())),
+        "contec-v7" => Some(Box::new(contec::V7Decoder::default())),
         _ => None,
     }
+}
+
+/// What the host must send to a serial device of `protocol` for it to keep streaming, if
+/// anything (the SunTech module, which is polled, has its own dialogue in the source).
+pub fn dialogue_for(protocol: &str) -> Option<contec::Dialogue> {
+    (protocol == "contec-v7").then_some(contec::V7_DIALOGUE)
 }
 
 /// Why a BLE notification value could not be parsed. Each variant carries what was wrong.

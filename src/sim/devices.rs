@@ -398,6 +398,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(sim: &mut DeviceSim, io: S) 
         "nonin-format2" => nonin_session(sim, io).await,
         "suntech" => suntech_session(sim, io).await,
         "contec-legacy" => contec_legacy_session(sim, io).await,
+        "contec-v7" => contec_v7_session(sim, io).await,
         other => {
             tracing::error!(device = %sim.id, protocol = other, "the simulator cannot speak this protocol");
             let _ = sim.cancel.clone().cancelled().await;
@@ -586,6 +587,70 @@ async fn contec_legacy_session<S: AsyncRead + AsyncWrite + Unpin>(
             bytes.extend_from_slice(&contec::encode_legacy(
                 numbers.then_some(v.spo2),
                 numbers.then_some(v.pulse_rate),
+                pleth >> 1,
+                flags,
+            ));
+        }
+        if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
+            return end;
+        }
+    }
+}
+
+/// A Contec CMS50D+ v4.6 / CMS50EW (V7.0 protocol): silent until the host's start command,
+/// then real-time packets at 60 Hz (batches of six every 100 ms) until a stop command or 30 s
+/// without a start or keep-alive.
+async fn contec_v7_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sim: &mut DeviceSim,
+    mut io: S,
+) -> SessionEnd {
+    const SILENT_AFTER: Duration = Duration::from_secs(30);
+    let mut framer = contec::V7Framer::default();
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 256];
+    // When the host last started or kept the stream alive; `None` while stopped.
+    let mut alive_since: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = sim.cancel.cancelled() => return SessionEnd::Cancelled,
+            r = io.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) | Err(_) => return SessionEnd::Lost,
+                    Ok(n) => n,
+                };
+                contec::v7_commands(&mut framer, &buf[..n], &mut codes);
+                for code in codes.drain(..) {
+                    match code {
+                        contec::V7_START => alive_since = Some(Instant::now()),
+                        contec::V7_KEEP_ALIVE if alive_since.is_some() => {
+                            alive_since = Some(Instant::now());
+                        }
+                        contec::V7_STOP => alive_since = None,
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            _ = tick.tick() => {}
+        }
+        let (v, f, t) = sim.now();
+        if f.disconnected {
+            return SessionEnd::Unplugged;
+        }
+        if alive_since.is_some_and(|at| at.elapsed() > SILENT_AFTER) {
+            alive_since = None;
+        }
+        if alive_since.is_none() {
+            continue;
+        }
+        let (flags, numbers) = oximeter_flags(&f);
+        let mut bytes = Vec::with_capacity(6 * contec::V7_REALTIME_LEN);
+        for pleth in pleth_samples(sim, t, 6, Duration::from_micros(16_667)) {
+            bytes.extend_from_slice(&contec::encode_v7_realtime(
+                numbers.then_some(v.spo2),
+                numbers.then_some(v.pulse_rate),
+                numbers.then_some(v.perfusion_index),
                 pleth >> 1,
                 flags,
             ));
