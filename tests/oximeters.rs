@@ -100,3 +100,12 @@ async fn a_contec_v7_on_a_pty_is_started_and_kept_alive_by_the_daemon() {
     expect_values(&rig, &want).await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonins_in_formats_7_and_8_on_ptys_give_their_values() {
+    for profile in ["nonin-oem3-format7", "nonin-3150-format8"] {
+        let rig = one_oximeter(profile).await;
+        expect_values(&rig, &[("spo2", 97.0), ("pulse_rate", 72.0)]).await;
+        rig.stop().await;
+    }
+}

@@ -57,8 +57,16 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         "masimo-radical7",
         include_str!("../../devices/masimo-radical7.toml"),
     ),
+    (
+        "nonin-3150-format8",
+        include_str!("../../devices/nonin-3150-format8.toml"),
+    ),
     ("nonin-3230", include_str!("../../devices/nonin-3230.toml")),
     ("nonin-oem3", include_str!("../../devices/nonin-oem3.toml")),
+    (
+        "nonin-oem3-format7",
+        include_str!("../../devices/nonin-oem3-format7.toml"),
+    ),
     (
         "suntech-advantage",
         include_str!("../../devices/suntech-advantage.toml"),
@@ -1564,8 +1572,10 @@ port = "/dev/ttyUSB1"
                 "generic-plx",
                 "masimo-rad8",
                 "masimo-radical7",
+                "nonin-3150-format8",
                 "nonin-3230",
                 "nonin-oem3",
+                "nonin-oem3-format7",
                 "suntech-advantage",
                 "wellue-o2ring"
             ]
@@ -1819,7 +1829,7 @@ port = "/dev/ttyUSB1"
                 11,
                 "rooms[0].recliners[0].devices[0].profile",
                 &[
-                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
+                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3150-format8, nonin-3230, nonin-oem3, nonin-oem3-format7, suntech-advantage, wellue-o2ring",
                 ],
             ),
             (
@@ -1978,7 +1988,7 @@ port = "/dev/ttyUSB1"
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
+            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3150-format8, nonin-3230, nonin-oem3, nonin-oem3-format7, suntech-advantage, wellue-o2ring"
         );
     }
 

@@ -49,6 +49,8 @@ pub const PROTOCOLS: &[&str] = &[
     "viatom-o2",
     "contec-legacy",
     "contec-v7",
+    "nonin-format7",
+    "nonin-format8",
 ];
 
 /// What a call to [`Decoder::feed`] saw, for device statistics and technical alarms.
@@ -104,6 +106,8 @@ pub fn decoder_for(name: &str) -> Option<Box<dyn Decoder>> {
         "viatom-o2" => Some(Box::new(viatom::ViatomDecoder::default())),
         "contec-legacy" => Some(Box::new(contec::LegacyDecoder::default())),
         "contec-v7" => Some(Box::new(contec::V7Decoder::default())),
+        "nonin-format7" => Some(Box::new(nonin::NoninFormat7Decoder::default())),
+        "nonin-format8" => Some(Box::new(nonin::NoninFormat8Decoder::default())),
         _ => None,
     }
 }

@@ -395,7 +395,9 @@ pub(super) async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> 
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(sim: &mut DeviceSim, io: S) -> SessionEnd {
     match sim.protocol.as_str() {
         "masimo-ascii" => masimo_session(sim, io).await,
-        "nonin-format2" => nonin_session(sim, io).await,
+        "nonin-format2" => nonin_session(sim, io, false).await,
+        "nonin-format7" => nonin_session(sim, io, true).await,
+        "nonin-format8" => nonin_format8_session(sim, io).await,
         "suntech" => suntech_session(sim, io).await,
         "contec-legacy" => contec_legacy_session(sim, io).await,
         "contec-v7" => contec_v7_session(sim, io).await,
@@ -486,9 +488,11 @@ async fn masimo_session<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// A Nonin in data format #2, or #7 (`format7`: the same packets with 16-bit pleth frames).
 async fn nonin_session<S: AsyncRead + AsyncWrite + Unpin>(
     sim: &mut DeviceSim,
     mut io: S,
+    format7: bool,
 ) -> SessionEnd {
     // 25 frames per packet at 75 frames/s: one packet every 1/3 s.
     let mut tick = tokio::time::interval(Duration::from_millis(333));
@@ -538,7 +542,60 @@ async fn nonin_session<S: AsyncRead + AsyncWrite + Unpin>(
             status,
             low_battery: f.low_battery,
         };
-        if let Err(end) = write(sim, &mut io, f.garbage, &packet.encode()).await {
+        let bytes = if format7 {
+            packet.encode_format7()
+        } else {
+            packet.encode()
+        };
+        if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
+            return end;
+        }
+    }
+}
+
+/// A Nonin in data format #8: one 4-byte frame a second.
+async fn nonin_format8_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sim: &mut DeviceSim,
+    mut io: S,
+) -> SessionEnd {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = sim.cancel.cancelled() => return SessionEnd::Cancelled,
+            _ = tick.tick() => {}
+        }
+        let (v, f, _) = sim.now();
+        if f.disconnected {
+            return SessionEnd::Unplugged;
+        }
+        let mut status: u8 = 0;
+        if f.probe_unplugged {
+            status |= 0x40;
+        }
+        if f.searching {
+            status |= 0x20;
+        }
+        if v.perfusion_index < 0.3 {
+            status |= 0x10;
+        }
+        if f.motion {
+            status |= 0x04;
+        }
+        let mut b4: u8 = 0;
+        if f.finger_out {
+            b4 |= 0x08;
+        }
+        if f.low_battery {
+            b4 |= 0x01;
+        }
+        let (_, numbers) = oximeter_flags(&f);
+        let frame = nonin::encode_format8(
+            if numbers { whole(v.pulse_rate) } else { None },
+            if numbers { whole(v.spo2) } else { None },
+            status,
+            b4,
+        );
+        if let Err(end) = write(sim, &mut io, f.garbage, &frame).await {
             return end;
         }
     }
