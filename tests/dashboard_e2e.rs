@@ -262,6 +262,14 @@ async fn only_a_page_whose_audio_is_armed_keeps_no_dashboard_away() {
         .expect("the armed page is told it counts");
     assert_eq!(hb["dashboards"]["live"], 1, "{hb}");
     assert_eq!(hb["dashboards"]["hidden"], 1, "{hb}");
+    // Clinic IT sees the same count.
+    let (_, health) =
+        crate::util::http(d.addr.parse().unwrap(), "GET", "/healthz", None, None).await;
+    assert_eq!(
+        health["dashboards"],
+        json!({"live": 1, "hidden": 1, "not_armed": 1, "clients": 3}),
+        "{health}"
+    );
     // ... and keeps it away for well over the timeout while it beats.
     let again = pinger
         .wait_for(TIMEOUT * 2, |m| no_dashboard(m, "raised"))

@@ -35,9 +35,11 @@ const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Largest application heartbeat a page sends; anything longer is not one.
 pub const MAX_PAGE_BEAT: usize = 1024;
-/// A page's heartbeats that say nothing new are passed on at most this often (a client that
-/// floods them does not take the hub's lock at its own rate).
+/// A page's heartbeats that say nothing new are passed on at most this often, and ones that
+/// do at most every [`MIN_CHANGE_GAP`] (a client that floods them does not take the hub's
+/// lock at its own rate; the page's next periodic heartbeat carries what was skipped).
 const MIN_BEAT_GAP: Duration = Duration::from_millis(250);
+const MIN_CHANGE_GAP: Duration = Duration::from_millis(20);
 /// Bad client messages logged per connection (the rest are only counted).
 const BAD_MESSAGES_LOGGED: u32 = 5;
 /// A send that takes longer than this means the client is not reading: drop the connection
@@ -75,6 +77,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "status": if writable { "ok" } else { "degraded" },
         "clients": s.hub.client_count(),
         "seq": s.hub.last_seq(),
+        "dashboards": s.hub.dashboard_counts(),
         "store": store,
     });
     let status = if writable {
@@ -190,17 +193,22 @@ struct BeatGate {
 }
 
 impl BeatGate {
-    /// Handles a text message from client `id`: a heartbeat goes to the hub (unless it
-    /// repeats the last one within [`MIN_BEAT_GAP`]); anything else is ignored with a debug
+    /// Handles a text message from client `id`: a heartbeat goes to the hub (unless it comes
+    /// too soon after the last, see [`MIN_BEAT_GAP`]); anything else is ignored with a debug
     /// log.
     fn text(&mut self, hub: &Hub, id: u64, text: &str) {
         match parse_page_beat(text) {
             Ok(beat) => {
                 let now = tokio::time::Instant::now();
-                let repeat = self
-                    .last
-                    .is_some_and(|(at, b)| b == beat && now.duration_since(at) < MIN_BEAT_GAP);
-                if !repeat {
+                let skip = self.last.is_some_and(|(at, b)| {
+                    let gap = if b == beat {
+                        MIN_BEAT_GAP
+                    } else {
+                        MIN_CHANGE_GAP
+                    };
+                    now.duration_since(at) < gap
+                });
+                if !skip {
                     self.last = Some((now, beat));
                     hub.page_beat(id, beat);
                 }
