@@ -693,6 +693,7 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
 
     // The page goes to the background (another tab in front). Hidden, it keeps beating and
     // counts as watching (a hidden live dashboard) well past the timeout.
+    let audio_time = b.state().await["audioTime"].as_f64().unwrap();
     let dashboard = b.client.window().await.unwrap();
     let other = b.client.new_window(true).await.unwrap();
     b.client.switch_to_window(other.handle).await.unwrap();
@@ -753,6 +754,12 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
     let state = b.state().await;
     assert_eq!(state["audioPlaying"], "high", "{state}");
     assert_eq!(state["audioStartedBy"], "event", "{state}");
+    // The audio clock ran on in the background (the browser did not suspend the sound).
+    let ran = state["audioTime"].as_f64().unwrap() - audio_time;
+    assert!(
+        ran >= 7.0,
+        "the audio clock ran {ran} s of the 8+ s hidden: {state}"
+    );
     assert_eq!(state["audioLoop"], true, "{state}");
     assert_eq!(
         state["audioStarts"],

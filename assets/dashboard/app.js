@@ -1366,6 +1366,7 @@
         audioStartedBy: A.startedBy,
         audioStarts: A.starts,
         audioStartedAt: A.startedAt,
+        audioTime: A.ctx ? A.ctx.currentTime : null, // the audio clock: it runs while the sound can play
         visible: document.visibilityState !== 'hidden',
         beatsSent: S.beatsSent,
         counted: S.counted,
