@@ -8,5 +8,6 @@ mod alarms_e2e;
 mod ble;
 mod browser;
 mod cli;
+mod liveness;
 mod serial_e2e;
 mod store;
