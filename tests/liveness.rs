@@ -26,6 +26,8 @@ const MASIMO_LINE: &[u8] = b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=072 P
 const SPEAK: u8 = 0;
 const SILENT: u8 = 1;
 const ACCEPT_AND_CLOSE: u8 = 2;
+/// Three good lines a second apart, then close (a flapping link that does deliver data).
+const FLAP: u8 = 3;
 
 /// A serial device server faked on a real TCP socket. In `SPEAK` mode every connection gets a
 /// Masimo line a second; in `SILENT` mode connections stay open and nothing is written (no
@@ -65,7 +67,14 @@ impl DeviceServer {
                         let mut sink = [0u8; 256];
                         while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
                     });
+                    let mut sent = 0;
                     loop {
+                        if m.load(Ordering::SeqCst) == FLAP {
+                            if sent == 3 || wr.write_all(MASIMO_LINE).await.is_err() {
+                                return;
+                            }
+                            sent += 1;
+                        }
                         if m.load(Ordering::SeqCst) == SPEAK
                             && wr.write_all(MASIMO_LINE).await.is_err()
                         {
@@ -298,6 +307,38 @@ async fn an_accept_and_close_device_server_is_one_standing_alarm_and_bounded_rec
         (1..=2).contains(&pages),
         "a bounded number of pages, not one per cycle: {pages}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_flaps_with_short_bursts_of_data_is_one_alarm_until_data_is_stable() {
+    let server = DeviceServer::start(FLAP).await;
+    let d = Daemon::start("masimo-rad8", &format!("127.0.0.1:{}", server.port), "");
+    let mut c = d.client().await;
+    c.wait_for("device_disconnected", LIMIT + SLACK * 2, |m| {
+        is_alarm(m, "raised", "device_disconnected")
+    })
+    .await;
+    let seen = collect(&mut c, Duration::from_secs(25)).await;
+    let readings = seen
+        .iter()
+        .filter(|m| is_reading(m, "room1/A", "spo2"))
+        .count();
+    assert!(readings >= 3, "the bursts do deliver data: {readings}");
+    for m in &seen {
+        assert!(
+            !is_alarm(m, "raised", "device_disconnected")
+                && !is_alarm(m, "cleared", "device_disconnected"),
+            "one alarm held through the flaps: {m}"
+        );
+    }
+    // It settles: data for the stable time ends the alarm.
+    server.set(SPEAK);
+    c.wait_for(
+        "device_disconnected cleared",
+        STABLE + LIMIT + SLACK * 2,
+        |m| is_alarm(m, "cleared", "device_disconnected"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
