@@ -916,3 +916,32 @@ fn observing_an_in_range_reading_emits_nothing() {
     assert!(out.is_empty());
     assert_eq!(e.alarms().count(), 0);
 }
+
+#[test]
+fn a_disconnect_still_within_its_delay_ends_when_the_link_comes_up() {
+    let mut policy = Policy::default();
+    policy.technical.rules[TechCondition::DeviceDisconnected.index()].delay =
+        Duration::from_secs(5);
+    let mut e = BedAlarms::with_policy(
+        BED,
+        spec(),
+        parse_limits(PRESET).unwrap(),
+        &AlarmIds::new(1000),
+        policy,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    e.device_link(OXI, false, t(1.0), &mut out);
+    e.tick(t(3.0), &mut out);
+    e.device_link(OXI, true, t(4.0), &mut out);
+    e.tick(t(7.0), &mut out);
+    assert!(
+        !has(&out, "raised:device_disconnected"),
+        "{:?}",
+        names(&out)
+    );
+    // Down again for longer than the delay: raised then, and held as usual.
+    e.device_link(OXI, false, t(8.0), &mut out);
+    e.tick(t(13.1), &mut out);
+    assert!(has(&out, "raised:device_disconnected"));
+}
