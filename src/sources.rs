@@ -99,6 +99,10 @@ pub async fn run_device(ctx: SourceCtx, device: DeviceIdx) {
         if stable {
             backoff.reset();
         }
+        if ctx.hub.status_of(device) == DeviceStatus::Connected {
+            // A link that delivered data: its loss is news, even for the same reason as before.
+            last_error = None;
+        }
         if last_error.as_deref() != Some(why.as_str()) {
             tracing::warn!(device = %binding.id, reason = %why, "device disconnected; reconnecting");
             last_error = Some(why.clone());
@@ -219,10 +223,20 @@ async fn stream_session(
     let mut watch = LinkWatch::new(live);
     let mut buf = vec![0u8; 4096];
     let mut out: Vec<Measurement> = Vec::with_capacity(64);
+    // One timer, moved on only when it fires early (not per frame: a 75 Hz stream would
+    // otherwise re-arm it 75 times a second).
+    let deadline = tokio::time::sleep_until(until(watch.deadline()));
+    tokio::pin!(deadline);
     loop {
         let n = tokio::select! {
             _ = ctx.cancel.cancelled() => return Ended::Cancelled,
-            _ = tokio::time::sleep_until(until(watch.deadline())) => return watch.dead(),
+            _ = &mut deadline => {
+                if mono_now() >= watch.deadline() {
+                    return watch.dead();
+                }
+                deadline.as_mut().reset(until(watch.deadline()));
+                continue;
+            }
             r = link.read(&mut buf) => match r {
                 Ok(0) => return watch.lost("end of stream (device closed the connection)".into()),
                 Ok(n) => n,
