@@ -9,5 +9,6 @@ mod ble;
 mod browser;
 mod cli;
 mod dashboard_e2e;
+mod liveness;
 mod serial_e2e;
 mod store;
