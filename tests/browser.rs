@@ -379,13 +379,27 @@ async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_w
     b.wait("a live link", SOON, "return window.vitalsdState.connected")
         .await;
     assert!(!b.visible("#not-monitoring").await);
+    b.client
+        .find(Locator::Css("#audio-bar"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait(
+        "audio armed, nothing sounding",
+        SOON,
+        "const s = window.vitalsdState; return s.audioArmed && s.counted && s.audioPlaying === null",
+    )
+    .await;
 
-    // The daemon goes away: no messages, no heartbeats.
+    // The daemon goes away: no messages, no heartbeats. The armed page sounds (medium).
     rig.daemon.take().unwrap().shutdown().await;
     b.wait(
-        "NOT MONITORING",
+        "NOT MONITORING, sounding",
         SOON,
-        "return window.vitalsdState.notMonitoring && !document.getElementById('not-monitoring').hidden",
+        "return window.vitalsdState.notMonitoring && !document.getElementById('not-monitoring').hidden
+                && window.vitalsdState.audioPlaying === 'medium'",
     )
     .await;
     assert_eq!(b.text("#not-monitoring .big").await, "NOT MONITORING");
@@ -423,6 +437,7 @@ async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_w
     .await;
     let state = b.state().await;
     assert_eq!(state["gaps"], 0, "{state}");
+    assert_eq!(state["audioPlaying"], Value::Null, "silent again: {state}");
     assert!(!b.visible("#not-monitoring").await);
     let all = b.js(ALL_FOUR_NUMBERS).await;
     assert!(all.is_array(), "values shown again: {all}");

@@ -5,6 +5,7 @@
 // - 5 s without any message from the daemon shows a full-screen NOT MONITORING;
 // - alarms show in the priority's colour, with a marker and an audible pattern (once armed),
 //   started from the alarm message itself and looped by the audio thread (background tabs too);
+//   NOT MONITORING sounds the medium pattern (once armed) until the daemon is heard again;
 // - the page tells the daemon every 2 s whether its sound is armed: only an armed page counts
 //   as a dashboard watching (the `no_dashboard` alarm), and the page says whether it counts.
 // Memory stays flat for hours: ring buffers of fixed size, DOM nodes updated in place, capped lists.
@@ -895,11 +896,15 @@
     document.body.dataset.audioPlaying = '';
   }
 
+  // The highest priority to sound: the sounding alarms', and medium while the page is NOT
+  // MONITORING (the daemon silent for 5 s: its alarms cannot reach this page, and a nurse away
+  // from the screen must hear that too).
   function topSounding() {
     let best = null;
     for (const a of S.alarms.values()) {
       if (isSounding(a) && (!best || (PRIO_RANK[a.priority] || 0) > (PRIO_RANK[best] || 0))) best = a.priority;
     }
+    if (S.notMonitoring && S.haveSnapshot && (PRIO_RANK[best] || 0) < PRIO_RANK.medium) best = 'medium';
     return best && PATTERNS[best] ? best : null;
   }
 
