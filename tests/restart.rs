@@ -136,6 +136,15 @@ fn rule<'a>(limits: &'a Value, condition: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no rule {condition}: {limits}"))
 }
 
+/// The saved alarm state of `bed`, read from the store file as another process would.
+fn saved_state(file: &Path, bed: &str) -> String {
+    let conn = rusqlite::Connection::open(file).unwrap();
+    conn.query_row("SELECT json FROM alarm_state WHERE bed = ?1", [bed], |r| {
+        r.get(0)
+    })
+    .unwrap_or_default()
+}
+
 fn ms(rfc3339: &Value) -> i64 {
     vitalsd::api::records::parse_time(rfc3339.as_str().unwrap()).unwrap()
 }
@@ -355,6 +364,14 @@ fn a_dosed_session_without_a_baseline_raises_baseline_missing_also_after_a_resta
         let note = rule(&limits, "nibp_sys_rise")["note"].as_str().unwrap().to_owned();
         assert!(note.contains("baseline_missing"), "{note}");
         c.close().await;
+        // An engine event's state is group-committed moments after it (not before anyone is
+        // told, as an action's is): wait until it is in the file, then kill.
+        let file = dir.path().join("data").join(vitalsd::store::FILE_NAME);
+        let deadline = Instant::now() + SOON;
+        while !saved_state(&file, "room1/A").contains("baseline_missing") {
+            assert!(Instant::now() < deadline, "the state was never saved");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         raised["alarm"]["id"].clone()
     });
     d.stop(Stop::Kill9);

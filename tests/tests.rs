@@ -8,6 +8,8 @@ mod alarms_e2e;
 mod ble;
 mod browser;
 mod cli;
+mod dashboard_e2e;
+mod liveness;
 mod restart;
 mod serial_e2e;
 mod store;

@@ -13,7 +13,8 @@ fn obs(bed: u16, metric: Metric, value: Option<f64>, t: i64, seq: u64) -> Observ
         device: DeviceIdx(bed * 2),
         m,
         received_ms: t,
-        mono: Mono(t as u64 * 1_000_000),
+        mono: Mono::ZERO
+            .saturating_add(crate::clock::MONO_ORIGIN + std::time::Duration::from_millis(t as u64)),
         bed_seq: seq,
         simulated: true,
     }
