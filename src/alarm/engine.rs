@@ -17,6 +17,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod snapshot;
+pub use snapshot::{AlarmSnapshot, BedSnapshot, EscalationSnapshot, Restored};
+
 /// How many recent valid values per metric feed [`BedAlarms::recent_median`].
 pub const RECENT: usize = 15;
 
@@ -117,7 +120,18 @@ struct DevState {
     connected: bool,
     last_rx: Option<Mono>,
     last_bp: Option<Mono>,
+    /// Its source closes the link itself after the expected period plus the grace without
+    /// valid data ([`BedAlarms::watch_link`]), so silence shows as `device_disconnected`;
+    /// `no_data` is then only a backstop.
+    watched: bool,
+    /// Start of the current unbroken run of valid data on an up link: `device_disconnected`
+    /// clears only once this run is [`Policy::link_stable`] long.
+    alive_since: Option<Mono>,
 }
+
+/// For a watched link, how much later than the source's own deadline the engine's `no_data`
+/// backstop fires, so that the source's `device_disconnected` always comes first.
+const WATCHED_SLACK: Duration = Duration::from_secs(2);
 
 /// Builds a [`Ctx`] from disjoint fields, so slots can be borrowed mutably beside it.
 macro_rules! ctx {
@@ -203,7 +217,8 @@ fn esc_tick(ctx: &Ctx, slot: &mut Slot, out: &mut Vec<AlarmEvent>) {
     let step = p.escalate_after.max(Duration::from_secs(1));
     let elapsed = ctx.now.mono.since(slot.esc.raised);
     let by_time = u8::try_from(elapsed.as_nanos() / step.as_nanos()).unwrap_or(u8::MAX);
-    slot.esc.level = by_time.min(p.levels.max(1) - 1);
+    // Never lower: an escalation restored after a restart keeps the level it had reached.
+    slot.esc.level = by_time.min(p.levels.max(1) - 1).max(slot.esc.level);
     slot.esc.last = ctx.now.mono;
     out.push(ctx.event(
         EventKind::Notify {
@@ -374,7 +389,7 @@ pub struct BedAlarms {
     bp_interval: Duration,
     /// One per limit rule, same order.
     phys: Vec<Slot>,
-    /// `TECH_N` per device, device-major.
+    /// `TECH_N` per device, device-major, then the bed-level conditions (`baseline_missing`).
     tech: Vec<Slot>,
     devs: Vec<DevState>,
     last_valid: [Option<(f64, Mono)>; Metric::COUNT],
@@ -385,6 +400,9 @@ pub struct BedAlarms {
     paused_until: Option<(Mono, i64)>,
     /// The first time the engine was called: the no-data and NIBP clocks start here.
     started: Option<Mono>,
+    /// The bed's session has a dose: a relative rule without its baseline is then an alarm
+    /// condition (`baseline_missing`), not just a note.
+    dosed: bool,
 }
 
 impl BedAlarms {
@@ -428,6 +446,8 @@ impl BedAlarms {
                 connected: true,
                 last_rx: None,
                 last_bp: None,
+                watched: false,
+                alive_since: None,
             });
             for m in &d.metrics {
                 let mut period = d.expected_period;
@@ -449,6 +469,11 @@ impl BedAlarms {
                 *f = Duration::from_secs(1) + policy.no_data_grace;
             }
         }
+        // Bed-level technical conditions follow the per-device slots.
+        tech.push(Slot::new(
+            Condition::Technical(TechCondition::BaselineMissing),
+            None,
+        ));
         Ok(BedAlarms {
             bed,
             ids: ids.clone(),
@@ -466,6 +491,7 @@ impl BedAlarms {
             ring_pos: [0; Metric::COUNT],
             paused_until: None,
             started: None,
+            dosed: false,
         })
     }
 
@@ -483,6 +509,42 @@ impl BedAlarms {
         if let Some(s) = self
             .tech
             .get_mut(p * TECH_N + TechCondition::NoData.index())
+        {
+            set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
+        }
+        self.link_alive(p, now, out);
+    }
+
+    /// Marks `device`'s link as watched by its source (serial and TCP devices: the source
+    /// closes a link that delivers no valid data for the expected period plus the grace and
+    /// reports it down). For such a device `no_data` is a backstop that fires
+    /// [`WATCHED_SLACK`] after the source should have, and never before its first data.
+    pub fn watch_link(&mut self, device: DeviceIdx) {
+        if let Some(d) = self.devs.iter_mut().find(|d| d.idx == device) {
+            d.watched = true;
+        }
+    }
+
+    /// Valid data from the device at position `p`: extends its run of valid data and, once
+    /// the run is [`Policy::link_stable`] long on an up link, ends a held
+    /// `device_disconnected`. Allocation-free.
+    fn link_alive(&mut self, p: usize, now: Now, out: &mut Vec<AlarmEvent>) {
+        let stable = self.policy.link_stable;
+        let Some(d) = self.devs.get_mut(p) else {
+            return;
+        };
+        if !d.connected {
+            return;
+        }
+        let since = *d.alive_since.get_or_insert(now.mono);
+        if now.mono.since(since) < stable {
+            return;
+        }
+        let ctx = ctx!(self, now);
+        if let Some(s) = self
+            .tech
+            .get_mut(p * TECH_N + TechCondition::DeviceDisconnected.index())
+            && (s.alarm.is_some() || s.pending.is_some())
         {
             set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
         }
@@ -508,6 +570,7 @@ impl BedAlarms {
             {
                 set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
             }
+            self.link_alive(p, now, out);
         }
         if metric.is_waveform() {
             return;
@@ -597,7 +660,11 @@ impl BedAlarms {
     }
 
     /// A device's link went up or down. Down raises `device_disconnected` (and replaces
-    /// `no_data`); up clears it and restarts the device's no-data clock.
+    /// `no_data`). Up (reported at the link's first valid data) restarts the device's no-data
+    /// clock, but a raised `device_disconnected` is held: it clears only once valid data has
+    /// flowed without a break for [`Policy::link_stable`], so a flapping link is one alarm,
+    /// not a raise/clear cycle per flap. A condition still within its delay (never raised)
+    /// ends at once.
     pub fn device_link(
         &mut self,
         device: DeviceIdx,
@@ -611,6 +678,7 @@ impl BedAlarms {
         };
         if let Some(d) = self.devs.get_mut(p) {
             d.connected = connected;
+            d.alive_since = None;
             if connected {
                 d.last_rx = Some(now.mono);
             }
@@ -622,10 +690,17 @@ impl BedAlarms {
             .tech
             .get_mut(base + TechCondition::DeviceDisconnected.index())
         {
-            set_present(&ctx, s, !connected, r.delay, r.priority, out);
+            if !connected {
+                set_present(&ctx, s, true, r.delay, r.priority, out);
+            } else if s.alarm.is_none() {
+                set_present(&ctx, s, false, r.delay, r.priority, out);
+            }
         }
         if !connected && let Some(s) = self.tech.get_mut(base + TechCondition::NoData.index()) {
             set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
+        }
+        if connected {
+            self.link_alive(p, now, out);
         }
     }
 
@@ -658,11 +733,19 @@ impl BedAlarms {
         }
         // Per-device timers.
         let tp = self.policy.technical;
-        for (p, d) in self.devs.iter().enumerate() {
+        for (p, d) in self.devs.iter_mut().enumerate() {
             let base = p * TECH_N;
-            if d.connected {
+            let limit = d.period + self.policy.no_data_grace;
+            // A break in the data ends the run that would release a held disconnect.
+            if d.last_rx.is_none_or(|last| now.mono.since(last) > limit) {
+                d.alive_since = None;
+            }
+            // A watched link's silence is the source's to report (as device_disconnected);
+            // no_data is its backstop, later, and only once the device has been heard.
+            let backstop = d.watched.then_some(WATCHED_SLACK);
+            if d.connected && !(d.watched && d.last_rx.is_none()) {
                 let last = d.last_rx.unwrap_or(started);
-                if now.mono.since(last) > d.period + self.policy.no_data_grace {
+                if now.mono.since(last) > limit + backstop.unwrap_or_default() {
                     let r = tp.get(TechCondition::NoData);
                     if let Some(s) = self.tech.get_mut(base + TechCondition::NoData.index()) {
                         set_present(&ctx, s, true, r.delay, r.priority, out);
@@ -679,6 +762,8 @@ impl BedAlarms {
                 }
             }
         }
+        self.judge_baseline_missing(now, true, out);
+        let ctx = ctx!(self, now);
         // Technical onsets whose delay has elapsed.
         for s in &mut self.tech {
             if let Some(since) = s.pending
@@ -839,6 +924,7 @@ impl BedAlarms {
         }
         self.phys = phys;
         self.limits = limits;
+        self.judge_baseline_missing(now, false, out);
         Ok(())
     }
 
@@ -871,7 +957,48 @@ impl BedAlarms {
                 }
             }
         }
+        self.judge_baseline_missing(now, false, out);
         Ok(())
+    }
+
+    /// Whether the bed's open session has a dose (set by the hub from the session record).
+    /// While dosed, a relative rule without its baseline value raises `baseline_missing` at
+    /// the next [`BedAlarms::tick`]; undosed (discharged, admitted afresh) it clears at once.
+    pub fn set_dosed(&mut self, dosed: bool, now: Now, out: &mut Vec<AlarmEvent>) {
+        self.dosed = dosed;
+        self.judge_baseline_missing(now, false, out);
+    }
+
+    /// Whether the bed's session is dosed, as last set.
+    pub fn dosed(&self) -> bool {
+        self.dosed
+    }
+
+    /// The relative rules that are inactive for want of a baseline value.
+    fn baseline_missing(&self) -> bool {
+        self.limits
+            .rules
+            .iter()
+            .any(|r| r.effective(&self.baseline).is_none())
+    }
+
+    /// Raises (only if `may_raise`: actions never raise, so their dry run takes no alarm id) or
+    /// clears `baseline_missing`.
+    fn judge_baseline_missing(&mut self, now: Now, may_raise: bool, out: &mut Vec<AlarmEvent>) {
+        let present = self.dosed && self.baseline_missing();
+        if present && !may_raise {
+            return;
+        }
+        let r = self.policy.technical.get(TechCondition::BaselineMissing);
+        let ctx = ctx!(self, now);
+        if let Some(s) = self
+            .tech
+            .iter_mut()
+            .rev()
+            .find(|s| s.condition == Condition::Technical(TechCondition::BaselineMissing))
+        {
+            set_present(&ctx, s, present, r.delay, r.priority, out);
+        }
     }
 
     /// Median of the last [`RECENT`] valid values of `metric` on this bed (for "capture the
@@ -919,9 +1046,13 @@ impl BedAlarms {
                     condition: r.condition(),
                     effective,
                     active: effective.is_some(),
-                    note: effective
-                        .is_none()
-                        .then_some("inactive: relative limit without a baseline value"),
+                    note: match (effective.is_none(), self.dosed) {
+                        (false, _) => None,
+                        (true, false) => Some("inactive: relative limit without a baseline value"),
+                        (true, true) => Some(
+                            "inactive: relative limit without a baseline value; the session is dosed, so baseline_missing is raised",
+                        ),
+                    },
                 }
             })
             .collect()
