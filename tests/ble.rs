@@ -519,6 +519,43 @@ async fn the_ble_bus_killed_disconnects_every_device_with_alarms_and_readings_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluez_restarting_disconnects_every_device_at_once_and_they_reconnect() {
+    let rig = BleRig::start(ble_scenario("")).await;
+    let mut c = rig.client().await;
+    wait_for_readings_from_every_bed(&mut c, &rig, Duration::from_secs(90)).await;
+    let fake = rig
+        .sim
+        .as_ref()
+        .and_then(SimHandle::bluez)
+        .expect("a fake BlueZ")
+        .clone();
+    let restart = tokio::spawn(async move { fake.restart(Duration::from_secs(3)).await });
+    let mut down = [false; 3];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while down.iter().any(|s| !s) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(m) = c.next(left).await else {
+            panic!(
+                "after BlueZ left the bus: disconnected {down:?}; the daemon's log:\n{}",
+                rig.log_text()
+            );
+        };
+        for (i, dev) in DEVICES.iter().enumerate() {
+            if is_status(&m, dev, "disconnected") && !down[i] {
+                let detail = m["detail"].as_str().unwrap_or("");
+                assert!(detail.contains("BlueZ"), "the reason says why: {m}");
+                down[i] = true;
+            }
+        }
+    }
+    restart.await.unwrap().expect("the fake BlueZ restarts");
+    wait_for_readings_from_every_bed(&mut c, &rig, Duration::from_secs(90)).await;
+    let log = rig.log_text();
+    assert!(log.contains("left the D-Bus system bus"), "{log}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ble_device_never_found_is_connecting_through_its_first_attempt_grace_then_alarms() {
     // Bed A's oximeter is bound to an address nobody serves.
     const ABSENT: &str = "00:1C:05:00:0A:99";

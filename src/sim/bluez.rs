@@ -489,6 +489,25 @@ impl FakeBluez {
         Ok(())
     }
 
+    /// Plays a BlueZ restart (bluetoothd crashed and came back) on a bus that stays up: gives
+    /// up the name `org.bluez`, drops every link, and takes the name again after `away`.
+    /// (Unlike a real restart, the devices' objects stay exported.)
+    pub async fn restart(&self, away: std::time::Duration) -> anyhow::Result<()> {
+        self.conn
+            .release_name("org.bluez")
+            .await
+            .context("releasing org.bluez")?;
+        for address in self.devices.keys() {
+            self.drop_connection(address).await?;
+        }
+        tokio::time::sleep(away).await;
+        self.conn
+            .request_name("org.bluez")
+            .await
+            .context("taking org.bluez again")?;
+        Ok(())
+    }
+
     /// Drops the link as a device that goes out of range does: `Connected` and
     /// `ServicesResolved` become false and every subscription ends.
     pub async fn drop_connection(&self, address: &str) -> anyhow::Result<()> {

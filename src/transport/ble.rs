@@ -310,10 +310,12 @@ async fn watch(central: Arc<Central>) {
                 None => return "the D-Bus system bus connection closed".to_owned(),
                 Some(Err(e)) => return format!("the D-Bus system bus connection failed: {e}"),
                 Some(Ok(msg)) => {
-                    if let Ok((name, _old, new)) =
+                    // The BlueZ this session talks to left (its objects went with it), whether
+                    // or not another one took its name.
+                    if let Ok((name, old, _new)) =
                         msg.body().deserialize::<(String, String, String)>()
                         && name == "org.bluez"
-                        && new.is_empty()
+                        && !old.is_empty()
                     {
                         return "BlueZ (org.bluez) left the D-Bus system bus".to_owned();
                     }
