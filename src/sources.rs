@@ -299,9 +299,26 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
     let mut unknown_values: u64 = 0;
     let mut out: Vec<Measurement> = Vec::with_capacity(64);
     loop {
-        let connected = tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            r = ble::connect(&binding.endpoint, profile) => r,
+        let connect = ble::connect(&binding.endpoint, profile);
+        tokio::pin!(connect);
+        // The grace ends on time even while an attempt is still under way.
+        let mut grace_over = ever_connected || tokio::time::Instant::now() >= grace_until;
+        let connected = loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                r = &mut connect => break r,
+                _ = tokio::time::sleep_until(grace_until), if !grace_over => {
+                    grace_over = true;
+                    let why = last_error.clone().unwrap_or_else(|| {
+                        format!(
+                            "not connected within {:?} (the first connection attempt's grace)",
+                            ble::FIRST_ATTEMPT_GRACE
+                        )
+                    });
+                    tracing::warn!(device = %binding.id, reason = %why, "device not connected within its first attempt's grace; still trying");
+                    ctx.hub.device_status(device, DeviceStatus::Disconnected, Some(why));
+                }
+            }
         };
         let why = match connected {
             Ok(mut link) => {
