@@ -8,5 +8,7 @@ mod alarms_e2e;
 mod ble;
 mod browser;
 mod cli;
+mod dashboard_e2e;
+mod liveness;
 mod serial_e2e;
 mod store;

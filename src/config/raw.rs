@@ -62,6 +62,7 @@ pub(super) struct RawAlarms {
     pub escalate_after: Option<Spanned<String>>,
     pub audio_pause: Option<Spanned<String>>,
     pub audio_pause_max: Option<Spanned<String>>,
+    pub nibp_overdue_grace: Option<Spanned<String>>,
 }
 
 /// One `[[notify]]` table: a webhook target.
