@@ -10,5 +10,6 @@ mod browser;
 mod cli;
 mod dashboard_e2e;
 mod liveness;
+mod restart;
 mod serial_e2e;
 mod store;
