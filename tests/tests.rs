@@ -9,5 +9,6 @@ mod ble;
 mod browser;
 mod cli;
 mod liveness;
+mod security;
 mod serial_e2e;
 mod store;

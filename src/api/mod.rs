@@ -6,7 +6,9 @@
 pub mod alarms;
 pub mod auth;
 pub mod dashboard;
+pub mod guard;
 pub mod records;
+pub mod serve;
 
 use crate::config::Role;
 use crate::hub::Hub;
@@ -50,7 +52,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/ws", get(ws_upgrade))
         .merge(alarms::routes())
         .merge(records::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.hub.config().api.max_body,
+        ))
         .with_state(state)
 }
 
@@ -195,8 +199,15 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
     s.hub.unsubscribe(id);
     if let Err(why) = reason {
         tracing::debug!(client = id, reason = %why, "websocket closed");
+        // A message over MAX_CLIENT_MESSAGE is "message too big" (1009), anything else "going
+        // away" (1001).
+        let too_big = why.contains("Space limit exceeded") || why.contains("too long");
         let frame = CloseFrame {
-            code: axum::extract::ws::close_code::AWAY,
+            code: if too_big {
+                axum::extract::ws::close_code::SIZE
+            } else {
+                axum::extract::ws::close_code::AWAY
+            },
             reason: Utf8Bytes::from(truncate(&why, 120)),
         };
         let _ = tokio::time::timeout(
