@@ -476,3 +476,35 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn a_websocket_may_carry_its_token_in_the_subprotocol_instead_of_the_url() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let token = "viewer-token-0123456789";
+    let d = Daemon::start(&format!(
+        "[[users]]\nname = \"station\"\nrole = \"viewer\"\ntoken = \"{token}\"\n"
+    ));
+    let url = format!("ws://{}/ws", d.addr);
+    let with = |protocols: &str| {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        req
+    };
+    let (mut ws, response) =
+        tokio_tungstenite::connect_async(with(&format!("vitalsd, vitalsd.token.{token}")))
+            .await
+            .expect("a token in the subprotocol is accepted");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "vitalsd");
+    let first = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .expect("a snapshot");
+    assert!(format!("{first:?}").contains("snapshot"), "{first:?}");
+    // A wrong token (of another length) is refused.
+    let refused = tokio_tungstenite::connect_async(with("vitalsd, vitalsd.token.short")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+        "{refused:?}"
+    );
+}

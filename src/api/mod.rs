@@ -133,10 +133,14 @@ async fn ws_upgrade(
                 .into_response();
         }
     };
+    // A token in the subprotocol list (`vitalsd`, `vitalsd.token.<token>`) stays out of URLs
+    // and logs; the query is still accepted.
+    let token = token.or_else(|| auth::token_from_protocols(&headers));
     if let Err(e) = auth::check(&s, token.as_deref(), Role::Viewer) {
         return e.into_response();
     }
-    ws.max_message_size(MAX_CLIENT_MESSAGE)
+    ws.protocols([auth::WS_PROTOCOL])
+        .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| serve_client(s, socket, since))
 }
