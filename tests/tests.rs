@@ -8,6 +8,7 @@ mod alarms_e2e;
 mod ble;
 mod browser;
 mod cli;
+mod decoder_fuzz;
 mod liveness;
 mod security;
 mod serial_e2e;
