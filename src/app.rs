@@ -138,6 +138,19 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             }
         });
     }
+    // Room for [api] max_connections plus device links, the store and the notifier.
+    if let Some((before, after)) = api::serve::raise_fd_limit() {
+        let needed = cfg.api.max_connections as u64 + cfg.devices.len() as u64 + 64;
+        if after < needed {
+            tracing::warn!(
+                limit = after,
+                needed,
+                "the open-file limit is below [api] max_connections plus the device links; lower max_connections or raise `ulimit -n`"
+            );
+        } else if after > before {
+            tracing::debug!(before, after, "open-file limit raised");
+        }
+    }
     let listen = opts.listen.unwrap_or(cfg.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
