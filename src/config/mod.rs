@@ -7,6 +7,8 @@
 //!
 //! The file formats are documented in `docs/configuration.md`.
 
+#[cfg(test)]
+mod api_tests;
 mod duration;
 mod load;
 mod raw;
