@@ -231,7 +231,13 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         max_connections: cfg.api.max_connections,
         tls,
     };
-    tracker.spawn(api::serve::serve(listener, app, limits, cancel.clone()));
+    tracker.spawn(api::serve::serve(
+        listener,
+        app,
+        limits,
+        cancel.clone(),
+        tracker.clone(),
+    ));
     for i in 0..cfg.devices.len() {
         let Ok(idx) = u16::try_from(i) else { break };
         let ctx = SourceCtx {

@@ -35,8 +35,15 @@ pub struct Limits {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Serves `app` on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: CancellationToken) {
+/// Serves `app` on `listener` until `stop` is cancelled. Connection tasks run on `tracker`, so
+/// shutdown waits for requests in flight (each connection is shut down gracefully).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+    tracker: tokio_util::task::TaskTracker,
+) {
     let table = Arc::new(Table {
         start: Instant::now(),
         next_id: AtomicU64::new(0),
@@ -78,7 +85,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stop: Can
         let acceptor = acceptor.clone();
         let stop = stop.clone();
         let header_timeout = limits.header_timeout;
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             match acceptor {
                 None => serve_connection(io, app, header_timeout, kill, stop).await,
                 Some(acceptor) => {
