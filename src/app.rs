@@ -31,6 +31,8 @@ pub struct Options {
 pub struct Running {
     /// Where the API and WebSocket listen.
     pub addr: SocketAddr,
+    /// Whether the listener serves HTTPS/WSS.
+    pub tls: bool,
     pub hub: Arc<Hub>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -192,6 +194,19 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             }
         });
     }
+    // Room for [api] max_connections plus device links, the store and the notifier.
+    if let Some((before, after)) = api::serve::raise_fd_limit() {
+        let needed = cfg.api.max_connections as u64 + cfg.devices.len() as u64 + 64;
+        if after < needed {
+            tracing::warn!(
+                limit = after,
+                needed,
+                "the open-file limit is below [api] max_connections plus the device links; lower max_connections or raise `ulimit -n`"
+            );
+        } else if after > before {
+            tracing::debug!(before, after, "open-file limit raised");
+        }
+    }
     let listen = opts.listen.unwrap_or(cfg.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -202,21 +217,27 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         cancel: cancel.clone(),
         store: Some(store.handle()),
     });
-    let stop = cancel.clone();
-    tracker.spawn(async move {
-        // Alarm messages are small and must not wait for Nagle's algorithm.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
+    // Host/Origin/Content-Type checks, body limit, request timeout, security headers.
+    let app = api::guard::layer(
+        app,
+        api::guard::Guard::new(&cfg.api, addr, cfg.tls.is_some()),
+    );
+    let tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(api::serve::tls_config(&t.cert, &t.key)?)),
+        None => None,
+    };
+    let limits = api::serve::Limits {
+        header_timeout: cfg.api.header_timeout,
+        max_connections: cfg.api.max_connections,
+        tls,
+    };
+    tracker.spawn(api::serve::serve(
+        listener,
+        app,
+        limits,
+        cancel.clone(),
+        tracker.clone(),
+    ));
     for i in 0..cfg.devices.len() {
         let Ok(idx) = u16::try_from(i) else { break };
         let ctx = SourceCtx {
@@ -245,6 +266,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     }
     Ok(Running {
         addr,
+        tls: cfg.tls.is_some(),
         hub,
         cancel,
         tracker,
@@ -369,7 +391,7 @@ pub async fn run(
         return Ok(());
     }
     let running = start(cfg, opts).await?;
-    print_endpoints(running.addr);
+    print_endpoints(running.addr, running.tls);
     shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;
@@ -377,10 +399,15 @@ pub async fn run(
 }
 
 /// Tells the user where to look.
-pub fn print_endpoints(addr: SocketAddr) {
-    println!("vitalsd listening on http://{addr}/");
-    println!("  WebSocket:  ws://{addr}/ws");
-    println!("  API:        http://{addr}/api/rooms");
+pub fn print_endpoints(addr: SocketAddr, tls: bool) {
+    let (http, ws) = if tls {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    println!("vitalsd listening on {http}://{addr}/");
+    println!("  WebSocket:  {ws}://{addr}/ws");
+    println!("  API:        {http}://{addr}/api/rooms");
 }
 
 /// Resolves on SIGINT or SIGTERM.

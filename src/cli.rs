@@ -42,6 +42,10 @@ pub enum Command {
         /// Keep the store here instead of the config's `data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve HTTPS and WSS with a self-signed certificate generated for this run (written
+        /// to `<data_dir>/demo-tls/`; the command prints how to trust it).
+        #[arg(long)]
+        tls: bool,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
@@ -152,10 +156,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scenario,
             listen,
             data_dir,
+            tls,
         } => {
             let mut cfg = load(&config)?;
             if let Some(dir) = data_dir {
                 cfg.data_dir = dir;
+            }
+            if tls {
+                let at = listen.unwrap_or(cfg.listen);
+                cfg.tls = Some(demo_certificate(&cfg.data_dir, at)?);
             }
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)
@@ -170,9 +179,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("  {id:<20} {at}");
                 }
                 let listen_at = listen.unwrap_or(cfg.listen);
+                let scheme = if cfg.tls.is_some() { "https" } else { "http" };
                 if let Some(nurse) = cfg.users.iter().find(|u| u.role == config::Role::Nurse) {
                     println!(
-                        "dashboard as {}: http://{listen_at}/#token={}",
+                        "dashboard as {}: {scheme}://{listen_at}/#token={}",
                         nurse.name, nurse.token
                     );
                 }
@@ -341,6 +351,62 @@ fn short_uuid(u: &uuid::Uuid) -> String {
     } else {
         u.to_string()
     }
+}
+
+/// Generates a self-signed certificate for `vitalsd demo --tls` (names: localhost, the loopback
+/// addresses and the listen address), writes it and its key as PEM under
+/// `<data_dir>/demo-tls/`, and says how to trust it.
+fn demo_certificate(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+) -> anyhow::Result<config::TlsSettings> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+        names.push(ip.to_string());
+    }
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names.clone())
+            .context("cannot generate the demo's self-signed certificate")?;
+    let dir = data_dir.join("demo-tls");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.pem())
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    write_private(&key_path, signing_key.serialize_pem().as_bytes())
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    println!(
+        "vitalsd demo: TLS with a self-signed certificate for {} (new at every start)",
+        names.join(", ")
+    );
+    println!("  certificate: {}", cert_path.display());
+    println!(
+        "  trust it:    curl --cacert {} https://localhost:{}/healthz",
+        cert_path.display(),
+        listen.port()
+    );
+    println!(
+        "               browsers: import it as an authority (Chromium: Settings > Privacy and security > Security > Manage certificates), or accept the warning once"
+    );
+    Ok(config::TlsSettings {
+        cert: cert_path,
+        key: key_path,
+    })
+}
+
+/// Writes a file only its owner can read (a private key).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(data)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {

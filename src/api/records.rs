@@ -70,10 +70,12 @@ fn bed(s: &ApiState, room: &str, recliner: &str) -> Result<String, ApiError> {
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("bad request body: {}", e.body_text()),
-        )
+        // Too large (413) and not JSON (415) keep their status; anything else is 400.
+        let status = match e.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("bad request body: {}", e.body_text()))
     })
 }
 
