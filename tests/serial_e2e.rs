@@ -305,6 +305,17 @@ tcp = "127.0.0.1:{port}"
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    /// Kills the daemon if the test fails before it is stopped (disarmed once it is reaped).
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let reap = Reap(child.id());
     let mut stderr = child.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut text = String::new();
@@ -401,6 +412,7 @@ tcp = "127.0.0.1:{port}"
             .success()
     );
     let status = child.wait().unwrap();
+    std::mem::forget(reap);
     assert!(status.success(), "exit status {status}");
     let log = log.join().unwrap();
     // The decoder's count of bad frames, as the log reports it per read.
