@@ -8,5 +8,6 @@ mod alarms_e2e;
 mod ble;
 mod browser;
 mod cli;
+mod notify_e2e;
 mod serial_e2e;
 mod store;

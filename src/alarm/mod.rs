@@ -15,10 +15,12 @@
 //! - [`policy`]: technical-condition priorities and delays, escalation, audio pause.
 //! - `engine`: [`BedAlarms`], the per-bed state machine.
 //! - `watchdog`: [`Watchdog`], the "no dashboard alive" alarm.
+//! - `targets`: [`TargetAlarms`], the `notify_failed` alarm of each notification target.
 
 mod engine;
 pub mod limits;
 pub mod policy;
+mod targets;
 mod watchdog;
 
 #[cfg(test)]
@@ -29,7 +31,11 @@ pub use limits::{
     Baseline, BedLimits, Direction, LimitRule, LimitsError, Severe, Threshold, parse_limits,
     parse_limits_json,
 };
-pub use policy::{AudioPolicy, EscalationPolicy, Policy, TechRule, TechnicalPolicy};
+pub use policy::{
+    AudioPolicy, Breakthrough, EscalationPolicy, Policy, PriorityEscalation, TechRule,
+    TechnicalPolicy,
+};
+pub use targets::TargetAlarms;
 pub use watchdog::Watchdog;
 
 use crate::clock::Mono;
@@ -164,6 +170,8 @@ pub enum TechCondition {
     /// The durable record cannot be written (disk full, read-only, file gone): readings are
     /// held in memory until it recovers.
     StoreUnwritable,
+    /// A notification target fails to take pages (the alarm names it in `target`).
+    NotifyFailed,
 }
 
 impl TechCondition {
@@ -205,6 +213,7 @@ impl TechCondition {
             TechCondition::CuffError => "cuff_error",
             TechCondition::NoDashboard => "no_dashboard",
             TechCondition::StoreUnwritable => "store_unwritable",
+            TechCondition::NotifyFailed => "notify_failed",
         }
     }
 }
@@ -306,6 +315,9 @@ pub struct Alarm {
     pub limit: Option<f64>,
     pub started_ms: i64,
     pub updated_ms: i64,
+    /// `notify_failed` only: the index of the failing target in `Config::notify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<u8>,
 }
 
 /// What happened; serialized flat into [`AlarmEvent`] as `"event": "<name>"` plus fields.

@@ -129,6 +129,8 @@ struct Inner {
     buf: Vec<u8>,
     watchdog: Watchdog,
     store_watch: Watchdog,
+    /// `notify_failed`, one per notification target.
+    targets: crate::alarm::TargetAlarms,
     /// Engine output, reused.
     events: Vec<AlarmEvent>,
     /// Consumers of alarm events off the alarm path (store, notifier).
@@ -202,6 +204,11 @@ impl Hub {
             buf: Vec::with_capacity(1024),
             watchdog,
             store_watch,
+            targets: crate::alarm::TargetAlarms::new(
+                &ids,
+                cfg.notify.len(),
+                cfg.alarms.policy.escalation,
+            ),
             events: Vec::with_capacity(16),
             sink,
         };
@@ -507,6 +514,16 @@ impl Hub {
         inner.flush_events(&self.cfg, true);
     }
 
+    /// Notification target `target` (index in `Config::notify`) failed to take pages, or
+    /// delivered again: raises or clears its `notify_failed` alarm.
+    pub fn notify_target(&self, target: usize, failing: bool) {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.targets.set(target, failing, now, &mut inner.events);
+        inner.flush_events(&self.cfg, true);
+    }
+
     /// A dashboard proved it is alive (it answered a ping or sent a message).
     pub fn dashboard_alive(&self) {
         let now = Stamp::now().as_now();
@@ -525,6 +542,12 @@ impl Hub {
             || inner.store_watch.alarm().is_some_and(|a| a.id.0 == id)
         {
             return Err(ActionError::NotAcknowledgeable(id));
+        }
+        if inner.targets.owns(crate::alarm::AlarmId(id)) {
+            inner
+                .targets
+                .acknowledge(crate::alarm::AlarmId(id), actor, now, &mut inner.events)?;
+            return Ok(inner.flush_events(&self.cfg, false));
         }
         let bed = inner
             .beds
@@ -631,6 +654,7 @@ impl Hub {
             .flat_map(|b| b.alarms.alarms())
             .chain(g.watchdog.alarm())
             .chain(g.store_watch.alarm())
+            .chain(g.targets.alarms())
             .map(|a| wire::AlarmView::new(&self.cfg, a))
             .collect();
         serde_json::json!({ "alarms": list })
@@ -725,6 +749,7 @@ impl Hub {
                 .alarm()
                 .into_iter()
                 .chain(inner.store_watch.alarm())
+                .chain(inner.targets.alarms())
                 .map(|a| wire::AlarmView::new(cfg, a))
                 .collect(),
         };

@@ -40,6 +40,8 @@ struct Writer {
     device_ids: HashMap<u16, i64>,
     topology: Arc<Topology>,
     failing: bool,
+    /// Outbox changes of this wake-up (and any that could not be written yet), in order.
+    outbox: Vec<super::outbox::OutboxOp>,
 }
 
 fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
@@ -67,6 +69,7 @@ impl Writer {
             device_ids: HashMap::new(),
             topology: Arc::new(Topology::default()),
             failing: false,
+            outbox: Vec::new(),
         }
     }
 
@@ -134,11 +137,20 @@ impl Writer {
                         let _ = reply.send(r);
                     }
                     Cmd::Job(job) => job(&mut self.conn),
+                    Cmd::Outbox(op) => self.outbox.push(op),
+                }
+            }
+            if !self.outbox.is_empty() {
+                match super::outbox::apply(&mut self.conn, &self.outbox) {
+                    Ok(()) => self.outbox.clear(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, pending = self.outbox.len(), "notification outbox not written; retrying");
+                    }
                 }
             }
             if stop {
                 let q = self.shared.queue();
-                if q.readings.is_empty() && q.cmds.is_empty() {
+                if q.readings.is_empty() && q.cmds.is_empty() && self.outbox.is_empty() {
                     break;
                 }
                 if self.failing {
