@@ -377,3 +377,51 @@ fn pending_pages_survive_kill_9_and_are_delivered_once_after_the_restart() {
         child.wait().unwrap();
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_server_that_accepts_and_closes_pages_its_condition_at_most_once_a_minute() {
+    // A serial device server that accepts every connection and closes it at once.
+    let flapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = flapping.local_addr().unwrap().port();
+    let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = accepts.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = flapping.accept().await {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    let hook = Webhook::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = two_bed_config_text(dir.path(), "10m", tcp).replace(
+        &format!("tcp = \"127.0.0.1:{tcp}\"\nsimulated = true"),
+        &format!("tcp = \"127.0.0.1:{tcp}\""),
+    );
+    let extra = format!("[[notify]]\nname = \"desk\"\nurl = \"{}\"\n", hook.url);
+    let cfg = std::sync::Arc::new(
+        vitalsd::config::load_config_str(&with_extra(&text, &extra), &dir.path().join("t.toml"))
+            .unwrap(),
+    );
+    let sim = vitalsd::sim::start(&cfg, scenario("", "")).await.unwrap();
+    let daemon = vitalsd::app::start(cfg.clone(), vitalsd::app::Options::default())
+        .await
+        .unwrap();
+    let mut c = Client::connect(&format!("ws://{}/ws", daemon.addr)).await;
+    let is_ours =
+        |b: &Value| is_page(b, "device_disconnected") && b["alarm"]["device"] == "room1-A-nibp";
+    received(&hook, "the page of the flapping cuff", SOON * 2, is_ours).await;
+    // Watch the chatter for 20 s: the device keeps being accepted and closed, and the page
+    // limit (60 s) lets no second page of the condition through.
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < until {
+        c.next(Duration::from_secs(1)).await;
+    }
+    assert!(
+        accepts.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the device server was reconnected to"
+    );
+    let pages = hook.received().iter().filter(|b| is_ours(b)).count();
+    assert_eq!(pages, 1, "{:?}", hook.received());
+    daemon.shutdown().await;
+    sim.shutdown().await;
+}
