@@ -150,7 +150,13 @@ impl Writer {
             }
             if stop {
                 let q = self.shared.queue();
-                if q.readings.is_empty() && q.cmds.is_empty() && self.outbox.is_empty() {
+                if q.readings.is_empty() && q.cmds.is_empty() {
+                    if !self.outbox.is_empty() {
+                        tracing::error!(
+                            changes = self.outbox.len(),
+                            "store writer stopping with notification outbox changes that could not be written"
+                        );
+                    }
                     break;
                 }
                 if self.failing {
