@@ -26,6 +26,16 @@ pub struct SourceCtx {
 }
 
 /// Runs one device until cancelled.
+///
+/// Liveness (docs/alarms.md, "Device liveness"): the device is `connected` only from its first
+/// valid frame (a decoded measurement, or a SunTech answer) on a link. A link that delivers
+/// no valid frame for the profile's expected period plus the no-data grace is closed and
+/// reopened, even if the socket or port is still open. Until a device's first valid frame,
+/// and for no longer than that same limit after start, it shows `connecting` and raises no
+/// alarm; afterwards it is `disconnected` (and the engine holds `device_disconnected`) until
+/// valid data flows again. The reconnect backoff starts again from its shortest delay only
+/// after a link delivered valid data for [`crate::alarm::Policy::link_stable`], so a device
+/// server that accepts and closes at once is retried at most every 5 s, not 4 times a second.
 pub async fn run_device(ctx: SourceCtx, device: DeviceIdx) {
     let cfg = ctx.hub.config().clone();
     let binding = cfg.device(device);
@@ -33,67 +43,204 @@ pub async fn run_device(ctx: SourceCtx, device: DeviceIdx) {
         return run_ble_device(ctx, device).await;
     }
     let bed = cfg.bed(binding.bed);
+    let live = Liveness {
+        limit: binding.profile.expected_period + cfg.alarms.policy.no_data_grace,
+        stable: cfg.alarms.policy.link_stable,
+    };
+    let first_deadline = tokio::time::Instant::now() + live.limit;
+    let mut first_pending = true;
     let mut backoff = Backoff::new();
     let mut nibp = NibpSchedule::new(bed.bp_interval);
     let mut last_error: Option<String> = None;
+    let mut first_attempt = true;
     loop {
-        let opened = tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            r = transport::open(&binding.endpoint, &binding.profile.link) => r,
+        let delay = if first_attempt {
+            Duration::ZERO
+        } else {
+            backoff.next_delay()
         };
-        let why = match opened {
-            Ok(link) => {
-                tracing::info!(device = %binding.id, endpoint = %binding.endpoint, "device connected");
-                ctx.hub.device_status(device, DeviceStatus::Connected, None);
-                backoff.reset();
-                last_error = None;
-                let ended = if binding.profile.protocol == "suntech" {
-                    suntech_session(&ctx, device, link, &mut nibp).await
-                } else {
-                    stream_session(&ctx, device, link).await
-                };
-                match ended {
-                    Ended::Cancelled => return,
-                    Ended::Lost(why) => why,
+        first_attempt = false;
+        let attempt = async {
+            tokio::time::sleep(delay).await;
+            let link = match transport::open(&binding.endpoint, &binding.profile.link).await {
+                Ok(link) => link,
+                Err(e) => return Ended::Lost(e.to_string(), false),
+            };
+            tracing::debug!(device = %binding.id, endpoint = %binding.endpoint, "link open; waiting for valid data");
+            if binding.profile.protocol == "suntech" {
+                suntech_session(&ctx, device, link, &mut nibp, live).await
+            } else {
+                stream_session(&ctx, device, link, live).await
+            }
+        };
+        tokio::pin!(attempt);
+        let ended = loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                e = &mut attempt => break e,
+                _ = tokio::time::sleep_until(first_deadline), if first_pending => {
+                    first_pending = false;
+                    if ctx.hub.status_of(device) == DeviceStatus::Connecting {
+                        let why = format!(
+                            "no valid data within {:?} of start{}",
+                            live.limit,
+                            last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                        );
+                        tracing::warn!(device = %binding.id, reason = %why, "device not reached in its first grace");
+                        ctx.hub.device_status(device, DeviceStatus::Disconnected, Some(why));
+                    }
                 }
             }
-            Err(e) => e.to_string(),
         };
+        let (why, stable) = match ended {
+            Ended::Cancelled => return,
+            Ended::Lost(why, stable) => (why, stable),
+        };
+        if stable {
+            backoff.reset();
+        }
+        if ctx.hub.status_of(device) == DeviceStatus::Connected {
+            // A link that delivered data: its loss is news, even for the same reason as before.
+            last_error = None;
+        }
         if last_error.as_deref() != Some(why.as_str()) {
             tracing::warn!(device = %binding.id, reason = %why, "device disconnected; reconnecting");
             last_error = Some(why.clone());
         }
-        ctx.hub
-            .device_status(device, DeviceStatus::Disconnected, Some(why));
-        tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        // Within the first grace a device that has never delivered valid data is still
+        // `connecting` (no alarm); after it, `disconnected`.
+        let status = if first_pending && ctx.hub.status_of(device) == DeviceStatus::Connecting {
+            DeviceStatus::Connecting
+        } else {
+            DeviceStatus::Disconnected
+        };
+        ctx.hub.device_status(device, status, Some(why));
+    }
+}
+
+/// A link's liveness rule, from the profile and the alarm policy.
+#[derive(Debug, Clone, Copy)]
+struct Liveness {
+    /// No valid frame for this long: the link is dead (expected period + no-data grace).
+    limit: Duration,
+    /// Valid data for this long: the link is stable (the backoff resets).
+    stable: Duration,
+}
+
+/// Tracks the valid frames of one link: reports `connected` at the first one, and knows when
+/// the link is dead and whether it was stable.
+struct LinkWatch {
+    live: Liveness,
+    opened: Mono,
+    first_valid: Option<Mono>,
+    last_valid: Option<Mono>,
+}
+
+impl LinkWatch {
+    fn new(live: Liveness) -> LinkWatch {
+        LinkWatch {
+            live,
+            opened: mono_now(),
+            first_valid: None,
+            last_valid: None,
+        }
+    }
+
+    /// A valid frame arrived at `now`: the first one on this link makes the device
+    /// `connected` (before its measurements are ingested, so the engine sees the link up).
+    fn valid(&mut self, ctx: &SourceCtx, device: DeviceIdx, now: Mono) {
+        if self.first_valid.is_none() {
+            self.first_valid = Some(now);
+            let binding = ctx.hub.config().device(device);
+            tracing::info!(device = %binding.id, endpoint = %binding.endpoint, "device connected: valid data");
+            ctx.hub.device_status(device, DeviceStatus::Connected, None);
+        }
+        self.last_valid = Some(now);
+    }
+
+    /// When the link is dead if no valid frame comes first.
+    fn deadline(&self) -> Mono {
+        self.last_valid
+            .unwrap_or(self.opened)
+            .saturating_add(self.live.limit)
+    }
+
+    /// Why the link is declared dead, and whether it had been stable.
+    fn dead(&self) -> Ended {
+        let why = match self.last_valid {
+            Some(_) => format!(
+                "no valid data for {:?} (expected period + grace); link closed",
+                self.live.limit
+            ),
+            None => format!(
+                "link open but no valid data within {:?} (expected period + grace); link closed",
+                self.live.limit
+            ),
+        };
+        Ended::Lost(why, self.stable())
+    }
+
+    fn lost(&self, why: String) -> Ended {
+        Ended::Lost(why, self.stable())
+    }
+
+    fn stable(&self) -> bool {
+        match (self.first_valid, self.last_valid) {
+            (Some(f), Some(l)) => l.since(f) >= self.live.stable,
+            _ => false,
         }
     }
 }
 
-enum Ended {
-    Cancelled,
-    Lost(String),
+/// How long from now until `at` (zero if past), as a tokio deadline.
+fn until(at: Mono) -> tokio::time::Instant {
+    tokio::time::Instant::now() + at.since(mono_now())
 }
 
-/// A device that streams: read, decode, ingest, until the link fails.
-async fn stream_session(ctx: &SourceCtx, device: DeviceIdx, mut link: Link) -> Ended {
+enum Ended {
+    Cancelled,
+    /// The link failed or died: why, and whether valid data had flowed for the stable time.
+    Lost(String, bool),
+}
+
+/// A device that streams: read, decode, ingest, until the link fails or delivers no valid
+/// frame for the liveness limit.
+async fn stream_session(
+    ctx: &SourceCtx,
+    device: DeviceIdx,
+    mut link: Link,
+    live: Liveness,
+) -> Ended {
     let cfg = ctx.hub.config();
     let binding = cfg.device(device);
     let Some(mut decoder) = protocol::decoder_for(&binding.profile.protocol) else {
         // Config validation rejects unknown protocols; this is a second line of defence.
-        return Ended::Lost(format!("unknown protocol {:?}", binding.profile.protocol));
+        return Ended::Lost(
+            format!("unknown protocol {:?}", binding.profile.protocol),
+            false,
+        );
     };
+    let mut watch = LinkWatch::new(live);
     let mut buf = vec![0u8; 4096];
     let mut out: Vec<Measurement> = Vec::with_capacity(64);
+    // One timer, moved on only when it fires early (not per frame: a 75 Hz stream would
+    // otherwise re-arm it 75 times a second).
+    let deadline = tokio::time::sleep_until(until(watch.deadline()));
+    tokio::pin!(deadline);
     loop {
         let n = tokio::select! {
             _ = ctx.cancel.cancelled() => return Ended::Cancelled,
+            _ = &mut deadline => {
+                if mono_now() >= watch.deadline() {
+                    return watch.dead();
+                }
+                deadline.as_mut().reset(until(watch.deadline()));
+                continue;
+            }
             r = link.read(&mut buf) => match r {
-                Ok(0) => return Ended::Lost("end of stream (device closed the connection)".into()),
+                Ok(0) => return watch.lost("end of stream (device closed the connection)".into()),
                 Ok(n) => n,
-                Err(e) => return Ended::Lost(format!("read failed: {e}")),
+                Err(e) => return watch.lost(format!("read failed: {e}")),
             },
         };
         let stamp = Stamp::now();
@@ -105,6 +252,9 @@ async fn stream_session(ctx: &SourceCtx, device: DeviceIdx, mut link: Link) -> E
                 bad_frames = report.bad_frames,
                 "garbage on the line; decoder resynchronised"
             );
+        }
+        if !out.is_empty() {
+            watch.valid(ctx, device, stamp.mono);
         }
         ctx.hub.ingest(device, stamp, &out);
         out.clear();
@@ -148,12 +298,11 @@ enum Cuff {
     AwaitingResult { since: Mono },
 }
 
-/// Poll period while a measurement runs, and liveness probe period while idle.
+/// Poll period while a measurement runs, and liveness probe period while idle. The module is
+/// dead when it has not answered for the profile's expected period plus the grace (a serial
+/// cable pulled out gives no error, only silence).
 const CUFF_POLL: Duration = Duration::from_secs(1);
 const IDLE_PROBE: Duration = Duration::from_secs(2);
-/// No answer to this many polls in a row: the module is gone (a serial cable pulled out gives
-/// no error, only silence).
-const MAX_UNANSWERED: u32 = 3;
 /// A measurement that has not produced a result by then is abandoned (the module has its own
 /// safety timeouts well below this; the NIBP-overdue alarm covers the patient).
 const MEASUREMENT_LIMIT: Duration = Duration::from_secs(180);
@@ -161,28 +310,34 @@ const MEASUREMENT_LIMIT: Duration = Duration::from_secs(180);
 const INFLATED_MMHG: u16 = 20;
 const DEFLATED_MMHG: u16 = 10;
 
-/// The SunTech dialogue.
+/// The SunTech dialogue. Every answer is a valid frame (the module is alive); a measurement
+/// is started only on a link where the module has answered.
 async fn suntech_session(
     ctx: &SourceCtx,
     device: DeviceIdx,
     mut link: Link,
     schedule: &mut NibpSchedule,
+    live: Liveness,
 ) -> Ended {
     let cfg = ctx.hub.config();
     let binding = cfg.device(device);
+    let mut watch = LinkWatch::new(live);
     let mut decoder = SuntechDecoder::default();
     let mut responses: Vec<Response> = Vec::with_capacity(8);
     let mut out: Vec<Measurement> = Vec::with_capacity(8);
     let mut buf = vec![0u8; 512];
     let mut state = Cuff::Idle;
-    let mut unanswered: u32 = 0;
     let mut next_poll = mono_now();
     loop {
         let now = mono_now();
+        if now >= watch.deadline() {
+            return watch.dead();
+        }
         // Decide what to send now, if anything.
         if now >= next_poll {
+            let heard = watch.last_valid.is_some();
             let cmd = match state {
-                Cuff::Idle if now >= schedule.due(now) => {
+                Cuff::Idle if heard && now >= schedule.due(now) => {
                     schedule.started(now);
                     state = Cuff::Measuring {
                         since: now,
@@ -202,35 +357,31 @@ async fn suntech_session(
                 Cuff::Measuring { .. } => Command::GetCuffPressure,
                 Cuff::AwaitingResult { .. } => Command::GetBpData,
             };
-            if unanswered >= MAX_UNANSWERED {
-                return Ended::Lost(format!(
-                    "NIBP module did not answer {MAX_UNANSWERED} requests in a row"
-                ));
-            }
             if let Err(e) = link.write_all(&cmd.encode()).await {
-                return Ended::Lost(format!("write failed: {e}"));
+                return watch.lost(format!("write failed: {e}"));
             }
-            unanswered += 1;
             next_poll = now.saturating_add(if state == Cuff::Idle {
                 IDLE_PROBE
             } else {
                 CUFF_POLL
             });
         }
-        let wait = next_poll.since(mono_now());
+        let wake = next_poll.min(watch.deadline());
         let n = tokio::select! {
             _ = ctx.cancel.cancelled() => return Ended::Cancelled,
-            _ = tokio::time::sleep(wait) => continue,
+            _ = tokio::time::sleep_until(until(wake)) => continue,
             r = link.read(&mut buf) => match r {
-                Ok(0) => return Ended::Lost("end of stream (device closed the connection)".into()),
+                Ok(0) => return watch.lost("end of stream (device closed the connection)".into()),
                 Ok(n) => n,
-                Err(e) => return Ended::Lost(format!("read failed: {e}")),
+                Err(e) => return watch.lost(format!("read failed: {e}")),
             },
         };
         let stamp = Stamp::now();
         decoder.feed_responses(&buf[..n], &mut responses);
+        if !responses.is_empty() {
+            watch.valid(ctx, device, stamp.mono);
+        }
         for r in responses.drain(..) {
-            unanswered = 0;
             match (&r, state) {
                 (Response::CuffPressure(p), Cuff::Measuring { since, peak }) => {
                     r.measurements(&mut out);

@@ -122,7 +122,18 @@ struct DevState {
     connected: bool,
     last_rx: Option<Mono>,
     last_bp: Option<Mono>,
+    /// Its source closes the link itself after the expected period plus the grace without
+    /// valid data ([`BedAlarms::watch_link`]), so silence shows as `device_disconnected`;
+    /// `no_data` is then only a backstop.
+    watched: bool,
+    /// Start of the current unbroken run of valid data on an up link: `device_disconnected`
+    /// clears only once this run is [`Policy::link_stable`] long.
+    alive_since: Option<Mono>,
 }
+
+/// For a watched link, how much later than the source's own deadline the engine's `no_data`
+/// backstop fires, so that the source's `device_disconnected` always comes first.
+const WATCHED_SLACK: Duration = Duration::from_secs(2);
 
 /// Builds a [`Ctx`] from disjoint fields, so slots can be borrowed mutably beside it.
 macro_rules! ctx {
@@ -427,6 +438,8 @@ impl BedAlarms {
                 connected: true,
                 last_rx: None,
                 last_bp: None,
+                watched: false,
+                alive_since: None,
             });
             for m in &d.metrics {
                 let mut period = d.expected_period;
@@ -485,6 +498,42 @@ impl BedAlarms {
         {
             set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
         }
+        self.link_alive(p, now, out);
+    }
+
+    /// Marks `device`'s link as watched by its source (serial and TCP devices: the source
+    /// closes a link that delivers no valid data for the expected period plus the grace and
+    /// reports it down). For such a device `no_data` is a backstop that fires
+    /// [`WATCHED_SLACK`] after the source should have, and never before its first data.
+    pub fn watch_link(&mut self, device: DeviceIdx) {
+        if let Some(d) = self.devs.iter_mut().find(|d| d.idx == device) {
+            d.watched = true;
+        }
+    }
+
+    /// Valid data from the device at position `p`: extends its run of valid data and, once
+    /// the run is [`Policy::link_stable`] long on an up link, ends a held
+    /// `device_disconnected`. Allocation-free.
+    fn link_alive(&mut self, p: usize, now: Now, out: &mut Vec<AlarmEvent>) {
+        let stable = self.policy.link_stable;
+        let Some(d) = self.devs.get_mut(p) else {
+            return;
+        };
+        if !d.connected {
+            return;
+        }
+        let since = *d.alive_since.get_or_insert(now.mono);
+        if now.mono.since(since) < stable {
+            return;
+        }
+        let ctx = ctx!(self, now);
+        if let Some(s) = self
+            .tech
+            .get_mut(p * TECH_N + TechCondition::DeviceDisconnected.index())
+            && (s.alarm.is_some() || s.pending.is_some())
+        {
+            set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
+        }
     }
 
     /// Judges one observation of this bed: limits (valid values only) and flag-driven technical
@@ -507,6 +556,7 @@ impl BedAlarms {
             {
                 set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
             }
+            self.link_alive(p, now, out);
         }
         if metric.is_waveform() {
             return;
@@ -596,7 +646,11 @@ impl BedAlarms {
     }
 
     /// A device's link went up or down. Down raises `device_disconnected` (and replaces
-    /// `no_data`); up clears it and restarts the device's no-data clock.
+    /// `no_data`). Up (reported at the link's first valid data) restarts the device's no-data
+    /// clock, but a raised `device_disconnected` is held: it clears only once valid data has
+    /// flowed without a break for [`Policy::link_stable`], so a flapping link is one alarm,
+    /// not a raise/clear cycle per flap. A condition still within its delay (never raised)
+    /// ends at once.
     pub fn device_link(
         &mut self,
         device: DeviceIdx,
@@ -610,6 +664,7 @@ impl BedAlarms {
         };
         if let Some(d) = self.devs.get_mut(p) {
             d.connected = connected;
+            d.alive_since = None;
             if connected {
                 d.last_rx = Some(now.mono);
             }
@@ -621,10 +676,17 @@ impl BedAlarms {
             .tech
             .get_mut(base + TechCondition::DeviceDisconnected.index())
         {
-            set_present(&ctx, s, !connected, r.delay, r.priority, out);
+            if !connected {
+                set_present(&ctx, s, true, r.delay, r.priority, out);
+            } else if s.alarm.is_none() {
+                set_present(&ctx, s, false, r.delay, r.priority, out);
+            }
         }
         if !connected && let Some(s) = self.tech.get_mut(base + TechCondition::NoData.index()) {
             set_present(&ctx, s, false, Duration::ZERO, Priority::Low, out);
+        }
+        if connected {
+            self.link_alive(p, now, out);
         }
     }
 
@@ -657,11 +719,19 @@ impl BedAlarms {
         }
         // Per-device timers.
         let tp = self.policy.technical;
-        for (p, d) in self.devs.iter().enumerate() {
+        for (p, d) in self.devs.iter_mut().enumerate() {
             let base = p * TECH_N;
-            if d.connected {
+            let limit = d.period + self.policy.no_data_grace;
+            // A break in the data ends the run that would release a held disconnect.
+            if d.last_rx.is_none_or(|last| now.mono.since(last) > limit) {
+                d.alive_since = None;
+            }
+            // A watched link's silence is the source's to report (as device_disconnected);
+            // no_data is its backstop, later, and only once the device has been heard.
+            let backstop = d.watched.then_some(WATCHED_SLACK);
+            if d.connected && !(d.watched && d.last_rx.is_none()) {
                 let last = d.last_rx.unwrap_or(started);
-                if now.mono.since(last) > d.period + self.policy.no_data_grace {
+                if now.mono.since(last) > limit + backstop.unwrap_or_default() {
                     let r = tp.get(TechCondition::NoData);
                     if let Some(s) = self.tech.get_mut(base + TechCondition::NoData.index()) {
                         set_present(&ctx, s, true, r.delay, r.priority, out);

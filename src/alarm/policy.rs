@@ -252,12 +252,19 @@ pub struct Policy {
     /// Grace added to a device's expected period before `no_data` (and before a reading is
     /// too old to fire a pending alarm). Default 5 s.
     pub no_data_grace: Duration,
-    /// Grace added to the bed's BP interval before `nibp_overdue`. Default 2 min.
+    /// Grace added to the bed's BP interval before `nibp_overdue`. Default 2 min;
+    /// `[alarms] nibp_overdue_grace` in the config.
     pub nibp_grace: Duration,
+    /// How long valid data must flow without a break before a raised `device_disconnected`
+    /// clears (and, in the sources, before the reconnect backoff starts again from its
+    /// shortest delay). Default 10 s: a link that flaps faster than this is one standing
+    /// alarm, not a raise/clear cycle per flap.
+    pub link_stable: Duration,
 }
 
 impl Default for Policy {
-    /// The documented defaults, with graces of 5 s (no data) and 2 min (NIBP).
+    /// The documented defaults, with graces of 5 s (no data) and 2 min (NIBP), and a link
+    /// stable after 10 s of valid data.
     fn default() -> Policy {
         Policy {
             technical: TechnicalPolicy::default(),
@@ -265,6 +272,7 @@ impl Default for Policy {
             audio: AudioPolicy::default(),
             no_data_grace: Duration::from_secs(5),
             nibp_grace: Duration::from_secs(120),
+            link_stable: Duration::from_secs(10),
         }
     }
 }

@@ -319,7 +319,13 @@ fn medium_and_technical_alarms_do_not_latch() {
     let now = t(12.0);
     e.device_link(OXI, false, now, &mut out);
     e.device_link(OXI, true, t(13.0), &mut out);
+    // Valid data for the stable time ends it: cleared, never latched.
+    for i in 0..=10 {
+        let at = t(13.0 + f64::from(i));
+        e.observe(&obs(Metric::Spo2, 96.0, Flags::default(), at), at, &mut out);
+    }
     assert!(has(&out, "cleared:device_disconnected"));
+    assert!(!has(&out, "latched:device_disconnected"));
 }
 
 #[test]
@@ -637,29 +643,37 @@ fn page_times(out: &[AlarmEvent], cond: &str) -> Vec<i64> {
 fn a_flapping_condition_is_paged_at_most_once_per_page_interval() {
     let mut e = engine();
     let mut out = Vec::new();
-    // The cuff link drops and comes back every second for 100 s.
+    // Systolic results alternate above and below the 160 limit (medium, no delay) every
+    // second for 100 s: the alarm is raised and cleared 50 times.
     for s in 0..100 {
-        e.device_link(CUFF, s % 2 == 1, t(f64::from(s)), &mut out);
-        e.tick(t(f64::from(s)), &mut out);
+        let now = t(f64::from(s));
+        let v = if s % 2 == 0 { 170.0 } else { 150.0 };
+        e.observe(&obs(Metric::NibpSys, v, Flags::EMPTY, now), now, &mut out);
+        e.tick(now, &mut out);
     }
     let raised = names(&out)
         .iter()
-        .filter(|n| *n == "raised:device_disconnected")
+        .filter(|n| *n == "raised:nibp_sys_high")
         .count();
     assert_eq!(raised, 50);
     assert_eq!(
-        page_times(&out, "device_disconnected"),
+        page_times(&out, "nibp_sys_high"),
         [0, 60],
         "one page per minute; a held page dies with its alarm"
     );
     // Held back, not lost: an alarm raised inside the window that stays is paged when the
     // window ends.
     let mut out = Vec::new();
-    e.device_link(CUFF, false, t(105.0), &mut out);
+    let now = t(105.0);
+    e.observe(
+        &obs(Metric::NibpSys, 170.0, Flags::EMPTY, now),
+        now,
+        &mut out,
+    );
     for s in 106..=200 {
         e.tick(t(f64::from(s)), &mut out);
     }
-    assert_eq!(page_times(&out, "device_disconnected"), [120]);
+    assert_eq!(page_times(&out, "nibp_sys_high"), [120]);
 }
 
 #[test]
@@ -806,12 +820,163 @@ fn a_disconnect_raises_at_once_replaces_no_data_and_reconnect_clears_it() {
     );
     out.clear();
     e.device_link(OXI, true, t(31.0), &mut out);
-    assert!(has(&out, "cleared:device_disconnected"));
+    assert!(
+        !has(&out, "cleared:device_disconnected"),
+        "held until valid data has flowed for the stable time"
+    );
     e.tick(t(36.0), &mut out);
     assert!(
         current(&e, "no_data").is_none(),
         "the no-data clock restarts on reconnect"
     );
+    for i in 0..=10 {
+        let at = t(31.0 + f64::from(i));
+        e.observe(&obs(Metric::Spo2, 96.0, Flags::default(), at), at, &mut out);
+    }
+    assert!(has(&out, "cleared:device_disconnected"));
+}
+
+/// The oximeter's link goes down at `down`, comes back at `up` and delivers one valid
+/// reading a second from `up` until (excluding) `until`. Returns the events.
+fn flap(e: &mut BedAlarms, down: f64, up: f64, until: f64) -> Vec<AlarmEvent> {
+    let mut out = Vec::new();
+    e.device_link(OXI, false, t(down), &mut out);
+    e.tick(t(down + 0.1), &mut out);
+    e.device_link(OXI, true, t(up), &mut out);
+    let mut at = up;
+    while at < until {
+        e.observe(
+            &obs(Metric::Spo2, 96.0, Flags::default(), t(at)),
+            t(at),
+            &mut out,
+        );
+        e.tick(t(at + 0.5), &mut out);
+        at += 1.0;
+    }
+    out
+}
+
+#[test]
+fn a_flapping_link_is_one_alarm_held_until_data_has_flowed_for_the_stable_time() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.observe(
+        &obs(Metric::Spo2, 96.0, Flags::default(), t(0.0)),
+        t(0.0),
+        &mut out,
+    );
+    // Twenty flaps: down, back after 1 s, 3 s of data, down again.
+    let mut events = Vec::new();
+    for i in 0..20 {
+        let base = 1.0 + f64::from(i) * 5.0;
+        events.extend(flap(&mut e, base, base + 1.0, base + 4.0));
+    }
+    let n = |what: &str| names(&events).iter().filter(|n| *n == what).count();
+    assert_eq!(n("raised:device_disconnected"), 1, "{:?}", names(&events));
+    assert_eq!(
+        n("notify:device_disconnected"),
+        1,
+        "one page for the whole flapping"
+    );
+    assert_eq!(n("cleared:device_disconnected"), 0);
+    assert!(current(&e, "device_disconnected").is_some());
+    // Then it stays up: data for 9 s is not enough, 10 s is.
+    let last = 1.0 + 20.0 * 5.0;
+    let ev = flap(&mut e, last, last + 1.0, last + 10.0);
+    assert!(!has(&ev, "cleared:device_disconnected"));
+    let mut out = Vec::new();
+    let at = t(last + 11.0);
+    e.observe(&obs(Metric::Spo2, 96.0, Flags::default(), at), at, &mut out);
+    assert_eq!(names(&out), ["cleared:device_disconnected"]);
+}
+
+#[test]
+fn a_break_in_the_data_restarts_the_stable_time() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.tick(t(0.0), &mut out);
+    e.device_link(OXI, false, t(1.0), &mut out);
+    e.device_link(OXI, true, t(2.0), &mut out);
+    // 8 s of data, a 7 s gap (beyond period + grace), then data again.
+    for i in 0..8 {
+        let at = t(2.0 + f64::from(i));
+        e.observe(&obs(Metric::Spo2, 96.0, Flags::default(), at), at, &mut out);
+    }
+    e.tick(t(16.0), &mut out);
+    out.clear();
+    for i in 0..10 {
+        let at = t(17.0 + f64::from(i));
+        e.observe(&obs(Metric::Spo2, 96.0, Flags::default(), at), at, &mut out);
+        e.tick(at, &mut out);
+    }
+    assert!(
+        !has(&out, "cleared:device_disconnected"),
+        "9 s since the gap is not stable yet"
+    );
+    e.observe(
+        &obs(Metric::Spo2, 96.0, Flags::default(), t(27.0)),
+        t(27.0),
+        &mut out,
+    );
+    assert!(has(&out, "cleared:device_disconnected"));
+}
+
+#[test]
+fn a_polled_cuff_whose_answers_flow_releases_its_held_disconnect() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.tick(t(0.0), &mut out);
+    e.device_link(CUFF, false, t(1.0), &mut out);
+    assert!(has(&out, "raised:device_disconnected"));
+    e.device_link(CUFF, true, t(2.0), &mut out);
+    out.clear();
+    for i in 0..6 {
+        let at = t(2.0 + f64::from(i) * 2.0);
+        e.device_heard(CUFF, at, &mut out);
+        e.tick(at, &mut out);
+    }
+    let cleared: Vec<_> = out
+        .iter()
+        .filter(|ev| ev.kind == EventKind::Cleared)
+        .filter_map(|ev| ev.alarm)
+        .map(|a| (a.device, a.condition.to_string()))
+        .collect();
+    assert_eq!(cleared, [(Some(CUFF), "device_disconnected".to_owned())]);
+}
+
+#[test]
+fn an_acknowledged_disconnect_stays_acknowledged_through_flaps() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.device_link(OXI, false, t(1.0), &mut out);
+    let id = current(&e, "device_disconnected").unwrap().id;
+    e.acknowledge(id, "nurse", t(2.0), &mut out).unwrap();
+    out.clear();
+    let ev = flap(&mut e, 3.0, 4.0, 6.0);
+    assert!(ev.is_empty(), "{:?}", names(&ev));
+    let a = current(&e, "device_disconnected").unwrap();
+    assert_eq!((a.id, a.state), (id, AlarmState::Acknowledged));
+}
+
+#[test]
+fn a_watched_link_leaves_silence_to_its_source_and_no_data_is_only_a_backstop() {
+    let mut e = engine();
+    e.watch_link(OXI);
+    let mut out = Vec::new();
+    e.tick(t(0.0), &mut out);
+    // Never heard: the source reports the first-connect failure, not the engine.
+    e.tick(t(30.0), &mut out);
+    assert!(!has(&out, "raised:no_data"), "{:?}", names(&out));
+    e.observe(
+        &obs(Metric::Spo2, 96.0, Flags::default(), t(31.0)),
+        t(31.0),
+        &mut out,
+    );
+    // Silent: the source closes the link at period + grace (6 s); the backstop is later.
+    e.tick(t(37.5), &mut out);
+    assert!(!has(&out, "raised:no_data"));
+    e.tick(t(39.1), &mut out);
+    assert!(has(&out, "raised:no_data"));
 }
 
 #[test]
@@ -973,4 +1138,33 @@ fn observing_an_in_range_reading_emits_nothing() {
     }
     assert!(out.is_empty());
     assert_eq!(e.alarms().count(), 0);
+}
+
+#[test]
+fn a_disconnect_still_within_its_delay_ends_when_the_link_comes_up() {
+    let mut policy = Policy::default();
+    policy.technical.rules[TechCondition::DeviceDisconnected.index()].delay =
+        Duration::from_secs(5);
+    let mut e = BedAlarms::with_policy(
+        BED,
+        spec(),
+        parse_limits(PRESET).unwrap(),
+        &AlarmIds::new(1000),
+        policy,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    e.device_link(OXI, false, t(1.0), &mut out);
+    e.tick(t(3.0), &mut out);
+    e.device_link(OXI, true, t(4.0), &mut out);
+    e.tick(t(7.0), &mut out);
+    assert!(
+        !has(&out, "raised:device_disconnected"),
+        "{:?}",
+        names(&out)
+    );
+    // Down again for longer than the delay: raised then, and held as usual.
+    e.device_link(OXI, false, t(8.0), &mut out);
+    e.tick(t(13.1), &mut out);
+    assert!(has(&out, "raised:device_disconnected"));
 }

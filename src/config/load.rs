@@ -317,6 +317,39 @@ fn check_duration(
     Ok(d)
 }
 
+/// The keys under which a device server address is taken, compared after resolution: every
+/// address `addr` resolves to (std's resolver, at config load), with every loopback or
+/// unspecified address as one host, so `127.0.0.1:P`, `localhost:P`, `127.1:P` and `[::1]:P`
+/// are one endpoint. A name that does not resolve now is compared by its text.
+fn tcp_keys(addr: &str) -> Vec<String> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    let mut keys: Vec<String> = match addr.to_socket_addrs() {
+        Ok(resolved) => resolved
+            .map(|sa| {
+                let ip = match sa.ip() {
+                    IpAddr::V6(v6) => v6
+                        .to_ipv4_mapped()
+                        .map(IpAddr::V4)
+                        .unwrap_or(IpAddr::V6(v6)),
+                    v4 => v4,
+                };
+                if ip.is_loopback() || ip.is_unspecified() {
+                    format!("tcp loopback:{}", sa.port())
+                } else {
+                    format!("tcp {}", std::net::SocketAddr::new(ip, sa.port()))
+                }
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if keys.is_empty() {
+        keys.push(format!("tcp {}", addr.to_ascii_lowercase()));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// Checks a serial device server address: `host:port`, port 1..65535, IPv6 hosts in brackets.
 fn check_tcp(addr: &str) -> bool {
     let Some((host, port)) = addr.rsplit_once(':') else {
@@ -917,6 +950,15 @@ fn validate_alarm_parts(
             (au.max_pause, "audio_pause_max"),
             au.default_pause.min(au.max_pause),
         )?;
+        // Added to the bed's bp_interval before `nibp_overdue`: long enough for a cuff's
+        // own retry after an artifact, short enough that a cuff that stopped measuring shows.
+        s.policy.nibp_grace = d(
+            &a.nibp_overdue_grace,
+            "nibp_overdue_grace",
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(1800), "30m"),
+            s.policy.nibp_grace,
+        )?;
     }
     let mut target_names: HashMap<String, usize> = HashMap::new();
     for (i, n) in raw.notify.iter().enumerate() {
@@ -1443,7 +1485,7 @@ fn validate_device(
                 Some(n) => Some(check_text(src, n, &format!("{key}.name"))?),
                 None => None,
             };
-            let taken_key = format!("ble {norm}");
+            let taken_key = vec![format!("ble {norm}")];
             let shown = format!("Bluetooth address {norm:?}");
             (
                 Endpoint::Ble {
@@ -1492,7 +1534,7 @@ fn validate_device(
             // Two names for one port (a /dev/serial/by-id link and its /dev/ttyUSB target) are
             // the same port: compare the targets when they exist now.
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            let taken_key = format!("serial {}", canonical.display());
+            let taken_key = vec![format!("serial {}", canonical.display())];
             let shown = format!("serial port {:?}", port.get_ref());
             (
                 Endpoint::Serial { path },
@@ -1515,7 +1557,7 @@ fn validate_device(
                     ),
                 ));
             }
-            let taken_key = format!("tcp {}", addr.to_ascii_lowercase());
+            let taken_key = tcp_keys(addr);
             let shown = format!("tcp address {addr:?}");
             (
                 Endpoint::Tcp {
@@ -1529,23 +1571,27 @@ fn validate_device(
         }
     };
     let line = line_col(src.text, span.start).0;
-    if let Some(first) = endpoints.get(&taken_key) {
+    if let Some(first) = taken_key.iter().find_map(|k| endpoints.get(k)) {
         return Err(src.err(
             span,
             ep_key,
             format!(
-                "{shown} is already bound to {} (line {}), expected each port bound to one device",
-                first.what, first.line
+                "{shown} of device {id:?} is already bound to {} at {}:{}, expected each port or device server bound to one device (addresses are compared after resolving names, every loopback address is this host)",
+                first.what,
+                src.origin.display(),
+                first.line
             ),
         ));
     }
-    endpoints.insert(
-        taken_key,
-        Taken {
-            what: format!("device {id:?}"),
-            line,
-        },
-    );
+    for k in taken_key {
+        endpoints.insert(
+            k,
+            Taken {
+                what: format!("device {id:?} ({key})"),
+                line,
+            },
+        );
+    }
     Ok(Binding {
         id,
         bed,
@@ -1931,8 +1977,8 @@ port = "/dev/ttyUSB1"
                 8,
                 "rooms[0].recliners[1].devices[0].port",
                 &[
-                    "serial port \"/dev/ttyUSB0\" is already bound to device \"room1-A-oximeter\" (line 15)",
-                    "expected each port bound to one device",
+                    "serial port \"/dev/ttyUSB0\" of device \"room1-B-oximeter\" is already bound to device \"room1-A-oximeter\" (rooms[0].recliners[0].devices[0]) at ",
+                    ":15, expected each port or device server bound to one device",
                 ],
             ),
             (
@@ -1942,7 +1988,9 @@ port = "/dev/ttyUSB1"
                 28,
                 7,
                 "rooms[0].recliners[1].devices[0].tcp",
-                &["tcp address \"192.168.10.21:4001\" is already bound to device \"room1-A-nibp\""],
+                &[
+                    "tcp address \"192.168.10.21:4001\" of device \"room1-B-oximeter\" is already bound to device \"room1-A-nibp\"",
+                ],
             ),
             (
                 "bad tcp",
@@ -2625,6 +2673,59 @@ mode = "read"
             assert_eq!(err.key(), Some(key), "{text}");
             assert!(text.contains(want), "{text}");
             assert!(err.line().is_some_and(|l| l > 1), "{text}");
+        }
+    }
+
+    #[test]
+    fn one_device_server_written_as_aliases_of_loopback_cannot_be_bound_twice() {
+        let first = edited("tcp = \"192.168.10.21:4001\"", "tcp = \"127.0.0.1:4001\"");
+        for alias in [
+            "localhost:4001",
+            "127.1:4001",
+            "[::1]:4001",
+            "LOCALHOST:4001",
+        ] {
+            let text = first.replacen("port = \"/dev/ttyUSB1\"", &format!("tcp = \"{alias}\""), 1);
+            let err = load_config_str(&text, origin()).unwrap_err();
+            let msg = err.to_string();
+            assert_eq!(err.line(), Some(28), "{msg}");
+            assert_eq!(
+                err.key(),
+                Some("rooms[0].recliners[1].devices[0].tcp"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains(
+                    "of device \"room1-B-oximeter\" is already bound to device \"room1-A-nibp\""
+                ) && msg.contains("config/test.toml:20"),
+                "{alias}: {msg}"
+            );
+        }
+        // Another port on the same host is another device server.
+        let text = first.replacen("port = \"/dev/ttyUSB1\"", "tcp = \"localhost:4002\"", 1);
+        assert!(load_config_str(&text, origin()).is_ok());
+    }
+
+    #[test]
+    fn the_nibp_overdue_grace_is_configurable_and_bounded() {
+        let text = BASE.replacen(
+            "[[rooms]]",
+            "[alarms]\nnibp_overdue_grace = \"5m\"\n\n[[rooms]]",
+            1,
+        );
+        let cfg = load_config_str(&text, origin()).unwrap();
+        assert_eq!(cfg.alarms.policy.nibp_grace, Duration::from_secs(300));
+        let cfg = load_config_str(BASE, origin()).unwrap();
+        assert_eq!(cfg.alarms.policy.nibp_grace, Duration::from_secs(120));
+        for bad in ["\"5s\"", "\"2h\"", "\"soon\""] {
+            let text = BASE.replacen(
+                "[[rooms]]",
+                &format!("[alarms]\nnibp_overdue_grace = {bad}\n\n[[rooms]]"),
+                1,
+            );
+            let err = load_config_str(&text, origin()).unwrap_err();
+            assert_eq!(err.key(), Some("alarms.nibp_overdue_grace"), "{err}");
+            assert_eq!(err.line(), Some(5), "{err}");
         }
     }
 }

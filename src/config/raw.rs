@@ -70,6 +70,7 @@ pub(super) struct RawAlarms {
     pub pause_breakthrough: Option<Spanned<String>>,
     /// `[alarms.escalation.high]` / `.medium` / `.low`.
     pub escalation: Option<Spanned<RawEscalation>>,
+    pub nibp_overdue_grace: Option<Spanned<String>>,
 }
 
 /// The `[alarms.escalation]` table: one table per priority.

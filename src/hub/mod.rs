@@ -170,7 +170,16 @@ impl Hub {
             let idx = BedIdx(u16::try_from(i).unwrap_or(u16::MAX));
             let spec = BedSpec::from_config(&cfg, idx).unwrap_or_default();
             let limits = cfg.presets.get(&bed.preset).cloned().unwrap_or_default();
-            let alarms = BedAlarms::with_policy(idx, spec, limits, &ids, cfg.alarms.policy)?;
+            let mut alarms = BedAlarms::with_policy(idx, spec, limits, &ids, cfg.alarms.policy)?;
+            // Serial and TCP sources close a silent link themselves (crate::sources).
+            for d in &bed.devices {
+                if !matches!(
+                    cfg.devices.get(usize::from(d.0)).map(|b| &b.endpoint),
+                    Some(crate::config::Endpoint::Ble { .. }) | None
+                ) {
+                    alarms.watch_link(*d);
+                }
+            }
             beds.push(BedState {
                 seq: 0,
                 latest: [None; Metric::COUNT],

@@ -13,11 +13,14 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
-    /// Not yet connected since the daemon started, or reconnecting.
+    /// Not yet delivered valid data since the daemon started, within its first grace (the
+    /// profile's expected period plus the no-data grace): no alarm yet.
     Connecting,
-    /// Bytes are flowing (or the device answers its polls).
+    /// Valid frames are flowing (or the device answers its polls).
     Connected,
-    /// The port vanished, the connection dropped, or the device stopped answering.
+    /// The port vanished, the connection dropped, the device stopped delivering valid frames
+    /// for its expected period plus the grace (even with the socket open), or it never did
+    /// within its first grace. Stays so across reconnect attempts until valid data flows.
     Disconnected,
 }
 

@@ -45,6 +45,11 @@ pub enum TransportError {
 
 /// How long a TCP connect may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// TCP keepalive on device-server sockets: first probe after 5 s idle, then every 2 s, and
+/// the connection is dropped after 3 unanswered probes (~11 s for a vanished peer).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// Opens the endpoint with the profile's link settings (ignored for TCP: the device server
 /// owns the serial side).
@@ -91,6 +96,17 @@ pub async fn open(endpoint: &Endpoint, link: &LinkSettings) -> Result<Link, Tran
                 })?;
             // Readings are small and latency matters more than packet count.
             let _ = stream.set_nodelay(true);
+            // A device server that vanishes without FIN/RST (power cut, cable pulled) leaves
+            // a half-open socket: keepalive probes end it at the kernel level. The sources'
+            // read deadline (expected period + grace without a valid frame) is the primary
+            // liveness check; this also catches a peer that is gone while nothing is read.
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(KEEPALIVE_IDLE)
+                .with_interval(KEEPALIVE_INTERVAL)
+                .with_retries(KEEPALIVE_RETRIES);
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                tracing::warn!(endpoint = %endpoint, error = %e, "TCP keepalive could not be enabled; the read deadline still applies");
+            }
             Ok(Box::new(stream))
         }
         Endpoint::Ble { .. } => Err(TransportError::NotAStream {
@@ -108,8 +124,10 @@ fn data_bits(n: u8) -> tokio_serial::DataBits {
     }
 }
 
-/// Exponential reconnect backoff: 250 ms doubling to 5 s, reset after a good connection.
-/// Five seconds at most, because every second without a device is a second without monitoring.
+/// Exponential reconnect backoff: 250 ms doubling to 5 s. The caller resets it only after a
+/// link delivered valid data for a stable time (not on every accepted connect), so a device
+/// server that accepts and closes at once is retried at most every 5 s. Five seconds at
+/// most, because every second without a device is a second without monitoring.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
@@ -131,7 +149,7 @@ impl Backoff {
         d
     }
 
-    /// Back to the first delay, after a connection that worked.
+    /// Back to the first delay, after a link that delivered valid data for a stable time.
     pub fn reset(&mut self) {
         self.next = Self::FIRST;
     }
