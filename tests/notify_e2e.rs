@@ -195,6 +195,13 @@ async fn a_failing_target_is_an_alarm_on_the_dashboard_until_it_delivers_again()
             .any(|a| a["condition"] == "notify_failed" && a["target"] == "pager"),
         "{alarms}"
     );
+    // A nurse may silence it; it stays shown until the target delivers again.
+    let id = a["id"].as_u64().unwrap();
+    let (status, body) = rig
+        .http("POST", &format!("/api/alarms/{id}/ack"), None, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["alarm"]["audio"], "silenced", "{body}");
     let hook = Webhook::serve(
         tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
