@@ -337,9 +337,17 @@ async fn with_no_dashboard_alive_the_alarm_system_pages_staff() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // A dashboard connects: the alarm clears.
+    // A dashboard page whose audio is armed connects and says so: the alarm clears.
     let mut c = rig.client().await;
     let snap = c.next(SOON).await.unwrap();
+    {
+        use futures_util::SinkExt;
+        c.ws.send(tokio_tungstenite::tungstenite::Message::text(
+            r#"{"type":"heartbeat","audio_armed":true,"visible":true}"#,
+        ))
+        .await
+        .unwrap();
+    }
     let cleared_or_absent = snap["alarms"].as_array().is_some_and(|a| a.is_empty());
     if !cleared_or_absent {
         c.wait_for("no_dashboard cleared", SOON, |m| {

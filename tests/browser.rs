@@ -379,13 +379,27 @@ async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_w
     b.wait("a live link", SOON, "return window.vitalsdState.connected")
         .await;
     assert!(!b.visible("#not-monitoring").await);
+    b.client
+        .find(Locator::Css("#audio-bar"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait(
+        "audio armed, nothing sounding",
+        SOON,
+        "const s = window.vitalsdState; return s.audioArmed && s.counted && s.audioPlaying === null",
+    )
+    .await;
 
-    // The daemon goes away: no messages, no heartbeats.
+    // The daemon goes away: no messages, no heartbeats. The armed page sounds (medium).
     rig.daemon.take().unwrap().shutdown().await;
     b.wait(
-        "NOT MONITORING",
+        "NOT MONITORING, sounding",
         SOON,
-        "return window.vitalsdState.notMonitoring && !document.getElementById('not-monitoring').hidden",
+        "return window.vitalsdState.notMonitoring && !document.getElementById('not-monitoring').hidden
+                && window.vitalsdState.audioPlaying === 'medium'",
     )
     .await;
     assert_eq!(b.text("#not-monitoring .big").await, "NOT MONITORING");
@@ -423,6 +437,7 @@ async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_w
     .await;
     let state = b.state().await;
     assert_eq!(state["gaps"], 0, "{state}");
+    assert_eq!(state["audioPlaying"], Value::Null, "silent again: {state}");
     assert!(!b.visible("#not-monitoring").await);
     let all = b.js(ALL_FOUR_NUMBERS).await;
     assert!(all.is_array(), "values shown again: {all}");
@@ -563,6 +578,256 @@ async fn a_desaturation_shows_the_alarm_banner_in_time_and_acknowledging_silence
         "const s = window.vitalsdState;
          const t = document.querySelector(\"[data-bed='room1/B'] button.pause\").textContent;
          return s.sounding.length === 0 && s.audioPlaying === null && /AUDIO PAUSED [12]:\\d\\d/.test(t) ? t : null;",
+    )
+    .await;
+    b.close().await;
+    rig.stop().await;
+}
+
+/// Where the screenshots of the watching indicator go: `VITALSD_SHOTS` if set, else the
+/// cargo target directory.
+fn shots_dir() -> PathBuf {
+    std::env::var_os("VITALSD_SHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(target_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_its_message() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start_with(
+        scenario("", ""),
+        "10m",
+        "[alarms]\ndashboard_timeout = \"5s\"\n",
+    )
+    .await;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    b.wait("live values", SOON, ALL_FOUR_NUMBERS).await;
+
+    // Not armed: the page says it is not watching, and the daemon agrees: after the 5 s
+    // timeout `no_dashboard` is raised although the page is open and connected.
+    b.wait(
+        "no_dashboard raised while the page is not armed",
+        SOON,
+        "return window.vitalsdState.activeAlarms.some(a => a.condition === 'no_dashboard')",
+    )
+    .await;
+    let state = b.state().await;
+    assert_eq!(state["audioArmed"], false, "{state}");
+    assert_eq!(state["counted"], false, "{state}");
+    assert_eq!(
+        state["audioPlaying"],
+        Value::Null,
+        "an unarmed page cannot sound: {state}"
+    );
+    assert!(state["beatsSent"].as_u64() > Some(0), "{state}");
+    assert_eq!(
+        b.js("return document.getElementById('watch').dataset.state")
+            .await,
+        "off"
+    );
+    assert!(b.visible("#audio-bar").await);
+    let bar = b.text("#audio-bar").await;
+    assert!(
+        bar.as_str()
+            .unwrap()
+            .contains("this dashboard does not count as watching"),
+        "{bar}"
+    );
+    let watch = b.text("#watch").await;
+    assert!(
+        watch
+            .as_str()
+            .unwrap()
+            .contains("NOT WATCHING (sound not armed)"),
+        "{watch}"
+    );
+    b.wait(
+        "the NO DASHBOARD alarm in the banner",
+        SOON,
+        "return document.getElementById('banner').textContent.includes('NO DASHBOARD ABLE TO SOUND')",
+    )
+    .await;
+    // It cannot be acknowledged (only an armed dashboard ends it): no button offers to.
+    let ack = b
+        .js("const li = [...document.querySelectorAll('#banner li.alarm')]
+               .find(li => li.textContent.includes('NO DASHBOARD'));
+             return [li.querySelector('button.ack').hidden, li.querySelector('.state').textContent];")
+        .await;
+    assert_eq!(ack, json!([true, "ENDS WHEN A DASHBOARD ARMS ITS SOUND"]));
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(shots_dir().join("dashboard-unarmed.png"), &png).unwrap();
+
+    // One click arms the sound: the page's heartbeat says so, the daemon clears no_dashboard
+    // and counts the page as a live dashboard.
+    b.client
+        .find(Locator::Css("#audio-bar"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let state = b
+        .wait(
+            "no_dashboard cleared and the page counted as watching",
+            SOON,
+            "const s = window.vitalsdState;
+             return s.audioArmed && s.counted && s.dashboards && s.dashboards.live === 1 &&
+                    !s.activeAlarms.some(a => a.condition === 'no_dashboard') ? s : null;",
+        )
+        .await;
+    // (no_dashboard itself sounded on this page from the click until its `cleared` came.)
+    assert_eq!(
+        state["audioPlaying"],
+        Value::Null,
+        "nothing to sound: {state}"
+    );
+    let starts = state["audioStarts"].as_u64().unwrap();
+    b.wait(
+        "the page showing WATCHING",
+        SOON,
+        "const w = document.getElementById('watch');
+         return w.dataset.state === 'on' && w.textContent.startsWith('WATCHING')
+                && w.textContent.includes('able to sound: 1')",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.body.dataset.audioArmed").await,
+        "true"
+    );
+    let (_, alarms) = rig.http("GET", "/api/alarms", None, None).await;
+    assert!(
+        !alarms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["condition"] == "no_dashboard"),
+        "{alarms}"
+    );
+
+    // The page goes to the background (another tab in front). Hidden, it keeps beating and
+    // counts as watching (a hidden live dashboard) well past the timeout.
+    let audio_time = b.state().await["audioTime"].as_f64().unwrap();
+    let dashboard = b.client.window().await.unwrap();
+    let other = b.client.new_window(true).await.unwrap();
+    b.client.switch_to_window(other.handle).await.unwrap();
+    b.client.goto("about:blank").await.unwrap();
+    let hidden_live =
+        |rooms: &Value| rooms["dashboards"]["hidden"] == 1 && rooms["dashboards"]["live"] == 1;
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let (_, rooms) = rig.http("GET", "/api/rooms", None, None).await;
+        if hidden_live(&rooms) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hidden page never counted as a hidden live dashboard: {}",
+            rooms["dashboards"]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // While it is hidden an alarm is raised (A's pulse rate 72 above a new limit of 60, high,
+    // no delay). The page starts its sound from the `alarm` message itself, as a loop the
+    // audio thread repeats, not from its (throttled) timer.
+    let (status, body) = rig
+        .http(
+            "PUT",
+            "/api/beds/room1/A/limits",
+            None,
+            Some(
+                r#"{"rule":[{"metric":"pulse_rate","direction":"high","threshold":60,"priority":"high"}]}"#,
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(8)).await; // longer than the 5 s timeout
+    let (_, rooms) = rig.http("GET", "/api/rooms", None, None).await;
+    assert!(hidden_live(&rooms), "{}", rooms["dashboards"]);
+    let bed_a = &rooms["rooms"][0]["beds"][0];
+    assert!(
+        bed_a["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["condition"] == "pulse_rate_high"),
+        "{bed_a}"
+    );
+    assert!(
+        !rooms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["condition"] == "no_dashboard"),
+        "{}",
+        rooms["alarms"]
+    );
+    b.client.close_window().await.unwrap();
+    b.client.switch_to_window(dashboard).await.unwrap();
+    let state = b.state().await;
+    assert_eq!(state["audioPlaying"], "high", "{state}");
+    assert_eq!(state["audioStartedBy"], "event", "{state}");
+    // The audio clock ran on in the background (the browser did not suspend the sound).
+    let ran = state["audioTime"].as_f64().unwrap() - audio_time;
+    assert!(
+        ran >= 7.0,
+        "the audio clock ran {ran} s of the 8+ s hidden: {state}"
+    );
+    assert_eq!(state["audioLoop"], true, "{state}");
+    assert_eq!(
+        state["audioStarts"],
+        starts + 1,
+        "started once, from the event, and looped by itself since: {state}"
+    );
+    assert_eq!(
+        b.js("return document.body.dataset.audioStartedBy").await,
+        "event"
+    );
+    assert_eq!(
+        b.js("return document.body.dataset.audioPlaying").await,
+        "high"
+    );
+    let id = state["activeAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["condition"] == "pulse_rate_high")
+        .map(|a| a["id"].as_u64().unwrap())
+        .unwrap();
+    b.wait(
+        "the alarm in the banner",
+        SOON,
+        &format!("return !!document.querySelector(\"#banner li[data-alarm='{id}']\")"),
+    )
+    .await;
+    // In front again: its next heartbeat says visible, and the daemon's count follows.
+    b.wait(
+        "the page counted as visible again",
+        SOON,
+        "const s = window.vitalsdState;
+         return s.visible && s.counted && s.dashboards.live === 1 && s.dashboards.hidden === 0 &&
+                document.getElementById('watch-count').textContent === 'able to sound: 1'",
+    )
+    .await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(shots_dir().join("dashboard-armed.png"), &png).unwrap();
+
+    // Acknowledged: the sound stops at once.
+    b.client
+        .find(Locator::Css(&format!(
+            "[data-bed='room1/A'] button.ack[data-alarm='{id}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait(
+        "silence after the acknowledgement",
+        SOON,
+        "const s = window.vitalsdState; return s.audioPlaying === null && !s.audioLoop && s.sounding.length === 0",
     )
     .await;
     b.close().await;

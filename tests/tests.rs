@@ -8,6 +8,7 @@ mod alarms_e2e;
 mod ble;
 mod browser;
 mod cli;
+mod dashboard_e2e;
 mod liveness;
 mod notify_e2e;
 mod serial_e2e;

@@ -3,7 +3,11 @@
 // - a reading with `value: null` shows dashes and the reason, never the previous number;
 // - a value older than its expected period turns grey and shows its age;
 // - 5 s without any message from the daemon shows a full-screen NOT MONITORING;
-// - alarms show in the priority's colour, with a marker and an audible pattern (once armed).
+// - alarms show in the priority's colour, with a marker and an audible pattern (once armed),
+//   started from the alarm message itself and looped by the audio thread (background tabs too);
+//   NOT MONITORING sounds the medium pattern (once armed) until the daemon is heard again;
+// - the page tells the daemon every 2 s whether its sound is armed: only an armed page counts
+//   as a dashboard watching (the `no_dashboard` alarm), and the page says whether it counts.
 // Memory stays flat for hours: ring buffers of fixed size, DOM nodes updated in place, capped lists.
 'use strict';
 
@@ -71,7 +75,7 @@
     sensor_off: 'SENSOR OFF', no_finger: 'FINGER OUT', probe_unplugged: 'PROBE UNPLUGGED',
     sensor_fault: 'SENSOR FAULT', searching_too_long: 'SEARCHING TOO LONG',
     low_perfusion: 'LOW PERFUSION', low_signal: 'LOW SIGNAL', low_battery: 'LOW BATTERY',
-    cuff_error: 'CUFF ERROR', no_dashboard: 'NO DASHBOARD CONNECTED',
+    cuff_error: 'CUFF ERROR', no_dashboard: 'NO DASHBOARD ABLE TO SOUND',
   };
 
   // ---------------------------------------------------------------- state
@@ -104,9 +108,14 @@
     authError: null,
     audioArmed: false,
     audioError: null,
+    beatAt: -Infinity, // when this page last sent its heartbeat
+    beatKey: '',       // what it said (armed/visible/playing)
+    beatsSent: 0,
+    counted: false,    // the daemon counts this page as a live dashboard (its heartbeat)
+    dashboards: null,  // {live, hidden, not_armed, clients} from the daemon
     notMonitoring: false,
     snapshots: [],
-    started: null,     // the daemon's start time, from the snapshot     // the last few snapshots: {seq, resumed, after, restarted}
+    started: null,     // the daemon's start time, from the snapshot
   };
 
   // ---------------------------------------------------------------- helpers
@@ -211,8 +220,12 @@
     return `${mark} ${what}${extra}${dev}`;
   }
 
+  // System alarms that end only when their cause does: acknowledging them is refused (409).
+  const NOT_ACKNOWLEDGEABLE = new Set(['no_dashboard', 'store_unwritable']);
+
   function alarmStateText(a) {
     const parts = [];
+    if (a.condition === 'no_dashboard') parts.push('ENDS WHEN A DASHBOARD ARMS ITS SOUND');
     if (a.state === 'acknowledged') parts.push('ACKNOWLEDGED');
     else if (a.state === 'latched') parts.push('LATCHED');
     if (a.audio === 'paused') parts.push('AUDIO PAUSED');
@@ -337,6 +350,8 @@
       if (S.ws !== ws) return;
       opened = true;
       S.wsOpen = true;
+      S.counted = false;
+      sendBeat(true);
     };
     ws.onmessage = (ev) => {
       if (S.ws === ws) onMessage(ev.data);
@@ -381,8 +396,15 @@
     const t = toMs(m.time);
     if (t !== null) S.clockOffset = t - Date.now();
     if (m.type === 'snapshot') onSnapshot(m);
-    else if (m.type === 'heartbeat') S.coalesced = Number(m.coalesced) || 0;
+    else if (m.type === 'heartbeat') onHeartbeat(m);
     else onSequenced(m);
+    sendBeat(false);
+  }
+
+  function onHeartbeat(m) {
+    S.coalesced = Number(m.coalesced) || 0;
+    S.counted = m.counted === true;
+    if (m.dashboards && typeof m.dashboards === 'object') S.dashboards = m.dashboards;
   }
 
   function onSequenced(m) {
@@ -417,6 +439,7 @@
     S.connectedAt = performance.now();
     S.authError = null;
     S.simulated = m.simulated === true;
+    if (m.dashboards && typeof m.dashboards === 'object') S.dashboards = m.dashboards;
     const rooms = Array.isArray(m.rooms) ? m.rooms : [];
     ensureLayout(rooms);
     const alarms = new Map();
@@ -448,6 +471,7 @@
     }
     S.alarms = alarms;
     S.logDirty = true;
+    updateAudio('snapshot');
   }
 
   function applyReading(bed, r, toTrend) {
@@ -534,6 +558,8 @@
       pushRecent({ at, bed: m.bed, text, what: m.event, actor: m.actor, priority: a && a.priority });
     }
     S.logDirty = true;
+    // The sound starts (or stops) from this message, not from the next timer tick.
+    if (!covered) updateAudio('event');
   }
 
   function pushRecent(e) {
@@ -753,6 +779,7 @@
       if (a && a.id !== undefined && S.alarms.has(a.id) && newerOrSame(a, S.alarms.get(a.id))) S.alarms.set(a.id, a);
       if (bed) { bed.dirty = true; showMsg(bed, 'alarm acknowledged', true); }
       S.logDirty = true;
+      updateAudio('ack');
     } else if (bed) {
       showMsg(bed, 'acknowledge failed: ' + r.error, false);
     } else {
@@ -778,12 +805,31 @@
   // ---------------------------------------------------------------- audio (Web Audio)
   // IEC 60601-1-8-like patterns: high 10 pulses (3+2, pause, 3+2) every 5 s; medium 3 pulses
   // every 7 s; low 1 pulse every 16 s. Each pulse is a tone with harmonics, soft edges.
+  //
+  // A pattern is rendered once into a buffer one period long and played by a looping source:
+  // the browser's audio thread repeats it with no timer of ours. It starts from the `alarm`
+  // message that makes an alarm sound (updateAudio('event')) and stops on acknowledge, clear or
+  // pause, so a background tab (timers throttled to 1 Hz or less) sounds exactly like a
+  // visible one. The 250 ms tick only re-checks (updateAudio('timer')), a backstop.
   const PATTERNS = {
     high: { f: 660, pulse: 0.15, at: [0, 0.2, 0.4, 0.8, 1.0, 2.0, 2.2, 2.4, 2.8, 3.0], every: 5 },
     medium: { f: 523, pulse: 0.2, at: [0, 0.3, 0.6], every: 7 },
     low: { f: 440, pulse: 0.25, at: [0], every: 16 },
   };
-  const A = { ctx: null, playing: null, nextAt: 0, master: null };
+  const PATTERN_RATE = 22050;          // Hz: the 5th harmonic of 660 Hz is well below Nyquist
+  const HARMONICS = [1, 0.5, 0.35, 0.25, 0.18]; // fundamental plus four (IEC 60601-1-8)
+  const A = {
+    ctx: null, source: null, playing: null, buffers: {},
+    startedBy: null, starts: 0, startedAt: null,
+  };
+
+  function setArmed(armed) {
+    if (S.audioArmed === armed) return;
+    S.audioArmed = armed;
+    document.body.dataset.audioArmed = String(armed);
+    sendBeat(true); // tell the daemon at once whether this page can sound
+    updateAudio('armed');
+  }
 
   function armAudio() {
     try {
@@ -791,14 +837,14 @@
         const AC = window.AudioContext || window.webkitAudioContext;
         if (!AC) { S.audioError = 'this browser has no Web Audio: alarms cannot sound here'; return; }
         A.ctx = new AC();
-        A.ctx.onstatechange = () => { S.audioArmed = A.ctx.state === 'running'; };
+        A.ctx.onstatechange = () => setArmed(A.ctx.state === 'running');
       }
       A.ctx.resume().then(() => {
-        S.audioArmed = A.ctx.state === 'running';
         S.audioError = null;
-        if (S.audioArmed) beep(880, 0.08, 0.15); // confirms the sound works
+        setArmed(A.ctx.state === 'running');
+        if (S.audioArmed && !A.playing) beep(880, 0.08, 0.15); // confirms the sound works
       }, (e) => { S.audioError = 'audio could not start: ' + e; });
-      S.audioArmed = A.ctx.state === 'running';
+      setArmed(A.ctx.state === 'running');
     } catch (e) {
       S.audioError = 'audio could not start: ' + (e && e.message ? e.message : e);
     }
@@ -806,69 +852,112 @@
 
   function beep(f, dur, gain) {
     const ctx = A.ctx;
-    const g = ctx.createGain();
-    g.gain.value = 1;
-    g.connect(ctx.destination);
-    tone(ctx, g, f, ctx.currentTime + 0.01, dur, gain);
-  }
-
-  function tone(ctx, dest, f, t0, dur, gain) {
+    const t0 = ctx.currentTime + 0.01;
     const env = ctx.createGain();
     env.gain.setValueAtTime(0, t0);
     env.gain.linearRampToValueAtTime(gain, t0 + 0.015);
     env.gain.setValueAtTime(gain, t0 + dur - 0.03);
     env.gain.linearRampToValueAtTime(0, t0 + dur);
-    env.connect(dest);
-    // Fundamental plus four harmonics (IEC 60601-1-8 asks for at least four).
-    const amps = [1, 0.5, 0.35, 0.25, 0.18];
-    amps.forEach((amp, i) => {
-      const o = ctx.createOscillator();
-      o.type = 'sine';
-      o.frequency.value = f * (i + 1);
-      const g = ctx.createGain();
-      g.gain.value = amp / 2.3;
-      o.connect(g);
-      g.connect(env);
-      o.start(t0);
-      o.stop(t0 + dur + 0.02);
-    });
+    env.connect(ctx.destination);
+    const o = ctx.createOscillator();
+    o.frequency.value = f;
+    o.connect(env);
+    o.start(t0);
+    o.stop(t0 + dur + 0.02);
+  }
+
+  // One period of a priority's pattern, rendered once and kept (a few hundred KB each).
+  function patternBuffer(prio) {
+    if (A.buffers[prio]) return A.buffers[prio];
+    const p = PATTERNS[prio];
+    const len = Math.round(p.every * PATTERN_RATE);
+    const buf = A.ctx.createBuffer(1, len, PATTERN_RATE);
+    const d = buf.getChannelData(0);
+    const n = Math.round(p.pulse * PATTERN_RATE);
+    for (const at of p.at) {
+      const i0 = Math.round(at * PATTERN_RATE);
+      for (let k = 0; k < n && i0 + k < len; k++) {
+        const t = k / PATTERN_RATE;
+        const env = t < 0.015 ? t / 0.015 : t > p.pulse - 0.03 ? Math.max(0, (p.pulse - t) / 0.03) : 1;
+        let v = 0;
+        for (let i = 0; i < HARMONICS.length; i++) v += HARMONICS[i] * Math.sin(2 * Math.PI * p.f * (i + 1) * t);
+        d[i0 + k] += 0.5 * env * v / 2.3;
+      }
+    }
+    A.buffers[prio] = buf;
+    return buf;
   }
 
   function stopAudio() {
-    if (A.master) {
-      try { A.master.gain.cancelScheduledValues(0); A.master.gain.value = 0; A.master.disconnect(); } catch (e) { /* gone */ }
+    if (A.source) {
+      try { A.source.stop(); A.source.disconnect(); } catch (e) { /* already stopped */ }
     }
-    A.master = null;
+    A.source = null;
     A.playing = null;
+    document.body.dataset.audioPlaying = '';
   }
 
+  // The highest priority to sound: the sounding alarms', and medium while the page is NOT
+  // MONITORING (the daemon silent for 5 s: its alarms cannot reach this page, and a nurse away
+  // from the screen must hear that too).
   function topSounding() {
     let best = null;
     for (const a of S.alarms.values()) {
       if (isSounding(a) && (!best || (PRIO_RANK[a.priority] || 0) > (PRIO_RANK[best] || 0))) best = a.priority;
     }
+    if (S.notMonitoring && S.haveSnapshot && (PRIO_RANK[best] || 0) < PRIO_RANK.medium) best = 'medium';
     return best && PATTERNS[best] ? best : null;
   }
 
-  function runAudio() {
-    const want = S.audioArmed ? topSounding() : null;
-    if (!want) { if (A.playing) stopAudio(); return; }
-    const ctx = A.ctx;
-    if (want !== A.playing) {
+  // Plays the pattern of the highest sounding priority, or nothing. `by` says what started it
+  // (`event`: the alarm message itself; `timer`: the backstop tick), for the test hook.
+  function updateAudio(by) {
+    try {
+      const ready = S.audioArmed && A.ctx && A.ctx.state === 'running';
+      const want = ready ? topSounding() : null;
+      if (want === A.playing) return;
       stopAudio();
+      if (!want) return;
+      const src = A.ctx.createBufferSource();
+      src.buffer = patternBuffer(want);
+      src.loop = true;
+      src.connect(A.ctx.destination);
+      src.start(A.ctx.currentTime + 0.02);
+      A.source = src;
       A.playing = want;
-      A.nextAt = ctx.currentTime + 0.05;
+      A.startedBy = by;
+      A.starts++;
+      A.startedAt = Date.now();
+      document.body.dataset.audioPlaying = want;
+      document.body.dataset.audioStartedBy = by;
+      sendBeat(true);
+    } catch (e) {
+      S.audioError = 'alarm sound failed: ' + (e && e.message ? e.message : e);
     }
-    if (ctx.currentTime + 0.3 >= A.nextAt) {
-      const p = PATTERNS[want];
-      // A fresh master per burst: stopping disconnects it and silences what is scheduled.
-      if (A.master) try { A.master.disconnect(); } catch (e) { /* gone */ }
-      A.master = ctx.createGain();
-      A.master.gain.value = 1;
-      A.master.connect(ctx.destination);
-      for (const dt of p.at) tone(ctx, A.master, p.f, A.nextAt + dt, p.pulse, 0.5);
-      A.nextAt += p.every;
-    }
+  }
+
+  // ---------------------------------------------------------------- page heartbeat
+  // Every 2 s and on every change, the page tells the daemon whether it can sound: only a page
+  // whose audio is armed counts as a dashboard watching (docs/api.md). It is sent from the
+  // messages the daemon pushes (at least one a second) as well as from the timer, so a
+  // background tab whose timers are throttled keeps sending it; a frozen tab stops, and stops
+  // counting.
+  const BEAT_MS = 2000;
+  function sendBeat(force) {
+    const ws = S.ws;
+    if (!ws || !S.wsOpen || ws.readyState !== 1) return;
+    const visible = document.visibilityState !== 'hidden';
+    const key = S.audioArmed + '/' + visible + '/' + A.playing;
+    const now = performance.now();
+    if (!force && key === S.beatKey && now - S.beatAt < BEAT_MS) return;
+    try {
+      ws.send(JSON.stringify({
+        type: 'heartbeat', audio_armed: S.audioArmed, visible, playing: A.playing, seq: S.lastSeq,
+      }));
+      S.beatAt = now;
+      S.beatKey = key;
+      S.beatsSent++;
+    } catch (e) { /* the close event follows */ }
   }
 
   // ---------------------------------------------------------------- rendering
@@ -1007,7 +1096,7 @@
         const b = S.beds.get(a.bed);
         setText(row.where, b ? b.label : (a.bed || 'ALL BEDS'));
       }
-      row.ack.hidden = !(a.state === 'active' || a.state === 'latched');
+      row.ack.hidden = !(a.state === 'active' || a.state === 'latched') || NOT_ACKNOWLEDGEABLE.has(a.condition);
       const want = prev ? prev.nextSibling : ul.firstChild;
       if (want !== row.li) ul.insertBefore(row.li, want);
       prev = row.li;
@@ -1065,6 +1154,7 @@
     $('#demo').hidden = !(S.simulated || S.simulatedReadings);
     const bar = $('#audio-bar');
     bar.hidden = S.audioArmed;
+    renderWatch();
     if (S.audioError) setText(bar.querySelector('.why'), S.audioError);
     const auth = $('#auth');
     auth.hidden = !S.authError;
@@ -1077,6 +1167,26 @@
         (S.authError ? S.authError : linkText === 'LIVE' ? '' : linkText + '.') +
         ' The bedside monitors keep their own alarms.');
     }
+  }
+
+  // Whether this page counts as a dashboard watching (armed, and counted by the daemon), and
+  // how many dashboards can sound in all.
+  function renderWatch() {
+    const el = $('#watch');
+    let state, text;
+    if (!S.audioArmed) { state = 'off'; text = 'NOT WATCHING (sound not armed)'; }
+    else if (!S.counted) { state = 'wait'; text = 'ARMED, not yet counted'; }
+    else { state = 'on'; text = 'WATCHING'; }
+    if (el.dataset.state !== state) el.dataset.state = state;
+    setText($('#watch-text'), text);
+    const d = S.dashboards;
+    let count = '';
+    if (d && Number.isFinite(Number(d.live))) {
+      count = 'able to sound: ' + Number(d.live);
+      if (Number(d.hidden) > 0) count += ' (' + d.hidden + ' hidden)';
+    }
+    setText($('#watch-count'), count);
+    $('#watch').classList.toggle('none-live', !!d && Number(d.live) === 0);
   }
 
   // ---------------------------------------------------------------- canvases
@@ -1229,7 +1339,8 @@
       lastTrendDraw = now;
       for (const bed of S.beds.values()) drawTrend(bed, snow);
     }
-    try { runAudio(); } catch (e) { S.audioError = 'alarm sound failed: ' + (e && e.message ? e.message : e); }
+    updateAudio('timer');
+    sendBeat(false);
   }
 
   function frame() {
@@ -1257,6 +1368,15 @@
         lastSeq: S.lastSeq,
         audioArmed: S.audioArmed,
         audioPlaying: A.playing,
+        audioLoop: !!(A.source && A.source.loop),
+        audioStartedBy: A.startedBy,
+        audioStarts: A.starts,
+        audioStartedAt: A.startedAt,
+        audioTime: A.ctx ? A.ctx.currentTime : null, // the audio clock: it runs while the sound can play
+        visible: document.visibilityState !== 'hidden',
+        beatsSent: S.beatsSent,
+        counted: S.counted,
+        dashboards: S.dashboards ? Object.freeze(Object.assign({}, S.dashboards)) : null,
         activeAlarms: [...S.alarms.values()].map((a) => Object.freeze({
           id: a.id, bed: a.bed, condition: a.condition, priority: a.priority, state: a.state, audio: a.audio,
         })),
@@ -1288,6 +1408,9 @@
       lastTrendDraw = 0;
     });
     $('#audio-bar').addEventListener('click', armAudio);
+    document.body.dataset.audioArmed = 'false';
+    document.body.dataset.audioPlaying = '';
+    document.addEventListener('visibilitychange', () => sendBeat(true));
     connect();
     setInterval(tick, 250);
     requestAnimationFrame(frame);

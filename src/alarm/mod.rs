@@ -14,7 +14,8 @@
 //! - [`limits`]: limit rules, the baseline, the preset file format ([`parse_limits`]).
 //! - [`policy`]: technical-condition priorities and delays, escalation, audio pause.
 //! - `engine`: [`BedAlarms`], the per-bed state machine.
-//! - `watchdog`: [`Watchdog`], the "no dashboard alive" alarm.
+//! - `watchdog`: [`Watchdog`], the "no dashboard alive" alarm, and [`Dashboards`], which
+//!   pages can sound (their application heartbeats).
 //! - `targets`: [`TargetAlarms`], the `notify_failed` alarm of each notification target.
 
 mod engine;
@@ -36,7 +37,7 @@ pub use policy::{
     TechnicalPolicy,
 };
 pub use targets::TargetAlarms;
-pub use watchdog::Watchdog;
+pub use watchdog::{DashboardCounts, Dashboards, PageBeat, Watchdog};
 
 use crate::clock::Mono;
 use crate::model::{BedIdx, DeviceIdx, Metric};

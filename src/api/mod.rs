@@ -2,6 +2,11 @@
 //!
 //! Every WebSocket connection has its own task and its own queue ([`crate::hub::queue`]): a
 //! client that stops reading stalls only itself. Requests and messages are size-bounded.
+//!
+//! The one message a client sends is the dashboard page's application heartbeat
+//! ([`parse_page_beat`]): whether its alarm sound is armed and whether it is visible. Only an
+//! armed page counts as a dashboard that can sound ([`crate::alarm::Dashboards`]); answering
+//! pings proves nothing (browsers answer them for a frozen tab too).
 
 pub mod alarms;
 pub mod auth;
@@ -28,6 +33,15 @@ use tokio_util::sync::CancellationToken;
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Heartbeat period on every connection.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Largest application heartbeat a page sends; anything longer is not one.
+pub const MAX_PAGE_BEAT: usize = 1024;
+/// A page's heartbeats that say nothing new are passed on at most this often, and ones that
+/// do at most every [`MIN_CHANGE_GAP`] (a client that floods them does not take the hub's
+/// lock at its own rate; the page's next periodic heartbeat carries what was skipped).
+const MIN_BEAT_GAP: Duration = Duration::from_millis(250);
+const MIN_CHANGE_GAP: Duration = Duration::from_millis(20);
+/// Bad client messages logged per connection (the rest are only counted).
+const BAD_MESSAGES_LOGGED: u32 = 5;
 /// A send that takes longer than this means the client is not reading: drop the connection
 /// (its queue is bounded anyway; this frees the task).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +77,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "status": if writable { "ok" } else { "degraded" },
         "clients": s.hub.client_count(),
         "seq": s.hub.last_seq(),
+        "dashboards": s.hub.dashboard_counts(),
         "store": store,
     });
     let status = if writable {
@@ -137,10 +152,83 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| serve_client(s, socket, since))
 }
 
+/// The application heartbeat a dashboard page sends (docs/api.md):
+/// `{"type":"heartbeat","audio_armed":bool,"visible":bool, ...}`. Other fields (`playing`,
+/// `seq`, ...) are allowed and ignored, so pages may add some.
+#[derive(Debug, Deserialize)]
+struct PageBeatMsg {
+    #[serde(rename = "type")]
+    kind: String,
+    audio_armed: bool,
+    visible: bool,
+}
+
+/// Reads a page's heartbeat. Errors say what was wrong and what was expected; the caller
+/// ignores the message (a bad heartbeat never closes a dashboard's connection).
+pub fn parse_page_beat(text: &str) -> Result<crate::alarm::PageBeat, String> {
+    const EXPECTED: &str =
+        r#"expected {"type":"heartbeat","audio_armed":true|false,"visible":true|false}"#;
+    if text.len() > MAX_PAGE_BEAT {
+        return Err(format!(
+            "message of {} bytes, longer than a heartbeat ({MAX_PAGE_BEAT}); {EXPECTED}",
+            text.len()
+        ));
+    }
+    let m: PageBeatMsg =
+        serde_json::from_str(text).map_err(|e| format!("not a heartbeat ({e}); {EXPECTED}"))?;
+    if m.kind != "heartbeat" {
+        return Err(format!("message type {:?}; {EXPECTED}", m.kind));
+    }
+    Ok(crate::alarm::PageBeat {
+        audio_armed: m.audio_armed,
+        visible: m.visible,
+    })
+}
+
+/// What one connection remembers of its page's heartbeats.
+#[derive(Default)]
+struct BeatGate {
+    last: Option<(tokio::time::Instant, crate::alarm::PageBeat)>,
+    bad: u32,
+}
+
+impl BeatGate {
+    /// Handles a text message from client `id`: a heartbeat goes to the hub (unless it comes
+    /// too soon after the last, see [`MIN_BEAT_GAP`]); anything else is ignored with a debug
+    /// log.
+    fn text(&mut self, hub: &Hub, id: u64, text: &str) {
+        match parse_page_beat(text) {
+            Ok(beat) => {
+                let now = tokio::time::Instant::now();
+                let skip = self.last.is_some_and(|(at, b)| {
+                    let gap = if b == beat {
+                        MIN_BEAT_GAP
+                    } else {
+                        MIN_CHANGE_GAP
+                    };
+                    now.duration_since(at) < gap
+                });
+                if !skip {
+                    self.last = Some((now, beat));
+                    hub.page_beat(id, beat);
+                }
+            }
+            Err(why) => self.bad(id, &why),
+        }
+    }
+
+    fn bad(&mut self, id: u64, why: &str) {
+        self.bad = self.bad.saturating_add(1);
+        if self.bad <= BAD_MESSAGES_LOGGED {
+            tracing::debug!(client = id, reason = %why, "client message ignored");
+        }
+    }
+}
+
 async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
     let sub = s.hub.subscribe(since);
-    // A new connection is a dashboard alive; it stays alive while it answers our pings.
-    s.hub.dashboard_alive();
+    // Connecting proves nothing: only the page's armed heartbeats count (`BeatGate`).
+    let mut gate = BeatGate::default();
     let id = sub.id;
     let queue = sub.queue.clone();
     let reason = async {
@@ -174,8 +262,9 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
                 _ = s.cancel.cancelled() => return Err("daemon shutting down".to_owned()),
                 _ = queue.notified() => {}
                 _ = beat.tick() => {
-                    send(&mut socket, s.hub.heartbeat(queue.coalesced())).await?;
-                    // Browsers answer pings by themselves: a pong proves the page is alive.
+                    send(&mut socket, s.hub.heartbeat(id, queue.coalesced())).await?;
+                    // Pings keep the link checked; a pong proves only that the browser (not
+                    // the page, not its sound) is there, so it keeps no alarm away.
                     socket
                         .send(Message::Ping(Bytes::from_static(b"alive?")))
                         .await
@@ -184,9 +273,13 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
                 incoming = socket.recv() => match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Err(e)) => return Err(format!("client error: {e}")),
-                    // Pongs and small messages: the dashboard is alive. Nothing a client sends
-                    // changes state here (actions go through the HTTP API, with a token).
-                    Some(Ok(_)) => s.hub.dashboard_alive(),
+                    // A page's heartbeat says whether it can sound. Nothing a client sends
+                    // changes alarm state (actions go through the HTTP API, with a token).
+                    Some(Ok(Message::Text(t))) => gate.text(&s.hub, id, t.as_str()),
+                    Some(Ok(Message::Binary(b))) => {
+                        gate.bad(id, &format!("binary message of {} bytes, expected a text heartbeat", b.len()));
+                    }
+                    Some(Ok(_)) => {}
                 },
             }
         }
@@ -254,7 +347,8 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::origin_allowed;
+    use super::{MAX_PAGE_BEAT, origin_allowed, parse_page_beat};
+    use crate::alarm::PageBeat;
     use axum::http::{HeaderMap, HeaderValue, header};
 
     fn h(origin: Option<&str>, host: &str) -> HeaderMap {
@@ -278,5 +372,50 @@ mod tests {
             "127.0.0.1:8080"
         )));
         assert!(!origin_allowed(&h(Some("null"), "127.0.0.1:8080")));
+    }
+
+    #[test]
+    fn a_page_heartbeat_says_whether_it_can_sound_and_whether_it_is_visible() {
+        let b = parse_page_beat(
+            r#"{"type":"heartbeat","audio_armed":true,"visible":false,"playing":"high","seq":7}"#,
+        );
+        assert_eq!(
+            b,
+            Ok(PageBeat {
+                audio_armed: true,
+                visible: false
+            })
+        );
+        let b = parse_page_beat(r#"{"type":"heartbeat","audio_armed":false,"visible":true}"#);
+        assert_eq!(
+            b,
+            Ok(PageBeat {
+                audio_armed: false,
+                visible: true
+            })
+        );
+    }
+
+    #[test]
+    fn bad_or_oversized_heartbeats_are_refused_with_what_was_expected() {
+        let long = format!(
+            r#"{{"type":"heartbeat","audio_armed":true,"visible":true,"pad":"{}"}}"#,
+            "x".repeat(MAX_PAGE_BEAT)
+        );
+        for bad in [
+            "",
+            "alive?",
+            "null",
+            "[]",
+            r#"{"type":"heartbeat"}"#,
+            r#"{"type":"heartbeat","audio_armed":"yes","visible":true}"#,
+            r#"{"type":"heartbeat","audio_armed":1,"visible":true}"#,
+            r#"{"type":"ack","audio_armed":true,"visible":true}"#,
+            r#"{"audio_armed":true,"visible":true}"#,
+            long.as_str(),
+        ] {
+            let e = parse_page_beat(bad).expect_err(bad);
+            assert!(e.contains(r#"expected {"type":"heartbeat""#), "{bad}: {e}");
+        }
     }
 }

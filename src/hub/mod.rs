@@ -14,8 +14,8 @@ pub mod queue;
 pub mod wire;
 
 use crate::alarm::{
-    AlarmError, AlarmEvent, AlarmIds, Baseline, BedAlarms, BedLimits, BedSpec, EventKind,
-    LimitsError, Now, RuleStatus, Watchdog,
+    AlarmError, AlarmEvent, AlarmIds, Baseline, BedAlarms, BedLimits, BedSpec, Dashboards,
+    EventKind, LimitsError, Now, PageBeat, RuleStatus, Watchdog,
 };
 use crate::clock::{Mono, mono_now, rfc3339_ms, wall_ms};
 use crate::config::Config;
@@ -128,6 +128,8 @@ struct Inner {
     /// Serialization buffer, reused.
     buf: Vec<u8>,
     watchdog: Watchdog,
+    /// The latest application heartbeat of each dashboard page: which ones can sound.
+    dashboards: Dashboards,
     store_watch: Watchdog,
     /// `notify_failed`, one per notification target.
     targets: crate::alarm::TargetAlarms,
@@ -212,6 +214,7 @@ impl Hub {
             next_client: 1,
             buf: Vec::with_capacity(1024),
             watchdog,
+            dashboards: Dashboards::default(),
             store_watch,
             targets: crate::alarm::TargetAlarms::new(
                 &ids,
@@ -391,9 +394,11 @@ impl Hub {
         }
     }
 
-    /// Removes a client.
+    /// Removes a client (and its dashboard heartbeat: a page that left does not count).
     pub fn unsubscribe(&self, id: u64) {
-        lock(&self.inner).clients.retain(|(c, _)| *c != id);
+        let mut g = lock(&self.inner);
+        g.clients.retain(|(c, _)| *c != id);
+        g.dashboards.remove(id);
     }
 
     /// Connected clients.
@@ -412,15 +417,21 @@ impl Hub {
         self.snapshot_locked(&g, false)
     }
 
-    /// A heartbeat for a client.
-    pub fn heartbeat(&self, coalesced: u64) -> Bytes {
+    /// A heartbeat for client `client`: with the dashboard counts and whether this client
+    /// counts as a live dashboard.
+    pub fn heartbeat(&self, client: u64, coalesced: u64) -> Bytes {
+        let now = mono_now();
+        let g = lock(&self.inner);
         let msg = wire::HeartbeatMsg {
             v: VERSION,
             kind: "heartbeat",
-            seq: self.last_seq(),
+            seq: g.next_seq - 1,
             time: rfc3339_ms(wall_ms()),
             coalesced,
+            dashboards: g.dashboards.counts(now, g.clients.len()),
+            counted: g.dashboards.is_live(client, now),
         };
+        drop(g);
         Bytes::from(serde_json::to_vec(&msg).unwrap_or_default())
     }
 
@@ -513,6 +524,10 @@ impl Hub {
             .devices
             .iter()
             .any(|d| d.status == DeviceStatus::Connected);
+        // A page counts as alive while its latest heartbeat is recent and armed.
+        if inner.dashboards.any_live(now.mono) {
+            inner.watchdog.dashboard_alive(now, &mut inner.events);
+        }
         inner.watchdog.tick(now, monitoring, &mut inner.events);
         if let Some(store) = self.store.get() {
             if store.health().writable {
@@ -533,13 +548,23 @@ impl Hub {
         inner.flush_events(&self.cfg, true);
     }
 
-    /// A dashboard proved it is alive (it answered a ping or sent a message).
-    pub fn dashboard_alive(&self) {
+    /// Client `client`'s page sent its application heartbeat. Only a page whose audio is
+    /// armed proves that a dashboard can sound: that, and nothing else (not a pong, not a
+    /// connection), keeps `no_dashboard` away.
+    pub fn page_beat(&self, client: u64, beat: PageBeat) {
         let now = Stamp::now().as_now();
         let mut g = lock(&self.inner);
         let inner = &mut *g;
-        inner.watchdog.dashboard_alive(now, &mut inner.events);
-        inner.flush_events(&self.cfg, true);
+        if inner.dashboards.beat(client, beat, now.mono) {
+            inner.watchdog.dashboard_alive(now, &mut inner.events);
+            inner.flush_events(&self.cfg, true);
+        }
+    }
+
+    /// How many dashboards can sound now (and how many cannot).
+    pub fn dashboard_counts(&self) -> crate::alarm::DashboardCounts {
+        let g = lock(&self.inner);
+        g.dashboards.counts(mono_now(), g.clients.len())
     }
 
     /// Acknowledges an alarm; returns the events it caused (already sent to clients).
@@ -761,6 +786,7 @@ impl Hub {
                 .chain(inner.targets.alarms())
                 .map(|a| wire::AlarmView::new(cfg, a))
                 .collect(),
+            dashboards: inner.dashboards.counts(mono_now(), inner.clients.len()),
         };
         serde_json::to_vec(&msg).unwrap_or_default()
     }

@@ -92,6 +92,11 @@ pub struct HeartbeatMsg {
     pub time: String,
     /// Readings coalesced away for this client so far (slow-client policy).
     pub coalesced: u64,
+    /// How many dashboards can sound (armed, heartbeat recent), hidden, not armed, clients.
+    pub dashboards: crate::alarm::DashboardCounts,
+    /// Whether this connection counts as a live dashboard (its latest heartbeat is recent
+    /// and says audio armed).
+    pub counted: bool,
 }
 
 /// One device in a snapshot.
@@ -154,6 +159,8 @@ pub struct SnapshotMsg<'a> {
     pub rooms: Vec<RoomView<'a>>,
     /// Alarms that belong to no bed (`no_dashboard`).
     pub alarms: Vec<AlarmView<'a>>,
+    /// How many dashboards can sound (see [`HeartbeatMsg::dashboards`]).
+    pub dashboards: crate::alarm::DashboardCounts,
 }
 
 /// Text for an endpoint in messages.
