@@ -11,5 +11,6 @@ mod cli;
 mod dashboard_e2e;
 mod liveness;
 mod notify_e2e;
+mod restart;
 mod serial_e2e;
 mod store;

@@ -70,7 +70,16 @@ CREATE TABLE session_events (
 );
 CREATE INDEX session_events_session ON session_events(session, at_ms);
 "#,
-    // v3: the notifier's outbox (pages not yet delivered), written by the writer thread.
+    // v3: each bed's alarm state (limits, baseline, current alarms, audio pause, escalation),
+    // restored at start.
+    r#"
+CREATE TABLE alarm_state (
+    bed TEXT PRIMARY KEY,
+    updated_ms INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+"#,
+    // v4: the notifier's outbox (pages not yet delivered), written by the writer thread.
     r#"
 CREATE TABLE notify_outbox (
     id INTEGER PRIMARY KEY,
