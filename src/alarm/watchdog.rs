@@ -18,7 +18,7 @@ use std::time::Duration;
 /// are monitored; clears it when one is alive again. The hub calls
 /// [`Watchdog::dashboard_alive`] on every armed page heartbeat and on every tick while
 /// [`Dashboards::any_live`]. Re-notifies every
-/// [`EscalationPolicy::renotify_every`] while it lasts (it cannot be acknowledged: only a
+/// the high priority's `renotify_every` while it lasts (it cannot be acknowledged: only a
 /// living dashboard ends it).
 #[derive(Debug, Clone)]
 pub struct Watchdog {
@@ -42,7 +42,11 @@ impl Watchdog {
         Watchdog {
             ids: ids.clone(),
             timeout,
-            renotify_every: escalation.renotify_every.max(Duration::from_secs(1)),
+            renotify_every: escalation
+                .high
+                .renotify_every
+                .unwrap_or(Duration::from_secs(120))
+                .max(Duration::from_secs(1)),
             last_alive: None,
             alarm: None,
             next_notify: None,
@@ -95,6 +99,7 @@ impl Watchdog {
                 limit: None,
                 started_ms: now.wall_ms,
                 updated_ms: now.wall_ms,
+                target: None,
             };
             self.alarm = Some(a);
             out.push(event(EventKind::Raised, a, now));

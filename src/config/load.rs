@@ -941,21 +941,21 @@ fn validate_alarm_parts(
             (Duration::from_secs(600), "10m"),
             s.dashboard_timeout,
         )?;
-        let e = &mut s.policy.escalation;
-        e.renotify_every = d(
-            &a.renotify_every,
-            "renotify_every",
-            (Duration::from_secs(10), "10s"),
-            (Duration::from_secs(3600), "1h"),
-            e.renotify_every,
-        )?;
-        e.escalate_after = d(
-            &a.escalate_after,
-            "escalate_after",
-            (Duration::from_secs(10), "10s"),
-            (Duration::from_secs(3600), "1h"),
-            e.escalate_after,
-        )?;
+        validate_escalation(src, a, &mut s.policy.escalation)?;
+        if let Some(b) = &a.pause_breakthrough {
+            s.policy.audio.breakthrough = match b.get_ref().as_str() {
+                "high" => crate::alarm::Breakthrough::High,
+                "medium" => crate::alarm::Breakthrough::Medium,
+                "all" => crate::alarm::Breakthrough::All,
+                other => {
+                    return Err(src.err(
+                        b.span(),
+                        "alarms.pause_breakthrough",
+                        format!("unknown value {other:?}, expected one of: high, medium, all"),
+                    ));
+                }
+            };
+        }
         let au = &mut s.policy.audio;
         au.max_pause = d(
             &a.audio_pause_max,
@@ -1178,6 +1178,104 @@ fn validate_api(
                 cfg.listen
             ),
         ));
+    }
+    Ok(())
+}
+
+/// `[alarms] page_interval`, the `renotify_every` / `escalate_after` shorthands and the
+/// `[alarms.escalation.<priority>]` tables.
+fn validate_escalation(
+    src: &Source<'_>,
+    a: &super::raw::RawAlarms,
+    e: &mut crate::alarm::EscalationPolicy,
+) -> Result<(), ConfigError> {
+    const TEN_S: (Duration, &str) = (Duration::from_secs(10), "10s");
+    const HOUR: (Duration, &str) = (Duration::from_secs(3600), "1h");
+    // A duration in 10s..1h, or "never".
+    let every = |v: &Spanned<String>, key: &str| -> Result<Option<Duration>, ConfigError> {
+        if v.get_ref().trim() == "never" {
+            return Ok(None);
+        }
+        check_duration(src, v, key, (TEN_S.0, HOUR.0, TEN_S.1, HOUR.1))
+            .map(Some)
+            .map_err(|err| match err {
+                ConfigError::Invalid {
+                    path,
+                    line,
+                    column,
+                    key,
+                    message,
+                } => ConfigError::Invalid {
+                    path,
+                    line,
+                    column,
+                    key,
+                    message: format!("{message} (or \"never\")"),
+                },
+                other => other,
+            })
+    };
+    if let Some(v) = &a.page_interval {
+        e.page_interval = check_duration(
+            src,
+            v,
+            "alarms.page_interval",
+            (Duration::ZERO, Duration::from_secs(600), "0s", "10m"),
+        )?;
+    }
+    if let Some(v) = &a.renotify_every {
+        e.high.renotify_every = every(v, "alarms.renotify_every")?;
+    }
+    if let Some(v) = &a.escalate_after {
+        e.high.escalate_after = every(v, "alarms.escalate_after")?;
+    }
+    let Some(esc) = &a.escalation else {
+        return Ok(());
+    };
+    let esc = esc.get_ref();
+    let tables = [
+        ("high", &esc.high, &mut e.high),
+        ("medium", &esc.medium, &mut e.medium),
+        ("low", &esc.low, &mut e.low),
+    ];
+    for (name, raw, p) in tables {
+        let Some(raw) = raw else { continue };
+        let raw = raw.get_ref();
+        let key = format!("alarms.escalation.{name}");
+        if let Some(n) = &raw.notify {
+            p.notify = *n.get_ref();
+        }
+        if let Some(v) = &raw.renotify_every {
+            if name == "high" && a.renotify_every.is_some() {
+                return Err(src.err(
+                    v.span(),
+                    format!("{key}.renotify_every"),
+                    "set twice (also as [alarms] renotify_every), expected it once".to_owned(),
+                ));
+            }
+            p.renotify_every = every(v, &format!("{key}.renotify_every"))?;
+        }
+        if let Some(v) = &raw.escalate_after {
+            if name == "high" && a.escalate_after.is_some() {
+                return Err(src.err(
+                    v.span(),
+                    format!("{key}.escalate_after"),
+                    "set twice (also as [alarms] escalate_after), expected it once".to_owned(),
+                ));
+            }
+            p.escalate_after = every(v, &format!("{key}.escalate_after"))?;
+        }
+        if let Some(l) = &raw.levels {
+            let levels = *l.get_ref();
+            if !(1..=10).contains(&levels) {
+                return Err(src.err(
+                    l.span(),
+                    format!("{key}.levels"),
+                    format!("{levels} is out of range, expected 1 to 10"),
+                ));
+            }
+            p.levels = levels;
+        }
     }
     Ok(())
 }
@@ -2632,6 +2730,99 @@ mode = "read"
             err.contains("storage.retention") && err.contains("1d"),
             "{err}"
         );
+    }
+
+    fn with_alarms(alarms: &str) -> Result<Config, ConfigError> {
+        let text = BASE.replacen("[[rooms]]", &format!("{alarms}\n\n[[rooms]]"), 1);
+        load_config_str(&text, origin())
+    }
+
+    #[test]
+    fn escalation_is_per_priority_with_documented_defaults_and_overrides() {
+        use crate::alarm::{Breakthrough, PriorityEscalation};
+        let d = load_config_str(BASE, origin()).unwrap().alarms.policy;
+        assert_eq!(
+            d.escalation.medium.renotify_every,
+            Some(Duration::from_secs(180))
+        );
+        assert_eq!(
+            d.escalation.medium.escalate_after,
+            Some(Duration::from_secs(600))
+        );
+        assert!(!d.escalation.low.notify);
+        assert_eq!(d.escalation.page_interval, Duration::from_secs(60));
+        assert_eq!(d.audio.breakthrough, Breakthrough::Medium);
+        let cfg = with_alarms(
+            "[alarms]\nrenotify_every = \"1m\"\npage_interval = \"0s\"\npause_breakthrough = \"all\"\n\n\
+             [alarms.escalation.medium]\nrenotify_every = \"never\"\nescalate_after = \"30s\"\nlevels = 2\n\n\
+             [alarms.escalation.low]\nnotify = true\n",
+        )
+        .unwrap();
+        let p = cfg.alarms.policy;
+        assert_eq!(
+            p.escalation.high.renotify_every,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.escalation.medium,
+            PriorityEscalation {
+                notify: true,
+                renotify_every: None,
+                escalate_after: Some(Duration::from_secs(30)),
+                levels: 2
+            }
+        );
+        assert!(p.escalation.low.notify);
+        assert_eq!(p.escalation.page_interval, Duration::ZERO);
+        assert_eq!(p.audio.breakthrough, Breakthrough::All);
+    }
+
+    #[test]
+    fn bad_escalation_keys_name_the_line_key_and_expectation() {
+        let cases = [
+            (
+                "[alarms]\nrepeat_medium = true\n",
+                "alarms.repeat_medium",
+                "unknown field",
+            ),
+            (
+                "[alarms.escalation.medium]\nrenotify_every = \"5s\"\n",
+                "alarms.escalation.medium.renotify_every",
+                "between 10s and 1h (or \"never\")",
+            ),
+            (
+                "[alarms.escalation.high]\nlevels = 0\n",
+                "alarms.escalation.high.levels",
+                "expected 1 to 10",
+            ),
+            (
+                "[alarms.escalation.urgent]\nlevels = 2\n",
+                "alarms.escalation.urgent",
+                "unknown field",
+            ),
+            (
+                "[alarms]\nrenotify_every = \"1m\"\n\n[alarms.escalation.high]\nrenotify_every = \"2m\"\n",
+                "alarms.escalation.high.renotify_every",
+                "set twice",
+            ),
+            (
+                "[alarms]\npause_breakthrough = \"low\"\n",
+                "alarms.pause_breakthrough",
+                "expected one of: high, medium, all",
+            ),
+            (
+                "[alarms]\npage_interval = \"1h\"\n",
+                "alarms.page_interval",
+                "between 0s and 10m",
+            ),
+        ];
+        for (alarms, key, want) in cases {
+            let err = with_alarms(alarms).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.key(), Some(key), "{text}");
+            assert!(text.contains(want), "{text}");
+            assert!(err.line().is_some_and(|l| l > 1), "{text}");
+        }
     }
 
     #[test]
