@@ -42,6 +42,13 @@ pub enum Command {
         /// Keep the store here instead of the config's `data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Publish the site to this MQTT broker (`mqtt://host:port`, docs/mqtt.md); overrides
+        /// the config's `[mqtt]` url.
+        #[arg(long, value_name = "URL", requires = "site")]
+        mqtt: Option<String>,
+        /// The site's name in the MQTT topics (with `--mqtt`).
+        #[arg(long, value_name = "NAME", requires = "mqtt")]
+        site: Option<String>,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
@@ -143,10 +150,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scenario,
             listen,
             data_dir,
+            mqtt,
+            site,
         } => {
             let mut cfg = load(&config)?;
             if let Some(dir) = data_dir {
                 cfg.data_dir = dir;
+            }
+            if let (Some(url), Some(site)) = (mqtt, site) {
+                let mut m = config::MqttSettings::new(&url, &site)
+                    .map_err(|e| anyhow::anyhow!("--mqtt/--site: {e}"))?;
+                // The rest of a configured [mqtt] (keepalive, credentials) still applies.
+                if let Some(c) = cfg.mqtt.take() {
+                    m = config::MqttSettings {
+                        username: c.username,
+                        password: c.password,
+                        keepalive: c.keepalive,
+                        down_after: c.down_after,
+                        ..m
+                    };
+                }
+                println!(
+                    "publishing to {} as site {:?} (docs/mqtt.md)",
+                    m.url, m.site
+                );
+                cfg.mqtt = Some(m);
             }
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod dashboard_e2e;
 mod liveness;
+mod mqtt;
 mod restart;
 mod serial_e2e;
 mod store;

@@ -9,6 +9,7 @@
 
 mod duration;
 mod load;
+mod mqtt;
 mod raw;
 
 pub use duration::parse_duration;
@@ -18,6 +19,7 @@ pub use load::{
     MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
     load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
 };
+pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
 
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use std::net::SocketAddr;
@@ -53,6 +55,8 @@ pub struct Config {
     /// How long discharged sessions are kept (`[storage] retention`); `None` keeps everything.
     /// Sessions never exported are not pruned (the log says which).
     pub retention: Option<Duration>,
+    /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
+    pub mqtt: Option<MqttSettings>,
 }
 
 /// What a token may do. Ordered: each role may do everything the ones before it may.

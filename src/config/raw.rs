@@ -34,6 +34,21 @@ pub(super) struct RawConfig {
     pub notify: Vec<Spanned<RawNotify>>,
     /// The `[storage]` table.
     pub storage: Option<Spanned<RawStorage>>,
+    /// The `[mqtt]` table: publish this site to a broker.
+    pub mqtt: Option<Spanned<RawMqtt>>,
+}
+
+/// The `[mqtt]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMqtt {
+    pub url: Spanned<String>,
+    pub site: Spanned<String>,
+    pub client_id: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub keepalive: Option<Spanned<String>>,
+    pub down_after: Option<Spanned<String>>,
 }
 
 /// The `[storage]` table.
