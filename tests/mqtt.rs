@@ -45,7 +45,13 @@ impl Broker {
     }
 
     fn spawn(conf: &Path, port: u16) -> Child {
-        let child = Command::new("mosquitto")
+        // Debian installs it in /usr/sbin, which a user's PATH may lack.
+        let exe = if Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(exe)
             .args(["-c", conf.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -467,5 +473,12 @@ async fn a_broker_outage_leaves_alarms_and_dashboards_alone_raises_mqtt_down_and
         "bed B's alarm raised during the outage, once: {events:?}"
     );
     ws.close().await;
+    // An orderly stop says goodbye itself.
     rig.stop().await;
+    sub.wait(
+        "offline at an orderly stop",
+        "vitalsd/v1/east/status",
+        |p, _| p == b"offline",
+    )
+    .await;
 }

@@ -2622,4 +2622,66 @@ mode = "read"
             assert_eq!(err.line(), Some(5), "{err}");
         }
     }
+
+    #[test]
+    fn mqtt_is_optional_and_its_errors_name_the_file_line_and_key() {
+        assert_eq!(load_config_str(BASE, origin()).unwrap().mqtt, None);
+        let with = |table: &str| BASE.replacen("[[rooms]]", &format!("{table}\n\n[[rooms]]"), 1);
+        let ok = load_config_str(
+            &with("[mqtt]\nurl = \"mqtt://broker:1884\"\nsite = \"north\"\nkeepalive = \"10s\""),
+            origin(),
+        )
+        .unwrap()
+        .mqtt
+        .expect("[mqtt] read");
+        assert_eq!((ok.host.as_str(), ok.port), ("broker", 1884));
+        assert_eq!(ok.client_id, "vitalsd-north");
+        assert_eq!(ok.keepalive, Duration::from_secs(10));
+        assert_eq!(ok.down_after, Duration::from_secs(30));
+        for (table, key, line, says) in [
+            (
+                "[mqtt]\nurl = \"http://b\"\nsite = \"n\"",
+                "mqtt.url",
+                5,
+                "mqtt://",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"",
+                "mqtt.url",
+                5,
+                "not supported",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"a/b\"",
+                "mqtt.site",
+                6,
+                "topic level",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\nkeepalive = \"1s\"",
+                "mqtt.keepalive",
+                7,
+                "5s",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\npassword = \"p\"",
+                "mqtt.password",
+                7,
+                "username",
+            ),
+        ] {
+            let err = load_config_str(&with(table), origin()).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{err}");
+            assert_eq!(err.line(), Some(line), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(err.to_string().contains("config/test.toml"), "{err}");
+        }
+        let unknown = load_config_str(
+            &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncert = \"x\""),
+            origin(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("cert"), "{unknown}");
+    }
 }
