@@ -180,7 +180,20 @@ pub async fn run(
             cursor,
             last_row: cursor,
         };
-        let end = s.serve(&mut el, &cancel, &cursor_tx).await;
+        // The event loop polls in its own task (its `poll` is not documented as cancel
+        // safe, so it is never a `select!` branch that may lose); the session reads its events.
+        let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
+        let poller = tokio::spawn(async move {
+            loop {
+                let ev = el.poll().await.map_err(|e| e.to_string());
+                let failed = ev.is_err();
+                if ev_tx.send(ev).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let end = s.serve(&mut ev_rx, &cancel, &cursor_tx).await;
+        poller.abort();
         cursor = s.cursor;
         hub.set_mqtt_link(false);
         match end {
@@ -229,6 +242,9 @@ async fn connack(el: &mut EventLoop) -> Result<(), String> {
     }
 }
 
+/// What the event loop's task saw, in order.
+type Events = tokio::sync::mpsc::UnboundedReceiver<Result<Event, String>>;
+
 enum End {
     Stopped,
     Lost(String),
@@ -259,7 +275,7 @@ struct Session<'a> {
 impl Session<'_> {
     async fn serve(
         &mut self,
-        el: &mut EventLoop,
+        el: &mut Events,
         cancel: &CancellationToken,
         cursor_tx: &tokio::sync::watch::Sender<i64>,
     ) -> End {
@@ -271,7 +287,7 @@ impl Session<'_> {
 
     async fn serve_sub(
         &mut self,
-        el: &mut EventLoop,
+        el: &mut Events,
         cancel: &CancellationToken,
         cursor_tx: &tokio::sync::watch::Sender<i64>,
         sub: &crate::hub::Subscription,
@@ -326,13 +342,14 @@ impl Session<'_> {
                     self.goodbye(el).await;
                     return End::Stopped;
                 }
-                ev = el.poll() => match ev {
-                    Ok(ev) => {
+                ev = el.recv() => match ev {
+                    None => return End::Lost("the MQTT event loop stopped".to_owned()),
+                    Some(Err(e)) => return End::Lost(e),
+                    Some(Ok(ev)) => {
                         if self.on_event(ev) {
                             let _ = cursor_tx.send(self.cursor);
                         }
                     }
-                    Err(e) => return End::Lost(e.to_string()),
                 },
                 _ = sub.queue.notified(), if !more => more = true,
                 _ = poll.tick() => {
@@ -608,7 +625,7 @@ impl Session<'_> {
     }
 
     /// At shutdown: `offline`, retained, then a clean disconnect (the Last Will is not sent).
-    async fn goodbye(&mut self, el: &mut EventLoop) {
+    async fn goodbye(&mut self, el: &mut Events) {
         self.out.clear();
         let _ = self.client.try_publish(
             self.topics.status(),
@@ -619,9 +636,11 @@ impl Session<'_> {
         let _ = self.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
-                match el.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
-                    Ok(_) => {}
+                match el.recv().await {
+                    Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => {
+                        return;
+                    }
+                    Some(Ok(_)) => {}
                 }
             }
         })
