@@ -482,3 +482,77 @@ async fn a_broker_outage_leaves_alarms_and_dashboards_alone_raises_mqtt_down_and
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_daemon_killed_during_an_outage_did_is_sent_after_its_restart_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(bdir.path(), free_port());
+    let mut sub = Sub::connect(broker.port, "test-central", "west", true).await;
+    let desat =
+        r#"events = [{ at = "1s", for = "1h", kind = "desaturation", spo2 = 80, ramp = "1s" }]"#;
+    let (mut daemon, addr) = demo(dir.path(), &broker.url(), "west", desat);
+    let raised = json(
+        &sub.wait("spo2_low raised", "vitalsd/v1/west/alarm", |p, _| {
+            json(p)["event"] == "raised" && json(p)["alarm"]["condition"] == "spo2_low"
+        })
+        .await,
+    );
+    let first_id = raised["event_id"].as_i64().unwrap();
+    let alarm_id = raised["alarm"]["id"].as_u64().unwrap();
+    // The broker's acknowledgement reaches data_dir/mqtt_cursor.
+    let cursor = dir.path().join("data").join("mqtt_cursor");
+    let deadline = std::time::Instant::now() + SOON;
+    while std::fs::read_to_string(&cursor)
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .is_none_or(|c| c < first_id)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cursor reaches {first_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    broker.stop();
+    drop(sub);
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/api/alarms/{alarm_id}/ack"),
+        None,
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    daemon.kill().unwrap(); // SIGKILL, the broker still down
+    daemon.wait().unwrap();
+
+    broker.restart();
+    let mut sub = Sub::connect(broker.port, "test-central", "west", true).await;
+    let (mut again, _) = demo(dir.path(), &broker.url(), "west", desat);
+    let got = sub
+        .until("the acknowledgement", "vitalsd/v1/west/alarm", |p| {
+            json(p)["event"] == "acknowledged" && json(p)["alarm"]["id"] == alarm_id
+        })
+        .await;
+    let ack = json(&got.last().unwrap().1);
+    assert_eq!(ack["replay"], true, "{ack}");
+    let ids: Vec<i64> = got
+        .iter()
+        .filter(|(t, _, _)| t == "vitalsd/v1/west/alarm")
+        .filter_map(|(_, p, _)| json(p)["event_id"].as_i64())
+        .collect();
+    assert!(
+        ids.iter().all(|i| *i > first_id),
+        "what the broker had acknowledged is not sent again: {ids:?}"
+    );
+    let more = sub.drain(Duration::from_secs(2)).await;
+    assert!(
+        !more.iter().any(|(t, p, _)| t == "vitalsd/v1/west/alarm"
+            && json(p)["event_id"] == ack["event_id"]),
+        "the acknowledgement is sent once"
+    );
+    let _ = again.kill();
+    let _ = again.wait();
+}
