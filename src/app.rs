@@ -164,6 +164,16 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         notify_rx,
         cancel.clone(),
     ));
+    // The MQTT bridge: one more hub subscriber, off the alarm path (src/mqtt).
+    if let Some(m) = cfg.mqtt.clone() {
+        tracker.spawn(crate::mqtt::run(
+            m,
+            hub.clone(),
+            store.handle(),
+            cfg.data_dir.clone(),
+            cancel.clone(),
+        ));
+    }
     tracker.spawn(dispatch(
         events_rx,
         notify_tx,

@@ -46,6 +46,13 @@ pub enum Command {
         /// to `<data_dir>/demo-tls/`; the command prints how to trust it).
         #[arg(long)]
         tls: bool,
+        /// Publish the site to this MQTT broker (`mqtt://host:port`, docs/mqtt.md); overrides
+        /// the config's `[mqtt]` url.
+        #[arg(long, value_name = "URL", requires = "site")]
+        mqtt: Option<String>,
+        /// The site's name in the MQTT topics (with `--mqtt`).
+        #[arg(long, value_name = "NAME", requires = "mqtt")]
+        site: Option<String>,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
@@ -157,6 +164,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             data_dir,
             tls,
+            mqtt,
+            site,
         } => {
             let mut cfg = load(&config)?;
             if let Some(dir) = data_dir {
@@ -165,6 +174,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if tls {
                 let at = listen.unwrap_or(cfg.listen);
                 cfg.tls = Some(demo_certificate(&cfg.data_dir, at)?);
+            }
+            if let (Some(url), Some(site)) = (mqtt, site) {
+                let mut m = config::MqttSettings::new(&url, &site)
+                    .map_err(|e| anyhow::anyhow!("--mqtt/--site: {e}"))?;
+                // The rest of a configured [mqtt] (keepalive, credentials) still applies.
+                if let Some(c) = cfg.mqtt.take() {
+                    m = config::MqttSettings {
+                        username: c.username,
+                        password: c.password,
+                        keepalive: c.keepalive,
+                        down_after: c.down_after,
+                        ..m
+                    };
+                }
+                println!(
+                    "publishing to {} as site {:?} (docs/mqtt.md)",
+                    m.url, m.site
+                );
+                cfg.mqtt = Some(m);
             }
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)

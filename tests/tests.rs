@@ -11,6 +11,7 @@ mod cli;
 mod dashboard_e2e;
 mod decoder_fuzz;
 mod liveness;
+mod mqtt;
 mod notify_e2e;
 mod oximeters;
 mod restart;

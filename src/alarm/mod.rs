@@ -182,6 +182,9 @@ pub enum TechCondition {
     /// The durable record cannot be written (disk full, read-only, file gone): readings are
     /// held in memory until it recovers.
     StoreUnwritable,
+    /// The bridge to the MQTT broker (src/mqtt) has been down longer than its grace: the
+    /// site is not visible centrally. Nothing local is affected.
+    MqttDown,
     /// A relative limit is inactive for want of a baseline on a bed whose session is dosed:
     /// the ketamine hazard (`nibp_sys_rise`) would go unwatched. Bed-level, not per device.
     BaselineMissing,
@@ -228,6 +231,7 @@ impl TechCondition {
             TechCondition::CuffError => "cuff_error",
             TechCondition::NoDashboard => "no_dashboard",
             TechCondition::StoreUnwritable => "store_unwritable",
+            TechCondition::MqttDown => "mqtt_down",
             TechCondition::BaselineMissing => "baseline_missing",
             TechCondition::NotifyFailed => "notify_failed",
         }

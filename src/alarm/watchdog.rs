@@ -31,6 +31,9 @@ pub struct Watchdog {
     /// What it raises: `no_dashboard` by default; the same machinery watches the store
     /// (`store_unwritable`, "alive" = the last write succeeded).
     condition: TechCondition,
+    /// The priority it raises with: high, except for a condition that leaves the local alarms
+    /// intact (`mqtt_down`).
+    priority: Priority,
 }
 
 impl Watchdog {
@@ -51,12 +54,19 @@ impl Watchdog {
             alarm: None,
             next_notify: None,
             condition: TechCondition::NoDashboard,
+            priority: Priority::High,
         }
     }
 
     /// The same watchdog for another system condition.
     pub fn for_condition(mut self, condition: TechCondition) -> Watchdog {
         self.condition = condition;
+        self
+    }
+
+    /// The same watchdog raising with another priority.
+    pub fn with_priority(mut self, priority: Priority) -> Watchdog {
+        self.priority = priority;
         self
     }
 
@@ -92,7 +102,7 @@ impl Watchdog {
                 device: None,
                 condition: Condition::Technical(self.condition),
                 kind: AlarmKind::Technical,
-                priority: Priority::High,
+                priority: self.priority,
                 state: AlarmState::Active,
                 audio: Audio::Sounding,
                 value: None,

@@ -1076,6 +1076,90 @@ fn validate_alarm_parts(
             ),
         )?);
     }
+    validate_mqtt(src, raw, cfg)?;
+    Ok(())
+}
+
+/// The `[mqtt]` table.
+fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<(), ConfigError> {
+    let Some(m) = &raw.mqtt else { return Ok(()) };
+    let m = m.get_ref();
+    let (host, port) =
+        super::parse_mqtt_url(m.url.get_ref()).map_err(|e| src.err(m.url.span(), "mqtt.url", e))?;
+    let site = m.site.get_ref().trim().to_owned();
+    if !super::is_topic_level(&site) {
+        return Err(src.err(
+            m.site.span(),
+            "mqtt.site",
+            format!(
+                "{site:?} is not a valid site name, expected 1 to 64 letters, digits, '-' or '_' (it is a topic level)"
+            ),
+        ));
+    }
+    let client_id = match &m.client_id {
+        Some(c) if super::is_topic_level(c.get_ref()) => c.get_ref().clone(),
+        Some(c) => {
+            return Err(src.err(
+                c.span(),
+                "mqtt.client_id",
+                format!(
+                    "{:?} is not a valid client id, expected 1 to 64 letters, digits, '-' or '_'",
+                    c.get_ref()
+                ),
+            ));
+        }
+        None => format!("vitalsd-{site}"),
+    };
+    let text = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, ConfigError> {
+        v.as_ref()
+            .map(|v| check_text(src, v, &format!("mqtt.{key}")))
+            .transpose()
+    };
+    let username = text(&m.username, "username")?;
+    let password = text(&m.password, "password")?;
+    if let (Some(p), None) = (&m.password, &username) {
+        return Err(src.err(
+            p.span(),
+            "mqtt.password",
+            "a password without a username, expected mqtt.username too".to_owned(),
+        ));
+    }
+    let d =
+        |v: &Option<Spanned<String>>, key: &str, dflt: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                Some(v) => check_duration(
+                    src,
+                    v,
+                    &format!("mqtt.{key}"),
+                    (
+                        Duration::from_secs(5),
+                        Duration::from_secs(600),
+                        "5s",
+                        "10m",
+                    ),
+                ),
+                None => Ok(dflt),
+            }
+        };
+    cfg.mqtt = Some(super::MqttSettings {
+        url: m.url.get_ref().trim().to_owned(),
+        host,
+        port,
+        site,
+        client_id,
+        username,
+        password,
+        keepalive: d(
+            &m.keepalive,
+            "keepalive",
+            super::mqtt::DEFAULT_MQTT_KEEPALIVE,
+        )?,
+        down_after: d(
+            &m.down_after,
+            "down_after",
+            super::mqtt::DEFAULT_MQTT_DOWN_AFTER,
+        )?,
+    });
     Ok(())
 }
 
@@ -1370,6 +1454,7 @@ fn validate_config(
         retention: None,
         api: crate::config::ApiSettings::default(),
         tls: None,
+        mqtt: None,
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();
     let mut device_ids: HashMap<String, usize> = HashMap::new();
@@ -2876,5 +2961,67 @@ mode = "read"
             assert_eq!(err.key(), Some("alarms.nibp_overdue_grace"), "{err}");
             assert_eq!(err.line(), Some(5), "{err}");
         }
+    }
+
+    #[test]
+    fn mqtt_is_optional_and_its_errors_name_the_file_line_and_key() {
+        assert_eq!(load_config_str(BASE, origin()).unwrap().mqtt, None);
+        let with = |table: &str| BASE.replacen("[[rooms]]", &format!("{table}\n\n[[rooms]]"), 1);
+        let ok = load_config_str(
+            &with("[mqtt]\nurl = \"mqtt://broker:1884\"\nsite = \"north\"\nkeepalive = \"10s\""),
+            origin(),
+        )
+        .unwrap()
+        .mqtt
+        .expect("[mqtt] read");
+        assert_eq!((ok.host.as_str(), ok.port), ("broker", 1884));
+        assert_eq!(ok.client_id, "vitalsd-north");
+        assert_eq!(ok.keepalive, Duration::from_secs(10));
+        assert_eq!(ok.down_after, Duration::from_secs(30));
+        for (table, key, line, says) in [
+            (
+                "[mqtt]\nurl = \"http://b\"\nsite = \"n\"",
+                "mqtt.url",
+                5,
+                "mqtt://",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"",
+                "mqtt.url",
+                5,
+                "not supported",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"a/b\"",
+                "mqtt.site",
+                6,
+                "topic level",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\nkeepalive = \"1s\"",
+                "mqtt.keepalive",
+                7,
+                "5s",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\npassword = \"p\"",
+                "mqtt.password",
+                7,
+                "username",
+            ),
+        ] {
+            let err = load_config_str(&with(table), origin()).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{err}");
+            assert_eq!(err.line(), Some(line), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(err.to_string().contains("config/test.toml"), "{err}");
+        }
+        let unknown = load_config_str(
+            &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncert = \"x\""),
+            origin(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("cert"), "{unknown}");
     }
 }

@@ -38,6 +38,8 @@ pub(super) struct RawConfig {
     pub api: Option<Spanned<RawApi>>,
     /// The `[tls]` table: certificate and key (PEM) of the HTTPS/WSS listener.
     pub tls: Option<Spanned<RawTls>>,
+    /// The `[mqtt]` table: publish this site to a broker.
+    pub mqtt: Option<Spanned<RawMqtt>>,
 }
 
 /// The `[api]` table.
@@ -64,6 +66,19 @@ pub(super) struct RawApi {
 pub(super) struct RawTls {
     pub cert: Spanned<String>,
     pub key: Spanned<String>,
+}
+
+/// The `[mqtt]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMqtt {
+    pub url: Spanned<String>,
+    pub site: Spanned<String>,
+    pub client_id: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub keepalive: Option<Spanned<String>>,
+    pub down_after: Option<Spanned<String>>,
 }
 
 /// The `[storage]` table.

@@ -174,6 +174,8 @@ struct Inner {
     store_watch: Watchdog,
     /// `notify_failed`, one per notification target.
     targets: crate::alarm::TargetAlarms,
+    /// With `[mqtt]`: raises `mqtt_down` when the broker link stays down (src/mqtt).
+    mqtt_watch: Option<(Watchdog, bool)>,
     /// Engine output, reused.
     events: Vec<AlarmEvent>,
     /// Consumers of alarm events off the alarm path (store, notifier).
@@ -264,6 +266,12 @@ impl Hub {
                 cfg.notify.len(),
                 cfg.alarms.policy.escalation,
             ),
+            mqtt_watch: cfg.mqtt.as_ref().map(|m| {
+                let w = Watchdog::new(&ids, m.down_after, cfg.alarms.policy.escalation)
+                    .for_condition(crate::alarm::TechCondition::MqttDown)
+                    .with_priority(crate::alarm::Priority::Medium);
+                (w, false)
+            }),
             events: Vec::with_capacity(16),
             sink,
         };
@@ -731,6 +739,12 @@ impl Hub {
             }
             inner.store_watch.tick(now, true, &mut inner.events);
         }
+        if let Some((w, up)) = inner.mqtt_watch.as_mut() {
+            if *up {
+                w.dashboard_alive(now, &mut inner.events);
+            }
+            w.tick(now, true, &mut inner.events);
+        }
         inner.flush_events(&self.cfg, true);
     }
 
@@ -757,6 +771,14 @@ impl Hub {
         }
     }
 
+    /// The MQTT bridge's link to its broker is up (or down): `mqtt_down` is raised when it
+    /// stays down longer than `[mqtt] down_after`, cleared on the next tick once it is up.
+    pub fn set_mqtt_link(&self, up: bool) {
+        if let Some((_, u)) = lock(&self.inner).mqtt_watch.as_mut() {
+            *u = up;
+        }
+    }
+
     /// How many dashboards can sound now (and how many cannot).
     pub fn dashboard_counts(&self) -> crate::alarm::DashboardCounts {
         let g = lock(&self.inner);
@@ -773,6 +795,10 @@ impl Hub {
             let g = lock(&self.inner);
             if g.watchdog.alarm().is_some_and(|a| a.id.0 == id)
                 || g.store_watch.alarm().is_some_and(|a| a.id.0 == id)
+                || g.mqtt_watch
+                    .as_ref()
+                    .and_then(|(w, _)| w.alarm())
+                    .is_some_and(|a| a.id.0 == id)
             {
                 return Err(ActionError::NotAcknowledgeable(id));
             }
@@ -913,6 +939,7 @@ impl Hub {
             .chain(g.watchdog.alarm())
             .chain(g.store_watch.alarm())
             .chain(g.targets.alarms())
+            .chain(g.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
             .map(|a| wire::AlarmView::new(&self.cfg, a))
             .collect();
         serde_json::json!({ "alarms": list })
@@ -1010,6 +1037,7 @@ impl Hub {
                 .into_iter()
                 .chain(inner.store_watch.alarm())
                 .chain(inner.targets.alarms())
+                .chain(inner.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
                 .map(|a| wire::AlarmView::new(cfg, a))
                 .collect(),
             dashboards: inner.dashboards.counts(mono_now(), inner.clients.len()),
