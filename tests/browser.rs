@@ -738,7 +738,7 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
             "/api/beds/room1/A/limits",
             None,
             Some(
-                r#"{"rule":[{"metric":"pulse_rate","direction":"high","threshold":60,"priority":"high"}]}"#,
+                r#"{"confirm_disable":true,"rule":[{"metric":"pulse_rate","direction":"high","threshold":60,"priority":"high"}]}"#,
             ),
         )
         .await;

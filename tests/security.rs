@@ -508,3 +508,91 @@ async fn a_websocket_may_carry_its_token_in_the_subprotocol_instead_of_the_url()
         "{refused:?}"
     );
 }
+
+/// A limits PUT from the dashboard's own origin (JSON), with an optional bearer token.
+fn put_limits(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, Value) {
+    let auth = token
+        .map(|t| format!("\r\nAuthorization: Bearer {t}"))
+        .unwrap_or_default();
+    let (status, _, v) = request(
+        addr,
+        &format!(
+            "PUT /api/beds/room1/A/limits HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nContent-Type: application/json{auth}"
+        ),
+        body,
+    );
+    (status, v)
+}
+
+#[test]
+fn a_limit_set_that_switches_spo2_or_pulse_alarms_off_needs_an_admin_confirmation_and_shows() {
+    let d = Daemon::start(
+        "[[users]]\nname = \"ward-admin\"\nrole = \"admin\"\ntoken = \"admin-token-0123456789\"\n\
+         [[users]]\nname = \"nurse1\"\nrole = \"nurse\"\ntoken = \"nurse-token-0123456789\"\n",
+    );
+    let addr = d.addr;
+    let admin = Some("admin-token-0123456789");
+    let rooms = |addr: SocketAddr| {
+        let (status, _, v) = request(
+            addr,
+            &format!(
+                "GET /api/rooms HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer admin-token-0123456789"
+            ),
+            "",
+        );
+        assert_eq!(status, 200, "{v}");
+        v["rooms"][0]["beds"][0].clone()
+    };
+    assert_eq!(rooms(addr)["limits_off"], serde_json::json!([]));
+    // An empty set, unconfirmed: refused, and the message says how to confirm.
+    let (status, v) = put_limits(addr, admin, r#"{"rule": []}"#);
+    assert_eq!(status, 409, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("spo2") && msg.contains("pulse_rate") && msg.contains("confirm_disable"),
+        "{msg}"
+    );
+    // A set with spo2 but no pulse rate rule: refused, naming pulse_rate only.
+    let spo2_only = r#"{"rule": [{"metric": "spo2", "direction": "low", "threshold": 90, "priority": "high"}]}"#;
+    let (status, v) = put_limits(addr, admin, spo2_only);
+    assert_eq!(status, 409, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("pulse_rate") && !msg.contains("spo2 and"),
+        "{msg}"
+    );
+    // Nothing changed.
+    assert_eq!(rooms(addr)["limits_off"], serde_json::json!([]));
+    // A nurse cannot confirm (limits are an admin's), a bad flag is named.
+    let (status, v) = put_limits(
+        addr,
+        Some("nurse-token-0123456789"),
+        r#"{"rule": [], "confirm_disable": true}"#,
+    );
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = put_limits(addr, admin, r#"{"rule": [], "confirm_disable": "yes"}"#);
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("confirm_disable"),
+        "{v}"
+    );
+    // Confirmed by the admin: accepted, and the bed shows it in /api/rooms.
+    let (status, v) = put_limits(addr, admin, r#"{"confirm_disable": true, "rule": []}"#);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rules"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        rooms(addr)["limits_off"],
+        serde_json::json!(["spo2", "pulse_rate"])
+    );
+    // A full set again (no confirmation needed): the indicator is gone.
+    let (status, v) = put_limits(
+        addr,
+        admin,
+        r#"{"rule": [
+            {"metric": "spo2", "direction": "low", "threshold": 90, "priority": "high"},
+            {"metric": "pulse_rate", "direction": "high", "threshold": 130, "priority": "medium"}
+        ]}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(rooms(addr)["limits_off"], serde_json::json!([]));
+}

@@ -147,6 +147,18 @@ pub struct Baseline {
 }
 
 impl BedLimits {
+    /// The metrics every bed must guard: a limit set without a rule for one of them switches
+    /// off that metric's physiological alarms, and is accepted only when an admin confirms it.
+    pub const GUARDED: [Metric; 2] = [Metric::Spo2, Metric::PulseRate];
+
+    /// The guarded metrics (`GUARDED`) this set has no rule for.
+    pub fn unguarded(&self) -> Vec<Metric> {
+        Self::GUARDED
+            .into_iter()
+            .filter(|m| !self.rules.iter().any(|r| r.metric == *m))
+            .collect()
+    }
+
     /// Checks every rule and that no two rules raise the same condition. Errors name the rule
     /// (1-based) and quote the bad value.
     pub fn validate(&self) -> Result<(), LimitsError> {

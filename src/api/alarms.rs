@@ -196,6 +196,7 @@ async fn put_limits(
 ) -> Result<Json<Value>, ApiError> {
     let who = require(&s, &headers, Role::Admin)?;
     let bed = bed(&s, &room, &recliner)?;
+    let (raw, confirm_disable) = take_confirm(&raw)?;
     let limits: BedLimits = match serde_json::from_slice::<PresetBody>(&raw) {
         Ok(PresetBody { preset }) => {
             s.hub
@@ -218,8 +219,44 @@ async fn put_limits(
             ))
         })?,
     };
+    let unguarded = limits.unguarded();
+    if !unguarded.is_empty() && !confirm_disable {
+        let names: Vec<&str> = unguarded.iter().map(|m| m.name()).collect();
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "this limit set has no rule for {}, so it switches off those physiological alarms of the bed; \
+                 to do that on purpose, send the same body with \"confirm_disable\": true (admin only)",
+                names.join(" and ")
+            ),
+        ));
+    }
+    if !unguarded.is_empty() {
+        tracing::warn!(bed = %s.hub.config().bed(bed).id, by = %who.name, metrics = ?unguarded, "limit set without spo2/pulse_rate rules confirmed: those alarms are off");
+    }
     s.hub.set_limits(bed, limits, &who.name).await?;
     Ok(Json(limits_json(&s, bed)))
+}
+
+/// Takes `"confirm_disable": true|false` out of a limits body (a JSON object), giving the rest of
+/// the body and the flag. A body that is not an object is passed on unchanged, for the parser to
+/// name what is wrong.
+fn take_confirm(raw: &[u8]) -> Result<(Vec<u8>, bool), ApiError> {
+    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(raw) else {
+        return Ok((raw.to_vec(), false));
+    };
+    let confirm = match map.remove("confirm_disable") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "confirm_disable is {other}, expected true or false"
+            )));
+        }
+    };
+    let rest = serde_json::to_vec(&Value::Object(map))
+        .map_err(|e| ApiError::bad_request(format!("limits body: {e}")))?;
+    Ok((rest, confirm))
 }
 
 #[derive(Deserialize)]

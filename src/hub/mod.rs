@@ -991,6 +991,7 @@ impl Hub {
                                 .map(|a| wire::AlarmView::new(cfg, a))
                                 .collect(),
                             audio_paused_until,
+                            limits_off: limits_off(&st.alarms.limits()),
                             id: &bed.id,
                             recliner: &bed.recliner,
                             label: &bed.label,
@@ -1158,4 +1159,13 @@ pub fn reason_text(m: &Measurement) -> String {
 /// Which bed a device feeds (convenience for sources).
 pub fn bed_of(cfg: &Config, device: DeviceIdx) -> BedIdx {
     cfg.device(device).bed
+}
+
+/// The guarded metrics (spo2, pulse_rate) without an active limit rule, by name.
+fn limits_off(rules: &[crate::alarm::RuleStatus]) -> Vec<&'static str> {
+    crate::alarm::BedLimits::GUARDED
+        .into_iter()
+        .filter(|m| !rules.iter().any(|r| r.active && r.rule.metric == *m))
+        .map(|m| m.name())
+        .collect()
 }

@@ -129,6 +129,9 @@ pub struct BedView<'a> {
     pub alarms: Vec<AlarmView<'a>>,
     /// When the bed's audio pause ends, if one runs.
     pub audio_paused_until: Option<String>,
+    /// The guarded metrics (spo2, pulse_rate) with no limit rule in force: their physiological
+    /// alarms are off. Empty when every guarded metric has an active rule.
+    pub limits_off: Vec<&'static str>,
 }
 
 /// One room in a snapshot.
