@@ -94,6 +94,9 @@ pub enum Command {
         #[arg(long)]
         devices: Option<PathBuf>,
     },
+    /// Read an API token from standard input (one line) and print the `token_sha256 = "..."`
+    /// line to put in its `[[users]]` table instead of `token`, so the config holds no token.
+    HashToken,
     /// Decode captured frames (hex) and print one JSON object per observation. Exits non-zero
     /// when no complete frame decodes.
     Decode {
@@ -208,10 +211,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 let listen_at = listen.unwrap_or(cfg.listen);
                 let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-                if let Some(nurse) = cfg.users.iter().find(|u| u.role == config::Role::Nurse) {
+                if let Some((nurse, token)) = cfg
+                    .users
+                    .iter()
+                    .filter(|u| u.role == config::Role::Nurse)
+                    .find_map(|u| u.token.as_ref().map(|t| (u, t)))
+                {
                     println!(
-                        "dashboard as {}: {scheme}://{listen_at}/#token={}",
-                        nurse.name, nurse.token
+                        "dashboard as {}: {scheme}://{listen_at}/#token={token}",
+                        nurse.name
                     );
                 }
                 let opts = Options {
@@ -291,6 +299,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seconds.clamp(1, 600),
             )))?;
             print_scan(&seen, &profiles);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashToken => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the token from standard input")?;
+            let token = line.trim_end_matches(['\r', '\n']);
+            if !config::token_is_valid(token) {
+                bail!(
+                    "the token on standard input is too short or has spaces ({} character(s)), \
+                     expected at least 16 characters without spaces on one line",
+                    token.chars().count()
+                );
+            }
+            println!(
+                "token_sha256 = \"{}\"",
+                hex::encode(config::token_sha256(token))
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Decode { protocol, hex } => {

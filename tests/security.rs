@@ -596,3 +596,96 @@ fn a_limit_set_that_switches_spo2_or_pulse_alarms_off_needs_an_admin_confirmatio
     assert_eq!(status, 200, "{v}");
     assert_eq!(rooms(addr)["limits_off"], serde_json::json!([]));
 }
+
+/// `vitalsd hash-token` with `input` on standard input: (success, stdout, stderr).
+fn hash_token(input: &str) -> (bool, String, String) {
+    let mut child = Command::new(bin())
+        .arg("hash-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_config_may_hold_only_the_hash_of_a_token_printed_by_hash_token() {
+    let token = "station-token-0123456789";
+    let (ok, line, err) = hash_token(&format!("{token}\n"));
+    assert!(ok, "{err}");
+    let line = line.trim_end();
+    let hex = line
+        .strip_prefix("token_sha256 = \"")
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("not a config line: {line:?}"));
+    assert_eq!(hex.len(), 64, "{line}");
+    assert!(!line.contains(token));
+    // A token too short for the config is refused, and nothing is printed.
+    let (ok, out, err) = hash_token("short\n");
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("16 characters"), "{err}");
+
+    // The printed line, as is, in a [[users]] table: the token is accepted, others are not.
+    let d = Daemon::start(&format!(
+        "[[users]]\nname = \"station\"\nrole = \"nurse\"\n{line}\n"
+    ));
+    let call = |t: &str| {
+        request(
+            d.addr,
+            &format!(
+                "GET /api/rooms HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {t}",
+                d.addr
+            ),
+            "",
+        )
+    };
+    let (status, _, v) = call(token);
+    assert_eq!(status, 200, "{v}");
+    assert!(v["rooms"].is_array(), "{v}");
+    let (status, _, _) = call(hex);
+    assert_eq!(status, 401, "the hash itself is not a token");
+    let (status, _, _) = call("station-token-0123456780");
+    assert_eq!(status, 401);
+
+    // A malformed hash, or both forms, is named with file, line and key by check-config.
+    let dir = tempfile::tempdir().unwrap();
+    for (users, key, says) in [
+        (
+            "[[users]]\nname = \"station\"\nrole = \"nurse\"\ntoken_sha256 = \"abc\"\n",
+            "users[0].token_sha256",
+            "64 hex digits",
+        ),
+        (
+            &*format!(
+                "[[users]]\nname = \"station\"\nrole = \"nurse\"\ntoken = \"{token}\"\n{line}\n"
+            ),
+            "users[0].token",
+            "one of them",
+        ),
+    ] {
+        let config = dir.path().join("vitalsd.toml");
+        std::fs::write(&config, config_text(dir.path(), users)).unwrap();
+        let out = Command::new(bin())
+            .args(["check-config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("vitalsd.toml:6") && err.contains(key) && err.contains(says),
+            "{err}"
+        );
+    }
+}

@@ -95,9 +95,10 @@ pub fn check(state: &ApiState, token: Option<&str>, role: Role) -> Result<Princi
         ));
     };
     // Every user is compared (no early exit), each over a fixed-length digest.
+    let presented = crate::config::token_sha256(token);
     let mut found = None;
     for u in users {
-        if tokens_equal(&u.token, token) && found.is_none() {
+        if digests_equal(&u.token_sha256, &presented) && found.is_none() {
             found = Some(u);
         }
     }
@@ -119,22 +120,20 @@ pub fn check(state: &ApiState, token: Option<&str>, role: Role) -> Result<Princi
     })
 }
 
-/// Whether two tokens are equal, in time that depends on neither where they differ nor their
-/// lengths: both are hashed (SHA-256) and the fixed-length digests compared without an early
-/// exit.
-fn tokens_equal(a: &str, b: &str) -> bool {
-    use aws_lc_rs::digest::{SHA256, digest};
-    let (da, db) = (digest(&SHA256, a.as_bytes()), digest(&SHA256, b.as_bytes()));
-    da.as_ref()
-        .iter()
-        .zip(db.as_ref())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+/// Whether two token digests (SHA-256) are equal, compared without an early exit: the time
+/// depends on neither where the tokens differ nor their lengths.
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
-    use super::tokens_equal;
+    use super::digests_equal;
+    use crate::config::token_sha256;
+
+    fn tokens_equal(a: &str, b: &str) -> bool {
+        digests_equal(&token_sha256(a), &token_sha256(b))
+    }
 
     #[test]
     fn tokens_compare_equal_only_when_identical() {

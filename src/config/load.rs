@@ -861,7 +861,7 @@ fn validate_alarm_parts(
     presets: BTreeMap<String, crate::alarm::BedLimits>,
 ) -> Result<(), ConfigError> {
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut tokens: HashMap<String, usize> = HashMap::new();
+    let mut tokens: HashMap<[u8; 32], usize> = HashMap::new();
     for (i, u) in raw.users.iter().enumerate() {
         let key = format!("users[{i}]");
         let u = u.get_ref();
@@ -886,23 +886,65 @@ fn validate_alarm_parts(
                 ));
             }
         };
-        let token = u.token.get_ref().clone();
-        if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
+        let (token, token_sha256, span, token_key) = match (&u.token, &u.token_sha256) {
+            (Some(t), None) => {
+                let token = t.get_ref().clone();
+                if !super::token_is_valid(&token) {
+                    return Err(src.err(
+                        t.span(),
+                        format!("{key}.token"),
+                        "token too short or has spaces, expected at least 16 characters without spaces"
+                            .to_owned(),
+                    ));
+                }
+                let hash = super::token_sha256(&token);
+                (Some(token), hash, t.span(), format!("{key}.token"))
+            }
+            (None, Some(h)) => {
+                let text = h.get_ref();
+                let hash = hex::decode(text)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        src.err(
+                            h.span(),
+                            format!("{key}.token_sha256"),
+                            format!(
+                                "token_sha256 {text:?} is not a SHA-256 in hex, expected 64 hex digits (as printed by `vitalsd hash-token`)"
+                            ),
+                        )
+                    })?;
+                (None, hash, h.span(), format!("{key}.token_sha256"))
+            }
+            (Some(t), Some(_)) => {
+                return Err(src.err(
+                    t.span(),
+                    format!("{key}.token"),
+                    "both token and token_sha256, expected one of them".to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(src.err(
+                    u.name.span(),
+                    format!("{key}.token"),
+                    "no token, expected token = \"...\" or token_sha256 = \"...\" (from `vitalsd hash-token`)"
+                        .to_owned(),
+                ));
+            }
+        };
+        if let Some(first) = tokens.insert(token_sha256, line) {
             return Err(src.err(
-                u.token.span(),
-                format!("{key}.token"),
-                "token too short or has spaces, expected at least 16 characters without spaces"
-                    .to_owned(),
-            ));
-        }
-        if let Some(first) = tokens.insert(token.clone(), line) {
-            return Err(src.err(
-                u.token.span(),
-                format!("{key}.token"),
+                span,
+                token_key,
                 format!("the same token as the user on line {first}, expected a unique token"),
             ));
         }
-        cfg.users.push(User { name, role, token });
+        cfg.users.push(User {
+            name,
+            role,
+            token,
+            token_sha256,
+        });
     }
     if cfg.users.is_empty() && !cfg.listen.ip().is_loopback() {
         let span = raw.listen.as_ref().map(|l| l.span()).unwrap_or(0..0);

@@ -141,8 +141,24 @@ pub struct User {
     /// Shown in the audit trail (who acknowledged, who changed limits).
     pub name: String,
     pub role: Role,
-    /// The bearer token (at least 16 characters).
-    pub token: String,
+    /// The bearer token (at least 16 characters), when the config holds it (`token`); `None`
+    /// when it holds only its hash (`token_sha256`).
+    pub token: Option<String>,
+    /// The SHA-256 of the token: what a presented token is compared with.
+    pub token_sha256: [u8; 32],
+}
+
+/// The SHA-256 of a token, as kept in [`User::token_sha256`].
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Whether a token is acceptable: at least 16 characters, no whitespace.
+pub fn token_is_valid(token: &str) -> bool {
+    token.chars().count() >= 16 && !token.chars().any(char::is_whitespace)
 }
 
 /// Alarm-system settings from the `[alarms]` table.

@@ -95,7 +95,9 @@ pub(super) struct RawStorage {
 pub(super) struct RawUser {
     pub name: Spanned<String>,
     pub role: Spanned<String>,
-    pub token: Spanned<String>,
+    /// The token itself, or (`token_sha256`) only its SHA-256, in hex.
+    pub token: Option<Spanned<String>>,
+    pub token_sha256: Option<Spanned<String>>,
 }
 
 /// The `[alarms]` table.
