@@ -8,6 +8,7 @@ mod alarms_e2e;
 mod ble;
 mod browser;
 mod cli;
+mod config_fuzz;
 mod dashboard_e2e;
 mod decoder_fuzz;
 mod liveness;
