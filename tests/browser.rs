@@ -833,3 +833,101 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
     b.close().await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_mid_session_shows_the_earlier_trend_and_alarms_from_the_history() {
+    let _one = ONE_BROWSER.lock().await;
+    // A desaturates to 87 % for 16 s (medium, not latching): a spo2_low alarm is raised and cleared before the page
+    // is opened.
+    let rig = Rig::start(
+        scenario(
+            r#"events = [{ at = "3s", for = "16s", kind = "desaturation", spo2 = 87, ramp = "1s" }]"#,
+            "",
+        ),
+        "10m",
+    )
+    .await;
+    let mut c = rig.client().await;
+    let is_spo2_low = |m: &Value, event: &str| {
+        m["type"] == "alarm"
+            && m["event"] == event
+            && m["bed"] == "room1/A"
+            && m["alarm"]["condition"] == "spo2_low"
+    };
+    c.wait_for("A's spo2_low raised", SOON * 2, |m| {
+        is_spo2_low(m, "raised")
+    })
+    .await;
+    c.wait_for("A's spo2_low cleared", SOON * 2, |m| {
+        is_spo2_low(m, "cleared")
+    })
+    .await;
+    c.close().await;
+    let opened_ms = vitalsd::clock::wall_ms();
+
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    // The trends start before the page was opened, and hold the dip (a bucket's min).
+    let trend = b
+        .wait(
+            "A's SpO2 trend filled from the history",
+            SOON,
+            &format!(
+                "const t = window.vitalsdState.trends['room1/A'];
+                 return t && t.histLoads > 0 && t.spo2.first !== null && t.spo2.first < {} ? t : null;",
+                opened_ms - 15_000
+            ),
+        )
+        .await;
+    assert!(
+        trend["spo2"]["min"].as_f64().is_some_and(|v| v < 89.0),
+        "the desaturation is in the trend: {trend}"
+    );
+    assert!(
+        trend["pulse_rate"]["valid"].as_u64().unwrap() > 10,
+        "{trend}"
+    );
+    // The alarm log has the alarm raised and cleared before the page was opened.
+    let log = b
+        .wait(
+            "the earlier spo2_low in the alarm log",
+            SOON,
+            &format!(
+                "const r = window.vitalsdState.recent.filter(e => e.bed === 'room1/A' && /SpO2/.test(e.text) && e.at < {opened_ms});
+                 return r.some(e => e.what === 'raised') && r.some(e => e.what === 'cleared') ? r : null;"
+            ),
+        )
+        .await;
+    assert!(log.as_array().is_some_and(|r| r.len() >= 2), "{log}");
+    b.wait(
+        "the log table showing it",
+        SOON,
+        "return /SpO2 87 < 90/.test(document.getElementById('alarm-log').textContent)",
+    )
+    .await;
+    // The trend continues live: its last point moves past the opening time.
+    b.wait(
+        "live points after the history",
+        SOON,
+        &format!(
+            "const t = window.vitalsdState.trends['room1/A']; return t.spo2.last > {} ? t : null;",
+            opened_ms + 2_000
+        ),
+    )
+    .await;
+    // A longer window fetches its history again.
+    b.js("const s = document.getElementById('trend-minutes'); s.value = '60'; s.dispatchEvent(new Event('change')); return true;")
+        .await;
+    b.wait(
+        "the 60-minute history",
+        SOON,
+        "const t = window.vitalsdState.trends['room1/A'];
+         return window.vitalsdState.trendMinutes === 60 && t.histLoads > 1 && t.spo2.valid > 5 ? t : null;",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-history.png"), &png).unwrap();
+    b.close().await;
+    rig.stop().await;
+}

@@ -243,19 +243,28 @@
   }
 
   // ---------------------------------------------------------------- ring buffers
+  // Each point has a value and a min/max: a live reading has min = max = value; a point of a
+  // downsampled history is a time bucket whose min and max keep a short dip visible.
   class Ring {
     constructor(cap) {
       this.cap = cap;
       this.t = new Float64Array(cap);
       this.v = new Float32Array(cap);
+      this.lo = new Float32Array(cap);
+      this.hi = new Float32Array(cap);
       this.len = 0;
       this.head = 0;
     }
-    push(t, v) {
+    push(t, v, lo, hi) {
       this.t[this.head] = t;
       this.v[this.head] = v;
+      this.lo[this.head] = lo === undefined ? v : lo;
+      this.hi[this.head] = hi === undefined ? v : hi;
       this.head = (this.head + 1) % this.cap;
       if (this.len < this.cap) this.len++;
+    }
+    firstT() {
+      return this.len ? this.t[(this.head - this.len + this.cap) % this.cap] : Infinity;
     }
     lastT() {
       return this.len ? this.t[(this.head - 1 + this.cap) % this.cap] : -Infinity;
@@ -264,12 +273,14 @@
       return this.len ? this.v[(this.head - 1 + this.cap) % this.cap] : NaN;
     }
     setLast(v) {
-      if (this.len) this.v[(this.head - 1 + this.cap) % this.cap] = v;
+      if (!this.len) return;
+      const i = (this.head - 1 + this.cap) % this.cap;
+      this.v[i] = v; this.lo[i] = v; this.hi[i] = v;
     }
     forEach(fn) {
       let i = (this.head - this.len + this.cap) % this.cap;
       for (let k = 0; k < this.len; k++) {
-        fn(this.t[i], this.v[i]);
+        fn(this.t[i], this.v[i], this.lo[i], this.hi[i]);
         i = (i + 1) % this.cap;
       }
     }
@@ -462,7 +473,7 @@
         for (const a of Array.isArray(b.alarms) ? b.alarms : []) if (a && a.id !== undefined) alarms.set(a.id, a);
         bed.pausedUntil = toMs(b.audio_paused_until);
         bed.dirty = true;
-        if (fresh) loadSession(bed);
+        if (fresh) { loadSession(bed); loadHistory(bed); }
       }
     }
     for (const [id, a] of S.alarms) {
@@ -470,6 +481,7 @@
     }
     S.alarms = alarms;
     S.logDirty = true;
+    if (fresh) loadAlarmLog();
     updateAudio('snapshot');
   }
 
@@ -549,22 +561,100 @@
         break;
     }
     if (bed) bed.dirty = true;
-    if (m.event !== 'updated') {
-      let text;
-      if (a) text = alarmText(a);
-      else if (m.event === 'audio_paused') text = 'audio paused until ' + (m.until ? clockText(toMs(m.until)) : '?');
-      else text = String(m.event || '').replace(/_/g, ' ');
-      pushRecent({ at, bed: m.bed, text, what: m.event, actor: m.actor, priority: a && a.priority });
-    }
+    const e = recentOf(m, at);
+    if (e) pushRecent(e);
     S.logDirty = true;
     // The sound starts (or stops) from this message, not from the next timer tick.
     if (!covered) updateAudio('event');
   }
 
+  // The alarm log's entry for an `alarm` message (live or from the history), null for updates.
+  function recentOf(m, at) {
+    if (m.event === 'updated') return null;
+    const a = m.alarm && typeof m.alarm === 'object' ? m.alarm : null;
+    let text;
+    if (a) text = alarmText(a);
+    else if (m.event === 'audio_paused') text = 'audio paused until ' + (m.until ? clockText(toMs(m.until)) : '?');
+    else text = String(m.event || '').replace(/_/g, ' ');
+    return {
+      at: at || toMs(m.at) || serverNow(), bed: m.bed, text, what: m.event, actor: m.actor,
+      priority: a && a.priority, id: a ? a.id : undefined,
+    };
+  }
+
   function pushRecent(e) {
+    if (S.recent.length && S.recent.some((x) => recentKey(x) === recentKey(e))) return;
     S.recent.unshift(e);
     if (S.recent.length > RECENT_CAP) S.recent.length = RECENT_CAP;
     S.logDirty = true;
+  }
+
+  // ---------------------------------------------------------------- history (storage)
+  // On open, on a reconnect that is not a resume, and when the trend window changes, the
+  // trends are filled from GET .../history (downsampled by the daemon to about one point per
+  // pixel, each a min/max/mean bucket) and the alarm log from GET /api/alarms/history. The
+  // history is authoritative up to its last point; live readings after it stay as they came,
+  // so the chart continues without a seam.
+  const HISTORY_METRICS = ['spo2', 'pulse_rate', 'nibp_sys', 'nibp_dia'];
+
+  function trendPoints(bed) {
+    const c = bed.el && bed.el.trend;
+    const w = c && c.clientWidth ? c.clientWidth : 900;
+    return Math.max(100, Math.min(2000, Math.round(w)));
+  }
+
+  async function loadHistory(bed) {
+    const minutes = S.trendMinutes;
+    const to = serverNow();
+    const from = to - minutes * 60000;
+    const points = trendPoints(bed);
+    const gen = (bed.histGen = (bed.histGen || 0) + 1);
+    const got = await Promise.all(HISTORY_METRICS.map((m) => api('GET', bedPath(bed) + '/history?metric=' + m +
+      '&from=' + Math.floor(from) + '&to=' + Math.ceil(to) + '&points=' + points)));
+    if (gen !== bed.histGen) return; // a newer request superseded this one
+    got.forEach((r, i) => {
+      if (!r.ok || !r.json || !Array.isArray(r.json.points)) return;
+      const metric = HISTORY_METRICS[i];
+      const old = bed.trends[metric];
+      const fresh = new Ring(old.cap);
+      let end = -Infinity;
+      const pts = r.json.points;
+      const bucket = pts.length > 1 ? Math.max(0, (to - from) / points) : 0;
+      for (const p of pts) {
+        const t = Number(p.t_ms);
+        if (!Number.isFinite(t)) continue;
+        const ok = typeof p.avg === 'number' && Number.isFinite(p.avg);
+        fresh.push(t, ok ? p.avg : NaN, ok && typeof p.min === 'number' ? p.min : NaN, ok && typeof p.max === 'number' ? p.max : NaN);
+        end = Math.max(end, t + (p.n > 1 || p.invalid > 1 ? bucket : 0));
+      }
+      old.forEach((t, v, lo, hi) => { if (t > end) fresh.push(t, v, lo, hi); });
+      bed.trends[metric] = fresh;
+    });
+    bed.histFrom = from;
+    bed.histBucketMs = (to - from) / points;
+    bed.histLoads = (bed.histLoads || 0) + 1;
+    lastTrendDraw = 0;
+  }
+
+  async function loadAlarmLog() {
+    const r = await api('GET', '/api/alarms/history?limit=' + RECENT_CAP);
+    if (!r.ok || !r.json || !Array.isArray(r.json.events)) return;
+    const seen = new Set(S.recent.map(recentKey));
+    for (const m of r.json.events) {
+      if (!m || typeof m !== 'object') continue;
+      const e = recentOf(m);
+      if (!e || seen.has(recentKey(e))) continue;
+      seen.add(recentKey(e));
+      S.recent.push(e);
+    }
+    S.recent.sort((a, b) => b.at - a.at);
+    if (S.recent.length > RECENT_CAP) S.recent.length = RECENT_CAP;
+    S.alarmLogLoads = (S.alarmLogLoads || 0) + 1;
+    S.logDirty = true;
+  }
+
+  function recentKey(e) {
+    return e.at + '|' + e.what + '|' + (e.id === undefined ? e.text : e.id);
   }
 
   // ---------------------------------------------------------------- sessions (storage)
@@ -1272,8 +1362,8 @@
       ctx.fillText(m === 0 ? 'now' : '-' + m + ' min', Math.min(xx - 12 * dpr, w - padR - 30 * dpr), hh - 2 * dpr);
     }
     // Series.
-    series(ctx, bed.trends.spo2, t0, x, y1, '#35d0ff', 2 * dpr);
-    series(ctx, bed.trends.pulse_rate, t0, x, y2, '#3dff6e', 2 * dpr);
+    series(ctx, bed.trends.spo2, t0, x, y1, '#35d0ff', 2 * dpr, bed.histBucketMs);
+    series(ctx, bed.trends.pulse_rate, t0, x, y2, '#3dff6e', 2 * dpr, bed.histBucketMs);
     // NIBP: a bar from diastolic to systolic per measurement.
     ctx.strokeStyle = '#ff8a8a';
     ctx.lineWidth = 3 * dpr;
@@ -1308,18 +1398,27 @@
     ctx.stroke();
   }
 
-  function series(ctx, ring, t0, x, y, color, width) {
+  // The mean as a line, and each point's min..max as a vertical stroke (a history bucket
+  // that held a dip shows the dip). A gap longer than 10 s, or than 3 buckets, is not bridged.
+  function series(ctx, ring, t0, x, y, color, width, bucketMs) {
+    const maxGap = Math.max(10000, 3 * (bucketMs || 0));
     ctx.strokeStyle = color;
     ctx.lineWidth = width;
     ctx.beginPath();
     let pen = false, lastT = 0;
-    ring.forEach((t, v) => {
+    ring.forEach((t, v, lo, hi) => {
       if (t < t0 || Number.isNaN(v)) { pen = false; return; }
-      // A gap of more than 10 s (invalid stretch, outage) is not bridged.
-      if (pen && t - lastT > 10000) pen = false;
+      if (pen && t - lastT > maxGap) pen = false;
       if (pen) ctx.lineTo(x(t), y(v)); else ctx.moveTo(x(t), y(v));
       pen = true;
       lastT = t;
+    });
+    ctx.stroke();
+    ctx.beginPath();
+    ring.forEach((t, v, lo, hi) => {
+      if (t < t0 || Number.isNaN(lo) || Number.isNaN(hi) || hi <= lo) return;
+      ctx.moveTo(x(t), y(lo));
+      ctx.lineTo(x(t), y(hi));
     });
     ctx.stroke();
   }
@@ -1387,6 +1486,15 @@
         messages: S.messages,
         simulated: S.simulated || S.simulatedReadings,
         snapshots: S.snapshots.map((x) => Object.freeze(Object.assign({}, x))),
+        trendMinutes: S.trendMinutes,
+        alarmLogLoads: S.alarmLogLoads || 0,
+        recent: S.recent.map((e) => Object.freeze({ at: e.at, bed: e.bed, text: e.text, what: e.what })),
+        trends: Object.freeze(Object.fromEntries([...S.beds.values()].map((b) => [b.id, Object.freeze(
+          Object.fromEntries(Object.entries(b.trends).map(([m, r]) => {
+            let valid = 0, lo = Infinity;
+            r.forEach((t, v, l) => { if (!Number.isNaN(v)) { valid++; lo = Math.min(lo, l); } });
+            return [m, Object.freeze({ len: r.len, valid, first: r.len ? r.firstT() : null, last: r.len ? r.lastT() : null, min: valid ? lo : null })];
+          }).concat([['histLoads', b.histLoads || 0], ['histFrom', b.histFrom || null]])))]))),
       });
     },
   });
@@ -1404,6 +1512,7 @@
     sel.addEventListener('change', () => {
       S.trendMinutes = Number(sel.value) || 30;
       try { localStorage.setItem('vitalsd.trendMinutes', String(S.trendMinutes)); } catch (e) { /* no storage */ }
+      for (const bed of S.beds.values()) loadHistory(bed);
       lastTrendDraw = 0;
     });
     $('#audio-bar').addEventListener('click', armAudio);
