@@ -931,3 +931,127 @@ async fn a_page_opened_mid_session_shows_the_earlier_trend_and_alarms_from_the_h
     b.close().await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_dip_extends_the_trend_axis_and_a_lost_oximeter_leaves_dashes_not_a_big_number() {
+    let _one = ONE_BROWSER.lock().await;
+    // A falls to 60 %: the trend's SpO2 axis must reach 60, not clamp it at 70.
+    let rig = Rig::start(
+        scenario(
+            r#"events = [{ at = "3s", for = "1h", kind = "desaturation", spo2 = 60, ramp = "1s" }]"#,
+            "",
+        ),
+        "10m",
+    )
+    .await;
+    let mut rig = rig;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    b.wait(
+        "A's SpO2 at 60 on screen",
+        SOON,
+        &format!(
+            "return Number(document.querySelector(\"{}\").textContent) <= 62",
+            value_of("room1/A", "spo2")
+        ),
+    )
+    .await;
+    let floor = b
+        .wait(
+            "the SpO2 axis extended down to 60",
+            SOON,
+            "const f = Number(document.querySelector(\"[data-bed='room1/A'] canvas.trend\").dataset.spo2Floor);
+             return f <= 60 ? f : null;",
+        )
+        .await;
+    assert_eq!(floor, json!(60), "steps of 10 below the dip");
+    // The trend has a text alternative that says what it shows; the pleth one too.
+    let label = b
+        .js("return document.querySelector(\"[data-bed='room1/A'] canvas.trend\").getAttribute('aria-label')")
+        .await;
+    let label = label.as_str().unwrap().to_owned();
+    assert!(
+        label.starts_with("Trends of Room 1 / A, last 30 min: SpO2 "),
+        "{label}"
+    );
+    assert!(label.contains("pulse rate"), "{label}");
+    let role = b
+        .js("return [...document.querySelectorAll('canvas')].every(c => c.getAttribute('role') === 'img' && c.getAttribute('aria-label'))")
+        .await;
+    assert_eq!(role, json!(true));
+    // The pause button says what it does, not a countdown; a favicon; visible focus.
+    assert_eq!(
+        b.text("[data-bed='room1/B'] button.pause").await,
+        json!("PAUSE AUDIO 2 min")
+    );
+    let icon = b
+        .js("const l = document.querySelector(\"link[rel='icon']\"); return l ? l.href.slice(0, 20) : null")
+        .await;
+    assert_eq!(icon, json!("data:image/svg+xml,%"));
+    // Keyboard focus (Tab) on the page's first control shows an outline.
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focus = b
+        .js("const e = document.activeElement;
+             if (!e || e === document.body) return null;
+             const o = getComputedStyle(e);
+             return o.outlineStyle + ' ' + o.outlineWidth;")
+        .await;
+    assert!(
+        focus.as_str().is_some_and(|f| f.starts_with("solid 3")),
+        "a focused button shows an outline: {focus}"
+    );
+
+    // The simulator stops: every device goes silent. The numbers go to dashes with the reason
+    // and the age small; PI stays inside its card.
+    rig.sim.take().unwrap().shutdown().await;
+    for bed in ["room1/A", "room1/B"] {
+        let shown = b
+            .wait(
+                &format!("{bed}'s SpO2 and PR as dashes"),
+                SOON,
+                &format!(
+                    "const v = [\"{}\", \"{}\", \"{}\"].map(s => document.querySelector(s).textContent);
+                     return v.every(t => t === '--') ? v : null;",
+                    value_of(bed, "spo2"),
+                    value_of(bed, "pulse_rate"),
+                    value_of(bed, "perfusion_index")
+                ),
+            )
+            .await;
+        let note = b.text(&note_of(bed, "spo2")).await;
+        assert!(
+            note.as_str().unwrap().ends_with(" ago"),
+            "{bed}: {note} {shown}"
+        );
+    }
+    b.wait(
+        "an age note of 9 s or more",
+        SOON,
+        &format!(
+            "return /(\\d\\d s|min) ago/.test(document.querySelector(\"{}\").textContent)",
+            note_of("room1/A", "perfusion_index")
+        ),
+    )
+    .await;
+    let inside = b
+        .js("const out = [];
+             for (const card of document.querySelectorAll('article.bed')) {
+               const c = card.getBoundingClientRect();
+               const pi = card.querySelector(\"[data-metric='perfusion_index']\").getBoundingClientRect();
+               out.push(pi.right <= c.right + 0.5 && pi.left >= c.left);
+             }
+             return out;")
+        .await;
+    assert_eq!(inside, json!([true, true]), "PI stays inside its card");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-lost.png"), &png).unwrap();
+    b.close().await;
+    rig.stop().await;
+}

@@ -754,12 +754,12 @@
     const nibp = numeric('nibp', 'nibp', 'NIBP', 'mmHg');
     const nibpMean = h('span', { class: 'mean' });
     nibp.root.querySelector('.name').append(nibpMean);
-    const pleth = h('canvas', { class: 'pleth', width: 600, height: 80 });
-    const trend = h('canvas', { class: 'trend', width: 900, height: 220 });
+    const pleth = h('canvas', { class: 'pleth', width: 600, height: 80, role: 'img', 'aria-label': 'Pleth waveform of ' + bed.label });
+    const trend = h('canvas', { class: 'trend', width: 900, height: 220, role: 'img', 'aria-label': 'Trends of ' + bed.label });
     const label = h('span', { class: 'bed-label', text: bed.label });
     const patient = h('span', { class: 'patient' });
     const headAlarm = h('span', { class: 'head-alarm' });
-    const pauseBtn = h('button', { class: 'pause', type: 'button', onclick: () => togglePause(bed) }, 'AUDIO PAUSE');
+    const pauseBtn = h('button', { class: 'pause', type: 'button', onclick: () => togglePause(bed) }, 'PAUSE AUDIO 2 min');
     const devices = h('div', { class: 'devices' });
     const alarms = h('ul', { class: 'bed-alarms' });
     const msg = h('div', { class: 'bed-msg', role: 'status' });
@@ -1073,8 +1073,10 @@
       } else {
         text = fmt(r.value);
         if (age > OXI_STALE_MS || gone) {
+          // Never a big stale number: dashes, and the reason and age small (IntelliVue practice).
+          text = '--';
           cls = 'stale';
-          note = (gone ? 'DISCONNECTED · ' : '') + ageText(age) + ' ago';
+          note = (gone ? 'DISCONNECTED' : 'NO DATA') + ' · ' + ageText(age) + ' ago';
         } else {
           note = qualityOf(r);
           if (note) cls = 'quality';
@@ -1102,7 +1104,11 @@
     if (sys) {
       const age = now - sys.received_ms;
       stale = age > bed.bpIntervalMs + NIBP_GRACE_MS;
-      if (sys.value === null) {
+      if (stale) {
+        // Overdue: the last measurement is only a small note, never the big number.
+        const d = dia && dia.value !== null ? fmtNum(dia.value) : '--';
+        note = (sys.value === null ? reasonOf(sys) : 'last ' + fmtNum(sys.value) + '/' + d) + ' · ' + ageText(age) + ' ago';
+      } else if (sys.value === null) {
         text = '---/---';
         invalid = true;
         note = reasonOf(sys) + ' · ' + ageText(age) + ' ago';
@@ -1143,12 +1149,15 @@
 
     // Audio pause countdown.
     const left = bed.pausedUntil ? bed.pausedUntil - now : 0;
+    // The button says what it does; only while paused does it show the time left, labelled.
     if (left > 0) {
       const s = Math.ceil(left / 1000);
-      setText(el.pauseBtn, 'AUDIO PAUSED ' + Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0') + ' - resume');
+      setText(el.pauseBtn, 'AUDIO PAUSED ' + Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0') + ' LEFT · RESUME');
+      el.pauseBtn.setAttribute('aria-label', 'Audio paused, ' + s + ' seconds left. Resume audio now.');
       el.pauseBtn.classList.add('active');
     } else {
-      setText(el.pauseBtn, 'AUDIO PAUSE 2:00');
+      setText(el.pauseBtn, 'PAUSE AUDIO 2 min');
+      el.pauseBtn.setAttribute('aria-label', 'Pause alarm audio of ' + bed.label + ' for 2 minutes');
       el.pauseBtn.classList.remove('active');
     }
 
@@ -1299,9 +1308,12 @@
       ctx.fillStyle = '#5c6b7a';
       ctx.font = Math.round(hh * 0.3) + 'px sans-serif';
       ctx.textBaseline = 'middle';
-      ctx.fillText(ring.len ? 'NO WAVEFORM' : 'no waveform from this oximeter', 8, hh / 2);
+      const text = ring.len ? 'NO WAVEFORM' : 'no waveform from this oximeter';
+      ctx.fillText(text, 8, hh / 2);
+      if (c.getAttribute('aria-label') !== text) c.setAttribute('aria-label', 'Pleth: ' + text);
       return;
     }
+    if (c.getAttribute('aria-label') !== 'Pleth waveform, live') c.setAttribute('aria-label', 'Pleth waveform, live');
     const n = Math.min(ring.len, PLETH_SHOW);
     const vals = [];
     let k = 0;
@@ -1339,14 +1351,30 @@
     ctx.clearRect(0, 0, w, hh);
     ctx.font = Math.round(11 * dpr) + 'px sans-serif';
     ctx.lineWidth = 1;
-    // Panel 1: SpO2 70-100 %. Panel 2: PR and NIBP 30-210.
-    const y1 = (v) => padT + (1 - (Math.max(70, Math.min(100, v)) - 70) / 30) * (split - padT - 4 * dpr);
-    const y2 = (v) => split + 4 * dpr + (1 - (Math.max(30, Math.min(210, v)) - 30) / 180) * (hh - padB - split - 4 * dpr);
+    // Panel 1: SpO2 70-100 %. Panel 2: PR and NIBP 30-210. An axis extends (in steps of 10)
+    // to hold any value in the window: a 60 is drawn as 60, never clamped to the axis.
+    const sum = {
+      spo2: rangeOf(bed.trends.spo2, t0), pr: rangeOf(bed.trends.pulse_rate, t0),
+      sys: rangeOf(bed.trends.nibp_sys, t0), dia: rangeOf(bed.trends.nibp_dia, t0),
+    };
+    const lo1 = Math.max(0, Math.min(70, Math.floor(sum.spo2.lo / 10) * 10));
+    const lo2 = Math.max(0, Math.min(30, Math.floor(Math.min(sum.pr.lo, sum.dia.lo, sum.sys.lo) / 10) * 10));
+    const hi2 = Math.max(210, Math.ceil(Math.max(sum.pr.hi, sum.sys.hi, sum.dia.hi) / 10) * 10);
+    c.dataset.spo2Floor = String(lo1);
+    c.dataset.lowerRange = lo2 + '-' + hi2;
+    const y1 = (v) => padT + (1 - (Math.max(lo1, Math.min(100, v)) - lo1) / (100 - lo1)) * (split - padT - 4 * dpr);
+    const y2 = (v) => split + 4 * dpr + (1 - (Math.max(lo2, Math.min(hi2, v)) - lo2) / (hi2 - lo2)) * (hh - padB - split - 4 * dpr);
     ctx.strokeStyle = '#1e2a36';
     ctx.fillStyle = '#7d8fa1';
     ctx.textBaseline = 'middle';
-    for (const v of [100, 90, 80]) { line(ctx, padL, y1(v), w - padR, y1(v)); ctx.fillText(String(v), 6 * dpr, y1(v)); }
-    for (const v of [60, 120, 180]) { line(ctx, padL, y2(v), w - padR, y2(v)); ctx.fillText(String(v), w - padR + 6 * dpr, y2(v)); }
+    const step1 = 100 - lo1 > 40 ? 20 : 10;
+    for (let v = 100; v > lo1; v -= step1) { line(ctx, padL, y1(v), w - padR, y1(v)); ctx.fillText(String(v), 6 * dpr, y1(v)); }
+    const step2 = hi2 - lo2 > 240 ? 60 : 30;
+    for (let v = Math.ceil((lo2 + 1) / step2) * step2; v < hi2; v += step2) {
+      if (v % 60 !== 0 && step2 === 30) continue;
+      line(ctx, padL, y2(v), w - padR, y2(v)); ctx.fillText(String(v), w - padR + 6 * dpr, y2(v));
+    }
+    c.setAttribute('aria-label', trendSummary(bed, sum));
     ctx.textBaseline = 'top';
     ctx.fillStyle = '#35d0ff'; ctx.fillText('SpO2 %', padL + 6 * dpr, padT + 2 * dpr);
     ctx.fillStyle = '#3dff6e'; ctx.fillText('PR /min', padL + 6 * dpr, split + 6 * dpr);
@@ -1389,6 +1417,32 @@
       ctx.fillText('DOSE ' + d.text, xx + 4 * dpr, padT);
     }
     ctx.setLineDash([]);
+  }
+
+  // The smallest and largest valid value (a bucket's min/max) of a ring since t0.
+  function rangeOf(ring, t0) {
+    let lo = Infinity, hi = -Infinity, n = 0;
+    ring.forEach((t, v, l, u) => {
+      if (t < t0 || Number.isNaN(v)) return;
+      lo = Math.min(lo, Number.isNaN(l) ? v : l);
+      hi = Math.max(hi, Number.isNaN(u) ? v : u);
+      n++;
+    });
+    return { lo, hi, n };
+  }
+
+  // The trend canvas's text alternative: what a sighted nurse reads from it.
+  function trendSummary(bed, sum) {
+    const part = (name, r, unit, now) => r.n
+      ? name + ' ' + fmtNum(r.lo) + ' to ' + fmtNum(r.hi) + ' ' + unit + (Number.isFinite(now) ? ', last ' + fmtNum(now) : '')
+      : name + ' no data';
+    const parts = [
+      part('SpO2', sum.spo2, '%', bed.trends.spo2.lastV()),
+      part('pulse rate', sum.pr, '/min', bed.trends.pulse_rate.lastV()),
+      sum.sys.n ? 'NIBP ' + sum.sys.n + ' measurement' + (sum.sys.n > 1 ? 's' : '') + ', systolic ' + fmtNum(sum.sys.lo) + ' to ' + fmtNum(sum.sys.hi) + ' mmHg' : 'NIBP none',
+    ];
+    if (bed.doses.length) parts.push(bed.doses.length + ' dose marker' + (bed.doses.length > 1 ? 's' : ''));
+    return 'Trends of ' + bed.label + ', last ' + S.trendMinutes + ' min: ' + parts.join('; ') + '.';
   }
 
   function line(ctx, x1, y1, x2, y2) {
