@@ -1055,3 +1055,256 @@ async fn a_deep_dip_extends_the_trend_axis_and_a_lost_oximeter_leaves_dashes_not
     b.close().await;
     rig.stop().await;
 }
+
+/// Types `text` into the field `name` of bed A's action form `act` (clearing it first).
+async fn type_into(b: &Browser, act: &str, name: &str, text: &str) {
+    let el = b
+        .client
+        .find(Locator::Css(&format!(
+            "[data-bed='room1/A'] [data-act='{act}'] [name='{name}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("{act}/{name}: {e}"));
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Waits for bed A's action message to contain `text`.
+async fn wait_msg(b: &Browser, text: &str) -> Value {
+    b.wait(
+        &format!("the message {text:?}"),
+        SOON,
+        &format!(
+            "const t = document.querySelector(\"[data-bed='room1/A'] .bed-msg\").textContent;
+             return t.includes({}) ? t : null;",
+            json!(text)
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dashboard() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start_with(noisy_scenario("", ""), "10m", crate::util::USERS).await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!(
+            "http://{}/#token=nurse-token-0123456789",
+            rig.addr()
+        ))
+        .await
+        .unwrap();
+    b.wait("A's numbers", SOON, ALL_FOUR_NUMBERS).await;
+    b.js("document.querySelector(\"[data-bed='room1/A'] details.actions\").open = true; return true;")
+        .await;
+    assert_eq!(
+        b.text("[data-bed='room1/A'] .session-status").await,
+        json!("No patient admitted")
+    );
+
+    // Admit: label, MRN, weight.
+    type_into(&b, "admit", "label", "J.D.").await;
+    type_into(&b, "admit", "mrn", "MRN-77").await;
+    type_into(&b, "admit", "weight_kg", "72.5").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='admit'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "admit: done").await;
+    b.wait(
+        "the patient in the bed's header",
+        SOON,
+        "return document.querySelector(\"[data-bed='room1/A'] .patient\").textContent === 'J.D.'",
+    )
+    .await;
+    let status = b.text("[data-bed='room1/A'] .session-status").await;
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .starts_with("Admitted: J.D. · MRN MRN-77 · 72.5 kg · since "),
+        "{status}"
+    );
+    let (code, cur) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/session",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{cur}");
+    let id = cur["session"]["id"].as_i64().expect("an open session");
+    assert_eq!(cur["session"]["admitted_by"], "nurse1");
+
+    // The pre-dose baseline from the recent readings, recorded in the session.
+    click(&b, "[data-bed='room1/A'] [data-action='capture-baseline']").await;
+    let msg = wait_msg(&b, "pre-dose baseline captured (").await;
+    assert!(msg.as_str().unwrap().contains("SpO2 "), "{msg}");
+    b.wait(
+        "the baseline in the panel",
+        SOON,
+        "return /baseline (BP \\d+\\/\\d+ )?PR \\d+ SpO2 \\d+/.test(document.querySelector(\"[data-bed='room1/A'] .session-status\").textContent)",
+    )
+    .await;
+
+    // A dose: ketamine 0.5 mg/kg IM; it becomes a marker on the trend.
+    type_into(&b, "dose", "dose", "0.5").await;
+    type_into(&b, "dose", "unit", "mg/kg").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='dose'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "dose: done").await;
+    b.wait(
+        "the dose marker on the trend",
+        SOON,
+        "return /1 dose marker/.test(document.querySelector(\"[data-bed='room1/A'] canvas.trend\").getAttribute('aria-label'))",
+    )
+    .await;
+    // Phase and a note.
+    b.js("document.querySelector(\"[data-bed='room1/A'] [data-act='phase'] select\").value = 'monitoring'; return true;")
+        .await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='phase'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "phase monitoring: done").await;
+    type_into(&b, "note", "text", "calm, eyes closed").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='note'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "note: done").await;
+
+    // Readiness, with its reasons when not ready.
+    click(&b, "[data-bed='room1/A'] [data-act='readiness'] button").await;
+    let ready = b
+        .wait(
+            "readiness shown",
+            SOON,
+            "const t = document.querySelector(\"[data-bed='room1/A'] .readiness\").textContent;
+             return /^(READY for discharge|NOT READY: .+)/.test(t) ? t : null;",
+        )
+        .await;
+    let (_, r) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/readiness",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    if r["ready"] == false {
+        let first = r["reasons"][0].as_str().unwrap();
+        assert!(ready.as_str().unwrap().contains(first), "{ready} vs {r}");
+    }
+
+    // Discharge needs the designated driver confirmed.
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='discharge'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "confirm the designated driver").await;
+    let (_, still) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/session",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        still["session"]["id"], id,
+        "not discharged without the driver"
+    );
+    type_into(&b, "discharge", "driver", "Sam Driver").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='discharge'] [name='driver_ok']",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-session.png"), &png).unwrap();
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='discharge'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "discharge: done").await;
+    b.wait(
+        "the bed empty again",
+        SOON,
+        "return document.querySelector(\"[data-bed='room1/A'] .session-status\").textContent === 'No patient admitted'
+           && document.querySelector(\"[data-bed='room1/A'] .patient\").hidden",
+    )
+    .await;
+    let (_, gone) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/session",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(gone["session"], Value::Null);
+    let (_, rec) = rig
+        .http(
+            "GET",
+            &format!("/api/sessions/{id}"),
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    let kinds: Vec<String> = rec["session"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let ev = &e["event"];
+            match e["kind"].as_str().unwrap() {
+                "dose" => format!(
+                    "dose {} {} {} {}",
+                    ev["drug"].as_str().unwrap(),
+                    ev["dose"],
+                    ev["unit"].as_str().unwrap(),
+                    ev["route"].as_str().unwrap()
+                ),
+                "phase" => format!("phase {}", ev["phase"].as_str().unwrap()),
+                "note" => format!("note {}", ev["text"].as_str().unwrap()),
+                k => k.to_owned(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "baseline",
+            "dose ketamine 0.5 mg/kg IM",
+            "phase monitoring",
+            "note calm, eyes closed",
+            "note Designated driver confirmed: Sam Driver"
+        ]
+    );
+    assert_eq!(rec["session"]["discharged_by"], "nurse1");
+    assert_eq!(rec["session"]["weight_kg"], 72.5);
+    b.close().await;
+    rig.stop().await;
+}

@@ -665,36 +665,54 @@
   }
 
   function applySession(bed, s) {
-    if (!s || typeof s !== 'object' || s.discharged === true || s.discharged_at || s.ended) {
+    if (!s || typeof s !== 'object' || s.discharged_ms || s.discharged === true) {
       bed.patient = null;
+      bed.session = null;
+      bed.phase = null;
+      bed.doses = [];
       bed.dirty = true;
+      renderSessionPanel(bed);
       return;
     }
-    const label = s.display_label || s.label || s.patient_label || s.initials || null;
+    const label = s.label || s.display_label || null;
     bed.patient = typeof label === 'string' ? label : null;
+    bed.session = { id: s.id, label: bed.patient, mrn: s.mrn || null, weight: s.weight_kg, admitted: toMs(s.admitted_ms) };
     for (const e of Array.isArray(s.events) ? s.events : []) addSessionEvent(bed, e);
     bed.dirty = true;
+    renderSessionPanel(bed);
   }
 
+  // A stored session event ({id, at_ms, kind, actor, event: {...as posted}}): doses and phase
+  // changes become markers on the trends; a baseline is remembered for the panel.
   function addSessionEvent(bed, e) {
     if (!e || typeof e !== 'object') return;
-    const kind = e.kind || e.type || e.event;
-    if (kind !== 'dose') return;
-    const t = toMs(e.at_ms !== undefined ? e.at_ms : (e.at || e.time || e.recorded_at));
-    if (t === null || bed.doses.some((d) => d.t === t)) return;
-    bed.doses.push({ t, text: [e.drug, e.dose, e.unit, e.route].filter((x) => x !== undefined && x !== null).join(' ') });
+    const kind = e.kind;
+    const body = e.event && typeof e.event === 'object' ? e.event : e;
+    const t = toMs(e.at_ms);
+    if (t === null) return;
+    if (kind === 'baseline') { bed.baseline = body; renderSessionPanel(bed); return; }
+    if (kind === 'phase') { bed.phase = body.phase || null; renderSessionPanel(bed); }
+    if (kind !== 'dose' && kind !== 'phase') return;
+    if (bed.doses.some((d) => d.id === e.id)) return;
+    const text = kind === 'dose'
+      ? 'DOSE ' + [body.drug, body.dose, body.unit, body.route].filter((x) => x !== undefined && x !== null).join(' ')
+      : 'PHASE ' + String(body.phase || '').toUpperCase();
+    bed.doses.push({ id: e.id, t, kind, text });
+    bed.doses.sort((a, b) => a.t - b.t);
     if (bed.doses.length > DOSE_CAP) bed.doses.shift();
+    lastTrendDraw = 0;
   }
 
   function onSession(m) {
     const bed = S.beds.get(m.bed);
     if (!bed) return;
     const ev = m.event;
-    if (ev === 'discharged' || ev === 'discharge') { bed.patient = null; bed.dirty = true; return; }
+    if (ev === 'discharged') { applySession(bed, null); return; }
     if (m.session && typeof m.session === 'object') applySession(bed, m.session);
-    if (ev && typeof ev === 'object') addSessionEvent(bed, ev);
-    else if (m.kind === 'dose') addSessionEvent(bed, m);
+    const row = ev && typeof ev === 'object' ? ev : (m.kind && m.at_ms !== undefined ? m : null);
+    if (row) addSessionEvent(bed, row);
     bed.dirty = true;
+    if (bed.session) refreshReadiness(bed);
   }
 
   // ---------------------------------------------------------------- layout
@@ -818,44 +836,116 @@
       h('button', { type: 'submit' }, 'Save'),
       h('button', { type: 'button', onclick: () => result('preset', api('PUT', bedPath(bed) + '/limits', { preset: 'ketamine-session' })) }, 'Preset: ketamine-session')));
 
-    const baseline = h('form', { class: 'act', onsubmit: submit((f) => {
-      result('baseline', api('POST', bedPath(bed) + '/baseline', {
+    // The session: each action is confirmed only once the daemon answered that it committed it.
+    const baselineBody = (b) => ({ kind: 'baseline', sys: b.sys, dia: b.dia, pulse_rate: b.pulse_rate, spo2: b.spo2 });
+    const baseline = h('form', { class: 'act', 'data-act': 'baseline', onsubmit: submit((f) => {
+      result('pre-dose baseline', api('POST', bedPath(bed) + '/events', baselineBody({
         sys: num(f, 'sys'), dia: num(f, 'dia'), pulse_rate: num(f, 'pulse_rate'), spo2: num(f, 'spo2'),
-      }));
+      })));
     }) },
-    h('h4', { text: 'Baseline' }),
+    h('h4', { text: 'Pre-dose baseline' }),
+    h('div', { class: 'row' }, h('button', { type: 'button', 'data-action': 'capture-baseline', onclick: async () => {
+      // The median of the recent valid readings: the alarm engine's baseline, which the daemon
+      // also records in the open session before it answers.
+      const r = await api('POST', bedPath(bed) + '/baseline', { from_recent: true });
+      if (!r.ok) { showMsg(bed, 'capture baseline failed: ' + r.error, false); return; }
+      const b = (r.json && r.json.baseline) || {};
+      showMsg(bed, 'pre-dose baseline captured (' + baselineText(b) + ')', true);
+      bed.baseline = b;
+      renderSessionPanel(bed);
+    } }, 'Capture from recent readings')),
     h('div', { class: 'row' }, field('sys', 'SYS', { inputmode: 'numeric', size: 4 }), field('dia', 'DIA', { inputmode: 'numeric', size: 4 }),
       field('pulse_rate', 'PR', { inputmode: 'numeric', size: 4 }), field('spo2', 'SpO2', { inputmode: 'numeric', size: 4 })),
-    h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Set baseline'),
-      h('button', { type: 'button', onclick: () => result('baseline', api('POST', bedPath(bed) + '/baseline', { from_recent: true })) }, 'Capture from recent readings')));
+    h('button', { type: 'submit' }, 'Set these values'));
 
-    const admit = h('form', { class: 'act', onsubmit: submit((f) => {
+    const admit = h('form', { class: 'act', 'data-act': 'admit', onsubmit: submit((f) => {
       result('admit', api('POST', bedPath(bed) + '/admit', {
-        display_label: str(f, 'display_label'), mrn: str(f, 'mrn'), weight_kg: num(f, 'weight_kg'),
-      })).then((r) => { if (r.ok) loadSession(bed); });
+        label: str(f, 'label'), mrn: str(f, 'mrn'), weight_kg: num(f, 'weight_kg'),
+      })).then((r) => { if (r.ok) { f.reset(); applySession(bed, r.json.session); } });
     }) },
     h('h4', { text: 'Admit' }),
-    h('div', { class: 'row' }, field('display_label', 'Label', { size: 6, required: true }), field('mrn', 'MRN', { size: 8 }),
-      field('weight_kg', 'kg', { inputmode: 'decimal', size: 4 })),
+    h('div', { class: 'row' }, field('label', 'Label (initials)', { size: 8, required: true, maxlength: 32 }), field('mrn', 'MRN (optional)', { size: 10 }),
+      field('weight_kg', 'Weight kg (optional)', { inputmode: 'decimal', size: 5 })),
     h('button', { type: 'submit' }, 'Admit'));
 
-    const dose = h('form', { class: 'act', onsubmit: submit((f) => {
+    const dose = h('form', { class: 'act', 'data-act': 'dose', onsubmit: submit((f) => {
       result('dose', api('POST', bedPath(bed) + '/events', {
         kind: 'dose', drug: str(f, 'drug'), dose: num(f, 'dose'), unit: str(f, 'unit'), route: str(f, 'route'),
       }));
     }) },
     h('h4', { text: 'Dose' }),
-    h('div', { class: 'row' }, field('drug', 'Drug', { value: 'ketamine', size: 9 }), field('dose', 'Dose', { inputmode: 'decimal', size: 4, required: true }),
-      field('unit', 'Unit', { value: 'mg', size: 3 }), field('route', 'Route', { value: 'IM', size: 3 })),
+    h('div', { class: 'row' }, field('drug', 'Drug', { value: 'ketamine', size: 9, required: true }), field('dose', 'Dose', { inputmode: 'decimal', size: 4, required: true }),
+      field('unit', 'Unit', { value: 'mg', size: 5, required: true }), field('route', 'Route', { value: 'IM', size: 4, required: true })),
     h('button', { type: 'submit' }, 'Record dose'));
 
-    const discharge = h('form', { class: 'act', onsubmit: submit(() => {
-      if (!window.confirm('Discharge the patient in ' + bed.label + '?')) return;
-      result('discharge', api('POST', bedPath(bed) + '/discharge', {})).then((r) => { if (r.ok) loadSession(bed); });
-    }) }, h('h4', { text: 'Discharge' }), h('button', { type: 'submit' }, 'Discharge'));
+    const phaseSel = h('select', { name: 'phase' }, ...['preparation', 'dosing', 'monitoring', 'recovery'].map((p) => h('option', { value: p }, p)));
+    const phase = h('form', { class: 'act', 'data-act': 'phase', onsubmit: submit(() => {
+      result('phase ' + phaseSel.value, api('POST', bedPath(bed) + '/events', { kind: 'phase', phase: phaseSel.value }));
+    }) }, h('h4', { text: 'Phase' }), h('div', { class: 'row' }, h('label', null, 'Phase', phaseSel)), h('button', { type: 'submit' }, 'Set phase'));
 
-    return h('details', { class: 'actions' }, h('summary', { text: 'Bed actions' }),
-      h('div', { class: 'act-grid' }, admit, dose, baseline, limits, discharge));
+    const note = h('form', { class: 'act', 'data-act': 'note', onsubmit: submit((f) => {
+      result('note', api('POST', bedPath(bed) + '/events', { kind: 'note', text: str(f, 'text') })).then((r) => { if (r.ok) f.reset(); });
+    }) }, h('h4', { text: 'Note' }), h('div', { class: 'row' }, field('text', 'Text', { size: 28, required: true, maxlength: 500 })), h('button', { type: 'submit' }, 'Add note'));
+
+    const readyText = h('div', { class: 'readiness', role: 'status', 'aria-live': 'polite', text: 'readiness not checked' });
+    const readiness = h('div', { class: 'act', 'data-act': 'readiness' }, h('h4', { text: 'Discharge readiness' }), readyText,
+      h('button', { type: 'button', onclick: () => refreshReadiness(bed, true) }, 'Check readiness'));
+
+    const discharge = h('form', { class: 'act', 'data-act': 'discharge', onsubmit: submit(async (f) => {
+      const driver = str(f, 'driver');
+      if (!f.elements.driver_ok.checked || !driver) {
+        showMsg(bed, 'discharge: confirm the designated driver (name and checkbox) first', false);
+        return;
+      }
+      // The designated driver goes into the record first, then the discharge.
+      const n = await api('POST', bedPath(bed) + '/events', { kind: 'note', text: 'Designated driver confirmed: ' + driver });
+      if (!n.ok) { showMsg(bed, 'discharge failed (driver note): ' + n.error, false); return; }
+      const r = await result('discharge', api('POST', bedPath(bed) + '/discharge', {}));
+      if (r.ok) { f.reset(); applySession(bed, null); }
+    }) }, h('h4', { text: 'Discharge' }),
+    h('div', { class: 'row' }, field('driver', 'Designated driver (name)', { size: 16 })),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'driver_ok' }), 'Driver present and confirmed; patient leaves with them'),
+    h('button', { type: 'submit' }, 'Discharge'));
+
+    const status = h('div', { class: 'session-status', text: 'No patient admitted' });
+    bed.act = { status, readyText };
+    return h('details', { class: 'actions' }, h('summary', { text: 'Session and bed actions' }), status,
+      h('div', { class: 'act-grid' }, admit, baseline, dose, phase, note, readiness, discharge, limits));
+  }
+
+  function baselineText(b) {
+    const parts = [];
+    if (b && typeof b.sys === 'number') parts.push('BP ' + fmtNum(b.sys) + '/' + fmtNum(b.dia));
+    if (b && typeof b.pulse_rate === 'number') parts.push('PR ' + fmtNum(b.pulse_rate));
+    if (b && typeof b.spo2 === 'number') parts.push('SpO2 ' + fmtNum(b.spo2));
+    return parts.length ? parts.join(' ') : 'no values yet';
+  }
+
+  function renderSessionPanel(bed) {
+    if (!bed.act) return;
+    const s = bed.session;
+    let text = 'No patient admitted';
+    if (s) {
+      text = 'Admitted: ' + s.label + (s.mrn ? ' · MRN ' + s.mrn : '') + (typeof s.weight === 'number' ? ' · ' + s.weight + ' kg' : '') +
+        (s.admitted ? ' · since ' + clockText(s.admitted) : '') + ' · phase ' + (bed.phase || '-') +
+        ' · baseline ' + (bed.baseline ? baselineText(bed.baseline) : 'not captured');
+    }
+    setText(bed.act.status, text);
+    bed.act.status.dataset.admitted = String(!!s);
+    if (!s) { setText(bed.act.readyText, 'no patient'); bed.act.readyText.dataset.ready = ''; }
+  }
+
+  // GET .../readiness: ready since when, or the reasons it is not.
+  async function refreshReadiness(bed, asked) {
+    if (!bed.act || (!bed.session && !asked)) return;
+    const r = await api('GET', bedPath(bed) + '/readiness');
+    if (!r.ok || !r.json) { setText(bed.act.readyText, 'readiness unavailable: ' + r.error); return; }
+    const j = r.json;
+    const reasons = Array.isArray(j.reasons) ? j.reasons : [];
+    setText(bed.act.readyText, j.ready
+      ? 'READY for discharge' + (j.since_ms ? ' since ' + clockText(j.since_ms) : '')
+      : 'NOT READY: ' + (reasons.length ? reasons.join('; ') : 'no reason given'));
+    bed.act.readyText.dataset.ready = String(j.ready === true);
   }
 
   // ---------------------------------------------------------------- actions
@@ -1404,17 +1494,18 @@
       line(ctx, xx - 5 * dpr, y2(v), xx + 5 * dpr, y2(v));
       if (d) { line(ctx, xx, y2(v), xx, y2(d[1])); line(ctx, xx - 5 * dpr, y2(d[1]), xx + 5 * dpr, y2(d[1])); }
     });
-    // Dose markers.
+    // Dose (yellow) and phase (grey) markers, labelled.
     ctx.setLineDash([6 * dpr, 4 * dpr]);
-    ctx.strokeStyle = '#ffd400';
-    ctx.fillStyle = '#ffd400';
     ctx.lineWidth = 2 * dpr;
     ctx.textBaseline = 'top';
     for (const d of bed.doses) {
       if (d.t < t0 || d.t > now) continue;
+      const color = d.kind === 'phase' ? '#aab8c6' : '#ffd400';
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
       const xx = x(d.t);
       line(ctx, xx, padT, xx, hh - padB);
-      ctx.fillText('DOSE ' + d.text, xx + 4 * dpr, padT);
+      ctx.fillText(d.text, xx + 4 * dpr, padT + (d.kind === 'phase' ? 14 * dpr : 0));
     }
     ctx.setLineDash([]);
   }
