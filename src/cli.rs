@@ -145,14 +145,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             let mut cfg = load(&config)?;
-            if let Some(dir) = data_dir {
-                cfg.data_dir = dir;
-            }
+            // A fresh store per run, so a second run never shows the first run's patients and
+            // dose markers; `--data-dir` keeps one across runs (leftover sessions are then
+            // discharged at start).
+            let fresh = data_dir.is_none();
+            cfg.data_dir = match data_dir {
+                Some(dir) => dir,
+                None => std::env::temp_dir().join(format!(
+                    "vitalsd-demo-{}-{}",
+                    std::process::id(),
+                    crate::clock::wall_ms()
+                )),
+            };
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)
                 .with_context(|| format!("cannot load scenario {}", scenario.display()))?;
             let bus = simulated_ble_bus(&cfg)?;
             runtime()?.block_on(async move {
+                let story = demo::Story::of(&scenario);
                 let sim = crate::sim::start_with(&cfg, scenario, bus)
                     .await
                     .context("cannot start the simulator")?;
@@ -160,20 +170,45 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for (id, at) in sim.endpoints() {
                     println!("  {id:<20} {at}");
                 }
-                let listen_at = listen.unwrap_or(cfg.listen);
-                if let Some(nurse) = cfg.users.iter().find(|u| u.role == config::Role::Nurse) {
-                    println!(
-                        "dashboard as {}: http://{listen_at}/#token={}",
-                        nurse.name, nurse.token
-                    );
-                }
                 let opts = Options {
                     summary_every: Some(Duration::from_secs(5)),
                     listen,
                 };
-                let result = app::run(cfg, opts, app::shutdown_signal()).await;
+                let running = app::start(cfg.clone(), opts).await?;
+                let addr = running.addr;
+                app::print_endpoints(addr);
+                println!(
+                    "store: {} ({})",
+                    cfg.data_dir.display(),
+                    if fresh {
+                        "fresh for this run; --data-dir DIR keeps one across runs"
+                    } else {
+                        "given with --data-dir"
+                    }
+                );
+                for u in &cfg.users {
+                    println!(
+                        "{:<6} {:<12} http://{addr}/#token={}",
+                        format!("{:?}", u.role).to_lowercase(),
+                        u.name,
+                        u.token
+                    );
+                }
+                let cancel = running.cancel_token();
+                let alarms = tokio::spawn(demo::print_alarms(running.hub.clone(), cancel.clone()));
+                let token = cfg
+                    .users
+                    .iter()
+                    .find(|u| u.role == config::Role::Nurse)
+                    .or_else(|| cfg.users.iter().find(|u| u.role == config::Role::Admin))
+                    .map(|u| u.token.clone());
+                let told = tokio::spawn(story.tell(addr, token, cancel));
+                app::shutdown_signal().await;
+                told.abort();
+                running.shutdown().await;
+                let _ = alarms.await;
                 sim.shutdown().await;
-                result
+                anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -361,4 +396,200 @@ fn export(
         tracing::warn!(error = %e, session, "session exported but not marked exported");
     }
     Ok(())
+}
+
+/// What `vitalsd demo` does besides running: it admits both partners, records their baseline,
+/// doses and phases when its scenario doses them, and prints alarms as they come and go.
+mod demo {
+    use crate::clock::wall_ms;
+    use crate::hub::Hub;
+    use crate::hub::queue::Next;
+    use crate::store::export::condition_name;
+    use serde_json::{Value, json};
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    /// One recliner's part: its bed and when (real time after start) its dose is given.
+    pub struct Story {
+        beds: Vec<(String, Option<Duration>)>,
+    }
+
+    impl Story {
+        pub fn of(s: &crate::sim::scenario::Scenario) -> Story {
+            let accel = s.acceleration.max(0.01);
+            Story {
+                beds: s
+                    .beds
+                    .iter()
+                    .map(|b| (b.bed.clone(), b.dose_at.map(|d| d.div_f64(accel))))
+                    .collect(),
+            }
+        }
+
+        /// Plays the nurse: admit everyone at once, then per bed just before its dose the
+        /// baseline (from the recent readings) and phase `dosing`, the dose, phase `monitoring`.
+        pub async fn tell(
+            self,
+            addr: SocketAddr,
+            token: Option<String>,
+            cancel: CancellationToken,
+        ) {
+            let http = reqwest::Client::new();
+            let post = |path: String, body: Value| {
+                let mut r = http.post(format!("http://{addr}{path}")).json(&body);
+                if let Some(t) = &token {
+                    r = r.bearer_auth(t);
+                }
+                async move {
+                    match r.send().await {
+                        Ok(res) if res.status().is_success() => {
+                            Ok(res.json::<Value>().await.unwrap_or(Value::Null))
+                        }
+                        Ok(res) => {
+                            let code = res.status();
+                            Err(format!("{code}: {}", res.text().await.unwrap_or_default()))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            let start = tokio::time::Instant::now();
+            let mut steps: Vec<(Duration, String, &'static str, Value)> = Vec::new();
+            for (n, (bed, dose)) in self.beds.iter().enumerate() {
+                let base = format!("/api/beds/{bed}");
+                // Leftovers of an earlier run (with --data-dir): discharged first.
+                if post(format!("{base}/discharge"), json!({})).await.is_ok() {
+                    println!("demo: {bed}: discharged the previous run's patient");
+                }
+                let label = format!("Demo {}", bed.rsplit('/').next().unwrap_or(bed));
+                match post(
+                    format!("{base}/admit"),
+                    json!({"label": label, "weight_kg": if n % 2 == 0 { 72.0 } else { 64.0 }}),
+                )
+                .await
+                {
+                    Ok(v) => println!(
+                        "demo: {bed}: admitted {label} (session {})",
+                        v["session"]["id"]
+                    ),
+                    Err(e) => println!("demo: {bed}: admission failed: {e}"),
+                }
+                if let Some(at) = dose {
+                    let before = at.saturating_sub(Duration::from_secs(2));
+                    steps.push((
+                        before,
+                        bed.clone(),
+                        "/baseline",
+                        json!({"from_recent": true}),
+                    ));
+                    steps.push((
+                        before,
+                        bed.clone(),
+                        "/events",
+                        json!({"kind": "phase", "phase": "dosing"}),
+                    ));
+                    steps.push((*at, bed.clone(), "/events", json!({"kind": "dose", "drug": "ketamine", "dose": 0.75, "unit": "mg/kg", "route": "IM"})));
+                    steps.push((
+                        *at,
+                        bed.clone(),
+                        "/events",
+                        json!({"kind": "phase", "phase": "monitoring"}),
+                    ));
+                }
+            }
+            steps.sort_by_key(|s| s.0);
+            for (at, bed, route, body) in steps {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(start + at) => {}
+                }
+                let what = match body["kind"].as_str() {
+                    Some("dose") => "dose ketamine 0.75 mg/kg IM".to_owned(),
+                    Some("phase") => format!("phase {}", body["phase"].as_str().unwrap_or("")),
+                    _ => "pre-dose baseline from the recent readings".to_owned(),
+                };
+                match post(format!("/api/beds/{bed}{route}"), body).await {
+                    Ok(_) => println!("demo: {bed}: {what}"),
+                    Err(e) => println!("demo: {bed}: {what} failed: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Prints every alarm raised, acknowledged and cleared, as the dashboard receives them.
+    pub async fn print_alarms(hub: Arc<Hub>, cancel: CancellationToken) {
+        let sub = hub.subscribe(None);
+        let queue = sub.queue.clone();
+        let off = rusqlite::Connection::open_in_memory()
+            .map(|c| crate::store::export::local_offset_s(&c, wall_ms()))
+            .unwrap_or(0);
+        loop {
+            loop {
+                match queue.pop() {
+                    Next::Send(m) => {
+                        // Readings are most of the stream: only alarm messages are parsed.
+                        const ALARM: &[u8] = b"\"type\":\"alarm\"";
+                        if !m.windows(ALARM.len()).any(|w| w == ALARM) {
+                            continue;
+                        }
+                        if let Ok(v) = serde_json::from_slice::<Value>(&m)
+                            && let Some(line) = alarm_line(&v, off)
+                        {
+                            println!("{line}");
+                        }
+                    }
+                    Next::Empty => break,
+                    Next::Closed(_) => return,
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = queue.notified() => {}
+            }
+        }
+        hub.unsubscribe(sub.id);
+    }
+
+    /// `14:05:03 ALARM RAISED  room1/A  ** SpO2 low 86 < 90 (medium)`.
+    pub fn alarm_line(v: &Value, off_s: i64) -> Option<String> {
+        let event = v["event"].as_str()?;
+        let verb = match event {
+            "raised" => "RAISED ",
+            "cleared" => "CLEARED",
+            "acknowledged" => "ACKED  ",
+            "latched" => "LATCHED",
+            _ => return None,
+        };
+        let a = &v["alarm"];
+        let cond = a["condition"].as_str().unwrap_or("?");
+        let prio = a["priority"].as_str().unwrap_or("?");
+        let mark = match prio {
+            "high" => "***",
+            "medium" => "**",
+            _ => "*",
+        };
+        let mut what = condition_name(cond);
+        if let (Some(x), Some(l)) = (a["value"].as_f64(), a["limit"].as_f64()) {
+            let cmp = if cond.ends_with("_low") || cond.ends_with("_fall") {
+                "<"
+            } else {
+                ">"
+            };
+            what = format!("{what} {x} {cmp} {l}");
+        }
+        let by = v["actor"]
+            .as_str()
+            .map(|a| format!(" by {a}"))
+            .unwrap_or_default();
+        let secs = (wall_ms().div_euclid(1000) + off_s).rem_euclid(86_400);
+        Some(format!(
+            "{:02}:{:02}:{:02} ALARM {verb} {:<8} {mark} {what} ({prio}){by}",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60,
+            v["bed"].as_str().unwrap_or("-"),
+        ))
+    }
 }
