@@ -713,12 +713,11 @@ fn unit_of(condition: &str) -> &'static str {
     }
 }
 
+/// A number as people write it: `72`, `72.5`, `0.75` (at most two decimals, no trailing zeros).
 fn num(v: f64) -> String {
-    if (v - v.round()).abs() < 0.05 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+    let t = format!("{v:.2}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    if t == "-0" { "0".into() } else { t.to_owned() }
 }
 
 /// A session event as a sentence: `Dose: ketamine 0.5 mg/kg IM`.
@@ -785,6 +784,8 @@ fn alarm_sentence(a: &StoredAlarmEvent) -> Option<String> {
         "cleared" => "cleared",
         "audio_paused" => return Some("Alarm audio paused".into()),
         "audio_resumed" => return Some("Alarm audio resumed".into()),
+        "notify" => return Some(format!("Staff notified: {}", condition_name(cond))),
+        "baseline_set" => return Some("Alarm baseline set".into()),
         other => return Some(other.replace('_', " ")),
     };
     let mut s = name;
