@@ -195,13 +195,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
                 let cancel = running.cancel_token();
-                let alarms = tokio::spawn(demo::print_alarms(running.hub.clone(), cancel.clone()));
                 let token = cfg
                     .users
                     .iter()
                     .find(|u| u.role == config::Role::Nurse)
                     .or_else(|| cfg.users.iter().find(|u| u.role == config::Role::Admin))
                     .map(|u| u.token.clone());
+                let alarms = tokio::spawn(demo::print_alarms(addr, token.clone(), cancel.clone()));
                 let told = tokio::spawn(story.tell(addr, token, cancel));
                 app::shutdown_signal().await;
                 told.abort();
@@ -402,12 +402,9 @@ fn export(
 /// doses and phases when its scenario doses them, and prints alarms as they come and go.
 mod demo {
     use crate::clock::wall_ms;
-    use crate::hub::Hub;
-    use crate::hub::queue::Next;
     use crate::store::export::condition_name;
     use serde_json::{Value, json};
     use std::net::SocketAddr;
-    use std::sync::Arc;
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
@@ -518,42 +515,52 @@ mod demo {
         }
     }
 
-    /// Prints every alarm raised, acknowledged and cleared, as the dashboard receives them.
-    pub async fn print_alarms(hub: Arc<Hub>, cancel: CancellationToken) {
-        let sub = hub.subscribe(None);
-        let queue = sub.queue.clone();
+    /// Prints every alarm raised, acknowledged, latched and cleared since the start, read from
+    /// the alarm history (`GET /api/alarms/history`, committed before it is published) twice a
+    /// second: an API reader, so it never counts as a connected client or dashboard.
+    pub async fn print_alarms(addr: SocketAddr, token: Option<String>, cancel: CancellationToken) {
+        let http = reqwest::Client::new();
         let off = rusqlite::Connection::open_in_memory()
             .map(|c| crate::store::export::local_offset_s(&c, wall_ms()))
             .unwrap_or(0);
+        let since = wall_ms() - 1000;
+        let mut printed: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
-            loop {
-                match queue.pop() {
-                    Next::Send(m) => {
-                        // Readings are most of the stream: only alarm messages are parsed.
-                        const ALARM: &[u8] = b"\"type\":\"alarm\"";
-                        if !m.windows(ALARM.len()).any(|w| w == ALARM) {
-                            continue;
-                        }
-                        if let Ok(v) = serde_json::from_slice::<Value>(&m)
-                            && let Some(line) = alarm_line(&v, off)
-                        {
-                            println!("{line}");
-                        }
-                    }
-                    Next::Empty => break,
-                    Next::Closed(_) => return,
-                }
-            }
             tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = queue.notified() => {}
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            let mut req = http.get(format!("http://{addr}/api/alarms/history?limit=200"));
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let Ok(res) = req.send().await else { continue };
+            let Ok(body) = res.json::<Value>().await else {
+                continue;
+            };
+            let Some(events) = body["events"].as_array() else {
+                continue;
+            };
+            // Newest first: printed oldest first.
+            for v in events.iter().rev() {
+                let at = v["at"].as_str().and_then(crate::api::records::parse_time);
+                if at.is_none_or(|t| t < since) {
+                    continue;
+                }
+                let key = format!("{}|{}|{}", v["at"], v["alarm"]["id"], v["event"]);
+                if printed.contains(&key) {
+                    continue;
+                }
+                if let Some(line) = alarm_line(v, at.unwrap_or_else(wall_ms), off) {
+                    println!("{line}");
+                }
+                printed.insert(key);
             }
         }
-        hub.unsubscribe(sub.id);
     }
 
     /// `14:05:03 ALARM RAISED  room1/A  ** SpO2 low 86 < 90 (medium)`.
-    pub fn alarm_line(v: &Value, off_s: i64) -> Option<String> {
+    pub fn alarm_line(v: &Value, at_ms: i64, off_s: i64) -> Option<String> {
         let event = v["event"].as_str()?;
         let verb = match event {
             "raised" => "RAISED ",
@@ -583,7 +590,7 @@ mod demo {
             .as_str()
             .map(|a| format!(" by {a}"))
             .unwrap_or_default();
-        let secs = (wall_ms().div_euclid(1000) + off_s).rem_euclid(86_400);
+        let secs = (at_ms.div_euclid(1000) + off_s).rem_euclid(86_400);
         Some(format!(
             "{:02}:{:02}:{:02} ALARM {verb} {:<8} {mark} {what} ({prio}){by}",
             secs / 3600,
