@@ -181,7 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "store: {} ({})",
                     cfg.data_dir.display(),
                     if fresh {
-                        "fresh for this run; --data-dir DIR keeps one across runs"
+                        "fresh for this run, removed at exit; --data-dir DIR keeps one"
                     } else {
                         "given with --data-dir"
                     }
@@ -208,6 +208,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 running.shutdown().await;
                 let _ = alarms.await;
                 sim.shutdown().await;
+                if fresh && let Err(e) = std::fs::remove_dir_all(&cfg.data_dir) {
+                    eprintln!(
+                        "vitalsd demo: cannot remove {}: {e}",
+                        cfg.data_dir.display()
+                    );
+                }
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

@@ -261,7 +261,15 @@ dose_at = "5s"
     ] {
         assert!(text.contains(token), "every role's token: {text}");
     }
-    assert!(text.contains("fresh for this run"), "{text}");
+    let store = text
+        .lines()
+        .find_map(|l| l.strip_prefix("store: "))
+        .and_then(|l| l.split(" (fresh for this run").next())
+        .unwrap_or_else(|| panic!("the store's directory is printed: {text}"));
+    assert!(
+        !std::path::Path::new(store).exists(),
+        "the fresh store {store} is removed at exit"
+    );
     assert!(text.contains("admitted Demo A (session 1)"), "{text}");
     // The second run starts from a fresh store: its patients are session 1 and 2 again.
     let again = demo_until(&args, &["demo: room1/B: admitted Demo B"]).join("\n");
