@@ -5,7 +5,7 @@
 use crate::alarm::EventKind;
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::hub::{Dispatch, Dispatched, Hub};
+use crate::hub::{Dispatch, Dispatched, Hub, OpenSession};
 use crate::model::DeviceIdx;
 use crate::notify;
 use crate::sources::{self, SourceCtx};
@@ -31,10 +31,14 @@ pub struct Options {
 pub struct Running {
     /// Where the API and WebSocket listen.
     pub addr: SocketAddr,
+    /// Whether the listener serves HTTPS/WSS.
+    pub tls: bool,
     pub hub: Arc<Hub>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     store: Option<Store>,
+    /// The data dir's lock, held until the store is closed (one daemon per data dir).
+    lock: Option<DataDirLock>,
 }
 
 impl Running {
@@ -63,7 +67,57 @@ impl Running {
         {
             tracing::error!(error = %e, "store could not write everything at shutdown");
         }
+        drop(self.lock.take());
     }
+}
+
+/// The name of the lock file inside the data dir.
+pub const LOCK_FILE: &str = "vitalsd.lock";
+
+/// An exclusive lock on a data dir: held while the daemon runs, released when dropped (or
+/// when the process ends, however it ends). The file holds the holder's pid.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Locks `dir` for this process, or says which process holds it.
+pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<DataDirLock> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!("vitalsd pid {pid}"),
+                Err(_) => "another vitalsd".to_owned(),
+            };
+            anyhow::bail!(
+                "data_dir {} is in use by {holder} (lock file {}); one daemon per data dir",
+                dir.display(),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    // Best effort: the pid only makes the message of a second daemon clearer.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush());
+    Ok(DataDirLock { _file: file })
 }
 
 /// Starts the daemon: binds the listener, then starts every device source.
@@ -72,6 +126,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     let tracker = TaskTracker::new();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+    let lock = lock_data_dir(&cfg.data_dir)?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel::<Dispatch>();
     let store = Store::open_for(&cfg).with_context(|| {
         format!(
@@ -81,6 +136,9 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     })?;
     let hub = Arc::new(Hub::new(cfg.clone(), Some(events_tx)).context("bad alarm limits")?);
     hub.set_store(store.handle());
+    // What the alarm system knew before a restart, back before any device byte is read and
+    // before any client is served.
+    restore(&hub, &store.handle(), &cfg).await?;
     // Alarm timers: delays, stale data, NIBP overdue, pause expiry, escalation, watchdog.
     {
         let hub = hub.clone();
@@ -136,6 +194,19 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             }
         });
     }
+    // Room for [api] max_connections plus device links, the store and the notifier.
+    if let Some((before, after)) = api::serve::raise_fd_limit() {
+        let needed = cfg.api.max_connections as u64 + cfg.devices.len() as u64 + 64;
+        if after < needed {
+            tracing::warn!(
+                limit = after,
+                needed,
+                "the open-file limit is below [api] max_connections plus the device links; lower max_connections or raise `ulimit -n`"
+            );
+        } else if after > before {
+            tracing::debug!(before, after, "open-file limit raised");
+        }
+    }
     let listen = opts.listen.unwrap_or(cfg.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -146,21 +217,27 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         cancel: cancel.clone(),
         store: Some(store.handle()),
     });
-    let stop = cancel.clone();
-    tracker.spawn(async move {
-        // Alarm messages are small and must not wait for Nagle's algorithm.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
+    // Host/Origin/Content-Type checks, body limit, request timeout, security headers.
+    let app = api::guard::layer(
+        app,
+        api::guard::Guard::new(&cfg.api, addr, cfg.tls.is_some()),
+    );
+    let tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(api::serve::tls_config(&t.cert, &t.key)?)),
+        None => None,
+    };
+    let limits = api::serve::Limits {
+        header_timeout: cfg.api.header_timeout,
+        max_connections: cfg.api.max_connections,
+        tls,
+    };
+    tracker.spawn(api::serve::serve(
+        listener,
+        app,
+        limits,
+        cancel.clone(),
+        tracker.clone(),
+    ));
     for i in 0..cfg.devices.len() {
         let Ok(idx) = u16::try_from(i) else { break };
         let ctx = SourceCtx {
@@ -189,11 +266,49 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     }
     Ok(Running {
         addr,
+        tls: cfg.tls.is_some(),
         hub,
         cancel,
         tracker,
         store: Some(store),
+        lock: Some(lock),
     })
+}
+
+/// Restores the hub from the store: every bed's saved alarm state and its open session.
+async fn restore(hub: &Hub, store: &StoreHandle, cfg: &Config) -> anyhow::Result<()> {
+    let saved = store
+        .alarm_states()
+        .await
+        .context("cannot read the saved alarm state")?;
+    let mut open = Vec::new();
+    for bed in &cfg.beds {
+        let session = store
+            .current_session(&bed.id)
+            .await
+            .with_context(|| format!("cannot read the open session of {}", bed.id))?;
+        if let Some(s) = session {
+            open.push(OpenSession {
+                bed: bed.id.clone(),
+                dosed: s.events.iter().any(|e| e.kind == "dose"),
+                baseline: s.baseline(),
+            });
+        }
+    }
+    let sum = hub.restore(&saved, &open);
+    for why in &sum.skipped {
+        tracing::warn!(reason = %why, "saved alarm state not restored");
+    }
+    if sum.beds > 0 || !open.is_empty() {
+        tracing::info!(
+            beds = sum.beds,
+            alarms = sum.alarms,
+            pauses = sum.pauses,
+            sessions = open.len(),
+            "alarm state restored"
+        );
+    }
+    Ok(())
 }
 
 /// How often the alarm timers run: an alarm whose condition delay elapses is raised at most
@@ -228,18 +343,16 @@ async fn dispatch(
                 store.alarm_event_nowait(stored(&d));
                 forward(&d);
             }
-            Dispatch::Commit(events, done) => {
-                let mut result = Ok(());
-                for d in &events {
-                    if let Err(e) = store.alarm_event(stored(d)).await {
-                        result = Err(e.to_string());
-                        break;
-                    }
+            Dispatch::Commit(events, state, done) => {
+                let rows = events.iter().map(stored).collect();
+                let result = store.commit(rows, state).await.map_err(|e| e.to_string());
+                // Only what is committed takes effect, and only that is notified.
+                if result.is_ok() {
+                    events.iter().for_each(forward);
                 }
-                // Only what is committed is confirmed; notifications go out either way.
-                events.iter().for_each(forward);
                 let _ = done.send(result);
             }
+            Dispatch::State(state) => store.save_state_nowait(state),
         }
     }
 }
@@ -278,7 +391,7 @@ pub async fn run(
         return Ok(());
     }
     let running = start(cfg, opts).await?;
-    print_endpoints(running.addr);
+    print_endpoints(running.addr, running.tls);
     shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;
@@ -286,10 +399,15 @@ pub async fn run(
 }
 
 /// Tells the user where to look.
-pub fn print_endpoints(addr: SocketAddr) {
-    println!("vitalsd listening on http://{addr}/");
-    println!("  WebSocket:  ws://{addr}/ws");
-    println!("  API:        http://{addr}/api/rooms");
+pub fn print_endpoints(addr: SocketAddr, tls: bool) {
+    let (http, ws) = if tls {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    println!("vitalsd listening on {http}://{addr}/");
+    println!("  WebSocket:  {ws}://{addr}/ws");
+    println!("  API:        {http}://{addr}/api/rooms");
 }
 
 /// Resolves on SIGINT or SIGTERM.

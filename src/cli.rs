@@ -42,6 +42,10 @@ pub enum Command {
         /// Keep the store here instead of the config's `data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve HTTPS and WSS with a self-signed certificate generated for this run (written
+        /// to `<data_dir>/demo-tls/`; the command prints how to trust it).
+        #[arg(long)]
+        tls: bool,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
@@ -143,8 +147,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scenario,
             listen,
             data_dir,
+            tls,
         } => {
             let mut cfg = load(&config)?;
+            // The demo's certificate stays in the config's data dir (or --data-dir), so a browser
+            // that accepted it once keeps accepting it.
+            let cert_dir = data_dir.clone().unwrap_or_else(|| cfg.data_dir.clone());
             // A fresh store per run, so a second run never shows the first run's patients and
             // dose markers; `--data-dir` keeps one across runs (leftover sessions are then
             // discharged at start).
@@ -157,6 +165,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crate::clock::wall_ms()
                 )),
             };
+            if tls {
+                let at = listen.unwrap_or(cfg.listen);
+                cfg.tls = Some(demo_certificate(&cert_dir, at)?);
+            }
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)
                 .with_context(|| format!("cannot load scenario {}", scenario.display()))?;
@@ -176,7 +188,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 let running = app::start(cfg.clone(), opts).await?;
                 let addr = running.addr;
-                app::print_endpoints(addr);
+                let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+                app::print_endpoints(addr, cfg.tls.is_some());
                 println!(
                     "store: {} ({})",
                     cfg.data_dir.display(),
@@ -188,7 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 for u in &cfg.users {
                     println!(
-                        "{:<6} {:<12} http://{addr}/#token={}",
+                        "{:<6} {:<12} {scheme}://{addr}/#token={}",
                         format!("{:?}", u.role).to_lowercase(),
                         u.name,
                         u.token
@@ -201,8 +214,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .find(|u| u.role == config::Role::Nurse)
                     .or_else(|| cfg.users.iter().find(|u| u.role == config::Role::Admin))
                     .map(|u| u.token.clone());
-                let alarms = tokio::spawn(demo::print_alarms(addr, token.clone(), cancel.clone()));
-                let told = tokio::spawn(story.tell(addr, token, cancel));
+                let base = format!("{scheme}://{addr}");
+                let alarms = tokio::spawn(demo::print_alarms(
+                    base.clone(),
+                    token.clone(),
+                    cancel.clone(),
+                ));
+                let told = tokio::spawn(story.tell(base, token, cancel));
                 app::shutdown_signal().await;
                 told.abort();
                 running.shutdown().await;
@@ -367,6 +385,62 @@ fn short_uuid(u: &uuid::Uuid) -> String {
     }
 }
 
+/// Generates a self-signed certificate for `vitalsd demo --tls` (names: localhost, the loopback
+/// addresses and the listen address), writes it and its key as PEM under
+/// `<data_dir>/demo-tls/`, and says how to trust it.
+fn demo_certificate(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+) -> anyhow::Result<config::TlsSettings> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+        names.push(ip.to_string());
+    }
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names.clone())
+            .context("cannot generate the demo's self-signed certificate")?;
+    let dir = data_dir.join("demo-tls");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.pem())
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    write_private(&key_path, signing_key.serialize_pem().as_bytes())
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    println!(
+        "vitalsd demo: TLS with a self-signed certificate for {} (new at every start)",
+        names.join(", ")
+    );
+    println!("  certificate: {}", cert_path.display());
+    println!(
+        "  trust it:    curl --cacert {} https://localhost:{}/healthz",
+        cert_path.display(),
+        listen.port()
+    );
+    println!(
+        "               browsers: import it as an authority (Chromium: Settings > Privacy and security > Security > Manage certificates), or accept the warning once"
+    );
+    Ok(config::TlsSettings {
+        cert: cert_path,
+        key: key_path,
+    })
+}
+
+/// Writes a file only its owner can read (a private key).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(data)
+}
+
 fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {
     Ok(config::load_config(path)?)
 }
@@ -410,7 +484,6 @@ mod demo {
     use crate::clock::wall_ms;
     use crate::store::export::condition_name;
     use serde_json::{Value, json};
-    use std::net::SocketAddr;
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
@@ -433,15 +506,10 @@ mod demo {
 
         /// Plays the nurse: admit everyone at once, then per bed just before its dose the
         /// baseline (from the recent readings) and phase `dosing`, the dose, phase `monitoring`.
-        pub async fn tell(
-            self,
-            addr: SocketAddr,
-            token: Option<String>,
-            cancel: CancellationToken,
-        ) {
-            let http = reqwest::Client::new();
+        pub async fn tell(self, base: String, token: Option<String>, cancel: CancellationToken) {
+            let http = client();
             let post = |path: String, body: Value| {
-                let mut r = http.post(format!("http://{addr}{path}")).json(&body);
+                let mut r = http.post(format!("{base}{path}")).json(&body);
                 if let Some(t) = &token {
                     r = r.bearer_auth(t);
                 }
@@ -521,11 +589,20 @@ mod demo {
         }
     }
 
+    /// The demo's HTTP client for its own API on loopback. With `--tls` the daemon serves the
+    /// demo's self-signed certificate, which only this loopback client accepts unchecked.
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap_or_default()
+    }
+
     /// Prints every alarm raised, acknowledged, latched and cleared since the start, read from
     /// the alarm history (`GET /api/alarms/history`, committed before it is published) twice a
     /// second: an API reader, so it never counts as a connected client or dashboard.
-    pub async fn print_alarms(addr: SocketAddr, token: Option<String>, cancel: CancellationToken) {
-        let http = reqwest::Client::new();
+    pub async fn print_alarms(base: String, token: Option<String>, cancel: CancellationToken) {
+        let http = client();
         let off = rusqlite::Connection::open_in_memory()
             .map(|c| crate::store::export::local_offset_s(&c, wall_ms()))
             .unwrap_or(0);
@@ -536,7 +613,7 @@ mod demo {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
-            let mut req = http.get(format!("http://{addr}/api/alarms/history?limit=200"));
+            let mut req = http.get(format!("{base}/api/alarms/history?limit=200"));
             if let Some(t) = &token {
                 req = req.bearer_auth(t);
             }

@@ -4,12 +4,13 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Monotonic time: nanoseconds since this process first asked for the time.
+/// Monotonic time: nanoseconds since an origin [`MONO_ORIGIN`] before this process first asked
+/// for the time. The origin is arbitrary; only differences mean something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Mono(pub u64);
 
 impl Mono {
-    /// Zero: the first instant of the process.
+    /// Zero: the origin, [`MONO_ORIGIN`] before the first instant of the process.
     pub const ZERO: Mono = Mono(0);
 
     /// `self + d`, saturating.
@@ -25,9 +26,10 @@ impl Mono {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
-    /// Milliseconds, for messages.
+    /// Milliseconds since this process first read the clock (0 for instants before it), for
+    /// messages and the store's `mono_ms`.
     pub const fn as_millis(self) -> u64 {
-        self.0 / 1_000_000
+        self.0.saturating_sub(MONO_ORIGIN.as_nanos() as u64) / 1_000_000
     }
 }
 
@@ -36,9 +38,15 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// How far before this process's first clock reading the monotonic origin lies. An alarm
+/// restored after a restart was raised before this process started; its instants (raise, last
+/// page) must still be monotonic instants, or escalation would lose its schedule. A year: an
+/// alarm older than that restores as a year old.
+pub const MONO_ORIGIN: Duration = Duration::from_secs(366 * 86_400);
+
 /// The monotonic time now.
 pub fn mono_now() -> Mono {
-    Mono(u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX))
+    Mono(u64::try_from((epoch().elapsed() + MONO_ORIGIN).as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The wall-clock time now, in milliseconds since the Unix epoch (0 if the clock is before 1970).

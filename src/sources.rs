@@ -413,7 +413,9 @@ async fn suntech_session(
 /// (one notification is one PDU); hand the measurements to the hub. When the link drops or
 /// cannot be made: `disconnected` with the reason, then again after the backoff. The decoders
 /// and counters live across reconnects (decoders are reset, as a partial frame cannot span two
-/// connections).
+/// connections). Until the device has connected once, for the first attempt's grace
+/// ([`crate::transport::ble::FIRST_ATTEMPT_GRACE`]), a failed attempt shows as `connecting`
+/// with its reason and raises no technical alarm: a device still being found is not a lost one.
 pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
     use crate::transport::ble::{self, BleError};
     let cfg = ctx.hub.config().clone();
@@ -441,14 +443,33 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
     }
     let mut backoff = Backoff::new();
     let mut last_error: Option<String> = None;
+    let grace_until = tokio::time::Instant::now() + ble::FIRST_ATTEMPT_GRACE;
+    let mut ever_connected = false;
     // Over the device's life: values that were not a valid PDU, and unexpected values.
     let mut bad_frames: u64 = 0;
     let mut unknown_values: u64 = 0;
     let mut out: Vec<Measurement> = Vec::with_capacity(64);
     loop {
-        let connected = tokio::select! {
-            _ = ctx.cancel.cancelled() => return,
-            r = ble::connect(&binding.endpoint, profile) => r,
+        let connect = ble::connect(&binding.endpoint, profile);
+        tokio::pin!(connect);
+        // The grace ends on time even while an attempt is still under way.
+        let mut grace_over = ever_connected || tokio::time::Instant::now() >= grace_until;
+        let connected = loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                r = &mut connect => break r,
+                _ = tokio::time::sleep_until(grace_until), if !grace_over => {
+                    grace_over = true;
+                    let why = last_error.clone().unwrap_or_else(|| {
+                        format!(
+                            "not connected within {:?} (the first connection attempt's grace)",
+                            ble::FIRST_ATTEMPT_GRACE
+                        )
+                    });
+                    tracing::warn!(device = %binding.id, reason = %why, "device not connected within its first attempt's grace; still trying");
+                    ctx.hub.device_status(device, DeviceStatus::Disconnected, Some(why));
+                }
+            }
         };
         let why = match connected {
             Ok(mut link) => {
@@ -456,6 +477,7 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
                 ctx.hub.device_status(device, DeviceStatus::Connected, None);
                 backoff.reset();
                 last_error = None;
+                ever_connected = true;
                 for (_, d) in &mut decoders {
                     d.reset();
                 }
@@ -512,12 +534,20 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
             }
             Err(e) => e.to_string(),
         };
+        let status = if !ever_connected && tokio::time::Instant::now() < grace_until {
+            DeviceStatus::Connecting
+        } else {
+            DeviceStatus::Disconnected
+        };
         if last_error.as_deref() != Some(why.as_str()) {
-            tracing::warn!(device = %binding.id, reason = %why, unknown_values, "device disconnected; reconnecting");
+            if status == DeviceStatus::Connecting {
+                tracing::info!(device = %binding.id, reason = %why, "first connection attempt failed; retrying within its grace");
+            } else {
+                tracing::warn!(device = %binding.id, reason = %why, unknown_values, "device disconnected; reconnecting");
+            }
             last_error = Some(why.clone());
         }
-        ctx.hub
-            .device_status(device, DeviceStatus::Disconnected, Some(why));
+        ctx.hub.device_status(device, status, Some(why));
         tokio::select! {
             _ = ctx.cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff.next_delay()) => {}

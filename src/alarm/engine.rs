@@ -17,6 +17,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod snapshot;
+pub use snapshot::{AlarmSnapshot, BedSnapshot, EscalationSnapshot, Restored};
+
 /// How many recent valid values per metric feed [`BedAlarms::recent_median`].
 pub const RECENT: usize = 15;
 
@@ -214,7 +217,8 @@ fn esc_tick(ctx: &Ctx, slot: &mut Slot, out: &mut Vec<AlarmEvent>) {
     let step = p.escalate_after.max(Duration::from_secs(1));
     let elapsed = ctx.now.mono.since(slot.esc.raised);
     let by_time = u8::try_from(elapsed.as_nanos() / step.as_nanos()).unwrap_or(u8::MAX);
-    slot.esc.level = by_time.min(p.levels.max(1) - 1);
+    // Never lower: an escalation restored after a restart keeps the level it had reached.
+    slot.esc.level = by_time.min(p.levels.max(1) - 1).max(slot.esc.level);
     slot.esc.last = ctx.now.mono;
     out.push(ctx.event(
         EventKind::Notify {
@@ -385,7 +389,7 @@ pub struct BedAlarms {
     bp_interval: Duration,
     /// One per limit rule, same order.
     phys: Vec<Slot>,
-    /// `TECH_N` per device, device-major.
+    /// `TECH_N` per device, device-major, then the bed-level conditions (`baseline_missing`).
     tech: Vec<Slot>,
     devs: Vec<DevState>,
     last_valid: [Option<(f64, Mono)>; Metric::COUNT],
@@ -396,6 +400,9 @@ pub struct BedAlarms {
     paused_until: Option<(Mono, i64)>,
     /// The first time the engine was called: the no-data and NIBP clocks start here.
     started: Option<Mono>,
+    /// The bed's session has a dose: a relative rule without its baseline is then an alarm
+    /// condition (`baseline_missing`), not just a note.
+    dosed: bool,
 }
 
 impl BedAlarms {
@@ -462,6 +469,11 @@ impl BedAlarms {
                 *f = Duration::from_secs(1) + policy.no_data_grace;
             }
         }
+        // Bed-level technical conditions follow the per-device slots.
+        tech.push(Slot::new(
+            Condition::Technical(TechCondition::BaselineMissing),
+            None,
+        ));
         Ok(BedAlarms {
             bed,
             ids: ids.clone(),
@@ -479,6 +491,7 @@ impl BedAlarms {
             ring_pos: [0; Metric::COUNT],
             paused_until: None,
             started: None,
+            dosed: false,
         })
     }
 
@@ -749,6 +762,8 @@ impl BedAlarms {
                 }
             }
         }
+        self.judge_baseline_missing(now, true, out);
+        let ctx = ctx!(self, now);
         // Technical onsets whose delay has elapsed.
         for s in &mut self.tech {
             if let Some(since) = s.pending
@@ -909,6 +924,7 @@ impl BedAlarms {
         }
         self.phys = phys;
         self.limits = limits;
+        self.judge_baseline_missing(now, false, out);
         Ok(())
     }
 
@@ -941,7 +957,48 @@ impl BedAlarms {
                 }
             }
         }
+        self.judge_baseline_missing(now, false, out);
         Ok(())
+    }
+
+    /// Whether the bed's open session has a dose (set by the hub from the session record).
+    /// While dosed, a relative rule without its baseline value raises `baseline_missing` at
+    /// the next [`BedAlarms::tick`]; undosed (discharged, admitted afresh) it clears at once.
+    pub fn set_dosed(&mut self, dosed: bool, now: Now, out: &mut Vec<AlarmEvent>) {
+        self.dosed = dosed;
+        self.judge_baseline_missing(now, false, out);
+    }
+
+    /// Whether the bed's session is dosed, as last set.
+    pub fn dosed(&self) -> bool {
+        self.dosed
+    }
+
+    /// The relative rules that are inactive for want of a baseline value.
+    fn baseline_missing(&self) -> bool {
+        self.limits
+            .rules
+            .iter()
+            .any(|r| r.effective(&self.baseline).is_none())
+    }
+
+    /// Raises (only if `may_raise`: actions never raise, so their dry run takes no alarm id) or
+    /// clears `baseline_missing`.
+    fn judge_baseline_missing(&mut self, now: Now, may_raise: bool, out: &mut Vec<AlarmEvent>) {
+        let present = self.dosed && self.baseline_missing();
+        if present && !may_raise {
+            return;
+        }
+        let r = self.policy.technical.get(TechCondition::BaselineMissing);
+        let ctx = ctx!(self, now);
+        if let Some(s) = self
+            .tech
+            .iter_mut()
+            .rev()
+            .find(|s| s.condition == Condition::Technical(TechCondition::BaselineMissing))
+        {
+            set_present(&ctx, s, present, r.delay, r.priority, out);
+        }
     }
 
     /// Median of the last [`RECENT`] valid values of `metric` on this bed (for "capture the
@@ -989,9 +1046,13 @@ impl BedAlarms {
                     condition: r.condition(),
                     effective,
                     active: effective.is_some(),
-                    note: effective
-                        .is_none()
-                        .then_some("inactive: relative limit without a baseline value"),
+                    note: match (effective.is_none(), self.dosed) {
+                        (false, _) => None,
+                        (true, false) => Some("inactive: relative limit without a baseline value"),
+                        (true, true) => Some(
+                            "inactive: relative limit without a baseline value; the session is dosed, so baseline_missing is raised",
+                        ),
+                    },
                 }
             })
             .collect()

@@ -34,7 +34,7 @@ pub enum Direction {
 }
 
 /// Where the limit is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Threshold {
     /// A fixed value in the metric's unit.
@@ -54,15 +54,16 @@ pub struct Severe {
     pub priority: Priority,
 }
 
-/// One limit of one bed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// One limit of one bed. Serializes (and reads back, for the saved alarm state) with the
+/// delay in the config syntax (`"10s"`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LimitRule {
     pub metric: Metric,
     pub direction: Direction,
     pub threshold: Threshold,
     pub priority: Priority,
     /// Condition delay: how long the value must stay beyond the limit before it alarms.
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")]
     pub delay: Duration,
     /// How far back inside the limit the value must come before the alarm clears.
     pub hysteresis: f64,
@@ -115,6 +116,11 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{}", fmt_duration(*d)))
 }
 
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
 /// A duration in the config syntax that [`parse_duration`] reads back (`10s`, `250ms`).
 pub fn fmt_duration(d: Duration) -> String {
     if d.subsec_millis() == 0 {
@@ -125,7 +131,7 @@ pub fn fmt_duration(d: Duration) -> String {
 }
 
 /// Every limit rule of one bed. At most one rule per condition (metric, direction, relative).
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BedLimits {
     pub rules: Vec<LimitRule>,
 }

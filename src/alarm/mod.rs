@@ -25,7 +25,11 @@ mod watchdog;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{BedAlarms, BedSpec, DeviceSpec, RuleStatus};
+#[cfg(test)]
+mod restore_tests;
+
+pub use engine::{AlarmSnapshot, BedAlarms, BedSnapshot, BedSpec, DeviceSpec, RuleStatus};
+pub use engine::{EscalationSnapshot, Restored};
 pub use limits::{
     Baseline, BedLimits, Direction, LimitRule, LimitsError, Severe, Threshold, parse_limits,
     parse_limits_json,
@@ -96,6 +100,13 @@ impl AlarmIds {
     pub fn next_id(&self) -> AlarmId {
         AlarmId(self.next.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// Makes every later id larger than `id` (an alarm restored from the store keeps its id, so
+    /// new alarms must not collide with it).
+    pub fn advance_past(&self, id: AlarmId) {
+        self.next
+            .fetch_max(id.0.saturating_add(1), Ordering::Relaxed);
+    }
 }
 
 /// Alarm priority (IEC 60601-1-8): high needs an immediate response, medium a prompt one, low
@@ -120,7 +131,7 @@ pub enum AlarmKind {
 }
 
 /// Where an alarm is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmState {
     /// The condition holds and nobody has acknowledged it.
@@ -135,7 +146,7 @@ pub enum AlarmState {
 }
 
 /// What the alarm's sound should do at the dashboards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Audio {
     /// Sound it.
@@ -165,6 +176,9 @@ pub enum TechCondition {
     /// The durable record cannot be written (disk full, read-only, file gone): readings are
     /// held in memory until it recovers.
     StoreUnwritable,
+    /// A relative limit is inactive for want of a baseline on a bed whose session is dosed:
+    /// the ketamine hazard (`nibp_sys_rise`) would go unwatched. Bed-level, not per device.
+    BaselineMissing,
 }
 
 impl TechCondition {
@@ -206,6 +220,7 @@ impl TechCondition {
             TechCondition::CuffError => "cuff_error",
             TechCondition::NoDashboard => "no_dashboard",
             TechCondition::StoreUnwritable => "store_unwritable",
+            TechCondition::BaselineMissing => "baseline_missing",
         }
     }
 }

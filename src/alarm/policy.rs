@@ -27,8 +27,12 @@ pub struct TechnicalPolicy {
 }
 
 impl TechnicalPolicy {
-    /// The rule of `c`; `no_dashboard` (not per device) is always high, at once.
+    /// The rule of `c`; `no_dashboard` (not per device) is always high, at once;
+    /// `baseline_missing` (per bed) medium, at once.
     pub fn get(&self, c: TechCondition) -> TechRule {
+        if c == TechCondition::BaselineMissing {
+            return rule(Priority::Medium, 0);
+        }
         self.rules
             .get(c.index())
             .copied()

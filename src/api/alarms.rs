@@ -1,13 +1,13 @@
 //! Alarm routes: current alarms, acknowledge, audio pause, limits and baseline. Every action
-//! is answered only after its events are committed (see [`crate::hub::Hub::commit`]), and every
-//! event names who did it.
+//! takes effect only once its events are committed (commit, then apply: an action answered
+//! 503 has changed nothing), and every event names who did it.
 
 use super::ApiState;
 use super::auth::{ApiError, require};
 use crate::alarm::{Baseline, BedLimits};
 use crate::clock::{rfc3339_ms, wall_ms};
 use crate::config::Role;
-use crate::hub::{ActionError, Dispatched};
+use crate::hub::ActionError;
 use crate::model::BedIdx;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -39,6 +39,7 @@ impl From<ActionError> for ApiError {
         let status = match e {
             ActionError::UnknownAlarm(_) => StatusCode::NOT_FOUND,
             ActionError::NotAcknowledgeable(_) => StatusCode::CONFLICT,
+            ActionError::NotCommitted(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
@@ -62,15 +63,6 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("{e}; expected {expected}")))
-}
-
-async fn commit(state: &ApiState, events: Vec<Dispatched>) -> Result<(), ApiError> {
-    state.hub.commit(events).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not confirmed: {e}"),
-        )
-    })
 }
 
 async fn current(State(s): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -128,14 +120,13 @@ async fn acknowledge(
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!("{id:?} is not an alarm id, expected a number"))
     })?;
-    let events = s.hub.acknowledge(id, &who.name)?;
+    let events = s.hub.acknowledge(id, &who.name).await?;
     let alarm = events
         .iter()
         .rev()
         .find_map(|d| serde_json::from_slice::<Value>(&d.json).ok())
         .map(|m| m["alarm"].clone())
         .unwrap_or(Value::Null);
-    commit(&s, events).await?;
     Ok(Json(json!({ "alarm": alarm })))
 }
 
@@ -154,10 +145,10 @@ async fn pause(
     let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
     let b: PauseBody = body(&raw, r#"{"seconds": N} (optional)"#)?;
-    let (granted, events) =
-        s.hub
-            .pause_audio(bed, b.seconds.map(Duration::from_secs), &who.name)?;
-    commit(&s, events).await?;
+    let (granted, _) = s
+        .hub
+        .pause_audio(bed, b.seconds.map(Duration::from_secs), &who.name)
+        .await?;
     let until = wall_ms() + i64::try_from(granted.as_millis()).unwrap_or(0);
     Ok(Json(
         json!({ "until": rfc3339_ms(until), "seconds": granted.as_secs() }),
@@ -171,8 +162,7 @@ async fn cancel_pause(
 ) -> Result<Json<Value>, ApiError> {
     let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
-    let events = s.hub.cancel_pause(bed, &who.name)?;
-    commit(&s, events).await?;
+    s.hub.cancel_pause(bed, &who.name).await?;
     Ok(Json(json!({ "audio_paused": false })))
 }
 
@@ -228,8 +218,7 @@ async fn put_limits(
             ))
         })?,
     };
-    let events = s.hub.set_limits(bed, limits, &who.name)?;
-    commit(&s, events).await?;
+    s.hub.set_limits(bed, limits, &who.name).await?;
     Ok(Json(limits_json(&s, bed)))
 }
 
@@ -267,8 +256,10 @@ async fn baseline(
             "no baseline values, expected at least one of sys, dia, pulse_rate, spo2, or from_recent: true",
         ));
     }
-    let (set, events) = s.hub.set_baseline(bed, given, b.from_recent, &who.name)?;
-    commit(&s, events).await?;
+    let (set, _) = s
+        .hub
+        .set_baseline(bed, given, b.from_recent, &who.name)
+        .await?;
     // Also into the open session, if any, where discharge readiness reads it.
     let bed_id = s.hub.config().bed(bed).id.clone();
     if let Some(store) = &s.store

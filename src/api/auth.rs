@@ -1,5 +1,6 @@
 //! Tokens and roles. Every `/api` call and every WebSocket carries a token (`Authorization:
-//! Bearer <token>`, or `?token=` on `/ws` because browsers cannot set WebSocket headers); the
+//! Bearer <token>`; on `/ws`, where browsers cannot set headers, the WebSocket subprotocol
+//! `vitalsd.token.<token>` offered next to `vitalsd`, or `?token=`); the
 //! token's role decides what it may do. With no `[[users]]` configured (allowed only on
 //! loopback), every request acts as the local admin.
 
@@ -64,6 +65,20 @@ pub fn require(state: &ApiState, headers: &HeaderMap, role: Role) -> Result<Prin
     check(state, token, role)
 }
 
+/// The WebSocket subprotocol the daemon answers with; a client offers it together with
+/// `vitalsd.token.<token>`.
+pub const WS_PROTOCOL: &str = "vitalsd";
+
+/// The token offered as a `vitalsd.token.<token>` item of `Sec-WebSocket-Protocol`.
+pub fn token_from_protocols(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix("vitalsd.token.").map(str::to_owned))
+}
+
 /// Checks a token (from a header or a query) against the configured users.
 pub fn check(state: &ApiState, token: Option<&str>, role: Role) -> Result<Principal, ApiError> {
     let users = &state.hub.config().users;
@@ -79,10 +94,14 @@ pub fn check(state: &ApiState, token: Option<&str>, role: Role) -> Result<Princi
             "missing token, expected `Authorization: Bearer <token>` (or ?token= on /ws)",
         ));
     };
-    let user = users
-        .iter()
-        .find(|u| constant_time_eq(u.token.as_bytes(), token.as_bytes()))
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
+    // Every user is compared (no early exit), each over a fixed-length digest.
+    let mut found = None;
+    for u in users {
+        if tokens_equal(&u.token, token) && found.is_none() {
+            found = Some(u);
+        }
+    }
+    let user = found.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
     if user.role < role {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -100,22 +119,28 @@ pub fn check(state: &ApiState, token: Option<&str>, role: Role) -> Result<Princi
     })
 }
 
-/// Compares without an early exit, so response time does not leak how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether two tokens are equal, in time that depends on neither where they differ nor their
+/// lengths: both are hashed (SHA-256) and the fixed-length digests compared without an early
+/// exit.
+fn tokens_equal(a: &str, b: &str) -> bool {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let (da, db) = (digest(&SHA256, a.as_bytes()), digest(&SHA256, b.as_bytes()));
+    da.as_ref()
+        .iter()
+        .zip(db.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::tokens_equal;
 
     #[test]
     fn tokens_compare_equal_only_when_identical() {
-        assert!(constant_time_eq(b"abcdefgh12345678", b"abcdefgh12345678"));
-        assert!(!constant_time_eq(b"abcdefgh12345678", b"abcdefgh12345679"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(tokens_equal("abcdefgh12345678", "abcdefgh12345678"));
+        assert!(!tokens_equal("abcdefgh12345678", "abcdefgh12345679"));
+        assert!(!tokens_equal("abc", "abcd"));
+        assert!(!tokens_equal("", "abcdefgh12345678"));
     }
 }

@@ -11,7 +11,9 @@
 pub mod alarms;
 pub mod auth;
 pub mod dashboard;
+pub mod guard;
 pub mod records;
+pub mod serve;
 
 use crate::config::Role;
 use crate::hub::Hub;
@@ -64,7 +66,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/ws", get(ws_upgrade))
         .merge(alarms::routes())
         .merge(records::routes())
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.hub.config().api.max_body,
+        ))
         .with_state(state)
 }
 
@@ -144,10 +148,14 @@ async fn ws_upgrade(
                 .into_response();
         }
     };
+    // A token in the subprotocol list (`vitalsd`, `vitalsd.token.<token>`) stays out of URLs
+    // and logs; the query is still accepted.
+    let token = token.or_else(|| auth::token_from_protocols(&headers));
     if let Err(e) = auth::check(&s, token.as_deref(), Role::Viewer) {
         return e.into_response();
     }
-    ws.max_message_size(MAX_CLIENT_MESSAGE)
+    ws.protocols([auth::WS_PROTOCOL])
+        .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| serve_client(s, socket, since))
 }
@@ -288,8 +296,15 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
     s.hub.unsubscribe(id);
     if let Err(why) = reason {
         tracing::debug!(client = id, reason = %why, "websocket closed");
+        // A message over MAX_CLIENT_MESSAGE is "message too big" (1009), anything else "going
+        // away" (1001).
+        let too_big = why.contains("Space limit exceeded") || why.contains("too long");
         let frame = CloseFrame {
-            code: axum::extract::ws::close_code::AWAY,
+            code: if too_big {
+                axum::extract::ws::close_code::SIZE
+            } else {
+                axum::extract::ws::close_code::AWAY
+            },
             reason: Utf8Bytes::from(truncate(&why, 120)),
         };
         let _ = tokio::time::timeout(

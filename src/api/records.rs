@@ -70,10 +70,12 @@ fn bed(s: &ApiState, room: &str, recliner: &str) -> Result<String, ApiError> {
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("bad request body: {}", e.body_text()),
-        )
+        // Too large (413) and not JSON (415) keep their status; anything else is 400.
+        let status = match e.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("bad request body: {}", e.body_text()))
     })
 }
 
@@ -111,6 +113,9 @@ async fn admit(
     let bed = bed(&s, &room, &recliner)?;
     let req = body(req)?;
     let session = store(&s)?.admit(&bed, req, Some(who.name)).await?;
+    if let Some(idx) = s.hub.bed_by_id(&bed) {
+        s.hub.set_dosed(idx, false);
+    }
     let v = json!({ "session": session });
     publish(&s, "admitted", &bed, v.clone());
     tracing::info!(bed, session = session.id, "patient admitted");
@@ -125,6 +130,9 @@ async fn discharge(
     let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
     let session = store(&s)?.discharge(&bed, Some(who.name)).await?;
+    if let Some(idx) = s.hub.bed_by_id(&bed) {
+        s.hub.set_dosed(idx, false);
+    }
     let v = json!({ "session": session });
     publish(&s, "discharged", &bed, v.clone());
     tracing::info!(bed, session = session.id, "patient discharged");
@@ -156,18 +164,17 @@ async fn event(
             pulse_rate: *pulse_rate,
             spo2: *spo2,
         };
-        let (_, events) = s
-            .hub
+        s.hub
             .set_baseline(idx, given, false, &who.name)
+            .await
             .map_err(ApiError::from)?;
-        s.hub.commit(events).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not confirmed: {e}"),
-            )
-        })?;
     }
+    let dose = matches!(ev, SessionEvent::Dose { .. });
     let row = store(&s)?.session_event(&bed, ev, Some(who.name)).await?;
+    // A dosed session without a baseline for a relative limit is an alarm condition.
+    if dose && let Some(idx) = s.hub.bed_by_id(&bed) {
+        s.hub.set_dosed(idx, true);
+    }
     let v = json!({ "event": row });
     publish(&s, "event", &bed, v.clone());
     Ok((StatusCode::CREATED, Json(v)).into_response())

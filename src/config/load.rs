@@ -772,6 +772,7 @@ pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
     let presets = load_presets(presets_dir.as_deref())?;
     let mut cfg = validate_config(&src, base, &raw, &profiles)?;
     validate_alarm_parts(&src, &raw, &mut cfg, presets)?;
+    validate_api(&src, base, &raw, &mut cfg)?;
     Ok(cfg)
 }
 
@@ -1058,6 +1059,127 @@ fn validate_alarm_parts(
     Ok(())
 }
 
+/// The `[api]` and `[tls]` tables, and the rule that a non-loopback listener serves TLS.
+fn validate_api(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawConfig,
+    cfg: &mut Config,
+) -> Result<(), ConfigError> {
+    if let Some(a) = &raw.api {
+        let a = a.get_ref();
+        for (i, h) in a.allowed_hosts.iter().enumerate() {
+            let host = h.get_ref().trim().to_ascii_lowercase();
+            let ok = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+                && (host.starts_with('[') || !host.contains(':'));
+            if !ok {
+                return Err(src.err(
+                    h.span(),
+                    format!("api.allowed_hosts[{i}]"),
+                    format!(
+                        "{:?} is not a host name, expected a name or address without scheme or port such as \"station.clinic.lan\"",
+                        h.get_ref()
+                    ),
+                ));
+            }
+            cfg.api.allowed_hosts.push(host);
+        }
+        for (i, o) in a.allowed_origins.iter().enumerate() {
+            let origin = o
+                .get_ref()
+                .trim()
+                .trim_end_matches('/')
+                .to_ascii_lowercase();
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
+                return Err(src.err(
+                    o.span(),
+                    format!("api.allowed_origins[{i}]"),
+                    format!(
+                        "{:?} is not an origin, expected scheme://host[:port] such as \"https://station.clinic.lan:8443\"",
+                        o.get_ref()
+                    ),
+                ));
+            }
+            cfg.api.allowed_origins.push(origin);
+        }
+        let count = |v: &Option<Spanned<i64>>, key: &str, min: i64, max: i64| match v {
+            None => Ok(None),
+            Some(n) if (min..=max).contains(n.get_ref()) => Ok(usize::try_from(*n.get_ref()).ok()),
+            Some(n) => Err(src.err(
+                n.span(),
+                key,
+                format!("{} is out of range, expected {min} to {max}", n.get_ref()),
+            )),
+        };
+        if let Some(n) = count(&a.max_connections, "api.max_connections", 8, 100_000)? {
+            cfg.api.max_connections = n;
+        }
+        if let Some(n) = count(&a.max_body, "api.max_body", 1024, 64 * 1024 * 1024)? {
+            cfg.api.max_body = n;
+        }
+        let secs = |min: u64, max: u64, min_t: &'static str, max_t: &'static str| {
+            (
+                Duration::from_secs(min),
+                Duration::from_secs(max),
+                min_t,
+                max_t,
+            )
+        };
+        if let Some(t) = &a.header_timeout {
+            cfg.api.header_timeout =
+                check_duration(src, t, "api.header_timeout", secs(1, 600, "1s", "10m"))?;
+        }
+        if let Some(t) = &a.request_timeout {
+            cfg.api.request_timeout =
+                check_duration(src, t, "api.request_timeout", secs(1, 3600, "1s", "1h"))?;
+        }
+        cfg.api.insecure_allow_plaintext = a.insecure_allow_plaintext.unwrap_or(false);
+    }
+    if let Some(t) = &raw.tls {
+        let t = t.get_ref();
+        cfg.tls = Some(crate::config::TlsSettings {
+            cert: resolve_file(src, base, &t.cert, "tls.cert")?,
+            key: resolve_file(src, base, &t.key, "tls.key")?,
+        });
+    }
+    if cfg.tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.api.insecure_allow_plaintext {
+        let span = raw.listen.as_ref().map(|l| l.span()).unwrap_or(0..0);
+        return Err(src.err(
+            span,
+            "listen",
+            format!(
+                "listening on {} without TLS, expected a [tls] table (cert and key) when not on loopback, so tokens never travel in clear (or [api] insecure_allow_plaintext = true, for a lab only)",
+                cfg.listen
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A PEM file path: resolved against the config's directory, and readable.
+fn resolve_file(
+    src: &Source<'_>,
+    base: &Path,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ConfigError> {
+    let path = resolve_dir(src, base, s, key)?;
+    if let Err(e) = std::fs::metadata(&path) {
+        return Err(src.err(
+            s.span(),
+            key,
+            format!("cannot read {}: {e}, expected a PEM file", path.display()),
+        ));
+    }
+    Ok(path)
+}
+
 fn resolve_dir(
     src: &Source<'_>,
     base: &Path,
@@ -1128,6 +1250,8 @@ fn validate_config(
         notify: Vec::new(),
         presets: BTreeMap::new(),
         retention: None,
+        api: crate::config::ApiSettings::default(),
+        tls: None,
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();
     let mut device_ids: HashMap<String, usize> = HashMap::new();

@@ -7,6 +7,8 @@
 //!
 //! The file formats are documented in `docs/configuration.md`.
 
+#[cfg(test)]
+mod api_tests;
 mod duration;
 mod load;
 mod raw;
@@ -53,6 +55,57 @@ pub struct Config {
     /// How long discharged sessions are kept (`[storage] retention`); `None` keeps everything.
     /// Sessions never exported are not pruned (the log says which).
     pub retention: Option<Duration>,
+    /// The `[api]` table: who may call (hosts, origins) and how much (connections, timeouts).
+    pub api: ApiSettings,
+    /// The `[tls]` table: HTTPS and WSS on the listener; `None` serves plain HTTP (loopback, or
+    /// `[api] insecure_allow_plaintext`).
+    pub tls: Option<TlsSettings>,
+}
+
+/// The `[api]` table. See `docs/configuration.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// Host names and addresses (lowercase, no port) requests may name in `Host`, besides the
+    /// listener's own address (and `localhost`, `127.0.0.1`, `[::1]` on loopback).
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`, lowercase) besides the daemon's own whose pages may
+    /// change state or open a WebSocket.
+    pub allowed_origins: Vec<String>,
+    /// Open HTTP/WebSocket connections at most; at the cap, the connection idle the longest
+    /// is closed to make room, or the new one is refused at once.
+    pub max_connections: usize,
+    /// A request's headers (and the TLS handshake) must arrive within this; it is also how
+    /// long a kept-alive connection may sit idle between requests.
+    pub header_timeout: Duration,
+    /// A request must be answered within this (a slow body included); 408 otherwise.
+    pub request_timeout: Duration,
+    /// Largest request body, in bytes; 413 above it.
+    pub max_body: usize,
+    /// Lab use only: plain HTTP on a non-loopback address.
+    pub insecure_allow_plaintext: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_body: 64 * 1024,
+            insecure_allow_plaintext: false,
+        }
+    }
+}
+
+/// The `[tls]` table: PEM files, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// What a token may do. Ordered: each role may do everything the ones before it may.

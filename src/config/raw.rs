@@ -34,6 +34,36 @@ pub(super) struct RawConfig {
     pub notify: Vec<Spanned<RawNotify>>,
     /// The `[storage]` table.
     pub storage: Option<Spanned<RawStorage>>,
+    /// The `[api]` table: allowed hosts and origins, connection limits and timeouts.
+    pub api: Option<Spanned<RawApi>>,
+    /// The `[tls]` table: certificate and key (PEM) of the HTTPS/WSS listener.
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// The `[api]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    /// Extra host names (or addresses) the daemon answers to, besides the listener's own.
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
+    /// Extra origins (`https://name:port`) whose pages may change state and open WebSockets.
+    #[serde(default)]
+    pub allowed_origins: Vec<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<i64>>,
+    /// Lab use only: serve plain HTTP on a non-loopback address.
+    pub insecure_allow_plaintext: Option<bool>,
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 /// The `[storage]` table.

@@ -14,12 +14,13 @@ pub mod queue;
 pub mod wire;
 
 use crate::alarm::{
-    AlarmError, AlarmEvent, AlarmIds, Baseline, BedAlarms, BedLimits, BedSpec, Dashboards,
-    EventKind, LimitsError, Now, PageBeat, RuleStatus, Watchdog,
+    AlarmError, AlarmEvent, AlarmId, AlarmIds, Baseline, BedAlarms, BedLimits, BedSnapshot,
+    BedSpec, Dashboards, EventKind, LimitsError, Now, PageBeat, RuleStatus, Watchdog,
 };
 use crate::clock::{Mono, mono_now, rfc3339_ms, wall_ms};
 use crate::config::Config;
 use crate::model::{BedIdx, DeviceIdx, Measurement, Metric, Observation};
+use crate::store::StoredState;
 use bytes::Bytes;
 use queue::{Class, ClientQueue, lock};
 use std::collections::{BTreeMap, VecDeque};
@@ -80,12 +81,49 @@ pub struct Dispatched {
 pub enum Dispatch {
     /// An engine event: persist it (without making anyone wait) and notify if it says so.
     Event(Dispatched),
-    /// The events of an API action: commit them, then answer, so the API confirms only
-    /// what is committed.
+    /// The events of an API action, computed on a copy of the bed's engine, and the bed's
+    /// state after it: commit them (one transaction), then answer. The action takes effect
+    /// only after that answer is a success.
     Commit(
         Vec<Dispatched>,
+        Option<StoredState>,
         tokio::sync::oneshot::Sender<Result<(), String>>,
     ),
+    /// A bed's alarm state after its events: save it (latest per bed, group-committed).
+    State(StoredState),
+}
+
+/// A bed's saved alarm state, as stored in `alarm_state.json`: the engine's snapshot plus the
+/// device ids its device indices stood for (so an edited config cannot misattribute an alarm).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedBed {
+    devices: Vec<String>,
+    #[serde(flatten)]
+    snapshot: BedSnapshot,
+}
+
+/// What the store knows about a bed's open session, for [`Hub::restore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSession {
+    /// The bed, e.g. `room1/A`.
+    pub bed: String,
+    /// The session has a `dose` event.
+    pub dosed: bool,
+    /// Its latest `baseline` event.
+    pub baseline: Option<Baseline>,
+}
+
+/// What [`Hub::restore`] put back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreSummary {
+    /// Beds whose saved state was restored.
+    pub beds: usize,
+    /// Alarms restored (with their ids).
+    pub alarms: usize,
+    /// Audio pauses restored (not yet expired).
+    pub pauses: usize,
+    /// Saved alarms or beds that could not be restored, with why.
+    pub skipped: Vec<String>,
 }
 
 /// Why an alarm action was refused.
@@ -108,6 +146,9 @@ pub enum ActionError {
     /// A baseline from recent readings was asked for, but there are none yet.
     #[error("no recent valid readings of {0} to take a baseline from, expected some first")]
     NoRecent(&'static str),
+    /// The store did not commit the action's record, so the action did not take effect.
+    #[error("not confirmed, nothing changed: {0}")]
+    NotCommitted(String),
 }
 
 #[derive(Debug)]
@@ -153,6 +194,8 @@ pub struct Hub {
     started_ms: i64,
     /// The durable record; every reading is handed to it (non-blocking) before it is published.
     store: std::sync::OnceLock<crate::store::StoreHandle>,
+    /// One per bed: actions on a bed run one at a time, from dry run to commit to apply.
+    actions: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Hub {
@@ -217,24 +260,177 @@ impl Hub {
             events: Vec::with_capacity(16),
             sink,
         };
+        let actions = cfg
+            .beds
+            .iter()
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect();
         Ok(Hub {
             cfg,
             inner: Mutex::new(inner),
             started_ms: now,
             store: std::sync::OnceLock::new(),
+            actions,
         })
     }
 
-    /// Hands the events of an API action to the consumers and waits until they are committed.
-    pub async fn commit(&self, events: Vec<Dispatched>) -> Result<(), String> {
+    /// Hands the events of an API action and the bed's state after it to the store and waits
+    /// until they are committed.
+    async fn commit(
+        &self,
+        events: Vec<Dispatched>,
+        state: Option<StoredState>,
+    ) -> Result<(), String> {
         let Some(sink) = lock(&self.inner).sink.clone() else {
             return Ok(());
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        sink.send(Dispatch::Commit(events, tx))
+        sink.send(Dispatch::Commit(events, state, tx))
             .map_err(|_| "the event store is not running".to_owned())?;
         rx.await
             .map_err(|_| "the event store stopped before committing".to_owned())?
+    }
+
+    /// Commit, then apply: runs `action` on a copy of the bed's engine (a refusal changes
+    /// nothing), commits the events and the resulting state, and only then runs it on the bed's
+    /// engine at the same instant and publishes what it caused. Actions on one bed run one at a
+    /// time. Returns the action's value and the published events.
+    async fn act<T>(
+        &self,
+        bed: BedIdx,
+        action: impl Fn(&mut BedAlarms, Now, &mut Vec<AlarmEvent>) -> Result<T, ActionError>,
+    ) -> Result<(T, Vec<Dispatched>), ActionError> {
+        let Some(serial) = self.actions.get(usize::from(bed.0)) else {
+            return Err(ActionError::NotCommitted(format!("no bed #{}", bed.0)));
+        };
+        let _one_at_a_time = serial.lock().await;
+        let now = Stamp::now().as_now();
+        let (record, state) = {
+            let g = lock(&self.inner);
+            let mut copy = g.beds[usize::from(bed.0)].alarms.clone();
+            drop(g);
+            let mut events = Vec::new();
+            action(&mut copy, now, &mut events)?;
+            let record: Vec<Dispatched> = events
+                .into_iter()
+                .filter_map(|e| {
+                    // Committed before it is published, so it has no sequence number yet.
+                    let json = serde_json::to_vec(&wire::AlarmMsg::new(&self.cfg, 0, &e)).ok()?;
+                    Some(Dispatched {
+                        event: e,
+                        json: Bytes::from(json),
+                        seq: 0,
+                    })
+                })
+                .collect();
+            (record, saved_state(&self.cfg, &copy, now))
+        };
+        self.commit(record, state)
+            .await
+            .map_err(ActionError::NotCommitted)?;
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        match action(
+            &mut inner.beds[usize::from(bed.0)].alarms,
+            now,
+            &mut inner.events,
+        ) {
+            Ok(v) => Ok((v, inner.flush_events(&self.cfg, false))),
+            Err(e) => {
+                // The bed changed between the dry run and now (the alarm cleared meanwhile).
+                inner.events.clear();
+                tracing::warn!(bed = %self.cfg.bed(bed).id, error = %e,
+                    "action committed but no longer applicable");
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts back what the alarm system knew before a restart: each bed's saved state (limits,
+    /// baseline, current alarms with their ids, audio pause, escalation progress), then what the
+    /// open sessions say (dosed; the session baseline if the bed has none). Call once, before
+    /// any device is read and before clients are served.
+    pub fn restore(&self, saved: &[StoredState], open: &[OpenSession]) -> RestoreSummary {
+        let now = Stamp::now().as_now();
+        let mut sum = RestoreSummary::default();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        for st in saved {
+            let Some(bed) = self.bed_by_id(&st.bed) else {
+                sum.skipped
+                    .push(format!("bed {:?}: not in the config any more", st.bed));
+                continue;
+            };
+            let mut saved: SavedBed = match serde_json::from_str(&st.json) {
+                Ok(s) => s,
+                Err(e) => {
+                    sum.skipped
+                        .push(format!("bed {:?}: unreadable saved state: {e}", st.bed));
+                    continue;
+                }
+            };
+            for a in &mut saved.snapshot.alarms {
+                a.device = a
+                    .device
+                    .and_then(|d| saved.devices.get(usize::from(d)))
+                    .and_then(|id| self.cfg.devices.iter().position(|d| d.id == *id))
+                    .and_then(|i| u16::try_from(i).ok());
+            }
+            match inner.beds[usize::from(bed.0)]
+                .alarms
+                .restore(&saved.snapshot, now)
+            {
+                Ok(r) => {
+                    sum.beds += 1;
+                    sum.alarms += r.alarms;
+                    sum.pauses += usize::from(r.paused);
+                    sum.skipped.extend(r.dropped.into_iter().map(|c| {
+                        format!("bed {:?}: alarm {c}: its rule or device is gone", st.bed)
+                    }));
+                }
+                Err(e) => sum
+                    .skipped
+                    .push(format!("bed {:?}: saved limits refused: {e}", st.bed)),
+            }
+        }
+        for (i, b) in inner.beds.iter_mut().enumerate() {
+            let id = &self.cfg.beds[i].id;
+            let session = open.iter().find(|o| o.bed == *id);
+            let dosed = session.is_some_and(|s| s.dosed);
+            if b.alarms.dosed() != dosed {
+                b.alarms.set_dosed(dosed, now, &mut inner.events);
+            }
+            let none = b
+                .alarms
+                .baseline()
+                .fields()
+                .iter()
+                .all(|(_, v)| v.is_none());
+            if let Some(base) = session.and_then(|s| s.baseline)
+                && none
+                && let Err(e) =
+                    b.alarms
+                        .set_baseline(base, "session record", now, &mut inner.events)
+            {
+                sum.skipped
+                    .push(format!("bed {id:?}: session baseline refused: {e}"));
+            }
+        }
+        inner.flush_events(&self.cfg, true);
+        sum
+    }
+
+    /// Tells the bed's engine whether its session is dosed (a `dose` event recorded: true;
+    /// admitted or discharged: false). Dosed with a relative rule lacking its baseline raises
+    /// `baseline_missing`.
+    pub fn set_dosed(&self, bed: BedIdx, dosed: bool) {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.beds[usize::from(bed.0)]
+            .alarms
+            .set_dosed(dosed, now, &mut inner.events);
+        inner.flush_events(&self.cfg, true);
     }
 
     /// Records every reading from now on in `store` (set once, at start).
@@ -550,103 +746,100 @@ impl Hub {
         g.dashboards.counts(mono_now(), g.clients.len())
     }
 
-    /// Acknowledges an alarm; returns the events it caused (already sent to clients).
-    pub fn acknowledge(&self, id: u64, actor: &str) -> Result<Vec<Dispatched>, ActionError> {
-        let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        if inner.watchdog.alarm().is_some_and(|a| a.id.0 == id)
-            || inner.store_watch.alarm().is_some_and(|a| a.id.0 == id)
-        {
-            return Err(ActionError::NotAcknowledgeable(id));
-        }
-        let bed = inner
-            .beds
-            .iter_mut()
-            .find(|b| b.alarms.alarms().any(|a| a.id.0 == id))
-            .ok_or(ActionError::UnknownAlarm(id))?;
-        bed.alarms
-            .acknowledge(crate::alarm::AlarmId(id), actor, now, &mut inner.events)?;
-        Ok(inner.flush_events(&self.cfg, false))
+    /// Acknowledges an alarm once the acknowledgement is committed; returns the events it
+    /// caused (sent to clients after the commit).
+    pub async fn acknowledge(&self, id: u64, actor: &str) -> Result<Vec<Dispatched>, ActionError> {
+        let bed = {
+            let g = lock(&self.inner);
+            if g.watchdog.alarm().is_some_and(|a| a.id.0 == id)
+                || g.store_watch.alarm().is_some_and(|a| a.id.0 == id)
+            {
+                return Err(ActionError::NotAcknowledgeable(id));
+            }
+            g.beds
+                .iter()
+                .position(|b| b.alarms.alarms().any(|a| a.id.0 == id))
+                .and_then(|i| u16::try_from(i).ok())
+                .map(BedIdx)
+                .ok_or(ActionError::UnknownAlarm(id))?
+        };
+        let (_, events) = self
+            .act(bed, |e, now, out| {
+                Ok(e.acknowledge(AlarmId(id), actor, now, out)?)
+            })
+            .await?;
+        Ok(events)
     }
 
-    /// Pauses a bed's alarm audio (time-limited); returns the granted length and the events.
-    pub fn pause_audio(
+    /// Pauses a bed's alarm audio (time-limited) once committed; returns the granted length
+    /// and the events.
+    pub async fn pause_audio(
         &self,
         bed: BedIdx,
         for_: Option<std::time::Duration>,
         actor: &str,
     ) -> Result<(std::time::Duration, Vec<Dispatched>), ActionError> {
-        let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        let granted = inner.beds[usize::from(bed.0)].alarms.pause_audio(
-            for_,
-            actor,
-            now,
-            &mut inner.events,
-        )?;
-        Ok((granted, inner.flush_events(&self.cfg, false)))
+        self.act(bed, |e, now, out| Ok(e.pause_audio(for_, actor, now, out)?))
+            .await
     }
 
-    /// Ends a bed's audio pause early.
-    pub fn cancel_pause(&self, bed: BedIdx, actor: &str) -> Result<Vec<Dispatched>, ActionError> {
-        let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        inner.beds[usize::from(bed.0)]
-            .alarms
-            .cancel_pause(actor, now, &mut inner.events)?;
-        Ok(inner.flush_events(&self.cfg, false))
+    /// Ends a bed's audio pause early, once committed.
+    pub async fn cancel_pause(
+        &self,
+        bed: BedIdx,
+        actor: &str,
+    ) -> Result<Vec<Dispatched>, ActionError> {
+        let (_, events) = self
+            .act(bed, |e, now, out| Ok(e.cancel_pause(actor, now, out)?))
+            .await?;
+        Ok(events)
     }
 
-    /// Replaces a bed's limit rules.
-    pub fn set_limits(
+    /// Replaces a bed's limit rules, once committed.
+    pub async fn set_limits(
         &self,
         bed: BedIdx,
         limits: BedLimits,
         actor: &str,
     ) -> Result<Vec<Dispatched>, ActionError> {
-        let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        inner.beds[usize::from(bed.0)]
-            .alarms
-            .set_limits(limits, actor, now, &mut inner.events)?;
-        Ok(inner.flush_events(&self.cfg, false))
+        let (_, events) = self
+            .act(bed, |e, now, out| {
+                Ok(e.set_limits(limits.clone(), actor, now, out)?)
+            })
+            .await?;
+        Ok(events)
     }
 
-    /// Sets a bed's pre-dose baseline: the given values, or (`from_recent`) the median of the
-    /// bed's recent valid readings for every value not given.
-    pub fn set_baseline(
+    /// Sets a bed's pre-dose baseline, once committed: the given values, or (`from_recent`)
+    /// the median of the bed's recent valid readings for every value not given.
+    pub async fn set_baseline(
         &self,
         bed: BedIdx,
         given: Baseline,
         from_recent: bool,
         actor: &str,
     ) -> Result<(Baseline, Vec<Dispatched>), ActionError> {
-        let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        let engine = &mut inner.beds[usize::from(bed.0)].alarms;
-        let mut b = given;
-        if from_recent {
-            let fill = |v: &mut Option<f64>, m: Metric| {
-                if v.is_none() {
-                    *v = engine.recent_median(m);
+        self.act(bed, |engine, now, out| {
+            let mut b = given;
+            if from_recent {
+                let fill = |v: &mut Option<f64>, m: Metric| {
+                    if v.is_none() {
+                        *v = engine.recent_median(m);
+                    }
+                };
+                fill(&mut b.sys, Metric::NibpSys);
+                fill(&mut b.dia, Metric::NibpDia);
+                fill(&mut b.pulse_rate, Metric::PulseRate);
+                fill(&mut b.spo2, Metric::Spo2);
+                if b.sys.is_none() && b.dia.is_none() && b.pulse_rate.is_none() && b.spo2.is_none()
+                {
+                    return Err(ActionError::NoRecent("sys, dia, pulse_rate or spo2"));
                 }
-            };
-            fill(&mut b.sys, Metric::NibpSys);
-            fill(&mut b.dia, Metric::NibpDia);
-            fill(&mut b.pulse_rate, Metric::PulseRate);
-            fill(&mut b.spo2, Metric::Spo2);
-            if b.sys.is_none() && b.dia.is_none() && b.pulse_rate.is_none() && b.spo2.is_none() {
-                return Err(ActionError::NoRecent("sys, dia, pulse_rate or spo2"));
             }
-        }
-        engine.set_baseline(b, actor, now, &mut inner.events)?;
-        let set = engine.baseline();
-        Ok((set, inner.flush_events(&self.cfg, false)))
+            engine.set_baseline(b, actor, now, out)?;
+            Ok(engine.baseline())
+        })
+        .await
     }
 
     /// A bed's limit rules with what is in force, and its baseline.
@@ -701,8 +894,10 @@ impl Hub {
                             .filter(|o| wire::in_latest(o.m.metric))
                             .map(|o| (o.m.metric.name(), wire::ReadingView::new(cfg, o)))
                             .collect();
-                        let now_mono = mono_now();
-                        let now_wall = wall_ms();
+                        let Now {
+                            mono: now_mono,
+                            wall_ms: now_wall,
+                        } = Stamp::now().as_now();
                         let audio_paused_until = st.alarms.audio_paused_until().map(|until| {
                             let left = until.since(now_mono).as_millis();
                             rfc3339_ms(now_wall + i64::try_from(left).unwrap_or(0))
@@ -796,6 +991,25 @@ impl Inner {
                 seq,
             });
         }
+        // Every bed these events were about has a new state to save.
+        if let Some(sink) = self.sink.as_ref() {
+            let now = Stamp::now().as_now();
+            let mut saved: Vec<u16> = Vec::new();
+            for b in events.iter().filter_map(|e| e.bed) {
+                if saved.contains(&b.0) {
+                    continue;
+                }
+                saved.push(b.0);
+                if let Some(st) = self
+                    .beds
+                    .get(usize::from(b.0))
+                    .and_then(|s| saved_state(cfg, &s.alarms, now))
+                    && sink.send(Dispatch::State(st)).is_err()
+                {
+                    tracing::error!("alarm state consumer is gone; state not saved");
+                }
+            }
+        }
         // Give the buffer back so the alarm path does not allocate next time.
         self.events = events;
         self.events.clear();
@@ -822,6 +1036,26 @@ impl Inner {
         self.replay.push_back((seq, class, bytes.clone()));
         for (_, q) in &self.clients {
             q.push(class, bytes.clone());
+        }
+    }
+}
+
+/// A bed's state as the store keeps it (`None` only if it cannot be serialized, which plain
+/// numbers and strings cannot fail).
+fn saved_state(cfg: &Config, engine: &BedAlarms, now: Now) -> Option<StoredState> {
+    let saved = SavedBed {
+        devices: cfg.devices.iter().map(|d| d.id.clone()).collect(),
+        snapshot: engine.snapshot(now),
+    };
+    match serde_json::to_string(&saved) {
+        Ok(json) => Some(StoredState {
+            bed: cfg.bed(engine.bed()).id.clone(),
+            at_ms: now.wall_ms,
+            json,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "alarm state could not be serialized");
+            None
         }
     }
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -34,11 +34,21 @@ use zbus::{Connection, ObjectServer, OwnedObjectPath, OwnedVariant, fdo, interfa
 pub const ADAPTER_PATH: &str = "/org/bluez/hci0";
 
 /// A private D-Bus message bus: a `dbus-daemon --nofork` child process that this value owns.
+///
+/// The child dies with the simulator however the simulator ends: dropping the [`Bus`] kills and
+/// reaps it, and if the simulator is killed outright (`kill -9`, a crash) the kernel kills it
+/// too (`PR_SET_PDEATHSIG`). The parent-death signal fires when the *thread* that forked the
+/// child exits, so the child is forked by a keeper thread that lives exactly as long as the
+/// [`Bus`] (and reaps the child), never by a pooled thread that may retire while the bus is in
+/// use.
 #[derive(Debug)]
 pub struct Bus {
-    child: Option<Child>,
     address: String,
     dir: PathBuf,
+    pid: u32,
+    /// Tells the keeper thread to kill and reap the child (sent, or dropped, on drop).
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    keeper: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The bus config: a socket in our own directory, and a policy that lets anyone own any name
@@ -66,6 +76,13 @@ const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bu
 </busconfig>
 "#;
 
+/// What the keeper thread hands back once the child runs.
+type Spawned = std::io::Result<(
+    u32,
+    Option<std::process::ChildStdout>,
+    Option<std::process::ChildStderr>,
+)>;
+
 impl Bus {
     /// Starts `dbus-daemon --nofork --print-address` on a socket in a fresh directory under the
     /// temp dir, and waits for it to print its address (it listens from then on). Blocking:
@@ -77,6 +94,14 @@ impl Bus {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
+        Bus::spawn_in(&dir)
+    }
+
+    /// [`Bus::spawn`] with the socket in `dir` (created if missing): a bus started again in
+    /// the same directory has the same address, as a system bus restarted after a crash has,
+    /// so that clients configured with it find it again.
+    pub fn spawn_in(dir: &Path) -> anyhow::Result<Bus> {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
         let socket = dir.join("system_bus_socket");
@@ -86,35 +111,99 @@ impl Bus {
             BUS_CONFIG.replace("@SOCKET@", &socket.display().to_string()),
         )
         .with_context(|| format!("cannot write {}", config.display()))?;
+        let (spawned_tx, spawned_rx) = std::sync::mpsc::channel::<Spawned>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let parent = std::process::id();
+        let keeper = std::thread::Builder::new()
+            .name("dbus-daemon keeper".to_owned())
+            .spawn(move || {
+                let mut command = Command::new("dbus-daemon");
+                // Its own process group: a Ctrl-C in the terminal (or `timeout`, which signals
+                // the whole group) must not kill the bus under the daemon before the daemon has
+                // let go of it; the simulator kills it last, on shutdown or drop.
+                command
+                    .process_group(0)
+                    .arg("--nofork")
+                    .arg("--print-address")
+                    .arg(format!("--config-file={}", config.display()))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid,
+                // raise), no allocation.
+                unsafe {
+                    command.pre_exec(move || {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        // The simulator died between fork and prctl: follow it now.
+                        if libc::getppid() as u32 != parent {
+                            libc::raise(libc::SIGKILL);
+                        }
+                        Ok(())
+                    });
+                }
+                let mut child = match command.spawn() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = spawned_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = spawned_tx.send(Ok((child.id(), child.stdout.take(), child.stderr.take())));
+                // Reap the child if it dies on its own (killed from outside); kill and reap it
+                // when the Bus is dropped.
+                loop {
+                    match stop_rx.recv_timeout(std::time::Duration::from_millis(500)) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            if let Ok(Some(_)) = child.try_wait() {
+                                let _ = stop_rx.recv();
+                                return;
+                            }
+                        }
+                        _ => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            return;
+                        }
+                    }
+                }
+            })
+            .context("cannot start the dbus-daemon keeper thread")?;
+        let (pid, stdout, stderr) = match spawned_rx.recv() {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let _ = keeper.join();
+                return Err(e).context(
+                    "cannot start dbus-daemon (the simulator's BLE devices need it: \
+                     install Debian's dbus-daemon package)",
+                );
+            }
+            Err(_) => {
+                let _ = keeper.join();
+                bail!("the dbus-daemon keeper thread ended before starting it");
+            }
+        };
         let mut bus = Bus {
-            child: None,
             address: String::new(),
             dir,
+            pid,
+            stop: Some(stop_tx),
+            keeper: Some(keeper),
         };
-        // Its own process group: a Ctrl-C in the terminal (or `timeout`, which signals the whole
-        // group) must not kill the bus under the daemon before the daemon has let go of it;
-        // the simulator kills it last, on shutdown or drop.
-        let mut child = Command::new("dbus-daemon")
-            .process_group(0)
-            .arg("--nofork")
-            .arg("--print-address")
-            .arg(format!("--config-file={}", config.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context(
-                "cannot start dbus-daemon (the simulator's BLE devices need it: \
-                 install Debian's dbus-daemon package)",
-            )?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        bus.child = Some(child);
         let mut line = String::new();
         if let Some(out) = stdout {
             let _ = BufReader::new(out).read_line(&mut line);
         }
-        let address = line.trim().to_owned();
+        // `unix:path=...,guid=...`: without the guid, so that a client given this address
+        // also accepts a bus restarted on the same socket (libdbus refuses a server whose guid
+        // differs from the one in the address).
+        let address = line
+            .trim()
+            .split(',')
+            .filter(|part| !part.starts_with("guid="))
+            .collect::<Vec<_>>()
+            .join(",");
         if address.is_empty() {
             let mut why = String::new();
             if let Some(mut err) = stderr {
@@ -133,7 +222,7 @@ impl Bus {
         Ok(bus)
     }
 
-    /// The bus address, e.g. `unix:path=/tmp/vitalsd-bus-123-0/system_bus_socket,guid=...`.
+    /// The bus address, e.g. `unix:path=/tmp/vitalsd-bus-123-0/system_bus_socket`.
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -142,13 +231,18 @@ impl Bus {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// The dbus-daemon's process id (tests kill it to play a crashed system bus).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
 }
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        drop(self.stop.take());
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -392,6 +486,25 @@ impl FakeBluez {
         self.device(address)?
             .in_range
             .store(in_range, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Plays a BlueZ restart (bluetoothd crashed and came back) on a bus that stays up: gives
+    /// up the name `org.bluez`, drops every link, and takes the name again after `away`.
+    /// (Unlike a real restart, the devices' objects stay exported.)
+    pub async fn restart(&self, away: std::time::Duration) -> anyhow::Result<()> {
+        self.conn
+            .release_name("org.bluez")
+            .await
+            .context("releasing org.bluez")?;
+        for address in self.devices.keys() {
+            self.drop_connection(address).await?;
+        }
+        tokio::time::sleep(away).await;
+        self.conn
+            .request_name("org.bluez")
+            .await
+            .context("taking org.bluez again")?;
         Ok(())
     }
 

@@ -53,6 +53,12 @@ impl SimHandle {
         self.bus.as_ref().map(Bus::address)
     }
 
+    /// The simulator's private D-Bus, when a BLE device is simulated (tests kill its
+    /// dbus-daemon to play a crashed system bus, and start a new one in its directory).
+    pub fn bus(&self) -> Option<&Bus> {
+        self.bus.as_ref()
+    }
+
     /// The fake BlueZ, when a BLE device is simulated (tests drive faults through it).
     pub fn bluez(&self) -> Option<&Arc<FakeBluez>> {
         self.bluez.as_ref()

@@ -114,6 +114,18 @@ pub struct StoredEvent {
     pub json: String,
 }
 
+/// One bed's saved alarm state (a row of `alarm_state`): what the alarm system knows about the
+/// bed, as JSON, restored at start before the first device byte is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredState {
+    /// The bed, e.g. `room1/A`.
+    pub bed: String,
+    /// When the state was taken, wall ms.
+    pub at_ms: i64,
+    /// The state (the hub's format; see `docs/storage.md`).
+    pub json: String,
+}
+
 /// The store's health, for the `store_unwritable` technical alarm and `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoreHealth {
@@ -163,6 +175,15 @@ pub(crate) enum Cmd {
     ),
     Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
     Job(Job),
+    /// A bed's alarm state, written without a waiter; the writer keeps only the latest per bed
+    /// and writes them together (group commit).
+    State(StoredState),
+    /// An action's events and the bed's state after it, in one fsynced transaction.
+    Commit(
+        Vec<StoredEvent>,
+        Option<StoredState>,
+        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    ),
 }
 
 pub(crate) struct Queue {
@@ -365,6 +386,43 @@ impl StoreHandle {
             self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
             tracing::error!("alarm event not recorded: the store writer has stopped");
         }
+    }
+
+    /// Saves a bed's alarm state without waiting (the alarm path). Only the latest state per
+    /// bed is written; while the store is unwritable the latest is held and written when it
+    /// recovers.
+    pub fn save_state_nowait(&self, state: StoredState) {
+        if self.send(Cmd::State(state)).is_err() {
+            tracing::error!("alarm state not saved: the store writer has stopped");
+        }
+    }
+
+    /// Commits an action: its events and (if given) the bed's state after it, in one fsynced
+    /// transaction, after everything recorded before. An error means nothing of it is written.
+    pub async fn commit(
+        &self,
+        events: Vec<StoredEvent>,
+        state: Option<StoredState>,
+    ) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Cmd::Commit(events, state, tx))?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Every bed's saved alarm state (restored at start).
+    pub async fn alarm_states(&self) -> Result<Vec<StoredState>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT bed, updated_ms, json FROM alarm_state ORDER BY bed")?;
+            let rows = st.query_map([], |r| {
+                Ok(StoredState {
+                    bed: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    json: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 
     /// The store's health.

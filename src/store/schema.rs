@@ -70,6 +70,15 @@ CREATE TABLE session_events (
 );
 CREATE INDEX session_events_session ON session_events(session, at_ms);
 "#,
+    // v3: each bed's alarm state (limits, baseline, current alarms, audio pause, escalation),
+    // restored at start.
+    r#"
+CREATE TABLE alarm_state (
+    bed TEXT PRIMARY KEY,
+    updated_ms INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -13,7 +13,8 @@ fn obs(bed: u16, metric: Metric, value: Option<f64>, t: i64, seq: u64) -> Observ
         device: DeviceIdx(bed * 2),
         m,
         received_ms: t,
-        mono: Mono(t as u64 * 1_000_000),
+        mono: Mono::ZERO
+            .saturating_add(crate::clock::MONO_ORIGIN + std::time::Duration::from_millis(t as u64)),
         bed_seq: seq,
         simulated: true,
     }
@@ -490,5 +491,72 @@ async fn prune_refuses_sessions_never_exported_unless_forced_and_keeps_open_sess
         .await
         .unwrap();
     assert_eq!(forced.sessions, 1);
+    store.close().await.unwrap();
+}
+
+fn state(bed: &str, at_ms: i64, json: &str) -> StoredState {
+    StoredState {
+        bed: bed.into(),
+        at_ms,
+        json: json.into(),
+    }
+}
+
+#[tokio::test]
+async fn alarm_state_keeps_the_latest_per_bed_and_an_action_commits_events_and_state_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let h = store.handle();
+    h.save_state_nowait(state("room1/A", 1, r#"{"v":1}"#));
+    h.save_state_nowait(state("room1/A", 2, r#"{"v":2}"#));
+    h.save_state_nowait(state("room1/B", 3, r#"{"v":3}"#));
+    h.commit(
+        vec![event("acknowledged", 7)],
+        Some(state("room1/A", 4, r#"{"v":4}"#)),
+    )
+    .await
+    .unwrap();
+    h.flush().await.unwrap();
+    let rows = |states: Vec<StoredState>| -> Vec<(String, i64, String)> {
+        states
+            .into_iter()
+            .map(|s| (s.bed, s.at_ms, s.json))
+            .collect()
+    };
+    let want = vec![
+        ("room1/A".to_owned(), 4, r#"{"v":4}"#.to_owned()),
+        ("room1/B".to_owned(), 3, r#"{"v":3}"#.to_owned()),
+    ];
+    assert_eq!(rows(h.alarm_states().await.unwrap()), want);
+    assert_eq!(
+        count(&h, "SELECT COUNT(*) FROM alarm_events WHERE alarm_id = 7"),
+        1
+    );
+    // A full store: the action's event and state are refused together.
+    h.set_size_limit(Some(0)).await.unwrap();
+    let mut full = false;
+    for _ in 0..100_000 {
+        if h.alarm_event(event("filler", 1)).await.is_err() {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the size limit never filled the store");
+    let r = h
+        .commit(
+            vec![event("acknowledged", 8)],
+            Some(state("room1/A", 5, r#"{"v":5}"#)),
+        )
+        .await;
+    assert!(
+        r.as_ref().is_err_and(|e| e.to_string().contains("full")),
+        "{r:?}"
+    );
+    h.set_size_limit(None).await.unwrap();
+    assert_eq!(rows(h.alarm_states().await.unwrap()), want);
+    assert_eq!(
+        count(&h, "SELECT COUNT(*) FROM alarm_events WHERE alarm_id = 8"),
+        0
+    );
     store.close().await.unwrap();
 }

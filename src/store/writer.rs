@@ -3,7 +3,9 @@
 //! order, each in its own transaction. On a failed write the readings go back to the front of the
 //! buffer and alarm events queued without a waiter are held, in order, until a write succeeds.
 
-use super::{BATCH_INTERVAL, Cmd, EVENT_BUFFER_CAP, Shared, StoreError, StoredEvent, Topology};
+use super::{
+    BATCH_INTERVAL, Cmd, EVENT_BUFFER_CAP, Shared, StoreError, StoredEvent, StoredState, Topology,
+};
 use crate::model::Observation;
 use rusqlite::{Connection, params};
 use std::collections::{HashMap, VecDeque};
@@ -40,6 +42,8 @@ struct Writer {
     device_ids: HashMap<u16, i64>,
     topology: Arc<Topology>,
     failing: bool,
+    /// The latest unwritten alarm state per bed (group-committed after each round of commands).
+    states: HashMap<String, StoredState>,
 }
 
 fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
@@ -67,6 +71,7 @@ impl Writer {
             device_ids: HashMap::new(),
             topology: Arc::new(Topology::default()),
             failing: false,
+            states: HashMap::new(),
         }
     }
 
@@ -122,7 +127,27 @@ impl Writer {
                         };
                         let _ = reply.send(r);
                     }
+                    Cmd::State(st) => {
+                        self.states.insert(st.bed.clone(), st);
+                    }
+                    Cmd::Commit(events, state, reply) => {
+                        self.drain_held();
+                        self.write_states();
+                        let r = if self.held.is_empty() {
+                            self.commit(&events, state.as_ref())
+                        } else {
+                            Err(self.unwritable())
+                        };
+                        if r.is_ok()
+                            && let Some(st) = &state
+                        {
+                            // Anything queued for this bed before the action is older.
+                            self.states.remove(&st.bed);
+                        }
+                        let _ = reply.send(r);
+                    }
                     Cmd::Flush(reply) => {
+                        self.write_states();
                         let pending = !self.shared.queue().readings.is_empty();
                         let r = if readings_ok && self.held.is_empty() {
                             Ok(())
@@ -136,6 +161,7 @@ impl Writer {
                     Cmd::Job(job) => job(&mut self.conn),
                 }
             }
+            self.write_states();
             if stop {
                 let q = self.shared.queue();
                 if q.readings.is_empty() && q.cmds.is_empty() {
@@ -324,6 +350,46 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes the held alarm states in one fsynced transaction; on failure they stay held.
+    fn write_states(&mut self) {
+        if self.states.is_empty() {
+            return;
+        }
+        let r = durable(&mut self.conn, |tx| {
+            for st in self.states.values() {
+                upsert_state(tx, st)?;
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => self.states.clear(),
+            Err(e) => {
+                self.record(Err(StoreError::Unwritable(e.to_string())));
+            }
+        }
+    }
+
+    /// An action's events and state, all or nothing.
+    fn commit(
+        &mut self,
+        events: &[StoredEvent],
+        state: Option<&StoredState>,
+    ) -> Result<(), StoreError> {
+        let r = durable(&mut self.conn, |tx| {
+            for ev in events {
+                insert_event_tx(tx, ev)?;
+            }
+            if let Some(st) = state {
+                upsert_state(tx, st)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = &r {
+            self.record(Err(StoreError::Unwritable(e.to_string())));
+        }
+        r
+    }
+
     fn drain_held(&mut self) {
         while let Some(ev) = self.held.front() {
             let ev = ev.clone();
@@ -351,23 +417,34 @@ impl Writer {
 
 /// Inserts one alarm event in its own fsynced transaction.
 pub(crate) fn insert_event(conn: &mut Connection, ev: &StoredEvent) -> Result<i64, StoreError> {
-    durable(conn, |tx| {
-        tx.execute(
-            "INSERT INTO alarm_events (at_ms, bed, kind, alarm_id, condition, priority, actor, json) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-            params![
-                ev.at_ms,
-                ev.bed,
-                ev.kind,
-                ev.alarm_id.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
-                ev.condition,
-                ev.priority,
-                ev.actor,
-                ev.json
-            ],
-        )?;
-        Ok(tx.last_insert_rowid())
-    })
+    durable(conn, |tx| insert_event_tx(tx, ev))
+}
+
+fn insert_event_tx(tx: &rusqlite::Transaction<'_>, ev: &StoredEvent) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO alarm_events (at_ms, bed, kind, alarm_id, condition, priority, actor, json) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+        params![
+            ev.at_ms,
+            ev.bed,
+            ev.kind,
+            ev.alarm_id.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
+            ev.condition,
+            ev.priority,
+            ev.actor,
+            ev.json
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn upsert_state(tx: &rusqlite::Transaction<'_>, st: &StoredState) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO alarm_state (bed, updated_ms, json) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(bed) DO UPDATE SET updated_ms = excluded.updated_ms, json = excluded.json",
+        params![st.bed, st.at_ms, st.json],
+    )?;
+    Ok(())
 }
 
 /// Runs `f` in a transaction committed with `synchronous=FULL` (fsynced before it returns).

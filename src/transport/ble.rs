@@ -10,6 +10,24 @@
 //! with [`BleError::Disconnected`] when BlueZ reports the link gone
 //! (`CentralEvent::DeviceDisconnected`). btleplug does not reconnect by itself: the caller's
 //! loop does, with [`super::Backoff`].
+//!
+//! # A session that heals
+//! btleplug (through bluez-async and dbus-tokio) gives no signal when its D-Bus connection dies:
+//! it drops the task that would tell, its event streams then stay silent for ever and its calls
+//! hang. So every [`Central`] has a watchdog ([`watch`]) that declares the session lost:
+//! - at once when the bus goes away: the watchdog's own connection to the same bus (zbus)
+//!   sees the socket close;
+//! - at once when BlueZ leaves the bus (`NameOwnerChanged` for `org.bluez`, as when
+//!   bluetoothd restarts or crashes);
+//! - within [`PROBE_EVERY`] + [`PROBE_TIMEOUT`] (10 s) otherwise: a cheap call through
+//!   btleplug's own connection (the adapter's properties) that fails or does not answer in
+//!   time, as with a BlueZ that hangs or an adapter unplugged. A panic in a library task makes
+//!   the watchdog probe at once ([`library_panicked`]).
+//!
+//! A lost session ends every link and connection attempt made on it with
+//! [`BleError::SessionLost`] (each device then shows `disconnected`, with its technical alarm),
+//! and the next [`Central::shared`] makes a new manager and adapter: a new D-Bus connection,
+//! retried by each device's backoff until BlueZ is back.
 
 use crate::config::{BleCharacteristic, BleProfile, Endpoint, Profile};
 use btleplug::api::{
@@ -23,6 +41,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How long a device may take to show up in a scan before the attempt counts as failed.
@@ -30,6 +49,12 @@ pub const FIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting (including service discovery) may take. BlueZ's own limit is longer;
 /// a patient's device that takes this long is better retried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A device's first connection attempt's grace, counted from when the daemon starts looking for
+/// it: as long as one attempt may take (a scan, then connecting). Until it has connected once,
+/// or this has passed, a failed attempt raises no technical alarm (the device shows as
+/// `connecting`, with the reason).
+pub const FIRST_ATTEMPT_GRACE: Duration =
+    Duration::from_secs(FIND_TIMEOUT.as_secs() + CONNECT_TIMEOUT.as_secs());
 /// How long one GATT operation (subscribe, read, write) may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -100,6 +125,31 @@ pub enum BleError {
         /// The bound address.
         address: String,
     },
+    /// The connection to BlueZ was lost (the bus or BlueZ went away, or stopped answering);
+    /// the link cannot be trusted and is made again on a new session.
+    #[error("device {address}: connection to BlueZ lost ({why})")]
+    SessionLost {
+        /// The bound address.
+        address: String,
+        /// What the watchdog saw.
+        why: String,
+    },
+}
+
+/// How often the watchdog checks that BlueZ answers through btleplug's own connection.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How long that check may take before the session counts as lost. Reading the adapter's
+/// properties is answered at once by a working BlueZ, even while it connects to devices.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Woken by [`library_panicked`].
+static LIBRARY_PANIC: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Called by the panic hook when a task of the Bluetooth/D-Bus libraries panicked (bluez-async
+/// unwraps the result of a D-Bus call in a detached task): the watchdog checks the session at
+/// once instead of at its next probe, and a session that does not answer is made again.
+pub fn library_panicked() {
+    LIBRARY_PANIC.notify_one();
 }
 
 /// The daemon's Bluetooth side: one btleplug manager and its first adapter, shared by every BLE
@@ -111,6 +161,10 @@ pub struct Central {
     /// The services of the tasks currently looking for their device (one entry per task); the
     /// scan runs while this is not empty, filtered on all of them.
     scanners: Mutex<Vec<Uuid>>,
+    /// Cancelled when the session is found dead: every link and connection attempt on it ends.
+    lost: CancellationToken,
+    /// Why, once lost.
+    why_lost: StdMutex<Option<String>>,
 }
 
 /// The process-wide [`Central`], made on first use and again after it failed.
@@ -119,25 +173,57 @@ static SHARED: StdMutex<Option<Arc<Central>>> = StdMutex::new(None);
 static MAKING: Mutex<()> = Mutex::const_new(());
 
 impl Central {
-    /// The shared central, connecting to BlueZ on first use (and again after
-    /// [`Central::forget`]).
+    /// The shared central, connecting to BlueZ on first use and again once the previous
+    /// session was lost; a new one is watched by [`watch`].
     pub async fn shared() -> Result<Arc<Central>, BleError> {
-        if let Some(c) = SHARED.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        let live = || {
+            SHARED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .filter(|c| !c.lost.is_cancelled())
+        };
+        if let Some(c) = live() {
             return Ok(c);
         }
         let _making = MAKING.lock().await;
-        if let Some(c) = SHARED.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(c) = live() {
             return Ok(c);
         }
+        let old = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take();
         let central = Arc::new(Central::new().await?);
+        if old.is_some() {
+            tracing::info!("new BlueZ session made after the previous one was lost");
+        }
         *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(central.clone());
+        tokio::spawn(watch(central.clone()));
         Ok(central)
     }
 
-    /// Drops the shared central, so that the next [`Central::shared`] reconnects to BlueZ (after
-    /// errors that suggest the D-Bus session is gone).
-    pub fn forget() {
-        *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// Declares this session lost (once; later reasons are ignored): its links and connection
+    /// attempts end, and the next [`Central::shared`] makes a new session.
+    pub fn lose(&self, why: &str) {
+        {
+            let mut w = self.why_lost.lock().unwrap_or_else(|e| e.into_inner());
+            if w.is_some() {
+                return;
+            }
+            *w = Some(why.to_owned());
+        }
+        tracing::warn!(
+            reason = why,
+            "BlueZ session lost; every BLE device reconnects on a new one"
+        );
+        self.lost.cancel();
+    }
+
+    /// Why the session was lost (empty while it is not).
+    fn why_lost(&self) -> String {
+        self.why_lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     /// A new manager and its first adapter.
@@ -156,6 +242,8 @@ impl Central {
             _manager: manager,
             adapter,
             scanners: Mutex::new(Vec::new()),
+            lost: CancellationToken::new(),
+            why_lost: StdMutex::new(None),
         })
     }
 
@@ -174,12 +262,13 @@ impl Central {
         let mut services = looking.clone();
         services.sort();
         services.dedup();
-        let first = looking.len() == 1;
         match self.adapter.start_scan(ScanFilter { services }).await {
             Ok(()) => {}
-            // BlueZ answers InProgress when this client already discovers; the new filter is
-            // in force all the same.
-            Err(e) if !first && e.to_string().contains("InProgress") => {}
+            // BlueZ answers InProgress when this client already discovers (another task's
+            // scan, or one whose stop failed); the new filter, set before StartDiscovery, is in
+            // force all the same. (Its message, "Operation already in progress", is what
+            // btleplug's error displays; the error's D-Bus name is what tells.)
+            Err(e) if is_in_progress(&e) => {}
             Err(e) => {
                 looking.pop();
                 return Err(e);
@@ -199,6 +288,111 @@ impl Central {
         }
         Ok(None)
     }
+}
+
+/// The session's watchdog (see the module doc): returns once the session is lost.
+async fn watch(central: Arc<Central>) {
+    // Our own connection to the same bus, for what btleplug's does not tell: the bus closing,
+    // and BlueZ leaving it. Without it (should it fail) the probe still finds both, later.
+    let bus_events = match bluez_owner_changes().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the D-Bus connection to BlueZ; relying on the {PROBE_EVERY:?} probe");
+            None
+        }
+    };
+    let bus_gone = async {
+        let Some(mut stream) = bus_events else {
+            return std::future::pending::<String>().await;
+        };
+        loop {
+            match stream.next().await {
+                None => return "the D-Bus system bus connection closed".to_owned(),
+                Some(Err(e)) => return format!("the D-Bus system bus connection failed: {e}"),
+                Some(Ok(msg)) => {
+                    // The BlueZ this session talks to left (its objects went with it), whether
+                    // or not another one took its name.
+                    if let Ok((name, old, _new)) =
+                        msg.body().deserialize::<(String, String, String)>()
+                        && name == "org.bluez"
+                        && !old.is_empty()
+                    {
+                        return "BlueZ (org.bluez) left the D-Bus system bus".to_owned();
+                    }
+                }
+            }
+        }
+    };
+    tokio::pin!(bus_gone);
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = central.lost.cancelled() => return,
+            why = &mut bus_gone => {
+                central.lose(&why);
+                return;
+            }
+            _ = tick.tick() => {}
+            _ = LIBRARY_PANIC.notified() => {
+                tracing::info!("a Bluetooth library task panicked; checking the BlueZ session now");
+            }
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, central.adapter.adapter_info()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                central.lose(&format!("BlueZ did not answer a check of the adapter: {e}"));
+                return;
+            }
+            Err(_) => {
+                central.lose(&format!(
+                    "BlueZ did not answer a check of the adapter within {PROBE_TIMEOUT:?}"
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// `NameOwnerChanged` for `org.bluez` on the system bus (the one `DBUS_SYSTEM_BUS_ADDRESS`
+/// names, as for btleplug), over a connection of our own; the stream ends, or yields an error,
+/// when that connection closes.
+async fn bluez_owner_changes() -> zbus::Result<zbus::MessageStream> {
+    let conn = zbus::Connection::system().await?;
+    let rule = "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',\
+                member='NameOwnerChanged',arg0='org.bluez'";
+    let stream = zbus::MessageStream::for_match_rule(rule, &conn, None).await?;
+    // BlueZ may have left between btleplug's first call and this subscription.
+    let owner: bool = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "NameHasOwner",
+            &("org.bluez",),
+        )
+        .await?
+        .body()
+        .deserialize()?;
+    if !owner {
+        return Err(zbus::Error::Failure(
+            "org.bluez has no owner on the bus".to_owned(),
+        ));
+    }
+    Ok(stream)
+}
+
+/// Whether BlueZ refused a call with `org.bluez.Error.InProgress` (btleplug wraps bluez-async's
+/// error, which holds the D-Bus error with its name).
+fn is_in_progress(e: &btleplug::Error) -> bool {
+    let btleplug::Error::Other(inner) = e else {
+        return false;
+    };
+    matches!(
+        inner.downcast_ref::<bluez_async::BluetoothError>(),
+        Some(bluez_async::BluetoothError::DbusError(d)) if d.name() == Some("org.bluez.Error.InProgress")
+    )
 }
 
 /// A task's share of the scan.
@@ -223,7 +417,7 @@ impl ScanGuard {
             services.sort();
             services.dedup();
             match adapter.start_scan(ScanFilter { services }).await {
-                Err(e) if e.to_string().contains("InProgress") => Ok(()),
+                Err(e) if is_in_progress(&e) => Ok(()),
                 other => other,
             }
         };
@@ -243,6 +437,10 @@ pub struct BleLink {
     id: PeripheralId,
     notifications: Notifications,
     events: Events,
+    /// The session's: cancelled when the session is lost.
+    lost: CancellationToken,
+    /// The session (for the reason it was lost).
+    central: Arc<Central>,
     /// Values read at connect, handed out before any notification.
     pending: VecDeque<(Uuid, Vec<u8>)>,
     poll: Option<Poll>,
@@ -298,8 +496,24 @@ pub async fn connect(endpoint: &Endpoint, profile: &BleProfile) -> Result<BleLin
         )));
     };
     let central = Central::shared().await?;
+    // A session lost while connecting ends the attempt at once (its calls would hang).
+    tokio::select! {
+        r = connect_on(&central, address, name.as_deref(), profile) => r,
+        _ = central.lost.cancelled() => Err(BleError::SessionLost {
+            address: address.clone(),
+            why: central.why_lost(),
+        }),
+    }
+}
+
+async fn connect_on(
+    central: &Arc<Central>,
+    address: &str,
+    name: Option<&str>,
+    profile: &BleProfile,
+) -> Result<BleLink, BleError> {
     let btle = |op: &'static str| {
-        let address = address.clone();
+        let address = address.to_owned();
         move |source| BleError::Btle {
             address,
             op,
@@ -311,11 +525,11 @@ pub async fn connect(endpoint: &Endpoint, profile: &BleProfile) -> Result<BleLin
         Ok(e) => e,
         Err(e) => {
             // The D-Bus session may be gone (bus restarted): start afresh next time.
-            Central::forget();
+            central.lose(&format!("listening to adapter events failed: {e}"));
             return Err(btle("listening to adapter events")(e));
         }
     };
-    let peripheral = find(&central, address, profile.service).await?;
+    let peripheral = find(central, address, profile.service).await?;
     if let Some(pattern) = name {
         let found = peripheral
             .properties()
@@ -325,14 +539,14 @@ pub async fn connect(endpoint: &Endpoint, profile: &BleProfile) -> Result<BleLin
             .unwrap_or_default();
         if !name_matches(pattern, &found) {
             return Err(BleError::NameMismatch {
-                address: address.clone(),
+                address: address.to_owned(),
                 found,
-                pattern: pattern.clone(),
+                pattern: pattern.to_owned(),
             });
         }
     }
     let timeout = |_| BleError::Timeout {
-        address: address.clone(),
+        address: address.to_owned(),
         after: CONNECT_TIMEOUT,
     };
     tokio::time::timeout(CONNECT_TIMEOUT, async {
@@ -344,7 +558,7 @@ pub async fn connect(endpoint: &Endpoint, profile: &BleProfile) -> Result<BleLin
     })
     .await
     .map_err(timeout)??;
-    match subscribe(address, &peripheral, profile, events).await {
+    match subscribe(central, address, &peripheral, profile, events).await {
         Ok(link) => Ok(link),
         Err(e) => {
             // Leave the device free for the next attempt.
@@ -413,6 +627,7 @@ async fn find(
 }
 
 async fn subscribe(
+    central: &Arc<Central>,
     address: &str,
     peripheral: &Peripheral,
     profile: &BleProfile,
@@ -509,6 +724,8 @@ async fn subscribe(
         peripheral: peripheral.clone(),
         notifications,
         events,
+        lost: central.lost.clone(),
+        central: central.clone(),
         pending,
         poll,
     })
@@ -531,6 +748,12 @@ impl BleLink {
                 }
             };
             tokio::select! {
+                _ = self.lost.cancelled() => {
+                    return Err(BleError::SessionLost {
+                        address: self.address.clone(),
+                        why: self.central.why_lost(),
+                    });
+                }
                 n = self.notifications.next() => match n {
                     Some(n) => return Ok((n.uuid, n.value)),
                     None => return Err(self.lost()),

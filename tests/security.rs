@@ -1,0 +1,510 @@
+//! Security hardening (issue 11), against the real binary: cross-site and DNS-rebinding
+//! requests, connection limits and timeouts, body and message size limits, TLS.
+
+use crate::util::{bin, free_port};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `vitalsd run` with one bed whose NIBP device server is absent (so it raises
+/// `device_disconnected`), and `extra` config before the rooms.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("vitalsd.toml");
+        std::fs::write(&config, config_text(dir.path(), extra)).unwrap();
+        let (child, addr, _) = spawn(&["run", "--config", config.to_str().unwrap()]);
+        Daemon {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        r#"listen = "127.0.0.1:0"
+data_dir = "{dir}/data"
+{extra}
+
+[[rooms]]
+id = "room1"
+name = "Room 1"
+
+[[rooms.recliners]]
+id = "A"
+
+[[rooms.recliners.devices]]
+id = "room1-A-nibp"
+profile = "suntech-advantage"
+tcp = "127.0.0.1:{port}"
+"#,
+        dir = dir.display(),
+        port = free_port()
+    )
+}
+
+/// Spawns the binary and reads its stdout until it says where it listens.
+fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(rest) = line.strip_prefix("vitalsd listening on ") {
+            let authority = rest
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            // Keep draining stdout so the daemon never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (child, authority.parse().unwrap(), seen);
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the daemon did not say where it listens; it printed: {seen:?}");
+}
+
+/// One raw HTTP/1.1 request (`Connection: close`): (status, headers lowercase, JSON body).
+fn request(addr: SocketAddr, head: &str, body: &str) -> (u16, String, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "{head}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    parse_response(&resp)
+}
+
+fn parse_response(resp: &[u8]) -> (u16, String, Value) {
+    let resp = String::from_utf8_lossy(resp);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+fn get(addr: SocketAddr, path: &str) -> Value {
+    let (status, _, v) = request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}"), "");
+    assert_eq!(status, 200, "GET {path}: {v}");
+    v
+}
+
+/// Waits for the bed's `device_disconnected` alarm and returns its id.
+fn wait_for_alarm(addr: SocketAddr) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let v = get(addr, "/api/alarms");
+        if let Some(id) = v["alarms"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["condition"] == "device_disconnected"))
+            .and_then(|a| a["id"].as_u64())
+        {
+            return id;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no device_disconnected alarm within 60 s");
+}
+
+fn bed(addr: SocketAddr) -> Value {
+    get(addr, "/api/rooms")["rooms"][0]["beds"][0].clone()
+}
+
+#[test]
+fn a_cross_site_page_cannot_pause_audio_acknowledge_or_switch_alarms_off() {
+    let d = Daemon::start("");
+    let addr = d.addr;
+    let id = wait_for_alarm(addr);
+    // A "simple" cross-site POST, as any page open in the station's browser can send.
+    let evil = |method: &str, path: &str, ct: &str, body: &str| {
+        request(
+            addr,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nContent-Type: {ct}"
+            ),
+            body,
+        )
+    };
+    let (status, _, v) = evil(
+        "POST",
+        "/api/beds/room1/A/audio-pause",
+        "text/plain",
+        r#"{"seconds":600}"#,
+    );
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("Origin"), "{v}");
+    let (status, _, v) = evil("POST", &format!("/api/alarms/{id}/ack"), "text/plain", "");
+    assert_eq!(status, 403, "{v}");
+    // Even with the right Origin, text/plain is not JSON: 415.
+    let (status, _, v) = request(
+        addr,
+        &format!(
+            "POST /api/beds/room1/A/audio-pause HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nContent-Type: text/plain"
+        ),
+        r#"{"seconds":600}"#,
+    );
+    assert_eq!(status, 415, "{v}");
+    // A DNS-rebinding page: Host and Origin evil.example.
+    let (status, _, v) = request(
+        addr,
+        "PUT /api/beds/room1/A/limits HTTP/1.1\r\nHost: evil.example:8080\r\nOrigin: http://evil.example:8080\r\nContent-Type: application/json",
+        r#"{"rule": []}"#,
+    );
+    assert_eq!(status, 421, "{v}");
+    let (status, _, _) = request(addr, "GET /api/rooms HTTP/1.1\r\nHost: evil.example", "");
+    assert_eq!(status, 421);
+    // None of it had an effect.
+    let b = bed(addr);
+    assert_eq!(b["audio_paused_until"], Value::Null, "{b}");
+    let alarm = &b["alarms"][0];
+    assert_eq!(alarm["state"], "active", "{b}");
+    let limits = get(addr, "/api/beds/room1/A/limits");
+    assert!(
+        limits.to_string().contains("spo2"),
+        "the limits must be unchanged: {limits}"
+    );
+    // The dashboard itself (same origin, JSON) still works.
+    let (status, _, v) = request(
+        addr,
+        &format!(
+            "POST /api/beds/room1/A/audio-pause HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nContent-Type: application/json"
+        ),
+        r#"{"seconds":60}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = request(
+        addr,
+        &format!(
+            "POST /api/alarms/{id}/ack HTTP/1.1\r\nHost: localhost:{}\r\nOrigin: http://localhost:{}",
+            addr.port(),
+            addr.port()
+        ),
+        "",
+    );
+    assert_eq!(status, 200, "{v}");
+    let b = bed(addr);
+    assert_ne!(b["audio_paused_until"], Value::Null, "{b}");
+    assert_eq!(b["alarms"][0]["state"], "acknowledged", "{b}");
+    // A WebSocket from another site is refused; the page's own is served.
+    let (status, _, _) = request(
+        addr,
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        ),
+        "",
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn dashboard_pages_forbid_framing_and_foreign_scripts() {
+    let d = Daemon::start("");
+    let (status, head, _) = request(d.addr, &format!("GET / HTTP/1.1\r\nHost: {}", d.addr), "");
+    assert_eq!(status, 200);
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
+    assert!(head.contains("script-src 'self'"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+}
+
+#[test]
+fn oversized_bodies_get_413_on_every_route() {
+    let d = Daemon::start("");
+    let big = "x".repeat(10 * 1024 * 1024);
+    for path in [
+        "/api/beds/room1/A/admit",
+        "/api/beds/room1/A/events",
+        "/api/beds/room1/A/audio-pause",
+        "/api/beds/room1/A/limits",
+    ] {
+        let method = if path.ends_with("limits") {
+            "PUT"
+        } else {
+            "POST"
+        };
+        // The answer comes before the body is read: send the head and the first megabyte.
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            d.addr,
+            big.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(&big.as_bytes()[..1024 * 1024]);
+        let mut resp = vec![0u8; 4096];
+        let n = s.read(&mut resp).unwrap_or(0);
+        let (status, _, v) = parse_response(&resp[..n]);
+        assert_eq!(status, 413, "{path}: {v}");
+    }
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_and_healthz_answers_meanwhile() {
+    let d = Daemon::start("[api]\nmax_connections = 20\nheader_timeout = \"2s\"\n");
+    // Many more half-sent requests than the cap (slowloris).
+    let mut idle: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).unwrap();
+            s.write_all(b"GET /api/rooms HTTP/1.1\r\nHost: x").unwrap();
+            s
+        })
+        .collect();
+    // Once they have been silent for a second, a new request is served: the connection idle
+    // the longest makes room.
+    std::thread::sleep(Duration::from_millis(1500));
+    let healthz = request(
+        d.addr,
+        &format!("GET /healthz HTTP/1.1\r\nHost: {}", d.addr),
+        "",
+    );
+    assert_eq!(healthz.0, 200, "{healthz:?}");
+    // Every half-sent connection is closed within the header timeout (plus slack).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for s in &mut idle {
+        let left = deadline.saturating_duration_since(Instant::now());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = Vec::new();
+        let r = s.read_to_end(&mut buf);
+        assert!(
+            !matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+            "a half-sent connection is still open after 20 s"
+        );
+    }
+    // And the daemon still answers.
+    assert_eq!(get(d.addr, "/healthz")["status"], "ok");
+}
+
+#[tokio::test]
+async fn an_oversized_websocket_message_closes_with_1009() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let d = Daemon::start("");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", d.addr))
+        .await
+        .expect("websocket connects");
+    ws.send(Message::text("x".repeat(100 * 1024)))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the daemon closes the WebSocket");
+        match next {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1009, "{frame:?}");
+                return;
+            }
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                panic!("closed without code 1009: {next:?}")
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+#[test]
+fn a_non_loopback_listener_without_tls_is_refused_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vitalsd.toml");
+    let users = "[[users]]\nname = \"nurse\"\nrole = \"nurse\"\ntoken = \"0123456789abcdef0123\"\n";
+    let text = config_text(dir.path(), users).replace("127.0.0.1:0", "0.0.0.0:8443");
+    std::fs::write(&config, &text).unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen") && err.contains("[tls]"), "{err}");
+    // Lab use, said explicitly: accepted.
+    let lab = text.replace(
+        users,
+        &format!("{users}\n[api]\ninsecure_allow_plaintext = true\n"),
+    );
+    std::fs::write(&config, lab).unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_tls_demo_serves_https_to_a_client_that_trusts_its_certificate_and_refuses_plaintext() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (child, addr, printed) = spawn(&[
+        "demo",
+        "--tls",
+        "--listen",
+        &listen,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let _child = KillOnDrop(child);
+    let token = printed
+        .iter()
+        .find_map(|l| l.split_once("#token=").map(|(_, t)| t.trim().to_owned()))
+        .expect("the demo prints a dashboard link with a token");
+    assert!(
+        printed.iter().any(|l| l.contains("curl --cacert")),
+        "the demo says how to trust its certificate: {printed:?}"
+    );
+    let cert = dir.path().join("demo-tls/cert.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        for c in CertificateDer::pem_file_iter(&cert).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
+            addr.port()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    let _ = tls.read_to_end(&mut resp).await;
+    let (status, head, body) = parse_response(&resp);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body["status"], "ok");
+    // WSS on the same listener.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        format!("wss://localhost:{}/ws?token={token}", addr.port()),
+        tls,
+    )
+    .await
+    .expect("WSS connects");
+    let first = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::StreamExt::next(&mut ws),
+    )
+    .await
+    .expect("a snapshot over WSS");
+    assert!(format!("{first:?}").contains("snapshot"), "{first:?}");
+    // Plain HTTP to the TLS listener gets no HTTP answer.
+    let plain = tokio::task::spawn_blocking(move || {
+        request(addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}"), "")
+    })
+    .await
+    .unwrap();
+    assert_ne!(plain.0, 200, "{plain:?}");
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_may_carry_its_token_in_the_subprotocol_instead_of_the_url() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let token = "viewer-token-0123456789";
+    let d = Daemon::start(&format!(
+        "[[users]]\nname = \"station\"\nrole = \"viewer\"\ntoken = \"{token}\"\n"
+    ));
+    let url = format!("ws://{}/ws", d.addr);
+    let with = |protocols: &str| {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        req
+    };
+    let (mut ws, response) =
+        tokio_tungstenite::connect_async(with(&format!("vitalsd, vitalsd.token.{token}")))
+            .await
+            .expect("a token in the subprotocol is accepted");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "vitalsd");
+    let first = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .expect("a snapshot");
+    assert!(format!("{first:?}").contains("snapshot"), "{first:?}");
+    // A wrong token (of another length) is refused.
+    let refused = tokio_tungstenite::connect_async(with("vitalsd, vitalsd.token.short")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+        "{refused:?}"
+    );
+}
