@@ -158,11 +158,22 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     let (notify_tx, notify_rx) = tokio::sync::mpsc::unbounded_channel();
     tracker.spawn(notify::run(
         cfg.notify.clone(),
-        notify::Outbox::new(&cfg.data_dir),
+        cfg.data_dir.clone(),
+        store.handle(),
         hub.clone(),
         notify_rx,
         cancel.clone(),
     ));
+    // The MQTT bridge: one more hub subscriber, off the alarm path (src/mqtt).
+    if let Some(m) = cfg.mqtt.clone() {
+        tracker.spawn(crate::mqtt::run(
+            m,
+            hub.clone(),
+            store.handle(),
+            cfg.data_dir.clone(),
+            cancel.clone(),
+        ));
+    }
     tracker.spawn(dispatch(
         events_rx,
         notify_tx,
@@ -318,16 +329,32 @@ pub const ALARM_TICK: Duration = Duration::from_millis(100);
 /// Hands alarm events to their consumers off the alarm path.
 async fn dispatch(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
-    notify_tx: tokio::sync::mpsc::UnboundedSender<(u8, String)>,
+    notify_tx: tokio::sync::mpsc::UnboundedSender<notify::NotifyMsg>,
     store: StoreHandle,
     cancel: CancellationToken,
 ) {
+    // Pages, and the end or acknowledgement of an alarm (which cancels its pending pages).
     let forward = |d: &Dispatched| {
-        if let EventKind::Notify { level } = d.event.kind {
-            let body = String::from_utf8_lossy(&d.json).into_owned();
-            if notify_tx.send((level, body)).is_err() {
-                tracing::error!("notifier stopped; notification not queued");
+        let body = || String::from_utf8_lossy(&d.json).into_owned();
+        let msg = match (&d.event.kind, d.event.alarm) {
+            (EventKind::Notify { level }, a) => Some(notify::NotifyMsg::Page {
+                level: *level,
+                alarm_id: a.map(|a| a.id.0),
+                except: a.and_then(|a| a.target),
+                body: body(),
+            }),
+            (EventKind::Acknowledged | EventKind::Cleared, Some(a)) => {
+                Some(notify::NotifyMsg::Resolved {
+                    alarm_id: a.id.0,
+                    body: body(),
+                })
             }
+            _ => None,
+        };
+        if let Some(msg) = msg
+            && notify_tx.send(msg).is_err()
+        {
+            tracing::error!("notifier stopped; notification not queued");
         }
     };
     loop {

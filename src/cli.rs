@@ -46,6 +46,13 @@ pub enum Command {
         /// to `<data_dir>/demo-tls/`; the command prints how to trust it).
         #[arg(long)]
         tls: bool,
+        /// Publish the site to this MQTT broker (`mqtt://host:port`, docs/mqtt.md); overrides
+        /// the config's `[mqtt]` url.
+        #[arg(long, value_name = "URL", requires = "site")]
+        mqtt: Option<String>,
+        /// The site's name in the MQTT topics (with `--mqtt`).
+        #[arg(long, value_name = "NAME", requires = "mqtt")]
+        site: Option<String>,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
@@ -87,9 +94,10 @@ pub enum Command {
         #[arg(long)]
         devices: Option<PathBuf>,
     },
-    /// Decode captured frames (hex) and print one JSON object per observation.
+    /// Decode captured frames (hex) and print one JSON object per observation. Exits non-zero
+    /// when no complete frame decodes.
     Decode {
-        /// Protocol name (masimo-ascii, nonin-format2, suntech).
+        /// Protocol name (the list below).
         #[arg(long)]
         protocol: String,
         /// The bytes, in hex; several arguments are joined.
@@ -100,7 +108,15 @@ pub enum Command {
 
 /// Parses the command line, runs the command, prints the error chain on failure.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let protocols = format!("Protocols: {}", crate::protocol::PROTOCOLS.join(", "));
+    let matches = Cli::command()
+        .mut_subcommand("decode", |c| c.after_help(protocols))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_tracing();
     match run(cli) {
         Ok(code) => code,
@@ -148,6 +164,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             data_dir,
             tls,
+            mqtt,
+            site,
         } => {
             let mut cfg = load(&config)?;
             // The demo's certificate stays in the config's data dir (or --data-dir), so a browser
@@ -168,6 +186,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if tls {
                 let at = listen.unwrap_or(cfg.listen);
                 cfg.tls = Some(demo_certificate(&cert_dir, at)?);
+            }
+            if let (Some(url), Some(site)) = (mqtt, site) {
+                let mut m = config::MqttSettings::new(&url, &site)
+                    .map_err(|e| anyhow::anyhow!("--mqtt/--site: {e}"))?;
+                // The rest of a configured [mqtt] (keepalive, credentials) still applies.
+                if let Some(c) = cfg.mqtt.take() {
+                    m = config::MqttSettings {
+                        username: c.username,
+                        password: c.password,
+                        keepalive: c.keepalive,
+                        down_after: c.down_after,
+                        ..m
+                    };
+                }
+                println!(
+                    "publishing to {} as site {:?} (docs/mqtt.md)",
+                    m.url, m.site
+                );
+                cfg.mqtt = Some(m);
             }
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)
@@ -309,6 +346,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (ms, report) = crate::protocol::decode_hex(&protocol, &hex)?;
             for m in &ms {
                 println!("{}", serde_json::to_string(m)?);
+            }
+            if report.frames == 0 {
+                bail!(
+                    "nothing decoded: no complete {protocol} frame ({} byte(s) skipped, {} bad \
+                     frame(s)); expected at least one whole frame or line, line end included",
+                    report.skipped_bytes,
+                    report.bad_frames
+                );
             }
             if report.skipped_bytes > 0 || report.bad_frames > 0 {
                 eprintln!(

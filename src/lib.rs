@@ -43,6 +43,7 @@ pub mod clock;
 pub mod config;
 pub mod hub;
 pub mod model;
+pub mod mqtt;
 pub mod notify;
 pub mod protocol;
 pub mod sim;

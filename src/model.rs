@@ -133,6 +133,36 @@ impl Metric {
     pub const fn is_waveform(self) -> bool {
         matches!(self, Metric::Pleth)
     }
+
+    /// The numbers this metric can physically mean, whatever the device: a decoded number
+    /// outside it is [`Invalid::OutOfRange`], never shown (see [`Measurement::new`], the one
+    /// place every decoder's numbers pass through). Wider than any device's display range, so
+    /// that no real reading is refused; narrow enough that a misparsed field is.
+    ///
+    /// | metric | range | why |
+    /// |---|---|---|
+    /// | spo2 | 0-100 % | a saturation is a fraction; Contec V7 "SpO2 0..100" (devices.md §6.3) |
+    /// | pulse_rate, nibp_pulse, heart_rate | 0-350 /min | the widest rate a monitor measures (Mindray BeneVision N22 manual A.14.4: 25-350 bpm; SpO2 PR 20-300); Contec V7 PR 0..254, BerryMed 25-250, Rad-8 25-240 (devices.md §5.1, §6.3) |
+    /// | perfusion_index | 0-100 % | PI is AC/DC x 100; Masimo 0.02-20, Contec V7 0-22.00 (§6.3) |
+    /// | pleth | 0-65535 | device units; the widest is Nonin format 7's 16-bit pleth (§6.2) |
+    /// | nibp_sys, nibp_dia, nibp_mean, cuff_pressure | 0-300 mmHg | an automated adult cuff is not inflated above 300 mmHg (IEC 80601-2-30), and no pressure it measures exceeds its own |
+    /// | battery | 0-100 % | a charge level; BAS Battery Level 0-100 (devices.md §2.6) |
+    pub const fn plausible_range(self) -> (f64, f64) {
+        match self {
+            Metric::Spo2 | Metric::PerfusionIndex | Metric::Battery => (0.0, 100.0),
+            Metric::PulseRate | Metric::NibpPulse | Metric::HeartRate => (0.0, 350.0),
+            Metric::Pleth => (0.0, 65_535.0),
+            Metric::NibpSys | Metric::NibpDia | Metric::NibpMean | Metric::CuffPressure => {
+                (0.0, 300.0)
+            }
+        }
+    }
+
+    /// Whether `v` is within [`Metric::plausible_range`].
+    pub fn is_plausible(self, v: f64) -> bool {
+        let (lo, hi) = self.plausible_range();
+        (lo..=hi).contains(&v)
+    }
 }
 
 impl fmt::Display for Metric {
@@ -469,16 +499,20 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// A measurement with a number. If `flags` holds a condition that voids values
-    /// ([`Flag::voids_value`]) the number is dropped and the value is
-    /// [`Invalid::DeviceFlagged`]: a number the device itself disowns is never shown.
+    /// A measurement with a number; every decoder's numbers come through here. If `flags`
+    /// holds a condition that voids values ([`Flag::voids_value`]) the number is dropped and
+    /// the value is [`Invalid::DeviceFlagged`]: a number the device itself disowns is never
+    /// shown. A number outside the metric's [`Metric::plausible_range`] is
+    /// [`Invalid::OutOfRange`]; a non-finite one is [`Invalid::NoValue`].
     pub fn new(metric: Metric, value: f64, flags: Flags) -> Measurement {
         let value = if flags.voiding().is_some() && metric != Metric::Battery {
             Value::Invalid(Invalid::DeviceFlagged)
-        } else if value.is_finite() {
-            Value::Valid(value)
-        } else {
+        } else if !value.is_finite() {
             Value::Invalid(Invalid::NoValue)
+        } else if !metric.is_plausible(value) {
+            Value::Invalid(Invalid::OutOfRange)
+        } else {
+            Value::Valid(value)
         };
         Measurement {
             metric,
@@ -574,6 +608,37 @@ mod tests {
         assert_eq!(m.value, Value::Valid(97.0));
         let m = Measurement::new(Metric::Spo2, f64::NAN, Flags::EMPTY);
         assert_eq!(m.value, Value::Invalid(Invalid::NoValue));
+    }
+
+    #[test]
+    fn numbers_outside_the_metric_range_are_out_of_range_and_its_bounds_are_values() {
+        // The range table on `Metric::plausible_range` (sources there).
+        let table: [(Metric, f64, f64); 11] = [
+            (Metric::Spo2, 0.0, 100.0),
+            (Metric::PulseRate, 0.0, 350.0),
+            (Metric::PerfusionIndex, 0.0, 100.0),
+            (Metric::Pleth, 0.0, 65_535.0),
+            (Metric::NibpSys, 0.0, 300.0),
+            (Metric::NibpDia, 0.0, 300.0),
+            (Metric::NibpMean, 0.0, 300.0),
+            (Metric::NibpPulse, 0.0, 350.0),
+            (Metric::CuffPressure, 0.0, 300.0),
+            (Metric::HeartRate, 0.0, 350.0),
+            (Metric::Battery, 0.0, 100.0),
+        ];
+        for (metric, lo, hi) in table {
+            for v in [lo, hi] {
+                let m = Measurement::new(metric, v, Flags::EMPTY);
+                assert_eq!(m.value, Value::Valid(v), "{metric} {v}");
+            }
+            for v in [lo - 0.1, hi + 0.1, -1.0, 55_668.0 * 2.0] {
+                let m = Measurement::new(metric, v, Flags::EMPTY);
+                assert_eq!(m.value, Value::Invalid(Invalid::OutOfRange), "{metric} {v}");
+            }
+        }
+        // A voiding flag still wins: the reason a user needs is the sensor, not the number.
+        let m = Measurement::new(Metric::Spo2, 140.0, Flags::EMPTY.with(Flag::NoFinger));
+        assert_eq!(m.value, Value::Invalid(Invalid::DeviceFlagged));
     }
 
     #[test]

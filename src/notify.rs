@@ -5,52 +5,69 @@
 //! highest configured level goes to the highest one). A delivery is a `POST` of the event's JSON
 //! (the `alarm` message with `"event": "notify"`) with the header `X-Vitalsd-Target`.
 //!
-//! Undelivered notifications are kept in `<data_dir>/notify-outbox.json`, rewritten atomically
-//! on every change, so they survive a restart and are sent when the daemon comes back. A target
-//! that fails is reported to every dashboard (`notification` message) and in the log; retries
-//! back off from 1 s to 60 s and go on until delivered or older than [`GIVE_UP_AFTER`].
+//! - **One queue per target.** Each target has its own task, so a dead or slow target never
+//!   delays another target's pages.
+//! - **Never stale.** When an alarm is acknowledged or cleared, its undelivered pages are
+//!   dropped at every target; a target that already got an active page for it gets the
+//!   `acknowledged` / `cleared` message instead. A newer page of an alarm replaces its older
+//!   undelivered one. A page undelivered for [`GIVE_UP_AFTER`] is dropped (and reported): by
+//!   then its alarm, if it still stands, has been paged again.
+//! - **Durable.** Pending pages live in the store's `notify_outbox` table (written by the
+//!   store's thread, group-committed), so they survive a restart, `kill -9` included, and are
+//!   delivered once after it. A `notify-outbox.json` left by an older version is moved into the
+//!   table at start and renamed `notify-outbox.json.migrated`.
+//! - **A failing target is an alarm.** After [`FAILURES_TO_ALARM`] failed attempts in a row the
+//!   hub raises `notify_failed` (medium, bed-less, naming the target); the next delivery that
+//!   succeeds clears it. After a failure, while nothing is left to deliver, the target is probed
+//!   with a `ping` message (`X-Vitalsd-Event: ping`) at the retry pace until it answers.
 
 use crate::clock::{rfc3339_ms, wall_ms};
 use crate::config::NotifyTarget;
 use crate::hub::Hub;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use crate::store::StoreHandle;
+use crate::store::outbox::{OutboxOp, OutboxRow};
+use serde::Deserialize;
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// A notification older than this is dropped from the outbox (and that is reported).
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// A page older than this is dropped from the outbox (and that is reported).
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+/// Failed attempts in a row that make a target's `notify_failed` alarm.
+pub const FAILURES_TO_ALARM: u32 = 2;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-/// One pending delivery, as kept in the outbox file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Pending {
-    /// Target name.
-    pub target: String,
-    /// The JSON body.
-    pub body: String,
-    /// When it was created (wall ms).
-    pub created_ms: i64,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// Not before (wall ms).
-    pub next_ms: i64,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
+/// What the notifier is told, in the order the alarm events happened.
+#[derive(Debug, Clone)]
+pub enum NotifyMsg {
+    /// Page the targets of `level` with `body` (a `notify` alarm message).
+    Page {
+        level: u8,
+        alarm_id: Option<u64>,
+        /// Not to this target (index): a `notify_failed` page is not sent to the target that
+        /// fails.
+        except: Option<u8>,
+        body: String,
+    },
+    /// The alarm was acknowledged or cleared (`body` is that message).
+    Resolved { alarm_id: u64, body: String },
 }
 
 /// Targets for a level: those configured at it, or those of the highest level below it.
-pub fn targets_for(targets: &[NotifyTarget], level: u8) -> Vec<&NotifyTarget> {
+pub fn targets_for(targets: &[NotifyTarget], level: u8) -> Vec<usize> {
     let best = targets
         .iter()
         .map(|t| t.level)
         .filter(|l| *l <= level)
         .max();
     match best {
-        Some(l) => targets.iter().filter(|t| t.level == l).collect(),
+        Some(l) => (0..targets.len())
+            .filter(|i| targets.get(*i).is_some_and(|t| t.level == l))
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -61,63 +78,89 @@ pub fn retry_delay(attempts: u32) -> Duration {
     (FIRST_RETRY * (1u32 << shift)).min(MAX_RETRY)
 }
 
-/// The outbox file: a JSON array of [`Pending`], replaced atomically.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    path: PathBuf,
+/// What a target's queue does with a message: the pure part of a target task.
+#[derive(Debug, Default)]
+pub struct TargetQueue {
+    /// Undelivered rows, in arrival order.
+    pub rows: VecDeque<OutboxRow>,
+    /// Alarms of which this target got an active page (it is told when they end).
+    pub delivered: HashSet<u64>,
 }
 
-impl Outbox {
-    /// The outbox in `data_dir`.
-    pub fn new(data_dir: &Path) -> Outbox {
-        Outbox {
-            path: data_dir.join("notify-outbox.json"),
+impl TargetQueue {
+    /// A new page: replaces an undelivered older page of the same alarm. Returns the ids of
+    /// rows it replaced.
+    pub fn page(&mut self, row: OutboxRow) -> Vec<i64> {
+        let mut gone = Vec::new();
+        if let Some(alarm) = row.alarm_id {
+            self.rows.retain(|r| {
+                let same = r.alarm_id == Some(alarm);
+                if same {
+                    gone.push(r.id);
+                }
+                !same
+            });
         }
+        self.rows.push_back(row);
+        gone
     }
 
-    /// What was pending when the daemon last stopped. A damaged file is renamed aside (and
-    /// reported) rather than silently ignored.
-    pub fn load(&self) -> Vec<Pending> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-            Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot read the notification outbox");
-                return Vec::new();
+    /// The alarm ended or was acknowledged: drops its undelivered rows (returned); `true` if
+    /// the target had an active page for it and must be told.
+    pub fn resolved(&mut self, alarm_id: u64) -> (Vec<i64>, bool) {
+        let mut gone = Vec::new();
+        self.rows.retain(|r| {
+            let same = r.alarm_id == Some(alarm_id);
+            if same {
+                gone.push(r.id);
             }
-        };
-        match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                let aside = self.path.with_extension("json.damaged");
-                let _ = std::fs::rename(&self.path, &aside);
-                tracing::error!(path = %aside.display(), error = %e, "notification outbox is damaged; kept aside");
-                Vec::new()
-            }
-        }
+            !same
+        });
+        (gone, self.delivered.remove(&alarm_id))
     }
 
-    /// Replaces the file with `pending` (write, fsync, rename).
-    pub fn save(&self, pending: &[Pending]) -> std::io::Result<()> {
-        use std::io::Write;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        let body = serde_json::to_vec(pending).map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+    /// The row due first, if any is due at `now_ms`.
+    pub fn due(&self, now_ms: i64) -> Option<usize> {
+        let (i, r) = self
+            .rows
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, r)| r.next_ms)?;
+        (r.next_ms <= now_ms).then_some(i)
+    }
+
+    /// When the next row is due.
+    pub fn next_ms(&self) -> Option<i64> {
+        self.rows.iter().map(|r| r.next_ms).min()
     }
 }
 
-/// Runs the notifier until cancelled: takes notify bodies from `rx`, delivers them.
+enum TargetCmd {
+    Page(OutboxRow),
+    Resolved { alarm_id: u64, body: String },
+}
+
+/// Hands out outbox row ids, shared by the manager and every target task.
+#[derive(Clone)]
+struct Ids(Arc<std::sync::atomic::AtomicI64>);
+
+impl Ids {
+    fn starting_after(last: i64) -> Ids {
+        Ids(Arc::new(std::sync::atomic::AtomicI64::new(last)))
+    }
+
+    fn next(&self) -> i64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+}
+
+/// Runs the notifier until cancelled: one task per target, pages from `rx`.
 pub async fn run(
     targets: Vec<NotifyTarget>,
-    outbox: Outbox,
+    data_dir: std::path::PathBuf,
+    store: StoreHandle,
     hub: Arc<Hub>,
-    mut rx: mpsc::UnboundedReceiver<(u8, String)>,
+    mut rx: mpsc::UnboundedReceiver<NotifyMsg>,
     cancel: CancellationToken,
 ) {
     let client = match reqwest::Client::builder().build() {
@@ -127,112 +170,312 @@ pub async fn run(
             return;
         }
     };
-    let mut pending = outbox.load();
-    if !pending.is_empty() {
+    let mut rows = match store.outbox_load().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the notification outbox");
+            Vec::new()
+        }
+    };
+    let ids = Ids::starting_after(rows.iter().map(|r| r.id).max().unwrap_or(0));
+    for r in migrate_json(&data_dir, &ids) {
+        store.outbox(OutboxOp::Put(r.clone()));
+        rows.push(r);
+    }
+    if !rows.is_empty() {
         tracing::info!(
-            count = pending.len(),
+            count = rows.len(),
             "resending notifications left from before the restart"
         );
     }
-    let mut failing: std::collections::BTreeSet<String> = Default::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut senders = Vec::with_capacity(targets.len());
+    for (idx, target) in targets.iter().enumerate() {
+        let (tx, trx) = mpsc::unbounded_channel();
+        let mut queue = TargetQueue::default();
+        for r in rows.iter().filter(|r| r.target == target.name) {
+            queue.rows.push_back(r.clone());
+        }
+        let task = TargetTask {
+            idx,
+            target: target.clone(),
+            client: client.clone(),
+            store: store.clone(),
+            hub: hub.clone(),
+            queue,
+            ids: ids.clone(),
+            failures: 0,
+            alarmed: false,
+            probe_ms: None,
+        };
+        tasks.spawn(task.run(trx, cancel.clone()));
+        senders.push(tx);
+    }
+    for r in rows
+        .iter()
+        .filter(|r| !targets.iter().any(|t| t.name == r.target))
+    {
+        tracing::warn!(target = %r.target, "notification for a target no longer configured; dropped");
+        store.outbox(OutboxOp::Remove(r.id));
+    }
     loop {
-        // Deliver what is due, one at a time per round (each has its own timeout).
-        let now = wall_ms();
-        let mut changed = false;
-        let mut i = 0;
-        while i < pending.len() {
-            if cancel.is_cancelled() {
-                break;
-            }
-            if pending[i].next_ms > now {
-                i += 1;
-                continue;
-            }
-            let p = &mut pending[i];
-            let Some(target) = targets.iter().find(|t| t.name == p.target) else {
-                tracing::warn!(target = %p.target, "notification for a target no longer configured; dropped");
-                pending.remove(i);
-                changed = true;
-                continue;
-            };
-            let sent = client
-                .post(&target.url)
-                .timeout(target.timeout)
-                .header("content-type", "application/json")
-                .header("x-vitalsd-target", &target.name)
-                .body(p.body.clone())
-                .send()
-                .await;
-            let result = match sent {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("HTTP {}", r.status())),
-                Err(e) => Err(e.to_string()),
-            };
-            changed = true;
-            match result {
-                Ok(()) => {
-                    if failing.remove(&target.name) {
-                        report(&hub, &target.name, "recovered", p.attempts + 1, None);
-                    }
-                    pending.remove(i);
-                }
-                Err(err) => {
-                    p.attempts += 1;
-                    p.next_ms = now + retry_delay(p.attempts).as_millis() as i64;
-                    p.last_error = Some(err.clone());
-                    if failing.insert(target.name.clone()) || p.attempts.is_multiple_of(10) {
-                        tracing::warn!(target = %target.name, attempts = p.attempts, error = %err, "notification delivery failed; retrying");
-                        report(&hub, &target.name, "failed", p.attempts, Some(&err));
-                    }
-                    if now - p.created_ms > GIVE_UP_AFTER.as_millis() as i64 {
-                        tracing::error!(target = %target.name, "notification undelivered for 24 h; dropped");
-                        report(&hub, &target.name, "given_up", p.attempts, Some(&err));
-                        pending.remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-        }
-        if changed && let Err(e) = outbox.save(&pending) {
-            tracing::error!(error = %e, "cannot write the notification outbox");
-        }
-        let next_due = pending.iter().map(|p| p.next_ms).min();
-        let wait = next_due
-            .map(|t| Duration::from_millis(u64::try_from((t - wall_ms()).max(0)).unwrap_or(0)))
-            .unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                if let Err(e) = outbox.save(&pending) {
-                    tracing::error!(error = %e, "cannot write the notification outbox");
-                }
-                return;
-            }
-            _ = tokio::time::sleep(wait) => {}
-            msg = rx.recv() => {
-                let Some((level, body)) = msg else { return };
-                let now = wall_ms();
-                let to = targets_for(&targets, level);
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = rx.recv() => m,
+        };
+        let Some(msg) = msg else { break };
+        match msg {
+            NotifyMsg::Page {
+                level,
+                alarm_id,
+                except,
+                body,
+            } => {
+                let mut to = targets_for(&targets, level);
                 if to.is_empty() && !targets.is_empty() {
                     tracing::warn!(level, "no notification target at or below this level");
                 }
-                for t in to {
-                    pending.push(Pending {
+                to.retain(|i| except.is_none_or(|x| usize::from(x) != *i));
+                let now = wall_ms();
+                for i in to {
+                    let (Some(t), Some(tx)) = (targets.get(i), senders.get(i)) else {
+                        continue;
+                    };
+                    let row = OutboxRow {
+                        id: ids.next(),
                         target: t.name.clone(),
+                        alarm_id,
                         body: body.clone(),
                         created_ms: now,
                         attempts: 0,
                         next_ms: now,
                         last_error: None,
-                    });
+                    };
+                    // Recorded before it is tried, so a crash during delivery loses nothing.
+                    store.outbox(OutboxOp::Put(row.clone()));
+                    let _ = tx.send(TargetCmd::Page(row));
                 }
-                // Persist before trying, so a crash during delivery loses nothing.
-                if let Err(e) = outbox.save(&pending) {
-                    tracing::error!(error = %e, "cannot write the notification outbox");
+            }
+            NotifyMsg::Resolved { alarm_id, body } => {
+                for tx in &senders {
+                    let _ = tx.send(TargetCmd::Resolved {
+                        alarm_id,
+                        body: body.clone(),
+                    });
                 }
             }
         }
     }
+    drop(senders);
+    while tasks.join_next().await.is_some() {}
+}
+
+struct TargetTask {
+    idx: usize,
+    target: NotifyTarget,
+    client: reqwest::Client,
+    store: StoreHandle,
+    hub: Arc<Hub>,
+    queue: TargetQueue,
+    ids: Ids,
+    /// Failed attempts in a row.
+    failures: u32,
+    /// `notify_failed` is raised for this target.
+    alarmed: bool,
+    /// After a failure, while there is nothing to deliver: when to probe next (so that a
+    /// failing target is noticed, and its recovery too, without a page to carry it).
+    probe_ms: Option<i64>,
+}
+
+impl TargetTask {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<TargetCmd>, cancel: CancellationToken) {
+        loop {
+            // Take everything already told before the next attempt: an acknowledgement that
+            // came in meanwhile cancels its page before it is tried again.
+            while let Ok(cmd) = rx.try_recv() {
+                self.handle(cmd);
+            }
+            self.give_up_old();
+            let now = wall_ms();
+            if let Some(i) = self.queue.due(now) {
+                self.attempt(i).await;
+                continue;
+            }
+            if self.queue.rows.is_empty()
+                && let Some(at) = self.probe_ms
+                && at <= now
+            {
+                self.probe().await;
+                continue;
+            }
+            let next = match self.queue.next_ms() {
+                Some(a) => Some(a),
+                None => self.probe_ms,
+            };
+            let wait = next
+                .map(|t| Duration::from_millis(u64::try_from((t - now).max(0)).unwrap_or(0)))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: TargetCmd) {
+        match cmd {
+            TargetCmd::Page(row) => {
+                for id in self.queue.page(row) {
+                    self.store.outbox(OutboxOp::Remove(id));
+                }
+            }
+            TargetCmd::Resolved { alarm_id, body } => {
+                let (gone, tell) = self.queue.resolved(alarm_id);
+                if !gone.is_empty() {
+                    tracing::info!(target = %self.target.name, alarm = alarm_id, "undelivered page dropped: its alarm was acknowledged or cleared");
+                }
+                for id in gone {
+                    self.store.outbox(OutboxOp::Remove(id));
+                }
+                if tell {
+                    let now = wall_ms();
+                    let row = OutboxRow {
+                        id: self.ids.next(),
+                        target: self.target.name.clone(),
+                        // Not tied to the alarm: nothing cancels the "resolved" update.
+                        alarm_id: None,
+                        body,
+                        created_ms: now,
+                        attempts: 0,
+                        next_ms: now,
+                        last_error: None,
+                    };
+                    self.store.outbox(OutboxOp::Put(row.clone()));
+                    self.queue.rows.push_back(row);
+                }
+            }
+        }
+    }
+
+    fn give_up_old(&mut self) {
+        let limit = i64::try_from(GIVE_UP_AFTER.as_millis()).unwrap_or(i64::MAX);
+        let now = wall_ms();
+        let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queue.rows)
+            .into_iter()
+            .partition(|r| now - r.created_ms > limit);
+        self.queue.rows = keep.into();
+        for r in old {
+            tracing::error!(target = %self.target.name, attempts = r.attempts, "notification undelivered for 10 min; dropped");
+            report(
+                &self.hub,
+                &self.target.name,
+                "given_up",
+                r.attempts,
+                r.last_error.as_deref(),
+            );
+            self.store.outbox(OutboxOp::Remove(r.id));
+        }
+    }
+
+    async fn post(&self, body: String, event: &str) -> Result<(), String> {
+        let sent = self
+            .client
+            .post(&self.target.url)
+            .timeout(self.target.timeout)
+            .header("content-type", "application/json")
+            .header("x-vitalsd-target", &self.target.name)
+            .header("x-vitalsd-event", event)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("HTTP {}", r.status())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn attempt(&mut self, i: usize) {
+        let Some(row) = self.queue.rows.get(i).cloned() else {
+            return;
+        };
+        let event = serde_json::from_str::<serde_json::Value>(&row.body)
+            .ok()
+            .and_then(|v| v["event"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "notify".to_owned());
+        let result = self.post(row.body.clone(), &event).await;
+        // The row may have been replaced meanwhile only by this task: it is still at `i`.
+        match result {
+            Ok(()) => {
+                self.queue.rows.remove(i);
+                self.store.outbox(OutboxOp::Remove(row.id));
+                if event == "notify"
+                    && let Some(a) = row.alarm_id
+                {
+                    self.queue.delivered.insert(a);
+                }
+                self.succeeded(row.attempts + 1);
+            }
+            Err(err) => {
+                let attempts = row.attempts + 1;
+                if let Some(r) = self.queue.rows.get_mut(i) {
+                    r.attempts = attempts;
+                    r.next_ms = wall_ms() + ms(retry_delay(attempts));
+                    r.last_error = Some(err.clone());
+                    self.store.outbox(OutboxOp::Put(r.clone()));
+                }
+                self.failed(attempts, &err);
+            }
+        }
+    }
+
+    async fn probe(&mut self) {
+        let body = serde_json::json!({
+            "v": crate::hub::wire::VERSION,
+            "type": "ping",
+            "target": self.target.name,
+            "at": rfc3339_ms(wall_ms()),
+        })
+        .to_string();
+        match self.post(body, "ping").await {
+            Ok(()) => self.succeeded(self.failures + 1),
+            Err(err) => self.failed(self.failures + 1, &err),
+        }
+    }
+
+    fn succeeded(&mut self, attempts: u32) {
+        if self.failures > 0 {
+            tracing::info!(target = %self.target.name, "notification target delivers again");
+            report(&self.hub, &self.target.name, "recovered", attempts, None);
+        }
+        self.failures = 0;
+        self.probe_ms = None;
+        if self.alarmed {
+            self.alarmed = false;
+            self.hub.notify_target(self.idx, false);
+        }
+    }
+
+    fn failed(&mut self, attempts: u32, err: &str) {
+        self.failures += 1;
+        self.probe_ms = Some(wall_ms() + ms(retry_delay(self.failures)));
+        if self.failures == 1 || self.failures.is_multiple_of(10) {
+            tracing::warn!(target = %self.target.name, attempts, error = %err, "notification delivery failed; retrying");
+            report(&self.hub, &self.target.name, "failed", attempts, Some(err));
+        }
+        if self.failures >= FAILURES_TO_ALARM && !self.alarmed {
+            self.alarmed = true;
+            self.hub.notify_target(self.idx, true);
+        }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn report(hub: &Hub, target: &str, status: &str, attempts: u32, error: Option<&str>) {
@@ -244,6 +487,60 @@ fn report(hub: &Hub, target: &str, status: &str, attempts: u32, error: Option<&s
         "error": error,
         "at": rfc3339_ms(wall_ms()),
     }));
+}
+
+/// A pending delivery as versions before the SQLite outbox kept it in `notify-outbox.json`.
+#[derive(Debug, Deserialize)]
+struct JsonPending {
+    target: String,
+    body: String,
+    created_ms: i64,
+    attempts: u32,
+    next_ms: i64,
+    last_error: Option<String>,
+}
+
+/// Moves an old `notify-outbox.json` into outbox rows and renames the file
+/// `notify-outbox.json.migrated` (a damaged one `.damaged`), so it is read once.
+fn migrate_json(data_dir: &Path, ids: &Ids) -> Vec<OutboxRow> {
+    let path = data_dir.join("notify-outbox.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot read the old notification outbox");
+            return Vec::new();
+        }
+    };
+    let (rows, aside) = match serde_json::from_str::<Vec<JsonPending>>(&text) {
+        Ok(old) => {
+            let rows: Vec<OutboxRow> = old
+                .into_iter()
+                .map(|p| OutboxRow {
+                    id: ids.next(),
+                    alarm_id: serde_json::from_str::<serde_json::Value>(&p.body)
+                        .ok()
+                        .and_then(|v| v["alarm"]["id"].as_u64()),
+                    target: p.target,
+                    body: p.body,
+                    created_ms: p.created_ms,
+                    attempts: p.attempts,
+                    next_ms: p.next_ms,
+                    last_error: p.last_error,
+                })
+                .collect();
+            tracing::info!(path = %path.display(), count = rows.len(), "old notification outbox moved into the store");
+            (rows, path.with_extension("json.migrated"))
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "old notification outbox is damaged; kept aside");
+            (Vec::new(), path.with_extension("json.damaged"))
+        }
+    };
+    if let Err(e) = std::fs::rename(&path, &aside) {
+        tracing::error!(path = %path.display(), error = %e, "cannot rename the old notification outbox");
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -259,13 +556,26 @@ mod tests {
         }
     }
 
+    fn row(id: i64, alarm: Option<u64>, next_ms: i64) -> OutboxRow {
+        OutboxRow {
+            id,
+            target: "desk".into(),
+            alarm_id: alarm,
+            body: "{}".into(),
+            created_ms: 0,
+            attempts: 0,
+            next_ms,
+            last_error: None,
+        }
+    }
+
     #[test]
     fn an_escalation_past_the_last_level_goes_to_the_highest_targets() {
         let ts = [t("desk", 0), t("charge", 1), t("pager", 1)];
         let names = |l| {
             targets_for(&ts, l)
                 .iter()
-                .map(|t| t.name.clone())
+                .map(|i| ts[*i].name.clone())
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(0), ["desk"]);
@@ -282,22 +592,55 @@ mod tests {
     }
 
     #[test]
-    fn the_outbox_survives_a_restart_and_a_damaged_one_is_kept_aside() {
+    fn a_newer_page_of_an_alarm_replaces_its_undelivered_one() {
+        let mut q = TargetQueue::default();
+        assert!(q.page(row(1, Some(7), 0)).is_empty());
+        assert!(q.page(row(2, Some(8), 0)).is_empty());
+        assert_eq!(q.page(row(3, Some(7), 0)), [1]);
+        let ids: Vec<i64> = q.rows.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [2, 3]);
+    }
+
+    #[test]
+    fn an_acknowledged_alarms_pages_are_dropped_and_only_a_paged_target_is_told() {
+        let mut q = TargetQueue::default();
+        q.page(row(1, Some(7), 0));
+        q.page(row(2, Some(8), 0));
+        assert_eq!(q.resolved(7), (vec![1], false));
+        q.delivered.insert(8);
+        assert_eq!(q.resolved(8), (vec![2], true));
+        assert!(q.rows.is_empty());
+        assert_eq!(q.resolved(8), (vec![], false), "told once");
+    }
+
+    #[test]
+    fn the_row_due_first_is_tried_first() {
+        let mut q = TargetQueue::default();
+        q.page(row(1, Some(1), 500));
+        q.page(row(2, Some(2), 100));
+        assert_eq!(q.due(50), None);
+        assert_eq!(q.due(100), Some(1));
+        assert_eq!(q.next_ms(), Some(100));
+    }
+
+    #[test]
+    fn an_old_json_outbox_is_moved_into_rows_once() {
         let dir = tempfile::tempdir().unwrap();
-        let ob = Outbox::new(dir.path());
-        assert!(ob.load().is_empty());
-        let p = Pending {
-            target: "desk".into(),
-            body: "{}".into(),
-            created_ms: 1,
-            attempts: 2,
-            next_ms: 3,
-            last_error: Some("refused".into()),
-        };
-        ob.save(std::slice::from_ref(&p)).unwrap();
-        assert_eq!(Outbox::new(dir.path()).load(), vec![p]);
+        std::fs::write(
+            dir.path().join("notify-outbox.json"),
+            r#"[{"target":"desk","body":"{\"alarm\":{\"id\":42}}","created_ms":1,"attempts":2,"next_ms":3,"last_error":"refused"}]"#,
+        )
+        .unwrap();
+        let ids = Ids::starting_after(10);
+        let rows = migrate_json(dir.path(), &ids);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, 11);
+        assert_eq!(rows[0].alarm_id, Some(42));
+        assert_eq!(rows[0].attempts, 2);
+        assert!(dir.path().join("notify-outbox.json.migrated").exists());
+        assert!(migrate_json(dir.path(), &ids).is_empty());
         std::fs::write(dir.path().join("notify-outbox.json"), "{not json").unwrap();
-        assert!(ob.load().is_empty());
+        assert!(migrate_json(dir.path(), &ids).is_empty());
         assert!(dir.path().join("notify-outbox.json.damaged").exists());
     }
 }

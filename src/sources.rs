@@ -2,9 +2,10 @@
 //! measurements to the hub, and on any error report `disconnected` and reconnect with backoff.
 //! State that must survive a reconnect (the NIBP schedule) lives outside the connection.
 //!
-//! Two dialogues exist: streaming devices (Masimo, Nonin: they talk, we listen) and the SunTech
-//! NIBP module (we start a measurement on the bed's interval, poll the cuff pressure while it
-//! runs, then ask for the result).
+//! Two dialogues exist: streaming devices (Masimo, Nonin, Contec: they talk, we listen; a Contec
+//! V7 is sent its start command and keep-alive, [`crate::protocol::dialogue_for`]) and the
+//! SunTech NIBP module (we start a measurement on the bed's interval, poll the cuff pressure
+//! while it runs, then ask for the result).
 
 use crate::clock::{Mono, mono_now};
 use crate::hub::wire::DeviceStatus;
@@ -204,7 +205,8 @@ enum Ended {
 }
 
 /// A device that streams: read, decode, ingest, until the link fails or delivers no valid
-/// frame for the liveness limit.
+/// frame for the liveness limit. A device that streams only when asked (Contec V7) gets its
+/// start command first and its keep-alive on time.
 async fn stream_session(
     ctx: &SourceCtx,
     device: DeviceIdx,
@@ -221,6 +223,16 @@ async fn stream_session(
         );
     };
     let mut watch = LinkWatch::new(live);
+    let dialogue = protocol::dialogue_for(&binding.profile.protocol);
+    let mut keep_alive =
+        tokio::time::interval(dialogue.map_or(Duration::from_secs(3600), |d| d.every));
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if let Some(d) = dialogue {
+        keep_alive.reset(); // the first keep-alive is due one period after the start
+        if let Err(e) = link.write_all(&d.start).await {
+            return watch.lost(format!("write failed: {e}"));
+        }
+    }
     let mut buf = vec![0u8; 4096];
     let mut out: Vec<Measurement> = Vec::with_capacity(64);
     // One timer, moved on only when it fires early (not per frame: a 75 Hz stream would
@@ -230,6 +242,14 @@ async fn stream_session(
     loop {
         let n = tokio::select! {
             _ = ctx.cancel.cancelled() => return Ended::Cancelled,
+            _ = keep_alive.tick(), if dialogue.is_some() => {
+                if let Some(d) = dialogue
+                    && let Err(e) = link.write_all(&d.keep_alive).await
+                {
+                    return watch.lost(format!("write failed: {e}"));
+                }
+                continue;
+            }
             _ = &mut deadline => {
                 if mono_now() >= watch.deadline() {
                     return watch.dead();

@@ -390,13 +390,25 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_after()
         })
         .await;
     let id = raised["alarm"]["id"].as_u64().unwrap();
-    let outbox = rig.cfg.data_dir.join("notify-outbox.json");
+    // Queued in the store's outbox table.
+    let store = rig.cfg.data_dir.join(vitalsd::store::FILE_NAME);
+    let queued = || -> bool {
+        let Ok(conn) = rusqlite::Connection::open(&store) else {
+            return false;
+        };
+        conn.query_row(
+            "SELECT count(*) FROM notify_outbox WHERE body LIKE '%spo2_low%'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n > 0)
+    };
     let deadline = tokio::time::Instant::now() + SOON;
-    while !std::fs::read_to_string(&outbox).is_ok_and(|t| t.contains("spo2_low")) {
+    while !queued() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "nothing queued in {}",
-            outbox.display()
+            store.display()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

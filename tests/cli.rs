@@ -53,6 +53,36 @@ fn decode_of_an_unknown_protocol_names_the_known_ones() {
 }
 
 #[test]
+fn decode_help_lists_every_protocol() {
+    let out = Command::new(bin())
+        .args(["decode", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for p in vitalsd::protocol::PROTOCOLS {
+        assert!(help.contains(p), "{p} missing from {help}");
+    }
+}
+
+#[test]
+fn decode_exits_non_zero_when_nothing_decodes_and_says_why() {
+    // Issue 9's damaged Masimo line: cut inside BPM. And a line without its line end.
+    let cut = b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=07\r\n";
+    let whole = b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800";
+    for (bytes, what) in [(&cut[..], "cut line"), (&whole[..], "no line end")] {
+        let out = Command::new(bin())
+            .args(["decode", "--protocol", "masimo-ascii", &hex(bytes)])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}");
+        assert!(out.stdout.is_empty(), "{what}: no observation printed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("nothing decoded"), "{what}: {err}");
+    }
+}
+
+#[test]
 fn check_config_names_file_line_and_key_of_a_mistake() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

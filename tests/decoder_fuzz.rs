@@ -22,17 +22,6 @@ fn plausible(metric: Metric) -> (f64, f64) {
     }
 }
 
-/// The BLE decoders that still pass impossible numbers (issue 9, "BLE decoders pass impossible
-/// values"), fixed on the `decoders` branch: for these only "no panic" is asserted until it is
-/// merged; then this list is emptied.
-const NOT_YET_RANGE_CHECKED: &[&str] = &[
-    "plx-spot-check",
-    "plx-continuous",
-    "bls-measurement",
-    "bls-cuff-pressure",
-    "hrs",
-];
-
 /// Hand-made valid frames (from the device references), the mutation seeds. Protocols without
 /// one here get seeds from random inputs that decoded.
 fn seeds(protocol: &str) -> Vec<Vec<u8>> {
@@ -169,9 +158,6 @@ fn check(protocol: &str, decoder: &mut Box<dyn Decoder>, input: &[u8], rng: &mut
         };
         frames += report.frames;
         for m in &out {
-            if NOT_YET_RANGE_CHECKED.contains(&protocol) {
-                continue;
-            }
             if let Value::Valid(v) = m.value {
                 let (lo, hi) = plausible(m.metric);
                 assert!(

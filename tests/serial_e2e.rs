@@ -258,3 +258,169 @@ async fn reqwest_get(url: &str) -> Value {
     );
     serde_json::from_str(json).unwrap()
 }
+
+/// Issue 9, "damaged lines become numbers": the real binary reads a Masimo over TCP from a
+/// device server played by the test. A line cut inside a field (`BPM=07` + CR LF, real 072)
+/// and two lines run together after a lost CR LF (the second's SpO2 80 hidden behind the
+/// first's 98) give no value at all and are counted as bad frames in the log; the good line
+/// after them gives its values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_masimo_line_gives_no_value_and_the_next_good_line_does() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let device_server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = device_server.local_addr().unwrap().port();
+    let cfg = dir.path().join("masimo.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+listen = "127.0.0.1:0"
+data_dir = "{dir}/data"
+
+[[rooms]]
+id = "room1"
+name = "Room 1"
+
+[[rooms.recliners]]
+id = "A"
+
+[[rooms.recliners.devices]]
+id = "room1-A-oximeter"
+profile = "masimo-rad8"
+tcp = "127.0.0.1:{port}"
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(crate::util::bin())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("VITALSD_LOG", "vitalsd=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    /// Kills the daemon if the test fails before it is stopped (disarmed once it is reaped).
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let reap = Reap(child.id());
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(SOON)
+            .expect("the daemon prints where it listens");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim_end_matches('/').to_owned();
+        }
+    };
+    let mut c = crate::util::Client::connect(&format!("ws://{addr}/ws")).await;
+    let (mut device, _) = tokio::time::timeout(SOON, device_server.accept())
+        .await
+        .expect("the daemon connects to the device server")
+        .unwrap();
+
+    // Lines in the Rad-8 ASCII 1 layout (devices.md §6.1, yahnatan/pulseox README).
+    let line = |time: &str, spo2: &str, bpm: &str| {
+        format!(
+            "02/22/16 {time} SN=0000056661 SPO2={spo2}% BPM={bpm} PI=03.60% SPCO=--.-% \
+             SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
+        )
+    };
+    let first = line("22:47:45", "097", "072");
+    let cut = line("22:47:46", "096", "072");
+    let cut = format!("{}\r\n", &cut[..cut.find("BPM=07").unwrap() + 6]);
+    let merged = format!(
+        "{}{}",
+        line("22:47:47", "098", "072").trim_end(),
+        line("22:47:48", "080", "072")
+    );
+    let last = line("22:47:49", "091", "072");
+    for part in [&first, &cut, &merged, &last] {
+        device.write_all(part.as_bytes()).await.unwrap();
+        device.flush().await.unwrap();
+    }
+    let mut readings = Vec::new();
+    c.wait_for("the last good line's SpO2", SOON, |m| {
+        if crate::util::is_reading(m, "room1/A", "spo2")
+            || crate::util::is_reading(m, "room1/A", "pulse_rate")
+            || crate::util::is_reading(m, "room1/A", "perfusion_index")
+        {
+            readings.push((m["metric"].as_str().unwrap().to_owned(), m["value"].clone()));
+        }
+        crate::util::is_reading(m, "room1/A", "spo2") && m["value"] == 91.0
+    })
+    .await;
+    // Then the perfusion index of that line, and nothing else.
+    c.wait_for("the last good line's PI", SOON, |m| {
+        if crate::util::is_reading(m, "room1/A", "spo2")
+            || crate::util::is_reading(m, "room1/A", "pulse_rate")
+            || crate::util::is_reading(m, "room1/A", "perfusion_index")
+        {
+            readings.push((m["metric"].as_str().unwrap().to_owned(), m["value"].clone()));
+        }
+        crate::util::is_reading(m, "room1/A", "perfusion_index")
+    })
+    .await;
+    let want: Vec<(String, Value)> = [
+        ("spo2", 97.0),
+        ("pulse_rate", 72.0),
+        ("perfusion_index", 3.6),
+        ("spo2", 91.0),
+        ("pulse_rate", 72.0),
+        ("perfusion_index", 3.6),
+    ]
+    .into_iter()
+    .map(|(m, v)| (m.to_owned(), Value::from(v)))
+    .collect();
+    assert_eq!(
+        readings, want,
+        "only the whole lines give values, never 7 or 80"
+    );
+    c.close().await;
+    drop(device);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    std::mem::forget(reap);
+    assert!(status.success(), "exit status {status}");
+    let log = log.join().unwrap();
+    // The decoder's count of bad frames, as the log reports it per read.
+    let bad_frames: u32 = log
+        .lines()
+        .filter(|l| l.contains("room1-A-oximeter"))
+        .filter_map(|l| l.split("bad_frames=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse::<u32>().ok())
+        .sum();
+    assert_eq!(bad_frames, 2, "the cut line and the merged lines: {log}");
+}

@@ -210,6 +210,7 @@
     const what = TECHNICAL[a.condition] || String(a.condition || 'alarm').replace(/_/g, ' ').toUpperCase();
     let extra = '';
     if (a.condition === 'cuff_error' && typeof a.value === 'number') extra = ' ' + fmtNum(a.value);
+    if (a.target) extra = ': ' + a.target; // notify_failed names the failing target
     let dev = '';
     if (a.device) {
       const bed = S.beds.get(a.bed);

@@ -96,6 +96,10 @@ struct Slot {
     delay: Duration,
     alarm: Option<Alarm>,
     esc: Escalation,
+    /// The last page of this condition and its priority: the page limit
+    /// ([`EscalationPolicy::page_interval`](super::EscalationPolicy)) outlives each alarm, so
+    /// a condition that flaps does not page every cycle.
+    last_page: Option<(Mono, Priority)>,
 }
 
 impl Slot {
@@ -107,6 +111,7 @@ impl Slot {
             delay: Duration::ZERO,
             alarm: None,
             esc: Escalation::default(),
+            last_page: None,
         }
     }
 }
@@ -167,43 +172,50 @@ impl Ctx<'_> {
     }
 }
 
-/// Starts notifications for a just-raised (or just-escalated-to-high) alarm.
+/// Starts notifications for a just-raised (or just-risen-in-priority) alarm: a page at level 0
+/// now, unless the page limit holds it back (then when the window ends).
 fn esc_start(ctx: &Ctx, slot: &mut Slot, out: &mut Vec<AlarmEvent>) {
     let Some(a) = slot.alarm else { return };
-    let p = &ctx.policy.escalation;
-    let repeat =
-        a.priority == Priority::High || (a.priority == Priority::Medium && p.repeat_medium);
-    let once = a.priority == Priority::Medium && p.notify_medium;
     slot.esc = Escalation {
         raised: ctx.now.mono,
         level: 0,
         last: ctx.now.mono,
         next: None,
     };
-    if repeat || once {
-        out.push(ctx.event(EventKind::Notify { level: 0 }, Some(a), None));
-    }
-    if repeat {
-        slot.esc.next = Some(esc_next(ctx.policy, &slot.esc));
+    if ctx.policy.escalation.of(a.priority).notify {
+        esc_page(ctx, slot, a, out);
     }
 }
 
-/// The next due time: the next re-notify or the next level boundary, whichever is first.
-fn esc_next(policy: &Policy, e: &Escalation) -> Mono {
-    let p = &policy.escalation;
-    let renotify = e
-        .last
-        .saturating_add(p.renotify_every.max(Duration::from_secs(1)));
-    let levels = p.levels.max(1);
-    if e.level + 1 < levels {
-        let step = p.escalate_after.max(Duration::from_secs(1));
-        let boundary = e
-            .raised
-            .saturating_add(step.saturating_mul(u32::from(e.level) + 1));
-        renotify.min(boundary)
-    } else {
-        renotify
+/// A page is due for `a`: sends it (and schedules the next) or, within the page limit of the
+/// slot's condition, holds it until the window ends.
+fn esc_page(ctx: &Ctx, slot: &mut Slot, a: Alarm, out: &mut Vec<AlarmEvent>) {
+    let e = &ctx.policy.escalation;
+    let now = ctx.now.mono;
+    if let Some((t, p)) = slot.last_page
+        && p >= a.priority
+    {
+        let open = t.saturating_add(e.page_interval);
+        if now < open {
+            slot.esc.next = Some(open);
+            return;
+        }
     }
+    let pe = e.of(a.priority);
+    let elapsed = now.since(slot.esc.raised);
+    // Never lower: an escalation restored after a restart keeps the level it had reached.
+    slot.esc.level = pe.level_at(elapsed).max(slot.esc.level);
+    slot.esc.last = now;
+    slot.last_page = Some((now, a.priority));
+    out.push(ctx.event(
+        EventKind::Notify {
+            level: slot.esc.level,
+        },
+        Some(a),
+        None,
+    ));
+    let raised = slot.esc.raised;
+    slot.esc.next = pe.next_after(elapsed).map(|d| raised.saturating_add(d));
 }
 
 fn esc_tick(ctx: &Ctx, slot: &mut Slot, out: &mut Vec<AlarmEvent>) {
@@ -213,21 +225,7 @@ fn esc_tick(ctx: &Ctx, slot: &mut Slot, out: &mut Vec<AlarmEvent>) {
     if ctx.now.mono < next {
         return;
     }
-    let p = &ctx.policy.escalation;
-    let step = p.escalate_after.max(Duration::from_secs(1));
-    let elapsed = ctx.now.mono.since(slot.esc.raised);
-    let by_time = u8::try_from(elapsed.as_nanos() / step.as_nanos()).unwrap_or(u8::MAX);
-    // Never lower: an escalation restored after a restart keeps the level it had reached.
-    slot.esc.level = by_time.min(p.levels.max(1) - 1).max(slot.esc.level);
-    slot.esc.last = ctx.now.mono;
-    out.push(ctx.event(
-        EventKind::Notify {
-            level: slot.esc.level,
-        },
-        Some(a),
-        None,
-    ));
-    slot.esc.next = Some(esc_next(ctx.policy, &slot.esc));
+    esc_page(ctx, slot, a, out);
 }
 
 fn raise(
@@ -239,7 +237,7 @@ fn raise(
     device: Option<DeviceIdx>,
     out: &mut Vec<AlarmEvent>,
 ) {
-    let audio = if ctx.paused && priority < Priority::High {
+    let audio = if ctx.paused && !ctx.policy.audio.breakthrough.sounds(priority) {
         Audio::Paused
     } else {
         Audio::Sounding
@@ -257,6 +255,7 @@ fn raise(
         limit,
         started_ms: ctx.now.wall_ms,
         updated_ms: ctx.now.wall_ms,
+        target: None,
     };
     slot.alarm = Some(alarm);
     slot.pending = None;
@@ -287,7 +286,7 @@ fn still_beyond(
         if a.state == AlarmState::Acknowledged {
             a.state = AlarmState::Active;
         }
-        a.audio = if ctx.paused && priority < Priority::High {
+        a.audio = if ctx.paused && !ctx.policy.audio.breakthrough.sounds(priority) {
             Audio::Paused
         } else {
             Audio::Sounding
@@ -916,6 +915,7 @@ impl BedAlarms {
                 slot.alarm = o.alarm.take();
                 slot.esc = o.esc;
                 slot.device = o.device;
+                slot.last_page = o.last_page;
             }
             phys.push(slot);
         }

@@ -16,10 +16,12 @@
 //! - `engine`: [`BedAlarms`], the per-bed state machine.
 //! - `watchdog`: [`Watchdog`], the "no dashboard alive" alarm, and [`Dashboards`], which
 //!   pages can sound (their application heartbeats).
+//! - `targets`: [`TargetAlarms`], the `notify_failed` alarm of each notification target.
 
 mod engine;
 pub mod limits;
 pub mod policy;
+mod targets;
 mod watchdog;
 
 #[cfg(test)]
@@ -34,7 +36,11 @@ pub use limits::{
     Baseline, BedLimits, Direction, LimitRule, LimitsError, Severe, Threshold, parse_limits,
     parse_limits_json,
 };
-pub use policy::{AudioPolicy, EscalationPolicy, Policy, TechRule, TechnicalPolicy};
+pub use policy::{
+    AudioPolicy, Breakthrough, EscalationPolicy, Policy, PriorityEscalation, TechRule,
+    TechnicalPolicy,
+};
+pub use targets::TargetAlarms;
 pub use watchdog::{DashboardCounts, Dashboards, PageBeat, Watchdog};
 
 use crate::clock::Mono;
@@ -176,9 +182,14 @@ pub enum TechCondition {
     /// The durable record cannot be written (disk full, read-only, file gone): readings are
     /// held in memory until it recovers.
     StoreUnwritable,
+    /// The bridge to the MQTT broker (src/mqtt) has been down longer than its grace: the
+    /// site is not visible centrally. Nothing local is affected.
+    MqttDown,
     /// A relative limit is inactive for want of a baseline on a bed whose session is dosed:
     /// the ketamine hazard (`nibp_sys_rise`) would go unwatched. Bed-level, not per device.
     BaselineMissing,
+    /// A notification target fails to take pages (the alarm names it in `target`).
+    NotifyFailed,
 }
 
 impl TechCondition {
@@ -220,7 +231,9 @@ impl TechCondition {
             TechCondition::CuffError => "cuff_error",
             TechCondition::NoDashboard => "no_dashboard",
             TechCondition::StoreUnwritable => "store_unwritable",
+            TechCondition::MqttDown => "mqtt_down",
             TechCondition::BaselineMissing => "baseline_missing",
+            TechCondition::NotifyFailed => "notify_failed",
         }
     }
 }
@@ -322,6 +335,9 @@ pub struct Alarm {
     pub limit: Option<f64>,
     pub started_ms: i64,
     pub updated_ms: i64,
+    /// `notify_failed` only: the index of the failing target in `Config::notify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<u8>,
 }
 
 /// What happened; serialized flat into [`AlarmEvent`] as `"event": "<name>"` plus fields.

@@ -67,29 +67,161 @@ impl Default for TechnicalPolicy {
     }
 }
 
-/// Who gets paged, how often, and when it escalates, for unacknowledged alarms.
+/// How one priority is paged while its alarm is unacknowledged (active or latched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriorityEscalation {
+    /// Page at all (level 0 when raised). Default: high and medium yes, low no.
+    pub notify: bool,
+    /// Page again this often while unacknowledged; `None`: page once.
+    pub renotify_every: Option<Duration>,
+    /// Move one notification level up this often while unacknowledged; `None`: stay at 0.
+    pub escalate_after: Option<Duration>,
+    /// Number of levels (0..levels); the last level repeats. 0 is treated as 1.
+    pub levels: u8,
+}
+
+impl PriorityEscalation {
+    /// Pages nothing (low priority by default).
+    pub const SILENT: PriorityEscalation = PriorityEscalation {
+        notify: false,
+        renotify_every: None,
+        escalate_after: None,
+        levels: 1,
+    };
+
+    /// The pages of an alarm raised at offset 0 and unacknowledged since, up to `until`
+    /// after the raise, as `(offset, level)`: the schedule the engine follows (before the
+    /// per-condition page limit).
+    pub fn schedule(&self, until: Duration) -> Vec<(Duration, u8)> {
+        let mut out = Vec::new();
+        if !self.notify {
+            return out;
+        }
+        let mut at = Duration::ZERO;
+        loop {
+            out.push((at, self.level_at(at)));
+            match self.next_after(at) {
+                Some(n) if n <= until => at = n,
+                _ => return out,
+            }
+        }
+    }
+
+    /// The level of a page `elapsed` after the raise.
+    pub fn level_at(&self, elapsed: Duration) -> u8 {
+        let top = self.levels.max(1) - 1;
+        match self.escalate_after {
+            Some(step) if !step.is_zero() => {
+                let n = elapsed.as_nanos() / step.as_nanos();
+                u8::try_from(n).unwrap_or(u8::MAX).min(top)
+            }
+            _ => 0,
+        }
+    }
+
+    /// When the next page is due (offset from the raise), given the offset of the last page:
+    /// the next re-notify or the next level boundary, whichever is first; `None`: no more.
+    pub fn next_after(&self, last: Duration) -> Option<Duration> {
+        if !self.notify {
+            return None;
+        }
+        let renotify = self
+            .renotify_every
+            .map(|r| last.saturating_add(r.max(Duration::from_secs(1))));
+        let boundary = match self.escalate_after {
+            Some(step) if self.level_at(last) + 1 < self.levels.max(1) => {
+                let step = step.max(Duration::from_secs(1));
+                let next = u32::from(self.level_at(last)) + 1;
+                Some(step.saturating_mul(next))
+            }
+            _ => None,
+        };
+        match (renotify, boundary) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Who gets paged, how often, and when it escalates, per priority, for unacknowledged alarms.
+/// Defaults follow central-station practice (shared reference `clinical.md` §2, Philips
+/// "Alarm Reminder: re-alarm every 2 or 3 min", Masimo's three escalating levels; docs/alarms.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EscalationPolicy {
-    /// Re-notify an unacknowledged high alarm this often (default 2 min).
-    pub renotify_every: Duration,
-    /// Move to the next notification level this often while unacknowledged (default 5 min).
-    pub escalate_after: Duration,
-    /// Number of levels (0..levels); the last level repeats. Default 3; 0 is treated as 1.
-    pub levels: u8,
-    /// Notify medium alarms (level 0) when raised (default true).
-    pub notify_medium: bool,
-    /// Treat medium alarms like high ones: re-notify and escalate (default false).
-    pub repeat_medium: bool,
+    /// High: page at once, re-notify every 2 min, one level up every 5 min, 3 levels.
+    pub high: PriorityEscalation,
+    /// Medium: page at once, re-notify every 3 min, one level up every 10 min, 3 levels.
+    pub medium: PriorityEscalation,
+    /// Low: no pages.
+    pub low: PriorityEscalation,
+    /// At most one page per alarm condition per bed (or per system condition) in this
+    /// window, so a flapping device cannot page every cycle; a page held back is sent when
+    /// the window ends if its alarm is still unacknowledged. A page of a higher priority than
+    /// the last one is not held. Default 60 s; zero: no limit.
+    pub page_interval: Duration,
+}
+
+impl EscalationPolicy {
+    /// The policy of `p`.
+    pub fn of(&self, p: Priority) -> &PriorityEscalation {
+        match p {
+            Priority::High => &self.high,
+            Priority::Medium => &self.medium,
+            Priority::Low => &self.low,
+        }
+    }
 }
 
 impl Default for EscalationPolicy {
     fn default() -> Self {
         EscalationPolicy {
-            renotify_every: Duration::from_secs(120),
-            escalate_after: Duration::from_secs(300),
-            levels: 3,
-            notify_medium: true,
-            repeat_medium: false,
+            high: PriorityEscalation {
+                notify: true,
+                renotify_every: Some(Duration::from_secs(120)),
+                escalate_after: Some(Duration::from_secs(300)),
+                levels: 3,
+            },
+            medium: PriorityEscalation {
+                notify: true,
+                renotify_every: Some(Duration::from_secs(180)),
+                escalate_after: Some(Duration::from_secs(600)),
+                levels: 3,
+            },
+            low: PriorityEscalation::SILENT,
+            page_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Which new alarm conditions sound through a bed's audio pause: those of at least this
+/// priority. Default medium (a new `nibp_sys_rise` is heard); `high` follows Dräger ("a
+/// higher-priority new alarm breaks through"), `all` PatientNet ("new alarms break through").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breakthrough {
+    /// High only.
+    High,
+    /// Medium and high.
+    Medium,
+    /// Every new condition.
+    All,
+}
+
+impl Breakthrough {
+    /// Whether a new condition (or one rising to) `p` sounds during a pause.
+    pub fn sounds(self, p: Priority) -> bool {
+        match self {
+            Breakthrough::High => p >= Priority::High,
+            Breakthrough::Medium => p >= Priority::Medium,
+            Breakthrough::All => true,
+        }
+    }
+
+    /// The config name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Breakthrough::High => "high",
+            Breakthrough::Medium => "medium",
+            Breakthrough::All => "all",
         }
     }
 }
@@ -101,6 +233,8 @@ pub struct AudioPolicy {
     pub default_pause: Duration,
     /// Longest pause; longer requests are cut to it (default 10 min).
     pub max_pause: Duration,
+    /// Which new conditions sound through a pause (default medium and high).
+    pub breakthrough: Breakthrough,
 }
 
 impl Default for AudioPolicy {
@@ -108,6 +242,7 @@ impl Default for AudioPolicy {
         AudioPolicy {
             default_pause: Duration::from_secs(120),
             max_pause: Duration::from_secs(600),
+            breakthrough: Breakthrough::Medium,
         }
     }
 }

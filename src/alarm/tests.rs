@@ -352,9 +352,26 @@ fn acknowledging_an_active_alarm_silences_it_but_it_stays_until_the_condition_en
     );
 }
 
+fn engine_with(policy: Policy) -> BedAlarms {
+    BedAlarms::with_policy(
+        BED,
+        spec(),
+        parse_limits(PRESET).unwrap(),
+        &AlarmIds::new(1000),
+        policy,
+    )
+    .unwrap()
+}
+
+fn breakthrough(b: Breakthrough) -> Policy {
+    let mut p = Policy::default();
+    p.audio.breakthrough = b;
+    p
+}
+
 #[test]
 fn pause_defaults_to_two_minutes_is_capped_and_expires() {
-    let mut e = engine();
+    let mut e = engine_with(breakthrough(Breakthrough::High));
     let mut out = Vec::new();
     assert_eq!(
         e.pause_audio(None, "nurse", t(0.0), &mut out),
@@ -369,7 +386,8 @@ fn pause_defaults_to_two_minutes_is_capped_and_expires() {
         Err(AlarmError::ZeroPause(Duration::ZERO))
     );
     assert_eq!(e.audio_paused_until(), Some(t(600.0).mono));
-    // A medium alarm raised during the pause is paused; it sounds when the pause expires.
+    // With "high only", a medium alarm raised during the pause is paused; it sounds when the
+    // pause expires.
     let ev = feed(&mut e, Metric::PulseRate, 0.0, &[130.0; 11]);
     assert!(has(&ev, "raised:pulse_rate_high"));
     assert_eq!(current(&e, "pulse_rate_high").unwrap().audio, Audio::Paused);
@@ -387,11 +405,50 @@ fn pause_defaults_to_two_minutes_is_capped_and_expires() {
 
 #[test]
 fn a_new_high_alarm_breaks_through_a_pause() {
-    let mut e = engine();
+    let mut e = engine_with(breakthrough(Breakthrough::High));
     let mut out = Vec::new();
     e.pause_audio(None, "nurse", t(0.0), &mut out).unwrap();
     feed(&mut e, Metric::Spo2, 1.0, &[80.0]);
     assert_eq!(current(&e, "spo2_low").unwrap().audio, Audio::Sounding);
+}
+
+#[test]
+fn by_default_a_new_medium_alarm_sounds_through_a_pause_and_a_low_one_does_not() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.pause_audio(None, "nurse", t(0.0), &mut out).unwrap();
+    // A new nibp_sys_rise (medium) during the pause: heard at once.
+    let b = Baseline {
+        sys: Some(110.0),
+        dia: None,
+        pulse_rate: None,
+        spo2: None,
+    };
+    e.set_baseline(b, "nurse", t(0.5), &mut out).unwrap();
+    feed(&mut e, Metric::NibpSys, 1.0, &[155.0]);
+    assert_eq!(current(&e, "nibp_sys_rise").unwrap().audio, Audio::Sounding);
+    let low = Flags::EMPTY.with(Flag::LowBattery);
+    e.observe(&obs(Metric::Spo2, 97.0, low, t(2.0)), t(2.0), &mut out);
+    assert_eq!(current(&e, "low_battery").unwrap().audio, Audio::Paused);
+}
+
+#[test]
+fn with_breakthrough_all_every_new_condition_sounds_through_a_pause() {
+    let mut e = engine_with(breakthrough(Breakthrough::All));
+    let mut out = Vec::new();
+    e.pause_audio(None, "nurse", t(0.0), &mut out).unwrap();
+    let low = Flags::EMPTY.with(Flag::LowBattery);
+    e.observe(&obs(Metric::Spo2, 97.0, low, t(1.0)), t(1.0), &mut out);
+    assert_eq!(current(&e, "low_battery").unwrap().audio, Audio::Sounding);
+}
+
+#[test]
+fn breakthrough_names_the_lowest_priority_that_sounds() {
+    use Priority::{High, Low, Medium};
+    let sounds = |b: Breakthrough| [Low, Medium, High].map(|p| b.sounds(p));
+    assert_eq!(sounds(Breakthrough::High), [false, false, true]);
+    assert_eq!(sounds(Breakthrough::Medium), [false, true, true]);
+    assert_eq!(sounds(Breakthrough::All), [true, true, true]);
 }
 
 #[test]
@@ -438,19 +495,185 @@ fn an_unacknowledged_high_alarm_renotifies_and_escalates_on_schedule() {
     );
 }
 
+/// The notify events of `condition` as (second, level) while `metric` stays at `v`, fed at
+/// 1 Hz from 1 s to `until` s.
+fn pages(e: &mut BedAlarms, metric: Metric, v: f64, until: u32, cond: &str) -> Vec<(u32, u8)> {
+    let mut levels = Vec::new();
+    for s in 1..=until {
+        let mut out = Vec::new();
+        let now = t(f64::from(s));
+        e.observe(&obs(metric, v, Flags::EMPTY, now), now, &mut out);
+        e.tick(now, &mut out);
+        for ev in out {
+            if let (EventKind::Notify { level }, Some(a)) = (&ev.kind, ev.alarm)
+                && a.condition.to_string() == cond
+            {
+                levels.push((s, *level));
+            }
+        }
+    }
+    levels
+}
+
 #[test]
-fn acknowledge_stops_notifications_and_medium_alarms_notify_once() {
+fn acknowledge_stops_notifications() {
     let mut e = engine();
     feed(&mut e, Metric::Spo2, 0.0, &[80.0]);
     let id = current(&e, "spo2_low").unwrap().id;
     let mut out = Vec::new();
     e.acknowledge(id, "nurse", t(1.0), &mut out).unwrap();
-    let ev = feed(&mut e, Metric::PulseRate, 2.0, &[130.0; 400]);
-    let notifies: Vec<String> = names(&ev)
-        .into_iter()
-        .filter(|n| n.starts_with("notify"))
-        .collect();
-    assert_eq!(notifies, ["notify:pulse_rate_high"]);
+    let ev = feed(&mut e, Metric::Spo2, 2.0, &[80.0; 900]);
+    assert!(page_times(&ev, "spo2_low").is_empty(), "{ev:?}");
+}
+
+#[test]
+fn an_unacknowledged_medium_alarm_renotifies_every_three_minutes_and_escalates_at_ten() {
+    let mut e = engine();
+    // pulse_rate 130 from 1 s: medium after its 10 s delay (raised at 11 s).
+    let got = pages(&mut e, Metric::PulseRate, 130.0, 1300, "pulse_rate_high");
+    assert_eq!(
+        got,
+        [
+            (11, 0),
+            (191, 0),
+            (371, 0),
+            (551, 0),
+            (611, 1),
+            (791, 1),
+            (971, 1),
+            (1151, 1),
+            (1211, 2)
+        ]
+    );
+}
+
+#[test]
+fn a_low_alarm_is_not_paged_by_default_and_is_when_configured() {
+    let low = Flags::EMPTY.with(Flag::LowBattery);
+    let run = |policy: Policy| {
+        let mut e = engine_with(policy);
+        let mut out = Vec::new();
+        for s in 0..400 {
+            let now = t(f64::from(s));
+            e.observe(&obs(Metric::Spo2, 97.0, low, now), now, &mut out);
+            e.tick(now, &mut out);
+        }
+        names(&out)
+            .into_iter()
+            .filter(|n| n == "notify:low_battery")
+            .count()
+    };
+    assert_eq!(run(Policy::default()), 0);
+    let mut p = Policy::default();
+    p.escalation.low = PriorityEscalation {
+        notify: true,
+        renotify_every: None,
+        escalate_after: None,
+        levels: 1,
+    };
+    assert_eq!(run(p), 1, "page once");
+}
+
+#[test]
+fn the_schedule_per_priority_follows_the_policy_with_time_as_a_parameter() {
+    let p = EscalationPolicy::default();
+    let m = |s: u64| Duration::from_secs(s);
+    let at = |v: Vec<(Duration, u8)>| {
+        v.into_iter()
+            .map(|(d, l)| (d.as_secs(), l))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        at(p.high.schedule(m(660))),
+        [
+            (0, 0),
+            (120, 0),
+            (240, 0),
+            (300, 1),
+            (420, 1),
+            (540, 1),
+            (600, 2)
+        ]
+    );
+    assert_eq!(
+        at(p.medium.schedule(m(1300))),
+        [
+            (0, 0),
+            (180, 0),
+            (360, 0),
+            (540, 0),
+            (600, 1),
+            (780, 1),
+            (960, 1),
+            (1140, 1),
+            (1200, 2)
+        ]
+    );
+    assert!(p.low.schedule(m(3600)).is_empty());
+    let once = PriorityEscalation {
+        notify: true,
+        renotify_every: None,
+        escalate_after: None,
+        levels: 3,
+    };
+    assert_eq!(at(once.schedule(m(3600))), [(0, 0)]);
+    let levels_only = PriorityEscalation {
+        renotify_every: None,
+        escalate_after: Some(m(60)),
+        ..once
+    };
+    assert_eq!(
+        at(levels_only.schedule(m(3600))),
+        [(0, 0), (60, 1), (120, 2)]
+    );
+}
+
+/// Seconds (from `t(0)`) of the pages of `cond` in `out`.
+fn page_times(out: &[AlarmEvent], cond: &str) -> Vec<i64> {
+    out.iter()
+        .filter(|ev| {
+            matches!(ev.kind, EventKind::Notify { .. })
+                && ev.alarm.is_some_and(|a| a.condition.to_string() == cond)
+        })
+        .map(|ev| (ev.at_ms - t(0.0).wall_ms) / 1000)
+        .collect()
+}
+
+#[test]
+fn a_flapping_condition_is_paged_at_most_once_per_page_interval() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    // Systolic results alternate above and below the 160 limit (medium, no delay) every
+    // second for 100 s: the alarm is raised and cleared 50 times.
+    for s in 0..100 {
+        let now = t(f64::from(s));
+        let v = if s % 2 == 0 { 170.0 } else { 150.0 };
+        e.observe(&obs(Metric::NibpSys, v, Flags::EMPTY, now), now, &mut out);
+        e.tick(now, &mut out);
+    }
+    let raised = names(&out)
+        .iter()
+        .filter(|n| *n == "raised:nibp_sys_high")
+        .count();
+    assert_eq!(raised, 50);
+    assert_eq!(
+        page_times(&out, "nibp_sys_high"),
+        [0, 60],
+        "one page per minute; a held page dies with its alarm"
+    );
+    // Held back, not lost: an alarm raised inside the window that stays is paged when the
+    // window ends.
+    let mut out = Vec::new();
+    let now = t(105.0);
+    e.observe(
+        &obs(Metric::NibpSys, 170.0, Flags::EMPTY, now),
+        now,
+        &mut out,
+    );
+    for s in 106..=200 {
+        e.tick(t(f64::from(s)), &mut out);
+    }
+    assert_eq!(page_times(&out, "nibp_sys_high"), [120]);
 }
 
 #[test]

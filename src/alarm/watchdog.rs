@@ -18,7 +18,7 @@ use std::time::Duration;
 /// are monitored; clears it when one is alive again. The hub calls
 /// [`Watchdog::dashboard_alive`] on every armed page heartbeat and on every tick while
 /// [`Dashboards::any_live`]. Re-notifies every
-/// [`EscalationPolicy::renotify_every`] while it lasts (it cannot be acknowledged: only a
+/// the high priority's `renotify_every` while it lasts (it cannot be acknowledged: only a
 /// living dashboard ends it).
 #[derive(Debug, Clone)]
 pub struct Watchdog {
@@ -31,6 +31,9 @@ pub struct Watchdog {
     /// What it raises: `no_dashboard` by default; the same machinery watches the store
     /// (`store_unwritable`, "alive" = the last write succeeded).
     condition: TechCondition,
+    /// The priority it raises with: high, except for a condition that leaves the local alarms
+    /// intact (`mqtt_down`).
+    priority: Priority,
 }
 
 impl Watchdog {
@@ -42,17 +45,28 @@ impl Watchdog {
         Watchdog {
             ids: ids.clone(),
             timeout,
-            renotify_every: escalation.renotify_every.max(Duration::from_secs(1)),
+            renotify_every: escalation
+                .high
+                .renotify_every
+                .unwrap_or(Duration::from_secs(120))
+                .max(Duration::from_secs(1)),
             last_alive: None,
             alarm: None,
             next_notify: None,
             condition: TechCondition::NoDashboard,
+            priority: Priority::High,
         }
     }
 
     /// The same watchdog for another system condition.
     pub fn for_condition(mut self, condition: TechCondition) -> Watchdog {
         self.condition = condition;
+        self
+    }
+
+    /// The same watchdog raising with another priority.
+    pub fn with_priority(mut self, priority: Priority) -> Watchdog {
+        self.priority = priority;
         self
     }
 
@@ -88,13 +102,14 @@ impl Watchdog {
                 device: None,
                 condition: Condition::Technical(self.condition),
                 kind: AlarmKind::Technical,
-                priority: Priority::High,
+                priority: self.priority,
                 state: AlarmState::Active,
                 audio: Audio::Sounding,
                 value: None,
                 limit: None,
                 started_ms: now.wall_ms,
                 updated_ms: now.wall_ms,
+                target: None,
             };
             self.alarm = Some(a);
             out.push(event(EventKind::Raised, a, now));

@@ -30,6 +30,14 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         include_str!("../../devices/berrymed-bm1000.toml"),
     ),
     (
+        "contec-cms50d-legacy",
+        include_str!("../../devices/contec-cms50d-legacy.toml"),
+    ),
+    (
+        "contec-cms50d-v7",
+        include_str!("../../devices/contec-cms50d-v7.toml"),
+    ),
+    (
         "generic-bls",
         include_str!("../../devices/generic-bls.toml"),
     ),
@@ -45,8 +53,20 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         "masimo-rad8",
         include_str!("../../devices/masimo-rad8.toml"),
     ),
+    (
+        "masimo-radical7",
+        include_str!("../../devices/masimo-radical7.toml"),
+    ),
+    (
+        "nonin-3150-format8",
+        include_str!("../../devices/nonin-3150-format8.toml"),
+    ),
     ("nonin-3230", include_str!("../../devices/nonin-3230.toml")),
     ("nonin-oem3", include_str!("../../devices/nonin-oem3.toml")),
+    (
+        "nonin-oem3-format7",
+        include_str!("../../devices/nonin-oem3-format7.toml"),
+    ),
     (
         "suntech-advantage",
         include_str!("../../devices/suntech-advantage.toml"),
@@ -921,21 +941,21 @@ fn validate_alarm_parts(
             (Duration::from_secs(600), "10m"),
             s.dashboard_timeout,
         )?;
-        let e = &mut s.policy.escalation;
-        e.renotify_every = d(
-            &a.renotify_every,
-            "renotify_every",
-            (Duration::from_secs(10), "10s"),
-            (Duration::from_secs(3600), "1h"),
-            e.renotify_every,
-        )?;
-        e.escalate_after = d(
-            &a.escalate_after,
-            "escalate_after",
-            (Duration::from_secs(10), "10s"),
-            (Duration::from_secs(3600), "1h"),
-            e.escalate_after,
-        )?;
+        validate_escalation(src, a, &mut s.policy.escalation)?;
+        if let Some(b) = &a.pause_breakthrough {
+            s.policy.audio.breakthrough = match b.get_ref().as_str() {
+                "high" => crate::alarm::Breakthrough::High,
+                "medium" => crate::alarm::Breakthrough::Medium,
+                "all" => crate::alarm::Breakthrough::All,
+                other => {
+                    return Err(src.err(
+                        b.span(),
+                        "alarms.pause_breakthrough",
+                        format!("unknown value {other:?}, expected one of: high, medium, all"),
+                    ));
+                }
+            };
+        }
         let au = &mut s.policy.audio;
         au.max_pause = d(
             &a.audio_pause_max,
@@ -1056,6 +1076,90 @@ fn validate_alarm_parts(
             ),
         )?);
     }
+    validate_mqtt(src, raw, cfg)?;
+    Ok(())
+}
+
+/// The `[mqtt]` table.
+fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<(), ConfigError> {
+    let Some(m) = &raw.mqtt else { return Ok(()) };
+    let m = m.get_ref();
+    let (host, port) =
+        super::parse_mqtt_url(m.url.get_ref()).map_err(|e| src.err(m.url.span(), "mqtt.url", e))?;
+    let site = m.site.get_ref().trim().to_owned();
+    if !super::is_topic_level(&site) {
+        return Err(src.err(
+            m.site.span(),
+            "mqtt.site",
+            format!(
+                "{site:?} is not a valid site name, expected 1 to 64 letters, digits, '-' or '_' (it is a topic level)"
+            ),
+        ));
+    }
+    let client_id = match &m.client_id {
+        Some(c) if super::is_topic_level(c.get_ref()) => c.get_ref().clone(),
+        Some(c) => {
+            return Err(src.err(
+                c.span(),
+                "mqtt.client_id",
+                format!(
+                    "{:?} is not a valid client id, expected 1 to 64 letters, digits, '-' or '_'",
+                    c.get_ref()
+                ),
+            ));
+        }
+        None => format!("vitalsd-{site}"),
+    };
+    let text = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, ConfigError> {
+        v.as_ref()
+            .map(|v| check_text(src, v, &format!("mqtt.{key}")))
+            .transpose()
+    };
+    let username = text(&m.username, "username")?;
+    let password = text(&m.password, "password")?;
+    if let (Some(p), None) = (&m.password, &username) {
+        return Err(src.err(
+            p.span(),
+            "mqtt.password",
+            "a password without a username, expected mqtt.username too".to_owned(),
+        ));
+    }
+    let d =
+        |v: &Option<Spanned<String>>, key: &str, dflt: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                Some(v) => check_duration(
+                    src,
+                    v,
+                    &format!("mqtt.{key}"),
+                    (
+                        Duration::from_secs(5),
+                        Duration::from_secs(600),
+                        "5s",
+                        "10m",
+                    ),
+                ),
+                None => Ok(dflt),
+            }
+        };
+    cfg.mqtt = Some(super::MqttSettings {
+        url: m.url.get_ref().trim().to_owned(),
+        host,
+        port,
+        site,
+        client_id,
+        username,
+        password,
+        keepalive: d(
+            &m.keepalive,
+            "keepalive",
+            super::mqtt::DEFAULT_MQTT_KEEPALIVE,
+        )?,
+        down_after: d(
+            &m.down_after,
+            "down_after",
+            super::mqtt::DEFAULT_MQTT_DOWN_AFTER,
+        )?,
+    });
     Ok(())
 }
 
@@ -1162,6 +1266,104 @@ fn validate_api(
     Ok(())
 }
 
+/// `[alarms] page_interval`, the `renotify_every` / `escalate_after` shorthands and the
+/// `[alarms.escalation.<priority>]` tables.
+fn validate_escalation(
+    src: &Source<'_>,
+    a: &super::raw::RawAlarms,
+    e: &mut crate::alarm::EscalationPolicy,
+) -> Result<(), ConfigError> {
+    const TEN_S: (Duration, &str) = (Duration::from_secs(10), "10s");
+    const HOUR: (Duration, &str) = (Duration::from_secs(3600), "1h");
+    // A duration in 10s..1h, or "never".
+    let every = |v: &Spanned<String>, key: &str| -> Result<Option<Duration>, ConfigError> {
+        if v.get_ref().trim() == "never" {
+            return Ok(None);
+        }
+        check_duration(src, v, key, (TEN_S.0, HOUR.0, TEN_S.1, HOUR.1))
+            .map(Some)
+            .map_err(|err| match err {
+                ConfigError::Invalid {
+                    path,
+                    line,
+                    column,
+                    key,
+                    message,
+                } => ConfigError::Invalid {
+                    path,
+                    line,
+                    column,
+                    key,
+                    message: format!("{message} (or \"never\")"),
+                },
+                other => other,
+            })
+    };
+    if let Some(v) = &a.page_interval {
+        e.page_interval = check_duration(
+            src,
+            v,
+            "alarms.page_interval",
+            (Duration::ZERO, Duration::from_secs(600), "0s", "10m"),
+        )?;
+    }
+    if let Some(v) = &a.renotify_every {
+        e.high.renotify_every = every(v, "alarms.renotify_every")?;
+    }
+    if let Some(v) = &a.escalate_after {
+        e.high.escalate_after = every(v, "alarms.escalate_after")?;
+    }
+    let Some(esc) = &a.escalation else {
+        return Ok(());
+    };
+    let esc = esc.get_ref();
+    let tables = [
+        ("high", &esc.high, &mut e.high),
+        ("medium", &esc.medium, &mut e.medium),
+        ("low", &esc.low, &mut e.low),
+    ];
+    for (name, raw, p) in tables {
+        let Some(raw) = raw else { continue };
+        let raw = raw.get_ref();
+        let key = format!("alarms.escalation.{name}");
+        if let Some(n) = &raw.notify {
+            p.notify = *n.get_ref();
+        }
+        if let Some(v) = &raw.renotify_every {
+            if name == "high" && a.renotify_every.is_some() {
+                return Err(src.err(
+                    v.span(),
+                    format!("{key}.renotify_every"),
+                    "set twice (also as [alarms] renotify_every), expected it once".to_owned(),
+                ));
+            }
+            p.renotify_every = every(v, &format!("{key}.renotify_every"))?;
+        }
+        if let Some(v) = &raw.escalate_after {
+            if name == "high" && a.escalate_after.is_some() {
+                return Err(src.err(
+                    v.span(),
+                    format!("{key}.escalate_after"),
+                    "set twice (also as [alarms] escalate_after), expected it once".to_owned(),
+                ));
+            }
+            p.escalate_after = every(v, &format!("{key}.escalate_after"))?;
+        }
+        if let Some(l) = &raw.levels {
+            let levels = *l.get_ref();
+            if !(1..=10).contains(&levels) {
+                return Err(src.err(
+                    l.span(),
+                    format!("{key}.levels"),
+                    format!("{levels} is out of range, expected 1 to 10"),
+                ));
+            }
+            p.levels = levels;
+        }
+    }
+    Ok(())
+}
+
 /// A PEM file path: resolved against the config's directory, and readable.
 fn resolve_file(
     src: &Source<'_>,
@@ -1252,6 +1454,7 @@ fn validate_config(
         retention: None,
         api: crate::config::ApiSettings::default(),
         tls: None,
+        mqtt: None,
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();
     let mut device_ids: HashMap<String, usize> = HashMap::new();
@@ -1715,12 +1918,17 @@ port = "/dev/ttyUSB1"
             names,
             [
                 "berrymed-bm1000",
+                "contec-cms50d-legacy",
+                "contec-cms50d-v7",
                 "generic-bls",
                 "generic-hrs",
                 "generic-plx",
                 "masimo-rad8",
+                "masimo-radical7",
+                "nonin-3150-format8",
                 "nonin-3230",
                 "nonin-oem3",
+                "nonin-oem3-format7",
                 "suntech-advantage",
                 "wellue-o2ring"
             ]
@@ -1974,7 +2182,7 @@ port = "/dev/ttyUSB1"
                 11,
                 "rooms[0].recliners[0].devices[0].profile",
                 &[
-                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring",
+                    "unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3150-format8, nonin-3230, nonin-oem3, nonin-oem3-format7, suntech-advantage, wellue-o2ring",
                 ],
             ),
             (
@@ -2135,7 +2343,7 @@ port = "/dev/ttyUSB1"
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, generic-bls, generic-hrs, generic-plx, masimo-rad8, nonin-3230, nonin-oem3, suntech-advantage, wellue-o2ring"
+            "config/vitalsd.toml:14:11: rooms[0].recliners[0].devices[0].profile: unknown profile \"masimo-rad9\", expected one of: berrymed-bm1000, contec-cms50d-legacy, contec-cms50d-v7, generic-bls, generic-hrs, generic-plx, masimo-rad8, masimo-radical7, nonin-3150-format8, nonin-3230, nonin-oem3, nonin-oem3-format7, suntech-advantage, wellue-o2ring"
         );
     }
 
@@ -2609,6 +2817,99 @@ mode = "read"
         );
     }
 
+    fn with_alarms(alarms: &str) -> Result<Config, ConfigError> {
+        let text = BASE.replacen("[[rooms]]", &format!("{alarms}\n\n[[rooms]]"), 1);
+        load_config_str(&text, origin())
+    }
+
+    #[test]
+    fn escalation_is_per_priority_with_documented_defaults_and_overrides() {
+        use crate::alarm::{Breakthrough, PriorityEscalation};
+        let d = load_config_str(BASE, origin()).unwrap().alarms.policy;
+        assert_eq!(
+            d.escalation.medium.renotify_every,
+            Some(Duration::from_secs(180))
+        );
+        assert_eq!(
+            d.escalation.medium.escalate_after,
+            Some(Duration::from_secs(600))
+        );
+        assert!(!d.escalation.low.notify);
+        assert_eq!(d.escalation.page_interval, Duration::from_secs(60));
+        assert_eq!(d.audio.breakthrough, Breakthrough::Medium);
+        let cfg = with_alarms(
+            "[alarms]\nrenotify_every = \"1m\"\npage_interval = \"0s\"\npause_breakthrough = \"all\"\n\n\
+             [alarms.escalation.medium]\nrenotify_every = \"never\"\nescalate_after = \"30s\"\nlevels = 2\n\n\
+             [alarms.escalation.low]\nnotify = true\n",
+        )
+        .unwrap();
+        let p = cfg.alarms.policy;
+        assert_eq!(
+            p.escalation.high.renotify_every,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.escalation.medium,
+            PriorityEscalation {
+                notify: true,
+                renotify_every: None,
+                escalate_after: Some(Duration::from_secs(30)),
+                levels: 2
+            }
+        );
+        assert!(p.escalation.low.notify);
+        assert_eq!(p.escalation.page_interval, Duration::ZERO);
+        assert_eq!(p.audio.breakthrough, Breakthrough::All);
+    }
+
+    #[test]
+    fn bad_escalation_keys_name_the_line_key_and_expectation() {
+        let cases = [
+            (
+                "[alarms]\nrepeat_medium = true\n",
+                "alarms.repeat_medium",
+                "unknown field",
+            ),
+            (
+                "[alarms.escalation.medium]\nrenotify_every = \"5s\"\n",
+                "alarms.escalation.medium.renotify_every",
+                "between 10s and 1h (or \"never\")",
+            ),
+            (
+                "[alarms.escalation.high]\nlevels = 0\n",
+                "alarms.escalation.high.levels",
+                "expected 1 to 10",
+            ),
+            (
+                "[alarms.escalation.urgent]\nlevels = 2\n",
+                "alarms.escalation.urgent",
+                "unknown field",
+            ),
+            (
+                "[alarms]\nrenotify_every = \"1m\"\n\n[alarms.escalation.high]\nrenotify_every = \"2m\"\n",
+                "alarms.escalation.high.renotify_every",
+                "set twice",
+            ),
+            (
+                "[alarms]\npause_breakthrough = \"low\"\n",
+                "alarms.pause_breakthrough",
+                "expected one of: high, medium, all",
+            ),
+            (
+                "[alarms]\npage_interval = \"1h\"\n",
+                "alarms.page_interval",
+                "between 0s and 10m",
+            ),
+        ];
+        for (alarms, key, want) in cases {
+            let err = with_alarms(alarms).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.key(), Some(key), "{text}");
+            assert!(text.contains(want), "{text}");
+            assert!(err.line().is_some_and(|l| l > 1), "{text}");
+        }
+    }
+
     #[test]
     fn one_device_server_written_as_aliases_of_loopback_cannot_be_bound_twice() {
         let first = edited("tcp = \"192.168.10.21:4001\"", "tcp = \"127.0.0.1:4001\"");
@@ -2660,5 +2961,67 @@ mode = "read"
             assert_eq!(err.key(), Some("alarms.nibp_overdue_grace"), "{err}");
             assert_eq!(err.line(), Some(5), "{err}");
         }
+    }
+
+    #[test]
+    fn mqtt_is_optional_and_its_errors_name_the_file_line_and_key() {
+        assert_eq!(load_config_str(BASE, origin()).unwrap().mqtt, None);
+        let with = |table: &str| BASE.replacen("[[rooms]]", &format!("{table}\n\n[[rooms]]"), 1);
+        let ok = load_config_str(
+            &with("[mqtt]\nurl = \"mqtt://broker:1884\"\nsite = \"north\"\nkeepalive = \"10s\""),
+            origin(),
+        )
+        .unwrap()
+        .mqtt
+        .expect("[mqtt] read");
+        assert_eq!((ok.host.as_str(), ok.port), ("broker", 1884));
+        assert_eq!(ok.client_id, "vitalsd-north");
+        assert_eq!(ok.keepalive, Duration::from_secs(10));
+        assert_eq!(ok.down_after, Duration::from_secs(30));
+        for (table, key, line, says) in [
+            (
+                "[mqtt]\nurl = \"http://b\"\nsite = \"n\"",
+                "mqtt.url",
+                5,
+                "mqtt://",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"",
+                "mqtt.url",
+                5,
+                "not supported",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"a/b\"",
+                "mqtt.site",
+                6,
+                "topic level",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\nkeepalive = \"1s\"",
+                "mqtt.keepalive",
+                7,
+                "5s",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\npassword = \"p\"",
+                "mqtt.password",
+                7,
+                "username",
+            ),
+        ] {
+            let err = load_config_str(&with(table), origin()).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{err}");
+            assert_eq!(err.line(), Some(line), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(err.to_string().contains("config/test.toml"), "{err}");
+        }
+        let unknown = load_config_str(
+            &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncert = \"x\""),
+            origin(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("cert"), "{unknown}");
     }
 }

@@ -11,6 +11,7 @@
 mod api_tests;
 mod duration;
 mod load;
+mod mqtt;
 mod raw;
 
 pub use duration::parse_duration;
@@ -20,6 +21,7 @@ pub use load::{
     MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
     load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
 };
+pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
 
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use std::net::SocketAddr;
@@ -60,6 +62,8 @@ pub struct Config {
     /// The `[tls]` table: HTTPS and WSS on the listener; `None` serves plain HTTP (loopback, or
     /// `[api] insecure_allow_plaintext`).
     pub tls: Option<TlsSettings>,
+    /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
+    pub mqtt: Option<MqttSettings>,
 }
 
 /// The `[api]` table. See `docs/configuration.md`.

@@ -38,6 +38,8 @@ pub(super) struct RawConfig {
     pub api: Option<Spanned<RawApi>>,
     /// The `[tls]` table: certificate and key (PEM) of the HTTPS/WSS listener.
     pub tls: Option<Spanned<RawTls>>,
+    /// The `[mqtt]` table: publish this site to a broker.
+    pub mqtt: Option<Spanned<RawMqtt>>,
 }
 
 /// The `[api]` table.
@@ -66,6 +68,19 @@ pub(super) struct RawTls {
     pub key: Spanned<String>,
 }
 
+/// The `[mqtt]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMqtt {
+    pub url: Spanned<String>,
+    pub site: Spanned<String>,
+    pub client_id: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub keepalive: Option<Spanned<String>>,
+    pub down_after: Option<Spanned<String>>,
+}
+
 /// The `[storage]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,11 +103,40 @@ pub(super) struct RawUser {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAlarms {
     pub dashboard_timeout: Option<Spanned<String>>,
+    /// Shorthand for `escalation.high.renotify_every`.
     pub renotify_every: Option<Spanned<String>>,
+    /// Shorthand for `escalation.high.escalate_after`.
     pub escalate_after: Option<Spanned<String>>,
     pub audio_pause: Option<Spanned<String>>,
     pub audio_pause_max: Option<Spanned<String>>,
+    /// At most one page per alarm condition per bed in this window.
+    pub page_interval: Option<Spanned<String>>,
+    /// `high`, `medium` or `all`: which new conditions sound through an audio pause.
+    pub pause_breakthrough: Option<Spanned<String>>,
+    /// `[alarms.escalation.high]` / `.medium` / `.low`.
+    pub escalation: Option<Spanned<RawEscalation>>,
     pub nibp_overdue_grace: Option<Spanned<String>>,
+}
+
+/// The `[alarms.escalation]` table: one table per priority.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEscalation {
+    pub high: Option<Spanned<RawPriorityEscalation>>,
+    pub medium: Option<Spanned<RawPriorityEscalation>>,
+    pub low: Option<Spanned<RawPriorityEscalation>>,
+}
+
+/// `[alarms.escalation.<priority>]`: how that priority is paged while unacknowledged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPriorityEscalation {
+    pub notify: Option<Spanned<bool>>,
+    /// A duration, or `"never"` (page once).
+    pub renotify_every: Option<Spanned<String>>,
+    /// A duration, or `"never"` (stay at level 0).
+    pub escalate_after: Option<Spanned<String>>,
+    pub levels: Option<Spanned<u8>>,
 }
 
 /// One `[[notify]]` table: a webhook target.

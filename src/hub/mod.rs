@@ -172,6 +172,10 @@ struct Inner {
     /// The latest application heartbeat of each dashboard page: which ones can sound.
     dashboards: Dashboards,
     store_watch: Watchdog,
+    /// `notify_failed`, one per notification target.
+    targets: crate::alarm::TargetAlarms,
+    /// With `[mqtt]`: raises `mqtt_down` when the broker link stays down (src/mqtt).
+    mqtt_watch: Option<(Watchdog, bool)>,
     /// Engine output, reused.
     events: Vec<AlarmEvent>,
     /// Consumers of alarm events off the alarm path (store, notifier).
@@ -257,6 +261,17 @@ impl Hub {
             watchdog,
             dashboards: Dashboards::default(),
             store_watch,
+            targets: crate::alarm::TargetAlarms::new(
+                &ids,
+                cfg.notify.len(),
+                cfg.alarms.policy.escalation,
+            ),
+            mqtt_watch: cfg.mqtt.as_ref().map(|m| {
+                let w = Watchdog::new(&ids, m.down_after, cfg.alarms.policy.escalation)
+                    .for_condition(crate::alarm::TechCondition::MqttDown)
+                    .with_priority(crate::alarm::Priority::Medium);
+                (w, false)
+            }),
             events: Vec::with_capacity(16),
             sink,
         };
@@ -724,6 +739,22 @@ impl Hub {
             }
             inner.store_watch.tick(now, true, &mut inner.events);
         }
+        if let Some((w, up)) = inner.mqtt_watch.as_mut() {
+            if *up {
+                w.dashboard_alive(now, &mut inner.events);
+            }
+            w.tick(now, true, &mut inner.events);
+        }
+        inner.flush_events(&self.cfg, true);
+    }
+
+    /// Notification target `target` (index in `Config::notify`) failed to take pages, or
+    /// delivered again: raises or clears its `notify_failed` alarm.
+    pub fn notify_target(&self, target: usize, failing: bool) {
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.targets.set(target, failing, now, &mut inner.events);
         inner.flush_events(&self.cfg, true);
     }
 
@@ -740,6 +771,14 @@ impl Hub {
         }
     }
 
+    /// The MQTT bridge's link to its broker is up (or down): `mqtt_down` is raised when it
+    /// stays down longer than `[mqtt] down_after`, cleared on the next tick once it is up.
+    pub fn set_mqtt_link(&self, up: bool) {
+        if let Some((_, u)) = lock(&self.inner).mqtt_watch.as_mut() {
+            *u = up;
+        }
+    }
+
     /// How many dashboards can sound now (and how many cannot).
     pub fn dashboard_counts(&self) -> crate::alarm::DashboardCounts {
         let g = lock(&self.inner);
@@ -749,10 +788,17 @@ impl Hub {
     /// Acknowledges an alarm once the acknowledgement is committed; returns the events it
     /// caused (sent to clients after the commit).
     pub async fn acknowledge(&self, id: u64, actor: &str) -> Result<Vec<Dispatched>, ActionError> {
+        if lock(&self.inner).targets.owns(AlarmId(id)) {
+            return self.acknowledge_target_alarm(id, actor).await;
+        }
         let bed = {
             let g = lock(&self.inner);
             if g.watchdog.alarm().is_some_and(|a| a.id.0 == id)
                 || g.store_watch.alarm().is_some_and(|a| a.id.0 == id)
+                || g.mqtt_watch
+                    .as_ref()
+                    .and_then(|(w, _)| w.alarm())
+                    .is_some_and(|a| a.id.0 == id)
             {
                 return Err(ActionError::NotAcknowledgeable(id));
             }
@@ -769,6 +815,40 @@ impl Hub {
             })
             .await?;
         Ok(events)
+    }
+
+    /// Acknowledges a `notify_failed` alarm: committed (the event), then applied.
+    async fn acknowledge_target_alarm(
+        &self,
+        id: u64,
+        actor: &str,
+    ) -> Result<Vec<Dispatched>, ActionError> {
+        let now = Stamp::now().as_now();
+        let record = {
+            let mut copy = lock(&self.inner).targets.clone();
+            let mut events = Vec::new();
+            copy.acknowledge(AlarmId(id), actor, now, &mut events)?;
+            events
+                .into_iter()
+                .filter_map(|e| {
+                    let json = serde_json::to_vec(&wire::AlarmMsg::new(&self.cfg, 0, &e)).ok()?;
+                    Some(Dispatched {
+                        event: e,
+                        json: Bytes::from(json),
+                        seq: 0,
+                    })
+                })
+                .collect()
+        };
+        self.commit(record, None)
+            .await
+            .map_err(ActionError::NotCommitted)?;
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner
+            .targets
+            .acknowledge(AlarmId(id), actor, now, &mut inner.events)?;
+        Ok(inner.flush_events(&self.cfg, false))
     }
 
     /// Pauses a bed's alarm audio (time-limited) once committed; returns the granted length
@@ -858,6 +938,8 @@ impl Hub {
             .flat_map(|b| b.alarms.alarms())
             .chain(g.watchdog.alarm())
             .chain(g.store_watch.alarm())
+            .chain(g.targets.alarms())
+            .chain(g.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
             .map(|a| wire::AlarmView::new(&self.cfg, a))
             .collect();
         serde_json::json!({ "alarms": list })
@@ -954,6 +1036,8 @@ impl Hub {
                 .alarm()
                 .into_iter()
                 .chain(inner.store_watch.alarm())
+                .chain(inner.targets.alarms())
+                .chain(inner.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
                 .map(|a| wire::AlarmView::new(cfg, a))
                 .collect(),
             dashboards: inner.dashboards.counts(mono_now(), inner.clients.len()),

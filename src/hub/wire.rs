@@ -194,6 +194,9 @@ pub struct AlarmView<'a> {
     pub updated: String,
     pub started_ms: i64,
     pub updated_ms: i64,
+    /// `notify_failed` only: the notification target that fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'a str>,
 }
 
 impl<'a> AlarmView<'a> {
@@ -220,6 +223,10 @@ impl<'a> AlarmView<'a> {
             updated: rfc3339_ms(a.updated_ms),
             started_ms: a.started_ms,
             updated_ms: a.updated_ms,
+            target: a
+                .target
+                .and_then(|t| cfg.notify.get(usize::from(t)))
+                .map(|t| t.name.as_str()),
         }
     }
 }

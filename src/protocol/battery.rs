@@ -6,7 +6,7 @@
 //! technical alarms come from the alarm engine's view of the `battery` metric.
 
 use super::{Decoder, FeedReport, PduError, feed_message};
-use crate::model::{Flags, Invalid, Measurement, Metric};
+use crate::model::{Flags, Measurement, Metric};
 
 /// Parses a Battery Level value into the percentage.
 pub fn parse(bytes: &[u8]) -> Result<u8, PduError> {
@@ -26,11 +26,11 @@ impl Decoder for BatteryDecoder {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
         feed_message(bytes, out, |b, out| {
             let level = parse(b)?;
-            out.push(if level > 100 {
-                Measurement::invalid(Metric::Battery, Invalid::OutOfRange, Flags::EMPTY)
-            } else {
-                Measurement::new(Metric::Battery, f64::from(level), Flags::EMPTY)
-            });
+            out.push(Measurement::new(
+                Metric::Battery,
+                f64::from(level),
+                Flags::EMPTY,
+            ));
             Ok(())
         })
     }
@@ -46,7 +46,7 @@ pub fn encode(percent: u8) -> [u8; 1] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Value;
+    use crate::model::{Invalid, Value};
 
     fn decode(bytes: &[u8]) -> (Vec<Measurement>, FeedReport) {
         let mut out = Vec::new();

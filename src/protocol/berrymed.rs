@@ -75,7 +75,6 @@ fn packet(p: [u8; PACKET_LEN], out: &mut Vec<Measurement>) {
     let spo2 = spo2 & 0x7F;
     out.push(match spo2 {
         SPO2_INVALID => Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags),
-        101.. => Measurement::invalid(Metric::Spo2, Invalid::OutOfRange, flags),
         _ => Measurement::new(Metric::Spo2, f64::from(spo2), flags),
     });
 }

@@ -23,9 +23,8 @@
 //! in measurements: each recliner has its own cuff, bound by address.
 
 use super::sfloat::{Reader, encode_date_time, encode_sfloat};
-use super::{Decoder, FeedReport, PduError, feed_message, in_range, measurement};
+use super::{Decoder, FeedReport, PduError, feed_message, measurement};
 use crate::model::{DeviceTime, Flag, Flags, Measurement, Metric, Value};
-use std::ops::RangeInclusive;
 
 /// Flags b0: values are in kPa (else mmHg).
 const UNITS_KPA: u8 = 0x01;
@@ -53,9 +52,6 @@ const STATUS_FLAGS: [(u16, Flag); 4] = [
     (1 << 2, Flag::IrregularPulse),
     (1 << 5, Flag::ImproperPosition),
 ];
-
-/// Pressures and rates the metrics can mean (negative numbers are not pressures).
-const NON_NEGATIVE: RangeInclusive<f64> = 0.0..=f64::MAX;
 
 /// The flags of a measurement status.
 pub fn status_flags(status: u16) -> Flags {
@@ -193,7 +189,7 @@ impl BpMeasurement {
     pub fn measurements(&self, out: &mut Vec<Measurement>) {
         let flags = self.flags();
         let mut push = |metric, value| {
-            out.push(measurement(metric, in_range(value, NON_NEGATIVE), flags).at(self.time));
+            out.push(measurement(metric, value, flags).at(self.time));
         };
         push(Metric::NibpSys, self.systolic);
         push(Metric::NibpDia, self.diastolic);
@@ -206,14 +202,7 @@ impl BpMeasurement {
     /// The measurement of an Intermediate Cuff Pressure: the cuff pressure only.
     pub fn cuff_pressure_measurements(&self, out: &mut Vec<Measurement>) {
         let flags = self.flags().with(Flag::MeasurementOngoing);
-        out.push(
-            measurement(
-                Metric::CuffPressure,
-                in_range(self.systolic, NON_NEGATIVE),
-                flags,
-            )
-            .at(self.time),
-        );
+        out.push(measurement(Metric::CuffPressure, self.systolic, flags).at(self.time));
     }
 }
 
@@ -489,6 +478,44 @@ mod tests {
         assert_eq!(ms[0].value, Value::Invalid(Invalid::PositiveInfinity));
         assert_eq!(ms[1].value, Value::Invalid(Invalid::NotAtResolution));
         assert_eq!(ms[2].value, Value::Invalid(Invalid::OutOfRange));
+    }
+
+    #[test]
+    fn pressures_and_rates_outside_the_plausible_range_are_out_of_range() {
+        // Issue 9: `decode --protocol bls-measurement 68da050d1883fe999fdfdc` gave nibp_sys
+        // 1498. Flags 0x68 (user id, RFU b5-b6), sys 0x05DA = 1498, dia 0x180D = -2035e1,
+        // MAP 0xFE83 = -38.1, user 0x99, trailing bytes ignored. Ranges from
+        // `Metric::plausible_range` (pressures 0-300 mmHg, rates 0-350 /min).
+        let table: [(&str, [Value; 3]); 2] = [
+            (
+                "68da050d1883fe999fdfdc",
+                [Value::Invalid(Invalid::OutOfRange); 3],
+            ),
+            // Constructed: 300 / 0 / 301 mmHg.
+            (
+                "002c010000 2d01",
+                [
+                    Value::Valid(300.0),
+                    Value::Valid(0.0),
+                    Value::Invalid(Invalid::OutOfRange),
+                ],
+            ),
+        ];
+        for (hex, want) in table {
+            let bytes = hex::decode(hex.replace(' ', "")).unwrap();
+            let (ms, r) = decode::<MeasurementDecoder>(&bytes);
+            assert_eq!(r, ok(), "{hex}");
+            let got: Vec<Value> = ms.iter().map(|m| m.value).collect();
+            assert_eq!(got, want, "{hex}");
+        }
+        // Pulse rate 351 /min (constructed: flags b2, sys 120, dia 80, MAP 90, PR 0x015F).
+        let (ms, _) =
+            decode::<MeasurementDecoder>(&[0x04, 0x78, 0x00, 0x50, 0x00, 0x5A, 0x00, 0x5F, 0x01]);
+        assert_eq!(ms[3].metric, Metric::NibpPulse);
+        assert_eq!(ms[3].value, Value::Invalid(Invalid::OutOfRange));
+        // Cuff pressure 301 mmHg (constructed).
+        let (ms, _) = decode::<CuffPressureDecoder>(&[0x00, 0x2D, 0x01, 0xFF, 0x07, 0xFF, 0x07]);
+        assert_eq!(ms[0].value, Value::Invalid(Invalid::OutOfRange));
     }
 
     #[test]

@@ -182,6 +182,42 @@ mod tests {
     }
 
     #[test]
+    fn heart_rates_outside_the_plausible_range_are_out_of_range_and_255_is_a_value() {
+        // The SIG Heart Rate Measurement has no "no value" encoding (devices.md §4), so a uint8
+        // 255 is a heart rate of 255 /min: inside the 0-350 /min range of
+        // `Metric::plausible_range`, shown. A uint16 carries numbers no heart makes.
+        let table: [(&[u8], Value, &str); 5] = [
+            (&[0x00, 0xFF], Value::Valid(255.0), "uint8 255, constructed"),
+            (
+                &[0x01, 0x5E, 0x01],
+                Value::Valid(350.0),
+                "uint16 350, constructed",
+            ),
+            (
+                &[0x01, 0x5F, 0x01],
+                Value::Invalid(Invalid::OutOfRange),
+                "uint16 351, constructed",
+            ),
+            (
+                &[0x83, 0x74, 0xD9],
+                Value::Invalid(Invalid::OutOfRange),
+                "issue 9: `decode --protocol hrs 8374d9` gave heart_rate 55668",
+            ),
+            (
+                &[0x01, 0xFF, 0xFF],
+                Value::Invalid(Invalid::OutOfRange),
+                "uint16 65535, constructed",
+            ),
+        ];
+        for (bytes, value, what) in table {
+            let (ms, r) = decode(bytes);
+            assert_eq!((r.frames, r.bad_frames), (1, 0), "{what}");
+            assert_eq!(ms.len(), 1, "{what}");
+            assert_eq!(ms[0].value, value, "{what}");
+        }
+    }
+
+    #[test]
     fn truncated_values_are_bad_frames() {
         // Each one byte short of what its flags announce.
         for bytes in [

@@ -3,8 +3,12 @@
 //!
 //! Facts: ../shared/reference/devices.md §6.1 (Rad-8 Operator's Manual §4-24 for the EXC bits,
 //! yahnatan/pulseox README for a real line, OpenICE's Radical-7 spec for the field set).
-//! The field set depends on model and installed parameters, so the line is read as
-//! `KEY=VALUE` tokens, never by position; dashes mean "no value".
+//! The line is read as `KEY=VALUE` tokens (the field set depends on model and installed
+//! parameters) and checked against a layout before any value is taken: the device time first,
+//! every field complete in its width (`BPM=07` where the layout has three digits is a line
+//! cut short), each key once (a repeated key is two lines run together after a lost CR LF),
+//! no unknown key, every required field present, the length within the layout's bounds.
+//! Anything else is a bad frame and gives no value. Dashes mean "no value".
 
 use super::{Decoder, FeedReport};
 use crate::model::{DeviceTime, Flag, Flags, Invalid, Measurement, Metric};
@@ -12,13 +16,6 @@ use crate::model::{DeviceTime, Flag, Flags, Invalid, Measurement, Metric};
 /// The longest line accepted. Real lines are about 150 bytes (Radical-7 color about 250); a
 /// longer one is noise or a wrong baud rate and is skipped up to the next line end.
 pub const MAX_LINE: usize = 512;
-
-/// Highest SpO2 the protocol can mean, %.
-const SPO2_MAX: f64 = 100.0;
-/// Highest pulse rate the protocol can mean, /min (Rad-8 range is 25-240).
-const BPM_MAX: f64 = 300.0;
-/// Highest perfusion index the protocol can mean, % (Masimo PI range 0.02-20).
-const PI_MAX: f64 = 20.0;
 
 /// EXC exception bits (Rad-8 manual §4-24) and the flag each maps to. Bits not listed
 /// (0x100/0x200 reserved, 0x800 "SET active", anything higher) are masked out.
@@ -84,27 +81,269 @@ impl Decoder for MasimoDecoder {
 }
 
 /// A field's value as the line gives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Field {
     /// A number.
     Number(f64),
     /// Dashes: the device has no value.
     Dashes,
+    /// Well formed but not a decimal number (hex bits); only checked.
+    Text,
 }
 
-/// Reads one value: digits with at most one decimal point, or dashes (`---`, `--.-`, `+--`),
-/// with an optional trailing `%`. Anything else is `None` (a corrupted line).
-fn parse_field(raw: &str) -> Option<Field> {
-    let v = raw.strip_suffix('%').unwrap_or(raw);
-    if v.is_empty() {
+/// What a field of a layout is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Spo2,
+    PulseRate,
+    PerfusionIndex,
+    /// The EXC exception bits, hex.
+    Exc,
+    /// Checked for shape, not used.
+    Other,
+}
+
+/// One `KEY=VALUE` field of a layout. A shape spells the value character by character:
+/// `d` a decimal digit, `h` a hex digit, `s` a sign (`+` or `-`), anything else itself. The
+/// device's "no value" form is the same shape with every `d` as `-` (`---%`, `--.--%`, `+--`);
+/// a value that mixes digits and dashes is damaged. A final `*` stands for one or more
+/// comma-separated words of letters and digits (the trend layout's `EXC=820:OffPat,SET`).
+#[derive(Debug)]
+struct FieldSpec {
+    key: &'static str,
+    shapes: &'static [&'static str],
+    required: bool,
+    role: Role,
+}
+
+/// A line layout: a `MM/DD/YY HH:MM:SS` device time, then its fields in any order, each at
+/// most once, each in one of its shapes, every required one present.
+#[derive(Debug)]
+struct Layout {
+    fields: &'static [FieldSpec],
+    /// The layout writes "no value" as zeros (`SpO2=000 PR=000 PI=00.00`), not dashes.
+    zero_is_no_value: bool,
+}
+
+const fn field(key: &'static str, shapes: &'static [&'static str], role: Role) -> FieldSpec {
+    FieldSpec {
+        key,
+        shapes,
+        required: true,
+        role,
+    }
+}
+
+const fn optional(key: &'static str, shapes: &'static [&'static str]) -> FieldSpec {
+    FieldSpec {
+        key,
+        shapes,
+        required: false,
+        role: Role::Other,
+    }
+}
+
+/// ASCII 1, the 1 Hz live line of the Rad-8 (devices.md §6.1: yahnatan/pulseox README, a real
+/// line) and the Radical-7 (OpenICE's `masimo-radical-7.spec` regex, which adds `PVI=`).
+const ASCII1: Layout = Layout {
+    fields: &[
+        field("SN", &["dddddddddd"], Role::Other),
+        field("SPO2", &["ddd%"], Role::Spo2),
+        field("BPM", &["ddd"], Role::PulseRate),
+        field("PI", &["dd.dd%"], Role::PerfusionIndex),
+        field("SPCO", &["dd.d%"], Role::Other),
+        field("SPMET", &["dd.d%"], Role::Other),
+        field("DESAT", &["dd"], Role::Other),
+        field("PIDELTA", &["sdd"], Role::Other),
+        optional("PVI", &["ddd"]),
+        field("ALARM", &["hhhh"], Role::Other),
+        // Rad-8 6 digits; Radical-7 7 digits (devices.md §6.1).
+        field("EXC", &["hhhhhh", "hhhhhhh"], Role::Exc),
+    ],
+    zero_is_no_value: false,
+};
+
+/// ASCII 1 of the Radical-7 color (devices.md §6.1: "Radical-7 color adds SPHB= SPOC= RESVD=
+/// PVI= EXC1="): a real line in Nishanth Menon's capture script (`_parse_rad7_color_serial_1`):
+/// `03/17/16 19:19:36 SN=---------- SPO2=098% BPM=123 PI=00.55 SPCO=--% SPMET=--.-% SPHB=--.-
+/// SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC=0000C00 EXC1=00000000`.
+/// Its widths differ from the Rad-8's: PI without `%`, SPCO two digits, ALARM six.
+const RADICAL7_COLOR: Layout = Layout {
+    fields: &[
+        field("SN", &["dddddddddd"], Role::Other),
+        field("SPO2", &["ddd%"], Role::Spo2),
+        field("BPM", &["ddd"], Role::PulseRate),
+        field("PI", &["dd.dd"], Role::PerfusionIndex),
+        field("SPCO", &["dd%"], Role::Other),
+        field("SPMET", &["dd.d%"], Role::Other),
+        field("SPHB", &["dd.d"], Role::Other),
+        field("SPOC", &["dd"], Role::Other),
+        field("RESVD", &["ddd"], Role::Other),
+        field("DESAT", &["dd"], Role::Other),
+        field("PIDELTA", &["sdd"], Role::Other),
+        field("PVI", &["ddd"], Role::Other),
+        field("ALARM", &["hhhhhh"], Role::Other),
+        field("EXC", &["hhhhhhh"], Role::Exc),
+        field("EXC1", &["hhhhhhhh"], Role::Other),
+    ],
+    zero_is_no_value: false,
+};
+
+/// The trend-output layout of the Rad-8 operator's manual (devices.md §6.1):
+/// `09/21/08 09:56:12 SpO2=097 PR=069 PI=04.69 EXC=800:SET`; no value is zeros
+/// (`SpO2=000 PR=000 PI=00.00`), with EXC decoded in words (`EXC=820:OffPat,SET`).
+const TREND: Layout = Layout {
+    fields: &[
+        field("SpO2", &["ddd"], Role::Spo2),
+        field("PR", &["ddd"], Role::PulseRate),
+        field("PI", &["dd.dd"], Role::PerfusionIndex),
+        field("EXC", &["hhh:*"], Role::Exc),
+    ],
+    zero_is_no_value: true,
+};
+
+/// The layouts a `masimo-ascii` line may have; a line is read in the first that it fits.
+const LAYOUTS: [&Layout; 3] = [&ASCII1, &RADICAL7_COLOR, &TREND];
+
+/// The widest the words of a `*` may be (every EXC bit named).
+const MAX_WORDS: usize = 80;
+
+/// Length of `MM/DD/YY HH:MM:SS`.
+const TIME_LEN: usize = 17;
+/// Whitespace allowed between two tokens (OpenICE's regex allows any; real lines have one).
+const MAX_GAP: usize = 3;
+
+/// Reads `value` in `shape`; `None` when it does not fit (damaged).
+fn read_shape(value: &str, shape: &str) -> Option<Field> {
+    if let Some(head) = shape.strip_suffix('*') {
+        let words = value.get(head.len()..)?;
+        let ok = !words.is_empty()
+            && words.len() <= MAX_WORDS
+            && words
+                .split(',')
+                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric()));
+        read_shape(value.get(..head.len())?, head)?;
+        return ok.then_some(Field::Text);
+    }
+    if value.len() != shape.len() {
         return None;
     }
-    if v.contains('-') && v.chars().all(|c| matches!(c, '-' | '.' | '+')) {
-        return Some(Field::Dashes);
+    let (mut digits, mut dashes) = (false, false);
+    for (c, want) in value.chars().zip(shape.chars()) {
+        let ok = match want {
+            'd' if c.is_ascii_digit() => {
+                digits = true;
+                true
+            }
+            'd' if c == '-' => {
+                dashes = true;
+                true
+            }
+            'h' => c.is_ascii_hexdigit(),
+            's' => c == '+' || c == '-',
+            lit => c == lit,
+        };
+        if !ok {
+            return None;
+        }
     }
-    if !v.chars().all(|c| c.is_ascii_digit() || c == '.') || v.matches('.').count() > 1 {
-        return None;
+    match (digits, dashes) {
+        (true, true) => None,
+        (false, true) => Some(Field::Dashes),
+        _ => Some(
+            value
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .map_or(Field::Text, Field::Number),
+        ),
     }
-    v.parse::<f64>().ok().map(Field::Number)
+}
+
+/// A line read against a layout.
+#[derive(Debug)]
+struct Parsed {
+    time: DeviceTime,
+    spo2: Field,
+    pulse_rate: Field,
+    pi: Option<Field>,
+    exc: u32,
+}
+
+impl Layout {
+    /// The shortest and longest line (line end excluded) this layout allows.
+    fn length_bounds(&self) -> (usize, usize) {
+        let (mut min, mut max) = (TIME_LEN, TIME_LEN);
+        let width = |s: &str, words: usize| match s.strip_suffix('*') {
+            Some(head) => head.len() + words,
+            None => s.len(),
+        };
+        for f in self.fields {
+            let lens = f.shapes.iter().map(|s| (width(s, 1), width(s, MAX_WORDS)));
+            let lo = lens.clone().map(|(lo, _)| lo).min().unwrap_or(0);
+            let hi = lens.map(|(_, hi)| hi).max().unwrap_or(0);
+            if f.required {
+                min += 1 + f.key.len() + 1 + lo;
+            }
+            max += MAX_GAP + f.key.len() + 1 + hi;
+        }
+        (min, max)
+    }
+
+    /// `text` read in this layout, or `None` when it does not fit in every respect.
+    fn read(&self, text: &str) -> Option<Parsed> {
+        let (min, max) = self.length_bounds();
+        if !(min..=max).contains(&text.len()) {
+            return None;
+        }
+        let mut tokens = text.split_ascii_whitespace();
+        let time = parse_time(tokens.next()?, tokens.next()?)?;
+        let mut seen = [None; 16];
+        for token in tokens {
+            let (key, value) = token.split_once('=')?;
+            let i = self.fields.iter().position(|f| f.key == key)?;
+            let slot = seen.get_mut(i)?;
+            if slot.is_some() {
+                return None; // one of each key: two lines run together
+            }
+            let f = &self.fields[i];
+            let field = f.shapes.iter().find_map(|s| read_shape(value, s))?;
+            *slot = Some(match (f.role, field) {
+                (Role::Exc, _) => {
+                    let hex = value.split(':').next()?;
+                    Field::Number(f64::from(u32::from_str_radix(hex, 16).ok()?))
+                }
+                (Role::Spo2 | Role::PulseRate | Role::PerfusionIndex, Field::Number(v))
+                    if self.zero_is_no_value && v == 0.0 =>
+                {
+                    Field::Dashes
+                }
+                _ => field,
+            });
+        }
+        let mut parsed = Parsed {
+            time,
+            spo2: Field::Dashes,
+            pulse_rate: Field::Dashes,
+            pi: None,
+            exc: 0,
+        };
+        for (f, got) in self.fields.iter().zip(seen) {
+            let Some(got) = got else {
+                if f.required {
+                    return None;
+                }
+                continue;
+            };
+            match (f.role, got) {
+                (Role::Spo2, v) => parsed.spo2 = v,
+                (Role::PulseRate, v) => parsed.pulse_rate = v,
+                (Role::PerfusionIndex, v) => parsed.pi = Some(v),
+                (Role::Exc, Field::Number(bits)) => parsed.exc = bits as u32,
+                _ => {}
+            }
+        }
+        Some(parsed)
+    }
 }
 
 /// Reads `MM/DD/YY` and `HH:MM:SS` into a device time (years 20YY), if both are well formed.
@@ -138,81 +377,38 @@ fn parse_time(date: &str, time: &str) -> Option<DeviceTime> {
     })
 }
 
-/// Decodes one complete line (without its line end).
+/// Decodes one complete line (without its line end). A line that does not fit a layout in
+/// every respect (a field cut short, a key twice, an unknown key, no device time, a length
+/// outside the layout's bounds) is one bad frame and gives no value at all.
 fn decode_line(line: &[u8], out: &mut Vec<Measurement>, report: &mut FeedReport) {
     let Ok(text) = std::str::from_utf8(line) else {
         report.bad_frames += 1;
         return;
     };
-    if text.trim().is_empty() {
+    let text = text.trim_end_matches(|c: char| c.is_ascii_whitespace());
+    if text.is_empty() {
         return;
     }
-    let mut tokens = text.split_ascii_whitespace();
-    let mut after_time = tokens.clone();
-    let device_time = match (after_time.next(), after_time.next()) {
-        (Some(date), Some(time)) => parse_time(date, time),
-        _ => None,
-    };
-    if device_time.is_some() {
-        tokens = after_time;
-    }
-    let (mut spo2, mut bpm, mut pi, mut exc) = (None, None, None, None);
-    for token in tokens {
-        let Some((key, value)) = token.split_once('=') else {
-            continue;
-        };
-        let slot = match key {
-            "SPO2" => &mut spo2,
-            "BPM" => &mut bpm,
-            "PI" => &mut pi,
-            "EXC" => &mut exc,
-            _ => continue,
-        };
-        if slot.is_none() {
-            *slot = Some(value);
-        }
-    }
-    let (Some(spo2), Some(bpm)) = (spo2, bpm) else {
+    let Some(p) = LAYOUTS.iter().find_map(|l| l.read(text)) else {
         report.bad_frames += 1;
         return;
     };
-    let flags = match exc.map(|e| u32::from_str_radix(e, 16)) {
-        None => Flags::EMPTY,
-        Some(Ok(bits)) => exc_flags(bits),
-        // A corrupted EXC could hide "sensor off": the whole line is untrustworthy.
-        Some(Err(_)) => {
-            report.bad_frames += 1;
-            return;
-        }
-    };
-    let fields = [
-        (Metric::Spo2, Some(spo2), SPO2_MAX),
-        (Metric::PulseRate, Some(bpm), BPM_MAX),
-        (Metric::PerfusionIndex, pi, PI_MAX),
-    ];
-    let mut parsed = [None, None, None];
-    for (slot, (_, raw, _)) in parsed.iter_mut().zip(fields.iter()) {
-        if let Some(raw) = raw {
-            match parse_field(raw) {
-                Some(f) => *slot = Some(f),
-                None => {
-                    report.bad_frames += 1;
-                    return;
-                }
-            }
-        }
-    }
     report.frames += 1;
-    for ((metric, _, max), field) in fields.into_iter().zip(parsed) {
+    let flags = exc_flags(p.exc);
+    let fields = [
+        (Metric::Spo2, Some(p.spo2)),
+        (Metric::PulseRate, Some(p.pulse_rate)),
+        (Metric::PerfusionIndex, p.pi),
+    ];
+    for (metric, field) in fields {
         let m = match field {
             None => continue,
-            Some(Field::Dashes) => Measurement::invalid(metric, Invalid::NoValue, flags),
-            Some(Field::Number(v)) if v > max => {
-                Measurement::invalid(metric, Invalid::OutOfRange, flags)
+            Some(Field::Dashes | Field::Text) => {
+                Measurement::invalid(metric, Invalid::NoValue, flags)
             }
             Some(Field::Number(v)) => Measurement::new(metric, v, flags),
         };
-        out.push(m.at(device_time));
+        out.push(m.at(Some(p.time)));
     }
 }
 
@@ -233,31 +429,94 @@ pub struct MasimoLine {
     pub exc: u32,
 }
 
+/// Which serial output layout a simulated Masimo prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MasimoLayout {
+    /// Rad-8 / Radical-7 ASCII 1 ([`MasimoLine::encode`]).
+    #[default]
+    Ascii1,
+    /// Radical-7 color ASCII 1 ([`MasimoLine::encode_radical7_color`]).
+    Radical7Color,
+    /// Rad-8 trend output ([`MasimoLine::encode_trend`]).
+    Trend,
+}
+
 impl MasimoLine {
-    /// The line byte for byte, `\r\n` included, in the Rad-8 ASCII 1 layout.
-    pub fn encode(&self) -> String {
+    /// `MM/DD/YY HH:MM:SS`.
+    fn time_text(&self) -> String {
         let t = &self.device_time;
-        let spo2 = self
-            .spo2
-            .map_or_else(|| "---".to_owned(), |v| format!("{v:03}"));
-        let bpm = self
-            .bpm
-            .map_or_else(|| "---".to_owned(), |v| format!("{v:03}"));
-        let pi = match self.pi {
-            Some(v) if v.is_finite() && v >= 0.0 => format!("{v:05.2}"),
-            _ => "--.--".to_owned(),
-        };
         format!(
-            "{:02}/{:02}/{:02} {:02}:{:02}:{:02} SN={:010} SPO2={spo2}% BPM={bpm} PI={pi}% \
-             SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC={:06X}\r\n",
+            "{:02}/{:02}/{:02} {:02}:{:02}:{:02}",
             t.month,
             t.day,
             t.year % 100,
             t.hour,
             t.minute,
-            t.second,
+            t.second
+        )
+    }
+
+    /// SpO2, pulse rate and PI as three-digit, three-digit and `NN.NN` fields, `no_value`
+    /// in place of any that is absent.
+    fn vitals_text(&self, none3: &str, none_pi: &str) -> (String, String, String) {
+        let three = |v: Option<u16>| v.map_or_else(|| none3.to_owned(), |v| format!("{v:03}"));
+        let pi = match self.pi {
+            Some(v) if v.is_finite() && v >= 0.0 => format!("{v:05.2}"),
+            _ => none_pi.to_owned(),
+        };
+        (three(self.spo2.map(u16::from)), three(self.bpm), pi)
+    }
+
+    /// The line in `layout`.
+    pub fn encode_as(&self, layout: MasimoLayout) -> String {
+        match layout {
+            MasimoLayout::Ascii1 => self.encode(),
+            MasimoLayout::Radical7Color => self.encode_radical7_color(),
+            MasimoLayout::Trend => self.encode_trend(),
+        }
+    }
+
+    /// The line byte for byte, `\r\n` included, in the Rad-8 ASCII 1 layout.
+    pub fn encode(&self) -> String {
+        let (spo2, bpm, pi) = self.vitals_text("---", "--.--");
+        format!(
+            "{} SN={:010} SPO2={spo2}% BPM={bpm} PI={pi}% \
+             SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC={:06X}\r\n",
+            self.time_text(),
             self.serial,
             self.exc
+        )
+    }
+
+    /// The line in the Radical-7 color ASCII 1 layout (see `RADICAL7_COLOR`), `\r\n`
+    /// included; the rainbow parameters have no value.
+    pub fn encode_radical7_color(&self) -> String {
+        let (spo2, bpm, pi) = self.vitals_text("---", "--.--");
+        format!(
+            "{} SN={:010} SPO2={spo2}% BPM={bpm} PI={pi} SPCO=--% SPMET=--.-% SPHB=--.- \
+             SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC={:07X} \
+             EXC1=00000000\r\n",
+            self.time_text(),
+            self.serial,
+            self.exc & 0x0FFF_FFFF
+        )
+    }
+
+    /// The line in the Rad-8 trend-output layout (see `TREND`), `\r\n` included: no value
+    /// prints as zeros. EXC keeps its low 12 bits, with the 0x800 "SET" bit always set, and
+    /// names the bits the manual's sample names (`OffPat` 0x020, `SET` 0x800).
+    pub fn encode_trend(&self) -> String {
+        let (spo2, bpm, pi) = self.vitals_text("000", "00.00");
+        let exc = (self.exc & 0xFFF) | 0x800;
+        let words: Vec<&str> = [(0x020, "OffPat"), (0x800, "SET")]
+            .into_iter()
+            .filter(|(bit, _)| exc & bit != 0)
+            .map(|(_, w)| w)
+            .collect();
+        format!(
+            "{} SpO2={spo2} PR={bpm} PI={pi} EXC={exc:03X}:{}\r\n",
+            self.time_text(),
+            words.join(",")
         )
     }
 }
@@ -336,23 +595,24 @@ mod tests {
         assert_eq!(ms[0].flags, Flags::EMPTY.with(Flag::LowSignal));
     }
 
+    /// The yahnatan line with its SPO2, BPM, PI and EXC values replaced (constructed).
+    fn rad8(spo2: &str, bpm: &str, pi: &str, exc: &str) -> String {
+        format!(
+            "02/22/16 22:47:45 SN=0000056661 SPO2={spo2} BPM={bpm} PI={pi} SPCO=--.-% \
+             SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC={exc}\r\n"
+        )
+    }
+
     #[test]
     fn every_dash_encoding_is_no_value() {
-        // Dash forms from devices.md §6.1 (live line); constructed lines.
-        for (spo2, bpm, pi) in [
-            ("---%", "---", "--.-%"),
-            ("--%", "--", "--.--%"),
-            ("---", "---", "---"),
-        ] {
-            let line = format!("SPO2={spo2} BPM={bpm} PI={pi} EXC=000020\n");
-            let (ms, r) = decode(&line);
-            assert_eq!(r.frames, 1, "{line}");
-            assert_eq!(ms.len(), 3);
-            for m in &ms {
-                assert_eq!(m.value, Value::Invalid(Invalid::NoValue), "{line}");
-                assert!(m.flags.contains(Flag::SensorOff));
-                assert_eq!(m.device_time, None);
-            }
+        // Dash forms from devices.md §6.1 (live line: `---`, `--.--`, `%` still attached).
+        let (ms, r) = decode(&rad8("---%", "---", "--.--%", "000020"));
+        assert_eq!(r.frames, 1);
+        assert_eq!(ms.len(), 3);
+        for m in &ms {
+            assert_eq!(m.value, Value::Invalid(Invalid::NoValue));
+            assert!(m.flags.contains(Flag::SensorOff));
+            assert_eq!(m.device_time, Some(t(2016, 2, 22, 22, 47, 45)));
         }
     }
 
@@ -374,8 +634,7 @@ mod tests {
             (0x800, None),
         ];
         for (bit, flag) in table {
-            let line = format!("SPO2=097% BPM=070 EXC={bit:06X}\r\n");
-            let (ms, _) = decode(&line);
+            let (ms, _) = decode(&rad8("097%", "070", "03.60%", &format!("{bit:06X}")));
             let expected = flag.map_or(Flags::EMPTY, |f| Flags::EMPTY.with(f));
             assert_eq!(ms[0].flags, expected, "bit {bit:#x}");
             let voids = flag.is_some_and(Flag::voids_value);
@@ -391,55 +650,141 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_are_invalid_not_shown() {
-        // Constructed.
-        let (ms, r) = decode("SPO2=101% BPM=301 PI=20.01%\n");
+        // Constructed; ranges from `Metric::plausible_range` (SpO2 0-100 %, rates 0-350 /min).
+        let (ms, r) = decode(&rad8("101%", "351", "03.60%", "000000"));
         assert_eq!(r.frames, 1);
-        for m in &ms {
-            assert_eq!(m.value, Value::Invalid(Invalid::OutOfRange));
-        }
-        let (ms, _) = decode("SPO2=100% BPM=300 PI=20.00%\n");
+        assert_eq!(ms[0].value, Value::Invalid(Invalid::OutOfRange));
+        assert_eq!(ms[1].value, Value::Invalid(Invalid::OutOfRange));
+        assert_eq!(ms[2].value, Value::Valid(3.6));
+        let (ms, _) = decode(&rad8("100%", "350", "99.99%", "000000"));
         assert!(ms.iter().all(|m| m.value.number().is_some()));
     }
 
     #[test]
-    fn lines_without_spo2_and_bpm_or_with_corrupted_values_are_bad_frames() {
-        // Constructed.
-        for line in [
-            "02/22/16 22:47:45 SN=0000056661\r\n",
-            "PI=03.60% BPM=097\r\n",
-            "SPO2=9x8% BPM=097\r\n",
-            "SPO2=098% BPM=-97\r\n",
-            "SPO2=098% BPM=097 PI=3.6.0%\r\n",
-            "SPO2=098% BPM=097 EXC=00G800\r\n",
-            "SPO2=% BPM=097\r\n",
-            "\u{7f}SPO2\u{1}=098 BPM=097\n",
-        ] {
-            let (ms, r) = decode(line);
-            assert!(ms.is_empty(), "{line:?}");
-            assert_eq!(r.bad_frames, 1, "{line:?}");
+    fn a_damaged_line_is_one_bad_frame_and_gives_no_value() {
+        // Each case is the yahnatan line (devices.md §6.1) with one kind of damage. The first
+        // two are the issue-9 findings: a line cut inside a field (real BPM 097, so 07 would
+        // be a false pulse of 7), and two lines run together after a lost CR LF (the second,
+        // real SpO2 80, would be hidden behind the first's 98).
+        let y = YAHNATAN.trim_end();
+        let second = y
+            .replace("22:47:45", "22:47:46")
+            .replace("SPO2=098%", "SPO2=080%");
+        let table: [(String, &str); 22] = [
+            (
+                format!("{}\r\n", &y[..y.find("BPM=097").unwrap() + 6]),
+                "cut inside BPM (BPM=09, then the line end)",
+            ),
+            (format!("{y}{second}\r\n"), "two lines run together"),
+            (format!("{y} {second}\r\n"), "two lines, a space between"),
+            (
+                y.replace("SN=0000056661", "SN=000056661"),
+                "a digit lost in SN",
+            ),
+            (y.replace("SPO2=098%", "SPO2=98%"), "a digit lost in SPO2"),
+            (y.replace("SPO2=098%", "SPO2=098"), "the % of SPO2 lost"),
+            (y.replace("BPM=097", "BPM=0977"), "a digit too many in BPM"),
+            (y.replace("PI=03.60%", "PI=3.60%"), "a digit lost in PI"),
+            (y.replace("PI=03.60%", "PI=03.6%"), "a decimal lost in PI"),
+            (y.replace("PI=03.60%", "PI=0360%"), "the point of PI lost"),
+            (
+                y.replace("ALARM=0000", "ALARM=000"),
+                "a digit lost in ALARM",
+            ),
+            (y.replace("EXC=000800", "EXC=00800"), "a digit lost in EXC"),
+            (
+                y.replace("EXC=000800", "EXC=00G800"),
+                "a bad hex digit in EXC",
+            ),
+            (
+                y.replace("BPM=097 PI", "BPM=097PI"),
+                "a space lost between fields",
+            ),
+            (y.replace("BPM=097", "BPM097"), "an = lost"),
+            (
+                y.replace("SPO2=098%", "SPO2=0-8%"),
+                "digits and dashes mixed",
+            ),
+            (y.replace("DESAT=--", "DESAT=-- DESAT=--"), "a key twice"),
+            (y.replace("DESAT=--", "DESAT=-- XYZ=1"), "an unknown key"),
+            (
+                y.replace(" EXC=000800", ""),
+                "a required field (EXC, the last) missing: the end cut off",
+            ),
+            (
+                y[18..].to_owned(),
+                "the device time cut off: joined mid-line",
+            ),
+            (y.replace("02/22/16", "13/22/16"), "a month 13 in the time"),
+            (
+                y.replace(' ', "          "),
+                "longer than the layout allows (10 spaces between fields)",
+            ),
+        ];
+        for (line, what) in table {
+            let (ms, r) = decode(&format!("{}\r\n", line.trim_end()));
+            assert!(ms.is_empty(), "{what}: {ms:?}");
+            assert_eq!(
+                r,
+                FeedReport {
+                    bad_frames: 1,
+                    ..Default::default()
+                },
+                "{what}"
+            );
         }
-        let (ms, r) = feed_whole::<MasimoDecoder>(b"SPO2=\xff98 BPM=097\n");
+        // Not UTF-8.
+        let mut bytes = YAHNATAN.as_bytes().to_vec();
+        bytes[40] = 0xFF;
+        let (ms, r) = feed_whole::<MasimoDecoder>(&bytes);
         assert!(ms.is_empty());
         assert_eq!(r.bad_frames, 1);
     }
 
     #[test]
-    fn line_endings_cr_lf_lf_and_cr_alone_all_end_a_line() {
-        for end in ["\r\n", "\n", "\r", "\n\r"] {
-            let text = format!("SPO2=097% BPM=070{end}SPO2=096% BPM=071{end}");
-            let (ms, r) = decode(&text);
-            assert_eq!(r.frames, 2, "{end:?}");
-            assert_eq!(ms.len(), 4);
-        }
-        // No line end yet: nothing emitted.
-        assert_eq!(decode("SPO2=097% BPM=070").0.len(), 0);
+    fn the_good_line_after_a_damaged_one_gives_its_values() {
+        // Issue 9: `BPM=07` + CR LF (real 72), then the next line whole.
+        let good = rad8("097%", "072", "03.60%", "000000");
+        let mut stream = good[..good.find("BPM=07").unwrap() + 6].to_owned();
+        stream.push_str("\r\n");
+        stream.push_str(&good);
+        let (ms, r) = decode(&stream);
+        assert_eq!(
+            r,
+            FeedReport {
+                frames: 1,
+                skipped_bytes: 0,
+                bad_frames: 1
+            }
+        );
+        assert_eq!(
+            values(&ms),
+            vec![
+                (Metric::Spo2, Value::Valid(97.0)),
+                (Metric::PulseRate, Value::Valid(72.0)),
+                (Metric::PerfusionIndex, Value::Valid(3.6)),
+            ]
+        );
     }
 
     #[test]
-    fn a_bad_clock_is_ignored_and_years_are_20yy() {
-        let (ms, _) = decode("13/22/16 22:47:45 SPO2=097% BPM=070\n");
-        assert_eq!(ms[0].device_time, None);
-        let (ms, _) = decode("12/31/99 23:59:59 SPO2=097% BPM=070\n");
+    fn line_endings_cr_lf_lf_and_cr_alone_all_end_a_line() {
+        let y = YAHNATAN.trim_end();
+        for end in ["\r\n", "\n", "\r", "\n\r"] {
+            let text = format!("{y}{end}{y}{end}");
+            let (ms, r) = decode(&text);
+            assert_eq!(r.frames, 2, "{end:?}");
+            assert_eq!(r.bad_frames, 0, "{end:?}");
+            assert_eq!(ms.len(), 6);
+        }
+        // No line end yet: nothing emitted.
+        assert_eq!(decode(y).0.len(), 0);
+    }
+
+    #[test]
+    fn years_are_20yy() {
+        let y = YAHNATAN.replace("02/22/16 22:47:45", "12/31/99 23:59:59");
+        let (ms, _) = decode(&y);
         assert_eq!(ms[0].device_time, Some(t(2099, 12, 31, 23, 59, 59)));
     }
 
@@ -452,8 +797,8 @@ mod tests {
         assert_eq!(r.skipped_bytes, MAX_LINE as u32 + 100);
         assert_eq!(r.frames, 1);
         assert_eq!(ms.len(), 3);
-        // Exactly MAX_LINE bytes still fits.
-        let mut line = b"SPO2=097% BPM=070 ".to_vec();
+        // Trailing spaces up to MAX_LINE bytes still fit.
+        let mut line = YAHNATAN.trim_end().as_bytes().to_vec();
         line.resize(MAX_LINE, b' ');
         line.push(b'\n');
         assert_eq!(feed_whole::<MasimoDecoder>(&line).1.frames, 1);
@@ -479,6 +824,173 @@ mod tests {
         );
         assert_eq!(ms.len(), 6);
         assert_every_split_matches_whole::<MasimoDecoder>(&bytes);
+    }
+
+    /// Real Radical-7 color line, Nishanth Menon's capture script (devices.md §6.1).
+    const MENON_RADICAL7_COLOR: &str = "03/17/16 19:19:36 SN=---------- SPO2=098% BPM=123 PI=00.55 SPCO=--% SPMET=--.-% SPHB=--.- SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC=0000C00 EXC1=00000000\r\n";
+    /// Radical-7 (blue) line quoted in the same script from the Radical-7 service manual.
+    const RADICAL7_SERVICE_MANUAL: &str = "05/15/07 08:12:21 SN=0000070986 SPO2=---% BPM=--- PI=--.--% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- PVI=--- ALARM=0000 EXC=000000 \r\n";
+    /// Trend output, Rad-8 operator's manual sample (devices.md §6.1; issue 15).
+    const MANUAL_TREND: &str = "09/21/08 09:56:12 SpO2=097 PR=069 PI=04.69 EXC=800:SET\r\n";
+    /// Trend output with the sensor off the patient, same sample (devices.md §6.1).
+    const MANUAL_TREND_OFF: &str =
+        "09/21/08 09:56:14 SpO2=000 PR=000 PI=00.00 EXC=820:OffPat,SET\r\n";
+
+    #[test]
+    fn every_layout_decodes_its_documented_lines() {
+        let no = Value::Invalid(Invalid::NoValue);
+        let table: [(&str, [Value; 3], Flags, &str); 4] = [
+            (
+                MENON_RADICAL7_COLOR,
+                [Value::Valid(98.0), Value::Valid(123.0), Value::Valid(0.55)],
+                // 0xC00: low signal IQ + SET (masked).
+                Flags::EMPTY.with(Flag::LowSignal),
+                "Radical-7 color, Menon capture",
+            ),
+            (
+                RADICAL7_SERVICE_MANUAL,
+                [no, no, no],
+                Flags::EMPTY,
+                "Radical-7 service manual, all dashes",
+            ),
+            (
+                MANUAL_TREND,
+                [Value::Valid(97.0), Value::Valid(69.0), Value::Valid(4.69)],
+                Flags::EMPTY,
+                "Rad-8 trend output",
+            ),
+            (
+                MANUAL_TREND_OFF,
+                [no, no, no],
+                Flags::EMPTY.with(Flag::SensorOff),
+                "Rad-8 trend output, zeros are no value, sensor off",
+            ),
+        ];
+        for (line, want, flags, what) in table {
+            let (ms, r) = decode(line);
+            assert_eq!(
+                r,
+                FeedReport {
+                    frames: 1,
+                    ..Default::default()
+                },
+                "{what}"
+            );
+            let metrics: Vec<Metric> = ms.iter().map(|m| m.metric).collect();
+            assert_eq!(
+                metrics,
+                [Metric::Spo2, Metric::PulseRate, Metric::PerfusionIndex],
+                "{what}"
+            );
+            let got: Vec<Value> = ms.iter().map(|m| m.value).collect();
+            assert_eq!(got, want, "{what}");
+            assert!(ms.iter().all(|m| m.flags == flags), "{what}: {ms:?}");
+            assert!(ms.iter().all(|m| m.device_time.is_some()), "{what}");
+        }
+    }
+
+    #[test]
+    fn damaged_radical_7_color_and_trend_lines_are_bad_frames() {
+        // The documented lines of the other layouts (sources on the constants), damaged.
+        let c = MENON_RADICAL7_COLOR.trim_end();
+        let tr = MANUAL_TREND.trim_end();
+        let table: [(String, &str); 12] = [
+            (c.replace("BPM=123", "BPM=12"), "color: BPM cut short"),
+            (
+                c.replace("PI=00.55", "PI=00.55%"),
+                "color: PI in the Rad-8 width",
+            ),
+            (
+                c.replace(" EXC1=00000000", ""),
+                "color: EXC1 (the last) cut off",
+            ),
+            (
+                c.replace("EXC1=00000000", "EXC1=0000000"),
+                "color: EXC1 short",
+            ),
+            (
+                c.replace("ALARM=000000", "ALARM=0000"),
+                "color: ALARM in the Rad-8 width",
+            ),
+            (format!("{c}{tr}"), "color and trend lines run together"),
+            (
+                tr[..tr.find("PR=06").unwrap() + 5].to_owned(),
+                "trend: cut inside PR",
+            ),
+            (
+                tr.replace("EXC=800:SET", "EXC=800:"),
+                "trend: EXC without words",
+            ),
+            (tr.replace("EXC=800:SET", "EXC=80:SET"), "trend: EXC short"),
+            (
+                tr.replace("EXC=800:SET", "EXC=800:SET,,"),
+                "trend: an empty word",
+            ),
+            (
+                tr.replace("SpO2=097", "SPO2=097%"),
+                "trend with an ASCII 1 key",
+            ),
+            (tr.replace("PR=069", "PR=069 PR=069"), "trend: a key twice"),
+        ];
+        for (line, what) in table {
+            let (ms, r) = decode(&format!("{line}\r\n"));
+            assert!(ms.is_empty(), "{what}: {ms:?}");
+            assert_eq!(
+                r,
+                FeedReport {
+                    bad_frames: 1,
+                    ..Default::default()
+                },
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_layout_encodes_lines_that_decode_to_the_same_values() {
+        let menon = MasimoLine {
+            device_time: t(2016, 3, 17, 19, 19, 36),
+            serial: 0,
+            spo2: Some(98),
+            bpm: Some(123),
+            pi: Some(0.55),
+            exc: 0xC00,
+        };
+        // Byte for byte as the capture, except SN (the encoder always prints a number).
+        assert_eq!(
+            menon.encode_radical7_color(),
+            MENON_RADICAL7_COLOR.replace("SN=----------", "SN=0000000000")
+        );
+        let trend = MasimoLine {
+            device_time: t(2008, 9, 21, 9, 56, 12),
+            serial: 0,
+            spo2: Some(97),
+            bpm: Some(69),
+            pi: Some(4.69),
+            exc: 0x000,
+        };
+        assert_eq!(trend.encode_trend(), MANUAL_TREND);
+        let off = MasimoLine {
+            device_time: t(2008, 9, 21, 9, 56, 14),
+            spo2: None,
+            bpm: None,
+            pi: None,
+            exc: 0x020,
+            ..trend
+        };
+        assert_eq!(off.encode_trend(), MANUAL_TREND_OFF);
+        for layout in [
+            MasimoLayout::Ascii1,
+            MasimoLayout::Radical7Color,
+            MasimoLayout::Trend,
+        ] {
+            for line in [menon, trend, off] {
+                let (ms, r) = decode(&line.encode_as(layout));
+                assert_eq!(r.frames, 1, "{layout:?} {line:?}");
+                let spo2 = line.spo2.map(f64::from);
+                assert_eq!(ms[0].value.number(), spo2, "{layout:?} {line:?}");
+            }
+        }
     }
 
     #[test]

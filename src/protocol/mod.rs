@@ -6,7 +6,9 @@
 //! message-oriented: most BLE decoders take one notification value per call (see
 //! [`Decoder`]). Every decoder never panics on any input, masks reserved bits, and turns every
 //! "no value" encoding into [`crate::model::Value::Invalid`] with the reason, never into a
-//! number. Facts and sources: ../shared/reference/devices.md.
+//! number. Every number goes through [`Measurement::new`], which applies the metric's
+//! plausible range ([`Metric::plausible_range`], one table for every decoder): outside it the
+//! value is `out_of_range`, never a number. Facts and sources: ../shared/reference/devices.md.
 //!
 //! BLE: [`plx`] (Pulse Oximeter Service), [`bls`] (Blood Pressure Service), [`hrs`] (Heart
 //! Rate), [`battery`] (Battery Service), [`berrymed`] (BerryMed BCI), [`nonin_ble`] (Nonin
@@ -17,6 +19,7 @@
 pub mod battery;
 pub mod berrymed;
 pub mod bls;
+pub mod contec;
 pub mod hrs;
 pub mod masimo;
 pub mod nonin;
@@ -26,8 +29,7 @@ pub mod sfloat;
 pub mod suntech;
 pub mod viatom;
 
-use crate::model::{Flags, Invalid, Measurement, Metric, Value};
-use std::ops::RangeInclusive;
+use crate::model::{Flags, Measurement, Metric, Value};
 use thiserror::Error;
 
 /// Names accepted by [`decoder_for`], `vitalsd decode --protocol` and device profiles.
@@ -45,6 +47,10 @@ pub const PROTOCOLS: &[&str] = &[
     "berrymed-bci",
     "nonin-ble",
     "viatom-o2",
+    "contec-legacy",
+    "contec-v7",
+    "nonin-format7",
+    "nonin-format8",
 ];
 
 /// What a call to [`Decoder::feed`] saw, for device statistics and technical alarms.
@@ -98,8 +104,18 @@ pub fn decoder_for(name: &str) -> Option<Box<dyn Decoder>> {
         "berrymed-bci" => Some(Box::new(berrymed::BciDecoder::default())),
         "nonin-ble" => Some(Box::new(nonin_ble::NoninBleDecoder)),
         "viatom-o2" => Some(Box::new(viatom::ViatomDecoder::default())),
+        "contec-legacy" => Some(Box::new(contec::LegacyDecoder::default())),
+        "contec-v7" => Some(Box::new(contec::V7Decoder::default())),
+        "nonin-format7" => Some(Box::new(nonin::NoninFormat7Decoder::default())),
+        "nonin-format8" => Some(Box::new(nonin::NoninFormat8Decoder::default())),
         _ => None,
     }
+}
+
+/// What the host must send to a serial device of `protocol` for it to keep streaming, if
+/// anything (the SunTech module, which is polled, has its own dialogue in the source).
+pub fn dialogue_for(protocol: &str) -> Option<contec::Dialogue> {
+    (protocol == "contec-v7").then_some(contec::V7_DIALOGUE)
 }
 
 /// Why a BLE notification value could not be parsed. Each variant carries what was wrong.
@@ -152,19 +168,12 @@ pub(crate) fn feed_message(
 }
 
 /// A measurement from a decoded value: a number through [`Measurement::new`] (which voids it
-/// under a voiding flag), an invalid value with its reason.
+/// under a voiding flag and makes it `out_of_range` outside [`Metric::plausible_range`]), an
+/// invalid value with its reason.
 pub(crate) fn measurement(metric: Metric, value: Value, flags: Flags) -> Measurement {
     match value {
         Value::Valid(v) => Measurement::new(metric, v, flags),
         Value::Invalid(reason) => Measurement::invalid(metric, reason, flags),
-    }
-}
-
-/// `value` unless it is a number outside `range`, which becomes [`Invalid::OutOfRange`].
-pub(crate) fn in_range(value: Value, range: RangeInclusive<f64>) -> Value {
-    match value {
-        Value::Valid(v) if !range.contains(&v) => Value::Invalid(Invalid::OutOfRange),
-        other => other,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Nonin serial data format #2 (OEM III, Xpod, 9560, 3150): 5-byte frames
-//! `01 STATUS PLETH FLOAT CHK`, 25 frames per packet, 75 frames per second.
+//! `01 STATUS PLETH FLOAT CHK`, 25 frames per packet, 75 frames per second; format #7 (the same
+//! packets with 16-bit pleth frames, [`NoninFormat7Decoder`]) and format #8 (4 bytes once a
+//! second, [`NoninFormat8Decoder`]).
 //!
 //! Facts: ../shared/reference/devices.md §6.2 (Nonin 9560 OEM specification; masks and checksum
 //! cross-checked with pez-globo/pufferfish-software's Nonin driver and its tests).
@@ -82,12 +84,13 @@ pub struct NoninFormat2Decoder {
     low_battery: bool,
     /// The current packet's SYNC came exactly 25 frames after the previous SYNC.
     confirmed: bool,
+    /// Format #7 framing: `STATUS PLETH_MSB PLETH_LSB FLOAT CHK`, no 0x01 lead byte.
+    format7: bool,
 }
 
 impl NoninFormat2Decoder {
-    /// Handles one valid frame.
-    fn frame(&mut self, f: [u8; FRAME_LEN], out: &mut Vec<Measurement>) {
-        let [_, status, pleth, float, _] = f;
+    /// Handles one valid frame (`pleth` 8-bit in format #2, 16-bit in format #7).
+    fn frame(&mut self, status: u8, pleth: u16, float: u8, out: &mut Vec<Measurement>) {
         let idx = if status & SYNC != 0 {
             self.packet_flags = Flags::EMPTY;
             self.confirmed = self.frame_idx == Some(FRAMES_PER_PACKET);
@@ -120,7 +123,6 @@ impl NoninFormat2Decoder {
                 let spo2 = float & 0x7F;
                 out.push(match spo2 {
                     SPO2_MISSING => Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags),
-                    101.. => Measurement::invalid(Metric::Spo2, Invalid::OutOfRange, flags),
                     _ => Measurement::new(Metric::Spo2, f64::from(spo2), flags),
                 });
             }
@@ -137,13 +139,19 @@ impl Decoder for NoninFormat2Decoder {
         let mut i = 0;
         while let Some(rest) = buf.get(i..) {
             let Some(&first) = rest.first() else { break };
-            if first != START {
+            // Format #7 has no lead byte: a frame starts at a STATUS (b7 set).
+            let lead_ok = if self.format7 {
+                first & STATUS_B7 != 0
+            } else {
+                first == START
+            };
+            if !lead_ok {
                 report.skipped_bytes += 1;
                 self.frame_idx = None;
                 i += 1;
                 continue;
             }
-            if rest.get(1).is_some_and(|s| s & STATUS_B7 == 0) {
+            if !self.format7 && rest.get(1).is_some_and(|s| s & STATUS_B7 == 0) {
                 report.skipped_bytes += 1;
                 self.frame_idx = None;
                 i += 1;
@@ -159,7 +167,12 @@ impl Decoder for NoninFormat2Decoder {
                 continue;
             }
             report.frames += 1;
-            self.frame(*frame, out);
+            let [b0, b1, b2, b3, _] = *frame;
+            if self.format7 {
+                self.frame(b0, u16::from_be_bytes([b1, b2]), b3, out);
+            } else {
+                self.frame(b1, u16::from(b2), b3, out);
+            }
             i += FRAME_LEN;
         }
         self.buf = buf;
@@ -168,8 +181,133 @@ impl Decoder for NoninFormat2Decoder {
     }
 
     fn reset(&mut self) {
-        *self = NoninFormat2Decoder::default();
+        *self = NoninFormat2Decoder {
+            format7: self.format7,
+            ..NoninFormat2Decoder::default()
+        };
     }
+}
+
+/// Stream decoder for `nonin-format7`: format #2's packet of 25 frames and FLOAT bytes, with
+/// frames `STATUS PLETH_MSB PLETH_LSB FLOAT CHK` (16-bit pleth, STATUS b7 set, no lead byte,
+/// CHK = sum of the first four bytes mod 256; devices.md §6.2, Nonin 9560 OEM specification).
+/// Emits 16-bit `pleth` for every valid frame, `pulse_rate` and `spo2` once per packet, with
+/// the same position rules as format #2.
+#[derive(Debug)]
+pub struct NoninFormat7Decoder(NoninFormat2Decoder);
+
+impl Default for NoninFormat7Decoder {
+    fn default() -> Self {
+        NoninFormat7Decoder(NoninFormat2Decoder {
+            format7: true,
+            ..NoninFormat2Decoder::default()
+        })
+    }
+}
+
+impl Decoder for NoninFormat7Decoder {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
+        self.0.feed(bytes, out)
+    }
+
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+}
+
+/// Bytes per format #8 frame.
+pub const FORMAT8_LEN: usize = 4;
+/// Format #8 byte 1 b4: low perfusion (LPRF).
+const F8_LPRF: u8 = 0x10;
+/// Format #8 byte 1 b2: artifact (ARTF).
+const F8_ARTF: u8 = 0x04;
+/// Format #8 byte 1 b5: out of track (OOT).
+const F8_OOT: u8 = 0x20;
+/// Format #8 byte 4 b3: sensor alarm / fault (SNSA, SNSF on the 3150).
+const F8_SNSA: u8 = 0x08;
+/// Format #8 byte 4 b0: low battery.
+const F8_LOW_BAT: u8 = 0x01;
+
+/// The flags of a format #8 frame's status (byte 1) and byte 4.
+pub fn format8_flags(status: u8, b4: u8) -> Flags {
+    let mut f = Flags::EMPTY;
+    f.set_if(Flag::ProbeUnplugged, status & SNSD != 0);
+    f.set_if(Flag::Searching, status & F8_OOT != 0);
+    f.set_if(Flag::LowPerfusion, status & F8_LPRF != 0);
+    f.set_if(Flag::Artifact, status & F8_ARTF != 0);
+    f.set_if(Flag::NoFinger, b4 & F8_SNSA != 0);
+    f.set_if(Flag::LowBattery, b4 & F8_LOW_BAT != 0);
+    f
+}
+
+/// Stream decoder for `nonin-format8`: 4-byte frames once a second (devices.md §6.2, Nonin 9560
+/// OEM specification; 3150 bits per drphrozen/javautilityclasses `Format8.java`, with its
+/// `getHeartRate` `&` read as the `|` it must be). Byte 1: b7 = 1, b6 SNSD, b5 OOT, b4 LPRF,
+/// b3 MPRF, b2 ARTF, b1-0 HR bits 8-7; byte 2: HR bits 6-0 (b7 = 0); byte 3: SpO2 (b7 = 0);
+/// byte 4: b5 SmartPoint, b3 SNSA / sensor fault, b0 low battery (b7 = 0). HR 511 and SpO2 127
+/// are no value. There is no checksum: a frame is a byte with b7 set and the three with b7
+/// clear after it; a byte with b7 set inside a frame cuts it (a bad frame).
+#[derive(Debug, Default)]
+pub struct NoninFormat8Decoder {
+    partial: Vec<u8>,
+}
+
+impl Decoder for NoninFormat8Decoder {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
+        let mut report = FeedReport::default();
+        for &b in bytes {
+            if b & STATUS_B7 != 0 {
+                if !self.partial.is_empty() {
+                    report.bad_frames += 1;
+                }
+                self.partial.clear();
+                self.partial.push(b);
+                continue;
+            }
+            if self.partial.is_empty() {
+                report.skipped_bytes += 1;
+                continue;
+            }
+            self.partial.push(b);
+            if let Ok([status, hr_low, spo2, b4]) =
+                <[u8; FORMAT8_LEN]>::try_from(self.partial.as_slice())
+            {
+                self.partial.clear();
+                report.frames += 1;
+                let flags = format8_flags(status, b4);
+                let hr = (u16::from(status & 0x03) << 7) | u16::from(hr_low & 0x7F);
+                out.push(if hr == HR_MISSING {
+                    Measurement::invalid(Metric::PulseRate, Invalid::NoValue, flags)
+                } else {
+                    Measurement::new(Metric::PulseRate, f64::from(hr), flags)
+                });
+                let spo2 = spo2 & 0x7F;
+                out.push(if spo2 == SPO2_MISSING {
+                    Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags)
+                } else {
+                    Measurement::new(Metric::Spo2, f64::from(spo2), flags)
+                });
+            }
+        }
+        report
+    }
+
+    fn reset(&mut self) {
+        self.partial.clear();
+    }
+}
+
+/// One format #8 frame for the simulator: `None` vitals as the missing codes; `status` holds
+/// byte 1's condition bits (b6-b2), `b4` byte 4's bits.
+pub fn encode_format8(hr: Option<u16>, spo2: Option<u8>, status: u8, b4: u8) -> [u8; 4] {
+    let hr = hr.map_or(HR_MISSING, |v| v.min(HR_MISSING));
+    let spo2 = spo2.map_or(SPO2_MISSING, |v| v.min(SPO2_MISSING));
+    [
+        STATUS_B7 | (status & 0x7C) | ((hr >> 7) & 0x03) as u8,
+        (hr & 0x7F) as u8,
+        spo2 & 0x7F,
+        b4 & 0x7F,
+    ]
 }
 
 /// One format #2 packet as the oximeter sends it; the simulator's encoder.
@@ -189,6 +327,18 @@ pub struct NoninPacket {
 }
 
 impl NoninPacket {
+    /// The packet in format #7 (125 bytes): the same STATUS and FLOAT bytes as
+    /// [`NoninPacket::encode`], each 8-bit pleth sample sent as the MSB of a 16-bit one.
+    pub fn encode_format7(&self) -> [u8; PACKET_LEN] {
+        let mut out = self.encode();
+        for frame in out.chunks_exact_mut(FRAME_LEN) {
+            let [_, status, pleth, float, _] = [frame[0], frame[1], frame[2], frame[3], frame[4]];
+            frame.copy_from_slice(&[status, pleth, 0, float, 0]);
+            frame[FRAME_LEN - 1] = checksum(frame);
+        }
+        out
+    }
+
     /// The packet's 125 bytes. FLOAT bytes carry HR (frames 1-2, repeated in the E-HR, HR-D
     /// and E-HR-D slots), SpO2 (frame 3, repeated in the SpO2-D/Fast/B-B/E-SpO2 slots) and
     /// STAT2 (frame 8); every other FLOAT byte is 0.
@@ -633,5 +783,156 @@ mod tests {
         let r = d.feed(&p[12..], &mut out);
         assert_eq!(vitals(&out).len(), 0);
         assert_eq!(r.skipped_bytes, 3);
+    }
+
+    #[test]
+    fn format7_packets_decode_like_format2_with_16_bit_pleth() {
+        // The pufferfish format #2 packet re-framed as format #7 (9560 spec: same STATUS and
+        // FLOAT bytes, no lead byte, 16-bit pleth, CHK over the first four bytes).
+        let mut two = PUFFERFISH_PACKET.to_vec();
+        two.extend_from_slice(&PUFFERFISH_PACKET);
+        let mut seven = Vec::new();
+        for f in two.chunks_exact(FRAME_LEN) {
+            let frame = [f[1], 0x01, 0x02, f[3]];
+            seven.extend_from_slice(&frame);
+            seven.push(frame.iter().fold(0u8, |a, b| a.wrapping_add(*b)));
+        }
+        let (ms, r) = feed_whole::<NoninFormat7Decoder>(&seven);
+        assert_eq!(
+            r,
+            FeedReport {
+                frames: 50,
+                ..FeedReport::default()
+            }
+        );
+        assert_eq!(
+            vitals(&ms),
+            [
+                Measurement::new(Metric::PulseRate, 72.0, Flags::EMPTY),
+                Measurement::new(Metric::Spo2, 97.0, Flags::EMPTY),
+            ]
+        );
+        // Pleth 0x0102 = 258: more than 8 bits.
+        assert!(
+            ms.iter()
+                .filter(|m| m.metric == Metric::Pleth)
+                .all(|m| m.value == Value::Valid(258.0))
+        );
+        assert_every_split_matches_whole::<NoninFormat7Decoder>(&seven[..60]);
+    }
+
+    #[test]
+    fn format7_encoded_packets_round_trip_and_bad_checksums_are_counted() {
+        let p = packet(Some(142), Some(88), 0x0A, true); // SNSA + GPRF, low battery
+        let mut bytes = p.encode_format7().to_vec();
+        bytes.extend_from_slice(&p.encode_format7());
+        let (ms, r) = feed_whole::<NoninFormat7Decoder>(&bytes);
+        assert_eq!(r.frames, 50);
+        let flags = status_flags(0x8A).with(Flag::LowBattery);
+        assert_eq!(
+            vitals(&ms),
+            [
+                Measurement::new(Metric::PulseRate, 142.0, flags),
+                Measurement::new(Metric::Spo2, 88.0, flags),
+            ]
+        );
+        let mut bad = p.encode_format7();
+        bad[4] ^= 0x01; // frame 1's checksum
+        let (_, r) = feed_whole::<NoninFormat7Decoder>(&bad);
+        assert!(r.bad_frames >= 1, "{r:?}");
+        let mut rng = XorShift(0x7777);
+        let noise: Vec<u8> = (0..50_000).map(|_| rng.byte()).collect();
+        let _ = feed_random_chunks::<NoninFormat7Decoder>(&noise, &mut rng, 40);
+    }
+
+    #[test]
+    fn format8_frames_decode_as_the_9560_spec_lays_them_out() {
+        // Constructed from the 9560 OEM specification's format #8 table (devices.md §6.2);
+        // HR bits 8-7 in byte 1 b1-0 (drphrozen's `&` read as `|`).
+        let no = Value::Invalid(Invalid::NoValue);
+        let flagged = Value::Invalid(Invalid::DeviceFlagged);
+        let table: [([u8; 4], [Value; 2], Flags, &str); 6] = [
+            (
+                [0x80, 0x48, 0x61, 0x00],
+                [Value::Valid(72.0), Value::Valid(97.0)],
+                Flags::EMPTY,
+                "HR 72, SpO2 97",
+            ),
+            (
+                [0x81, 0x0E, 0x5A, 0x00],
+                [Value::Valid(142.0), Value::Valid(90.0)],
+                Flags::EMPTY,
+                "HR 142 needs HR7 from byte 1",
+            ),
+            (
+                [0x83, 0x7F, 0x7F, 0x00],
+                [no, no],
+                Flags::EMPTY,
+                "HR 511 and SpO2 127 are missing",
+            ),
+            (
+                [0x80, 0x48, 0x61, 0x08],
+                [flagged, flagged],
+                Flags::EMPTY.with(Flag::NoFinger),
+                "byte 4 b3 SNSA: finger out voids the numbers",
+            ),
+            (
+                [0xC0, 0x48, 0x61, 0x00],
+                [flagged, flagged],
+                Flags::EMPTY.with(Flag::ProbeUnplugged),
+                "byte 1 b6 SNSD (3150): sensor disconnected",
+            ),
+            (
+                [0xB4, 0x48, 0x61, 0x21],
+                [Value::Valid(72.0), Value::Valid(97.0)],
+                Flags::EMPTY
+                    .with(Flag::Searching)
+                    .with(Flag::LowPerfusion)
+                    .with(Flag::Artifact)
+                    .with(Flag::LowBattery),
+                "OOT, LPRF, ARTF; byte 4 SmartPoint (no flag) and low battery",
+            ),
+        ];
+        for (bytes, want, flags, what) in table {
+            let (ms, r) = feed_whole::<NoninFormat8Decoder>(&bytes);
+            assert_eq!(r.frames, 1, "{what}");
+            let got: Vec<(Metric, Value)> = ms.iter().map(|m| (m.metric, m.value)).collect();
+            assert_eq!(
+                got,
+                [(Metric::PulseRate, want[0]), (Metric::Spo2, want[1])],
+                "{what}"
+            );
+            assert!(ms.iter().all(|m| m.flags == flags), "{what}");
+        }
+    }
+
+    #[test]
+    fn format8_cut_frames_and_garbage_are_counted_and_encoding_round_trips() {
+        let good = encode_format8(Some(72), Some(97), 0, 0);
+        assert_eq!(good, [0x80, 0x48, 0x61, 0x00]);
+        let mut bytes = vec![0x12, 0x34]; // joined mid-frame
+        bytes.extend_from_slice(&good[..2]); // cut
+        bytes.extend_from_slice(&good);
+        bytes.extend_from_slice(&encode_format8(None, None, 0x20, 0x01));
+        let (ms, r) = feed_whole::<NoninFormat8Decoder>(&bytes);
+        assert_eq!(
+            r,
+            FeedReport {
+                frames: 2,
+                skipped_bytes: 2,
+                bad_frames: 1
+            }
+        );
+        assert_eq!(ms.len(), 4);
+        assert_eq!(ms[0].value, Value::Valid(72.0));
+        assert_eq!(ms[2].value, Value::Invalid(Invalid::NoValue));
+        assert_eq!(
+            ms[2].flags,
+            Flags::EMPTY.with(Flag::Searching).with(Flag::LowBattery)
+        );
+        assert_every_split_matches_whole::<NoninFormat8Decoder>(&bytes);
+        let mut rng = XorShift(0x8888);
+        let noise: Vec<u8> = (0..50_000).map(|_| rng.byte()).collect();
+        let _ = feed_random_chunks::<NoninFormat8Decoder>(&noise, &mut rng, 40);
     }
 }

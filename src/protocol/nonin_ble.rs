@@ -103,19 +103,15 @@ impl Oximetry {
         let flags = status_flags(self.status);
         out.push(match self.spo2 {
             SPO2_MISSING => Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags),
-            101.. => Measurement::invalid(Metric::Spo2, Invalid::OutOfRange, flags),
             v => Measurement::new(Metric::Spo2, f64::from(v), flags),
         });
         out.push(match self.pulse_rate {
             PR_MISSING => Measurement::invalid(Metric::PulseRate, Invalid::NoValue, flags),
-            512.. => Measurement::invalid(Metric::PulseRate, Invalid::OutOfRange, flags),
             v => Measurement::new(Metric::PulseRate, f64::from(v), flags),
         });
         out.push(
             if self.spo2 == SPO2_MISSING || self.pai_centipercent == PAI_NONE {
                 Measurement::invalid(Metric::PerfusionIndex, Invalid::NoValue, flags)
-            } else if self.pai_centipercent > 10_000 {
-                Measurement::invalid(Metric::PerfusionIndex, Invalid::OutOfRange, flags)
             } else {
                 Measurement::new(
                     Metric::PerfusionIndex,

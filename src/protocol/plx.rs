@@ -35,7 +35,7 @@
 //! | spot-check flags b4 | device clock not set | `clock_not_set`, no device time |
 
 use super::sfloat::{Reader, encode_sfloat};
-use super::{Decoder, FeedReport, PduError, feed_message, in_range, measurement};
+use super::{Decoder, FeedReport, PduError, feed_message, measurement};
 use crate::model::{DeviceTime, Flag, Flags, Invalid, Measurement, Metric, Value};
 
 /// Spot-check flags: timestamp present.
@@ -110,13 +110,6 @@ pub fn status_flags(measurement_status: u16, device_status: u32) -> Flags {
     f
 }
 
-/// Highest SpO2 the metric can mean, %.
-const SPO2_RANGE: std::ops::RangeInclusive<f64> = 0.0..=100.0;
-/// Pulse rates the metric can mean, /min (negative numbers are not rates).
-const PR_RANGE: std::ops::RangeInclusive<f64> = 0.0..=f64::MAX;
-/// Pulse amplitude indices the metric can mean, %.
-const PAI_RANGE: std::ops::RangeInclusive<f64> = 0.0..=100.0;
-
 /// Appends spo2, pulse_rate and (if present) perfusion_index with the status flags.
 fn emit(
     spo2: Value,
@@ -128,18 +121,18 @@ fn emit(
     out: &mut Vec<Measurement>,
 ) {
     let marked_invalid = measurement_status & MS_VOIDS_VALUES != 0;
-    let mut push = |metric, value, range| {
+    let mut push = |metric, value| {
         let m = if marked_invalid {
             Measurement::invalid(metric, Invalid::DeviceMarkedInvalid, flags)
         } else {
-            measurement(metric, in_range(value, range), flags)
+            measurement(metric, value, flags)
         };
         out.push(m.at(time));
     };
-    push(Metric::Spo2, spo2, SPO2_RANGE);
-    push(Metric::PulseRate, pulse_rate, PR_RANGE);
+    push(Metric::Spo2, spo2);
+    push(Metric::PulseRate, pulse_rate);
     if let Some(pai) = pai {
-        push(Metric::PerfusionIndex, pai, PAI_RANGE);
+        push(Metric::PerfusionIndex, pai);
     }
 }
 
@@ -767,6 +760,44 @@ mod tests {
         let (ms, _) = decode::<ContinuousDecoder>(&[0, 101, 0, 0xFF, 0x0F]);
         assert_eq!(ms[0].value, Value::Invalid(Invalid::OutOfRange));
         assert_eq!(ms[1].value, Value::Invalid(Invalid::OutOfRange));
+    }
+
+    #[test]
+    fn numbers_outside_the_plausible_range_are_out_of_range() {
+        // Constructed; ranges from `Metric::plausible_range` (SpO2 0-100 %, rates 0-350 /min,
+        // PI 0-100 %). Flags b4: PAI present.
+        let table: [([u8; 7], [Value; 3]); 3] = [
+            (
+                [0x10, 100, 0, 0x5E, 0x01, 0xE8, 0x03], // 100 %, 350 /min, PAI 1000 %
+                [
+                    Value::Valid(100.0),
+                    Value::Valid(350.0),
+                    Value::Invalid(Invalid::OutOfRange),
+                ],
+            ),
+            (
+                [0x10, 98, 0, 0x5F, 0x01, 0x64, 0x00], // 98 %, 351 /min, PAI 100 %
+                [
+                    Value::Valid(98.0),
+                    Value::Invalid(Invalid::OutOfRange),
+                    Value::Valid(100.0),
+                ],
+            ),
+            (
+                [0x10, 0xE8, 0x13, 0x48, 0x00, 0x23, 0x00], // 1000e1 %, 72 /min, PAI 35 %
+                [
+                    Value::Invalid(Invalid::OutOfRange),
+                    Value::Valid(72.0),
+                    Value::Valid(35.0),
+                ],
+            ),
+        ];
+        for (bytes, want) in table {
+            let (ms, r) = decode::<ContinuousDecoder>(&bytes);
+            assert_eq!(r, ok(1), "{bytes:02x?}");
+            let got: Vec<Value> = ms.iter().map(|m| m.value).collect();
+            assert_eq!(got, want, "{bytes:02x?}");
+        }
     }
 
     #[test]

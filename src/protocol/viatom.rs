@@ -74,18 +74,17 @@ pub fn read_sensors_request() -> Vec<u8> {
 pub fn sensors(p: &[u8; SENSORS_LEN], out: &mut Vec<Measurement>) {
     let mut flags = Flags::EMPTY;
     flags.set_if(Flag::NoFinger, p[2] == NONE);
-    let vital = |metric, b: u8, max: u8| match b {
+    let vital = |metric, b: u8| match b {
         NONE | 0 => Measurement::invalid(metric, Invalid::NoValue, flags),
-        b if b > max => Measurement::invalid(metric, Invalid::OutOfRange, flags),
         b => Measurement::new(metric, f64::from(b), flags),
     };
-    out.push(vital(Metric::Spo2, p[0], 100));
-    out.push(vital(Metric::PulseRate, p[1], 254));
-    out.push(if p[7] > 100 {
-        Measurement::invalid(Metric::Battery, Invalid::OutOfRange, Flags::EMPTY)
-    } else {
-        Measurement::new(Metric::Battery, f64::from(p[7]), Flags::EMPTY)
-    });
+    out.push(vital(Metric::Spo2, p[0]));
+    out.push(vital(Metric::PulseRate, p[1]));
+    out.push(Measurement::new(
+        Metric::Battery,
+        f64::from(p[7]),
+        Flags::EMPTY,
+    ));
 }
 
 /// The length of the complete response with a good header and CRC at the start of `b`.

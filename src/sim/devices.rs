@@ -13,7 +13,8 @@ use super::physiology::{DeviceRole, Faults, Patient, Vitals};
 use super::scenario::Scenario;
 use crate::clock::{calendar_utc, wall_ms};
 use crate::config::{Config, Endpoint};
-use crate::protocol::{masimo, nonin, suntech};
+use crate::model;
+use crate::protocol::{contec, masimo, nonin, suntech};
 use anyhow::Context;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -85,6 +86,8 @@ type SharedPatient = Arc<Mutex<Patient>>;
 pub(super) struct DeviceSim {
     pub(super) id: String,
     protocol: String,
+    /// The device profile's name: where a protocol has several layouts, the model's.
+    profile: String,
     role: DeviceRole,
     pub(super) patient: SharedPatient,
     pub(super) scenario: Arc<Scenario>,
@@ -180,6 +183,7 @@ pub async fn start_with(
         let sim = DeviceSim {
             id: binding.id.clone(),
             protocol: binding.profile.protocol.clone(),
+            profile: binding.profile.name.clone(),
             role: match binding.profile.kind {
                 crate::config::DeviceKind::Bp => DeviceRole::Bp,
                 _ => DeviceRole::Oximeter,
@@ -397,8 +401,12 @@ pub(super) async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> 
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(sim: &mut DeviceSim, io: S) -> SessionEnd {
     match sim.protocol.as_str() {
         "masimo-ascii" => masimo_session(sim, io).await,
-        "nonin-format2" => nonin_session(sim, io).await,
+        "nonin-format2" => nonin_session(sim, io, false).await,
+        "nonin-format7" => nonin_session(sim, io, true).await,
+        "nonin-format8" => nonin_format8_session(sim, io).await,
         "suntech" => suntech_session(sim, io).await,
+        "contec-legacy" => contec_legacy_session(sim, io).await,
+        "contec-v7" => contec_v7_session(sim, io).await,
         other => {
             tracing::error!(device = %sim.id, protocol = other, "the simulator cannot speak this protocol");
             let _ = sim.cancel.clone().cancelled().await;
@@ -432,6 +440,11 @@ async fn masimo_session<S: AsyncRead + AsyncWrite + Unpin>(
     sim: &mut DeviceSim,
     mut io: S,
 ) -> SessionEnd {
+    // The Radical-7 color prints its wider line; every other Masimo the Rad-8's.
+    let layout = match sim.profile.as_str() {
+        "masimo-radical7" => masimo::MasimoLayout::Radical7Color,
+        _ => masimo::MasimoLayout::Ascii1,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -475,15 +488,17 @@ async fn masimo_session<S: AsyncRead + AsyncWrite + Unpin>(
             },
             exc,
         };
-        if let Err(end) = write(sim, &mut io, f.garbage, line.encode().as_bytes()).await {
+        if let Err(end) = write(sim, &mut io, f.garbage, line.encode_as(layout).as_bytes()).await {
             return end;
         }
     }
 }
 
+/// A Nonin in data format #2, or #7 (`format7`: the same packets with 16-bit pleth frames).
 async fn nonin_session<S: AsyncRead + AsyncWrite + Unpin>(
     sim: &mut DeviceSim,
     mut io: S,
+    format7: bool,
 ) -> SessionEnd {
     // 25 frames per packet at 75 frames/s: one packet every 1/3 s.
     let mut tick = tokio::time::interval(Duration::from_millis(333));
@@ -533,7 +548,177 @@ async fn nonin_session<S: AsyncRead + AsyncWrite + Unpin>(
             status,
             low_battery: f.low_battery,
         };
-        if let Err(end) = write(sim, &mut io, f.garbage, &packet.encode()).await {
+        let bytes = if format7 {
+            packet.encode_format7()
+        } else {
+            packet.encode()
+        };
+        if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
+            return end;
+        }
+    }
+}
+
+/// A Nonin in data format #8: one 4-byte frame a second.
+async fn nonin_format8_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sim: &mut DeviceSim,
+    mut io: S,
+) -> SessionEnd {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = sim.cancel.cancelled() => return SessionEnd::Cancelled,
+            _ = tick.tick() => {}
+        }
+        let (v, f, _) = sim.now();
+        if f.disconnected {
+            return SessionEnd::Unplugged;
+        }
+        let mut status: u8 = 0;
+        if f.probe_unplugged {
+            status |= 0x40;
+        }
+        if f.searching {
+            status |= 0x20;
+        }
+        if v.perfusion_index < 0.3 {
+            status |= 0x10;
+        }
+        if f.motion {
+            status |= 0x04;
+        }
+        let mut b4: u8 = 0;
+        if f.finger_out {
+            b4 |= 0x08;
+        }
+        if f.low_battery {
+            b4 |= 0x01;
+        }
+        let (_, numbers) = oximeter_flags(&f);
+        let frame = nonin::encode_format8(
+            if numbers { whole(v.pulse_rate) } else { None },
+            if numbers { whole(v.spo2) } else { None },
+            status,
+            b4,
+        );
+        if let Err(end) = write(sim, &mut io, f.garbage, &frame).await {
+            return end;
+        }
+    }
+}
+
+/// The oximeter's conditions as device flags (finger out, probe unplugged, searching), and
+/// whether it has numbers to send.
+fn oximeter_flags(f: &Faults) -> (model::Flags, bool) {
+    let mut flags = model::Flags::EMPTY;
+    flags.set_if(model::Flag::NoFinger, f.finger_out);
+    flags.set_if(model::Flag::SensorFault, f.probe_unplugged);
+    flags.set_if(model::Flag::Searching, f.searching);
+    (flags, !(f.finger_out || f.probe_unplugged || f.searching))
+}
+
+/// A pleth batch: `n` samples `step` apart from scenario time `t`, device units 0..=255.
+fn pleth_samples(sim: &mut DeviceSim, t: Duration, n: usize, step: Duration) -> Vec<u8> {
+    let mut p = sim.patient.lock().unwrap_or_else(|e| e.into_inner());
+    (0..n)
+        .map(|i| {
+            let dt = sim.scenario.scenario_time(step * i as u32);
+            p.pleth(t + dt)
+        })
+        .collect()
+}
+
+/// A Contec CMS50D+ with old firmware: 5-byte frames at 60 Hz, unasked, sent in batches of six
+/// every 100 ms.
+async fn contec_legacy_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sim: &mut DeviceSim,
+    mut io: S,
+) -> SessionEnd {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = sim.cancel.cancelled() => return SessionEnd::Cancelled,
+            _ = tick.tick() => {}
+        }
+        let (v, f, t) = sim.now();
+        if f.disconnected {
+            return SessionEnd::Unplugged;
+        }
+        let (flags, numbers) = oximeter_flags(&f);
+        let mut bytes = Vec::with_capacity(6 * contec::LEGACY_LEN);
+        for pleth in pleth_samples(sim, t, 6, Duration::from_micros(16_667)) {
+            bytes.extend_from_slice(&contec::encode_legacy(
+                numbers.then_some(v.spo2),
+                numbers.then_some(v.pulse_rate),
+                pleth >> 1,
+                flags,
+            ));
+        }
+        if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
+            return end;
+        }
+    }
+}
+
+/// A Contec CMS50D+ v4.6 / CMS50EW (V7.0 protocol): silent until the host's start command,
+/// then real-time packets at 60 Hz (batches of six every 100 ms) until a stop command or 30 s
+/// without a start or keep-alive.
+async fn contec_v7_session<S: AsyncRead + AsyncWrite + Unpin>(
+    sim: &mut DeviceSim,
+    mut io: S,
+) -> SessionEnd {
+    const SILENT_AFTER: Duration = Duration::from_secs(30);
+    let mut framer = contec::V7Framer::default();
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 256];
+    // When the host last started or kept the stream alive; `None` while stopped.
+    let mut alive_since: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = sim.cancel.cancelled() => return SessionEnd::Cancelled,
+            r = io.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) | Err(_) => return SessionEnd::Lost,
+                    Ok(n) => n,
+                };
+                contec::v7_commands(&mut framer, &buf[..n], &mut codes);
+                for code in codes.drain(..) {
+                    match code {
+                        contec::V7_START => alive_since = Some(Instant::now()),
+                        contec::V7_KEEP_ALIVE if alive_since.is_some() => {
+                            alive_since = Some(Instant::now());
+                        }
+                        contec::V7_STOP => alive_since = None,
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            _ = tick.tick() => {}
+        }
+        let (v, f, t) = sim.now();
+        if f.disconnected {
+            return SessionEnd::Unplugged;
+        }
+        if alive_since.is_some_and(|at| at.elapsed() > SILENT_AFTER) {
+            alive_since = None;
+        }
+        if alive_since.is_none() {
+            continue;
+        }
+        let (flags, numbers) = oximeter_flags(&f);
+        let mut bytes = Vec::with_capacity(6 * contec::V7_REALTIME_LEN);
+        for pleth in pleth_samples(sim, t, 6, Duration::from_micros(16_667)) {
+            bytes.extend_from_slice(&contec::encode_v7_realtime(
+                numbers.then_some(v.spo2),
+                numbers.then_some(v.pulse_rate),
+                numbers.then_some(v.perfusion_index),
+                pleth >> 1,
+                flags,
+            ));
+        }
+        if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
             return end;
         }
     }

@@ -23,8 +23,10 @@
 //! - [`session`]: session types and their validation and writes.
 //! - [`readiness`]: the pure discharge-readiness function.
 //! - [`export`]: CSV, FHIR R4 Bundle and the printable HTML report.
+//! - [`outbox`]: the notifier's undelivered pages, group-committed by the writer thread.
 
 pub mod export;
+pub mod outbox;
 pub mod query;
 pub mod readiness;
 pub mod schema;
@@ -175,6 +177,8 @@ pub(crate) enum Cmd {
     ),
     Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
     Job(Job),
+    /// A change to the notifier's outbox; those of one wake-up share a transaction.
+    Outbox(outbox::OutboxOp),
     /// A bed's alarm state, written without a waiter; the writer keeps only the latest per bed
     /// and writes them together (group commit).
     State(StoredState),
@@ -633,6 +637,20 @@ impl StoreHandle {
     ) -> Result<session::Pruned, StoreError> {
         self.write(move |c| session::prune(c, older_than_ms, force))
             .await
+    }
+
+    /// Records a change to the notifier's outbox without waiting: the writer commits the
+    /// changes queued together in one transaction (`synchronous=NORMAL`, as readings: it
+    /// survives `kill -9`), in order.
+    pub fn outbox(&self, op: outbox::OutboxOp) {
+        if self.send(Cmd::Outbox(op)).is_err() {
+            tracing::error!("outbox change not recorded: the store writer has stopped");
+        }
+    }
+
+    /// The pages left in the outbox, oldest first.
+    pub async fn outbox_load(&self) -> Result<Vec<outbox::OutboxRow>, StoreError> {
+        self.read(outbox::load).await
     }
 
     fn send(&self, cmd: Cmd) -> Result<(), StoreError> {

@@ -150,28 +150,35 @@ pub fn readiness(
         .filter(|s| METRICS.contains(&s.metric) && s.t_ms <= now_ms)
         .collect();
     sorted.sort_by_key(|s| s.t_ms);
-    // The streak starts at the first in-margin reading strictly after the last bad one.
-    let mut since: Option<i64> = None;
-    let mut last_out: Option<(i64, String)> = None;
+    // Each metric on its own: it is out of margin from an out-of-margin reading until its next
+    // in-margin one (a systolic stays out until the next cuff reading, whatever the oximeter
+    // says meanwhile), and its in-margin streak starts at its first in-margin reading after
+    // that. The bed is within margins once every metric is, since the latest streak start.
+    let mut streak: [Option<i64>; METRICS.len()] = [None; METRICS.len()];
+    let mut out_now: [Option<String>; METRICS.len()] = Default::default();
     for s in &sorted {
+        let Some(i) = METRICS.iter().position(|m| *m == s.metric) else {
+            continue;
+        };
         match judge(s, baseline, margins) {
             Verdict::In => {
-                if last_out.as_ref().is_none_or(|(t, _)| s.t_ms > *t) {
-                    since.get_or_insert(s.t_ms);
-                }
+                out_now[i] = None;
+                streak[i].get_or_insert(s.t_ms);
             }
             Verdict::Out(why) => {
-                since = None;
-                last_out = Some((s.t_ms, why));
+                streak[i] = None;
+                out_now[i] = Some(why);
             }
             Verdict::Neutral => {}
         }
     }
-    if since.is_none()
-        && let Some((_, why)) = &last_out
-    {
-        reasons.push(why.clone());
-    }
+    // Every metric out of margin now is named, in METRICS order.
+    reasons.extend(out_now.iter().flatten().cloned());
+    let since = if out_now.iter().any(Option::is_some) {
+        None
+    } else {
+        streak.iter().flatten().copied().max()
+    };
     let window_start = now_ms - margins.sustain_ms;
     let last_spo2 = sorted
         .iter()
@@ -349,6 +356,114 @@ mod tests {
                 "{words}: {r:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_systolic_out_of_margin_stays_named_while_later_spo2_readings_are_fine() {
+        // Issue 9: BP every 15 min; the last systolic (10 min ago) is 150, baseline 120; SpO2
+        // and pulse rate in margin every 30 s since. The reason must stay the systolic.
+        let now = 100 * MIN;
+        let samples: Vec<Sample> = session(now, |_| {})
+            .into_iter()
+            .filter(|s| {
+                !matches!(s.metric, Metric::NibpSys | Metric::NibpDia) || s.t_ms == now - 20 * MIN
+            })
+            .chain([
+                Sample {
+                    t_ms: now - 10 * MIN,
+                    metric: Metric::NibpSys,
+                    value: Some(150.0),
+                },
+                Sample {
+                    t_ms: now - 10 * MIN,
+                    metric: Metric::NibpDia,
+                    value: Some(85.0),
+                },
+            ])
+            .collect();
+        let r = readiness(
+            Some(&baseline()),
+            &samples,
+            &ReadinessMargins::default(),
+            now,
+        );
+        assert!(!r.ready);
+        assert_eq!(r.since_ms, None, "{r:?}");
+        assert!(
+            r.reasons.iter().any(|x| x.contains("systolic 150")),
+            "{r:?}"
+        );
+        assert!(
+            !r.reasons.iter().any(|x| x.contains("within margins since")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn every_metric_out_of_margin_is_named_for_as_long_as_it_is() {
+        // Constructed: at now-10 min the systolic goes to 150 and the pulse rate to 95; the
+        // pulse rate comes back at now-5 min, the systolic only with the next cuff reading.
+        let now = 100 * MIN;
+        let m = ReadinessMargins::default();
+        let with = |pr_back_at: i64, sys_back_at: Option<i64>| {
+            let mut v: Vec<Sample> = session(now, |s| {
+                if s.metric == Metric::PulseRate && s.t_ms >= now - 10 * MIN && s.t_ms < pr_back_at
+                {
+                    s.value = Some(95.0);
+                }
+            })
+            .into_iter()
+            .filter(|s| s.metric != Metric::NibpSys || s.t_ms < now - 10 * MIN)
+            .collect();
+            v.push(Sample {
+                t_ms: now - 10 * MIN,
+                metric: Metric::NibpSys,
+                value: Some(150.0),
+            });
+            if let Some(t) = sys_back_at {
+                v.push(Sample {
+                    t_ms: t,
+                    metric: Metric::NibpSys,
+                    value: Some(125.0),
+                });
+            }
+            v
+        };
+        // Both out now: both named.
+        let r = readiness(Some(&baseline()), &with(now + 1, None), &m, now);
+        assert!(
+            r.reasons.iter().any(|x| x.contains("systolic 150")),
+            "{r:?}"
+        );
+        assert!(
+            r.reasons.iter().any(|x| x.contains("pulse rate 95")),
+            "{r:?}"
+        );
+        assert_eq!(r.since_ms, None);
+        // Pulse rate back in margin: the systolic is still named, the pulse rate no longer.
+        let r = readiness(Some(&baseline()), &with(now - 5 * MIN, None), &m, now);
+        assert!(
+            r.reasons.iter().any(|x| x.contains("systolic 150")),
+            "{r:?}"
+        );
+        assert!(!r.reasons.iter().any(|x| x.contains("pulse rate")), "{r:?}");
+        assert_eq!(r.since_ms, None);
+        // The systolic back at now-2 min: within margins since then, not since the pulse rate.
+        let r = readiness(
+            Some(&baseline()),
+            &with(now - 5 * MIN, Some(now - 2 * MIN)),
+            &m,
+            now,
+        );
+        assert!(
+            !r.reasons.iter().any(|x| x.contains("systolic 150")),
+            "{r:?}"
+        );
+        assert_eq!(r.since_ms, Some(now - 2 * MIN), "{r:?}");
+        assert!(
+            r.reasons.iter().any(|x| x.contains("within margins since")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -79,6 +79,19 @@ CREATE TABLE alarm_state (
     json TEXT NOT NULL
 );
 "#,
+    // v4: the notifier's outbox (pages not yet delivered), written by the writer thread.
+    r#"
+CREATE TABLE notify_outbox (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    alarm_id INTEGER,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_ms INTEGER NOT NULL,
+    last_error TEXT
+);
+"#,
 ];
 
 /// The schema version this build writes.

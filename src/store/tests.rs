@@ -494,6 +494,35 @@ async fn prune_refuses_sessions_never_exported_unless_forced_and_keeps_open_sess
     store.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn outbox_changes_are_committed_in_order_and_read_back_after_a_reopen() {
+    use outbox::{OutboxOp, OutboxRow};
+    let dir = tempfile::tempdir().unwrap();
+    let row = |id: i64, attempts: u32| OutboxRow {
+        id,
+        target: "desk".into(),
+        alarm_id: Some(7),
+        body: format!("{{\"n\":{id}}}"),
+        created_ms: 1,
+        attempts,
+        next_ms: 2,
+        last_error: (attempts > 0).then(|| "refused".to_owned()),
+    };
+    {
+        let store = open(&dir);
+        let h = store.handle();
+        h.outbox(OutboxOp::Put(row(1, 0)));
+        h.outbox(OutboxOp::Put(row(2, 0)));
+        h.outbox(OutboxOp::Put(row(1, 3)));
+        h.outbox(OutboxOp::Remove(2));
+        h.flush().await.unwrap();
+        store.close().await.unwrap();
+    }
+    let store = open(&dir);
+    assert_eq!(store.handle().outbox_load().await.unwrap(), vec![row(1, 3)]);
+    store.close().await.unwrap();
+}
+
 fn state(bed: &str, at_ms: i64, json: &str) -> StoredState {
     StoredState {
         bed: bed.into(),

@@ -42,6 +42,8 @@ struct Writer {
     device_ids: HashMap<u16, i64>,
     topology: Arc<Topology>,
     failing: bool,
+    /// Outbox changes of this wake-up (and any that could not be written yet), in order.
+    outbox: Vec<super::outbox::OutboxOp>,
     /// The latest unwritten alarm state per bed (group-committed after each round of commands).
     states: HashMap<String, StoredState>,
 }
@@ -71,6 +73,7 @@ impl Writer {
             device_ids: HashMap::new(),
             topology: Arc::new(Topology::default()),
             failing: false,
+            outbox: Vec::new(),
             states: HashMap::new(),
         }
     }
@@ -159,12 +162,27 @@ impl Writer {
                         let _ = reply.send(r);
                     }
                     Cmd::Job(job) => job(&mut self.conn),
+                    Cmd::Outbox(op) => self.outbox.push(op),
+                }
+            }
+            if !self.outbox.is_empty() {
+                match super::outbox::apply(&mut self.conn, &self.outbox) {
+                    Ok(()) => self.outbox.clear(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, pending = self.outbox.len(), "notification outbox not written; retrying");
+                    }
                 }
             }
             self.write_states();
             if stop {
                 let q = self.shared.queue();
                 if q.readings.is_empty() && q.cmds.is_empty() {
+                    if !self.outbox.is_empty() {
+                        tracing::error!(
+                            changes = self.outbox.len(),
+                            "store writer stopping with notification outbox changes that could not be written"
+                        );
+                    }
                     break;
                 }
                 if self.failing {

@@ -227,6 +227,7 @@ impl BedAlarms {
                 limit: a.limit,
                 started_ms: a.started_ms,
                 updated_ms: a.updated_ms,
+                target: None,
             });
             slot.device = device.or(slot.device);
             slot.esc = a.escalation.to_engine(now);
