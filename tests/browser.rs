@@ -833,3 +833,478 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
     b.close().await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_mid_session_shows_the_earlier_trend_and_alarms_from_the_history() {
+    let _one = ONE_BROWSER.lock().await;
+    // A desaturates to 87 % for 16 s (medium, not latching): a spo2_low alarm is raised and cleared before the page
+    // is opened.
+    let rig = Rig::start(
+        scenario(
+            r#"events = [{ at = "3s", for = "16s", kind = "desaturation", spo2 = 87, ramp = "1s" }]"#,
+            "",
+        ),
+        "10m",
+    )
+    .await;
+    let mut c = rig.client().await;
+    let is_spo2_low = |m: &Value, event: &str| {
+        m["type"] == "alarm"
+            && m["event"] == event
+            && m["bed"] == "room1/A"
+            && m["alarm"]["condition"] == "spo2_low"
+    };
+    c.wait_for("A's spo2_low raised", SOON * 2, |m| {
+        is_spo2_low(m, "raised")
+    })
+    .await;
+    c.wait_for("A's spo2_low cleared", SOON * 2, |m| {
+        is_spo2_low(m, "cleared")
+    })
+    .await;
+    c.close().await;
+    let opened_ms = vitalsd::clock::wall_ms();
+
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    // The trends start before the page was opened, and hold the dip (a bucket's min).
+    let trend = b
+        .wait(
+            "A's SpO2 trend filled from the history",
+            SOON,
+            &format!(
+                "const t = window.vitalsdState.trends['room1/A'];
+                 return t && t.histLoads > 0 && t.spo2.first !== null && t.spo2.first < {} ? t : null;",
+                opened_ms - 15_000
+            ),
+        )
+        .await;
+    assert!(
+        trend["spo2"]["min"].as_f64().is_some_and(|v| v < 89.0),
+        "the desaturation is in the trend: {trend}"
+    );
+    assert!(
+        trend["pulse_rate"]["valid"].as_u64().unwrap() > 10,
+        "{trend}"
+    );
+    // The alarm log has the alarm raised and cleared before the page was opened.
+    let log = b
+        .wait(
+            "the earlier spo2_low in the alarm log",
+            SOON,
+            &format!(
+                "const r = window.vitalsdState.recent.filter(e => e.bed === 'room1/A' && /SpO2/.test(e.text) && e.at < {opened_ms});
+                 return r.some(e => e.what === 'raised') && r.some(e => e.what === 'cleared') ? r : null;"
+            ),
+        )
+        .await;
+    assert!(log.as_array().is_some_and(|r| r.len() >= 2), "{log}");
+    b.wait(
+        "the log table showing it",
+        SOON,
+        "return /SpO2 87 < 90/.test(document.getElementById('alarm-log').textContent)",
+    )
+    .await;
+    // The trend continues live: its last point moves past the opening time.
+    b.wait(
+        "live points after the history",
+        SOON,
+        &format!(
+            "const t = window.vitalsdState.trends['room1/A']; return t.spo2.last > {} ? t : null;",
+            opened_ms + 2_000
+        ),
+    )
+    .await;
+    // A longer window fetches its history again.
+    b.js("const s = document.getElementById('trend-minutes'); s.value = '60'; s.dispatchEvent(new Event('change')); return true;")
+        .await;
+    b.wait(
+        "the 60-minute history",
+        SOON,
+        "const t = window.vitalsdState.trends['room1/A'];
+         return window.vitalsdState.trendMinutes === 60 && t.histLoads > 1 && t.spo2.valid > 5 ? t : null;",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-history.png"), &png).unwrap();
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_dip_extends_the_trend_axis_and_a_lost_oximeter_leaves_dashes_not_a_big_number() {
+    let _one = ONE_BROWSER.lock().await;
+    // A falls to 60 %: the trend's SpO2 axis must reach 60, not clamp it at 70.
+    let rig = Rig::start(
+        scenario(
+            r#"events = [{ at = "3s", for = "1h", kind = "desaturation", spo2 = 60, ramp = "1s" }]"#,
+            "",
+        ),
+        "10m",
+    )
+    .await;
+    let mut rig = rig;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    b.wait(
+        "A's SpO2 at 60 on screen",
+        SOON,
+        &format!(
+            "return Number(document.querySelector(\"{}\").textContent) <= 62",
+            value_of("room1/A", "spo2")
+        ),
+    )
+    .await;
+    let floor = b
+        .wait(
+            "the SpO2 axis extended down to 60",
+            SOON,
+            "const f = Number(document.querySelector(\"[data-bed='room1/A'] canvas.trend\").dataset.spo2Floor);
+             return f <= 60 ? f : null;",
+        )
+        .await;
+    assert_eq!(floor, json!(60), "steps of 10 below the dip");
+    // The trend has a text alternative that says what it shows; the pleth one too.
+    let label = b
+        .js("return document.querySelector(\"[data-bed='room1/A'] canvas.trend\").getAttribute('aria-label')")
+        .await;
+    let label = label.as_str().unwrap().to_owned();
+    assert!(
+        label.starts_with("Trends of Room 1 / A, last 30 min: SpO2 "),
+        "{label}"
+    );
+    assert!(label.contains("pulse rate"), "{label}");
+    let role = b
+        .js("return [...document.querySelectorAll('canvas')].every(c => c.getAttribute('role') === 'img' && c.getAttribute('aria-label'))")
+        .await;
+    assert_eq!(role, json!(true));
+    // The pause button says what it does, not a countdown; a favicon; visible focus.
+    assert_eq!(
+        b.text("[data-bed='room1/B'] button.pause").await,
+        json!("PAUSE AUDIO 2 min")
+    );
+    let icon = b
+        .js("const l = document.querySelector(\"link[rel='icon']\"); return l ? l.href.slice(0, 20) : null")
+        .await;
+    assert_eq!(icon, json!("data:image/svg+xml,%"));
+    // Keyboard focus (Tab) on the page's first control shows an outline.
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focus = b
+        .js("const e = document.activeElement;
+             if (!e || e === document.body) return null;
+             const o = getComputedStyle(e);
+             return o.outlineStyle + ' ' + o.outlineWidth;")
+        .await;
+    assert!(
+        focus.as_str().is_some_and(|f| f.starts_with("solid 3")),
+        "a focused button shows an outline: {focus}"
+    );
+
+    // The simulator stops: every device goes silent. The numbers go to dashes with the reason
+    // and the age small; PI stays inside its card.
+    rig.sim.take().unwrap().shutdown().await;
+    for bed in ["room1/A", "room1/B"] {
+        let shown = b
+            .wait(
+                &format!("{bed}'s SpO2 and PR as dashes"),
+                SOON,
+                &format!(
+                    "const v = [\"{}\", \"{}\", \"{}\"].map(s => document.querySelector(s).textContent);
+                     return v.every(t => t === '--') ? v : null;",
+                    value_of(bed, "spo2"),
+                    value_of(bed, "pulse_rate"),
+                    value_of(bed, "perfusion_index")
+                ),
+            )
+            .await;
+        let note = b.text(&note_of(bed, "spo2")).await;
+        assert!(
+            note.as_str().unwrap().ends_with(" ago"),
+            "{bed}: {note} {shown}"
+        );
+    }
+    b.wait(
+        "an age note of 9 s or more",
+        SOON,
+        &format!(
+            "return /(\\d\\d s|min) ago/.test(document.querySelector(\"{}\").textContent)",
+            note_of("room1/A", "perfusion_index")
+        ),
+    )
+    .await;
+    let inside = b
+        .js("const out = [];
+             for (const card of document.querySelectorAll('article.bed')) {
+               const c = card.getBoundingClientRect();
+               const pi = card.querySelector(\"[data-metric='perfusion_index']\").getBoundingClientRect();
+               out.push(pi.right <= c.right + 0.5 && pi.left >= c.left);
+             }
+             return out;")
+        .await;
+    assert_eq!(inside, json!([true, true]), "PI stays inside its card");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-lost.png"), &png).unwrap();
+    b.close().await;
+    rig.stop().await;
+}
+
+/// Types `text` into the field `name` of bed A's action form `act` (clearing it first).
+async fn type_into(b: &Browser, act: &str, name: &str, text: &str) {
+    let el = b
+        .client
+        .find(Locator::Css(&format!(
+            "[data-bed='room1/A'] [data-act='{act}'] [name='{name}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("{act}/{name}: {e}"));
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Waits for bed A's action message to contain `text`.
+async fn wait_msg(b: &Browser, text: &str) -> Value {
+    b.wait(
+        &format!("the message {text:?}"),
+        SOON,
+        &format!(
+            "const t = document.querySelector(\"[data-bed='room1/A'] .bed-msg\").textContent;
+             return t.includes({}) ? t : null;",
+            json!(text)
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dashboard() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start_with(noisy_scenario("", ""), "10m", crate::util::USERS).await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!(
+            "http://{}/#token=nurse-token-0123456789",
+            rig.addr()
+        ))
+        .await
+        .unwrap();
+    b.wait("A's numbers", SOON, ALL_FOUR_NUMBERS).await;
+    b.js("document.querySelector(\"[data-bed='room1/A'] details.actions\").open = true; return true;")
+        .await;
+    assert_eq!(
+        b.text("[data-bed='room1/A'] .session-status").await,
+        json!("No patient admitted")
+    );
+
+    // Admit: label, MRN, weight.
+    type_into(&b, "admit", "label", "J.D.").await;
+    type_into(&b, "admit", "mrn", "MRN-77").await;
+    type_into(&b, "admit", "weight_kg", "72.5").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='admit'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "admit: done").await;
+    b.wait(
+        "the patient in the bed's header",
+        SOON,
+        "return document.querySelector(\"[data-bed='room1/A'] .patient\").textContent === 'J.D.'",
+    )
+    .await;
+    let status = b.text("[data-bed='room1/A'] .session-status").await;
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .starts_with("Admitted: J.D. · MRN MRN-77 · 72.5 kg · since "),
+        "{status}"
+    );
+    let (code, cur) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/session",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{cur}");
+    let id = cur["session"]["id"].as_i64().expect("an open session");
+    assert_eq!(cur["session"]["admitted_by"], "nurse1");
+
+    // The pre-dose baseline from the recent readings, recorded in the session.
+    click(&b, "[data-bed='room1/A'] [data-action='capture-baseline']").await;
+    let msg = wait_msg(&b, "pre-dose baseline captured (").await;
+    assert!(msg.as_str().unwrap().contains("SpO2 "), "{msg}");
+    b.wait(
+        "the baseline in the panel",
+        SOON,
+        "return /baseline (BP \\d+\\/\\d+ )?PR \\d+ SpO2 \\d+/.test(document.querySelector(\"[data-bed='room1/A'] .session-status\").textContent)",
+    )
+    .await;
+
+    // A dose: ketamine 0.5 mg/kg IM; it becomes a marker on the trend.
+    type_into(&b, "dose", "dose", "0.5").await;
+    type_into(&b, "dose", "unit", "mg/kg").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='dose'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "dose: done").await;
+    b.wait(
+        "the dose marker on the trend",
+        SOON,
+        "return /1 dose marker/.test(document.querySelector(\"[data-bed='room1/A'] canvas.trend\").getAttribute('aria-label'))",
+    )
+    .await;
+    // Phase and a note.
+    b.js("document.querySelector(\"[data-bed='room1/A'] [data-act='phase'] select\").value = 'monitoring'; return true;")
+        .await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='phase'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "phase monitoring: done").await;
+    type_into(&b, "note", "text", "calm, eyes closed").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='note'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "note: done").await;
+
+    // Readiness, with its reasons when not ready.
+    click(&b, "[data-bed='room1/A'] [data-act='readiness'] button").await;
+    let ready = b
+        .wait(
+            "readiness shown",
+            SOON,
+            "const t = document.querySelector(\"[data-bed='room1/A'] .readiness\").textContent;
+             return /^(READY for discharge|NOT READY: .+)/.test(t) ? t : null;",
+        )
+        .await;
+    let (_, r) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/readiness",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    if r["ready"] == false {
+        let first = r["reasons"][0].as_str().unwrap();
+        assert!(ready.as_str().unwrap().contains(first), "{ready} vs {r}");
+    }
+
+    // Discharge needs the designated driver confirmed.
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='discharge'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "confirm the designated driver").await;
+    let (_, still) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/session",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        still["session"]["id"], id,
+        "not discharged without the driver"
+    );
+    type_into(&b, "discharge", "driver", "Sam Driver").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='discharge'] [name='driver_ok']",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-session.png"), &png).unwrap();
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='discharge'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "discharge: done").await;
+    b.wait(
+        "the bed empty again",
+        SOON,
+        "return document.querySelector(\"[data-bed='room1/A'] .session-status\").textContent === 'No patient admitted'
+           && document.querySelector(\"[data-bed='room1/A'] .patient\").hidden",
+    )
+    .await;
+    let (_, gone) = rig
+        .http(
+            "GET",
+            "/api/beds/room1/A/session",
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(gone["session"], Value::Null);
+    let (_, rec) = rig
+        .http(
+            "GET",
+            &format!("/api/sessions/{id}"),
+            Some("viewer-token-0123456789"),
+            None,
+        )
+        .await;
+    let kinds: Vec<String> = rec["session"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let ev = &e["event"];
+            match e["kind"].as_str().unwrap() {
+                "dose" => format!(
+                    "dose {} {} {} {}",
+                    ev["drug"].as_str().unwrap(),
+                    ev["dose"],
+                    ev["unit"].as_str().unwrap(),
+                    ev["route"].as_str().unwrap()
+                ),
+                "phase" => format!("phase {}", ev["phase"].as_str().unwrap()),
+                "note" => format!("note {}", ev["text"].as_str().unwrap()),
+                k => k.to_owned(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "baseline",
+            "dose ketamine 0.5 mg/kg IM",
+            "phase monitoring",
+            "note calm, eyes closed",
+            "note Designated driver confirmed: Sam Driver"
+        ]
+    );
+    assert_eq!(rec["session"]["discharged_by"], "nurse1");
+    assert_eq!(rec["session"]["weight_kg"], 72.5);
+    b.close().await;
+    rig.stop().await;
+}

@@ -189,3 +189,120 @@ fn the_demo_prints_its_devices_endpoints_and_a_live_summary_per_recliner() {
     let status = terminate_and_wait(child);
     assert!(status.success(), "exit status {status}");
 }
+
+/// Runs `vitalsd demo` with `args` and collects its stdout lines until every marker has been
+/// seen (in any order); then stops it with SIGTERM. Panics after 90 s with what it printed.
+fn demo_until(args: &[&str], markers: &[&str]) -> Vec<String> {
+    let mut child = Command::new(bin())
+        .arg("demo")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+        if markers.iter().all(|m| lines.iter().any(|l| l.contains(m))) {
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            let status = terminate_and_wait(child);
+            assert!(status.success(), "exit status {status}");
+            return lines;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("never printed all of {markers:?}; printed {lines:#?}");
+}
+
+#[test]
+fn the_demo_admits_both_partners_doses_them_prints_alarms_and_tokens_and_starts_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("short.toml");
+    // A is dosed at 4 s and desaturates to 87 % (medium, 10 s delay) from 2 s to 18 s.
+    std::fs::write(
+        &scenario,
+        r#"
+name = "short"
+acceleration = 1.0
+seed = 1
+
+[[beds]]
+bed = "room1/A"
+baseline = { spo2 = 97, pulse_rate = 72, sys = 122, dia = 78, perfusion_index = 3.5 }
+noise = 0.0
+dose_at = "4s"
+events = [{ at = "2s", for = "16s", kind = "desaturation", spo2 = 87, ramp = "1s" }]
+
+[[beds]]
+bed = "room1/B"
+baseline = { spo2 = 98, pulse_rate = 66, sys = 116, dia = 74, perfusion_index = 4.2 }
+noise = 0.0
+dose_at = "5s"
+"#,
+    )
+    .unwrap();
+    // The demo config with its own TCP port and serial paths, so that it runs beside another
+    // demo.
+    let config = dir.path().join("demo.toml");
+    let text = std::fs::read_to_string("config/demo.toml")
+        .unwrap()
+        .replace("127.0.0.1:4101", &format!("127.0.0.1:{}", free_port()))
+        .replace("/tmp/vitalsd-demo/", &format!("{}/", dir.path().display()));
+    std::fs::write(&config, text).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        listen.as_str(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ];
+    let lines = demo_until(
+        &args,
+        &[
+            "demo: room1/A: admitted Demo A",
+            "demo: room1/B: admitted Demo B",
+            "demo: room1/A: dose ketamine 0.75 mg/kg IM",
+            "demo: room1/B: dose ketamine 0.75 mg/kg IM",
+            "ALARM RAISED  room1/A  ** SpO2 low 87 < 90 (medium)",
+            "ALARM CLEARED room1/A  ** SpO2 low",
+        ],
+    );
+    let text = lines.join("\n");
+    for token in [
+        "#token=demo-viewer-token",
+        "#token=demo-nurse-token-1",
+        "#token=demo-admin-token-1",
+    ] {
+        assert!(text.contains(token), "every role's token: {text}");
+    }
+    let store = text
+        .lines()
+        .find_map(|l| l.strip_prefix("store: "))
+        .and_then(|l| l.split(" (fresh for this run").next())
+        .unwrap_or_else(|| panic!("the store's directory is printed: {text}"));
+    assert!(
+        !std::path::Path::new(store).exists(),
+        "the fresh store {store} is removed at exit"
+    );
+    assert!(text.contains("admitted Demo A (session 1)"), "{text}");
+    // The second run starts from a fresh store: its patients are session 1 and 2 again.
+    let again = demo_until(&args, &["demo: room1/B: admitted Demo B"]).join("\n");
+    assert!(again.contains("admitted Demo A (session 1)"), "{again}");
+    assert!(!again.contains("previous run"), "{again}");
+}

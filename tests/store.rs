@@ -267,14 +267,15 @@ async fn sessions_history_readiness_and_exports_work_over_the_api() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(
-        html.matches("<svg").count(),
+        html.matches("role=\"img\"").count(),
         3,
         "SpO2, pulse rate and BP plots"
     );
-    assert!(html.contains("dose ketamine 0.5 mg/kg IM"), "dose marker");
-    assert!(html.contains("alarm spo2_low (high)"), "alarm marker");
+    assert!(html.contains("Dose: ketamine 0.5 mg/kg IM"), "dose event");
+    assert!(html.contains(">Dose 0.5 mg/kg</text>"), "dose marker");
+    assert!(html.contains(">!!! SpO2 low</text>"), "alarm marker");
     assert!(
-        html.contains("<td>acknowledged</td>") && html.contains("nurse1"),
+        html.contains("SpO2 low, high priority: acknowledged</td><td>nurse1"),
         "ack log"
     );
     assert!(html.contains("J.D."));

@@ -244,19 +244,28 @@
   }
 
   // ---------------------------------------------------------------- ring buffers
+  // Each point has a value and a min/max: a live reading has min = max = value; a point of a
+  // downsampled history is a time bucket whose min and max keep a short dip visible.
   class Ring {
     constructor(cap) {
       this.cap = cap;
       this.t = new Float64Array(cap);
       this.v = new Float32Array(cap);
+      this.lo = new Float32Array(cap);
+      this.hi = new Float32Array(cap);
       this.len = 0;
       this.head = 0;
     }
-    push(t, v) {
+    push(t, v, lo, hi) {
       this.t[this.head] = t;
       this.v[this.head] = v;
+      this.lo[this.head] = lo === undefined ? v : lo;
+      this.hi[this.head] = hi === undefined ? v : hi;
       this.head = (this.head + 1) % this.cap;
       if (this.len < this.cap) this.len++;
+    }
+    firstT() {
+      return this.len ? this.t[(this.head - this.len + this.cap) % this.cap] : Infinity;
     }
     lastT() {
       return this.len ? this.t[(this.head - 1 + this.cap) % this.cap] : -Infinity;
@@ -265,12 +274,14 @@
       return this.len ? this.v[(this.head - 1 + this.cap) % this.cap] : NaN;
     }
     setLast(v) {
-      if (this.len) this.v[(this.head - 1 + this.cap) % this.cap] = v;
+      if (!this.len) return;
+      const i = (this.head - 1 + this.cap) % this.cap;
+      this.v[i] = v; this.lo[i] = v; this.hi[i] = v;
     }
     forEach(fn) {
       let i = (this.head - this.len + this.cap) % this.cap;
       for (let k = 0; k < this.len; k++) {
-        fn(this.t[i], this.v[i]);
+        fn(this.t[i], this.v[i], this.lo[i], this.hi[i]);
         i = (i + 1) % this.cap;
       }
     }
@@ -463,7 +474,7 @@
         for (const a of Array.isArray(b.alarms) ? b.alarms : []) if (a && a.id !== undefined) alarms.set(a.id, a);
         bed.pausedUntil = toMs(b.audio_paused_until);
         bed.dirty = true;
-        if (fresh) loadSession(bed);
+        if (fresh) { loadSession(bed); loadHistory(bed); }
       }
     }
     for (const [id, a] of S.alarms) {
@@ -471,6 +482,7 @@
     }
     S.alarms = alarms;
     S.logDirty = true;
+    if (fresh) loadAlarmLog();
     updateAudio('snapshot');
   }
 
@@ -550,22 +562,100 @@
         break;
     }
     if (bed) bed.dirty = true;
-    if (m.event !== 'updated') {
-      let text;
-      if (a) text = alarmText(a);
-      else if (m.event === 'audio_paused') text = 'audio paused until ' + (m.until ? clockText(toMs(m.until)) : '?');
-      else text = String(m.event || '').replace(/_/g, ' ');
-      pushRecent({ at, bed: m.bed, text, what: m.event, actor: m.actor, priority: a && a.priority });
-    }
+    const e = recentOf(m, at);
+    if (e) pushRecent(e);
     S.logDirty = true;
     // The sound starts (or stops) from this message, not from the next timer tick.
     if (!covered) updateAudio('event');
   }
 
+  // The alarm log's entry for an `alarm` message (live or from the history), null for updates.
+  function recentOf(m, at) {
+    if (m.event === 'updated') return null;
+    const a = m.alarm && typeof m.alarm === 'object' ? m.alarm : null;
+    let text;
+    if (a) text = alarmText(a);
+    else if (m.event === 'audio_paused') text = 'audio paused until ' + (m.until ? clockText(toMs(m.until)) : '?');
+    else text = String(m.event || '').replace(/_/g, ' ');
+    return {
+      at: at || toMs(m.at) || serverNow(), bed: m.bed, text, what: m.event, actor: m.actor,
+      priority: a && a.priority, id: a ? a.id : undefined,
+    };
+  }
+
   function pushRecent(e) {
+    if (S.recent.length && S.recent.some((x) => recentKey(x) === recentKey(e))) return;
     S.recent.unshift(e);
     if (S.recent.length > RECENT_CAP) S.recent.length = RECENT_CAP;
     S.logDirty = true;
+  }
+
+  // ---------------------------------------------------------------- history (storage)
+  // On open, on a reconnect that is not a resume, and when the trend window changes, the
+  // trends are filled from GET .../history (downsampled by the daemon to about one point per
+  // pixel, each a min/max/mean bucket) and the alarm log from GET /api/alarms/history. The
+  // history is authoritative up to its last point; live readings after it stay as they came,
+  // so the chart continues without a seam.
+  const HISTORY_METRICS = ['spo2', 'pulse_rate', 'nibp_sys', 'nibp_dia'];
+
+  function trendPoints(bed) {
+    const c = bed.el && bed.el.trend;
+    const w = c && c.clientWidth ? c.clientWidth : 900;
+    return Math.max(100, Math.min(2000, Math.round(w)));
+  }
+
+  async function loadHistory(bed) {
+    const minutes = S.trendMinutes;
+    const to = serverNow();
+    const from = to - minutes * 60000;
+    const points = trendPoints(bed);
+    const gen = (bed.histGen = (bed.histGen || 0) + 1);
+    const got = await Promise.all(HISTORY_METRICS.map((m) => api('GET', bedPath(bed) + '/history?metric=' + m +
+      '&from=' + Math.floor(from) + '&to=' + Math.ceil(to) + '&points=' + points)));
+    if (gen !== bed.histGen) return; // a newer request superseded this one
+    got.forEach((r, i) => {
+      if (!r.ok || !r.json || !Array.isArray(r.json.points)) return;
+      const metric = HISTORY_METRICS[i];
+      const old = bed.trends[metric];
+      const fresh = new Ring(old.cap);
+      let end = -Infinity;
+      const pts = r.json.points;
+      const bucket = pts.length > 1 ? Math.max(0, (to - from) / points) : 0;
+      for (const p of pts) {
+        const t = Number(p.t_ms);
+        if (!Number.isFinite(t)) continue;
+        const ok = typeof p.avg === 'number' && Number.isFinite(p.avg);
+        fresh.push(t, ok ? p.avg : NaN, ok && typeof p.min === 'number' ? p.min : NaN, ok && typeof p.max === 'number' ? p.max : NaN);
+        end = Math.max(end, t + (p.n > 1 || p.invalid > 1 ? bucket : 0));
+      }
+      old.forEach((t, v, lo, hi) => { if (t > end) fresh.push(t, v, lo, hi); });
+      bed.trends[metric] = fresh;
+    });
+    bed.histFrom = from;
+    bed.histBucketMs = (to - from) / points;
+    bed.histLoads = (bed.histLoads || 0) + 1;
+    lastTrendDraw = 0;
+  }
+
+  async function loadAlarmLog() {
+    const r = await api('GET', '/api/alarms/history?limit=' + RECENT_CAP);
+    if (!r.ok || !r.json || !Array.isArray(r.json.events)) return;
+    const seen = new Set(S.recent.map(recentKey));
+    for (const m of r.json.events) {
+      if (!m || typeof m !== 'object') continue;
+      const e = recentOf(m);
+      if (!e || seen.has(recentKey(e))) continue;
+      seen.add(recentKey(e));
+      S.recent.push(e);
+    }
+    S.recent.sort((a, b) => b.at - a.at);
+    if (S.recent.length > RECENT_CAP) S.recent.length = RECENT_CAP;
+    S.alarmLogLoads = (S.alarmLogLoads || 0) + 1;
+    S.logDirty = true;
+  }
+
+  function recentKey(e) {
+    return e.at + '|' + e.what + '|' + (e.id === undefined ? e.text : e.id);
   }
 
   // ---------------------------------------------------------------- sessions (storage)
@@ -576,36 +666,54 @@
   }
 
   function applySession(bed, s) {
-    if (!s || typeof s !== 'object' || s.discharged === true || s.discharged_at || s.ended) {
+    if (!s || typeof s !== 'object' || s.discharged_ms || s.discharged === true) {
       bed.patient = null;
+      bed.session = null;
+      bed.phase = null;
+      bed.doses = [];
       bed.dirty = true;
+      renderSessionPanel(bed);
       return;
     }
-    const label = s.display_label || s.label || s.patient_label || s.initials || null;
+    const label = s.label || s.display_label || null;
     bed.patient = typeof label === 'string' ? label : null;
+    bed.session = { id: s.id, label: bed.patient, mrn: s.mrn || null, weight: s.weight_kg, admitted: toMs(s.admitted_ms) };
     for (const e of Array.isArray(s.events) ? s.events : []) addSessionEvent(bed, e);
     bed.dirty = true;
+    renderSessionPanel(bed);
   }
 
+  // A stored session event ({id, at_ms, kind, actor, event: {...as posted}}): doses and phase
+  // changes become markers on the trends; a baseline is remembered for the panel.
   function addSessionEvent(bed, e) {
     if (!e || typeof e !== 'object') return;
-    const kind = e.kind || e.type || e.event;
-    if (kind !== 'dose') return;
-    const t = toMs(e.at_ms !== undefined ? e.at_ms : (e.at || e.time || e.recorded_at));
-    if (t === null || bed.doses.some((d) => d.t === t)) return;
-    bed.doses.push({ t, text: [e.drug, e.dose, e.unit, e.route].filter((x) => x !== undefined && x !== null).join(' ') });
+    const kind = e.kind;
+    const body = e.event && typeof e.event === 'object' ? e.event : e;
+    const t = toMs(e.at_ms);
+    if (t === null) return;
+    if (kind === 'baseline') { bed.baseline = body; renderSessionPanel(bed); return; }
+    if (kind === 'phase') { bed.phase = body.phase || null; renderSessionPanel(bed); }
+    if (kind !== 'dose' && kind !== 'phase') return;
+    if (bed.doses.some((d) => d.id === e.id)) return;
+    const text = kind === 'dose'
+      ? 'DOSE ' + [body.drug, body.dose, body.unit, body.route].filter((x) => x !== undefined && x !== null).join(' ')
+      : 'PHASE ' + String(body.phase || '').toUpperCase();
+    bed.doses.push({ id: e.id, t, kind, text });
+    bed.doses.sort((a, b) => a.t - b.t);
     if (bed.doses.length > DOSE_CAP) bed.doses.shift();
+    lastTrendDraw = 0;
   }
 
   function onSession(m) {
     const bed = S.beds.get(m.bed);
     if (!bed) return;
     const ev = m.event;
-    if (ev === 'discharged' || ev === 'discharge') { bed.patient = null; bed.dirty = true; return; }
+    if (ev === 'discharged') { applySession(bed, null); return; }
     if (m.session && typeof m.session === 'object') applySession(bed, m.session);
-    if (ev && typeof ev === 'object') addSessionEvent(bed, ev);
-    else if (m.kind === 'dose') addSessionEvent(bed, m);
+    const row = ev && typeof ev === 'object' ? ev : (m.kind && m.at_ms !== undefined ? m : null);
+    if (row) addSessionEvent(bed, row);
     bed.dirty = true;
+    if (bed.session) refreshReadiness(bed);
   }
 
   // ---------------------------------------------------------------- layout
@@ -665,12 +773,12 @@
     const nibp = numeric('nibp', 'nibp', 'NIBP', 'mmHg');
     const nibpMean = h('span', { class: 'mean' });
     nibp.root.querySelector('.name').append(nibpMean);
-    const pleth = h('canvas', { class: 'pleth', width: 600, height: 80 });
-    const trend = h('canvas', { class: 'trend', width: 900, height: 220 });
+    const pleth = h('canvas', { class: 'pleth', width: 600, height: 80, role: 'img', 'aria-label': 'Pleth waveform of ' + bed.label });
+    const trend = h('canvas', { class: 'trend', width: 900, height: 220, role: 'img', 'aria-label': 'Trends of ' + bed.label });
     const label = h('span', { class: 'bed-label', text: bed.label });
     const patient = h('span', { class: 'patient' });
     const headAlarm = h('span', { class: 'head-alarm' });
-    const pauseBtn = h('button', { class: 'pause', type: 'button', onclick: () => togglePause(bed) }, 'AUDIO PAUSE');
+    const pauseBtn = h('button', { class: 'pause', type: 'button', onclick: () => togglePause(bed) }, 'PAUSE AUDIO 2 min');
     const devices = h('div', { class: 'devices' });
     const alarms = h('ul', { class: 'bed-alarms' });
     const msg = h('div', { class: 'bed-msg', role: 'status' });
@@ -729,44 +837,116 @@
       h('button', { type: 'submit' }, 'Save'),
       h('button', { type: 'button', onclick: () => result('preset', api('PUT', bedPath(bed) + '/limits', { preset: 'ketamine-session' })) }, 'Preset: ketamine-session')));
 
-    const baseline = h('form', { class: 'act', onsubmit: submit((f) => {
-      result('baseline', api('POST', bedPath(bed) + '/baseline', {
+    // The session: each action is confirmed only once the daemon answered that it committed it.
+    const baselineBody = (b) => ({ kind: 'baseline', sys: b.sys, dia: b.dia, pulse_rate: b.pulse_rate, spo2: b.spo2 });
+    const baseline = h('form', { class: 'act', 'data-act': 'baseline', onsubmit: submit((f) => {
+      result('pre-dose baseline', api('POST', bedPath(bed) + '/events', baselineBody({
         sys: num(f, 'sys'), dia: num(f, 'dia'), pulse_rate: num(f, 'pulse_rate'), spo2: num(f, 'spo2'),
-      }));
+      })));
     }) },
-    h('h4', { text: 'Baseline' }),
+    h('h4', { text: 'Pre-dose baseline' }),
+    h('div', { class: 'row' }, h('button', { type: 'button', 'data-action': 'capture-baseline', onclick: async () => {
+      // The median of the recent valid readings: the alarm engine's baseline, which the daemon
+      // also records in the open session before it answers.
+      const r = await api('POST', bedPath(bed) + '/baseline', { from_recent: true });
+      if (!r.ok) { showMsg(bed, 'capture baseline failed: ' + r.error, false); return; }
+      const b = (r.json && r.json.baseline) || {};
+      showMsg(bed, 'pre-dose baseline captured (' + baselineText(b) + ')', true);
+      bed.baseline = b;
+      renderSessionPanel(bed);
+    } }, 'Capture from recent readings')),
     h('div', { class: 'row' }, field('sys', 'SYS', { inputmode: 'numeric', size: 4 }), field('dia', 'DIA', { inputmode: 'numeric', size: 4 }),
       field('pulse_rate', 'PR', { inputmode: 'numeric', size: 4 }), field('spo2', 'SpO2', { inputmode: 'numeric', size: 4 })),
-    h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Set baseline'),
-      h('button', { type: 'button', onclick: () => result('baseline', api('POST', bedPath(bed) + '/baseline', { from_recent: true })) }, 'Capture from recent readings')));
+    h('button', { type: 'submit' }, 'Set these values'));
 
-    const admit = h('form', { class: 'act', onsubmit: submit((f) => {
+    const admit = h('form', { class: 'act', 'data-act': 'admit', onsubmit: submit((f) => {
       result('admit', api('POST', bedPath(bed) + '/admit', {
-        display_label: str(f, 'display_label'), mrn: str(f, 'mrn'), weight_kg: num(f, 'weight_kg'),
-      })).then((r) => { if (r.ok) loadSession(bed); });
+        label: str(f, 'label'), mrn: str(f, 'mrn'), weight_kg: num(f, 'weight_kg'),
+      })).then((r) => { if (r.ok) { f.reset(); applySession(bed, r.json.session); } });
     }) },
     h('h4', { text: 'Admit' }),
-    h('div', { class: 'row' }, field('display_label', 'Label', { size: 6, required: true }), field('mrn', 'MRN', { size: 8 }),
-      field('weight_kg', 'kg', { inputmode: 'decimal', size: 4 })),
+    h('div', { class: 'row' }, field('label', 'Label (initials)', { size: 8, required: true, maxlength: 32 }), field('mrn', 'MRN (optional)', { size: 10 }),
+      field('weight_kg', 'Weight kg (optional)', { inputmode: 'decimal', size: 5 })),
     h('button', { type: 'submit' }, 'Admit'));
 
-    const dose = h('form', { class: 'act', onsubmit: submit((f) => {
+    const dose = h('form', { class: 'act', 'data-act': 'dose', onsubmit: submit((f) => {
       result('dose', api('POST', bedPath(bed) + '/events', {
         kind: 'dose', drug: str(f, 'drug'), dose: num(f, 'dose'), unit: str(f, 'unit'), route: str(f, 'route'),
       }));
     }) },
     h('h4', { text: 'Dose' }),
-    h('div', { class: 'row' }, field('drug', 'Drug', { value: 'ketamine', size: 9 }), field('dose', 'Dose', { inputmode: 'decimal', size: 4, required: true }),
-      field('unit', 'Unit', { value: 'mg', size: 3 }), field('route', 'Route', { value: 'IM', size: 3 })),
+    h('div', { class: 'row' }, field('drug', 'Drug', { value: 'ketamine', size: 9, required: true }), field('dose', 'Dose', { inputmode: 'decimal', size: 4, required: true }),
+      field('unit', 'Unit', { value: 'mg', size: 5, required: true }), field('route', 'Route', { value: 'IM', size: 4, required: true })),
     h('button', { type: 'submit' }, 'Record dose'));
 
-    const discharge = h('form', { class: 'act', onsubmit: submit(() => {
-      if (!window.confirm('Discharge the patient in ' + bed.label + '?')) return;
-      result('discharge', api('POST', bedPath(bed) + '/discharge', {})).then((r) => { if (r.ok) loadSession(bed); });
-    }) }, h('h4', { text: 'Discharge' }), h('button', { type: 'submit' }, 'Discharge'));
+    const phaseSel = h('select', { name: 'phase' }, ...['preparation', 'dosing', 'monitoring', 'recovery'].map((p) => h('option', { value: p }, p)));
+    const phase = h('form', { class: 'act', 'data-act': 'phase', onsubmit: submit(() => {
+      result('phase ' + phaseSel.value, api('POST', bedPath(bed) + '/events', { kind: 'phase', phase: phaseSel.value }));
+    }) }, h('h4', { text: 'Phase' }), h('div', { class: 'row' }, h('label', null, 'Phase', phaseSel)), h('button', { type: 'submit' }, 'Set phase'));
 
-    return h('details', { class: 'actions' }, h('summary', { text: 'Bed actions' }),
-      h('div', { class: 'act-grid' }, admit, dose, baseline, limits, discharge));
+    const note = h('form', { class: 'act', 'data-act': 'note', onsubmit: submit((f) => {
+      result('note', api('POST', bedPath(bed) + '/events', { kind: 'note', text: str(f, 'text') })).then((r) => { if (r.ok) f.reset(); });
+    }) }, h('h4', { text: 'Note' }), h('div', { class: 'row' }, field('text', 'Text', { size: 28, required: true, maxlength: 500 })), h('button', { type: 'submit' }, 'Add note'));
+
+    const readyText = h('div', { class: 'readiness', role: 'status', 'aria-live': 'polite', text: 'readiness not checked' });
+    const readiness = h('div', { class: 'act', 'data-act': 'readiness' }, h('h4', { text: 'Discharge readiness' }), readyText,
+      h('button', { type: 'button', onclick: () => refreshReadiness(bed, true) }, 'Check readiness'));
+
+    const discharge = h('form', { class: 'act', 'data-act': 'discharge', onsubmit: submit(async (f) => {
+      const driver = str(f, 'driver');
+      if (!f.elements.driver_ok.checked || !driver) {
+        showMsg(bed, 'discharge: confirm the designated driver (name and checkbox) first', false);
+        return;
+      }
+      // The designated driver goes into the record first, then the discharge.
+      const n = await api('POST', bedPath(bed) + '/events', { kind: 'note', text: 'Designated driver confirmed: ' + driver });
+      if (!n.ok) { showMsg(bed, 'discharge failed (driver note): ' + n.error, false); return; }
+      const r = await result('discharge', api('POST', bedPath(bed) + '/discharge', {}));
+      if (r.ok) { f.reset(); applySession(bed, null); }
+    }) }, h('h4', { text: 'Discharge' }),
+    h('div', { class: 'row' }, field('driver', 'Designated driver (name)', { size: 16 })),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'driver_ok' }), 'Driver present and confirmed; patient leaves with them'),
+    h('button', { type: 'submit' }, 'Discharge'));
+
+    const status = h('div', { class: 'session-status', text: 'No patient admitted' });
+    bed.act = { status, readyText };
+    return h('details', { class: 'actions' }, h('summary', { text: 'Session and bed actions' }), status,
+      h('div', { class: 'act-grid' }, admit, baseline, dose, phase, note, readiness, discharge, limits));
+  }
+
+  function baselineText(b) {
+    const parts = [];
+    if (b && typeof b.sys === 'number') parts.push('BP ' + fmtNum(b.sys) + '/' + fmtNum(b.dia));
+    if (b && typeof b.pulse_rate === 'number') parts.push('PR ' + fmtNum(b.pulse_rate));
+    if (b && typeof b.spo2 === 'number') parts.push('SpO2 ' + fmtNum(b.spo2));
+    return parts.length ? parts.join(' ') : 'no values yet';
+  }
+
+  function renderSessionPanel(bed) {
+    if (!bed.act) return;
+    const s = bed.session;
+    let text = 'No patient admitted';
+    if (s) {
+      text = 'Admitted: ' + s.label + (s.mrn ? ' · MRN ' + s.mrn : '') + (typeof s.weight === 'number' ? ' · ' + s.weight + ' kg' : '') +
+        (s.admitted ? ' · since ' + clockText(s.admitted) : '') + ' · phase ' + (bed.phase || '-') +
+        ' · baseline ' + (bed.baseline ? baselineText(bed.baseline) : 'not captured');
+    }
+    setText(bed.act.status, text);
+    bed.act.status.dataset.admitted = String(!!s);
+    if (!s) { setText(bed.act.readyText, 'no patient'); bed.act.readyText.dataset.ready = ''; }
+  }
+
+  // GET .../readiness: ready since when, or the reasons it is not.
+  async function refreshReadiness(bed, asked) {
+    if (!bed.act || (!bed.session && !asked)) return;
+    const r = await api('GET', bedPath(bed) + '/readiness');
+    if (!r.ok || !r.json) { setText(bed.act.readyText, 'readiness unavailable: ' + r.error); return; }
+    const j = r.json;
+    const reasons = Array.isArray(j.reasons) ? j.reasons : [];
+    setText(bed.act.readyText, j.ready
+      ? 'READY for discharge' + (j.since_ms ? ' since ' + clockText(j.since_ms) : '')
+      : 'NOT READY: ' + (reasons.length ? reasons.join('; ') : 'no reason given'));
+    bed.act.readyText.dataset.ready = String(j.ready === true);
   }
 
   // ---------------------------------------------------------------- actions
@@ -984,8 +1164,10 @@
       } else {
         text = fmt(r.value);
         if (age > OXI_STALE_MS || gone) {
+          // Never a big stale number: dashes, and the reason and age small (IntelliVue practice).
+          text = '--';
           cls = 'stale';
-          note = (gone ? 'DISCONNECTED · ' : '') + ageText(age) + ' ago';
+          note = (gone ? 'DISCONNECTED' : 'NO DATA') + ' · ' + ageText(age) + ' ago';
         } else {
           note = qualityOf(r);
           if (note) cls = 'quality';
@@ -1013,7 +1195,11 @@
     if (sys) {
       const age = now - sys.received_ms;
       stale = age > bed.bpIntervalMs + NIBP_GRACE_MS;
-      if (sys.value === null) {
+      if (stale) {
+        // Overdue: the last measurement is only a small note, never the big number.
+        const d = dia && dia.value !== null ? fmtNum(dia.value) : '--';
+        note = (sys.value === null ? reasonOf(sys) : 'last ' + fmtNum(sys.value) + '/' + d) + ' · ' + ageText(age) + ' ago';
+      } else if (sys.value === null) {
         text = '---/---';
         invalid = true;
         note = reasonOf(sys) + ' · ' + ageText(age) + ' ago';
@@ -1054,12 +1240,15 @@
 
     // Audio pause countdown.
     const left = bed.pausedUntil ? bed.pausedUntil - now : 0;
+    // The button says what it does; only while paused does it show the time left, labelled.
     if (left > 0) {
       const s = Math.ceil(left / 1000);
-      setText(el.pauseBtn, 'AUDIO PAUSED ' + Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0') + ' - resume');
+      setText(el.pauseBtn, 'AUDIO PAUSED ' + Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0') + ' LEFT · RESUME');
+      el.pauseBtn.setAttribute('aria-label', 'Audio paused, ' + s + ' seconds left. Resume audio now.');
       el.pauseBtn.classList.add('active');
     } else {
-      setText(el.pauseBtn, 'AUDIO PAUSE 2:00');
+      setText(el.pauseBtn, 'PAUSE AUDIO 2 min');
+      el.pauseBtn.setAttribute('aria-label', 'Pause alarm audio of ' + bed.label + ' for 2 minutes');
       el.pauseBtn.classList.remove('active');
     }
 
@@ -1210,9 +1399,12 @@
       ctx.fillStyle = '#5c6b7a';
       ctx.font = Math.round(hh * 0.3) + 'px sans-serif';
       ctx.textBaseline = 'middle';
-      ctx.fillText(ring.len ? 'NO WAVEFORM' : 'no waveform from this oximeter', 8, hh / 2);
+      const text = ring.len ? 'NO WAVEFORM' : 'no waveform from this oximeter';
+      ctx.fillText(text, 8, hh / 2);
+      if (c.getAttribute('aria-label') !== text) c.setAttribute('aria-label', 'Pleth: ' + text);
       return;
     }
+    if (c.getAttribute('aria-label') !== 'Pleth waveform, live') c.setAttribute('aria-label', 'Pleth waveform, live');
     const n = Math.min(ring.len, PLETH_SHOW);
     const vals = [];
     let k = 0;
@@ -1250,14 +1442,30 @@
     ctx.clearRect(0, 0, w, hh);
     ctx.font = Math.round(11 * dpr) + 'px sans-serif';
     ctx.lineWidth = 1;
-    // Panel 1: SpO2 70-100 %. Panel 2: PR and NIBP 30-210.
-    const y1 = (v) => padT + (1 - (Math.max(70, Math.min(100, v)) - 70) / 30) * (split - padT - 4 * dpr);
-    const y2 = (v) => split + 4 * dpr + (1 - (Math.max(30, Math.min(210, v)) - 30) / 180) * (hh - padB - split - 4 * dpr);
+    // Panel 1: SpO2 70-100 %. Panel 2: PR and NIBP 30-210. An axis extends (in steps of 10)
+    // to hold any value in the window: a 60 is drawn as 60, never clamped to the axis.
+    const sum = {
+      spo2: rangeOf(bed.trends.spo2, t0), pr: rangeOf(bed.trends.pulse_rate, t0),
+      sys: rangeOf(bed.trends.nibp_sys, t0), dia: rangeOf(bed.trends.nibp_dia, t0),
+    };
+    const lo1 = Math.max(0, Math.min(70, Math.floor(sum.spo2.lo / 10) * 10));
+    const lo2 = Math.max(0, Math.min(30, Math.floor(Math.min(sum.pr.lo, sum.dia.lo, sum.sys.lo) / 10) * 10));
+    const hi2 = Math.max(210, Math.ceil(Math.max(sum.pr.hi, sum.sys.hi, sum.dia.hi) / 10) * 10);
+    c.dataset.spo2Floor = String(lo1);
+    c.dataset.lowerRange = lo2 + '-' + hi2;
+    const y1 = (v) => padT + (1 - (Math.max(lo1, Math.min(100, v)) - lo1) / (100 - lo1)) * (split - padT - 4 * dpr);
+    const y2 = (v) => split + 4 * dpr + (1 - (Math.max(lo2, Math.min(hi2, v)) - lo2) / (hi2 - lo2)) * (hh - padB - split - 4 * dpr);
     ctx.strokeStyle = '#1e2a36';
     ctx.fillStyle = '#7d8fa1';
     ctx.textBaseline = 'middle';
-    for (const v of [100, 90, 80]) { line(ctx, padL, y1(v), w - padR, y1(v)); ctx.fillText(String(v), 6 * dpr, y1(v)); }
-    for (const v of [60, 120, 180]) { line(ctx, padL, y2(v), w - padR, y2(v)); ctx.fillText(String(v), w - padR + 6 * dpr, y2(v)); }
+    const step1 = 100 - lo1 > 40 ? 20 : 10;
+    for (let v = 100; v > lo1; v -= step1) { line(ctx, padL, y1(v), w - padR, y1(v)); ctx.fillText(String(v), 6 * dpr, y1(v)); }
+    const step2 = hi2 - lo2 > 240 ? 60 : 30;
+    for (let v = Math.ceil((lo2 + 1) / step2) * step2; v < hi2; v += step2) {
+      if (v % 60 !== 0 && step2 === 30) continue;
+      line(ctx, padL, y2(v), w - padR, y2(v)); ctx.fillText(String(v), w - padR + 6 * dpr, y2(v));
+    }
+    c.setAttribute('aria-label', trendSummary(bed, sum));
     ctx.textBaseline = 'top';
     ctx.fillStyle = '#35d0ff'; ctx.fillText('SpO2 %', padL + 6 * dpr, padT + 2 * dpr);
     ctx.fillStyle = '#3dff6e'; ctx.fillText('PR /min', padL + 6 * dpr, split + 6 * dpr);
@@ -1273,8 +1481,8 @@
       ctx.fillText(m === 0 ? 'now' : '-' + m + ' min', Math.min(xx - 12 * dpr, w - padR - 30 * dpr), hh - 2 * dpr);
     }
     // Series.
-    series(ctx, bed.trends.spo2, t0, x, y1, '#35d0ff', 2 * dpr);
-    series(ctx, bed.trends.pulse_rate, t0, x, y2, '#3dff6e', 2 * dpr);
+    series(ctx, bed.trends.spo2, t0, x, y1, '#35d0ff', 2 * dpr, bed.histBucketMs);
+    series(ctx, bed.trends.pulse_rate, t0, x, y2, '#3dff6e', 2 * dpr, bed.histBucketMs);
     // NIBP: a bar from diastolic to systolic per measurement.
     ctx.strokeStyle = '#ff8a8a';
     ctx.lineWidth = 3 * dpr;
@@ -1287,19 +1495,46 @@
       line(ctx, xx - 5 * dpr, y2(v), xx + 5 * dpr, y2(v));
       if (d) { line(ctx, xx, y2(v), xx, y2(d[1])); line(ctx, xx - 5 * dpr, y2(d[1]), xx + 5 * dpr, y2(d[1])); }
     });
-    // Dose markers.
+    // Dose (yellow) and phase (grey) markers, labelled.
     ctx.setLineDash([6 * dpr, 4 * dpr]);
-    ctx.strokeStyle = '#ffd400';
-    ctx.fillStyle = '#ffd400';
     ctx.lineWidth = 2 * dpr;
     ctx.textBaseline = 'top';
     for (const d of bed.doses) {
       if (d.t < t0 || d.t > now) continue;
+      const color = d.kind === 'phase' ? '#aab8c6' : '#ffd400';
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
       const xx = x(d.t);
       line(ctx, xx, padT, xx, hh - padB);
-      ctx.fillText('DOSE ' + d.text, xx + 4 * dpr, padT);
+      ctx.fillText(d.text, xx + 4 * dpr, padT + (d.kind === 'phase' ? 14 * dpr : 0));
     }
     ctx.setLineDash([]);
+  }
+
+  // The smallest and largest valid value (a bucket's min/max) of a ring since t0.
+  function rangeOf(ring, t0) {
+    let lo = Infinity, hi = -Infinity, n = 0;
+    ring.forEach((t, v, l, u) => {
+      if (t < t0 || Number.isNaN(v)) return;
+      lo = Math.min(lo, Number.isNaN(l) ? v : l);
+      hi = Math.max(hi, Number.isNaN(u) ? v : u);
+      n++;
+    });
+    return { lo, hi, n };
+  }
+
+  // The trend canvas's text alternative: what a sighted nurse reads from it.
+  function trendSummary(bed, sum) {
+    const part = (name, r, unit, now) => r.n
+      ? name + ' ' + fmtNum(r.lo) + ' to ' + fmtNum(r.hi) + ' ' + unit + (Number.isFinite(now) ? ', last ' + fmtNum(now) : '')
+      : name + ' no data';
+    const parts = [
+      part('SpO2', sum.spo2, '%', bed.trends.spo2.lastV()),
+      part('pulse rate', sum.pr, '/min', bed.trends.pulse_rate.lastV()),
+      sum.sys.n ? 'NIBP ' + sum.sys.n + ' measurement' + (sum.sys.n > 1 ? 's' : '') + ', systolic ' + fmtNum(sum.sys.lo) + ' to ' + fmtNum(sum.sys.hi) + ' mmHg' : 'NIBP none',
+    ];
+    if (bed.doses.length) parts.push(bed.doses.length + ' dose marker' + (bed.doses.length > 1 ? 's' : ''));
+    return 'Trends of ' + bed.label + ', last ' + S.trendMinutes + ' min: ' + parts.join('; ') + '.';
   }
 
   function line(ctx, x1, y1, x2, y2) {
@@ -1309,18 +1544,27 @@
     ctx.stroke();
   }
 
-  function series(ctx, ring, t0, x, y, color, width) {
+  // The mean as a line, and each point's min..max as a vertical stroke (a history bucket
+  // that held a dip shows the dip). A gap longer than 10 s, or than 3 buckets, is not bridged.
+  function series(ctx, ring, t0, x, y, color, width, bucketMs) {
+    const maxGap = Math.max(10000, 3 * (bucketMs || 0));
     ctx.strokeStyle = color;
     ctx.lineWidth = width;
     ctx.beginPath();
     let pen = false, lastT = 0;
-    ring.forEach((t, v) => {
+    ring.forEach((t, v, lo, hi) => {
       if (t < t0 || Number.isNaN(v)) { pen = false; return; }
-      // A gap of more than 10 s (invalid stretch, outage) is not bridged.
-      if (pen && t - lastT > 10000) pen = false;
+      if (pen && t - lastT > maxGap) pen = false;
       if (pen) ctx.lineTo(x(t), y(v)); else ctx.moveTo(x(t), y(v));
       pen = true;
       lastT = t;
+    });
+    ctx.stroke();
+    ctx.beginPath();
+    ring.forEach((t, v, lo, hi) => {
+      if (t < t0 || Number.isNaN(lo) || Number.isNaN(hi) || hi <= lo) return;
+      ctx.moveTo(x(t), y(lo));
+      ctx.lineTo(x(t), y(hi));
     });
     ctx.stroke();
   }
@@ -1388,6 +1632,15 @@
         messages: S.messages,
         simulated: S.simulated || S.simulatedReadings,
         snapshots: S.snapshots.map((x) => Object.freeze(Object.assign({}, x))),
+        trendMinutes: S.trendMinutes,
+        alarmLogLoads: S.alarmLogLoads || 0,
+        recent: S.recent.map((e) => Object.freeze({ at: e.at, bed: e.bed, text: e.text, what: e.what })),
+        trends: Object.freeze(Object.fromEntries([...S.beds.values()].map((b) => [b.id, Object.freeze(
+          Object.fromEntries(Object.entries(b.trends).map(([m, r]) => {
+            let valid = 0, lo = Infinity;
+            r.forEach((t, v, l) => { if (!Number.isNaN(v)) { valid++; lo = Math.min(lo, l); } });
+            return [m, Object.freeze({ len: r.len, valid, first: r.len ? r.firstT() : null, last: r.len ? r.lastT() : null, min: valid ? lo : null })];
+          }).concat([['histLoads', b.histLoads || 0], ['histFrom', b.histFrom || null]])))]))),
       });
     },
   });
@@ -1405,6 +1658,7 @@
     sel.addEventListener('change', () => {
       S.trendMinutes = Number(sel.value) || 30;
       try { localStorage.setItem('vitalsd.trendMinutes', String(S.trendMinutes)); } catch (e) { /* no storage */ }
+      for (const bed of S.beds.values()) loadHistory(bed);
       lastTrendDraw = 0;
     });
     $('#audio-bar').addEventListener('click', armAudio);

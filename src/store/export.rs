@@ -64,6 +64,9 @@ pub struct SessionRecord {
     pub alarms: Vec<StoredAlarmEvent>,
     /// Vendor and model per device id, when known (from the config).
     pub devices: BTreeMap<String, (String, String)>,
+    /// The clinic's offset from UTC at admission, seconds ([`local_offset_s`]): the report's
+    /// times are local.
+    pub utc_offset_s: i64,
 }
 
 /// Loads a session's record; `now_ms` ends a session that is still open.
@@ -72,11 +75,13 @@ pub fn load(conn: &Connection, id: i64, now_ms: i64) -> Result<SessionRecord, St
     let end = session.end_ms(now_ms);
     let readings = query::readings_between(conn, &session.bed, session.admitted_ms, end, true)?;
     let alarms = query::alarm_events_between(conn, &session.bed, session.admitted_ms, end)?;
+    let utc_offset_s = local_offset_s(conn, session.admitted_ms);
     Ok(SessionRecord {
         session,
         readings,
         alarms,
         devices: BTreeMap::new(),
+        utc_offset_s,
     })
 }
 
@@ -352,127 +357,470 @@ fn esc(s: &str) -> String {
     o
 }
 
+/// The clinic's offset from UTC at `ms`, seconds: the system's local time zone (the `TZ`
+/// environment variable of the daemon, else `/etc/localtime`), as SQLite's `localtime` sees it.
+pub fn local_offset_s(conn: &Connection, ms: i64) -> i64 {
+    conn.query_row(
+        "SELECT CAST(ROUND((julianday(?1 / 1000, 'unixepoch', 'localtime') \
+         - julianday(?1 / 1000, 'unixepoch')) * 86400) AS INTEGER)",
+        [ms],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap_or(0)
+}
+
+/// `+01:00` for 3600.
+fn offset_text(off_s: i64) -> String {
+    let sign = if off_s < 0 { '-' } else { '+' };
+    let m = off_s.abs() / 60;
+    format!("{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
+/// Local civil time of `ms`: (y, mo, d, h, mi, s).
+fn civil(ms: i64, off_s: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let secs = ms.div_euclid(1000) + off_s;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil (public domain).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, sod / 3600, sod % 3600 / 60, sod % 60)
+}
+
+/// `14:05` (or `14:05:30` with seconds) in local time.
+fn hm(ms: i64, off_s: i64, seconds: bool) -> String {
+    let (_, _, _, h, mi, se) = civil(ms, off_s);
+    if seconds {
+        format!("{h:02}:{mi:02}:{se:02}")
+    } else {
+        format!("{h:02}:{mi:02}")
+    }
+}
+
+/// `2026-12-01 14:05:30` in local time.
+fn local_datetime(ms: i64, off_s: i64) -> String {
+    let (y, mo, d, ..) = civil(ms, off_s);
+    format!("{y:04}-{mo:02}-{d:02} {}", hm(ms, off_s, true))
+}
+
+/// Time ticks every 10 s .. 4 h, at round local times, at most 8 over the span; the labels
+/// never repeat (seconds are shown when the step is under a minute).
+fn time_ticks(t0: i64, t1: i64, off_s: i64) -> (Vec<i64>, bool) {
+    const STEPS_S: [i64; 12] = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14_400];
+    let span_s = ((t1 - t0) / 1000).max(1);
+    let step = STEPS_S
+        .iter()
+        .copied()
+        .find(|s| span_s / s <= 8)
+        .unwrap_or(14_400);
+    let step_ms = step * 1000;
+    let off_ms = off_s * 1000;
+    let first = (t0 + off_ms).div_euclid(step_ms) * step_ms - off_ms;
+    let first = if first < t0 { first + step_ms } else { first };
+    let ticks = (0..)
+        .map(|i| first + i * step_ms)
+        .take_while(|t| *t <= t1)
+        .collect();
+    (ticks, step < 60)
+}
+
+/// Round y ticks over `[lo, hi]` with a step of 1, 2, 5 or 10 times a power of ten, 4 to 8 of them.
+fn value_ticks(lo: f64, hi: f64) -> (f64, f64, Vec<f64>) {
+    let raw = ((hi - lo) / 7.0).max(1e-9);
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let lo = (lo / step).floor() * step;
+    let hi = (hi / step).ceil() * step;
+    let n = ((hi - lo) / step).round() as i64;
+    (lo, hi, (0..=n).map(|i| lo + step * i as f64).collect())
+}
+
+/// The range a plot shows: the default, extended in round steps to hold every value.
+fn plot_range(default: (f64, f64), series: &[Series<'_>], max: Option<f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = default;
+    for se in series {
+        for (_, v) in &se.points {
+            lo = lo.min(*v);
+            hi = hi.max(*v);
+        }
+    }
+    if let Some(m) = max {
+        hi = hi.min(m);
+    }
+    (lo, hi)
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    /// Continuous (oximeter): per pixel column the min..max as a band and the mean as a line,
+    /// so a dip shorter than a column stays visible.
+    Envelope,
+    /// Intermittent measurements (NIBP): each one a marker, joined by a thin line.
+    Points,
+}
+
 struct Series<'a> {
     name: &'a str,
     color: &'a str,
+    style: Style,
     points: Vec<(i64, f64)>,
 }
 
 struct Marker {
     t: i64,
     color: &'static str,
+    /// Shown on the plot (short).
+    tag: String,
+    /// The tooltip (long).
     label: String,
+    /// The label's row above the plot: 0 doses, 1 phases, 2 alarms.
+    row: f64,
 }
 
 const W: f64 = 960.0;
-const H: f64 = 200.0;
+const H: f64 = 210.0;
 const PAD_L: f64 = 44.0;
-const PAD_T: f64 = 14.0;
+const PAD_R: f64 = 24.0;
+/// Room above the plot for three rows of marker labels: doses, phases, alarms.
+const PAD_T: f64 = 36.0;
 const PAD_B: f64 = 22.0;
+
+struct Axes {
+    t0: i64,
+    t1: i64,
+    off_s: i64,
+}
 
 fn plot(
     title: &str,
-    t0: i64,
-    t1: i64,
-    lo: f64,
-    hi: f64,
+    ax: &Axes,
+    range: (f64, f64),
     series: &[Series<'_>],
     markers: &[Marker],
 ) -> String {
+    let (t0, t1) = (ax.t0, ax.t1);
+    let (lo, hi, yticks) = value_ticks(range.0, range.1);
     let span = (t1 - t0).max(1) as f64;
-    let pw = W - PAD_L - 8.0;
+    let pw = W - PAD_L - PAD_R;
     let ph = H - PAD_T - PAD_B;
     let x = |t: i64| PAD_L + (t - t0) as f64 / span * pw;
     let y = |v: f64| PAD_T + (1.0 - ((v - lo) / (hi - lo)).clamp(0.0, 1.0)) * ph;
     let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<figure><figcaption>{}</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{}">"#,
-        esc(title),
-        esc(title)
-    );
-    let _ = write!(
-        s,
-        r##"<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
-    );
-    for i in 0..=4 {
-        let v = lo + (hi - lo) * f64::from(i) / 4.0;
-        let yy = y(v);
+    let _ = write!(s, r#"<figure><figcaption>{}"#, esc(title));
+    for se in series {
         let _ = write!(
             s,
-            r##"<line x1="{PAD_L}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="10" text-anchor="end">{v:.0}</text>"##,
-            W - 8.0,
+            r#" <span class="key"><svg width="22" height="10" aria-hidden="true">{}</svg>{}</span>"#,
+            match se.style {
+                Style::Envelope => format!(
+                    r#"<rect x="0" y="1" width="22" height="8" fill="{c}" fill-opacity="0.25"/><line x1="0" x2="22" y1="5" y2="5" stroke="{c}" stroke-width="2"/>"#,
+                    c = se.color
+                ),
+                Style::Points => format!(
+                    r#"<line x1="0" x2="22" y1="5" y2="5" stroke="{c}" stroke-width="1"/><circle cx="11" cy="5" r="3.5" fill="{c}"/>"#,
+                    c = se.color
+                ),
+            },
+            esc(se.name)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="100%" role="img" aria-label="{}">"#,
+        esc(title)
+    );
+    for v in &yticks {
+        let yy = y(*v);
+        let _ = write!(
+            s,
+            r##"<line x1="{PAD_L}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e4e4e4"/><text class="ytick" x="{}" y="{:.1}" font-size="10" text-anchor="end">{v}</text>"##,
+            W - PAD_R,
             PAD_L - 4.0,
             yy + 3.0
         );
     }
-    for i in 0..=6 {
-        let t = t0 + ((t1 - t0) as f64 * f64::from(i) / 6.0) as i64;
-        let label = rfc3339_ms(t);
+    let (ticks, seconds) = time_ticks(t0, t1, ax.off_s);
+    for t in ticks {
+        let xx = x(t);
         let _ = write!(
             s,
-            r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{}</text>"#,
-            x(t),
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{PAD_T}" y2="{}" stroke="#f0f0f0"/><text class="xtick" x="{xx:.1}" y="{}" font-size="10" text-anchor="middle">{}</text>"##,
+            PAD_T + ph,
             H - 6.0,
-            esc(label.get(11..16).unwrap_or(""))
+            hm(t, ax.off_s, seconds)
         );
     }
-    for m in markers {
+    let _ = write!(
+        s,
+        r##"<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
+    );
+    for m in markers.iter().filter(|m| m.t >= t0 && m.t <= t1) {
         let xx = x(m.t);
         let _ = write!(
             s,
-            r#"<line class="marker" x1="{xx:.1}" x2="{xx:.1}" y1="{PAD_T}" y2="{}" stroke="{}" stroke-dasharray="3 2"><title>{}</title></line>"#,
+            r#"<g class="marker"><title>{}</title><line x1="{xx:.1}" x2="{xx:.1}" y1="{}" y2="{}" stroke="{}" stroke-dasharray="3 2"/><text x="{:.1}" y="{}" font-size="9" fill="{}">{}</text></g>"#,
+            esc(&m.label),
+            m.row * 10.0 + 2.0,
             PAD_T + ph,
             m.color,
-            esc(&m.label)
+            xx + 2.0,
+            m.row * 10.0 + 10.0,
+            m.color,
+            esc(&m.tag)
         );
     }
     for se in series {
-        // At most one point per pixel column (mean), so a long session stays a small file.
-        let mut cols: BTreeMap<i64, (f64, u32, i64)> = BTreeMap::new();
-        for (t, v) in &se.points {
-            let c = x(*t) as i64;
-            let e = cols.entry(c).or_insert((0.0, 0, *t));
-            e.0 += v;
-            e.1 += 1;
+        match se.style {
+            Style::Envelope => {
+                // Per pixel column: min, max, sum, n.
+                let mut cols: BTreeMap<i64, (f64, f64, f64, u32)> = BTreeMap::new();
+                for (t, v) in &se.points {
+                    let e = cols.entry(x(*t) as i64).or_insert((
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        0.0,
+                        0,
+                    ));
+                    e.0 = e.0.min(*v);
+                    e.1 = e.1.max(*v);
+                    e.2 += v;
+                    e.3 += 1;
+                }
+                let mut band = String::new();
+                let mut line = String::new();
+                let mut prev: Option<i64> = None;
+                for (c, (mn, mx, sum, n)) in &cols {
+                    // A gap longer than 2 minutes breaks the line: nothing is drawn across it.
+                    let jump = prev.is_none_or(|p| (*c - p) as f64 > 120_000.0 / span * pw);
+                    let _ = write!(
+                        line,
+                        "{}{c},{:.1} ",
+                        if jump { "M" } else { "L" },
+                        y(sum / f64::from(*n))
+                    );
+                    let _ = write!(band, "M{c},{:.1}V{:.1} ", y(*mn), y(*mx) + 0.01);
+                    prev = Some(*c);
+                }
+                let _ = write!(
+                    s,
+                    r#"<path class="band" d="{}" stroke="{}" stroke-opacity="0.45" stroke-width="1.2" fill="none"/><path class="line" d="{}" fill="none" stroke="{}" stroke-width="1.5"><title>{}</title></path>"#,
+                    band.trim_end(),
+                    se.color,
+                    line.trim_end(),
+                    se.color,
+                    esc(se.name)
+                );
+            }
+            Style::Points => {
+                let mut d = String::new();
+                for (i, (t, v)) in se.points.iter().enumerate() {
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1} ",
+                        if i == 0 { "M" } else { "L" },
+                        x(*t),
+                        y(*v)
+                    );
+                }
+                let _ = write!(
+                    s,
+                    r#"<path d="{}" fill="none" stroke="{}" stroke-width="0.8"/>"#,
+                    d.trim_end(),
+                    se.color
+                );
+                for (t, v) in &se.points {
+                    let _ = write!(
+                        s,
+                        r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="3.5" fill="{}"><title>{} {v} at {}</title></circle>"#,
+                        x(*t),
+                        y(*v),
+                        se.color,
+                        esc(se.name),
+                        hm(*t, ax.off_s, false)
+                    );
+                }
+            }
         }
-        let mut d = String::new();
-        let mut prev: Option<i64> = None;
-        for (c, (sum, n, _)) in &cols {
-            let v = sum / f64::from(*n);
-            // A gap longer than 2 minutes breaks the line: no value is drawn across it.
-            let jump = prev.is_none_or(|p| (*c - p) as f64 > 120_000.0 / span * pw);
-            let _ = write!(
-                d,
-                "{}{:.1},{:.1} ",
-                if jump { "M" } else { "L" },
-                *c as f64,
-                y(v)
-            );
-            prev = Some(*c);
-        }
-        let _ = write!(
-            s,
-            r#"<path d="{}" fill="none" stroke="{}" stroke-width="1.5"><title>{}</title></path>"#,
-            d.trim_end(),
-            se.color,
-            esc(se.name)
-        );
     }
     s.push_str("</svg></figure>\n");
     s
 }
 
-/// A printable HTML report: patient label, times, events, trend plots of SpO2, pulse rate and
-/// BP with dose, phase and alarm markers, and the alarm and acknowledgement log.
+const ALARM_COLOR: &str = "#c00000";
+
+/// A condition's name for people: `SpO2 low`, `Systolic BP rise from baseline`,
+/// `Device disconnected`.
+pub fn condition_name(c: &str) -> String {
+    const METRICS: [(&str, &str); 7] = [
+        ("spo2", "SpO2"),
+        ("pulse_rate", "Pulse rate"),
+        ("perfusion_index", "Perfusion index"),
+        ("nibp_sys", "Systolic BP"),
+        ("nibp_dia", "Diastolic BP"),
+        ("nibp_mean", "Mean BP"),
+        ("resp_rate", "Respiratory rate"),
+    ];
+    for (id, name) in METRICS {
+        if let Some(rest) = c.strip_prefix(id).and_then(|r| r.strip_prefix('_')) {
+            let what = match rest {
+                "low" => "low",
+                "high" => "high",
+                "rise" => "rise from baseline",
+                "fall" => "fall from baseline",
+                other => other,
+            };
+            return format!("{name} {what}");
+        }
+    }
+    match c {
+        "device_disconnected" => "Device disconnected".into(),
+        "no_data" => "No data from device".into(),
+        "nibp_overdue" => "NIBP measurement overdue".into(),
+        "no_finger" => "Finger out of the sensor".into(),
+        "no_dashboard" => "No dashboard able to sound".into(),
+        "store_unwritable" => "Record cannot be written".into(),
+        other => {
+            let t = other.replace('_', " ");
+            let mut ch = t.chars();
+            ch.next()
+                .map(|f| f.to_uppercase().chain(ch).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+fn unit_of(condition: &str) -> &'static str {
+    if condition.starts_with("spo2") || condition.starts_with("perfusion") {
+        " %"
+    } else if condition.starts_with("pulse_rate") {
+        " /min"
+    } else if condition.starts_with("nibp") {
+        " mmHg"
+    } else {
+        ""
+    }
+}
+
+/// A number as people write it: `72`, `72.5`, `0.75` (at most two decimals, no trailing zeros).
+fn num(v: f64) -> String {
+    let t = format!("{v:.2}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    if t == "-0" { "0".into() } else { t.to_owned() }
+}
+
+/// A session event as a sentence: `Dose: ketamine 0.5 mg/kg IM`.
+fn event_sentence(kind: &str, e: &Value) -> String {
+    let st = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+    let nv = |k: &str| e[k].as_f64().map(num);
+    match kind {
+        "dose" => format!(
+            "Dose: {} {} {} {}",
+            st("drug"),
+            nv("dose").unwrap_or_default(),
+            st("unit"),
+            st("route")
+        ),
+        "phase" => format!("Phase: {}", st("phase")),
+        "note" => format!("Note: {}", st("text")),
+        "baseline" => {
+            let mut parts = Vec::new();
+            if let (Some(s), Some(d)) = (nv("sys"), nv("dia")) {
+                parts.push(format!("BP {s}/{d} mmHg"));
+            } else if let Some(s) = nv("sys") {
+                parts.push(format!("systolic {s} mmHg"));
+            }
+            if let Some(p) = nv("pulse_rate") {
+                parts.push(format!("pulse {p} /min"));
+            }
+            if let Some(o) = nv("spo2") {
+                parts.push(format!("SpO2 {o} %"));
+            }
+            format!("Pre-dose baseline: {}", parts.join(", "))
+        }
+        other => {
+            let mut v = e.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("kind");
+            }
+            let parts: Vec<String> = v
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            format!("{k} {}", v.as_str().map_or(v.to_string(), str::to_owned))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("{other}: {}", parts.join(", "))
+        }
+    }
+}
+
+/// An alarm event as a sentence: `SpO2 low (87 % < 90 %), medium priority: raised`.
+fn alarm_sentence(a: &StoredAlarmEvent) -> Option<String> {
+    let e = &a.event;
+    let msg: Value = serde_json::from_str(&e.json).unwrap_or(Value::Null);
+    let alarm = &msg["alarm"];
+    let cond = e.condition.as_deref().unwrap_or("");
+    let name = condition_name(cond);
+    let what = match e.kind.as_str() {
+        "updated" => return None,
+        "raised" => "raised",
+        "acknowledged" => "acknowledged",
+        "latched" => "latched (condition over, not yet acknowledged)",
+        "cleared" => "cleared",
+        "audio_paused" => return Some("Alarm audio paused".into()),
+        "audio_resumed" => return Some("Alarm audio resumed".into()),
+        "notify" => return Some(format!("Staff notified: {}", condition_name(cond))),
+        "baseline_set" => return Some("Alarm baseline set".into()),
+        other => return Some(other.replace('_', " ")),
+    };
+    let mut s = name;
+    if e.kind == "raised"
+        && let (Some(v), Some(l)) = (alarm["value"].as_f64(), alarm["limit"].as_f64())
+    {
+        let cmp = if cond.ends_with("_low") || cond.ends_with("_fall") {
+            "<"
+        } else {
+            ">"
+        };
+        let u = unit_of(cond);
+        let _ = write!(s, " ({}{u} {cmp} limit {}{u})", num(v), num(l));
+    }
+    if let Some(p) = e.priority.as_deref() {
+        let _ = write!(s, ", {p} priority");
+    }
+    let _ = write!(s, ": {what}");
+    Some(s)
+}
+
+/// A printable HTML report: patient label, local times, a summary (baseline, extremes, time
+/// outside limits, alarms by priority, discharge values against baseline), trend plots with
+/// legends, min/max envelopes and labelled dose, phase and alarm markers, and the session's
+/// events and alarms as sentences.
 pub fn html(rec: &SessionRecord) -> String {
     let s = &rec.session;
+    let off = rec.utc_offset_s;
     let t0 = s.admitted_ms;
     let t1 = s
         .discharged_ms
         .or_else(|| rec.readings.last().map(|r| r.received_ms))
         .unwrap_or(t0)
         .max(t0 + 60_000);
+    let ax = Axes { t0, t1, off_s: off };
     let series = |m: Metric| -> Vec<(i64, f64)> {
         rec.readings
             .iter()
@@ -482,52 +830,95 @@ pub fn html(rec: &SessionRecord) -> String {
     };
     let mut markers = Vec::new();
     for e in &s.events {
-        let (color, label) = match e.kind.as_str() {
+        let (color, tag, row) = match e.kind.as_str() {
             "dose" => (
                 "#1f5fbf",
                 format!(
-                    "dose {} {} {} {}",
-                    e.event["drug"].as_str().unwrap_or(""),
-                    e.event["dose"],
-                    e.event["unit"].as_str().unwrap_or(""),
-                    e.event["route"].as_str().unwrap_or("")
+                    "Dose {} {}",
+                    e.event["dose"].as_f64().map(num).unwrap_or_default(),
+                    e.event["unit"].as_str().unwrap_or("")
                 ),
+                0.0,
             ),
             "phase" => (
-                "#666",
+                "#555555",
                 format!("phase: {}", e.event["phase"].as_str().unwrap_or("")),
+                1.0,
             ),
             _ => continue,
         };
         markers.push(Marker {
             t: e.at_ms,
             color,
-            label,
-        });
-    }
-    for a in rec.alarms.iter().filter(|a| a.event.kind == "raised") {
-        markers.push(Marker {
-            t: a.event.at_ms,
-            color: "#c00",
+            row,
+            tag,
             label: format!(
-                "alarm {} ({})",
-                a.event.condition.as_deref().unwrap_or(""),
-                a.event.priority.as_deref().unwrap_or("")
+                "{} {}",
+                hm(e.at_ms, off, false),
+                event_sentence(&e.kind, &e.event)
             ),
         });
     }
+    for a in rec.alarms.iter().filter(|a| a.event.kind == "raised") {
+        let p = a.event.priority.as_deref().unwrap_or("");
+        markers.push(Marker {
+            t: a.event.at_ms,
+            color: ALARM_COLOR,
+            row: 2.0,
+            tag: format!(
+                "{}{}",
+                match p {
+                    "high" => "!!! ",
+                    "medium" => "!! ",
+                    _ => "! ",
+                },
+                condition_name(a.event.condition.as_deref().unwrap_or(""))
+            ),
+            label: format!(
+                "{} {}",
+                hm(a.event.at_ms, off, true),
+                alarm_sentence(a).unwrap_or_default()
+            ),
+        });
+    }
+    let spo2 = series(Metric::Spo2);
+    let pr = series(Metric::PulseRate);
+    let sys = series(Metric::NibpSys);
+    let dia = series(Metric::NibpDia);
+    let mean = series(Metric::NibpMean);
+
     let mut h = String::new();
     h.push_str("<!doctype html>\n<html lang=en><meta charset=utf-8>\n");
-    let _ = writeln!(h, "<title>Session {} report</title>", s.id);
-    h.push_str("<style>body{font:13px sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}figure{margin:1em 0}figcaption{font-weight:bold}@media print{figure{break-inside:avoid}}</style>\n");
     let _ = writeln!(
         h,
-        "<h1>Session {} &middot; {} &middot; {}</h1>",
+        "<title>Session {} report: {} ({})</title>",
         s.id,
-        esc(&s.bed),
-        esc(&s.label)
+        esc(&s.label),
+        esc(&s.bed)
     );
-    h.push_str("<table>");
+    h.push_str(
+        "<style>body{font:13px/1.35 system-ui,sans-serif;margin:1.5em 2em;color:#111}\
+         h1{font-size:20px;margin:0 0 .4em}h2{font-size:15px;margin:1.2em 0 .4em;border-bottom:1px solid #ccc}\
+         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}\
+         th{background:#f4f4f4;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+         figure{margin:.8em 0}figcaption{font-weight:600}.key{font-weight:400;margin-left:1.2em;white-space:nowrap}\
+         .key svg{vertical-align:middle;margin-right:4px}.sim{color:#a00;font-weight:700}.tz{color:#555}\
+         .grid{display:grid;grid-template-columns:auto auto;gap:1em 2em;align-items:start}\
+         @media print{body{margin:0;font-size:11px}figure,table{break-inside:avoid}h2{break-after:avoid}}\
+         @page{size:A4;margin:12mm}</style>\n",
+    );
+    let _ = writeln!(
+        h,
+        "<h1>Session report &middot; {} &middot; {}</h1>",
+        esc(&s.label),
+        esc(&s.bed)
+    );
+    let _ = writeln!(
+        h,
+        "<p class=tz>All times are the clinic's local time (UTC{}).</p>",
+        offset_text(off)
+    );
+    h.push_str("<div class=grid><table>");
     let row = |h: &mut String, k: &str, v: &str| {
         let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
     };
@@ -537,117 +928,128 @@ pub fn html(rec: &SessionRecord) -> String {
         row(&mut h, "MRN", m);
     }
     if let Some(w) = s.weight_kg {
-        row(&mut h, "Weight", &format!("{w} kg"));
+        row(&mut h, "Weight", &format!("{} kg", num(w)));
     }
+    let by = |who: &Option<String>| {
+        who.as_deref()
+            .map(|w| format!(" by {w}"))
+            .unwrap_or_default()
+    };
     row(
         &mut h,
         "Admitted",
         &format!(
-            "{} by {}",
-            rfc3339_ms(s.admitted_ms),
-            s.admitted_by.as_deref().unwrap_or("-")
+            "{}{}",
+            local_datetime(s.admitted_ms, off),
+            by(&s.admitted_by)
         ),
     );
     row(
         &mut h,
         "Discharged",
         &s.discharged_ms
-            .map(|d| {
-                format!(
-                    "{} by {}",
-                    rfc3339_ms(d),
-                    s.discharged_by.as_deref().unwrap_or("-")
-                )
-            })
+            .map(|d| format!("{}{}", local_datetime(d, off), by(&s.discharged_by)))
             .unwrap_or_else(|| "still admitted".into()),
     );
-    let simulated = rec.readings.iter().any(|r| r.simulated);
-    if simulated {
-        row(&mut h, "Data", "SIMULATED (demo devices)");
-    }
-    h.push_str("</table>\n<h2>Trends</h2>\n");
-    h.push_str(&plot(
-        "SpO2 (%)",
-        t0,
-        t1,
-        70.0,
-        100.0,
-        &[Series {
-            name: "SpO2",
-            color: "#0a7d32",
-            points: series(Metric::Spo2),
-        }],
-        &markers,
-    ));
-    h.push_str(&plot(
-        "Pulse rate (/min)",
-        t0,
-        t1,
-        30.0,
-        180.0,
-        &[Series {
-            name: "pulse rate",
-            color: "#b35900",
-            points: series(Metric::PulseRate),
-        }],
-        &markers,
-    ));
-    h.push_str(&plot(
-        "Blood pressure (mmHg)",
-        t0,
-        t1,
-        30.0,
-        220.0,
-        &[
-            Series {
-                name: "systolic",
-                color: "#8a1538",
-                points: series(Metric::NibpSys),
-            },
-            Series {
-                name: "mean",
-                color: "#999",
-                points: series(Metric::NibpMean),
-            },
-            Series {
-                name: "diastolic",
-                color: "#1f5fbf",
-                points: series(Metric::NibpDia),
-            },
-        ],
-        &markers,
-    ));
-    h.push_str("<p>Markers: blue dashed = dose, grey dashed = phase change, red dashed = alarm raised.</p>\n");
-    h.push_str("<h2>Session events</h2>\n<table><tr><th>Time</th><th>Event</th><th>Details</th><th>By</th></tr>");
-    for e in &s.events {
-        let mut details = e.event.clone();
-        if let Some(o) = details.as_object_mut() {
-            o.remove("kind");
-        }
+    row(&mut h, "Session", &format!("#{}", s.id));
+    if rec.readings.iter().any(|r| r.simulated) {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            rfc3339_ms(e.at_ms),
-            esc(&e.kind),
-            esc(&details.to_string()),
-            esc(e.actor.as_deref().unwrap_or("-"))
-        );
-    }
-    h.push_str("</table>\n<h2>Alarms and acknowledgements</h2>\n<table><tr><th>Time</th><th>Event</th><th>Alarm</th><th>Condition</th><th>Priority</th><th>By</th></tr>");
-    for a in &rec.alarms {
-        let e = &a.event;
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            rfc3339_ms(e.at_ms),
-            esc(&e.kind),
-            e.alarm_id.map(|i| i.to_string()).unwrap_or_default(),
-            esc(e.condition.as_deref().unwrap_or("")),
-            esc(e.priority.as_deref().unwrap_or("")),
-            esc(e.actor.as_deref().unwrap_or("-"))
+            "<tr><th>Data</th><td class=sim>SIMULATED (demo devices), not a patient</td></tr>"
         );
     }
     h.push_str("</table>\n");
+    h.push_str(&summary(rec, &spo2, &pr, &sys, &dia, off));
+    h.push_str("</div>\n<h2>Trends</h2>\n");
+    let env = |name, color, points| Series {
+        name,
+        color,
+        style: Style::Envelope,
+        points,
+    };
+    let spo2_s = [env(
+        "SpO2 (line: mean, band: min to max)",
+        "#0a7d32",
+        spo2.clone(),
+    )];
+    h.push_str(&plot(
+        "SpO2 (%)",
+        &ax,
+        plot_range((80.0, 100.0), &spo2_s, Some(100.0)),
+        &spo2_s,
+        &markers,
+    ));
+    let pr_s = [env(
+        "Pulse rate (line: mean, band: min to max)",
+        "#b35900",
+        pr.clone(),
+    )];
+    h.push_str(&plot(
+        "Pulse rate (/min)",
+        &ax,
+        plot_range((50.0, 120.0), &pr_s, None),
+        &pr_s,
+        &markers,
+    ));
+    let pts = |name, color, points| Series {
+        name,
+        color,
+        style: Style::Points,
+        points,
+    };
+    let bp_s = [
+        pts("Systolic", "#8a1538", sys.clone()),
+        pts("Mean", "#888888", mean),
+        pts("Diastolic", "#1f5fbf", dia.clone()),
+    ];
+    h.push_str(&plot(
+        "Blood pressure, NIBP (mmHg)",
+        &ax,
+        plot_range((60.0, 160.0), &bp_s, None),
+        &bp_s,
+        &markers,
+    ));
+    h.push_str(
+        "<p>Markers: blue dashed = dose, grey dashed = phase, red dashed = alarm raised \
+         (!!! high, !! medium, ! low priority). Hover a marker for its details.</p>\n",
+    );
+    h.push_str("<h2>Session events</h2>\n");
+    if s.events.is_empty() {
+        h.push_str("<p>None recorded.</p>\n");
+    } else {
+        h.push_str("<table><tr><th>Time</th><th>Event</th><th>By</th></tr>");
+        for e in &s.events {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                hm(e.at_ms, off, true),
+                esc(&event_sentence(&e.kind, &e.event)),
+                esc(e.actor.as_deref().unwrap_or("-"))
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Alarms and acknowledgements</h2>\n");
+    let rows: Vec<(i64, String, Option<&str>)> = rec
+        .alarms
+        .iter()
+        .filter_map(|a| alarm_sentence(a).map(|t| (a.event.at_ms, t, a.event.actor.as_deref())))
+        .collect();
+    if rows.is_empty() {
+        h.push_str("<p>No alarms.</p>\n");
+    } else {
+        h.push_str("<table><tr><th>Time</th><th>What happened</th><th>By</th></tr>");
+        for (at, text, actor) in rows {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                hm(at, off, true),
+                esc(&text),
+                esc(actor.unwrap_or("-"))
+            );
+        }
+        h.push_str("</table>\n");
+    }
     let _ = writeln!(
         h,
         "<p>{} readings recorded. Generated by vitalsd {}.</p>",
@@ -655,4 +1057,335 @@ pub fn html(rec: &SessionRecord) -> String {
         env!("CARGO_PKG_VERSION")
     );
     h
+}
+
+/// The summary table: pre-dose baseline, extremes with their time, time in physiological
+/// alarm, alarms by priority, and the last values against the baseline.
+fn summary(
+    rec: &SessionRecord,
+    spo2: &[(i64, f64)],
+    pr: &[(i64, f64)],
+    sys: &[(i64, f64)],
+    dia: &[(i64, f64)],
+    off: i64,
+) -> String {
+    let s = &rec.session;
+    let base = s.baseline();
+    let mut h = String::from(
+        "<table><tr><th></th><th>Baseline</th><th>Extreme (time)</th><th>Last</th></tr>",
+    );
+    let ext = |v: &[(i64, f64)], low: bool| -> String {
+        let best = if low {
+            v.iter().min_by(|a, b| a.1.total_cmp(&b.1))
+        } else {
+            v.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+        };
+        best.map(|(t, x)| {
+            format!(
+                "{} {} ({})",
+                if low { "min" } else { "max" },
+                num(*x),
+                hm(*t, off, false)
+            )
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    let last = |v: &[(i64, f64)]| v.last().map(|(_, x)| num(*x)).unwrap_or_else(|| "-".into());
+    let b = |x: Option<f64>| x.map(num).unwrap_or_else(|| "-".into());
+    let rows = [
+        (
+            "SpO2 %",
+            b(base.as_ref().and_then(|b| b.spo2)),
+            ext(spo2, true),
+            last(spo2),
+        ),
+        (
+            "Pulse rate /min",
+            b(base.as_ref().and_then(|b| b.pulse_rate)),
+            ext(pr, false),
+            last(pr),
+        ),
+        (
+            "Systolic BP mmHg",
+            b(base.as_ref().and_then(|b| b.sys)),
+            ext(sys, false),
+            last(sys),
+        ),
+        (
+            "Diastolic BP mmHg",
+            b(base.as_ref().and_then(|b| b.dia)),
+            ext(dia, false),
+            last(dia),
+        ),
+    ];
+    for (name, bl, ex, la) in rows {
+        let _ = write!(
+            h,
+            "<tr><th>{name}</th><td class=n>{bl}</td><td class=n>{ex}</td><td class=n>{la}</td></tr>"
+        );
+    }
+    // Alarms by priority, and the time physiological alarms were active (raised to cleared).
+    let mut by_prio: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut raised_at: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut outside_ms = 0i64;
+    let end = s
+        .discharged_ms
+        .unwrap_or_else(|| rec.readings.last().map_or(s.admitted_ms, |r| r.received_ms));
+    for a in &rec.alarms {
+        let e = &a.event;
+        let physio = e
+            .condition
+            .as_deref()
+            .is_some_and(|c| !unit_of(c).is_empty());
+        match e.kind.as_str() {
+            "raised" => {
+                *by_prio
+                    .entry(e.priority.as_deref().unwrap_or("?"))
+                    .or_default() += 1;
+                if physio && let Some(id) = e.alarm_id {
+                    raised_at.insert(id, e.at_ms);
+                }
+            }
+            "cleared" | "latched" => {
+                if let Some(t) = e.alarm_id.and_then(|id| raised_at.remove(&id)) {
+                    outside_ms += e.at_ms - t;
+                }
+            }
+            _ => {}
+        }
+    }
+    outside_ms += raised_at.values().map(|t| (end - t).max(0)).sum::<i64>();
+    let prio: Vec<String> = ["high", "medium", "low"]
+        .iter()
+        .map(|p| format!("{} {p}", by_prio.get(p).copied().unwrap_or(0)))
+        .collect();
+    let _ = write!(
+        h,
+        "<tr><th>Alarms raised</th><td colspan=3>{}</td></tr><tr><th>Time outside limits</th><td colspan=3>{} min {} s (physiological alarms active)</td></tr></table>",
+        prio.join(", "),
+        outside_ms / 60_000,
+        outside_ms % 60_000 / 1000
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SessionEventRow, StoredEvent};
+
+    const T0: i64 = 1_796_126_400_000; // 2026-12-01T12:00:00Z
+
+    fn reading(metric: Metric, t: i64, v: f64) -> StoredReading {
+        StoredReading {
+            id: t,
+            bed: "room1/A".into(),
+            device: "room1-A-oximeter".into(),
+            metric: metric.name().into(),
+            value: Some(v),
+            invalid: None,
+            flags: String::new(),
+            device_time: None,
+            received_ms: t,
+            mono_ms: t - T0,
+            bed_seq: 0,
+            simulated: false,
+        }
+    }
+
+    fn ev(id: i64, at: i64, kind: &str, event: Value) -> SessionEventRow {
+        SessionEventRow {
+            id,
+            session: 1,
+            at_ms: at,
+            kind: kind.into(),
+            actor: Some("nurse1".into()),
+            event,
+        }
+    }
+
+    fn alarm(at: i64, kind: &str, actor: Option<&str>) -> StoredAlarmEvent {
+        let json = json!({"type":"alarm","event":kind,"bed":"room1/A","alarm":{
+            "id":7,"condition":"spo2_low","priority":"medium","value":82.0,"limit":90.0}});
+        StoredAlarmEvent {
+            id: at,
+            event: StoredEvent {
+                at_ms: at,
+                bed: Some("room1/A".into()),
+                kind: kind.into(),
+                alarm_id: Some(7),
+                condition: Some("spo2_low".into()),
+                priority: Some("medium".into()),
+                actor: actor.map(str::to_owned),
+                json: json.to_string(),
+            },
+        }
+    }
+
+    /// A 40-minute session: SpO2 and PR every second with a 20-second dip to 82 %, one NIBP
+    /// measurement, a baseline, a dose, a phase, a note, and one alarm raised, acknowledged
+    /// and cleared. The clinic is at UTC+01:00.
+    fn record() -> SessionRecord {
+        let mut readings = Vec::new();
+        for s in 0..2400 {
+            let t = T0 + s * 1000;
+            let spo2 = if (1200..1220).contains(&s) {
+                82.0
+            } else {
+                97.0
+            };
+            readings.push(reading(Metric::Spo2, t, spo2));
+            readings.push(reading(Metric::PulseRate, t, 72.0));
+        }
+        let nibp = T0 + 600_000;
+        readings.push(reading(Metric::NibpSys, nibp, 124.0));
+        readings.push(reading(Metric::NibpDia, nibp, 79.0));
+        readings.push(reading(Metric::NibpMean, nibp, 94.0));
+        readings.sort_by_key(|r| r.received_ms);
+        let session = Session {
+            id: 1,
+            bed: "room1/A".into(),
+            label: "J.D.".into(),
+            mrn: Some("12345".into()),
+            weight_kg: Some(72.5),
+            admitted_ms: T0,
+            admitted_by: Some("nurse1".into()),
+            discharged_ms: Some(T0 + 2_400_000),
+            discharged_by: Some("nurse1".into()),
+            exported_ms: None,
+            events: vec![
+                ev(
+                    1,
+                    T0 + 60_000,
+                    "baseline",
+                    json!({"kind":"baseline","sys":122.0,"dia":78.0,"pulse_rate":72.0,"spo2":97.0}),
+                ),
+                ev(
+                    2,
+                    T0 + 300_000,
+                    "dose",
+                    json!({"kind":"dose","drug":"ketamine","dose":0.5,"unit":"mg/kg","route":"IM"}),
+                ),
+                ev(
+                    3,
+                    T0 + 300_000,
+                    "phase",
+                    json!({"kind":"phase","phase":"monitoring"}),
+                ),
+                ev(
+                    4,
+                    T0 + 900_000,
+                    "note",
+                    json!({"kind":"note","text":"eyes closed, calm"}),
+                ),
+            ],
+        };
+        SessionRecord {
+            session,
+            readings,
+            alarms: vec![
+                alarm(T0 + 1_210_000, "raised", None),
+                alarm(T0 + 1_215_000, "acknowledged", Some("nurse1")),
+                alarm(T0 + 1_225_000, "cleared", None),
+            ],
+            devices: BTreeMap::new(),
+            utc_offset_s: 3600,
+        }
+    }
+
+    fn texts<'a>(html: &'a str, class: &str) -> Vec<&'a str> {
+        let open = format!("class=\"{class}\"");
+        html.match_indices(&open)
+            .filter_map(|(i, _)| {
+                let rest = &html[i..];
+                let a = rest.find('>')? + 1;
+                let b = rest[a..].find('<')?;
+                Some(&rest[a..a + b])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_report_has_local_unique_ticks_round_values_sentences_and_keeps_a_dip_and_a_single_bp() {
+        let html = html(&record());
+        // Local time (UTC+01:00), said once at the top.
+        assert!(html.contains("local time (UTC+01:00)"), "{html}");
+        assert!(
+            html.contains("2026-12-01 13:00:00 by nurse1"),
+            "admission in local time"
+        );
+        assert!(!html.contains("T12:00:00"), "no UTC ISO times");
+        // Time ticks: round local times, never the same label twice on a plot.
+        let x = texts(&html, "xtick");
+        let per_plot = x.len() / 3;
+        let first: Vec<&str> = x[..per_plot].to_vec();
+        let mut unique = first.clone();
+        unique.dedup();
+        assert_eq!(unique, first, "{x:?}");
+        assert_eq!(
+            first,
+            [
+                "13:00", "13:05", "13:10", "13:15", "13:20", "13:25", "13:30", "13:35", "13:40"
+            ]
+        );
+        // Y ticks are round numbers.
+        for v in texts(&html, "ytick") {
+            let n: f64 = v.parse().unwrap();
+            assert_eq!(n % 5.0, 0.0, "tick {v}");
+        }
+        // The 20-second dip to 82 % is drawn (the band reaches 82 on a 80..100 axis).
+        let (lo, hi, _) = value_ticks(80.0, 100.0);
+        let y82 = PAD_T + (1.0 - (82.0 - lo) / (hi - lo)) * (H - PAD_T - PAD_B);
+        assert!(
+            html.contains(&format!(",{y82:.1}V")),
+            "dip in the band at y {y82:.1}"
+        );
+        assert!(
+            html.contains("min 82 (13:20)"),
+            "the summary names the dip and its time"
+        );
+        // One NIBP measurement: a point per value, with a legend.
+        assert_eq!(html.matches("class=\"point\"").count(), 3);
+        for key in ["Systolic", "Diastolic", "Mean"] {
+            assert!(
+                html.contains(&format!("</svg>{key}</span>")),
+                "legend {key}"
+            );
+        }
+        // Events and alarms as sentences, with condition names and who acted; no raw JSON.
+        assert!(html.contains("Dose: ketamine 0.5 mg/kg IM"));
+        assert!(html.contains("Pre-dose baseline: BP 122/78 mmHg, pulse 72 /min, SpO2 97 %"));
+        assert!(html.contains("Note: eyes closed, calm"));
+        assert!(html.contains("SpO2 low (82 % &lt; limit 90 %), medium priority: raised"));
+        assert!(html.contains("SpO2 low, medium priority: acknowledged</td><td>nurse1"));
+        assert!(
+            !html.contains("{&quot;") && !html.contains("spo2_low"),
+            "{html}"
+        );
+        // Summary: alarms by priority and time outside limits (15 s raised to cleared).
+        assert!(html.contains("0 high, 1 medium, 0 low"));
+        assert!(html.contains("0 min 15 s"));
+    }
+
+    #[test]
+    fn ticks_are_round_and_short_sessions_show_seconds() {
+        let (t, sec) = time_ticks(T0 + 7_000, T0 + 67_000, 0);
+        assert!(sec);
+        assert_eq!(t.first(), Some(&(T0 + 10_000)));
+        assert_eq!(
+            value_ticks(78.0, 100.0).2,
+            [75.0, 80.0, 85.0, 90.0, 95.0, 100.0]
+        );
+        assert_eq!(
+            value_ticks(40.0, 180.0).2,
+            [40.0, 60.0, 80.0, 100.0, 120.0, 140.0, 160.0, 180.0]
+        );
+        assert_eq!(
+            condition_name("nibp_sys_rise"),
+            "Systolic BP rise from baseline"
+        );
+        assert_eq!(condition_name("device_disconnected"), "Device disconnected");
+        assert_eq!(local_datetime(T0, -5 * 3600), "2026-12-01 07:00:00");
+        assert_eq!(offset_text(-16_200), "-04:30");
+    }
 }
