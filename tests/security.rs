@@ -63,6 +63,12 @@ tcp = "127.0.0.1:{port}"
 
 /// Spawns the binary and reads its stdout until it says where it listens.
 fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
+    spawn_until(args, &[])
+}
+
+/// Spawns the binary and reads its stdout until it says where it listens and every one of
+/// `markers` has been printed (on any line, before or after); returns every other line read.
+fn spawn_until(args: &[&str], markers: &[&str]) -> (Child, SocketAddr, Vec<String>) {
     let mut child = Command::new(bin())
         .args(args)
         .stdout(Stdio::piped())
@@ -79,8 +85,16 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut addr = None;
     while Instant::now() < deadline {
+        if let Some(addr) = addr
+            && markers.iter().all(|m| seen.iter().any(|l| l.contains(m)))
+        {
+            // Keep draining stdout so the daemon never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (child, addr, seen);
+        }
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
             continue;
         };
@@ -89,9 +103,8 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
                 .trim_start_matches("http://")
                 .trim_start_matches("https://")
                 .trim_end_matches('/');
-            // Keep draining stdout so the daemon never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, authority.parse().unwrap(), seen);
+            addr = Some(authority.parse().unwrap());
+            continue;
         }
         seen.push(line);
     }
@@ -387,14 +400,17 @@ async fn the_tls_demo_serves_https_to_a_client_that_trusts_its_certificate_and_r
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let (child, addr, printed) = spawn(&[
-        "demo",
-        "--tls",
-        "--listen",
-        &listen,
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let (child, addr, printed) = spawn_until(
+        &[
+            "demo",
+            "--tls",
+            "--listen",
+            &listen,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &["#token=", "curl --cacert"],
+    );
     let _child = KillOnDrop(child);
     let token = printed
         .iter()
