@@ -1308,3 +1308,67 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
     b.close().await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bed_whose_spo2_and_pulse_alarms_are_switched_off_says_so_until_limits_return() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start(noisy_scenario("", ""), "10m").await;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    let banner = "[data-bed='room1/A'] .limits-off";
+    b.wait(
+        "A's page, with no limits-off indicator",
+        SOON,
+        &format!(
+            "const e = document.querySelector(\"{banner}\"); return e !== null && e.hidden && /^\\d+$/.test(document.querySelector(\"{}\").textContent)",
+            value_of("room1/A", "spo2")
+        ),
+    )
+    .await;
+    let (status, body) = rig
+        .http(
+            "PUT",
+            "/api/beds/room1/A/limits",
+            None,
+            Some(r#"{"rule":[],"confirm_disable":true}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    b.wait(
+        "A says its SpO2 and pulse-rate alarms are off",
+        SOON,
+        &format!(
+            "const e = document.querySelector(\"{banner}\"); return !e.hidden && e.textContent.includes('ALARMS OFF: SpO2, PULSE RATE')"
+        ),
+    )
+    .await;
+    // B is unaffected.
+    assert!(
+        b.client
+            .execute(
+                "return document.querySelector(\"[data-bed='room1/B'] .limits-off\").hidden",
+                vec![]
+            )
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap()
+    );
+    let (status, body) = rig
+        .http(
+            "PUT",
+            "/api/beds/room1/A/limits",
+            None,
+            Some(r#"{"preset":"ketamine-session"}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    b.wait(
+        "the indicator gone with the preset back",
+        SOON,
+        &format!("return document.querySelector(\"{banner}\").hidden"),
+    )
+    .await;
+    b.close().await;
+    rig.stop().await;
+}

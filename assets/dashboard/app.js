@@ -324,6 +324,21 @@
     return { ok: true, status: res.status, json };
   }
 
+  // A bed's `limits_off` (spo2, pulse_rate without a limit rule in force), after its limits or
+  // baseline changed.
+  async function refreshLimitsOff(bed) {
+    const r = await api('GET', '/api/rooms');
+    if (!r.ok || !r.json || !Array.isArray(r.json.rooms)) return;
+    for (const room of r.json.rooms) {
+      for (const b of Array.isArray(room.beds) ? room.beds : []) {
+        if (b.id === bed.id) {
+          bed.limitsOff = Array.isArray(b.limits_off) ? b.limits_off : [];
+          bed.dirty = true;
+        }
+      }
+    }
+  }
+
   function bedPath(bed) {
     return '/api/beds/' + encodeURIComponent(bed.roomId) + '/' + encodeURIComponent(bed.recliner);
   }
@@ -473,6 +488,7 @@
         for (const r of Object.values(latest)) applyReading(bed, r, fresh);
         for (const a of Array.isArray(b.alarms) ? b.alarms : []) if (a && a.id !== undefined) alarms.set(a.id, a);
         bed.pausedUntil = toMs(b.audio_paused_until);
+        bed.limitsOff = Array.isArray(b.limits_off) ? b.limits_off : [];
         bed.dirty = true;
         if (fresh) { loadSession(bed); loadHistory(bed); }
       }
@@ -557,6 +573,10 @@
         break;
       case 'audio_resumed':
         if (bed && !covered) bed.pausedUntil = null;
+        break;
+      case 'limits_changed': case 'baseline_set':
+        // Which guarded metrics have no limit in force comes with the bed in /api/rooms.
+        if (bed && !covered) refreshLimitsOff(bed);
         break;
       default:
         break;
@@ -748,7 +768,7 @@
     return {
       id: b.id, roomId: r.id, recliner: b.recliner, label: b.label || b.id,
       bpIntervalMs: (Number(b.bp_interval_s) || 300) * 1000,
-      devices: new Map(), latest: {}, patient: null, doses: [], pausedUntil: null,
+      devices: new Map(), latest: {}, patient: null, doses: [], pausedUntil: null, limitsOff: [],
       trends: {
         spo2: new Ring(TREND_CAP), pulse_rate: new Ring(TREND_CAP),
         nibp_sys: new Ring(NIBP_CAP), nibp_dia: new Ring(NIBP_CAP),
@@ -778,6 +798,7 @@
     const label = h('span', { class: 'bed-label', text: bed.label });
     const patient = h('span', { class: 'patient' });
     const headAlarm = h('span', { class: 'head-alarm' });
+    const limitsOff = h('div', { class: 'limits-off', role: 'status', hidden: true });
     const pauseBtn = h('button', { class: 'pause', type: 'button', onclick: () => togglePause(bed) }, 'PAUSE AUDIO 2 min');
     const devices = h('div', { class: 'devices' });
     const alarms = h('ul', { class: 'bed-alarms' });
@@ -785,13 +806,14 @@
     const actions = buildActions(bed);
     const root = h('article', { class: 'bed', 'data-bed': bed.id },
       h('header', { class: 'bed-head' }, label, patient, headAlarm, h('span', { class: 'spacer' }), pauseBtn),
+      limitsOff,
       alarms,
       h('div', { class: 'numerics' }, spo2.root, pr.root, nibp.root, pi.root),
       h('div', { class: 'wave' }, h('span', { class: 'wave-label', text: 'PLETH' }), pleth),
       h('div', { class: 'trend-box' }, trend),
       h('footer', { class: 'bed-foot' }, devices, actions),
       msg);
-    return { root, spo2, pr, pi, nibp, nibpMean, pleth, trend, label, patient, headAlarm, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
+    return { root, spo2, pr, pi, nibp, nibpMean, pleth, trend, label, patient, headAlarm, limitsOff, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
   }
 
   function showMsg(bed, text, ok) {
@@ -1237,6 +1259,11 @@
     for (const p of ['high', 'medium', 'low']) el.root.classList.toggle('alarm-' + p, top === p);
     setText(el.headAlarm, top ? (MARK[top] + ' ALARM') : '');
     syncAlarmList(el.alarms, el.alarmEls, mine, bed);
+
+    // A standing indicator while SpO2 or pulse-rate alarms are off (no limit rule in force).
+    const off = bed.limitsOff.map((m) => (m === 'spo2' ? 'SpO2' : m === 'pulse_rate' ? 'PULSE RATE' : m));
+    el.limitsOff.hidden = off.length === 0;
+    setText(el.limitsOff, off.length ? 'ALARMS OFF: ' + off.join(', ') + ' (no limit in force)' : '');
 
     // Audio pause countdown.
     const left = bed.pausedUntil ? bed.pausedUntil - now : 0;
