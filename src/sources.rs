@@ -495,13 +495,16 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
             Ok(mut link) => {
                 tracing::info!(device = %binding.id, endpoint = %binding.endpoint, "device connected");
                 ctx.hub.device_status(device, DeviceStatus::Connected, None);
-                backoff.reset();
                 last_error = None;
                 ever_connected = true;
                 for (_, d) in &mut decoders {
                     d.reset();
                 }
-                loop {
+                // The backoff resets only once valid data has flowed for the stable time, as
+                // for serial links: a device that connects and drops at once backs off to 5 s.
+                let mut data_since: Option<tokio::time::Instant> = None;
+                let stable = ctx.hub.config().alarms.policy.link_stable;
+                let why = loop {
                     let next = tokio::select! {
                         _ = ctx.cancel.cancelled() => {
                             link.disconnect().await;
@@ -545,9 +548,16 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
                             );
                         }
                     }
+                    if !out.is_empty() && data_since.is_none() {
+                        data_since = Some(tokio::time::Instant::now());
+                    }
                     ctx.hub.ingest(device, stamp, &out);
                     out.clear();
+                };
+                if data_since.is_some_and(|t| t.elapsed() >= stable) {
+                    backoff.reset();
                 }
+                why
             }
             Err(BleError::Unavailable(why)) => {
                 format!("bluetooth is not available: {why}")
