@@ -30,9 +30,16 @@ pub enum Command {
     },
     /// Run the daemon and the device simulator in one process (one room, recliners A and B).
     Demo {
-        /// The demo config (its devices must be marked `simulated = true`).
-        #[arg(long, default_value = "config/demo.toml")]
-        config: PathBuf,
+        /// The demo config (its devices must be marked `simulated = true`); default
+        /// config/demo.toml. Without it, the demo tells its story: it plays the nurse (admits,
+        /// doses, phases) on a fresh store per run. With it, the demo runs that config as given:
+        /// its `data_dir`, no scripted sessions (for integrators and tests that drive the API
+        /// themselves), unless `--story` is given too.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Tell the story (scripted nurse, fresh store) also with `--config`.
+        #[arg(long)]
+        story: bool,
         /// The scenario the simulator plays.
         #[arg(long, default_value = "config/scenarios/demo.toml")]
         scenario: PathBuf,
@@ -163,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo {
             config,
+            story: story_flag,
             scenario,
             listen,
             data_dir,
@@ -170,16 +178,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mqtt,
             site,
         } => {
+            // A config given by the user is run as given (its data_dir, no scripted nurse),
+            // unless --story asks for the story too.
+            let scripted = config.is_none() || story_flag;
+            let config = config.unwrap_or_else(|| PathBuf::from("config/demo.toml"));
             let mut cfg = load(&config)?;
             // The demo's certificate stays in the config's data dir (or --data-dir), so a browser
             // that accepted it once keeps accepting it.
             let cert_dir = data_dir.clone().unwrap_or_else(|| cfg.data_dir.clone());
             // A fresh store per run, so a second run never shows the first run's patients and
             // dose markers; `--data-dir` keeps one across runs (leftover sessions are then
-            // discharged at start).
-            let fresh = data_dir.is_none();
+            // discharged at start). A config given with --config keeps its own data_dir.
+            let fresh = data_dir.is_none() && scripted;
             cfg.data_dir = match data_dir {
                 Some(dir) => dir,
+                None if !scripted => cfg.data_dir.clone(),
                 None => std::env::temp_dir().join(format!(
                     "vitalsd-demo-{}-{}",
                     std::process::id(),
@@ -235,6 +248,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cfg.data_dir.display(),
                     if fresh {
                         "fresh for this run, removed at exit; --data-dir DIR keeps one"
+                    } else if !scripted {
+                        "the config's data_dir; no scripted sessions with --config (add --story)"
                     } else {
                         "given with --data-dir"
                     }
@@ -268,9 +283,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     token.clone(),
                     cancel.clone(),
                 ));
-                let told = tokio::spawn(story.tell(base, token, cancel));
+                let told = scripted.then(|| tokio::spawn(story.tell(base, token, cancel)));
                 app::shutdown_signal().await;
-                told.abort();
+                if let Some(told) = told {
+                    told.abort();
+                }
                 running.shutdown().await;
                 let _ = alarms.await;
                 sim.shutdown().await;

@@ -267,6 +267,7 @@ dose_at = "5s"
     let args = [
         "--config",
         config.to_str().unwrap(),
+        "--story",
         "--listen",
         listen.as_str(),
         "--scenario",
