@@ -5,7 +5,6 @@
 use crate::util::{bin, free_port, scenario_text, two_bed_config_text, with_extra};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,23 +43,7 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(SOON)
-                .expect("the daemon prints where it listens");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim_end_matches('/').to_owned();
-            }
-        };
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let addr = crate::util::listening_on(&mut child).to_string();
         Daemon {
             child,
             addr,

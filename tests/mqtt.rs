@@ -9,7 +9,6 @@ use crate::util::{
 };
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -216,23 +215,7 @@ fn demo(dir: &Path, broker: &str, site: &str, events_a: &str) -> (Child, SocketA
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(SOON)
-            .expect("the daemon prints where it listens");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim_end_matches('/').parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || while rx.recv().is_ok() {});
+    let addr = crate::util::listening_on(&mut child);
     (child, addr)
 }
 

@@ -7,7 +7,6 @@ use crate::util::{
     Client, Rig, Webhook, bin, free_port, scenario, scenario_text, two_bed_config_text, with_extra,
 };
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -288,23 +287,7 @@ fn spawn_demo(cfg: &std::path::Path, scen: &std::path::Path) -> (Child, String) 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(SOON)
-            .expect("the daemon prints where it listens");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || while rx.recv().is_ok() {});
+    let addr = crate::util::listening_on(&mut child).to_string();
     (child, addr)
 }
 

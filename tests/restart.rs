@@ -8,7 +8,7 @@ use crate::util::{
     Client, Rig, bin, free_port, http, scenario, scenario_text, two_bed_config_text,
 };
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -38,7 +38,7 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let addr = listening_on(&mut child);
+        let addr = crate::util::listening_on(&mut child);
         Daemon { child, addr }
     }
 
@@ -86,28 +86,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Reads the child's stdout until it says where it listens; keeps draining it after.
-fn listening_on(child: &mut Child) -> SocketAddr {
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(SOON)
-            .expect("the daemon prints where it listens");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim_end_matches('/').parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    addr
 }
 
 fn bed<'a>(snapshot: &'a Value, id: &str) -> &'a Value {
@@ -542,7 +520,7 @@ fn a_second_daemon_on_the_same_data_dir_is_refused_naming_the_dir_and_the_holder
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    listening_on(&mut first);
+    crate::util::listening_on(&mut first);
     let second = Command::new(bin())
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -568,7 +546,7 @@ fn a_second_daemon_on_the_same_data_dir_is_refused_naming_the_dir_and_the_holder
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    listening_on(&mut third);
+    crate::util::listening_on(&mut third);
     let _ = third.kill();
     third.wait().unwrap();
 }

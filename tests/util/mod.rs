@@ -370,3 +370,31 @@ impl Webhook {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vitalsd"))
 }
+
+/// Reads a spawned daemon's stdout (piped) until it says where it listens, and keeps draining
+/// it afterwards so that the daemon never blocks on a full pipe. Shared by every test that runs
+/// the real binary as a child process.
+pub fn listening_on(child: &mut std::process::Child) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon prints where it listens");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest
+                .trim_end_matches('/')
+                .parse()
+                .expect("a socket address after 'listening on http://'");
+        }
+    };
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    addr
+}
