@@ -1106,6 +1106,12 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
         .await
         .unwrap();
     b.wait("A's numbers", SOON, ALL_FOUR_NUMBERS).await;
+    // The token stays out of URLs and out of storage that outlives the tab (issue 11).
+    assert_eq!(
+        b.js("return [window.vitalsdState.wsAuth, sessionStorage.getItem('vitalsd.token'), localStorage.getItem('vitalsd.token'), location.hash];")
+            .await,
+        json!(["subprotocol", "nurse-token-0123456789", null, ""])
+    );
     b.js("document.querySelector(\"[data-bed='room1/A'] details.actions\").open = true; return true;")
         .await;
     assert_eq!(

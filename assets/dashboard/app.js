@@ -288,17 +288,30 @@
   }
 
   // ---------------------------------------------------------------- token and HTTP
+  // The token lives in sessionStorage: it survives a reload of this tab, and is gone when the
+  // tab closes (a token left in localStorage would outlive the shift). An older page kept it in
+  // localStorage: move it over once and delete it there.
   function loadToken() {
+    try {
+      const old = localStorage.getItem('vitalsd.token');
+      if (old !== null) {
+        localStorage.removeItem('vitalsd.token');
+        if (sessionStorage.getItem('vitalsd.token') === null) sessionStorage.setItem('vitalsd.token', old);
+      }
+    } catch (e) { /* no storage */ }
     const m = /(?:^|[#&])token=([^&]*)/.exec(location.hash || '');
     if (m) {
       const t = decodeURIComponent(m[1]);
-      try { localStorage.setItem('vitalsd.token', t); } catch (e) { /* private mode */ }
+      try { sessionStorage.setItem('vitalsd.token', t); } catch (e) { /* private mode */ }
       // Keep the token out of the address bar (and out of screenshots of it).
       history.replaceState(null, '', location.pathname + location.search);
       return t || null;
     }
-    try { return localStorage.getItem('vitalsd.token'); } catch (e) { return null; }
+    try { return sessionStorage.getItem('vitalsd.token'); } catch (e) { return null; }
   }
+
+  // Characters a WebSocket subprotocol may carry (RFC 6455: an HTTP token).
+  const SUBPROTOCOL_SAFE = /^[A-Za-z0-9\-._~!#$&'*+^|]+$/;
 
   async function api(method, path, body) {
     const headers = {};
@@ -358,13 +371,20 @@
     clearTimeout(S.retryTimer);
     S.retryTimer = null;
     const q = new URLSearchParams();
-    if (S.token) q.set('token', S.token);
+    // The token travels as a subprotocol (never in the URL, so never in a proxy's access log);
+    // only a token with characters a subprotocol cannot carry falls back to the query.
+    const protocols = [];
+    if (S.token && SUBPROTOCOL_SAFE.test(S.token)) {
+      protocols.push('vitalsd', 'vitalsd.token.' + S.token);
+    } else if (S.token) {
+      q.set('token', S.token);
+    }
     if (S.haveSnapshot && S.lastSeq > 0) q.set('since', String(S.lastSeq));
     const qs = q.toString();
     const url = (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/ws' + (qs ? '?' + qs : '');
     let ws;
     try {
-      ws = new WebSocket(url);
+      ws = protocols.length ? new WebSocket(url, protocols) : new WebSocket(url);
     } catch (e) {
       scheduleReconnect();
       return;
@@ -1637,6 +1657,8 @@
       return Object.freeze({
         connected: isLive(now) && S.haveSnapshot,
         lastSeq: S.lastSeq,
+        // How this page's WebSocket carries its token: 'subprotocol', 'query' or 'none'.
+        wsAuth: !S.token ? 'none' : (S.ws && S.ws.protocol === 'vitalsd' && !/[?&]token=/.test(S.ws.url) ? 'subprotocol' : 'query'),
         audioArmed: S.audioArmed,
         audioPlaying: A.playing,
         audioLoop: !!(A.source && A.source.loop),
