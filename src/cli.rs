@@ -662,11 +662,50 @@ mod demo {
                     ));
                 }
             }
+            // Whether the bed has a valid systolic yet (its `latest` in /api/rooms).
+            let has_bp = |bed: String| {
+                let mut r = http.get(format!("{base}/api/rooms"));
+                if let Some(t) = &token {
+                    r = r.bearer_auth(t);
+                }
+                async move {
+                    let Ok(res) = r.send().await else {
+                        return false;
+                    };
+                    let Ok(v) = res.json::<Value>().await else {
+                        return false;
+                    };
+                    let rooms = v["rooms"].as_array().cloned().unwrap_or_default();
+                    rooms.iter().any(|room| {
+                        room["beds"].as_array().is_some_and(|beds| {
+                            beds.iter().any(|b| {
+                                b["id"] == bed.as_str()
+                                    && b["latest"]["nibp_sys"]["value"].is_number()
+                            })
+                        })
+                    })
+                }
+            };
             steps.sort_by_key(|s| s.0);
             for (at, bed, route, body) in steps {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep_until(start + at) => {}
+                }
+                // A baseline without blood pressure would leave the BP-rise rules inactive
+                // (baseline_missing once dosed): the first cuff result comes ~30 s after the
+                // start, so the nurse waits for it, as a real one would (at most a minute).
+                if route == "/baseline" && !has_bp(bed.clone()).await {
+                    println!(
+                        "demo: {bed}: waiting for the first blood pressure before the baseline"
+                    );
+                    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+                    while tokio::time::Instant::now() < until && !has_bp(bed.clone()).await {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
                 }
                 let what = match body["kind"].as_str() {
                     Some("dose") => "dose ketamine 0.75 mg/kg IM".to_owned(),
