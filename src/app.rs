@@ -367,6 +367,7 @@ async fn dispatch(
         let Some(msg) = msg else { return };
         match msg {
             Dispatch::Event(d) => {
+                crate::metrics::global().event(&d.event);
                 store.alarm_event_nowait(stored(&d));
                 forward(&d);
             }

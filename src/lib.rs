@@ -27,6 +27,8 @@
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
 //!   an explicit policy per message kind.
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
+//! - [`metrics`]: counters and latency histograms for `/metrics` (Prometheus); a leaf every
+//!   stage counts into, read by [`api::metrics`] with the state the others keep.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
@@ -42,6 +44,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod hub;
+pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod notify;

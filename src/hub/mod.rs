@@ -468,6 +468,7 @@ impl Hub {
         let binding = self.cfg.device(device);
         let bed = binding.bed;
         let simulated = binding.simulated;
+        crate::metrics::global().readings(usize::from(device.0), ms.len());
         let mut g = lock(&self.inner);
         let inner = &mut *g;
         for m in ms {
@@ -487,6 +488,7 @@ impl Hub {
             // (and so sent) ahead of the reading that caused them.
             b.alarms.observe(&obs, stamp.as_now(), &mut inner.events);
             inner.flush_events(&self.cfg, true);
+            crate::metrics::global().decided(stamp.mono);
             inner.devices[usize::from(device.0)].readings += 1;
             let seq = inner.take_seq();
             inner.buf.clear();
@@ -608,6 +610,11 @@ impl Hub {
     /// Connected clients.
     pub fn client_count(&self) -> usize {
         lock(&self.inner).clients.len()
+    }
+
+    /// Every connected client's id and queue (for `/metrics`: queue depths, coalesced).
+    pub fn client_queues(&self) -> Vec<(u64, Arc<ClientQueue>)> {
+        lock(&self.inner).clients.clone()
     }
 
     /// The latest sequence number assigned.
@@ -1119,6 +1126,7 @@ impl Inner {
             self.replay.pop_front();
         }
         self.replay.push_back((seq, class, bytes.clone()));
+        crate::metrics::global().published(seq);
         for (_, q) in &self.clients {
             q.push(class, bytes.clone());
         }

@@ -284,7 +284,13 @@ impl Writer {
         if batch.is_empty() {
             return !self.failing || self.probe();
         }
+        let began = Instant::now();
         let r = self.insert_readings(batch);
+        if r.is_ok() {
+            crate::metrics::global()
+                .store_commit
+                .observe(began.elapsed().as_secs_f64());
+        }
         if r.is_err() {
             // Ids looked up in the rolled-back transaction may not exist.
             self.bed_ids.clear();

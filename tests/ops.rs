@@ -1,0 +1,334 @@
+//! Operations interfaces against the real binary: Prometheus `/metrics`.
+
+use crate::util::{
+    USERS, bin, free_port, listening_on, scenario_text, two_bed_config_text, with_extra,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const VIEWER: &str = "viewer-token-0123456789";
+
+/// A child process killed when dropped (a failed assertion leaves nothing running).
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` with an optional token: (status, headers, body as text).
+async fn get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// One sample of an exposition: name, labels, value.
+#[derive(Debug, Clone)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text exposition format (0.0.4): `# HELP`/`# TYPE` lines and samples
+/// `name{label="value",...} number`. Panics, naming the line, on anything else; checks that
+/// every sample belongs to a family declared by a `# TYPE` line before it.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let n = n + 1;
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kw, name) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+            match kw {
+                "HELP" => {}
+                "TYPE" => {
+                    let t = parts.next().unwrap_or("");
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                        "line {n}: bad type {t:?}: {line}"
+                    );
+                    types.insert(name.to_owned(), t.to_owned());
+                }
+                _ => panic!("line {n}: unknown comment {line:?}"),
+            }
+            continue;
+        }
+        let name_end = line
+            .find(['{', ' '])
+            .unwrap_or_else(|| panic!("line {n}: no value: {line:?}"));
+        let name = &line[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "line {n}: bad metric name {name:?}"
+        );
+        let mut labels = BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            let end;
+            loop {
+                // label name
+                let start = match chars.peek() {
+                    Some((_, '}')) => {
+                        end = chars.next().unwrap().0;
+                        break;
+                    }
+                    Some((i, _)) => *i,
+                    None => panic!("line {n}: unterminated labels"),
+                };
+                let eq = r[start..]
+                    .find('=')
+                    .map(|i| start + i)
+                    .unwrap_or_else(|| panic!("line {n}: label without ="));
+                let key = &r[start..eq];
+                assert!(
+                    key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "line {n}: bad label name {key:?}"
+                );
+                while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+                    chars.next();
+                }
+                assert_eq!(
+                    chars.next().map(|c| c.1),
+                    Some('"'),
+                    "line {n}: label value not quoted"
+                );
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, c @ ('\\' | '"'))) => value.push(c),
+                            other => panic!("line {n}: bad escape {other:?}"),
+                        },
+                        Some((_, '"')) => break,
+                        Some((_, c)) => value.push(c),
+                        None => panic!("line {n}: unterminated label value"),
+                    }
+                }
+                labels.insert(key.to_owned(), value);
+                match chars.next() {
+                    Some((_, ',')) => {}
+                    Some((i, '}')) => {
+                        end = i;
+                        break;
+                    }
+                    other => panic!("line {n}: expected , or }} after a label, got {other:?}"),
+                }
+            }
+            rest = &r[end + 1..];
+        }
+        let value_text = rest.trim();
+        let value: f64 = match value_text {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("line {n}: value {v:?} is not a number")),
+        };
+        let family = ["_bucket", "_sum", "_count", "_total"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| types.contains_key(*f)))
+            .unwrap_or(name);
+        assert!(
+            types.contains_key(family),
+            "line {n}: sample {name} of no declared family"
+        );
+        out.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
+/// The config and scenario of the tests that run `vitalsd demo --config`: two beds, users,
+/// and (with `desaturate`) bed A's SpO2 falling to 80 % after 1 s.
+fn write_rig(dir: &Path, desaturate: bool) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cfg = with_extra(&two_bed_config_text(dir, "1h", free_port()), USERS);
+    let cfg_path = dir.join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let a = if desaturate {
+        r#"events = [{ at = "1s", for = "1h", kind = "desaturation", spo2 = 80, ramp = "1s" }]"#
+    } else {
+        ""
+    };
+    let sc_path = dir.join("scenario.toml");
+    std::fs::write(&sc_path, scenario_text(a, "")).unwrap();
+    (cfg_path, sc_path)
+}
+
+fn demo(cfg: &Path, scenario: &Path) -> (Kid, std::net::SocketAddr) {
+    let mut child = Command::new(bin())
+        .args(["demo", "--config", cfg.to_str().unwrap()])
+        .args(["--scenario", scenario.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = listening_on(&mut child);
+    (Kid(child), addr)
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> Vec<Sample> {
+    let (status, head, body) = get(addr, "/metrics", Some(VIEWER)).await;
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    parse_exposition(&body)
+}
+
+/// Scrapes until `ok` holds for the parsed samples (or 60 s pass).
+async fn scrape_until(
+    addr: std::net::SocketAddr,
+    what: &str,
+    ok: impl Fn(&[Sample]) -> bool,
+) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = scrape(addr).await;
+        if ok(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_readings_growing_an_alarm_raised_and_parse_as_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sc) = write_rig(dir.path(), true);
+    let (_kid, addr) = demo(&cfg, &sc);
+
+    // A viewer's token is needed, like every other read.
+    let (status, _, _) = get(addr, "/metrics", None).await;
+    assert_eq!(status, 401, "/metrics without a token");
+
+    // A WebSocket client, so that delivery is measured and the client is counted.
+    let mut ws = crate::util::Client::connect(&format!("ws://{addr}/ws?token={VIEWER}")).await;
+    let oxi = [("device", "room1-A-oximeter"), ("bed", "room1/A")];
+    let first = scrape_until(addr, "readings from room1-A-oximeter", |s| {
+        value(s, "vitalsd_device_readings_total", &oxi).unwrap_or(0.0) > 0.0
+    })
+    .await;
+    let n0 = value(&first, "vitalsd_device_readings_total", &oxi).unwrap();
+    let later = scrape_until(addr, "the readings counter to grow", |s| {
+        value(s, "vitalsd_device_readings_total", &oxi).unwrap_or(0.0) > n0
+    })
+    .await;
+    assert_eq!(
+        value(
+            &later,
+            "vitalsd_device_status",
+            &[("device", "room1-A-oximeter"), ("status", "connected")]
+        ),
+        Some(1.0),
+        "the oximeter shows as connected"
+    );
+    assert_eq!(
+        value(
+            &later,
+            "vitalsd_device_status",
+            &[("device", "room1-A-oximeter"), ("status", "disconnected")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(value(&later, "vitalsd_websocket_clients", &[]), Some(1.0));
+    assert_eq!(value(&later, "vitalsd_store_writable", &[]), Some(1.0));
+
+    // SpO2 at 80 % for longer than the rule's 10 s delay: spo2_low is raised.
+    let raised = |s: &[Sample]| {
+        s.iter()
+            .find(|x| {
+                x.name == "vitalsd_alarms_raised_total"
+                    && x.labels.get("condition").map(String::as_str) == Some("spo2_low")
+            })
+            .cloned()
+    };
+    let after = scrape_until(addr, "spo2_low in alarms_raised_total", |s| {
+        raised(s).is_some()
+    })
+    .await;
+    let r = raised(&after).unwrap();
+    assert!(r.value >= 1.0, "{r:?}");
+    let priority = r.labels.get("priority").cloned().unwrap_or_default();
+    assert!(
+        priority == "medium" || priority == "high",
+        "spo2 at 80 % is raised medium (below 90) or high (below 85): {r:?}"
+    );
+    // It is current, so it shows among the active alarms too.
+    assert!(
+        after.iter().any(|x| x.name == "vitalsd_alarms_active"
+            && x.labels.get("condition").map(String::as_str) == Some("spo2_low")
+            && x.value >= 1.0),
+        "spo2_low among vitalsd_alarms_active"
+    );
+    // The latency histograms have counted: decisions, and deliveries to our client.
+    let decisions = value(&after, "vitalsd_alarm_decision_seconds_count", &[]).unwrap();
+    assert!(
+        decisions >= n0,
+        "every reading is a decision: {decisions} < {n0}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "vitalsd_alarm_decision_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
+        Some(decisions)
+    );
+    ws.wait_for("a reading", Duration::from_secs(10), |m| {
+        m["type"] == "reading"
+    })
+    .await;
+    let delivered = scrape_until(addr, "deliveries measured", |s| {
+        value(s, "vitalsd_websocket_delivery_seconds_count", &[]).unwrap_or(0.0) > 0.0
+    })
+    .await;
+    assert!(value(&delivered, "vitalsd_websocket_delivery_seconds_sum", &[]).unwrap() >= 0.0);
+    ws.close().await;
+}
