@@ -1,4 +1,5 @@
-//! Operations interfaces against the real binary: Prometheus `/metrics`.
+//! Operations interfaces against the real binary: Prometheus `/metrics`, the OpenAPI document,
+//! and an installed binary's `demo` run from an empty directory.
 
 use crate::util::{
     USERS, bin, free_port, listening_on, scenario_text, two_bed_config_text, with_extra,
@@ -331,4 +332,153 @@ async fn metrics_show_readings_growing_an_alarm_raised_and_parse_as_prometheus_t
     .await;
     assert!(value(&delivered, "vitalsd_websocket_delivery_seconds_sum", &[]).unwrap() >= 0.0);
     ws.close().await;
+}
+
+/// The router's routes, read from the source of the router and its route modules: every
+/// `.route("PATH", get(..).post(..))` as (METHOD, PATH).
+fn router_routes() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let mut rest = src.as_str();
+        while let Some(i) = rest.find(".route(") {
+            rest = &rest[i + ".route(".len()..];
+            let Some(q) = rest.find('"') else { break };
+            let after = &rest[q + 1..];
+            let Some(end) = after.find('"') else { break };
+            let route = after[..end].to_owned();
+            // The handler expression: up to the `)` that closes `.route(`.
+            let mut depth = 1;
+            let mut stop = after.len();
+            for (j, c) in after[end..].char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            stop = end + j;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let handlers = &after[end..stop];
+            for m in ["get", "post", "put", "delete", "patch"] {
+                let call = format!("{m}(");
+                if handlers.match_indices(&call).any(|(k, _)| {
+                    k == 0
+                        || !handlers.as_bytes()[k - 1].is_ascii_alphanumeric()
+                            && handlers.as_bytes()[k - 1] != b'_'
+                }) {
+                    out.push((m.to_uppercase(), route.clone()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The routes docs/api.md lists in its tables: `METHOD /path` in a row's first cell.
+fn documented_routes() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md")).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(cell) = line.strip_prefix("| `") else {
+            continue;
+        };
+        let Some(cell) = cell.split('`').next() else {
+            continue;
+        };
+        for part in cell.split(", ") {
+            let mut words = part.split_whitespace();
+            if let (Some(m), Some(p)) = (words.next(), words.next())
+                && ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m)
+                && p.starts_with('/')
+                && !p.contains("...")
+            {
+                out.push((m.to_owned(), p.to_owned()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_covers_every_route_of_the_router_and_of_the_api_doc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, sc) = write_rig(dir.path(), false);
+    let (_kid, addr) = demo(&cfg, &sc);
+    let (status, head, body) = get(addr, "/api/openapi.json", None).await;
+    assert_eq!(
+        status, 200,
+        "the document is public (it holds no data): {head}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    let in_doc = |m: &str, p: &str| {
+        paths
+            .get(p)
+            .and_then(|item| item.get(m.to_lowercase()))
+            .is_some()
+    };
+    let router = router_routes();
+    assert!(router.len() >= 20, "routes found in src/api: {router:?}");
+    // `/`, `/assets/{name}`, `/ws` are in the router too: the document covers them as well.
+    let missing: Vec<_> = router.iter().filter(|(m, p)| !in_doc(m, p)).collect();
+    assert!(
+        missing.is_empty(),
+        "routes of the router missing from /api/openapi.json: {missing:?}"
+    );
+    let documented = documented_routes();
+    assert!(
+        documented.len() >= 15,
+        "routes found in docs/api.md: {documented:?}"
+    );
+    let missing: Vec<_> = documented.iter().filter(|(m, p)| !in_doc(m, p)).collect();
+    assert!(
+        missing.is_empty(),
+        "routes of docs/api.md missing from /api/openapi.json: {missing:?}"
+    );
+    // And nothing in the document that the router does not serve.
+    for (p, item) in paths {
+        for m in item.as_object().unwrap().keys() {
+            assert!(
+                router.contains(&(m.to_uppercase(), p.clone())),
+                "{} {p} is in the document but not in the router",
+                m.to_uppercase()
+            );
+        }
+    }
+    // Operations say who may call them, and schemas resolve.
+    let ack = &paths["/api/alarms/{id}/ack"]["post"];
+    assert!(ack["responses"]["200"].is_object(), "{ack}");
+    let schemas = doc["components"]["schemas"]
+        .as_object()
+        .expect("component schemas");
+    for r in body.match_indices("#/components/schemas/") {
+        let name: String = body[r.0 + r.1.len()..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect();
+        assert!(
+            schemas.contains_key(&name),
+            "dangling schema reference {name}"
+        );
+    }
 }

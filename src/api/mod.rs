@@ -13,6 +13,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod guard;
 pub mod metrics;
+pub mod openapi;
 pub mod records;
 pub mod serve;
 
@@ -68,6 +69,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(alarms::routes())
         .merge(records::routes())
         .merge(metrics::routes())
+        .merge(openapi::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.hub.config().api.max_body,
         ))
