@@ -1,5 +1,5 @@
 //! Operations interfaces against the real binary: Prometheus `/metrics`, the OpenAPI document,
-//! and an installed binary's `demo` run from an empty directory.
+//! and the built binary's `demo` run from an empty directory (as `cargo install` leaves it).
 
 use crate::util::{
     USERS, bin, free_port, listening_on, scenario_text, two_bed_config_text, with_extra,
@@ -481,4 +481,116 @@ async fn the_openapi_document_covers_every_route_of_the_router_and_of_the_api_do
             "dangling schema reference {name}"
         );
     }
+}
+
+/// Runs the built binary's `demo` with no options from `cwd`, HOME set to `home`: (child,
+/// address, the store path it printed).
+fn bare_demo(cwd: &Path, home: &Path) -> (Kid, std::net::SocketAddr, std::path::PathBuf) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin())
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env_remove("XDG_STATE_HOME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let kid = Kid(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let (mut addr, mut store) = (None, None);
+    while addr.is_none() || store.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo prints where it listens and where its store is");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = Some(rest.trim_end_matches('/').parse().unwrap());
+        }
+        if let Some(rest) = line.strip_prefix("store: ") {
+            store = Some(std::path::PathBuf::from(rest.split(" (").next().unwrap()));
+        }
+    }
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    (kid, addr.unwrap(), store.unwrap())
+}
+
+fn terminate(mut kid: Kid) {
+    let status = Command::new("kill")
+        .args(["-TERM", &kid.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = kid.0.wait().unwrap();
+    assert!(exit.success(), "SIGTERM is an orderly stop: {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_from_an_empty_directory_with_everything_built_in_and_a_fresh_store() {
+    let cwd = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (kid, addr, store) = bare_demo(cwd.path(), home.path());
+    // The dashboard, from the binary.
+    let (status, _, page) = get(addr, "/", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<html") || page.contains("<!DOCTYPE"),
+        "{page:.200}"
+    );
+    let (status, _, js) = get(addr, "/assets/app.js", None).await;
+    assert_eq!(status, 200);
+    assert!(js.contains("WebSocket"), "the dashboard's script is served");
+    // Readings from the built-in config and scenario, on the WebSocket as a dashboard sees them.
+    let mut ws =
+        crate::util::Client::connect(&format!("ws://{addr}/ws?token=demo-viewer-token")).await;
+    let snap = ws.next(Duration::from_secs(10)).await.expect("a snapshot");
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(
+        snap["rooms"][0]["beds"].as_array().map(Vec::len),
+        Some(2),
+        "{snap}"
+    );
+    ws.wait_for("a reading from room1/A", Duration::from_secs(30), |m| {
+        crate::util::is_reading(m, "room1/A", "spo2")
+    })
+    .await;
+    ws.close().await;
+    // Its store is a fresh directory of its own, outside the working directory.
+    assert!(!store.starts_with(cwd.path()), "{}", store.display());
+    assert!(store.exists(), "{}", store.display());
+    terminate(kid);
+    assert!(
+        !store.exists(),
+        "a fresh demo store is removed at exit: {}",
+        store.display()
+    );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the demo wrote into its working directory: {left:?}"
+    );
+
+    // A second run starts with no patient of the first.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (kid, addr, store2) = bare_demo(cwd.path(), home.path());
+    assert_ne!(store, store2);
+    let (status, _, body) = get(addr, "/api/sessions", Some("demo-viewer-token")).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for s in v["sessions"].as_array().unwrap() {
+        assert!(
+            s["admitted_ms"].as_i64().unwrap() >= started,
+            "a session of an earlier demo run: {s}"
+        );
+    }
+    terminate(kid);
 }
