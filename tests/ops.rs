@@ -185,8 +185,15 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 
 /// The config and scenario of the tests that run `vitalsd demo --config`: two beds, users,
 /// and (with `desaturate`) bed A's SpO2 falling to 80 % after 1 s.
-fn write_rig(dir: &Path, desaturate: bool) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cfg = with_extra(&two_bed_config_text(dir, "1h", free_port()), USERS);
+fn write_rig(
+    dir: &Path,
+    desaturate: bool,
+    extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cfg = with_extra(
+        &two_bed_config_text(dir, "1h", free_port()),
+        &format!("{USERS}\n{extra}"),
+    );
     let cfg_path = dir.join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let a = if desaturate {
@@ -242,7 +249,12 @@ async fn scrape_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_readings_growing_an_alarm_raised_and_parse_as_prometheus_text() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, sc) = write_rig(dir.path(), true);
+    // A webhook target where nothing listens: its pages fail.
+    let desk = format!(
+        "[[notify]]\nname = \"desk\"\nurl = \"http://127.0.0.1:{}/page\"\ntimeout = \"1s\"\n",
+        free_port()
+    );
+    let (cfg, sc) = write_rig(dir.path(), true, &desk);
     let (_kid, addr) = demo(&cfg, &sc);
 
     // A viewer's token is needed, like every other read.
@@ -296,6 +308,16 @@ async fn metrics_show_readings_growing_an_alarm_raised_and_parse_as_prometheus_t
     .await;
     let r = raised(&after).unwrap();
     assert!(r.value >= 1.0, "{r:?}");
+    // Every family the daemon declares is documented.
+    let body = get(addr, "/metrics", Some(VIEWER)).await.2;
+    let documented = documented_metrics();
+    for line in body.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(
+            documented.contains(name),
+            "{name} is not in docs/metrics.md"
+        );
+    }
     let priority = r.labels.get("priority").cloned().unwrap_or_default();
     assert!(
         priority == "medium" || priority == "high",
@@ -308,6 +330,17 @@ async fn metrics_show_readings_growing_an_alarm_raised_and_parse_as_prometheus_t
             && x.value >= 1.0),
         "spo2_low among vitalsd_alarms_active"
     );
+    // Its page to the dead webhook target failed, and says so.
+    let desk = [("target", "desk")];
+    let failing = scrape_until(addr, "the desk target's failures", |s| {
+        value(s, "vitalsd_notify_failures_total", &desk).unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        value(&failing, "vitalsd_notify_delivered_total", &desk),
+        Some(0.0)
+    );
+    assert!(value(&failing, "vitalsd_notify_queue_depth", &desk).is_some());
     // The latency histograms have counted: decisions, and deliveries to our client.
     let decisions = value(&after, "vitalsd_alarm_decision_seconds_count", &[]).unwrap();
     assert!(
@@ -417,7 +450,7 @@ fn documented_routes() -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_covers_every_route_of_the_router_and_of_the_api_doc() {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, sc) = write_rig(dir.path(), false);
+    let (cfg, sc) = write_rig(dir.path(), false, "");
     let (_kid, addr) = demo(&cfg, &sc);
     let (status, head, body) = get(addr, "/api/openapi.json", None).await;
     assert_eq!(
@@ -593,4 +626,163 @@ async fn the_demo_runs_from_an_empty_directory_with_everything_built_in_and_a_fr
         );
     }
     terminate(kid);
+}
+
+/// Every metric name docs/metrics.md lists (in backticks).
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md"))
+            .unwrap();
+    metric_names(&text)
+}
+
+/// The `vitalsd_...` names in a text, histogram series suffixes removed.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("vitalsd_") {
+        if i > 0
+            && (text.as_bytes()[i - 1].is_ascii_alphanumeric() || text.as_bytes()[i - 1] == b'_')
+        {
+            continue;
+        }
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| f.ends_with("_seconds")))
+            .map(str::to_owned)
+            .unwrap_or(name);
+        out.insert(name);
+    }
+    out
+}
+
+#[test]
+fn the_alert_rules_and_grafana_dashboard_parse_and_use_only_documented_metrics() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let documented = documented_metrics();
+    // Prometheus rules: groups -> rules, each an alert with expr, labels.severity, summary.
+    let text = std::fs::read_to_string(root.join("prometheus/vitalsd-rules.yml")).unwrap();
+    let docs = YamlLoader::load_from_str(&text).expect("the rules file is YAML");
+    let groups = docs[0]["groups"].as_vec().expect("groups:");
+    let mut alerts = Vec::new();
+    for g in groups {
+        assert!(g["name"].as_str().is_some(), "a group without a name");
+        for r in g["rules"].as_vec().expect("rules:") {
+            let alert = r["alert"]
+                .as_str()
+                .expect("every rule is an alert")
+                .to_owned();
+            let expr = r["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{alert}: no expr"));
+            assert!(
+                ["critical", "warning", "info"]
+                    .contains(&r["labels"]["severity"].as_str().unwrap_or("")),
+                "{alert}: severity"
+            );
+            assert!(
+                r["annotations"]["summary"].as_str().is_some(),
+                "{alert}: summary"
+            );
+            if let Yaml::String(f) = &r["for"] {
+                assert!(
+                    f.ends_with('s') || f.ends_with('m') || f.ends_with('h'),
+                    "{alert}: for {f}"
+                );
+            }
+            for m in metric_names(expr) {
+                assert!(
+                    documented.contains(&m),
+                    "{alert} uses {m}, not in docs/metrics.md"
+                );
+            }
+            alerts.push(alert);
+        }
+    }
+    for want in [
+        "VitalsdDeviceDown",
+        "VitalsdStoreNotWritable",
+        "VitalsdStoreDropping",
+        "VitalsdNotifyFailing",
+        "VitalsdNoDashboardCanSound",
+        "VitalsdAlarmDecisionSlow",
+        "VitalsdDeliverySlow",
+    ] {
+        assert!(
+            alerts.iter().any(|a| a == want),
+            "no alert {want}: {alerts:?}"
+        );
+    }
+    // The Grafana dashboard: JSON, panels with Prometheus queries on documented metrics.
+    let text = std::fs::read_to_string(root.join("grafana/vitalsd-dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut queries = 0;
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().expect("a target's expr");
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{expr}");
+            for m in names {
+                assert!(
+                    documented.contains(&m),
+                    "panel {} uses {m}, not in docs/metrics.md",
+                    p["title"]
+                );
+            }
+            queries += 1;
+        }
+    }
+    assert!(queries >= 15, "{queries} queries");
+    let used = metric_names(&text);
+    for m in [
+        "vitalsd_alarm_decision_seconds",
+        "vitalsd_websocket_delivery_seconds",
+        "vitalsd_device_connected",
+        "vitalsd_store_writable",
+    ] {
+        assert!(used.contains(m), "the dashboard shows {m}");
+    }
+}
+
+#[test]
+fn the_systemd_unit_runs_as_its_own_user_with_a_state_directory_and_hardening() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/vitalsd.service"),
+    )
+    .unwrap();
+    let keys: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let value = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    assert_eq!(value("User"), Some("vitalsd"), "a dedicated user");
+    assert_eq!(value("StateDirectory"), Some("vitalsd"));
+    assert!(
+        value("LimitNOFILE")
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_some_and(|n| n >= 1024)
+    );
+    for (k, v) in [
+        ("NoNewPrivileges", "true"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "true"),
+        ("PrivateTmp", "true"),
+        ("DevicePolicy", "closed"),
+        ("CapabilityBoundingSet", ""),
+        ("Restart", "always"),
+    ] {
+        assert_eq!(value(k), Some(v), "{k}");
+    }
+    assert!(
+        keys.iter()
+            .any(|(k, v)| *k == "DeviceAllow" && v.starts_with("char-ttyUSB")),
+        "USB serial adapters stay reachable"
+    );
+    assert!(value("ExecStart").is_some_and(|v| v.contains("vitalsd run --config")));
 }
