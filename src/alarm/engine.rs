@@ -4,15 +4,14 @@
 //! (device, technical condition). `observe` only touches these slots and fixed per-metric
 //! arrays, so it allocates nothing (events go into the caller's `Vec`).
 
-use super::limits::{Baseline, BedLimits, LimitRule, LimitsError};
-use super::policy::Policy;
 use super::{
     Alarm, AlarmError, AlarmEvent, AlarmId, AlarmIds, AlarmKind, AlarmState, Audio, Condition,
     EventKind, Now, Priority, TechCondition,
 };
-use crate::clock::Mono;
-use crate::config::{Config, DeviceKind};
-use crate::model::{BedIdx, DeviceIdx, Flag, Metric, Observation};
+use crate::model::{
+    Baseline, BedIdx, BedLimits, BedSpec, DeviceIdx, DeviceKind, Flag, LimitRule, LimitsError,
+    Metric, Mono, Observation, Policy,
+};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,48 +21,6 @@ pub use snapshot::{AlarmSnapshot, BedSnapshot, EscalationSnapshot, Restored};
 
 /// How many recent valid values per metric feed [`BedAlarms::recent_median`].
 pub const RECENT: usize = 15;
-
-/// One device bound to the bed, as the engine needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceSpec {
-    pub idx: DeviceIdx,
-    pub kind: DeviceKind,
-    /// How often it sends when all is well; silence beyond this plus the grace is `no_data`.
-    pub expected_period: Duration,
-    pub metrics: Vec<Metric>,
-}
-
-/// The bed's devices and BP interval, built from the config.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BedSpec {
-    pub devices: Vec<DeviceSpec>,
-    /// How often a BP result is expected; none for this plus the NIBP grace is `nibp_overdue`.
-    pub bp_interval: Duration,
-}
-
-impl BedSpec {
-    /// The spec of `bed` from a validated config (`None` if the index is out of range).
-    pub fn from_config(cfg: &Config, bed: BedIdx) -> Option<BedSpec> {
-        let b = cfg.beds.get(usize::from(bed.0))?;
-        let devices = b
-            .devices
-            .iter()
-            .filter_map(|d| {
-                let binding = cfg.devices.get(usize::from(d.0))?;
-                Some(DeviceSpec {
-                    idx: *d,
-                    kind: binding.profile.kind,
-                    expected_period: binding.profile.expected_period,
-                    metrics: binding.profile.metrics.clone(),
-                })
-            })
-            .collect();
-        Some(BedSpec {
-            devices,
-            bp_interval: b.bp_interval,
-        })
-    }
-}
 
 /// A limit rule with what is in force now, for the limits API (`active: false` with a note
 /// when a relative rule has no baseline).
