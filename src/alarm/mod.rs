@@ -15,7 +15,8 @@
 //! baseline and the preset format ([`parse_limits`]); technical-condition priorities and
 //! delays, escalation, audio pause ([`Policy`]); the bed's devices ([`BedSpec`]); and the
 //! vocabulary of alarms ([`Condition`], [`Priority`]). It never sees the config.
-//! - `engine`: [`BedAlarms`], the per-bed state machine.
+//! - `engine`: [`BedAlarms`], the per-bed state machine; one file per concern in `engine/`
+//!   (physiological judging, technical conditions, escalation, operator actions, snapshot).
 //! - `watchdog`: [`Watchdog`], the "no dashboard alive" alarm, and [`Dashboards`], which
 //!   pages can sound (their application heartbeats).
 //! - `targets`: [`TargetAlarms`], the `notify_failed` alarm of each notification target.
