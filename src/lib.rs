@@ -27,6 +27,8 @@
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
 //!   an explicit policy per message kind.
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
+//! - [`hl7`]: HL7 v2 over MLLP to the EHR (IHE PCD-01 `ORU^R01`) and to an alarm manager
+//!   (IHE PCD-04 `ORU^R40`), ACKed, retried, queued in the store across restarts.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
@@ -41,6 +43,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod hl7;
 pub mod hub;
 pub mod model;
 pub mod mqtt;
