@@ -281,7 +281,7 @@ async fn observations_reach_the_ehr_as_pcd01_and_alarms_the_alarm_manager_as_pcd
 
     // Every NIBP measurement: its own report.
     let got = ehr
-        .wait("an NIBP report of room1/A", SOON, |ms| {
+        .wait("an NIBP report of room1/A", Duration::from_secs(60), |ms| {
             ms.iter()
                 .any(|m| m["location"] == "^room1^A^Clinic" && obx(m, "150021").is_some())
         })
@@ -479,4 +479,39 @@ async fn a_message_the_receiver_keeps_answering_ae_is_given_up_after_three_attem
         3,
         "given up after 3: {all:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_hl7_sends_every_nibp_measurement_to_the_given_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ehr = Receiver::start(dir.path(), "ehr", free_port());
+    let cfg = config(dir.path(), "");
+    let scen = dir.path().join("scenario.toml");
+    std::fs::write(&scen, scenario_text("", "")).unwrap();
+    let mut child = Command::new(bin())
+        .args(["demo", "--config", cfg.to_str().unwrap()])
+        .args(["--scenario", scen.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--hl7", &format!("mllp://127.0.0.1:{}", ehr.port)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _addr = listening_on(&mut child);
+    let d = Daemon { child, addr: _addr };
+    let got = ehr
+        .wait("an NIBP report of room1/B", Duration::from_secs(60), |ms| {
+            ms.iter()
+                .any(|m| m["location"] == "^room1^B^vitalsd" && obx(m, "150021").is_some())
+        })
+        .await;
+    let m = got
+        .iter()
+        .find(|m| m["location"] == "^room1^B^vitalsd" && obx(m, "150021").is_some())
+        .unwrap();
+    assert_eq!(m["errors"], serde_json::json!([]), "{m}");
+    assert_eq!(m["sending"], serde_json::json!(["vitalsd", "vitalsd"]));
+    assert_eq!(obx(m, "150021").unwrap()["value"], "131");
+    assert_eq!(obx(m, "150022").unwrap()["value"], "84");
+    drop(d);
 }

@@ -328,3 +328,164 @@ impl Feed {
         Some((bed.map(str::to_owned), report))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg() -> Config {
+        crate::config::load_config_str(
+            r#"listen = "127.0.0.1:8080"
+data_dir = "data"
+
+[[rooms]]
+id = "room1"
+name = "Room 1"
+
+[[rooms.recliners]]
+id = "A"
+
+[[rooms.recliners.devices]]
+id = "ox"
+profile = "masimo-rad8"
+tcp = "127.0.0.1:4001"
+
+[[rooms.recliners.devices]]
+id = "cuff"
+profile = "suntech-advantage"
+tcp = "127.0.0.1:4002"
+"#,
+            std::path::Path::new("config/test.toml"),
+        )
+        .unwrap()
+    }
+
+    fn reading(device: &str, metric: &str, value: Option<f64>, received_ms: i64) -> Value {
+        json!({"type": "reading", "bed": "room1/A", "device": device, "metric": metric,
+               "value": value, "invalid": if value.is_none() { json!("no_finger") } else { json!(null) },
+               "received_ms": received_ms})
+    }
+
+    #[test]
+    fn one_nibp_measurement_is_one_report_completed_by_the_next_or_by_time() {
+        let c = cfg();
+        let mut f = Feed::default();
+        for m in ["nibp_sys", "nibp_dia", "nibp_mean"] {
+            let (done, _) = f.on_message(&c, &reading("cuff", m, Some(120.0), 1_000), 1_000);
+            assert!(done.is_empty());
+        }
+        // The next measurement completes the first.
+        let (done, _) = f.on_message(
+            &c,
+            &reading("cuff", "nibp_sys", Some(130.0), 60_000),
+            60_000,
+        );
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].obs.len(), 3);
+        assert_eq!(done[0].at_ms, 1_000);
+        assert_eq!(done[0].devices[0].id, "cuff");
+        assert_eq!(done[0].devices[0].kind, "bp");
+        assert!(f.due_nibp(&c, 60_500).is_empty(), "still gathering");
+        let due = f.due_nibp(&c, 61_000);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].obs[0].value, Ok(130.0));
+    }
+
+    #[test]
+    fn the_periodic_report_has_recent_numerics_invalid_ones_flagged_and_no_nibp() {
+        let c = cfg();
+        let mut f = Feed::default();
+        f.on_message(&c, &reading("ox", "spo2", None, 10_000), 10_000);
+        f.on_message(&c, &reading("ox", "pulse_rate", Some(72.0), 10_000), 10_000);
+        f.on_message(
+            &c,
+            &reading("ox", "perfusion_index", Some(2.0), 1_000),
+            1_000,
+        );
+        f.on_message(&c, &reading("ox", "pleth", Some(2000.0), 10_000), 10_000);
+        f.on_message(
+            &c,
+            &reading("cuff", "nibp_sys", Some(120.0), 10_000),
+            10_000,
+        );
+        let r = f.periodic(&c, 12_000, 5_000);
+        assert_eq!(r.len(), 1);
+        let got: Vec<(Metric, Result<f64, String>)> = r[0]
+            .obs
+            .iter()
+            .map(|o| (o.metric, o.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Metric::Spo2, Err("no_finger".to_owned())),
+                (Metric::PulseRate, Ok(72.0))
+            ],
+            "stale PI, pleth and NIBP left out"
+        );
+        assert_eq!(r[0].location.recliner, "A");
+        assert!(
+            f.periodic(&c, 60_000, 5_000).is_empty(),
+            "nothing recent: no report"
+        );
+    }
+
+    fn alarm(event: &str, priority: &str, state: &str, audio: &str) -> Value {
+        json!({"type": "alarm", "event": event, "bed": "room1/A", "at_ms": 5_000,
+               "alarm": {"id": 9, "bed": "room1/A", "device": "ox", "condition": "spo2_low",
+                         "kind": "physiological", "priority": priority, "state": state,
+                         "audio": audio, "value": 85.0, "limit": 90.0, "started_ms": 4_000}})
+    }
+
+    #[test]
+    fn alarm_events_become_acm_phases_and_states() {
+        let c = cfg();
+        let mut f = Feed::default();
+        let mut step = |m: Value| {
+            let (_, a) = f.on_message(&c, &m, 0);
+            let (bed, a) = a.expect("an alarm report");
+            assert_eq!(bed.as_deref(), Some("room1/A"));
+            (a.phase, a.state, a.inactivation, a.limit_of)
+        };
+        assert_eq!(
+            step(alarm("raised", "medium", "active", "sounding")),
+            (
+                Phase::Start,
+                "active",
+                "enabled",
+                Some((Metric::Spo2, true))
+            )
+        );
+        assert_eq!(
+            step(alarm("updated", "high", "active", "sounding")).0,
+            Phase::Escalate
+        );
+        assert_eq!(
+            step(alarm("updated", "high", "active", "paused")).2,
+            "audio-paused"
+        );
+        let (phase, state, inactivation, _) =
+            step(alarm("acknowledged", "high", "acknowledged", "silenced"));
+        assert_eq!(
+            (phase, state, inactivation),
+            (Phase::Update, "active", "alert-acknowledged")
+        );
+        assert_eq!(
+            step(alarm("updated", "medium", "acknowledged", "silenced")).0,
+            Phase::Deescalate
+        );
+        assert_eq!(
+            step(alarm("latched", "high", "latched", "sounding")).1,
+            "latched"
+        );
+        let (phase, state, _, _) = step(alarm("cleared", "high", "cleared", "silenced"));
+        assert_eq!((phase, state), (Phase::End, "inactive"));
+        let (_, none) = f.on_message(
+            &c,
+            &json!({"type": "alarm", "event": "audio_paused", "bed": "room1/A"}),
+            0,
+        );
+        assert!(none.is_none());
+    }
+}
