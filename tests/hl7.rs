@@ -31,9 +31,14 @@ fn python() -> String {
 
 impl Receiver {
     fn start(dir: &Path, name: &str, port: u16) -> Receiver {
+        Receiver::start_with(dir, name, port, &[])
+    }
+
+    /// With extra arguments (`--tls-cert`, `--tls-key`).
+    fn start_with(dir: &Path, name: &str, port: u16, extra: &[&str]) -> Receiver {
         let out = dir.join(format!("{name}.jsonl"));
         let ack_file = dir.join(format!("{name}.ack"));
-        let child = Receiver::spawn(port, &out, &ack_file);
+        let child = Receiver::spawn(port, &out, &ack_file, extra);
         Receiver {
             child,
             port,
@@ -42,13 +47,14 @@ impl Receiver {
         }
     }
 
-    fn spawn(port: u16, out: &Path, ack_file: &Path) -> Child {
+    fn spawn(port: u16, out: &Path, ack_file: &Path, extra: &[&str]) -> Child {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/hl7_receiver.py");
         let mut child = Command::new(python())
             .arg(&script)
             .args(["--port", &port.to_string()])
             .args(["--out", out.to_str().unwrap()])
             .args(["--ack-file", ack_file.to_str().unwrap()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -83,7 +89,7 @@ impl Receiver {
     }
 
     fn restart(&mut self) {
-        self.child = Receiver::spawn(self.port, &self.out, &self.ack_file);
+        self.child = Receiver::spawn(self.port, &self.out, &self.ack_file, &[]);
     }
 
     fn messages(&self) -> Vec<Value> {
@@ -514,4 +520,40 @@ async fn demo_hl7_sends_every_nibp_measurement_to_the_given_endpoint() {
     assert_eq!(obx(m, "150021").unwrap()["value"], "131");
     assert_eq!(obx(m, "150022").unwrap()["value"], "84");
     drop(d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_go_over_tls_to_an_endpoint_whose_certificate_the_ca_file_vouches_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("ehr.pem"), dir.path().join("ehr.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let ehr = Receiver::start_with(
+        dir.path(),
+        "ehr",
+        free_port(),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[hl7]]\nkind = \"pcd01\"\nendpoint = \"mllps://localhost:{}\"\nca = \"{}\"\ninterval = \"5s\"\n",
+            ehr.port,
+            cert_path.display()
+        ),
+    );
+    let _d = Daemon::start(dir.path(), &cfg, "");
+    let got = ehr
+        .wait("a report over TLS", SOON, |ms| {
+            ms.iter().any(|m| obx(m, "150456").is_some())
+        })
+        .await;
+    assert_eq!(got[0]["errors"], serde_json::json!([]), "{}", got[0]);
 }

@@ -9,7 +9,7 @@ hl7's Message.create_ack, and appends what it parsed as one JSON line to --out:
     {"control_id", "type", "version", "profile", "sending", "receiving", "pid": {...},
      "location", "obr": {...}, "obx": [{...}], "notes": [...], "errors": [...], "ack"}
 
---ack AA|AE|AR sets the answer; the file --ack-file, when it exists, overrides it (the test
+--tls-cert/--tls-key serve MLLP over TLS. --ack AA|AE|AR sets the answer; the file --ack-file, when it exists, overrides it (the test
 changes the answer while the receiver runs). Prints "listening on PORT" once it listens.
 """
 
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 
 import hl7
@@ -121,6 +122,8 @@ async def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--ack", default="AA", choices=["AA", "AE", "AR"])
     ap.add_argument("--ack-file")
+    ap.add_argument("--tls-cert", help="serve MLLP over TLS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="and this private key (PEM)")
     args = ap.parse_args()
 
     def ack_code():
@@ -150,7 +153,12 @@ async def main():
         finally:
             writer.close()
 
-    server = await hl7.mllp.start_hl7_server(client, host="127.0.0.1", port=args.port)
+    tls = {}
+    if args.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        tls["ssl"] = ctx
+    server = await hl7.mllp.start_hl7_server(client, host="127.0.0.1", port=args.port, **tls)
     print("listening on %d" % args.port, flush=True)
     async with server:
         await server.serve_forever()
