@@ -192,6 +192,10 @@ async fn feed_loop(
         loop {
             match sub.queue.pop() {
                 Next::Send(m) => {
+                    // Waveform samples are most of the traffic and never reported: not parsed.
+                    if is_waveform(&m) {
+                        continue;
+                    }
                     let Ok(msg) = serde_json::from_slice::<serde_json::Value>(&m) else {
                         continue;
                     };
@@ -230,7 +234,12 @@ async fn feed_loop(
                     if t < at {
                         continue;
                     }
-                    due[i] = Some(at + ep.interval);
+                    // The next one on the interval's grid: no burst of catch-up reports after a stall.
+                    let mut next = at + ep.interval;
+                    while next <= t {
+                        next += ep.interval;
+                    }
+                    due[i] = Some(next);
                     let window = i64::try_from(ep.interval.as_millis()).unwrap_or(i64::MAX);
                     for r in feed.periodic(cfg, now, window) {
                         let p = patient(store, &r.bed).await;
@@ -243,11 +252,32 @@ async fn feed_loop(
     hub.unsubscribe(sub.id);
 }
 
+/// A `reading` message of a waveform sample (pleth), told by its bytes (the hub serializes
+/// compactly).
+fn is_waveform(msg: &[u8]) -> bool {
+    const PLETH: &[u8] = b"\"metric\":\"pleth\"";
+    msg.windows(PLETH.len()).any(|w| w == PLETH)
+}
+
 async fn send_nibp(cfg: &Config, store: &StoreHandle, out: &Out, r: &BedReport) {
     let p = patient(store, &r.bed).await;
     for (i, ep) in cfg.hl7.iter().enumerate() {
         if ep.kind == Hl7Kind::Pcd01 {
             out.observation(i, r, p.as_ref());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Flags, Measurement, Metric};
+
+    #[test]
+    fn waveform_samples_are_told_from_their_bytes_as_the_hub_serializes_them() {
+        let json = |m: Metric| serde_json::to_vec(&Measurement::new(m, 1.0, Flags::EMPTY)).unwrap();
+        assert!(is_waveform(&json(Metric::Pleth)));
+        assert!(!is_waveform(&json(Metric::Spo2)));
+        assert!(!is_waveform(&json(Metric::PerfusionIndex)));
     }
 }
