@@ -11,8 +11,9 @@
 //! One registry per process ([`global`]): a process runs one daemon (tests that start several
 //! in one process share the counts, which only makes them larger).
 //!
-//! Queues kept by other components (webhook targets, the HL7 sender) register themselves by
-//! name with [`Metrics::queue`] and keep their numbers in the returned [`QueueCounters`].
+//! Webhook targets register by name with [`Metrics::queue`] and keep their numbers in the
+//! returned [`QueueCounters`]; the HL7 sender keeps its own in the hub's link counters, which
+//! `/metrics` reads.
 
 use crate::clock::{Mono, mono_now};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -53,8 +54,6 @@ pub struct QueueCounters {
 
 /// Kinds of outbound queue, the `kind` of [`Metrics::queue`].
 pub const QUEUE_NOTIFY: &str = "notify";
-/// The HL7 MLLP sender's queues (ORU^R01 observations, ORU^R40 alarms).
-pub const QUEUE_HL7: &str = "hl7";
 
 /// Messages whose publish time is remembered for the delivery histogram: a message still
 /// unsent after this many newer ones is not measured (its slot was reused).
@@ -169,7 +168,8 @@ impl Metrics {
         m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
-    /// The counters of outbound queue `name` of `kind` ([`QUEUE_NOTIFY`], [`QUEUE_HL7`]),
+    /// The counters of outbound queue `name` of `kind` ([`QUEUE_NOTIFY`]; HL7 endpoints keep
+    /// theirs in the hub's [`crate::hub::link::LinkStats`]),
     /// created on first use. Its owner keeps the returned handle and updates it.
     pub fn queue(&self, kind: &'static str, name: &str) -> Arc<QueueCounters> {
         let mut m = self.queues.lock().unwrap_or_else(|e| e.into_inner());

@@ -73,6 +73,8 @@ struct Scrape {
     dashboards: crate::alarm::DashboardCounts,
     store: Option<crate::store::StoreHealth>,
     last_seq: u64,
+    /// Each HL7 endpoint (the hub's link counters, kept by src/hl7).
+    hl7: Vec<std::sync::Arc<crate::hub::link::LinkStats>>,
 }
 
 impl fmt::Debug for Scrape {
@@ -139,6 +141,7 @@ impl Scrape {
             dashboards: s.hub.dashboard_counts(),
             store: s.store.as_ref().map(|st| st.health()),
             last_seq: s.hub.last_seq(),
+            hl7: s.hub.hl7_links().to_vec(),
         }
     }
 }
@@ -377,18 +380,14 @@ impl Collector for Scrape {
                 one(h.dropped_events),
             )?;
         }
-        // Outbound queues: webhook targets, HL7 endpoints.
+        // Outbound queues: webhook targets.
         let queues = m.queues();
-        for kind in [crate::metrics::QUEUE_NOTIFY, crate::metrics::QUEUE_HL7] {
+        for kind in [QUEUE_NOTIFY] {
             let of_kind: Vec<_> = queues.iter().filter(|q| q.0 == kind).collect();
             if of_kind.is_empty() {
                 continue;
             }
-            let what = if kind == QUEUE_NOTIFY {
-                "webhook target"
-            } else {
-                "HL7 endpoint"
-            };
+            let what = "webhook target";
             let label = |q: &(&str, String, _)| vec![("target", q.1.clone())];
             family(
                 e,
@@ -425,6 +424,46 @@ impl Collector for Scrape {
                 of_kind
                     .iter()
                     .map(|q| (label(q), u64::from(q.2.failing.load(Ordering::Relaxed)))),
+            )?;
+        }
+        // HL7 endpoints (their sender keeps these in the hub's link counters).
+        if !self.hl7.is_empty() {
+            let label = |l: &crate::hub::link::LinkStats| vec![("target", l.name.clone())];
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            family(
+                e,
+                "hl7_queue_depth",
+                "HL7 messages waiting for their ACK from the endpoint (in the store's outbox).",
+                Gauge,
+                self.hl7.iter().map(|l| (label(l), n(&l.queued))),
+            )?;
+            family(
+                e,
+                "hl7_failures",
+                "Failed attempts to the HL7 endpoint: no connection, connection lost, no ACK in time, AR.",
+                Counter,
+                self.hl7.iter().map(|l| (label(l), n(&l.failures))),
+            )?;
+            family(
+                e,
+                "hl7_delivered",
+                "HL7 messages the endpoint accepted (AA/CA).",
+                Counter,
+                self.hl7.iter().map(|l| (label(l), n(&l.sent))),
+            )?;
+            family(
+                e,
+                "hl7_rejected",
+                "HL7 messages given up after repeated AE answers.",
+                Counter,
+                self.hl7.iter().map(|l| (label(l), n(&l.rejected))),
+            )?;
+            family(
+                e,
+                "hl7_failing",
+                "1 while the HL7 endpoint's link is down (not connected or its last message refused).",
+                Gauge,
+                self.hl7.iter().map(|l| (label(l), u64::from(!l.is_up()))),
             )?;
         }
         // Latency.
