@@ -92,6 +92,9 @@ pub struct HeartbeatMsg {
     pub time: String,
     /// Readings coalesced away for this client so far (slow-client policy).
     pub coalesced: u64,
+    /// Superseded `alarm` and `device_status` messages coalesced away for this client so far
+    /// (never a new alarm or a rise in priority).
+    pub coalesced_alarms: u64,
     /// How many dashboards can sound (armed, heartbeat recent), hidden, not armed, clients.
     pub dashboards: crate::alarm::DashboardCounts,
     /// Whether this connection counts as a live dashboard (its latest heartbeat is recent
