@@ -24,6 +24,19 @@ pub enum DeviceStatus {
     Disconnected,
 }
 
+/// Unix ms serialized as RFC 3339 with ms (as [`rfc3339_ms`]) without allocating: on the path
+/// of every reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Rfc3339(pub i64);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; crate::clock::RFC3339_MAX];
+        let n = crate::clock::write_rfc3339_ms(self.0, &mut buf);
+        s.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or(""))
+    }
+}
+
 /// A reading as it appears in messages: the observation with names resolved.
 #[derive(Serialize)]
 pub struct ReadingView<'a> {
@@ -31,7 +44,7 @@ pub struct ReadingView<'a> {
     pub device: &'a str,
     #[serde(flatten)]
     pub m: &'a Measurement,
-    pub received: String,
+    pub received: Rfc3339,
     pub received_ms: i64,
     pub mono_ms: u64,
     pub bed_seq: u64,
@@ -45,7 +58,7 @@ impl<'a> ReadingView<'a> {
             bed: &cfg.bed(o.bed).id,
             device: &cfg.device(o.device).id,
             m: &o.m,
-            received: rfc3339_ms(o.received_ms),
+            received: Rfc3339(o.received_ms),
             received_ms: o.received_ms,
             mono_ms: o.mono.as_millis(),
             bed_seq: o.bed_seq,
