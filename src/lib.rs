@@ -24,8 +24,10 @@
 //!   device's own dialogue (starting a SunTech measurement on the bed's interval).
 //! - [`alarm`]: the pure per-bed alarm engine (limits, technical conditions, latching, audio
 //!   pause, escalation) and the dashboard watchdog; runs inline on the decode path.
-//! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
-//!   an explicit policy per message kind.
+//! - [`hub`]: per-bed state (latest values, sequence numbers), each bed under its own lock,
+//!   and fan-out of messages serialized once to subscribers' bounded queues with an explicit
+//!   policy per message kind (superseded alarm updates coalesced for a slow client, new
+//!   alarms never).
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
