@@ -30,8 +30,10 @@
 //!   stage counts into, read by [`api::metrics`] with the state the others keep.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
-//! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
-//!   an explicit policy per message kind.
+//! - [`hub`]: per-bed state (latest values, sequence numbers), each bed under its own lock,
+//!   and fan-out of messages serialized once to subscribers' bounded queues with an explicit
+//!   policy per message kind (superseded alarm updates coalesced for a slow client, new
+//!   alarms never).
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals, TCP, and a fake BlueZ on a private D-Bus.
 //! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the

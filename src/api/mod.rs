@@ -86,6 +86,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "clients": s.hub.client_count(),
         "seq": s.hub.last_seq(),
         "dashboards": s.hub.dashboard_counts(),
+        "delivery": s.hub.delivery(),
         "store": store,
     });
     let status = if writable {
