@@ -1642,3 +1642,138 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
     b.close().await;
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_report_reads_in_the_clinics_time_zone_with_a_summary_per_partner_and_is_saved_as_a_screenshot()
+ {
+    let _one = ONE_BROWSER.lock().await;
+    // The clinic is in New York (not the machine's zone); A desaturates to 86 % for 20 s.
+    let extra = format!(
+        "[report]\ntime_zone = \"America/New_York\"\n{}",
+        crate::util::USERS
+    );
+    let rig = Rig::start_with(
+        noisy_scenario(
+            r#"events = [{ at = "12s", for = "20s", kind = "desaturation", spo2 = 86, ramp = "1s" }]"#,
+            "",
+        ),
+        "10m",
+        &extra,
+    )
+    .await;
+    const NURSE: Option<&str> = Some("nurse-token-0123456789");
+    let post = |path: &'static str, body: &'static str| {
+        let addr = rig.addr();
+        async move {
+            let (code, v) = crate::util::http(addr, "POST", path, NURSE, Some(body)).await;
+            assert!((200..300).contains(&code), "{path}: {code} {v}");
+            v
+        }
+    };
+    let admitted = post(
+        "/api/beds/room1/A/admit",
+        r#"{"label":"J.D.","mrn":"MRN-77","weight_kg":72.5}"#,
+    )
+    .await;
+    let id = admitted["session"]["id"].as_i64().expect("a session id");
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"baseline","sys":122,"dia":78,"pulse_rate":72,"spo2":97}"#,
+    )
+    .await;
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"dose","drug":"ketamine","dose":0.5,"unit":"mg/kg","route":"IM"}"#,
+    )
+    .await;
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"phase","phase":"monitoring"}"#,
+    )
+    .await;
+    // The desaturation alarm is raised and cleared, and a blood pressure is measured.
+    let deadline = tokio::time::Instant::now() + SOON * 3;
+    loop {
+        let (_, h) = rig
+            .http(
+                "GET",
+                "/api/alarms/history?limit=200",
+                Some("viewer-token-0123456789"),
+                None,
+            )
+            .await;
+        let ended = h["events"].as_array().and_then(|ev| {
+            ev.iter().find(|m| {
+                (m["event"] == "cleared" || m["event"] == "latched")
+                    && m["bed"] == "room1/A"
+                    && m["alarm"]["condition"] == "spo2_low"
+            })
+        });
+        if let Some(m) = ended {
+            // A high-priority dip (the noise takes it under 85 %) latches: the nurse
+            // acknowledges it, as the report will say.
+            if m["event"] == "latched" {
+                let id = m["alarm"]["id"].as_u64().unwrap();
+                let (code, v) = crate::util::http(
+                    rig.addr(),
+                    "POST",
+                    &format!("/api/alarms/{id}/ack"),
+                    NURSE,
+                    None,
+                )
+                .await;
+                assert_eq!(code, 200, "{v}");
+            }
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's spo2_low raised and cleared: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"note","text":"Designated driver confirmed: Sam Driver"}"#,
+    )
+    .await;
+    post("/api/beds/room1/A/discharge", "{}").await;
+
+    let url = format!("http://{}/api/sessions/{id}/export?format=html", rig.addr());
+    let html = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth("viewer-token-0123456789")
+        .send()
+        .await
+        .expect("the report")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("local time: America/New_York (UTC-05:00)")
+            || html.contains("local time: America/New_York (UTC-04:00)"),
+        "the configured zone, not the machine's"
+    );
+    assert!(html.contains("<th>Pre-dose baseline</th><th>Peak (time)</th><th>Time outside limits</th><th>At discharge</th>"));
+    assert!(
+        html.contains("<tr><th>SpO2 %</th><td class=n>97</td><td class=n>lowest 8"),
+        "the dip is the SpO2 peak"
+    );
+    assert!(
+        !html.contains("<td class=n>none</td><td class=n>9"),
+        "SpO2 was outside its limits for a while"
+    );
+    let path = target_dir().join("session-report.html");
+    std::fs::write(&path, &html).unwrap();
+
+    let b = Browser::start().await;
+    b.client.set_window_size(1100, 2400).await.unwrap();
+    b.client
+        .goto(&format!("file://{}", path.display()))
+        .await
+        .unwrap();
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("session-report.png"), &png).unwrap();
+    b.close().await;
+    rig.stop().await;
+}

@@ -64,6 +64,9 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
     pub mqtt: Option<MqttSettings>,
+    /// `[report] time_zone`: the IANA name of the clinic's time zone for session reports
+    /// (validated at load); `None` uses the system's (`TZ`, else `/etc/localtime`).
+    pub report_time_zone: Option<String>,
 }
 
 /// The `[api]` table. See `docs/configuration.md`.

@@ -40,6 +40,16 @@ pub(super) struct RawConfig {
     pub tls: Option<Spanned<RawTls>>,
     /// The `[mqtt]` table: publish this site to a broker.
     pub mqtt: Option<Spanned<RawMqtt>>,
+    /// The `[report]` table: the session report's time zone.
+    pub report: Option<Spanned<RawReport>>,
+}
+
+/// The `[report]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReport {
+    /// IANA time zone name (`Europe/Berlin`); absent = the system's.
+    pub time_zone: Option<Spanned<String>>,
 }
 
 /// The `[api]` table.
