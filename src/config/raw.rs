@@ -42,6 +42,9 @@ pub(super) struct RawConfig {
     pub mqtt: Option<Spanned<RawMqtt>>,
     /// The `[report]` table: the session report's time zone.
     pub report: Option<Spanned<RawReport>>,
+    /// HL7 v2 endpoints over MLLP; `[[hl7]]` tables.
+    #[serde(default)]
+    pub hl7: Vec<Spanned<RawHl7>>,
 }
 
 /// The `[report]` table.
@@ -50,6 +53,24 @@ pub(super) struct RawConfig {
 pub(super) struct RawReport {
     /// IANA time zone name (`Europe/Berlin`); absent = the system's.
     pub time_zone: Option<Spanned<String>>,
+}
+
+/// One `[[hl7]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHl7 {
+    pub name: Option<Spanned<String>>,
+    pub kind: Spanned<String>,
+    pub endpoint: Spanned<String>,
+    pub tls: Option<bool>,
+    pub ca: Option<Spanned<String>>,
+    pub sending_application: Option<Spanned<String>>,
+    pub sending_facility: Option<Spanned<String>>,
+    pub receiving_application: Option<Spanned<String>>,
+    pub receiving_facility: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub ack_timeout: Option<Spanned<String>>,
+    pub down_after: Option<Spanned<String>>,
 }
 
 /// The `[api]` table.
