@@ -632,6 +632,7 @@ fn export(
     let now = crate::clock::wall_ms();
     let mut rec = export::load(&conn, session, now)?;
     rec.devices = export::device_info(&cfg);
+    rec.zone = export::Zone::of(&cfg);
     let body = export::render(&rec, format);
     match out {
         Some(p) => {

@@ -15,6 +15,8 @@ export function ensureLayout(rooms) {
   S.beds = new Map();
   const main = $('#rooms');
   main.replaceChildren();
+  // More than two rooms: the dense layout (rooms side by side) so 10 rooms stay readable.
+  main.classList.toggle('dense', rooms.length > 2);
   for (const r of rooms) {
     const grid = h('div', { class: 'beds' });
     main.append(h('section', { class: 'room', 'data-room': r.id },
@@ -60,8 +62,6 @@ export function buildBed(bed) {
   const pr = numeric('pr', 'pulse_rate', 'PR', '/min');
   const pi = numeric('pi', 'perfusion_index', 'PI', '%');
   const nibp = numeric('nibp', 'nibp', 'NIBP', 'mmHg');
-  const nibpMean = h('span', { class: 'mean' });
-  nibp.root.querySelector('.name').append(nibpMean);
   const pleth = h('canvas', { class: 'pleth', width: 600, height: 80, role: 'img', 'aria-label': 'Pleth waveform of ' + bed.label });
   const trend = h('canvas', { class: 'trend', width: 900, height: 220, role: 'img', 'aria-label': 'Trends of ' + bed.label });
   const label = h('span', { class: 'bed-label', text: bed.label });
@@ -82,7 +82,7 @@ export function buildBed(bed) {
     h('div', { class: 'trend-box' }, trend),
     h('footer', { class: 'bed-foot' }, devices, actions),
     msg);
-  return { root, spo2, pr, pi, nibp, nibpMean, pleth, trend, label, patient, headAlarm, limitsOff, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
+  return { root, spo2, pr, pi, nibp, pleth, trend, label, patient, headAlarm, limitsOff, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
 }
 
 export function deviceFor(bed, r) {
@@ -146,8 +146,8 @@ export function renderNibp(bed, now) {
     } else {
       const d = dia && Math.abs(dia.received_ms - sys.received_ms) < 5000 && dia.value !== null ? fmtNum(dia.value) : '--';
       text = fmtNum(sys.value) + '/' + d;
-      if (mean && mean.value !== null && Math.abs(mean.received_ms - sys.received_ms) < 5000) meanText = ' (' + fmtNum(mean.value) + ')';
-      note = ageText(age) + ' ago';
+      if (mean && mean.value !== null && Math.abs(mean.received_ms - sys.received_ms) < 5000) meanText = 'MAP ' + fmtNum(mean.value) + ' · ';
+      note = meanText + ageText(age) + ' ago';
     }
   }
   if (cuff && cuff.value !== null && cuff.value > 5 && now - cuff.received_ms < 3000) {
@@ -155,7 +155,6 @@ export function renderNibp(bed, now) {
   }
   setText(n.value, text);
   setText(n.note, note);
-  setText(bed.el.nibpMean, meanText);
   n.root.classList.toggle('stale', stale);
   n.root.classList.toggle('invalid', invalid);
 }

@@ -317,7 +317,8 @@ async fn export_session(
     let q = query(q)?;
     let format = Format::parse(q.format.as_deref().unwrap_or("csv"))?;
     let devices = export::device_info(s.hub.config());
-    let body = store(&s)?.export(id, format, devices).await?;
+    let zone = export::Zone::of(s.hub.config());
+    let body = store(&s)?.export(id, format, devices, zone).await?;
     let disposition = format!(
         "attachment; filename=\"session-{id}.{}\"",
         format.extension()

@@ -1120,6 +1120,22 @@ fn validate_alarm_parts(
         )?);
     }
     validate_mqtt(src, raw, cfg)?;
+    if let Some(r) = &raw.report
+        && let Some(tz) = &r.get_ref().time_zone
+    {
+        // The embedded IANA database knows every name, whatever the system has installed.
+        if let Err(e) = jiff::tz::TimeZone::get(tz.get_ref()) {
+            return Err(src.err(
+                tz.span(),
+                "report.time_zone",
+                format!(
+                    "unknown time zone {:?} ({e}), expected an IANA name such as \"Europe/Berlin\"",
+                    tz.get_ref()
+                ),
+            ));
+        }
+        cfg.report_time_zone = Some(tz.get_ref().clone());
+    }
     Ok(())
 }
 
@@ -1619,6 +1635,7 @@ fn validate_config(
         api: crate::config::ApiSettings::default(),
         tls: None,
         mqtt: None,
+        report_time_zone: None,
         hl7: Vec::new(),
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();
@@ -2980,6 +2997,41 @@ mode = "read"
             err.contains("storage.retention") && err.contains("1d"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_report_time_zone_is_an_iana_name_or_the_systems() {
+        assert_eq!(
+            load_config_str(BASE, origin()).unwrap().report_time_zone,
+            None
+        );
+        let with = BASE.replacen(
+            "[[rooms]]",
+            "[report]\ntime_zone = \"Europe/Berlin\"\n\n[[rooms]]",
+            1,
+        );
+        assert_eq!(
+            load_config_str(&with, origin())
+                .unwrap()
+                .report_time_zone
+                .as_deref(),
+            Some("Europe/Berlin")
+        );
+        let bad = BASE.replacen(
+            "[[rooms]]",
+            "[report]\ntime_zone = \"Europe/Berlyn\"\n\n[[rooms]]",
+            1,
+        );
+        let err = load_config_str(&bad, origin()).unwrap_err().to_string();
+        assert!(
+            err.contains("report.time_zone")
+                && err.contains("\"Europe/Berlyn\"")
+                && err.contains("expected an IANA name"),
+            "{err}"
+        );
+        let unknown_key =
+            BASE.replacen("[[rooms]]", "[report]\ntimezone = \"UTC\"\n\n[[rooms]]", 1);
+        assert!(load_config_str(&unknown_key, origin()).is_err());
     }
 
     fn with_alarms(alarms: &str) -> Result<Config, ConfigError> {

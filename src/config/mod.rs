@@ -67,6 +67,9 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
     pub mqtt: Option<MqttSettings>,
+    /// `[report] time_zone`: the IANA name of the clinic's time zone for session reports
+    /// (validated at load); `None` uses the system's (`TZ`, else `/etc/localtime`).
+    pub report_time_zone: Option<String>,
     /// HL7 v2 endpoints over MLLP (`[[hl7]]`, src/hl7); empty sends nothing.
     pub hl7: Vec<Hl7Endpoint>,
 }

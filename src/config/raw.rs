@@ -40,9 +40,19 @@ pub(super) struct RawConfig {
     pub tls: Option<Spanned<RawTls>>,
     /// The `[mqtt]` table: publish this site to a broker.
     pub mqtt: Option<Spanned<RawMqtt>>,
+    /// The `[report]` table: the session report's time zone.
+    pub report: Option<Spanned<RawReport>>,
     /// HL7 v2 endpoints over MLLP; `[[hl7]]` tables.
     #[serde(default)]
     pub hl7: Vec<Spanned<RawHl7>>,
+}
+
+/// The `[report]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReport {
+    /// IANA time zone name (`Europe/Berlin`); absent = the system's.
+    pub time_zone: Option<Spanned<String>>,
 }
 
 /// One `[[hl7]]` table.

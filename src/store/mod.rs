@@ -617,16 +617,19 @@ impl StoreHandle {
     }
 
     /// Renders a session for export and marks the session exported. `devices` gives vendor and
-    /// model per device id (from the config) for the FHIR Device resources.
+    /// model per device id (from the config) for the FHIR Device resources; `zone` is the
+    /// report's time zone.
     pub async fn export(
         &self,
         id: i64,
         format: export::Format,
         devices: std::collections::BTreeMap<String, (String, String)>,
+        zone: export::Zone,
     ) -> Result<String, StoreError> {
         let now = crate::clock::wall_ms();
         let mut rec = self.read(move |c| export::load(c, id, now)).await?;
         rec.devices = devices;
+        rec.zone = zone;
         let body = export::render(&rec, format);
         self.write(move |c| session::mark_exported(c, id, now))
             .await?;
