@@ -148,7 +148,18 @@ async fn event(
     let bed = bed(&s, &room, &recliner)?;
     let ev = body(req)?;
     // A baseline recorded in the session is also the alarm engine's baseline, so relative
-    // limits and discharge readiness always agree.
+    // limits and discharge readiness always agree. An event the store would refuse (a bad
+    // value, no open session) must not reach the alarm engine first (found by tests/api_fuzz.rs).
+    if matches!(ev, SessionEvent::Baseline { .. }) {
+        ev.validate()?;
+        if store(&s)?.current_session(&bed).await?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "open session for bed",
+                key: bed,
+            }
+            .into());
+        }
+    }
     if let SessionEvent::Baseline {
         sys,
         dia,
