@@ -873,16 +873,20 @@ async fn two_thousand_idle_connections_leave_healthz_a_dashboard_and_device_link
     let device = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("vitalsd.toml");
-    let text: String = config_text(dir.path(), "[api]\nmax_connections = 5000\n")
-        .lines()
-        .map(|l| {
-            if l.starts_with("tcp = ") {
-                format!("tcp = \"{}\"\n", device.local_addr().unwrap())
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    let text: String = config_text(
+        dir.path(),
+        // Idle connections are not timed out during the test: only the cap makes room.
+        "[api]\nmax_connections = 5000\nheader_timeout = \"10m\"\n",
+    )
+    .lines()
+    .map(|l| {
+        if l.starts_with("tcp = ") {
+            format!("tcp = \"{}\"\n", device.local_addr().unwrap())
+        } else {
+            format!("{l}\n")
+        }
+    })
+    .collect();
     std::fs::write(&config, text).unwrap();
     // The daemon under a hard limit of 1024 open files, configured for 5000 connections:
     // without a reserve, the flood would take every descriptor.
