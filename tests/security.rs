@@ -945,3 +945,41 @@ async fn two_thousand_idle_connections_leave_healthz_a_dashboard_and_device_link
     drop(again);
     drop(idle);
 }
+
+#[test]
+fn with_users_a_cross_site_or_rebinding_request_is_refused_even_with_a_valid_token() {
+    let token = "nurse-token-0123456789";
+    let d = Daemon::start(&format!(
+        "[[users]]\nname = \"nurse1\"\nrole = \"nurse\"\ntoken = \"{token}\"\n"
+    ));
+    let addr = d.addr;
+    let pause = |host: &str, origin: &str| {
+        request(
+            addr,
+            &format!(
+                "POST /api/beds/room1/A/audio-pause HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}"
+            ),
+            r#"{"seconds":600}"#,
+        )
+    };
+    // A page on another site that got hold of the token: refused by Origin.
+    let (status, _, v) = pause(&addr.to_string(), "http://evil.example");
+    assert_eq!(status, 403, "{v}");
+    // A rebinding page (Host and Origin its own name): refused by Host.
+    let (status, _, v) = pause("evil.example:8080", "http://evil.example:8080");
+    assert_eq!(status, 421, "{v}");
+    // Nothing paused; the same request from the daemon's own page is served.
+    let rooms = |addr: SocketAddr| {
+        let (status, _, v) = request(
+            addr,
+            &format!("GET /api/rooms HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}"),
+            "",
+        );
+        assert_eq!(status, 200, "{v}");
+        v["rooms"][0]["beds"][0]["audio_paused_until"].clone()
+    };
+    assert_eq!(rooms(addr), Value::Null);
+    let (status, _, v) = pause(&addr.to_string(), &format!("http://{addr}"));
+    assert_eq!(status, 200, "{v}");
+    assert_ne!(rooms(addr), Value::Null);
+}

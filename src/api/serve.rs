@@ -8,6 +8,12 @@
 //!   room, so a flood of idle or half-sent connections cannot lock out `/healthz`, the alarm
 //!   actions or a new dashboard; when every connection is busy, the new one is refused at once
 //!   (plain HTTP gets a 503), without holding a file descriptor.
+//!
+//! Why here and not as tower(-http) layers (those wrap the router, in guard.rs): a tower layer
+//! sees a request only once hyper has read its headers, so it cannot time out a connection that
+//! never completes its headers or its TLS handshake (slowloris), close a kept-alive connection
+//! idle between requests, or count connections and close the longest-idle one to make room
+//! (tower's `ConcurrencyLimit` makes requests wait; it frees no file descriptor).
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
