@@ -930,9 +930,15 @@ async fn two_thousand_idle_connections_leave_healthz_a_dashboard_and_device_link
     .await
     .unwrap();
     assert_eq!(healthz.0, 200, "{healthz:?}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .expect("a dashboard's WebSocket connects");
+    // Bounded: without the reserve the daemon sat at EMFILE until the idle connections timed
+    // out (10 minutes here), and this connect waited that long.
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
+    )
+    .await
+    .expect("a dashboard's WebSocket connects within 30 s")
+    .expect("a dashboard's WebSocket connects");
     let first = tokio::time::timeout(Duration::from_secs(20), ws.next())
         .await
         .expect("a snapshot");
