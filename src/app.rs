@@ -209,14 +209,19 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             }
         });
     }
-    // Room for [api] max_connections plus device links, the store and the notifier.
+    // Room for [api] max_connections plus device links, the store and the notifier: the
+    // connection cap leaves a reserve of file descriptors (api::serve::connection_cap).
+    let mut max_connections = cfg.api.max_connections;
     if let Some((before, after)) = api::serve::raise_fd_limit() {
-        let needed = cfg.api.max_connections as u64 + cfg.devices.len() as u64 + 64;
-        if after < needed {
+        let open_now = api::serve::open_fds().unwrap_or(32);
+        max_connections =
+            api::serve::connection_cap(cfg.api.max_connections, after, open_now, cfg.devices.len());
+        if max_connections < cfg.api.max_connections {
             tracing::warn!(
                 limit = after,
-                needed,
-                "the open-file limit is below [api] max_connections plus the device links; lower max_connections or raise `ulimit -n`"
+                max_connections,
+                configured = cfg.api.max_connections,
+                "the open-file limit leaves room for fewer API connections than [api] max_connections once device links, the store and the notifier have theirs; raise `ulimit -n` (LimitNOFILE=) or lower max_connections"
             );
         } else if after > before {
             tracing::debug!(before, after, "open-file limit raised");
@@ -243,7 +248,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     };
     let limits = api::serve::Limits {
         header_timeout: cfg.api.header_timeout,
-        max_connections: cfg.api.max_connections,
+        max_connections,
         tls,
     };
     tracker.spawn(api::serve::serve(

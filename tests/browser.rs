@@ -1133,11 +1133,12 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
         .await
         .unwrap();
     b.wait("A's numbers", SOON, ALL_FOUR_NUMBERS).await;
-    // The token stays out of URLs and out of storage that outlives the tab (issue 11).
+    // The token stays out of URLs (the WebSocket sends it as its first message) and out of
+    // storage that outlives the tab (issue 11).
     assert_eq!(
         b.js("return [window.vitalsdState.wsAuth, sessionStorage.getItem('vitalsd.token'), localStorage.getItem('vitalsd.token'), location.hash];")
             .await,
-        json!(["subprotocol", "nurse-token-0123456789", null, ""])
+        json!(["message", "nurse-token-0123456789", null, ""])
     );
     b.js("document.querySelector(\"[data-bed='room1/A'] details.actions\").open = true; return true;")
         .await;
@@ -1366,15 +1367,49 @@ async fn a_bed_whose_spo2_and_pulse_alarms_are_switched_off_says_so_until_limits
         ),
     )
     .await;
-    let (status, body) = rig
-        .http(
-            "PUT",
-            "/api/beds/room1/A/limits",
-            None,
-            Some(r#"{"rule":[],"confirm_disable":true}"#),
+    // The limits editor: an empty set would switch every physiological alarm off. The daemon
+    // answers 409, and the page asks before sending it again confirmed.
+    b.js("document.querySelector(\"[data-bed='room1/A'] details.actions\").open = true; return true;")
+        .await;
+    type_into(&b, "limits", "limits", r#"{"rule": []}"#).await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='limits'] button[type='submit']",
+    )
+    .await;
+    let ask = b
+        .wait(
+            "the confirmation step",
+            SOON,
+            "const e = document.querySelector(\"[data-bed='room1/A'] .confirm-off\"); return e && !e.hidden ? e.textContent : null;",
         )
         .await;
-    assert_eq!(status, 200, "{body}");
+    let ask = ask.as_str().unwrap_or_default();
+    assert!(
+        ask.contains("409") && ask.contains("spo2") && ask.contains("pulse_rate"),
+        "{ask}"
+    );
+    wait_msg(&b, "needs your confirmation").await;
+    // Nothing changed yet.
+    let (_, limits) = rig
+        .http("GET", "/api/beds/room1/A/limits", None, None)
+        .await;
+    assert!(
+        limits["rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "{limits}"
+    );
+    assert!(!b.visible(banner).await, "no indicator before confirming");
+    // Cancel leaves the limits; asking again and confirming switches the alarms off.
+    click(&b, "[data-bed='room1/A'] [data-action='cancel-disable']").await;
+    wait_msg(&b, "limits: not changed").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='limits'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "needs your confirmation").await;
+    click(&b, "[data-bed='room1/A'] [data-action='confirm-disable']").await;
+    wait_msg(&b, "limits: done").await;
     b.wait(
         "A says its SpO2 and pulse-rate alarms are off",
         SOON,
@@ -1774,6 +1809,37 @@ async fn the_session_report_reads_in_the_clinics_time_zone_with_a_summary_per_pa
         .unwrap();
     let png = b.client.screenshot().await.expect("a screenshot");
     std::fs::write(target_dir().join("session-report.png"), &png).unwrap();
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_with_a_wrong_token_is_refused_on_its_websocket_and_says_so() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start_with(noisy_scenario("", ""), "10m", crate::util::USERS).await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!(
+            "http://{}/#token=not-a-token-of-this-site-000",
+            rig.addr()
+        ))
+        .await
+        .unwrap();
+    // The WebSocket opens, sends the token as its first message, is closed with 4401, and the
+    // page says why (and shows no numbers).
+    let said = b
+        .wait(
+            "the refused-token notice",
+            SOON,
+            "const e = document.querySelector('#auth'); return e && !e.hidden ? e.textContent : null;",
+        )
+        .await;
+    assert!(
+        said.as_str()
+            .is_some_and(|t| t.contains("refused this page's token") && t.contains("401")),
+        "{said}"
+    );
+    assert_eq!(b.state().await["connected"], json!(false));
     b.close().await;
     rig.stop().await;
 }

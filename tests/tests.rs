@@ -5,6 +5,7 @@
 mod util;
 
 mod alarms_e2e;
+mod api_fuzz;
 mod ble;
 mod browser;
 mod cli;

@@ -90,8 +90,8 @@ Object.defineProperty(window, 'vitalsdState', {
     return Object.freeze({
       connected: isLive(now) && S.haveSnapshot,
       lastSeq: S.lastSeq,
-      // How this page's WebSocket carries its token: 'subprotocol', 'query' or 'none'.
-      wsAuth: !S.token ? 'none' : (S.ws && S.ws.protocol === 'vitalsd' && !/[?&]token=/.test(S.ws.url) ? 'subprotocol' : 'query'),
+      // How this page's WebSocket carries its token: 'message' (its first), 'query' or 'none'.
+      wsAuth: !S.token ? 'none' : (S.ws && /[?&]token=/.test(S.ws.url) ? 'query' : (S.wsAuthSent ? 'message' : 'none')),
       audioArmed: S.audioArmed,
       audioPlaying: A.playing,
       audioLoop: !!(A.source && A.source.loop),

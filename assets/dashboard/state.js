@@ -22,6 +22,7 @@ export const S = {
   token: null,
   ws: null,
   wsOpen: false,
+  wsAuthSent: false, // this socket's first message was {"type":"auth","token":...}
   backoff: BACKOFF_MIN_MS,
   retryTimer: null,
   retryAt: 0,
