@@ -32,12 +32,15 @@
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals, TCP, and a fake BlueZ on a private D-Bus.
+//! - [`central`]: `vitalsd central`, the view of several sites rebuilt from what they publish
+//!   to an MQTT broker ([`mqtt`] is the site's side); signed commands back to the sites.
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
 
 pub mod alarm;
 pub mod api;
 pub mod app;
+pub mod central;
 pub mod cli;
 pub mod clock;
 pub mod config;

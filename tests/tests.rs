@@ -7,6 +7,7 @@ mod util;
 mod alarms_e2e;
 mod ble;
 mod browser;
+mod central;
 mod cli;
 mod config_fuzz;
 mod dashboard_e2e;

@@ -158,13 +158,18 @@ impl ConfigError {
 }
 
 /// A file being validated: turns byte spans into line/column errors.
-struct Source<'a> {
-    origin: &'a Path,
-    text: &'a str,
+pub(super) struct Source<'a> {
+    pub(super) origin: &'a Path,
+    pub(super) text: &'a str,
 }
 
 impl Source<'_> {
-    fn err(&self, span: Range<usize>, key: impl Into<String>, message: String) -> ConfigError {
+    pub(super) fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: String,
+    ) -> ConfigError {
         let (line, column) = line_col(self.text, span.start);
         ConfigError::Invalid {
             path: self.origin.to_path_buf(),
@@ -176,7 +181,7 @@ impl Source<'_> {
     }
 
     /// A serde/TOML error: its span gives the position, the document tree gives the key path.
-    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+    pub(super) fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim_end();
         // A missing key has no span of its own: the span is its table's, and the key path is
@@ -291,7 +296,11 @@ fn is_valid_id(s: &str) -> bool {
 
 const ID_EXPECTED: &str = "expected 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'";
 
-fn check_id(src: &Source<'_>, id: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+pub(super) fn check_id(
+    src: &Source<'_>,
+    id: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
     if is_valid_id(id.get_ref()) {
         Ok(id.get_ref().clone())
     } else {
@@ -303,7 +312,11 @@ fn check_id(src: &Source<'_>, id: &Spanned<String>, key: &str) -> Result<String,
     }
 }
 
-fn check_text(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+pub(super) fn check_text(
+    src: &Source<'_>,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
     let text = s.get_ref().trim();
     if text.is_empty() {
         Err(src.err(
@@ -316,7 +329,7 @@ fn check_text(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<String
     }
 }
 
-fn check_duration(
+pub(super) fn check_duration(
     src: &Source<'_>,
     s: &Spanned<String>,
     key: &str,
@@ -853,16 +866,15 @@ pub fn load_presets(
     Ok(out)
 }
 
-/// Users, `[alarms]`, `[[notify]]` and each recliner's preset.
-fn validate_alarm_parts(
+/// `[[users]]` tables: unique names and tokens, a known role.
+pub(super) fn validate_users(
     src: &Source<'_>,
-    raw: &RawConfig,
-    cfg: &mut Config,
-    presets: BTreeMap<String, crate::alarm::BedLimits>,
-) -> Result<(), ConfigError> {
+    raw: &[Spanned<super::raw::RawUser>],
+) -> Result<Vec<User>, ConfigError> {
+    let mut users = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut tokens: HashMap<[u8; 32], usize> = HashMap::new();
-    for (i, u) in raw.users.iter().enumerate() {
+    for (i, u) in raw.iter().enumerate() {
         let key = format!("users[{i}]");
         let u = u.get_ref();
         let name = check_id(src, &u.name, &format!("{key}.name"))?;
@@ -939,13 +951,24 @@ fn validate_alarm_parts(
                 format!("the same token as the user on line {first}, expected a unique token"),
             ));
         }
-        cfg.users.push(User {
+        users.push(User {
             name,
             role,
             token,
             token_sha256,
         });
     }
+    Ok(users)
+}
+
+/// Users, `[alarms]`, `[[notify]]` and each recliner's preset.
+fn validate_alarm_parts(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    cfg: &mut Config,
+    presets: BTreeMap<String, crate::alarm::BedLimits>,
+) -> Result<(), ConfigError> {
+    cfg.users = validate_users(src, &raw.users)?;
     if cfg.users.is_empty() && !cfg.listen.ip().is_loopback() {
         let span = raw.listen.as_ref().map(|l| l.span()).unwrap_or(0..0);
         return Err(src.err(
@@ -1183,6 +1206,11 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
                 None => Ok(dflt),
             }
         };
+    let command_secret = m
+        .command_secret
+        .as_ref()
+        .map(|s| check_secret(src, s, "mqtt.command_secret"))
+        .transpose()?;
     cfg.mqtt = Some(super::MqttSettings {
         url: m.url.get_ref().trim().to_owned(),
         host,
@@ -1201,8 +1229,30 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
             "down_after",
             super::mqtt::DEFAULT_MQTT_DOWN_AFTER,
         )?,
+        command_secret,
     });
     Ok(())
+}
+
+/// A command-signing secret (`[mqtt] command_secret`, a central's `[[sites]] command_secret`).
+pub(super) fn check_secret(
+    src: &Source<'_>,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let min = super::MIN_COMMAND_SECRET;
+    let text = s.get_ref();
+    if text.chars().count() < min || text.chars().any(char::is_whitespace) {
+        return Err(src.err(
+            s.span(),
+            key,
+            format!(
+                "a secret of {} characters, expected at least {min} characters without spaces (e.g. `openssl rand -hex 32`)",
+                text.chars().count()
+            ),
+        ));
+    }
+    Ok(text.clone())
 }
 
 /// The `[api]` and `[tls]` tables, and the rule that a non-loopback listener serves TLS.
@@ -1407,7 +1457,7 @@ fn validate_escalation(
 }
 
 /// A PEM file path: resolved against the config's directory, and readable.
-fn resolve_file(
+pub(super) fn resolve_file(
     src: &Source<'_>,
     base: &Path,
     s: &Spanned<String>,

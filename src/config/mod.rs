@@ -9,11 +9,13 @@
 
 #[cfg(test)]
 mod api_tests;
+mod central;
 mod duration;
 mod load;
 mod mqtt;
 mod raw;
 
+pub use central::{CentralConfig, CentralMqtt, CentralSite, load_central, load_central_str};
 pub use duration::parse_duration;
 pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
@@ -21,7 +23,7 @@ pub use load::{
     MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
     load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
 };
-pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
+pub use mqtt::{MIN_COMMAND_SECRET, MqttSettings, is_topic_level, parse_mqtt_url};
 
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use std::net::SocketAddr;

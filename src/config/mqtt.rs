@@ -8,6 +8,9 @@ pub const DEFAULT_MQTT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Default grace before a broker link that is down raises `mqtt_down`.
 pub const DEFAULT_MQTT_DOWN_AFTER: Duration = Duration::from_secs(30);
 
+/// The shortest command-signing secret accepted (characters).
+pub const MIN_COMMAND_SECRET: usize = 32;
+
 /// Validated `[mqtt]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttSettings {
@@ -28,6 +31,9 @@ pub struct MqttSettings {
     pub keepalive: Duration,
     /// How long the link may be down before `mqtt_down` is raised.
     pub down_after: Duration,
+    /// The secret a central view signs its commands with (HMAC-SHA256, at least 32
+    /// characters); `None` refuses every command.
+    pub command_secret: Option<String>,
 }
 
 impl MqttSettings {
@@ -49,6 +55,7 @@ impl MqttSettings {
             password: None,
             keepalive: DEFAULT_MQTT_KEEPALIVE,
             down_after: DEFAULT_MQTT_DOWN_AFTER,
+            command_secret: None,
         })
     }
 }

@@ -79,6 +79,7 @@ pub(super) struct RawMqtt {
     pub password: Option<Spanned<String>>,
     pub keepalive: Option<Spanned<String>>,
     pub down_after: Option<Spanned<String>>,
+    pub command_secret: Option<Spanned<String>>,
 }
 
 /// The `[storage]` table.
