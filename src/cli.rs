@@ -227,6 +227,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         keepalive: c.keepalive,
                         down_after: c.down_after,
                         command_secret: c.command_secret,
+                        tls: if m.tls.is_some() {
+                            c.tls.or(m.tls)
+                        } else {
+                            None
+                        },
                         ..m
                     };
                 }
@@ -354,6 +359,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(url) = mqtt {
                 let (host, port) =
                     config::parse_mqtt_url(&url).map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;
+                if config::is_mqtts(&url) != cfg.mqtt.tls.is_some() {
+                    cfg.mqtt.tls = config::is_mqtts(&url).then(config::MqttTls::default);
+                }
                 cfg.mqtt.url = url;
                 cfg.mqtt.host = host;
                 cfg.mqtt.port = port;

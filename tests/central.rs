@@ -37,10 +37,22 @@ fn site(
     events_a: &str,
     events_b: &str,
 ) -> (Proc, SocketAddr) {
-    let config = dir.join("site.toml");
     let secret = secret
         .map(|s| format!("command_secret = \"{s}\"\n"))
         .unwrap_or_default();
+    site_with(dir, broker, name, &secret, events_a, events_b)
+}
+
+/// [`site`] with extra `[mqtt]` lines.
+fn site_with(
+    dir: &Path,
+    broker: &str,
+    name: &str,
+    secret: &str,
+    events_a: &str,
+    events_b: &str,
+) -> (Proc, SocketAddr) {
+    let config = dir.join("site.toml");
     let text = two_bed_config_text(dir, "5m", free_port());
     std::fs::write(
         &config,
@@ -68,8 +80,18 @@ fn site(
 
 /// `vitalsd central` for `sites` ((name, command secret)), users of tests/util.
 fn central(dir: &Path, broker: &str, sites: &[(&str, Option<&str>)]) -> (Proc, SocketAddr) {
+    central_with(dir, broker, "", sites)
+}
+
+/// [`central`] with extra `[mqtt]` lines.
+fn central_with(
+    dir: &Path,
+    broker: &str,
+    mqtt_extra: &str,
+    sites: &[(&str, Option<&str>)],
+) -> (Proc, SocketAddr) {
     let mut text = format!(
-        "listen = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{broker}\"\nclient_id = \"central-test\"\nkeepalive = \"5s\"\n{}\n",
+        "listen = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{broker}\"\nclient_id = \"central-test\"\nkeepalive = \"5s\"\n{mqtt_extra}\n{}\n",
         crate::util::USERS
     );
     for (name, secret) in sites {
@@ -556,5 +578,88 @@ async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_
         !list.iter().any(|a| a["condition"] == "site_offline"),
         "{alarms}"
     );
+    ws.close().await;
+}
+
+/// A test PKI in `dir`: a CA, the broker's certificate for 127.0.0.1, and a client
+/// certificate. Returns the paths (ca, server cert, server key, client cert, client key).
+fn pki(dir: &Path) -> [std::path::PathBuf; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "vitalsd test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |names: Vec<String>, cn: &str, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![usage];
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server, server_key) = leaf(
+        vec!["127.0.0.1".to_owned()],
+        "broker",
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client, client_key) = leaf(vec![], "vitalsd", ExtendedKeyUsagePurpose::ClientAuth);
+    let paths = [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "client.pem",
+        "client.key",
+    ]
+    .map(|n| dir.join(n));
+    for (p, text) in paths
+        .iter()
+        .zip([ca_cert.pem(), server, server_key, client, client_key])
+    {
+        std::fs::write(p, text).unwrap();
+    }
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_and_the_central_reach_a_broker_over_mqtts_with_client_certificates() {
+    let bdir = tempfile::tempdir().unwrap();
+    let [ca, server, server_key, client, client_key] = pki(bdir.path());
+    // The broker wants TLS and a client certificate from our CA.
+    let broker = Broker::start_with(
+        bdir.path(),
+        free_port(),
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true",
+            ca.display(),
+            server.display(),
+            server_key.display()
+        ),
+    );
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let tls = format!(
+        "ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        ca.display(),
+        client.display(),
+        client_key.display()
+    );
+    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_north, _) = site_with(ndir.path(), &url, "north", &tls, DESAT, "");
+    let (_central, addr) = central_with(cdir.path(), &url, &tls, &[("north", None)]);
+    let mut ws = dashboard(addr).await;
+    ws.wait_for("north's beds over mqtts", SOON, |m| {
+        m["type"] == "snapshot" && beds(m).len() == 2
+    })
+    .await;
+    ws.wait_for("north's spo2_low over mqtts", SOON, |m| {
+        raised(m, "north/room1/A", "spo2_low")
+    })
+    .await;
     ws.close().await;
 }

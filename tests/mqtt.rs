@@ -26,11 +26,16 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path, port: u16) -> Broker {
+        Broker::start_with(dir, port, "")
+    }
+
+    /// With `extra` lines for the listener (TLS: cafile, certfile, keyfile, ...).
+    pub fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                "listener {port} 127.0.0.1\n{extra}\nallow_anonymous true\npersistence true\n\
                  persistence_location {}/\nautosave_interval 1\n",
                 dir.display()
             ),

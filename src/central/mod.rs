@@ -122,6 +122,8 @@ pub async fn start(cfg: Arc<CentralConfig>, listen: SocketAddr) -> anyhow::Resul
     if let Some(user) = &m.username {
         o.set_credentials(user, m.password.clone().unwrap_or_default());
     }
+    let tls = crate::mqtt::tls::prepare(m.tls.as_ref())?;
+    crate::mqtt::tls::set_transport(&mut o, tls.as_ref());
     let (client, el) = AsyncClient::new(o, 1024);
     let shared = Shared {
         inner: inner.clone(),

@@ -3,7 +3,8 @@
 //! sites allowed, each with the secret its commands are signed with.
 
 use super::load::{
-    ConfigError, Source, check_duration, check_secret, check_text, resolve_file, validate_users,
+    ConfigError, Source, check_duration, check_secret, check_text, mqtt_tls, resolve_file,
+    validate_users,
 };
 use super::raw::{RawTls, RawUser};
 use super::{ApiSettings, TlsSettings, User};
@@ -36,6 +37,9 @@ struct RawCentralMqtt {
     username: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
     keepalive: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +60,8 @@ pub struct CentralMqtt {
     pub username: Option<String>,
     pub password: Option<String>,
     pub keepalive: Duration,
+    /// `mqtts://`: TLS, with these files.
+    pub tls: Option<super::MqttTls>,
 }
 
 /// One site the central shows.
@@ -247,6 +253,7 @@ pub fn load_central_str(text: &str, origin: &Path) -> Result<CentralConfig, Conf
             username,
             password,
             keepalive,
+            tls: mqtt_tls(&src, base, &m.url, &m.ca, &m.cert, &m.key, "mqtt")?,
         },
         users,
         tls,

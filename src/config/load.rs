@@ -806,6 +806,7 @@ pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
     let mut cfg = validate_config(&src, base, &raw, &profiles)?;
     validate_alarm_parts(&src, &raw, &mut cfg, presets)?;
     validate_api(&src, base, &raw, &mut cfg)?;
+    validate_mqtt(&src, base, &raw, &mut cfg)?;
     Ok(cfg)
 }
 
@@ -1141,12 +1142,16 @@ fn validate_alarm_parts(
             ),
         )?);
     }
-    validate_mqtt(src, raw, cfg)?;
     Ok(())
 }
 
 /// The `[mqtt]` table.
-fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<(), ConfigError> {
+fn validate_mqtt(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawConfig,
+    cfg: &mut Config,
+) -> Result<(), ConfigError> {
     let Some(m) = &raw.mqtt else { return Ok(()) };
     let m = m.get_ref();
     let (host, port) =
@@ -1230,8 +1235,62 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
             super::mqtt::DEFAULT_MQTT_DOWN_AFTER,
         )?,
         command_secret,
+        tls: mqtt_tls(src, base, &m.url, &m.ca, &m.cert, &m.key, "mqtt")?,
     });
     Ok(())
+}
+
+/// `[mqtt] ca`, `cert`, `key`: only with `mqtts://`; cert and key together.
+pub(super) fn mqtt_tls(
+    src: &Source<'_>,
+    base: &Path,
+    url: &Spanned<String>,
+    ca: &Option<Spanned<String>>,
+    cert: &Option<Spanned<String>>,
+    key: &Option<Spanned<String>>,
+    table: &str,
+) -> Result<Option<super::MqttTls>, ConfigError> {
+    if !super::is_mqtts(url.get_ref()) {
+        if let Some((name, v)) = [("ca", ca), ("cert", cert), ("key", key)]
+            .into_iter()
+            .find_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+        {
+            return Err(src.err(
+                v.span(),
+                format!("{table}.{name}"),
+                format!(
+                    "a TLS file for the plain {:?}, expected an mqtts:// url",
+                    url.get_ref()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let file = |v: &Option<Spanned<String>>, name: &str| {
+        v.as_ref()
+            .map(|v| resolve_file(src, base, v, &format!("{table}.{name}")))
+            .transpose()
+    };
+    let client = match (cert, key) {
+        (Some(_), Some(_)) => Some((
+            file(cert, "cert")?.unwrap_or_default(),
+            file(key, "key")?.unwrap_or_default(),
+        )),
+        (None, None) => None,
+        (Some(v), None) | (None, Some(v)) => {
+            let name = if cert.is_some() { "cert" } else { "key" };
+            return Err(src.err(
+                v.span(),
+                format!("{table}.{name}"),
+                "a client certificate needs its key, expected both cert and key (or neither)"
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(Some(super::MqttTls {
+        ca: file(ca, "ca")?,
+        client,
+    }))
 }
 
 /// A command-signing secret (`[mqtt] command_secret`, a central's `[[sites]] command_secret`).
@@ -3078,10 +3137,16 @@ mode = "read"
                 "mqtt://",
             ),
             (
-                "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"",
-                "mqtt.url",
-                5,
-                "not supported",
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\nca = \"ca.pem\"",
+                "mqtt.ca",
+                7,
+                "mqtts://",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"\ncert = \"test.toml\"",
+                "mqtt.cert",
+                7,
+                "key",
             ),
             (
                 "[mqtt]\nurl = \"mqtt://b\"\nsite = \"a/b\"",
@@ -3109,7 +3174,7 @@ mode = "read"
             assert!(err.to_string().contains("config/test.toml"), "{err}");
         }
         let unknown = load_config_str(
-            &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncert = \"x\""),
+            &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncertificate = \"x\""),
             origin(),
         )
         .unwrap_err()

@@ -23,7 +23,9 @@ pub use load::{
     MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
     load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
 };
-pub use mqtt::{MIN_COMMAND_SECRET, MqttSettings, is_topic_level, parse_mqtt_url};
+pub use mqtt::{
+    MIN_COMMAND_SECRET, MqttSettings, MqttTls, is_mqtts, is_topic_level, parse_mqtt_url,
+};
 
 use crate::model::{BedIdx, DeviceIdx, Metric};
 use std::net::SocketAddr;

@@ -80,6 +80,10 @@ pub(super) struct RawMqtt {
     pub keepalive: Option<Spanned<String>>,
     pub down_after: Option<Spanned<String>>,
     pub command_secret: Option<Spanned<String>>,
+    /// `mqtts://` only: CA certificates (PEM), a client certificate and its key.
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// The `[storage]` table.

@@ -19,6 +19,7 @@
 //! bed-less) through [`Hub::set_mqtt_link`].
 
 pub mod command;
+pub mod tls;
 
 use crate::config::MqttSettings;
 use crate::hub::Hub;
@@ -154,8 +155,19 @@ pub async fn run(
     let mut backoff = Duration::from_millis(500);
     let mut down_logged = false;
     let mut nonces = command::Nonces::default();
+    let tls = match tls::prepare(settings.tls.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            // The link stays down: mqtt_down after down_after says so at the site.
+            tracing::error!(error = %format!("{e:#}"), "mqtt: cannot set up TLS to the broker; the bridge does not run");
+            hub.set_mqtt_link(false);
+            cancel.cancelled().await;
+            return;
+        }
+    };
     loop {
-        let (client, mut el) = AsyncClient::new(options(&settings, &topics), CLIENT_CAP);
+        let (client, mut el) =
+            AsyncClient::new(options(&settings, &topics, tls.as_ref()), CLIENT_CAP);
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
             c = tokio::time::timeout(Duration::from_secs(10), connack(&mut el)) => match c {
@@ -229,8 +241,13 @@ pub async fn run(
 }
 
 /// Connection options: keepalive, credentials, and the retained Last Will `offline`.
-fn options(s: &MqttSettings, topics: &Topics) -> MqttOptions {
+fn options(
+    s: &MqttSettings,
+    topics: &Topics,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> MqttOptions {
     let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
+    tls::set_transport(&mut o, tls);
     o.set_keep_alive(s.keepalive);
     o.set_clean_session(true);
     o.set_max_packet_size(1 << 20, 1 << 20);
