@@ -518,10 +518,17 @@ async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_
     let mut b_raised = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     let mut resynced = false;
+    let mut seen = Vec::new();
     while tokio::time::Instant::now() < deadline && !(resynced && acks > 0 && b_raised > 0) {
         let Some(m) = ws.next(Duration::from_secs(1)).await else {
             continue;
         };
+        if m["type"] == "alarm" {
+            seen.push(format!(
+                "{} {} {} {}",
+                m["event"], m["alarm"]["id"], m["alarm"]["condition"], m["bed"]
+            ));
+        }
         if m["type"] == "alarm" && m["event"] == "acknowledged" && m["alarm"]["id"] == central_id {
             acks += 1;
         }
@@ -535,7 +542,10 @@ async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_
             resynced = true;
         }
     }
-    assert_eq!(acks, 1, "the acknowledgement made during the outage, once");
+    assert_eq!(
+        acks, 1,
+        "the acknowledgement of {central_id} made during the outage, once: {seen:?}"
+    );
     assert!(
         b_raised >= 1,
         "bed B's alarm raised during the outage arrives"
