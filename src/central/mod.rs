@@ -36,6 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Heartbeat period on every dashboard connection.
 const WS_HEARTBEAT: Duration = Duration::from_secs(1);
+/// After a (re)connection to the broker, every dashboard gets a new snapshot this much later
+/// (the retained state has arrived by then).
+const RESYNC_AFTER: Duration = Duration::from_secs(2);
 /// A send that takes longer than this drops the connection.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -205,9 +208,23 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
                         tracing::warn!(%topic, error = %e, "central: cannot subscribe");
                     }
                 }
-                let mut g = lock(&s.inner);
-                g.broker_up = true;
-                g.state.reconnected(wall_ms());
+                {
+                    let mut g = lock(&s.inner);
+                    g.broker_up = true;
+                    g.state.reconnected(wall_ms());
+                }
+                // Once the retained state has come in again, every dashboard gets a new
+                // snapshot: the view is whole again whatever happened meanwhile.
+                let inner = s.inner.clone();
+                let cancel = s.cancel.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(RESYNC_AFTER) => {
+                            lock(&inner).fan_out(Out { msgs: Vec::new(), resnapshot: true });
+                        }
+                    }
+                });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let mut g = lock(&s.inner);
@@ -226,7 +243,9 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
                     _ = s.cancel.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // At most 1 s: the central should be back on the broker before a site that
+                // was away as long (its bridge backs off to 5 s) replays what it missed.
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
@@ -319,6 +338,13 @@ fn send_command(
                 ),
             )
         })?;
+    if !lock(&s.inner).broker_up {
+        // Queued until the broker is back, it could arrive too late to be accepted.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the broker is unreachable, so the command cannot reach the site; try again, or act at the site",
+        ));
+    }
     let body = command::Body {
         action,
         site: site.to_owned(),
