@@ -37,6 +37,8 @@
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
 //! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker, and
 //!   takes the signed commands of a central view.
+//! - [`hl7`]: HL7 v2 over MLLP to the EHR (IHE PCD-01 `ORU^R01`) and to an alarm manager
+//!   (IHE PCD-04 `ORU^R40`), ACKed, retried, queued in the store across restarts.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`central`]: `vitalsd central`, the view of several sites rebuilt from what they publish
 //!   to an MQTT broker; serves the dashboard and API as [`api`] does, for every site.
@@ -54,7 +56,7 @@
 //! 3. `config` (on `model` and `protocol`'s decoder names);
 //! 4. `transport`, `store`;
 //! 5. `hub`, `sim`;
-//! 6. `sources`, `notify`, `mqtt`;
+//! 6. `sources`, `notify`, `mqtt`, `hl7`;
 //! 7. `api`, then `central`, then `app`, then `cli`.
 //!
 //! Vocabulary two modules share goes down into `model` rather than one reaching into the other
@@ -70,6 +72,7 @@ pub mod central;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod hl7;
 pub mod hub;
 pub mod model;
 pub mod mqtt;

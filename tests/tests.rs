@@ -12,6 +12,7 @@ mod cli;
 mod config_fuzz;
 mod dashboard_e2e;
 mod decoder_fuzz;
+mod hl7;
 mod layout;
 mod liveness;
 mod mqtt;

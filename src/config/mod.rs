@@ -10,6 +10,7 @@
 #[cfg(test)]
 mod api_tests;
 mod central;
+mod hl7;
 mod load;
 mod mqtt;
 mod raw;
@@ -18,6 +19,7 @@ mod raw;
 // paths keep working.
 pub use crate::model::{DeviceKind, parse_duration};
 pub use central::{CentralConfig, CentralMqtt, CentralSite, load_central, load_central_str};
+pub use hl7::{Hl7Endpoint, Hl7Kind, parse_endpoint as parse_hl7_endpoint};
 pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
     BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
@@ -69,6 +71,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
     pub mqtt: Option<MqttSettings>,
+    /// HL7 v2 endpoints over MLLP (`[[hl7]]`, src/hl7); empty sends nothing.
+    pub hl7: Vec<Hl7Endpoint>,
 }
 
 /// The `[api]` table. See `docs/configuration.md`.
