@@ -39,10 +39,13 @@
 //! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
 //!   device's own dialogue (starting a SunTech measurement on the bed's interval).
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
-//! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker.
+//! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker, and
+//!   takes the signed commands of a central view.
 //! - [`hl7`]: HL7 v2 over MLLP to the EHR (IHE PCD-01 `ORU^R01`) and to an alarm manager
 //!   (IHE PCD-04 `ORU^R40`), ACKed, retried, queued in the store across restarts.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
+//! - [`central`]: `vitalsd central`, the view of several sites rebuilt from what they publish
+//!   to an MQTT broker; serves the dashboard and API as [`api`] does, for every site.
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
 //!
@@ -59,7 +62,7 @@
 //! 4. `transport`, `store`;
 //! 5. `hub`, `sim`;
 //! 6. `sources`, `notify`, `mqtt`, `hl7`;
-//! 7. `api`, then `app`, then `cli`.
+//! 7. `api`, then `central`, then `app`, then `cli`.
 //!
 //! Vocabulary two modules share goes down into `model` rather than one reaching into the other
 //! (`config` and `alarm` do not know each other). Where a type moved down, its old path stays
@@ -70,6 +73,7 @@
 pub mod alarm;
 pub mod api;
 pub mod app;
+pub mod central;
 pub mod cli;
 pub mod clock;
 pub mod config;

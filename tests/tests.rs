@@ -8,6 +8,7 @@ mod alarms_e2e;
 mod api_fuzz;
 mod ble;
 mod browser;
+mod central;
 mod cli;
 mod config_fuzz;
 mod dashboard_e2e;

@@ -68,6 +68,7 @@ export function buildBed(bed) {
   const patient = h('span', { class: 'patient' });
   const headAlarm = h('span', { class: 'head-alarm' });
   const limitsOff = h('div', { class: 'limits-off', role: 'status', hidden: true });
+  const notMonitoring = h('div', { class: 'bed-not-monitoring', role: 'alert', hidden: true });
   const pauseBtn = h('button', { class: 'pause', type: 'button', onclick: () => togglePause(bed) }, 'PAUSE AUDIO 2 min');
   const devices = h('div', { class: 'devices' });
   const alarms = h('ul', { class: 'bed-alarms' });
@@ -75,6 +76,7 @@ export function buildBed(bed) {
   const actions = buildActions(bed);
   const root = h('article', { class: 'bed', 'data-bed': bed.id },
     h('header', { class: 'bed-head' }, label, patient, headAlarm, h('span', { class: 'spacer' }), pauseBtn),
+    notMonitoring,
     limitsOff,
     alarms,
     h('div', { class: 'numerics' }, spo2.root, pr.root, nibp.root, pi.root),
@@ -82,7 +84,7 @@ export function buildBed(bed) {
     h('div', { class: 'trend-box' }, trend),
     h('footer', { class: 'bed-foot' }, devices, actions),
     msg);
-  return { root, spo2, pr, pi, nibp, pleth, trend, label, patient, headAlarm, limitsOff, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
+  return { root, spo2, pr, pi, nibp, pleth, trend, label, patient, headAlarm, limitsOff, notMonitoring, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
 }
 
 export function deviceFor(bed, r) {
@@ -179,6 +181,8 @@ export function renderBed(bed, now) {
 
   // A standing indicator while SpO2 or pulse-rate alarms are off (no limit rule in force).
   const off = bed.limitsOff.map((m) => (m === 'spo2' ? 'SpO2' : m === 'pulse_rate' ? 'PULSE RATE' : m));
+  el.notMonitoring.hidden = !bed.notMonitoring;
+  setText(el.notMonitoring, bed.notMonitoring || '');
   el.limitsOff.hidden = off.length === 0;
   setText(el.limitsOff, off.length ? 'ALARMS OFF: ' + off.join(', ') + ' (no limit in force)' : '');
 

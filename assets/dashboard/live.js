@@ -103,6 +103,8 @@ export function onSnapshot(m) {
       for (const a of Array.isArray(b.alarms) ? b.alarms : []) if (a && a.id !== undefined) alarms.set(a.id, a);
       bed.pausedUntil = toMs(b.audio_paused_until);
       bed.limitsOff = Array.isArray(b.limits_off) ? b.limits_off : [];
+      // Central view only: the bed's site is offline (its Last Will, or its heartbeats stopped).
+      bed.notMonitoring = typeof b.not_monitoring === 'string' ? b.not_monitoring : null;
       bed.dirty = true;
       if (fresh) { loadSession(bed); loadHistory(bed); }
     }

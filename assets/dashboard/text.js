@@ -53,6 +53,7 @@ export const TECHNICAL = {
   sensor_fault: 'SENSOR FAULT', searching_too_long: 'SEARCHING TOO LONG',
   low_perfusion: 'LOW PERFUSION', low_signal: 'LOW SIGNAL', low_battery: 'LOW BATTERY',
   cuff_error: 'CUFF ERROR', no_dashboard: 'NO DASHBOARD ABLE TO SOUND',
+  site_offline: 'SITE OFFLINE (central view)',
 };
 
 export function reasonOf(r) {

@@ -147,7 +147,15 @@ pub fn token_from_protocols(headers: &HeaderMap) -> Option<String> {
 
 /// Checks a token (from a header or a query) against the configured users.
 pub fn check(state: &ApiState, token: Option<&str>, role: Role) -> Result<Principal, ApiError> {
-    let users = &state.hub.config().users;
+    check_users(&state.hub.config().users, token, role)
+}
+
+/// Checks a token against `users` (a site's or a central's); no users means the local admin.
+pub fn check_users(
+    users: &[crate::config::User],
+    token: Option<&str>,
+    role: Role,
+) -> Result<Principal, ApiError> {
     if users.is_empty() {
         return Ok(Principal {
             name: "local".to_owned(),

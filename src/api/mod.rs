@@ -202,10 +202,22 @@ async fn first_message_auth(
     socket: &mut WebSocket,
     wait: Duration,
 ) -> Result<auth::Principal, String> {
+    let token = read_auth_message(socket, wait, &s.cancel).await?;
+    auth::check(s, Some(&token), Role::Viewer).map_err(|e| e.message)
+}
+
+/// Waits up to `wait` for a WebSocket's first message, `{"type":"auth","token":...}`, and
+/// returns its token (checked by the caller: the site's or the central's users). Shared by the
+/// site's and the central's `/ws`.
+pub async fn read_auth_message(
+    socket: &mut WebSocket,
+    wait: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<String, String> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let next = tokio::select! {
-            _ = s.cancel.cancelled() => return Err("daemon shutting down".to_owned()),
+            _ = cancel.cancelled() => return Err("shutting down".to_owned()),
             n = tokio::time::timeout_at(deadline, socket.recv()) => n,
         };
         let text = match next {
@@ -225,8 +237,7 @@ async fn first_message_auth(
             // Pings and pongs before the auth message are allowed.
             Ok(Some(Ok(_))) => continue,
         };
-        let token = parse_auth_message(text.as_str())?;
-        return auth::check(s, Some(&token), Role::Viewer).map_err(|e| e.message);
+        return parse_auth_message(text.as_str());
     }
 }
 

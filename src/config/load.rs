@@ -158,13 +158,18 @@ impl ConfigError {
 }
 
 /// A file being validated: turns byte spans into line/column errors.
-struct Source<'a> {
-    origin: &'a Path,
-    text: &'a str,
+pub(super) struct Source<'a> {
+    pub(super) origin: &'a Path,
+    pub(super) text: &'a str,
 }
 
 impl Source<'_> {
-    fn err(&self, span: Range<usize>, key: impl Into<String>, message: String) -> ConfigError {
+    pub(super) fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: String,
+    ) -> ConfigError {
         let (line, column) = line_col(self.text, span.start);
         ConfigError::Invalid {
             path: self.origin.to_path_buf(),
@@ -176,7 +181,7 @@ impl Source<'_> {
     }
 
     /// A serde/TOML error: its span gives the position, the document tree gives the key path.
-    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+    pub(super) fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim_end();
         // A missing key has no span of its own: the span is its table's, and the key path is
@@ -291,7 +296,11 @@ fn is_valid_id(s: &str) -> bool {
 
 const ID_EXPECTED: &str = "expected 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'";
 
-fn check_id(src: &Source<'_>, id: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+pub(super) fn check_id(
+    src: &Source<'_>,
+    id: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
     if is_valid_id(id.get_ref()) {
         Ok(id.get_ref().clone())
     } else {
@@ -303,7 +312,11 @@ fn check_id(src: &Source<'_>, id: &Spanned<String>, key: &str) -> Result<String,
     }
 }
 
-fn check_text(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+pub(super) fn check_text(
+    src: &Source<'_>,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
     let text = s.get_ref().trim();
     if text.is_empty() {
         Err(src.err(
@@ -316,7 +329,7 @@ fn check_text(src: &Source<'_>, s: &Spanned<String>, key: &str) -> Result<String
     }
 }
 
-fn check_duration(
+pub(super) fn check_duration(
     src: &Source<'_>,
     s: &Spanned<String>,
     key: &str,
@@ -793,6 +806,7 @@ pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
     let mut cfg = validate_config(&src, base, &raw, &profiles)?;
     validate_alarm_parts(&src, &raw, &mut cfg, presets)?;
     validate_api(&src, base, &raw, &mut cfg)?;
+    validate_mqtt(&src, base, &raw, &mut cfg)?;
     validate_hl7(&src, base, &raw, &mut cfg)?;
     Ok(cfg)
 }
@@ -854,16 +868,15 @@ pub fn load_presets(
     Ok(out)
 }
 
-/// Users, `[alarms]`, `[[notify]]` and each recliner's preset.
-fn validate_alarm_parts(
+/// `[[users]]` tables: unique names and tokens, a known role.
+pub(super) fn validate_users(
     src: &Source<'_>,
-    raw: &RawConfig,
-    cfg: &mut Config,
-    presets: BTreeMap<String, crate::model::BedLimits>,
-) -> Result<(), ConfigError> {
+    raw: &[Spanned<super::raw::RawUser>],
+) -> Result<Vec<User>, ConfigError> {
+    let mut users = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut tokens: HashMap<[u8; 32], usize> = HashMap::new();
-    for (i, u) in raw.users.iter().enumerate() {
+    for (i, u) in raw.iter().enumerate() {
         let key = format!("users[{i}]");
         let u = u.get_ref();
         let name = check_id(src, &u.name, &format!("{key}.name"))?;
@@ -940,13 +953,24 @@ fn validate_alarm_parts(
                 format!("the same token as the user on line {first}, expected a unique token"),
             ));
         }
-        cfg.users.push(User {
+        users.push(User {
             name,
             role,
             token,
             token_sha256,
         });
     }
+    Ok(users)
+}
+
+/// Users, `[alarms]`, `[[notify]]` and each recliner's preset.
+fn validate_alarm_parts(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    cfg: &mut Config,
+    presets: BTreeMap<String, crate::alarm::BedLimits>,
+) -> Result<(), ConfigError> {
+    cfg.users = validate_users(src, &raw.users)?;
     if cfg.users.is_empty() && !cfg.listen.ip().is_loopback() {
         let span = raw.listen.as_ref().map(|l| l.span()).unwrap_or(0..0);
         return Err(src.err(
@@ -1119,7 +1143,6 @@ fn validate_alarm_parts(
             ),
         )?);
     }
-    validate_mqtt(src, raw, cfg)?;
     if let Some(r) = &raw.report
         && let Some(tz) = &r.get_ref().time_zone
     {
@@ -1140,7 +1163,12 @@ fn validate_alarm_parts(
 }
 
 /// The `[mqtt]` table.
-fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<(), ConfigError> {
+fn validate_mqtt(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawConfig,
+    cfg: &mut Config,
+) -> Result<(), ConfigError> {
     let Some(m) = &raw.mqtt else { return Ok(()) };
     let m = m.get_ref();
     let (host, port) =
@@ -1200,6 +1228,11 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
                 None => Ok(dflt),
             }
         };
+    let command_secret = m
+        .command_secret
+        .as_ref()
+        .map(|s| check_secret(src, s, "mqtt.command_secret"))
+        .transpose()?;
     cfg.mqtt = Some(super::MqttSettings {
         url: m.url.get_ref().trim().to_owned(),
         host,
@@ -1218,8 +1251,84 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
             "down_after",
             super::mqtt::DEFAULT_MQTT_DOWN_AFTER,
         )?,
+        command_secret,
+        tls: mqtt_tls(src, base, &m.url, &m.ca, &m.cert, &m.key, "mqtt")?,
     });
     Ok(())
+}
+
+/// `[mqtt] ca`, `cert`, `key`: only with `mqtts://`; cert and key together.
+pub(super) fn mqtt_tls(
+    src: &Source<'_>,
+    base: &Path,
+    url: &Spanned<String>,
+    ca: &Option<Spanned<String>>,
+    cert: &Option<Spanned<String>>,
+    key: &Option<Spanned<String>>,
+    table: &str,
+) -> Result<Option<super::MqttTls>, ConfigError> {
+    if !super::is_mqtts(url.get_ref()) {
+        if let Some((name, v)) = [("ca", ca), ("cert", cert), ("key", key)]
+            .into_iter()
+            .find_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+        {
+            return Err(src.err(
+                v.span(),
+                format!("{table}.{name}"),
+                format!(
+                    "a TLS file for the plain {:?}, expected an mqtts:// url",
+                    url.get_ref()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let file = |v: &Option<Spanned<String>>, name: &str| {
+        v.as_ref()
+            .map(|v| resolve_file(src, base, v, &format!("{table}.{name}")))
+            .transpose()
+    };
+    let client = match (cert, key) {
+        (Some(_), Some(_)) => Some((
+            file(cert, "cert")?.unwrap_or_default(),
+            file(key, "key")?.unwrap_or_default(),
+        )),
+        (None, None) => None,
+        (Some(v), None) | (None, Some(v)) => {
+            let name = if cert.is_some() { "cert" } else { "key" };
+            return Err(src.err(
+                v.span(),
+                format!("{table}.{name}"),
+                "a client certificate needs its key, expected both cert and key (or neither)"
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(Some(super::MqttTls {
+        ca: file(ca, "ca")?,
+        client,
+    }))
+}
+
+/// A command-signing secret (`[mqtt] command_secret`, a central's `[[sites]] command_secret`).
+pub(super) fn check_secret(
+    src: &Source<'_>,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let min = super::MIN_COMMAND_SECRET;
+    let text = s.get_ref();
+    if text.chars().count() < min || text.chars().any(char::is_whitespace) {
+        return Err(src.err(
+            s.span(),
+            key,
+            format!(
+                "a secret of {} characters, expected at least {min} characters without spaces (e.g. `openssl rand -hex 32`)",
+                text.chars().count()
+            ),
+        ));
+    }
+    Ok(text.clone())
 }
 
 /// The `[[hl7]]` tables (docs/configuration.md, docs/hl7.md).
@@ -1545,7 +1654,7 @@ fn validate_escalation(
 }
 
 /// A PEM file path: resolved against the config's directory, and readable.
-fn resolve_file(
+pub(super) fn resolve_file(
     src: &Source<'_>,
     base: &Path,
     s: &Spanned<String>,
@@ -3291,10 +3400,16 @@ mode = "read"
                 "mqtt://",
             ),
             (
-                "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"",
-                "mqtt.url",
-                5,
-                "not supported",
+                "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\nca = \"ca.pem\"",
+                "mqtt.ca",
+                7,
+                "mqtts://",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"\ncert = \"test.toml\"",
+                "mqtt.cert",
+                7,
+                "key",
             ),
             (
                 "[mqtt]\nurl = \"mqtt://b\"\nsite = \"a/b\"",
@@ -3322,7 +3437,7 @@ mode = "read"
             assert!(err.to_string().contains("config/test.toml"), "{err}");
         }
         let unknown = load_config_str(
-            &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncert = \"x\""),
+            &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncertificate = \"x\""),
             origin(),
         )
         .unwrap_err()

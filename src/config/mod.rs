@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod api_tests;
+mod central;
 mod hl7;
 mod load;
 mod mqtt;
@@ -17,6 +18,7 @@ mod raw;
 // Shared vocabulary that moved to `crate::model`; re-exported so that `crate::config::X`
 // paths keep working.
 pub use crate::model::{DeviceKind, parse_duration};
+pub use central::{CentralConfig, CentralMqtt, CentralSite, load_central, load_central_str};
 pub use hl7::{Hl7Endpoint, Hl7Kind, parse_endpoint as parse_hl7_endpoint};
 pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
@@ -24,7 +26,9 @@ pub use load::{
     MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
     load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
 };
-pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
+pub use mqtt::{
+    MIN_COMMAND_SECRET, MqttSettings, MqttTls, is_mqtts, is_topic_level, parse_mqtt_url,
+};
 
 use crate::model::{BedIdx, BedSpec, DeviceIdx, DeviceSpec, Metric};
 use std::net::SocketAddr;

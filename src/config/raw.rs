@@ -110,6 +110,11 @@ pub(super) struct RawMqtt {
     pub password: Option<Spanned<String>>,
     pub keepalive: Option<Spanned<String>>,
     pub down_after: Option<Spanned<String>>,
+    pub command_secret: Option<Spanned<String>>,
+    /// `mqtts://` only: CA certificates (PEM), a client certificate and its key.
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// The `[storage]` table.
