@@ -27,6 +27,8 @@
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
 //!   an explicit policy per message kind.
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
+//! - [`overload`]: counters of the overload defences (throttled devices, the notification
+//!   queue), plain atomics read by `/healthz`.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
@@ -45,6 +47,7 @@ pub mod hub;
 pub mod model;
 pub mod mqtt;
 pub mod notify;
+pub mod overload;
 pub mod protocol;
 pub mod sim;
 pub mod sources;

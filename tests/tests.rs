@@ -14,6 +14,7 @@ mod decoder_fuzz;
 mod liveness;
 mod mqtt;
 mod notify_e2e;
+mod overload;
 mod oximeters;
 mod restart;
 mod security;

@@ -76,6 +76,7 @@
     sensor_fault: 'SENSOR FAULT', searching_too_long: 'SEARCHING TOO LONG',
     low_perfusion: 'LOW PERFUSION', low_signal: 'LOW SIGNAL', low_battery: 'LOW BATTERY',
     cuff_error: 'CUFF ERROR', no_dashboard: 'NO DASHBOARD ABLE TO SOUND',
+    device_flooding: 'DEVICE FLOODING',
   };
 
   // ---------------------------------------------------------------- state

@@ -658,6 +658,29 @@ impl BedAlarms {
         }
     }
 
+    /// The device's source throttles it (`flooding`: it sends more readings than its profile's
+    /// `max_rate`) or no longer does: raises or clears `device_flooding` for it. Allocation-free.
+    pub fn device_flooding(
+        &mut self,
+        device: DeviceIdx,
+        flooding: bool,
+        now: Now,
+        out: &mut Vec<AlarmEvent>,
+    ) {
+        self.started.get_or_insert(now.mono);
+        let Some(p) = self.devs.iter().position(|d| d.idx == device) else {
+            return;
+        };
+        let ctx = ctx!(self, now);
+        let r = ctx.policy.technical.get(TechCondition::DeviceFlooding);
+        if let Some(s) = self
+            .tech
+            .get_mut(p * TECH_N + TechCondition::DeviceFlooding.index())
+        {
+            set_present(&ctx, s, flooding, r.delay, r.priority, out);
+        }
+    }
+
     /// A device's link went up or down. Down raises `device_disconnected` (and replaces
     /// `no_data`). Up (reported at the link's first valid data) restarts the device's no-data
     /// clock, but a raised `device_disconnected` is held: it clears only once valid data has

@@ -55,6 +55,8 @@ pub struct ApiState {
     pub cancel: CancellationToken,
     /// The durable record (sessions, history, exports); None when running without one.
     pub store: Option<crate::store::StoreHandle>,
+    /// Counters of the overload defences, shown by `/healthz`.
+    pub overload: Arc<crate::overload::Overload>,
 }
 
 /// The router: `/api/rooms`, `/healthz`, `/ws`, and the dashboard (`/`, `/assets/...`).
@@ -83,6 +85,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "seq": s.hub.last_seq(),
         "dashboards": s.hub.dashboard_counts(),
         "store": store,
+        "overload": s.overload.json(s.hub.config()),
     });
     let status = if writable {
         StatusCode::OK

@@ -524,6 +524,22 @@ impl Hub {
         inner.flush_events(&self.cfg, true);
     }
 
+    /// A device's source throttles it (`flooding`) or no longer does: raises or clears its
+    /// `device_flooding` alarm (crate::sources::throttle).
+    pub fn device_flooding(&self, device: DeviceIdx, flooding: bool) {
+        let bed = self.cfg.device(device).bed;
+        let now = Stamp::now().as_now();
+        let mut g = lock(&self.inner);
+        let inner = &mut *g;
+        inner.beds[usize::from(bed.0)].alarms.device_flooding(
+            device,
+            flooding,
+            now,
+            &mut inner.events,
+        );
+        inner.flush_events(&self.cfg, true);
+    }
+
     /// Records a device's connection state and tells every client. Repeats are ignored.
     pub fn device_status(&self, device: DeviceIdx, status: DeviceStatus, detail: Option<String>) {
         let binding = self.cfg.device(device);
