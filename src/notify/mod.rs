@@ -5,6 +5,10 @@
 //! highest configured level goes to the highest one). A delivery is a `POST` of the event's JSON
 //! (the `alarm` message with `"event": "notify"`) with the header `X-Vitalsd-Target`.
 //!
+//! - **Bounded.** The queue into the notifier and each target's queue hold at most one message
+//!   per alarm ([`inbox`], [`QUEUE_CAP`] alarms): under overload a newer message of an alarm
+//!   replaces its waiting one, never a higher-priority or higher-level page by a lower one.
+//!   Without a `[[notify]]` target nothing is queued at all.
 //! - **One queue per target.** Each target has its own task, so a dead or slow target never
 //!   delays another target's pages.
 //! - **Never stale.** When an alarm is acknowledged or cleared, its undelivered pages are

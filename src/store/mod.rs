@@ -6,19 +6,25 @@
 //!   (a `Copy` value) into a bounded buffer. A dedicated writer thread, which owns the only
 //!   write connection, drains the buffer in one transaction every [`BATCH_INTERVAL`], so a
 //!   reading is committed well within 200 ms of arrival.
-//! - Alarm events, acknowledgements, limit/baseline changes and session changes are committed in
-//!   their own transaction, fsynced (`synchronous=FULL` for that transaction), before
-//!   [`StoreHandle::alarm_event`] or the session call returns.
+//! - Acknowledgements, limit/baseline changes and session changes are committed in their own
+//!   transaction, fsynced (`synchronous=FULL` for that transaction), before
+//!   [`StoreHandle::alarm_event`], the action or the session call returns. Engine alarm events
+//!   recorded without a waiter, the latest alarm state per bed and the notifier's outbox changes
+//!   are group-committed: one fsynced transaction per writer round (every [`BATCH_INTERVAL`],
+//!   or at once on a command), however many there are.
 //! - Readings are committed with `synchronous=NORMAL` in WAL mode: a commit is in the operating
 //!   system's hands when it returns, so it survives `kill -9` of the daemon (tested against the
 //!   real binary); it does not survive a power cut of the last second or so (no fsync per batch).
 //! - When the file cannot be written (disk full, size limit, read-only, removed), readings stay
-//!   in the buffer (bounded by [`StoreOptions::buffer_cap`]) and are written when it recovers;
-//!   past the bound the oldest are dropped and counted in [`StoreHealth::dropped`].
+//!   in the buffer (bounded by [`StoreOptions::buffer_cap`]) and are written when it recovers.
+//!   The bound is shared fairly between devices (`fair`): past it the device with the most
+//!   buffered loses its oldest first, counted in [`StoreHealth::dropped_by_device`], and for
+//!   [`DROPPING_FOR`] the store reports itself not writable (`store_unwritable`, `/healthz`).
 //!
 //! # Layout
 //! - `schema`: tables and versioned migrations (`PRAGMA user_version`).
 //! - `writer`: the writer thread.
+//! - `fair`: the reading buffer, shared fairly between devices.
 //! - [`query`]: reads (history, alarm history, sessions, export data), on a separate connection.
 //! - [`session`]: session types and their validation and writes.
 //! - [`readiness`]: the pure discharge-readiness function.
@@ -148,6 +154,8 @@ pub struct StoreHealth {
     pub dropped_by_device: std::collections::BTreeMap<String, u64>,
     /// Alarm events dropped for the same reason (never expected; counted all the same).
     pub dropped_events: u64,
+    /// Commands (alarm events, states, outbox changes, session writes) waiting for the writer.
+    pub pending_commands: usize,
     /// The last write error, until a write succeeds again.
     pub last_error: Option<String>,
     /// The last error since the store was opened, kept after recovery (for the log and
@@ -465,7 +473,7 @@ impl StoreHandle {
 
     /// The store's health.
     pub fn health(&self) -> StoreHealth {
-        let (backlog, by_device) = {
+        let (backlog, by_device, pending_commands) = {
             let q = self.shared.queue();
             let by: Vec<(usize, u64)> = q
                 .readings
@@ -478,6 +486,7 @@ impl StoreHandle {
             (
                 q.readings.len() + self.shared.inflight.load(Ordering::Acquire),
                 by,
+                q.cmds.len(),
             )
         };
         let topo = self
@@ -522,6 +531,7 @@ impl StoreHandle {
             dropped,
             dropped_by_device: by_device.into_iter().map(|(i, n)| (name(i), n)).collect(),
             dropped_events,
+            pending_commands,
             last_error,
             last_incident: self
                 .shared
