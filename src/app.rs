@@ -184,6 +184,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         events_rx,
         (!cfg.notify.is_empty()).then_some(notify_inbox),
         store.handle(),
+        overload.clone(),
         cancel.clone(),
     ));
     // Retention: once an hour, prune discharged sessions older than the configured time.
@@ -339,6 +340,7 @@ async fn dispatch(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
     notify: Option<Arc<notify::inbox::Inbox<notify::NotifyMsg>>>,
     store: StoreHandle,
+    overload: Arc<crate::overload::Overload>,
     cancel: CancellationToken,
 ) {
     // Pages, and the end or acknowledgement of an alarm (which cancels its pending pages);
@@ -376,6 +378,7 @@ async fn dispatch(
             _ = cancel.cancelled() => rx.try_recv().ok(),
         };
         let Some(msg) = msg else { return };
+        overload.dispatch.seen(rx.len());
         match msg {
             Dispatch::Event(d) => {
                 store.alarm_event_nowait(stored(&d));

@@ -1,6 +1,7 @@
 //! Counters of the overload defences, in plain atomics: what each device's throttle dropped
 //! and whether it is flooding ([`crate::sources`]), and the notification queue's depth and what
-//! it coalesced or dropped ([`crate::notify`]). Written on the hot path without a lock; read by
+//! it coalesced or dropped ([`crate::notify`]), and the depth of the alarm-event queue from the
+//! hub to the store and the notifier (`app::dispatch`). Written on the hot path without a lock; read by
 //! `/healthz` (and by a metrics exporter later). The store keeps its own counters
 //! ([`crate::store::StoreHealth`]).
 
@@ -28,12 +29,32 @@ pub struct NotifyLoad {
     pub dropped: AtomicU64,
 }
 
+/// The queue of alarm-system events from the hub to the store and the notifier
+/// (`app::dispatch`). It drains without waiting (both consumers take without blocking) except
+/// while an API action's commit is awaited.
+#[derive(Debug, Default)]
+pub struct DispatchLoad {
+    /// Events waiting after the latest one was taken.
+    pub depth: AtomicUsize,
+    /// The most ever seen waiting.
+    pub peak: AtomicUsize,
+}
+
+impl DispatchLoad {
+    /// Records the depth seen now.
+    pub fn seen(&self, depth: usize) {
+        self.depth.store(depth, Ordering::Relaxed);
+        self.peak.fetch_max(depth, Ordering::Relaxed);
+    }
+}
+
 /// Every overload counter of the daemon.
 #[derive(Debug, Default)]
 pub struct Overload {
     /// By device index.
     pub devices: Vec<DeviceLoad>,
     pub notify: NotifyLoad,
+    pub dispatch: DispatchLoad,
 }
 
 impl Overload {
@@ -42,6 +63,7 @@ impl Overload {
         Overload {
             devices: (0..devices).map(|_| DeviceLoad::default()).collect(),
             notify: NotifyLoad::default(),
+            dispatch: DispatchLoad::default(),
         }
     }
 
@@ -72,6 +94,10 @@ impl Overload {
                 "depth": self.notify.depth.load(Ordering::Relaxed),
                 "coalesced": self.notify.coalesced.load(Ordering::Relaxed),
                 "dropped": self.notify.dropped.load(Ordering::Relaxed),
+            },
+            "dispatch": {
+                "depth": self.dispatch.depth.load(Ordering::Relaxed),
+                "peak": self.dispatch.peak.load(Ordering::Relaxed),
             },
         })
     }

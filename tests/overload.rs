@@ -248,6 +248,14 @@ async fn a_flooding_device_is_throttled_and_alarmed_while_the_other_beds_alarm_a
     assert!(devices["flood"]["throttled"].as_u64() > Some(0), "{health}");
     assert!(devices["normal"].is_null(), "{health}");
     assert_eq!(health["store"]["dropped"], 0, "{health}");
+    // No [[notify]] target: nothing is queued for the notifier at all.
+    let notify = &health["overload"]["notify"];
+    assert_eq!(
+        (notify["depth"].as_u64(), notify["coalesced"].as_u64()),
+        (Some(0), Some(0)),
+        "{health}"
+    );
+    assert!(health["overload"]["dispatch"]["peak"].is_u64(), "{health}");
 
     // Every line of the normal bed is stored: three readings each.
     eventually("the normal bed's lines all written", async || {
