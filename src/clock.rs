@@ -1,48 +1,15 @@
 //! Time as the pipeline sees it. The alarm engine never reads a clock: it is handed a [`Mono`].
 //! Everything else reads time through here so that receive stamps are taken one way.
 
+use crate::model::DeviceTime;
+pub use crate::model::{MONO_ORIGIN, Mono};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Monotonic time: nanoseconds since an origin [`MONO_ORIGIN`] before this process first asked
-/// for the time. The origin is arbitrary; only differences mean something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Mono(pub u64);
-
-impl Mono {
-    /// Zero: the origin, [`MONO_ORIGIN`] before the first instant of the process.
-    pub const ZERO: Mono = Mono(0);
-
-    /// `self + d`, saturating.
-    pub fn saturating_add(self, d: Duration) -> Mono {
-        Mono(
-            self.0
-                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
-    }
-
-    /// Time from `earlier` to `self`, zero if `earlier` is later.
-    pub fn since(self, earlier: Mono) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
-    }
-
-    /// Milliseconds since this process first read the clock (0 for instants before it), for
-    /// messages and the store's `mono_ms`.
-    pub const fn as_millis(self) -> u64 {
-        self.0.saturating_sub(MONO_ORIGIN.as_nanos() as u64) / 1_000_000
-    }
-}
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
-
-/// How far before this process's first clock reading the monotonic origin lies. An alarm
-/// restored after a restart was raised before this process started; its instants (raise, last
-/// page) must still be monotonic instants, or escalation would lose its schedule. A year: an
-/// alarm older than that restores as a year old.
-pub const MONO_ORIGIN: Duration = Duration::from_secs(366 * 86_400);
 
 /// The monotonic time now.
 pub fn mono_now() -> Mono {
@@ -73,11 +40,11 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 /// The calendar time (UTC) of Unix milliseconds, as a device would stamp it.
-pub fn calendar_utc(ms: i64) -> crate::model::DeviceTime {
+pub fn calendar_utc(ms: i64) -> DeviceTime {
     let secs = ms.div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    crate::model::DeviceTime {
+    DeviceTime {
         year: u16::try_from(y).unwrap_or(0),
         month: m as u8,
         day: d as u8,
@@ -104,6 +71,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn rfc3339_formats_known_instants() {

@@ -11,31 +11,56 @@
 //! The modules follow the pipeline, device to nurse:
 //!
 //! - [`model`]: plain data shared by every stage: metrics (with IEEE 11073 codes and UCUM units),
-//!   device flags, measurements and observations. No I/O.
+//!   device flags, measurements and observations; and the shared vocabulary: monotonic time and
+//!   durations, alarm conditions and priorities, limit rules and presets, the engine policy, a
+//!   bed's devices as the engine needs them. No I/O.
 //! - [`clock`]: monotonic and wall-clock time; the only place that reads a clock.
-//! - [`config`]: the clinic's config file and the device profiles in `devices/`, validated with
-//!   errors that name file, line and key.
 //! - [`protocol`]: pure decoders (and the simulator's encoders), one file per device family.
 //!   Bytes in, measurements out; never panics, never turns a "no value" code into a number.
+//! - [`alarm`]: the pure per-bed alarm engine (limits, technical conditions, latching, audio
+//!   pause, escalation) and the dashboard watchdog; runs inline on the decode path. Built from
+//!   plain data ([`model::BedSpec`], [`model::BedLimits`], [`model::Policy`]), never from the
+//!   config.
+//! - [`config`]: the clinic's config file and the device profiles in `devices/`, validated with
+//!   errors that name file, line and key.
 //! - [`transport`]: byte streams from serial ports and TCP serial device servers, with
 //!   reconnect and backoff; Bluetooth LE GATT notifications through btleplug/BlueZ
 //!   ([`transport::ble`]).
-//! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
-//!   device's own dialogue (starting a SunTech measurement on the bed's interval).
-//! - [`alarm`]: the pure per-bed alarm engine (limits, technical conditions, latching, audio
-//!   pause, escalation) and the dashboard watchdog; runs inline on the decode path.
-//! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
-//!   an explicit policy per message kind.
-//! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
-//! - [`overload`]: counters of the overload defences (throttled devices, the notification
-//!   queue), plain atomics read by `/healthz`.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
-//! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
+//! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
+//!   an explicit policy per message kind.
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals, TCP, and a fake BlueZ on a private D-Bus.
+//! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
+//!   device's own dialogue (starting a SunTech measurement on the bed's interval).
+//! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
+//! - [`overload`]: counters of the overload defences (throttled devices, the notification
+//!   queue, the alarm-event queue), plain atomics read by `/healthz`.
+//! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker.
+//! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
+//!
+//! ## Layering
+//!
+//! A module names only modules below it; there is no import cycle between the top-level
+//! modules, nor between the files (and subfolders) of one folder (a file may name its own
+//! folder's `mod.rs`, the folder's front). From the bottom up, today:
+//!
+//! 1. `model` (names no other module of the crate);
+//! 2. `clock`, `protocol`, `alarm` (on `model` only: the engine takes time as a parameter);
+//! 3. `config` (on `model` and `protocol`'s decoder names);
+//! 4. `transport`, `store`, `overload`;
+//! 5. `hub`, `sim`;
+//! 6. `sources`, `notify`, `mqtt`;
+//! 7. `api`, then `app`, then `cli`.
+//!
+//! Vocabulary two modules share goes down into `model` rather than one reaching into the other
+//! (`config` and `alarm` do not know each other). Where a type moved down, its old path stays
+//! as a re-export (`clock::Mono`, `config::DeviceKind`, `config::parse_duration`,
+//! `alarm::Priority`, `alarm::BedLimits`, ...). `cargo test --test tests layout::` checks the
+//! rule from the code's imports and names the imports that close a cycle.
 
 pub mod alarm;
 pub mod api;

@@ -4,6 +4,32 @@
 //!
 //! The stable names used on the wire (metric names, flag names, invalid reasons) are documented
 //! in `docs/observations.md`; change them only with a new message version.
+//!
+//! The vocabulary the other stages share lives here too, so that none of them reaches into
+//! another for it:
+//! - [`time`]: the monotonic instant [`Mono`] and durations in the config syntax.
+//! - [`condition`]: what an alarm is about and how urgent it is.
+//! - [`limits`]: per-bed limit rules, the baseline and the preset format ([`parse_limits`]).
+//! - [`policy`]: the engine's technical priorities, escalation and audio-pause bounds.
+//! - [`bed`]: a bed's devices as the alarm engine needs them ([`BedSpec`]).
+
+pub mod bed;
+pub mod condition;
+pub mod limits;
+pub mod policy;
+pub mod time;
+
+pub use bed::{BedSpec, DeviceKind, DeviceSpec};
+pub use condition::{AlarmKind, Condition, Direction, Priority, TechCondition};
+pub use limits::{
+    Baseline, BedLimits, LimitRule, LimitsError, MAX_DELAY, Severe, Threshold, parse_limits,
+    parse_limits_json, validate_rule,
+};
+pub use policy::{
+    AudioPolicy, Breakthrough, EscalationPolicy, Policy, PriorityEscalation, TechRule,
+    TechnicalPolicy,
+};
+pub use time::{MONO_ORIGIN, Mono, fmt_duration, parse_duration};
 
 use serde::{Deserialize, Serialize, Serializer, ser::SerializeSeq};
 use std::fmt;
@@ -572,7 +598,7 @@ pub struct Observation {
     /// Wall-clock receive time, milliseconds since the Unix epoch.
     pub received_ms: i64,
     /// Monotonic receive time (see [`crate::clock`]).
-    pub mono: crate::clock::Mono,
+    pub mono: Mono,
     /// Per-bed sequence number, gap-free and increasing.
     pub bed_seq: u64,
     /// Whether the data comes from the simulator.

@@ -1,9 +1,9 @@
 //! Counters of the overload defences, in plain atomics: what each device's throttle dropped
-//! and whether it is flooding ([`crate::sources`]), and the notification queue's depth and what
-//! it coalesced or dropped ([`crate::notify`]), and the depth of the alarm-event queue from the
+//! and whether it is flooding (`sources::throttle`), and the notification queue's depth and
+//! what it coalesced or dropped (`notify::inbox`), and the depth of the alarm-event queue from the
 //! hub to the store and the notifier (`app::dispatch`). Written on the hot path without a lock; read by
 //! `/healthz` (and by a metrics exporter later). The store keeps its own counters
-//! ([`crate::store::StoreHealth`]).
+//! (`store::StoreHealth`).
 
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ pub struct DeviceLoad {
     pub flooding: AtomicBool,
 }
 
-/// The notifier's input queue ([`crate::notify::Inbox`]).
+/// The notifier's input queue (`notify::inbox::Inbox`).
 #[derive(Debug, Default)]
 pub struct NotifyLoad {
     /// Messages waiting for the notifier (one per alarm at most).

@@ -1,6 +1,6 @@
 //! The `vitalsd` binary as a user runs it.
 
-use crate::util::{bin, free_port, two_bed_config_text};
+use crate::util::{TestConfig, bin, free_port};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,7 +86,8 @@ fn decode_exits_non_zero_when_nothing_decodes_and_says_why() {
 fn check_config_names_file_line_and_key_of_a_mistake() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    let text = two_bed_config_text(dir.path(), "5m", free_port())
+    let text = TestConfig::new(dir.path())
+        .text()
         .replace("profile = \"nonin-oem3\"", "profile = \"nonin-oem9\"");
     std::fs::write(&path, &text).unwrap();
     let line = text.lines().position(|l| l.contains("nonin-oem9")).unwrap() + 1;
@@ -166,9 +167,8 @@ fn terminate_and_wait(mut child: std::process::Child) -> std::process::ExitStatu
 #[test]
 fn run_serves_the_api_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("run.toml");
     // Devices that are absent: the daemon warns and keeps serving.
-    std::fs::write(&path, two_bed_config_text(dir.path(), "5m", free_port())).unwrap();
+    let path = TestConfig::new(dir.path()).write("run.toml");
     let (child, lines) = spawn_until(&["run", "--config", path.to_str().unwrap()], "listening on");
     assert!(
         lines.iter().any(|l| l.contains("http://127.0.0.1:")),

@@ -2,7 +2,7 @@
 //! own heartbeat saying its audio is armed keeps `no_dashboard` away. A client that merely
 //! answers pings, or says its audio is not armed, or sends garbage, does not.
 
-use crate::util::{bin, free_port, scenario_text, two_bed_config_text, with_extra};
+use crate::util::{TestConfig, bin, write_scenario};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -28,14 +28,11 @@ struct Daemon {
 impl Daemon {
     fn start() -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("dash.toml");
-        let text = with_extra(
-            &two_bed_config_text(dir.path(), "10m", free_port()),
-            "[alarms]\ndashboard_timeout = \"5s\"\n",
-        );
-        std::fs::write(&cfg, text).unwrap();
-        let scen = dir.path().join("scenario.toml");
-        std::fs::write(&scen, scenario_text("", "")).unwrap();
+        let cfg = TestConfig::new(dir.path())
+            .bp_interval("10m")
+            .extra("[alarms]\ndashboard_timeout = \"5s\"\n")
+            .write("dash.toml");
+        let scen = write_scenario(dir.path(), "scenario.toml", "", "");
         let mut child = Command::new(bin())
             .args(["demo", "--config", cfg.to_str().unwrap()])
             .args(["--scenario", scen.to_str().unwrap()])

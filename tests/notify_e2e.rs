@@ -3,9 +3,7 @@
 //! that survive `kill -9` of the real binary, and a new medium alarm sounding through an audio
 //! pause.
 
-use crate::util::{
-    Client, Rig, Webhook, bin, free_port, scenario, scenario_text, two_bed_config_text, with_extra,
-};
+use crate::util::{Client, Rig, TestConfig, Webhook, bin, free_port, scenario, write_scenario};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -311,14 +309,11 @@ fn pending_pages_survive_kill_9_and_are_delivered_once_after_the_restart() {
     let extra = format!(
         "[alarms]\ndashboard_timeout = \"10m\"\n\n[[notify]]\nname = \"desk\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"1s\"\n"
     );
-    let cfg = dir.path().join("notify.toml");
-    std::fs::write(
-        &cfg,
-        with_extra(&two_bed_config_text(dir.path(), "10m", free_port()), &extra),
-    )
-    .unwrap();
-    let scen = dir.path().join("scenario.toml");
-    std::fs::write(&scen, scenario_text(&desaturation(80), "")).unwrap();
+    let cfg = TestConfig::new(dir.path())
+        .bp_interval("10m")
+        .extra(&extra)
+        .write("notify.toml");
+    let scen = write_scenario(dir.path(), "scenario.toml", &desaturation(80), "");
     let data = dir.path().join("data");
     let (mut child, _) = spawn_demo(&cfg, &scen);
     // The page of the high alarm is in the outbox, undelivered.
@@ -383,14 +378,18 @@ async fn a_device_server_that_accepts_and_closes_pages_its_condition_at_most_onc
     });
     let hook = Webhook::start(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = two_bed_config_text(dir.path(), "10m", tcp).replace(
-        &format!("tcp = \"127.0.0.1:{tcp}\"\nsimulated = true"),
-        &format!("tcp = \"127.0.0.1:{tcp}\""),
-    );
     let extra = format!("[[notify]]\nname = \"desk\"\nurl = \"{}\"\n", hook.url);
+    let text = TestConfig::new(dir.path())
+        .bp_interval("10m")
+        .tcp(tcp)
+        .extra(&extra)
+        .text()
+        .replace(
+            &format!("tcp = \"127.0.0.1:{tcp}\"\nsimulated = true"),
+            &format!("tcp = \"127.0.0.1:{tcp}\""),
+        );
     let cfg = std::sync::Arc::new(
-        vitalsd::config::load_config_str(&with_extra(&text, &extra), &dir.path().join("t.toml"))
-            .unwrap(),
+        vitalsd::config::load_config_str(&text, &dir.path().join("t.toml")).unwrap(),
     );
     let sim = vitalsd::sim::start(&cfg, scenario("", "")).await.unwrap();
     let daemon = vitalsd::app::start(cfg.clone(), vitalsd::app::Options::default())

@@ -4,9 +4,7 @@
 //! baseline, across a restart too; actions during an unwritable store answer 503 and change
 //! nothing; one daemon per data dir.
 
-use crate::util::{
-    Client, Rig, bin, free_port, http, scenario, scenario_text, two_bed_config_text,
-};
+use crate::util::{Client, Rig, TestConfig, bin, http, scenario, write_scenario};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -159,22 +157,19 @@ fn run_time_limits() -> Value {
 
 fn restart_restores_the_alarm_system(how: Stop) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("restart.toml");
-    std::fs::write(&config, two_bed_config_text(dir.path(), "10m", free_port())).unwrap();
+    let config = TestConfig::new(dir.path())
+        .bp_interval("10m")
+        .write("restart.toml");
     // A: a short severe desaturation (a high alarm that latches). B: desaturated throughout.
     let b_desat =
         r#"events = [{ at = "0s", for = "2h", kind = "desaturation", spo2 = 80, ramp = "0s" }]"#;
-    let first = dir.path().join("first.toml");
-    std::fs::write(
-        &first,
-        scenario_text(
-            r#"events = [{ at = "2s", for = "3s", kind = "desaturation", spo2 = 80, ramp = "0s" }]"#,
-            b_desat,
-        ),
-    )
-    .unwrap();
-    let second = dir.path().join("second.toml");
-    std::fs::write(&second, scenario_text("", b_desat)).unwrap();
+    let first = write_scenario(
+        dir.path(),
+        "first.toml",
+        r#"events = [{ at = "2s", for = "3s", kind = "desaturation", spo2 = 80, ramp = "0s" }]"#,
+        b_desat,
+    );
+    let second = write_scenario(dir.path(), "second.toml", "", b_desat);
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     let d = Daemon::demo(&config, &first);
@@ -304,10 +299,10 @@ fn after_kill_9_the_restarted_daemon_has_limits_baselines_alarms_and_the_pause()
 #[test]
 fn a_dosed_session_without_a_baseline_raises_baseline_missing_also_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dosed.toml");
-    std::fs::write(&config, two_bed_config_text(dir.path(), "10m", free_port())).unwrap();
-    let scen = dir.path().join("steady.toml");
-    std::fs::write(&scen, scenario_text("", "")).unwrap();
+    let config = TestConfig::new(dir.path())
+        .bp_interval("10m")
+        .write("dosed.toml");
+    let scen = write_scenario(dir.path(), "steady.toml", "", "");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let d = Daemon::demo(&config, &scen);
     let id = rt.block_on(async {
@@ -511,9 +506,10 @@ async fn an_acknowledgement_or_pause_the_store_cannot_record_answers_503_and_cha
 #[test]
 fn a_second_daemon_on_the_same_data_dir_is_refused_naming_the_dir_and_the_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("one.toml");
     // `run` with the devices absent: the daemon runs, its devices show disconnected.
-    std::fs::write(&config, two_bed_config_text(dir.path(), "10m", free_port())).unwrap();
+    let config = TestConfig::new(dir.path())
+        .bp_interval("10m")
+        .write("one.toml");
     let mut first = Command::new(bin())
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::piped())

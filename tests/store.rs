@@ -2,7 +2,7 @@
 //! dashboard saw more than 200 ms earlier; sessions, history and exports over the API; the
 //! `export` command; exports hold exactly the stored readings.
 
-use crate::util::{Client, Rig, bin, free_port, scenario, scenario_text, two_bed_config_text};
+use crate::util::{Client, Rig, TestConfig, bin, scenario, write_scenario};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,14 +39,8 @@ async fn json_ok(method: &str, url: &str, body: Option<Value>, want: u16) -> Val
 #[test]
 fn after_kill_9_every_reading_a_client_saw_200_ms_earlier_is_in_a_file_that_opens_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("kill.toml");
-    std::fs::write(
-        &cfg_path,
-        two_bed_config_text(dir.path(), "5m", free_port()),
-    )
-    .unwrap();
-    let scen_path = dir.path().join("scenario.toml");
-    std::fs::write(&scen_path, scenario_text("", "")).unwrap();
+    let cfg_path = TestConfig::new(dir.path()).write("kill.toml");
+    let scen_path = write_scenario(dir.path(), "scenario.toml", "", "");
     let mut child = Command::new(bin())
         .args(["demo", "--config", cfg_path.to_str().unwrap()])
         .args(["--scenario", scen_path.to_str().unwrap()])
@@ -293,9 +287,8 @@ async fn sessions_history_readiness_and_exports_work_over_the_api() {
 async fn the_csv_and_fhir_exports_hold_exactly_the_stored_readings() {
     let (mut rig, id) = recorded_session().await;
     let dir = rig.dir.path().to_owned();
-    let cfg_path = dir.join("export.toml");
     // The rig's config file does not exist on disk: write an equivalent one for the CLI.
-    std::fs::write(&cfg_path, two_bed_config_text(&dir, "5s", free_port())).unwrap();
+    let cfg_path = TestConfig::new(&dir).bp_interval("5s").write("export.toml");
     // Graceful stop (everything is flushed), keeping the rig's temporary directory.
     rig.daemon.take().unwrap().shutdown().await;
     rig.sim.take().unwrap().shutdown().await;

@@ -11,16 +11,17 @@
 //! The rules are documented for people in `docs/alarms.md`.
 //!
 //! # Layout
-//! - [`limits`]: limit rules, the baseline, the preset file format ([`parse_limits`]).
-//! - [`policy`]: technical-condition priorities and delays, escalation, audio pause.
-//! - `engine`: [`BedAlarms`], the per-bed state machine.
+//! The engine's inputs are plain data in [`crate::model`] (re-exported here): limit rules, the
+//! baseline and the preset format ([`parse_limits`]); technical-condition priorities and
+//! delays, escalation, audio pause ([`Policy`]); the bed's devices ([`BedSpec`]); and the
+//! vocabulary of alarms ([`Condition`], [`Priority`]). It never sees the config.
+//! - `engine`: [`BedAlarms`], the per-bed state machine; one file per concern in `engine/`
+//!   (physiological judging, technical conditions, escalation, operator actions, snapshot).
 //! - `watchdog`: [`Watchdog`], the "no dashboard alive" alarm, and [`Dashboards`], which
 //!   pages can sound (their application heartbeats).
 //! - `targets`: [`TargetAlarms`], the `notify_failed` alarm of each notification target.
 
 mod engine;
-pub mod limits;
-pub mod policy;
 mod targets;
 mod watchdog;
 
@@ -30,21 +31,26 @@ mod tests;
 #[cfg(test)]
 mod restore_tests;
 
-pub use engine::{AlarmSnapshot, BedAlarms, BedSnapshot, BedSpec, DeviceSpec, RuleStatus};
+pub use engine::{AlarmSnapshot, BedAlarms, BedSnapshot, RuleStatus};
 pub use engine::{EscalationSnapshot, Restored};
-pub use limits::{
-    Baseline, BedLimits, Direction, LimitRule, LimitsError, Severe, Threshold, parse_limits,
-    parse_limits_json,
+// The engine's vocabulary and inputs live in `model` (config and alarm both use them without
+// knowing each other); every stage names them through `alarm` as before.
+pub use crate::model::{
+    AlarmKind, Condition, Direction, Priority, TechCondition, fmt_duration, validate_rule,
 };
-pub use policy::{
+pub use crate::model::{
     AudioPolicy, Breakthrough, EscalationPolicy, Policy, PriorityEscalation, TechRule,
     TechnicalPolicy,
 };
+pub use crate::model::{
+    Baseline, BedLimits, LimitRule, LimitsError, MAX_DELAY, Severe, Threshold, parse_limits,
+    parse_limits_json,
+};
+pub use crate::model::{BedSpec, DeviceSpec};
 pub use targets::TargetAlarms;
 pub use watchdog::{DashboardCounts, Dashboards, PageBeat, Watchdog};
 
-use crate::clock::Mono;
-use crate::model::{BedIdx, DeviceIdx, Metric};
+use crate::model::{BedIdx, DeviceIdx, Mono};
 use serde::{Serialize, Serializer};
 use std::fmt;
 use std::sync::Arc;
@@ -115,27 +121,6 @@ impl AlarmIds {
     }
 }
 
-/// Alarm priority (IEC 60601-1-8): high needs an immediate response, medium a prompt one, low
-/// only draws attention. Ordered `Low < Medium < High`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Low,
-    Medium,
-    High,
-}
-
-/// Whether an alarm is about the patient or about the equipment; only physiological alarms
-/// latch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlarmKind {
-    Physiological,
-    Technical,
-}
-
 /// Where an alarm is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,140 +146,6 @@ pub enum Audio {
     Paused,
     /// Acknowledged: silent for good.
     Silenced,
-}
-
-/// A device condition that raises a technical alarm. Index order is the slot order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TechCondition {
-    DeviceDisconnected,
-    NoData,
-    NibpOverdue,
-    SensorOff,
-    NoFinger,
-    ProbeUnplugged,
-    SensorFault,
-    SearchingTooLong,
-    LowPerfusion,
-    LowSignal,
-    LowBattery,
-    CuffError,
-    /// The device sends more readings than its profile can plausibly send: its source
-    /// throttles it (reads less, keeps the newest reading of each metric per read) until its
-    /// rate is back within its `max_rate` (docs/alarms.md, "Flooding devices").
-    DeviceFlooding,
-    NoDashboard,
-    /// The durable record cannot be written (disk full, read-only, file gone): readings are
-    /// held in memory until it recovers.
-    StoreUnwritable,
-    /// The bridge to the MQTT broker (src/mqtt) has been down longer than its grace: the
-    /// site is not visible centrally. Nothing local is affected.
-    MqttDown,
-    /// A relative limit is inactive for want of a baseline on a bed whose session is dosed:
-    /// the ketamine hazard (`nibp_sys_rise`) would go unwatched. Bed-level, not per device.
-    BaselineMissing,
-    /// A notification target fails to take pages (the alarm names it in `target`).
-    NotifyFailed,
-}
-
-impl TechCondition {
-    /// The per-device conditions (all but [`TechCondition::NoDashboard`]), in slot order.
-    pub const PER_DEVICE: [TechCondition; 13] = [
-        TechCondition::DeviceDisconnected,
-        TechCondition::NoData,
-        TechCondition::NibpOverdue,
-        TechCondition::SensorOff,
-        TechCondition::NoFinger,
-        TechCondition::ProbeUnplugged,
-        TechCondition::SensorFault,
-        TechCondition::SearchingTooLong,
-        TechCondition::LowPerfusion,
-        TechCondition::LowSignal,
-        TechCondition::LowBattery,
-        TechCondition::CuffError,
-        TechCondition::DeviceFlooding,
-    ];
-
-    /// Position in [`TechCondition::PER_DEVICE`] (and in [`TechnicalPolicy`]'s table).
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The stable name on the wire.
-    pub const fn name(self) -> &'static str {
-        match self {
-            TechCondition::DeviceDisconnected => "device_disconnected",
-            TechCondition::NoData => "no_data",
-            TechCondition::NibpOverdue => "nibp_overdue",
-            TechCondition::SensorOff => "sensor_off",
-            TechCondition::NoFinger => "no_finger",
-            TechCondition::ProbeUnplugged => "probe_unplugged",
-            TechCondition::SensorFault => "sensor_fault",
-            TechCondition::SearchingTooLong => "searching_too_long",
-            TechCondition::LowPerfusion => "low_perfusion",
-            TechCondition::LowSignal => "low_signal",
-            TechCondition::LowBattery => "low_battery",
-            TechCondition::CuffError => "cuff_error",
-            TechCondition::DeviceFlooding => "device_flooding",
-            TechCondition::NoDashboard => "no_dashboard",
-            TechCondition::StoreUnwritable => "store_unwritable",
-            TechCondition::MqttDown => "mqtt_down",
-            TechCondition::BaselineMissing => "baseline_missing",
-            TechCondition::NotifyFailed => "notify_failed",
-        }
-    }
-}
-
-/// What an alarm is about. Serialized as one stable snake_case name: `spo2_low`,
-/// `pulse_rate_high`, `nibp_sys_rise` (relative to the baseline, upwards), `nibp_sys_fall`,
-/// or a technical name such as `no_data`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Condition {
-    /// A limit rule: the metric went beyond a threshold.
-    Limit {
-        metric: Metric,
-        direction: Direction,
-        /// Whether the threshold is relative to the baseline.
-        relative: bool,
-    },
-    /// A device or system condition.
-    Technical(TechCondition),
-}
-
-impl Condition {
-    /// Physiological or technical.
-    pub const fn kind(self) -> AlarmKind {
-        match self {
-            Condition::Limit { .. } => AlarmKind::Physiological,
-            Condition::Technical(_) => AlarmKind::Technical,
-        }
-    }
-}
-
-impl fmt::Display for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Condition::Limit {
-                metric,
-                direction,
-                relative,
-            } => {
-                let suffix = match (direction, relative) {
-                    (Direction::Low, false) => "low",
-                    (Direction::High, false) => "high",
-                    (Direction::Low, true) => "fall",
-                    (Direction::High, true) => "rise",
-                };
-                write!(f, "{}_{suffix}", metric.name())
-            }
-            Condition::Technical(t) => f.write_str(t.name()),
-        }
-    }
-}
-
-impl Serialize for Condition {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
 }
 
 fn ser_bed<S: Serializer>(b: &Option<BedIdx>, s: S) -> Result<S::Ok, S::Error> {

@@ -3,8 +3,8 @@
 //! `later(s)` is the same wall time in a second process whose monotonic clock started afresh.
 
 use super::*;
-use crate::clock::Mono;
-use crate::config::DeviceKind;
+use crate::model::DeviceKind;
+use crate::model::Mono;
 use crate::model::{BedIdx, DeviceIdx, Flags, Measurement, Metric, Observation};
 use std::time::Duration;
 

@@ -2,12 +2,12 @@
 //! condition of its own (`notify_failed`, bed-less, naming the target), so that the dashboards
 //! show that staff may not be reached. Pure, like the rest of the engine.
 
-use super::policy::EscalationPolicy;
 use super::{
     Alarm, AlarmError, AlarmEvent, AlarmId, AlarmIds, AlarmKind, AlarmState, Audio, Condition,
     EventKind, Now, Priority, TechCondition,
 };
-use crate::clock::Mono;
+use crate::model::EscalationPolicy;
+use crate::model::Mono;
 use std::sync::Arc;
 
 /// The priority of `notify_failed`: medium (prompt response: pages may not reach anyone).

@@ -1,8 +1,8 @@
 //! Engine tests with explicit times. `t(s)` is `s` seconds after the start.
 
 use super::*;
-use crate::clock::Mono;
-use crate::config::DeviceKind;
+use crate::model::DeviceKind;
+use crate::model::Mono;
 use crate::model::{BedIdx, DeviceIdx, Flag, Flags, Invalid, Measurement, Metric, Observation};
 use std::time::Duration;
 

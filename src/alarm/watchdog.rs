@@ -6,12 +6,12 @@
 //! audio is armed ([`Dashboards`]). A client that only answers WebSocket pings (a script, a
 //! frozen tab, a page whose audio was never armed) proves nothing and keeps nothing away.
 
-use super::policy::EscalationPolicy;
 use super::{
     Alarm, AlarmEvent, AlarmIds, AlarmKind, AlarmState, Audio, Condition, EventKind, Now, Priority,
     TechCondition,
 };
-use crate::clock::Mono;
+use crate::model::EscalationPolicy;
+use crate::model::Mono;
 use std::time::Duration;
 
 /// Raises `no_dashboard` when no dashboard was alive for `timeout` (default 30 s) while beds

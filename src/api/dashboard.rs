@@ -27,15 +27,23 @@ pub const INDEX: Asset = Asset {
     body: include_str!("../../assets/dashboard/index.html"),
 };
 
-/// The files under `/assets/`, by name.
+/// A JavaScript module of the dashboard, `assets/dashboard/{name}`.
+macro_rules! module {
+    ($name:literal) => {
+        (
+            $name,
+            Asset {
+                content_type: "text/javascript; charset=utf-8",
+                body: include_str!(concat!("../../assets/dashboard/", $name)),
+            },
+        )
+    };
+}
+
+/// The files under `/assets/`, by name: the stylesheet and the ES modules (`app.js` is the
+/// entry; its header has the module map). A module loads with `script-src 'self'` like any
+/// script of the daemon's own.
 const ASSETS: &[(&str, Asset)] = &[
-    (
-        "app.js",
-        Asset {
-            content_type: "text/javascript; charset=utf-8",
-            body: include_str!("../../assets/dashboard/app.js"),
-        },
-    ),
     (
         "style.css",
         Asset {
@@ -43,6 +51,24 @@ const ASSETS: &[(&str, Asset)] = &[
             body: include_str!("../../assets/dashboard/style.css"),
         },
     ),
+    module!("app.js"),
+    module!("actions.js"),
+    module!("audio.js"),
+    module!("beat.js"),
+    module!("bed.js"),
+    module!("forms.js"),
+    module!("history.js"),
+    module!("http.js"),
+    module!("limits.js"),
+    module!("live.js"),
+    module!("log.js"),
+    module!("session.js"),
+    module!("state.js"),
+    module!("text.js"),
+    module!("top.js"),
+    module!("trends.js"),
+    module!("util.js"),
+    module!("ws.js"),
 ];
 
 /// The asset served at `/assets/{name}`, if there is one.
@@ -113,6 +139,45 @@ mod tests {
         }
     }
 
+    /// Every `import ... from './x.js'` of every module names a served module: a module added
+    /// to assets/dashboard/ but not to ASSETS would leave the page blank.
+    #[test]
+    fn every_module_a_module_imports_is_served_as_javascript() {
+        let mut seen = 0;
+        for (name, a) in ASSETS.iter().filter(|(n, _)| n.ends_with(".js")) {
+            for part in a.body.split("from './").skip(1) {
+                let dep: String = part.chars().take_while(|c| *c != '\'').collect();
+                let served =
+                    asset(&dep).unwrap_or_else(|| panic!("{name} imports {dep}, not served"));
+                assert_eq!(
+                    served.content_type, "text/javascript; charset=utf-8",
+                    "{dep}"
+                );
+                seen += 1;
+            }
+        }
+        assert!(
+            seen > 10,
+            "the entry module imports the others ({seen} imports seen)"
+        );
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/dashboard");
+        for entry in std::fs::read_dir(&dir).expect("assets/dashboard is readable") {
+            let file = entry.expect("a directory entry").file_name();
+            let file = file.to_string_lossy();
+            if file != "index.html" {
+                assert!(
+                    asset(&file).is_some(),
+                    "assets/dashboard/{file} is not in ASSETS"
+                );
+            }
+        }
+        assert!(
+            INDEX
+                .body
+                .contains(r#"<script type="module" src="/assets/app.js">"#)
+        );
+    }
+
     #[test]
     fn unknown_or_traversing_asset_names_are_not_served() {
         for name in ["", "index.html", "../Cargo.toml", "app.js/", "APP.JS"] {
@@ -122,17 +187,9 @@ mod tests {
 
     #[test]
     fn the_page_loads_nothing_from_outside_the_daemon() {
-        for (name, text) in [
-            ("index.html", INDEX.body),
-            (
-                "app.js",
-                asset("app.js").map(|a| a.body).unwrap_or_default(),
-            ),
-            (
-                "style.css",
-                asset("style.css").map(|a| a.body).unwrap_or_default(),
-            ),
-        ] {
+        let files = std::iter::once(("index.html", INDEX.body))
+            .chain(ASSETS.iter().map(|(n, a)| (*n, a.body)));
+        for (name, text) in files {
             for bad in ["http://", "https://", "//cdn", "@import"] {
                 assert!(!text.contains(bad), "{name} contains {bad:?}");
             }

@@ -832,10 +832,10 @@ pub const DEFAULT_PRESET: &str = "ketamine-session";
 /// Loads the built-in presets, then every `*.toml` of `dir` (adding or replacing by file stem).
 pub fn load_presets(
     dir: Option<&Path>,
-) -> Result<BTreeMap<String, crate::alarm::BedLimits>, ConfigError> {
+) -> Result<BTreeMap<String, crate::model::BedLimits>, ConfigError> {
     let mut out = BTreeMap::new();
     let parse = |name: &str, text: &str, origin: &Path| {
-        crate::alarm::parse_limits(text).map_err(|e| ConfigError::Invalid {
+        crate::model::parse_limits(text).map_err(|e| ConfigError::Invalid {
             path: origin.to_path_buf(),
             line: 1,
             column: 1,
@@ -881,7 +881,7 @@ fn validate_alarm_parts(
     src: &Source<'_>,
     raw: &RawConfig,
     cfg: &mut Config,
-    presets: BTreeMap<String, crate::alarm::BedLimits>,
+    presets: BTreeMap<String, crate::model::BedLimits>,
 ) -> Result<(), ConfigError> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut tokens: HashMap<[u8; 32], usize> = HashMap::new();
@@ -1009,9 +1009,9 @@ fn validate_alarm_parts(
         validate_escalation(src, a, &mut s.policy.escalation)?;
         if let Some(b) = &a.pause_breakthrough {
             s.policy.audio.breakthrough = match b.get_ref().as_str() {
-                "high" => crate::alarm::Breakthrough::High,
-                "medium" => crate::alarm::Breakthrough::Medium,
-                "all" => crate::alarm::Breakthrough::All,
+                "high" => crate::model::Breakthrough::High,
+                "medium" => crate::model::Breakthrough::Medium,
+                "all" => crate::model::Breakthrough::All,
                 other => {
                     return Err(src.err(
                         b.span(),
@@ -1145,7 +1145,7 @@ fn validate_alarm_parts(
         && let Some(n) = &st.get_ref().buffer_cap
     {
         cfg.store_buffer_cap = match usize::try_from(*n.get_ref()) {
-            Ok(v) if (16..=100_000_000).contains(&v) => v,
+            Ok(v) if (16..=100_000_000).contains(&v) => Some(v),
             _ => {
                 return Err(src.err(
                     n.span(),
@@ -1353,7 +1353,7 @@ fn validate_api(
 fn validate_escalation(
     src: &Source<'_>,
     a: &super::raw::RawAlarms,
-    e: &mut crate::alarm::EscalationPolicy,
+    e: &mut crate::model::EscalationPolicy,
 ) -> Result<(), ConfigError> {
     const TEN_S: (Duration, &str) = (Duration::from_secs(10), "10s");
     const HOUR: (Duration, &str) = (Duration::from_secs(3600), "1h");
@@ -1534,7 +1534,7 @@ fn validate_config(
         notify: Vec::new(),
         presets: BTreeMap::new(),
         retention: None,
-        store_buffer_cap: crate::store::DEFAULT_BUFFER_CAP,
+        store_buffer_cap: None,
         api: crate::config::ApiSettings::default(),
         tls: None,
         mqtt: None,
@@ -2911,7 +2911,7 @@ mode = "read"
 
     #[test]
     fn escalation_is_per_priority_with_documented_defaults_and_overrides() {
-        use crate::alarm::{Breakthrough, PriorityEscalation};
+        use crate::model::{Breakthrough, PriorityEscalation};
         let d = load_config_str(BASE, origin()).unwrap().alarms.policy;
         assert_eq!(
             d.escalation.medium.renotify_every,

@@ -9,12 +9,13 @@
 
 #[cfg(test)]
 mod api_tests;
-mod duration;
 mod load;
 mod mqtt;
 mod raw;
 
-pub use duration::parse_duration;
+// Shared vocabulary that moved to `crate::model`; re-exported so that `crate::config::X`
+// paths keep working.
+pub use crate::model::{DeviceKind, parse_duration};
 pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
     BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
@@ -23,7 +24,7 @@ pub use load::{
 };
 pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
 
-use crate::model::{BedIdx, DeviceIdx, Metric};
+use crate::model::{BedIdx, BedSpec, DeviceIdx, DeviceSpec, Metric};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,13 +54,13 @@ pub struct Config {
     /// Webhook notification targets, by escalation level.
     pub notify: Vec<NotifyTarget>,
     /// Alarm-limit presets by name (built-in `config/presets/*.toml` plus `presets_dir`).
-    pub presets: std::collections::BTreeMap<String, crate::alarm::BedLimits>,
+    pub presets: std::collections::BTreeMap<String, crate::model::BedLimits>,
     /// How long discharged sessions are kept (`[storage] retention`); `None` keeps everything.
     /// Sessions never exported are not pruned (the log says which).
     pub retention: Option<Duration>,
     /// Readings the store holds in memory at most (`[storage] buffer_cap`), shared fairly
-    /// between devices (docs/storage.md).
-    pub store_buffer_cap: usize,
+    /// between devices (docs/storage.md); `None`: the store's default.
+    pub store_buffer_cap: Option<usize>,
     /// The `[api]` table: who may call (hosts, origins) and how much (connections, timeouts).
     pub api: ApiSettings,
     /// The `[tls]` table: HTTPS and WSS on the listener; `None` serves plain HTTP (loopback, or
@@ -171,14 +172,14 @@ pub struct AlarmSettings {
     /// monitored (default 30 s).
     pub dashboard_timeout: Duration,
     /// Engine policy: technical priorities, escalation timing, audio-pause bounds.
-    pub policy: crate::alarm::Policy,
+    pub policy: crate::model::Policy,
 }
 
 impl Default for AlarmSettings {
     fn default() -> Self {
         AlarmSettings {
             dashboard_timeout: Duration::from_secs(30),
-            policy: crate::alarm::Policy::default(),
+            policy: crate::model::Policy::default(),
         }
     }
 }
@@ -204,6 +205,31 @@ impl Config {
     /// The device at `idx`.
     pub fn device(&self, idx: DeviceIdx) -> &Binding {
         &self.devices[usize::from(idx.0)]
+    }
+}
+
+/// The engine is built from plain data ([`BedSpec`]); this is where the config becomes it.
+impl BedSpec {
+    /// The spec of `bed` from a validated config (`None` if the index is out of range).
+    pub fn from_config(cfg: &Config, bed: BedIdx) -> Option<BedSpec> {
+        let b = cfg.beds.get(usize::from(bed.0))?;
+        let devices = b
+            .devices
+            .iter()
+            .filter_map(|d| {
+                let binding = cfg.devices.get(usize::from(d.0))?;
+                Some(DeviceSpec {
+                    idx: *d,
+                    kind: binding.profile.kind,
+                    expected_period: binding.profile.expected_period,
+                    metrics: binding.profile.metrics.clone(),
+                })
+            })
+            .collect();
+        Some(BedSpec {
+            devices,
+            bp_interval: b.bp_interval,
+        })
     }
 }
 
@@ -277,26 +303,6 @@ impl std::fmt::Display for Endpoint {
             Endpoint::Serial { path } => write!(f, "serial {}", path.display()),
             Endpoint::Tcp { addr } => write!(f, "tcp {addr}"),
             Endpoint::Ble { address, .. } => write!(f, "ble {address}"),
-        }
-    }
-}
-
-/// What kind of device a profile describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceKind {
-    Oximeter,
-    Bp,
-    HeartRate,
-}
-
-impl DeviceKind {
-    /// The config name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            DeviceKind::Oximeter => "oximeter",
-            DeviceKind::Bp => "bp",
-            DeviceKind::HeartRate => "heart_rate",
         }
     }
 }

@@ -13,7 +13,7 @@
 //! good ones.
 
 use super::bluez::{CharSpec, DeviceSpec, FakeBluez, ServiceSpec, Written};
-use super::devices::DeviceSim;
+use super::device_sim::DeviceSim;
 use super::physiology::{Faults, Vitals};
 use crate::config::{Binding, BleMode, BleProfile, Endpoint, parse_ble_uuid};
 use crate::model::{Flag, Flags};

@@ -9,6 +9,7 @@
 //! ~25 s); only the physiology and the scenario's events run on the accelerated clock.
 
 use super::bluez::{Bus, DeviceSpec, FakeBluez};
+use super::device_sim::{DeviceSim, SharedPatient};
 use super::physiology::{DeviceRole, Faults, Patient, Vitals};
 use super::scenario::Scenario;
 use crate::clock::{calendar_utc, wall_ms};
@@ -76,44 +77,6 @@ impl SimHandle {
             // Killing and reaping the child blocks briefly.
             let _ = tokio::task::spawn_blocking(move || drop(bus)).await;
         }
-    }
-}
-
-/// Shared per bed: both of a bed's devices see the same patient.
-type SharedPatient = Arc<Mutex<Patient>>;
-
-/// Everything a device task needs.
-pub(super) struct DeviceSim {
-    pub(super) id: String,
-    protocol: String,
-    /// The device profile's name: where a protocol has several layouts, the model's.
-    profile: String,
-    role: DeviceRole,
-    pub(super) patient: SharedPatient,
-    pub(super) scenario: Arc<Scenario>,
-    started: Instant,
-    pub(super) cancel: CancellationToken,
-    pub(super) rng: SmallRng,
-}
-
-impl DeviceSim {
-    fn scenario_time(&self) -> Duration {
-        self.scenario.scenario_time(self.started.elapsed())
-    }
-
-    /// The patient's vitals, this device's faults, and the scenario time, now.
-    pub(super) fn now(&mut self) -> (Vitals, Faults, Duration) {
-        let t = self.scenario_time();
-        let mut p = self.patient.lock().unwrap_or_else(|e| e.into_inner());
-        let v = p.vitals(t);
-        let f = p.faults(t, self.role);
-        (v, f, t)
-    }
-
-    /// 3 to 39 random bytes.
-    pub(super) fn garbage(&mut self) -> Vec<u8> {
-        let n = self.rng.random_range(3..40);
-        (0..n).map(|_| self.rng.random::<u8>()).collect()
     }
 }
 

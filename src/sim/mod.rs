@@ -10,6 +10,7 @@
 
 pub mod ble;
 pub mod bluez;
+mod device_sim;
 pub mod devices;
 pub mod physiology;
 pub mod scenario;

@@ -324,7 +324,7 @@ impl Store {
         let store = Store::open_with(
             &cfg.data_dir.join(FILE_NAME),
             StoreOptions {
-                buffer_cap: cfg.store_buffer_cap,
+                buffer_cap: cfg.store_buffer_cap.unwrap_or(DEFAULT_BUFFER_CAP),
             },
         )?;
         store.handle.set_topology(

@@ -72,8 +72,86 @@ simulated = true
 /// [`two_bed_config_text`] plus `extra` (top-level tables such as `[[users]]`, `[alarms]`,
 /// `[[notify]]`, placed before the rooms), loaded.
 pub fn two_bed_config(dir: &Path, bp_interval: &str, extra: &str) -> Config {
-    let text = with_extra(&two_bed_config_text(dir, bp_interval, free_port()), extra);
-    load_config_str(&text, &dir.join("test.toml")).expect("test config is valid")
+    TestConfig::new(dir)
+        .bp_interval(bp_interval)
+        .extra(extra)
+        .load()
+}
+
+/// The test config, built: room1's two beds of [`two_bed_config_text`] (ports and data in
+/// `dir`, the TCP cuff on a free port, BP every 5 min unless set), plus top-level tables.
+/// One place for the setup most tests share:
+///
+/// ```ignore
+/// let cfg = TestConfig::new(dir.path()).bp_interval("10m").extra(USERS).write("site.toml");
+/// ```
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    dir: PathBuf,
+    bp_interval: String,
+    tcp: u16,
+    extra: String,
+}
+
+impl TestConfig {
+    /// The two beds in `dir`, BP every 5 min, the TCP cuff on a free port.
+    pub fn new(dir: &Path) -> TestConfig {
+        TestConfig {
+            dir: dir.to_owned(),
+            bp_interval: "5m".to_owned(),
+            tcp: free_port(),
+            extra: String::new(),
+        }
+    }
+
+    /// Each bed's `bp_interval` (`"10m"`, `"5s"`).
+    pub fn bp_interval(mut self, every: &str) -> TestConfig {
+        every.clone_into(&mut self.bp_interval);
+        self
+    }
+
+    /// The port of room1/A's TCP cuff (to play it by hand instead of the simulator).
+    pub fn tcp(mut self, port: u16) -> TestConfig {
+        self.tcp = port;
+        self
+    }
+
+    /// Adds top-level keys or tables (`[alarms]`, `[[users]]`, `[mqtt]`), placed before the
+    /// rooms; may be called again.
+    pub fn extra(mut self, toml: &str) -> TestConfig {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    /// The config text.
+    pub fn text(&self) -> String {
+        let rooms = two_bed_config_text(&self.dir, &self.bp_interval, self.tcp);
+        if self.extra.trim().is_empty() {
+            rooms
+        } else {
+            with_extra(&rooms, &self.extra)
+        }
+    }
+
+    /// The config, loaded as the daemon loads it (as if from `dir/test.toml`).
+    pub fn load(&self) -> Config {
+        load_config_str(&self.text(), &self.dir.join("test.toml")).expect("test config is valid")
+    }
+
+    /// Writes the config to `dir/name` for a daemon run as a process; returns the path.
+    pub fn write(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, self.text()).expect("the test config is written");
+        path
+    }
+}
+
+/// Writes [`scenario_text`] to `dir/name` for a daemon run as a process; returns the path.
+pub fn write_scenario(dir: &Path, name: &str, extra_a: &str, extra_b: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, scenario_text(extra_a, extra_b)).expect("the scenario is written");
+    path
 }
 
 /// Inserts top-level keys/tables before the first `[[rooms]]`.

@@ -8,10 +8,10 @@
 //! timer), so a latched alarm stays latched until acknowledged.
 
 use super::{BedAlarms, Escalation, Slot};
-use crate::alarm::limits::{Baseline, BedLimits, LimitsError};
 use crate::alarm::{Alarm, AlarmId, AlarmState, Audio, Now, Priority};
-use crate::clock::Mono;
 use crate::model::DeviceIdx;
+use crate::model::Mono;
+use crate::model::{Baseline, BedLimits, LimitsError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! re-notification, audio pause bounds and the stale-data graces. All `Copy`, with documented
 //! defaults (`docs/alarms.md`); the clinic may override them.
 
-use super::{Priority, TechCondition};
+use super::condition::{Priority, TechCondition};
 use std::time::Duration;
 
 /// Priority and condition delay of one technical condition.

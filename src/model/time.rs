@@ -1,6 +1,44 @@
-//! Durations in config files: `250ms`, `30s`, `5m`, `2h`, `90d`, or combinations like `1m30s`.
+//! Time as plain data: [`Mono`], the monotonic instant every timer is measured on (read by
+//! [`crate::clock`], the only place that reads a clock), and durations in the config syntax
+//! (`250ms`, `30s`, `5m`, `2h`, `90d`, or combinations like `1m30s`), read by
+//! [`parse_duration`] and written back by [`fmt_duration`].
 
 use std::time::Duration;
+
+/// Monotonic time: nanoseconds since an origin [`MONO_ORIGIN`] before this process first asked
+/// for the time. The origin is arbitrary; only differences mean something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Mono(pub u64);
+
+impl Mono {
+    /// Zero: the origin, [`MONO_ORIGIN`] before the first instant of the process.
+    pub const ZERO: Mono = Mono(0);
+
+    /// `self + d`, saturating.
+    pub fn saturating_add(self, d: Duration) -> Mono {
+        Mono(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Mono) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Milliseconds since this process first read the clock (0 for instants before it), for
+    /// messages and the store's `mono_ms`.
+    pub const fn as_millis(self) -> u64 {
+        self.0.saturating_sub(MONO_ORIGIN.as_nanos() as u64) / 1_000_000
+    }
+}
+
+/// How far before this process's first clock reading the monotonic origin lies. An alarm
+/// restored after a restart was raised before this process started; its instants (raise, last
+/// page) must still be monotonic instants, or escalation would lose its schedule. A year: an
+/// alarm older than that restores as a year old.
+pub const MONO_ORIGIN: Duration = Duration::from_secs(366 * 86_400);
 
 /// Parses a duration such as `250ms`, `30s`, `5m`, `2h` or `1m30s`. The error says what was
 /// expected and quotes the bad text.
@@ -38,6 +76,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = &rest[unit_len..];
     }
     Ok(total)
+}
+
+/// A duration in the config syntax that [`parse_duration`] reads back (`10s`, `250ms`).
+pub fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 #[cfg(test)]

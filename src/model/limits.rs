@@ -14,24 +14,14 @@
 //! severe = { threshold = 85, priority = "high" }
 //! ```
 
-use super::{Condition, Priority};
-use crate::config::parse_duration;
-use crate::model::Metric;
+use super::Metric;
+use super::condition::{Condition, Direction, Priority};
+use super::time::{fmt_duration, parse_duration};
 use serde::{Deserialize, Serialize, Serializer};
 use std::time::Duration;
 
 /// The longest condition delay a rule may have: a longer one would hide a real event.
 pub const MAX_DELAY: Duration = Duration::from_secs(60);
-
-/// Which side of the threshold alarms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Alarm when the value is below the threshold.
-    Low,
-    /// Alarm when the value is above the threshold.
-    High,
-}
 
 /// Where the limit is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -119,15 +109,6 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
-}
-
-/// A duration in the config syntax that [`parse_duration`] reads back (`10s`, `250ms`).
-pub fn fmt_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 /// Every limit rule of one bed. At most one rule per condition (metric, direction, relative).
