@@ -180,6 +180,10 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             cancel.clone(),
         ));
     }
+    // HL7 over MLLP (src/hl7): one more hub subscriber, off the alarm path.
+    if !cfg.hl7.is_empty() {
+        tracker.spawn(crate::hl7::run(hub.clone(), store.handle(), cancel.clone()));
+    }
     tracker.spawn(dispatch(
         events_rx,
         (!cfg.notify.is_empty()).then_some(notify_inbox),

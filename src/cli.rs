@@ -60,6 +60,15 @@ pub enum Command {
         /// The site's name in the MQTT topics (with `--mqtt`).
         #[arg(long, value_name = "NAME", requires = "mqtt")]
         site: Option<String>,
+        /// Send IHE PCD-01 observation reports (HL7 v2 ORU^R01) to this MLLP endpoint
+        /// (`mllp://host:port`, docs/hl7.md), once a minute per bed and every NIBP
+        /// measurement.
+        #[arg(long, value_name = "URL")]
+        hl7: Option<String>,
+        /// Send IHE PCD-04 alert reports (HL7 v2 ORU^R40) of every alarm event to this MLLP
+        /// endpoint (`mllp://host:port`, docs/hl7.md).
+        #[arg(long, value_name = "URL")]
+        hl7_alarms: Option<String>,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
@@ -177,6 +186,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls,
             mqtt,
             site,
+            hl7,
+            hl7_alarms,
         } => {
             // A config given by the user is run as given (its data_dir, no scripted nurse),
             // unless --story asks for the story too.
@@ -221,6 +232,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     m.url, m.site
                 );
                 cfg.mqtt = Some(m);
+            }
+            for (url, kind, flag) in [
+                (hl7, config::Hl7Kind::Pcd01, "--hl7"),
+                (hl7_alarms, config::Hl7Kind::Pcd04, "--hl7-alarms"),
+            ] {
+                let Some(url) = url else { continue };
+                let mut ep = config::Hl7Endpoint::new(kind, &url)
+                    .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+                ep.tls = url.trim().starts_with("mllps://");
+                // Another endpoint of that name in the config: the flag's address replaces it.
+                cfg.hl7.retain(|e| e.name != ep.name);
+                println!(
+                    "sending HL7 {} to {} (docs/hl7.md)",
+                    match kind {
+                        config::Hl7Kind::Pcd01 => "PCD-01 observations (ORU^R01)",
+                        config::Hl7Kind::Pcd04 => "PCD-04 alarms (ORU^R40)",
+                    },
+                    ep.address()
+                );
+                cfg.hl7.push(ep);
             }
             let cfg = Arc::new(cfg);
             let scenario = crate::sim::scenario::Scenario::load(&scenario)

@@ -38,6 +38,8 @@
 //! - [`overload`]: counters of the overload defences (throttled devices, the notification
 //!   queue, the alarm-event queue), plain atomics read by `/healthz`.
 //! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker.
+//! - [`hl7`]: HL7 v2 over MLLP to the EHR (IHE PCD-01 `ORU^R01`) and to an alarm manager
+//!   (IHE PCD-04 `ORU^R40`), ACKed, retried, queued in the store across restarts.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
@@ -53,7 +55,7 @@
 //! 3. `config` (on `model` and `protocol`'s decoder names);
 //! 4. `transport`, `store`, `overload`;
 //! 5. `hub`, `sim`;
-//! 6. `sources`, `notify`, `mqtt`;
+//! 6. `sources`, `notify`, `mqtt`, `hl7`;
 //! 7. `api`, then `app`, then `cli`.
 //!
 //! Vocabulary two modules share goes down into `model` rather than one reaching into the other
@@ -68,6 +70,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod hl7;
 pub mod hub;
 pub mod model;
 pub mod mqtt;

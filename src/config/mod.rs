@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod api_tests;
+mod hl7;
 mod load;
 mod mqtt;
 mod raw;
@@ -16,6 +17,7 @@ mod raw;
 // Shared vocabulary that moved to `crate::model`; re-exported so that `crate::config::X`
 // paths keep working.
 pub use crate::model::{DeviceKind, parse_duration};
+pub use hl7::{Hl7Endpoint, Hl7Kind, parse_endpoint as parse_hl7_endpoint};
 pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
     BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
@@ -68,6 +70,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
     pub mqtt: Option<MqttSettings>,
+    /// HL7 v2 endpoints over MLLP (`[[hl7]]`, src/hl7); empty sends nothing.
+    pub hl7: Vec<Hl7Endpoint>,
 }
 
 /// The `[api]` table. See `docs/configuration.md`.
