@@ -39,6 +39,8 @@
 //! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
 //!   device's own dialogue (starting a SunTech measurement on the bed's interval).
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
+//! - [`overload`]: counters of the overload defences (throttled devices, the notification
+//!   queue, the alarm-event queue), plain atomics read by `/healthz` and `/metrics`.
 //! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker, and
 //!   takes the signed commands of a central view.
 //! - [`hl7`]: HL7 v2 over MLLP to the EHR (IHE PCD-01 `ORU^R01`) and to an alarm manager
@@ -59,7 +61,7 @@
 //! 2. `clock`, `protocol`, `alarm` (on `model` only: the engine takes time as a parameter);
 //! 3. `config` (on `model` and `protocol`'s decoder names), `metrics` (on `clock` and
 //!    `alarm`'s event types);
-//! 4. `transport`, `store`;
+//! 4. `transport`, `store`, `overload`;
 //! 5. `hub`, `sim`;
 //! 6. `sources`, `notify`, `mqtt`, `hl7`;
 //! 7. `api`, then `central`, then `app`, then `cli`.
@@ -83,6 +85,7 @@ pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod notify;
+pub mod overload;
 pub mod protocol;
 pub mod sim;
 pub mod sources;

@@ -20,6 +20,7 @@ mod liveness;
 mod mqtt;
 mod notify_e2e;
 mod ops;
+mod overload;
 mod oximeters;
 mod restart;
 mod security;

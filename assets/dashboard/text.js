@@ -54,6 +54,7 @@ export const TECHNICAL = {
   low_perfusion: 'LOW PERFUSION', low_signal: 'LOW SIGNAL', low_battery: 'LOW BATTERY',
   cuff_error: 'CUFF ERROR', no_dashboard: 'NO DASHBOARD ABLE TO SOUND',
   site_offline: 'SITE OFFLINE (central view)',
+  device_flooding: 'DEVICE FLOODING',
 };
 
 export function reasonOf(r) {

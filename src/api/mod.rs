@@ -56,6 +56,8 @@ pub struct ApiState {
     pub cancel: CancellationToken,
     /// The durable record (sessions, history, exports); None when running without one.
     pub store: Option<crate::store::StoreHandle>,
+    /// Counters of the overload defences, shown by `/healthz`.
+    pub overload: Arc<crate::overload::Overload>,
 }
 
 /// The router: `/api/rooms`, `/healthz`, `/ws`, and the dashboard (`/`, `/assets/...`).
@@ -87,6 +89,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "dashboards": s.hub.dashboard_counts(),
         "delivery": s.hub.delivery(),
         "store": store,
+        "overload": s.overload.json(s.hub.config()),
     });
     let status = if writable {
         StatusCode::OK

@@ -459,8 +459,7 @@ async fn ws_upgrade(
     // As at a site: a page that sends no token at the upgrade authenticates with its first
     // message (the dashboard does), and gets nothing before it.
     let needs_auth_message = token.is_none() && !s.cfg.users.is_empty();
-    if !needs_auth_message
-        && let Err(e) = check_users(&s.cfg.users, token.as_deref(), Role::Viewer)
+    if !needs_auth_message && let Err(e) = check_users(&s.cfg.users, token.as_deref(), Role::Viewer)
     {
         return e.into_response();
     }
@@ -468,15 +467,13 @@ async fn ws_upgrade(
         .max_message_size(16 * 1024)
         .on_upgrade(move |mut socket| async move {
             if needs_auth_message {
-                let checked = crate::api::read_auth_message(
-                    &mut socket,
-                    s.cfg.api.header_timeout,
-                    &s.cancel,
-                )
-                .await
-                .and_then(|token| {
-                    check_users(&s.cfg.users, Some(&token), Role::Viewer).map_err(|e| e.message)
-                });
+                let checked =
+                    crate::api::read_auth_message(&mut socket, s.cfg.api.header_timeout, &s.cancel)
+                        .await
+                        .and_then(|token| {
+                            check_users(&s.cfg.users, Some(&token), Role::Viewer)
+                                .map_err(|e| e.message)
+                        });
                 if let Err(why) = checked {
                     tracing::debug!(reason = %why, "central websocket refused");
                     let frame = axum::extract::ws::CloseFrame {

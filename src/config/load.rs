@@ -526,6 +526,10 @@ fn validate_profile(src: &Source<'_>, name: &str, raw: RawProfile) -> Result<Pro
         "expected_period",
         (MIN_EXPECTED_PERIOD, MAX_EXPECTED_PERIOD, "100ms", "10m"),
     )?;
+    let max_rate = match &raw.max_rate {
+        Some(r) => check_max_rate(src, r, "max_rate")?,
+        None => crate::protocol::default_max_rate(&protocol),
+    };
     Ok(Profile {
         name: name.to_owned(),
         vendor,
@@ -537,8 +541,27 @@ fn validate_profile(src: &Source<'_>, name: &str, raw: RawProfile) -> Result<Pro
         ble,
         metrics,
         expected_period,
+        max_rate,
         no_signal: raw.no_signal.trim().to_owned(),
     })
+}
+
+/// Readings per second a device may deliver before it is throttled.
+pub const MAX_RATE_RANGE: (i64, i64) = (1, 1_000_000);
+
+fn check_max_rate(src: &Source<'_>, r: &Spanned<i64>, key: &str) -> Result<u32, ConfigError> {
+    let (min, max) = MAX_RATE_RANGE;
+    match u32::try_from(*r.get_ref()) {
+        Ok(v) if (min..=max).contains(r.get_ref()) => Ok(v),
+        _ => Err(src.err(
+            r.span(),
+            key,
+            format!(
+                "max_rate {} is out of range, expected {min} to {max} readings per second",
+                r.get_ref()
+            ),
+        )),
+    }
 }
 
 fn check_protocol(src: &Source<'_>, p: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
@@ -1159,6 +1182,23 @@ fn validate_alarm_parts(
         }
         cfg.report_time_zone = Some(tz.get_ref().clone());
     }
+    if let Some(st) = &raw.storage
+        && let Some(n) = &st.get_ref().buffer_cap
+    {
+        cfg.store_buffer_cap = match usize::try_from(*n.get_ref()) {
+            Ok(v) if (16..=100_000_000).contains(&v) => Some(v),
+            _ => {
+                return Err(src.err(
+                    n.span(),
+                    "storage.buffer_cap",
+                    format!(
+                        "{} is out of range, expected 16 to 100000000 readings",
+                        n.get_ref()
+                    ),
+                ));
+            }
+        };
+    }
     Ok(())
 }
 
@@ -1741,6 +1781,7 @@ fn validate_config(
         notify: Vec::new(),
         presets: BTreeMap::new(),
         retention: None,
+        store_buffer_cap: None,
         api: crate::config::ApiSettings::default(),
         tls: None,
         mqtt: None,
@@ -2118,6 +2159,10 @@ fn validate_device(
         profile: Arc::clone(profile),
         endpoint,
         simulated: dev.get_ref().simulated,
+        max_rate: match &dev.get_ref().max_rate {
+            Some(r) => check_max_rate(src, r, &format!("{key}.max_rate"))?,
+            None => profile.max_rate,
+        },
     })
 }
 

@@ -64,6 +64,9 @@ pub struct Config {
     /// How long discharged sessions are kept (`[storage] retention`); `None` keeps everything.
     /// Sessions never exported are not pruned (the log says which).
     pub retention: Option<Duration>,
+    /// Readings the store holds in memory at most (`[storage] buffer_cap`), shared fairly
+    /// between devices (docs/storage.md); `None`: the store's default.
+    pub store_buffer_cap: Option<usize>,
     /// The `[api]` table: who may call (hosts, origins) and how much (connections, timeouts).
     pub api: ApiSettings,
     /// The `[tls]` table: HTTPS and WSS on the listener; `None` serves plain HTTP (loopback, or
@@ -285,6 +288,9 @@ pub struct Binding {
     /// The device is the simulator (config key `simulated = true`): every reading from it is
     /// flagged simulated end to end, and `vitalsd simulate` only plays devices marked so.
     pub simulated: bool,
+    /// Readings per second it may deliver before its source throttles it (the binding's
+    /// `max_rate`, else its profile's).
+    pub max_rate: u32,
 }
 
 /// How a bound device is reached.
@@ -430,6 +436,10 @@ pub struct Profile {
     /// How often the device sends data when all is well (1 s for a 1 Hz oximeter). Data older
     /// than this plus the grace is stale.
     pub expected_period: Duration,
+    /// Readings per second the model can plausibly send (`max_rate`, default per protocol:
+    /// [`crate::protocol::default_max_rate`]); a device that sends more is throttled at its
+    /// source and raises `device_flooding` (docs/alarms.md).
+    pub max_rate: u32,
     /// How the model signals "no signal" / "no value", for people reading the profile.
     pub no_signal: String,
 }

@@ -123,6 +123,8 @@ pub(super) struct RawMqtt {
 pub(super) struct RawStorage {
     /// Keep discharged sessions (and their readings) this long; absent = keep everything.
     pub retention: Option<Spanned<String>>,
+    /// Readings the store holds in memory at most (shared fairly between devices).
+    pub buffer_cap: Option<Spanned<i64>>,
 }
 
 /// One `[[users]]` table.
@@ -229,6 +231,9 @@ pub(super) struct RawDevice {
     /// The device is played by `vitalsd simulate`/`demo`; its data is flagged simulated.
     #[serde(default)]
     pub simulated: bool,
+    /// Readings per second this device may deliver before it is throttled (overrides its
+    /// profile's `max_rate`).
+    pub max_rate: Option<Spanned<i64>>,
 }
 
 /// A device profile as written (`devices/<name>.toml`).
@@ -243,6 +248,8 @@ pub(super) struct RawProfile {
     pub protocol: Option<Spanned<String>>,
     pub metrics: Spanned<Vec<Spanned<String>>>,
     pub expected_period: Spanned<String>,
+    /// Readings per second the model can plausibly send; more is a flood (throttled).
+    pub max_rate: Option<Spanned<i64>>,
     pub no_signal: String,
     /// Serial link settings; serial profiles only.
     pub link: Option<Spanned<RawLink>>,

@@ -736,6 +736,18 @@ impl Hub {
         self.publish_bed(b, true);
     }
 
+    /// A device's source throttles it (`flooding`) or no longer does: raises or clears its
+    /// `device_flooding` alarm (crate::sources::throttle).
+    pub fn device_flooding(&self, device: DeviceIdx, flooding: bool) {
+        let bed = self.cfg.device(device).bed;
+        let now = Stamp::now().as_now();
+        let mut g = self.bed(bed);
+        let b = &mut *g;
+        b.alarms
+            .device_flooding(device, flooding, now, &mut b.em.events);
+        self.publish_bed(b, true);
+    }
+
     /// Records a device's connection state and tells every client. Repeats are ignored.
     pub fn device_status(&self, device: DeviceIdx, status: DeviceStatus, detail: Option<String>) {
         let binding = self.cfg.device(device);
