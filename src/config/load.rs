@@ -5,6 +5,7 @@
 //! Validation stops at the first error: a config that does not load keeps the daemon from
 //! starting, and one precise message is easier to act on than a page of follow-on errors.
 
+pub(super) use super::error::{ConfigError, Source, line_col};
 use super::raw::{RawBle, RawConfig, RawDevice, RawLink, RawProfile, RawRecliner, RawRoom};
 use super::{
     AlarmSettings, Bed, Binding, BleCharacteristic, BlePoll, BleProfile, Config, Endpoint,
@@ -15,12 +16,10 @@ use crate::model::{BedIdx, DeviceIdx, Metric};
 use crate::protocol::PROTOCOLS;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
 
 /// The device profiles shipped in `devices/`, compiled into the binary so that a deployed daemon
 /// works without the source tree. `(profile name, TOML text)`; the name is the file stem.
@@ -96,191 +95,6 @@ pub const MIN_EXPECTED_PERIOD: Duration = Duration::from_millis(100);
 /// Longest accepted profile `expected_period`: a device silent for longer than this between
 /// readings could not be told apart from a dead one in time.
 pub const MAX_EXPECTED_PERIOD: Duration = Duration::from_secs(10 * 60);
-
-/// Why a config file or device profile was rejected.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A file or directory could not be read (missing, no permission). The I/O error is the
-    /// source, printed by the error chain.
-    #[error("{}: cannot read {what}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What it was supposed to be (`config file`, `device profile`, `devices_dir`).
-        what: &'static str,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A value in a file is wrong: a syntax error, an unknown key, a wrong type, or a value that
-    /// does not validate.
-    #[error("{}:{line}:{column}: {}{message}", path.display(), key_prefix(key))]
-    Invalid {
-        /// The file, as given to the loader.
-        path: PathBuf,
-        /// 1-based line of the bad value or key.
-        line: usize,
-        /// 1-based column (in characters) of the bad value or key.
-        column: usize,
-        /// The key path, such as `rooms[0].recliners[1].devices[0].profile`; empty when the
-        /// error is not about one key (a TOML syntax error).
-        key: String,
-        /// What is wrong: the bad value and what was expected.
-        message: String,
-    },
-}
-
-fn key_prefix(key: &str) -> String {
-    if key.is_empty() {
-        String::new()
-    } else {
-        format!("{key}: ")
-    }
-}
-
-impl ConfigError {
-    /// The key path the error is about, if it is about a value in a file.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            ConfigError::Invalid { key, .. } => Some(key),
-            ConfigError::Io { .. } => None,
-        }
-    }
-
-    /// The 1-based line the error points at, if it is about a value in a file.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            ConfigError::Invalid { line, .. } => Some(*line),
-            ConfigError::Io { .. } => None,
-        }
-    }
-}
-
-/// A file being validated: turns byte spans into line/column errors.
-struct Source<'a> {
-    origin: &'a Path,
-    text: &'a str,
-}
-
-impl Source<'_> {
-    fn err(&self, span: Range<usize>, key: impl Into<String>, message: String) -> ConfigError {
-        let (line, column) = line_col(self.text, span.start);
-        ConfigError::Invalid {
-            path: self.origin.to_path_buf(),
-            line,
-            column,
-            key: key.into(),
-            message,
-        }
-    }
-
-    /// A serde/TOML error: its span gives the position, the document tree gives the key path.
-    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
-        let span = e.span().unwrap_or(0..0);
-        let message = e.message().trim_end();
-        // A missing key has no span of its own: the span is its table's, and the key path is
-        // that table's path plus the missing key.
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split_once('`'))
-            .map(|(field, _)| field);
-        let key = match missing {
-            Some(field) => {
-                let table = key_at(self.text, span.start, true);
-                if table.is_empty() {
-                    field.to_owned()
-                } else {
-                    format!("{table}.{field}")
-                }
-            }
-            None => key_at(self.text, span.start, false),
-        };
-        let message = if missing.is_some() {
-            format!("{message}, expected this key to be set")
-        } else {
-            message.to_owned()
-        };
-        self.err(span, key, message)
-    }
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = text.get(..end).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).unwrap_or("").chars().count() + 1;
-    (line, column)
-}
-
-/// The key path (`rooms[0].recliners[1].id`) of the smallest key or value that contains byte
-/// `offset` (only tables if `tables_only`); empty if the text does not parse or nothing
-/// contains it.
-fn key_at(text: &str, offset: usize, tables_only: bool) -> String {
-    let Ok(doc) = DeTable::parse(text) else {
-        return String::new();
-    };
-    let mut best = None;
-    search_table(doc.get_ref(), "", offset, tables_only, &mut best);
-    best.map(|(_, path)| path).unwrap_or_default()
-}
-
-fn consider(span: Range<usize>, path: &str, offset: usize, best: &mut Option<(usize, String)>) {
-    let end = span.end.max(span.start + 1);
-    if span.start <= offset && offset < end {
-        let len = span.len();
-        // `<=`: on a tie the deeper (later visited) path wins.
-        if best.as_ref().is_none_or(|(l, _)| len <= *l) {
-            *best = Some((len, path.to_owned()));
-        }
-    }
-}
-
-fn search_table(
-    table: &DeTable<'_>,
-    prefix: &str,
-    offset: usize,
-    tables_only: bool,
-    best: &mut Option<(usize, String)>,
-) {
-    for (k, v) in table.iter() {
-        let path = if prefix.is_empty() {
-            k.get_ref().to_string()
-        } else {
-            format!("{prefix}.{}", k.get_ref())
-        };
-        if !tables_only {
-            consider(k.span(), &path, offset, best);
-        }
-        search_value(v, &path, offset, tables_only, best);
-    }
-}
-
-fn search_value(
-    value: &Spanned<DeValue<'_>>,
-    path: &str,
-    offset: usize,
-    tables_only: bool,
-    best: &mut Option<(usize, String)>,
-) {
-    if !tables_only || value.get_ref().is_table() {
-        consider(value.span(), path, offset, best);
-    }
-    match value.get_ref() {
-        DeValue::Table(t) => search_table(t, path, offset, tables_only, best),
-        DeValue::Array(a) => {
-            for (i, item) in a.iter().enumerate() {
-                search_value(item, &format!("{path}[{i}]"), offset, tables_only, best);
-            }
-        }
-        _ => {}
-    }
-}
 
 /// Whether `s` is a valid id: 1 to 64 of `[A-Za-z0-9_-]`. Ids appear in URLs, topics and logs.
 fn is_valid_id(s: &str) -> bool {
@@ -398,7 +212,7 @@ fn join_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 /// it came from, for messages.
 pub fn load_profile(name: &str, text: &str, origin: &Path) -> Result<Profile, ConfigError> {
     let src = Source { origin, text };
-    let raw: RawProfile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let raw: RawProfile = src.read()?;
     validate_profile(&src, name, raw)
 }
 
@@ -775,7 +589,7 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
 /// directory, and messages name `origin`. Tests use it without writing files.
 pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let src = Source { origin, text };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let raw: RawConfig = src.read()?;
     let base = origin
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod api_tests;
+mod error;
 mod load;
 mod mqtt;
 mod raw;
@@ -16,11 +17,12 @@ mod raw;
 // Shared vocabulary that moved to `crate::model`; re-exported so that `crate::config::X`
 // paths keep working.
 pub use crate::model::{DeviceKind, parse_duration};
+pub use error::{ConfigError, TomlError, line_col, read_toml};
 pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
 pub use load::{
-    BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
-    MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
-    load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
+    BUILTIN_PROFILES, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL, MAX_EXPECTED_PERIOD,
+    MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config, load_config_str, load_profile,
+    load_profiles, normalize_address, parse_ble_uuid,
 };
 pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
 

@@ -8,7 +8,7 @@
 //! types below. Every error names the key, quotes the bad value and says what was expected.
 //! The format is documented in `docs/scenarios.md`.
 
-use crate::config::parse_duration;
+use crate::config::{line_col, parse_duration, read_toml};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -229,8 +229,8 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
-    /// Not TOML, an unknown key, a missing key or a value of the wrong type; toml's message
-    /// names the line and the key.
+    /// Not TOML, an unknown key, a missing key or a value of the wrong type: the line, the
+    /// key and serde's message, read by the config's reader ([`crate::config::read_toml`]).
     #[error("{0}")]
     Syntax(String),
     /// A value of the right type but outside what is allowed.
@@ -260,8 +260,14 @@ fn line_prefix(line: Option<usize>) -> String {
 impl Scenario {
     /// Reads and validates a scenario from TOML text.
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
-        let raw: RawScenario = toml::from_str(text)
-            .map_err(|e| ScenarioError::Syntax(e.to_string().trim_end().to_owned()))?;
+        let raw: RawScenario = read_toml(text).map_err(|e| {
+            let key = if e.key.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.key)
+            };
+            ScenarioError::Syntax(format!("line {}: {key}{}", e.line, e.message))
+        })?;
         Validator { text }.scenario(raw)
     }
 
@@ -445,8 +451,7 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn line(&self, span: Range<usize>) -> Option<usize> {
-        let head = self.text.get(..span.start)?;
-        Some(head.bytes().filter(|&b| b == b'\n').count() + 1)
+        Some(line_col(self.text, span.start).0)
     }
 
     fn invalid(
