@@ -2,6 +2,7 @@
 
 use super::error::{ConfigError, Source};
 use super::parse_duration;
+use crate::model::WrittenDuration;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -47,21 +48,53 @@ pub(super) fn check_text(
     }
 }
 
+/// A duration value of a raw file: typed ([`WrittenDuration`], read by serde) or, for keys
+/// not typed yet, its text.
+pub(super) trait DurationValue {
+    /// The text as written.
+    fn text(&self) -> &str;
+    /// The duration, or what was expected.
+    fn duration(&self) -> Result<Duration, String>;
+}
+
+impl DurationValue for WrittenDuration {
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn duration(&self) -> Result<Duration, String> {
+        Ok(self.value)
+    }
+}
+
+impl DurationValue for String {
+    fn text(&self) -> &str {
+        self
+    }
+    fn duration(&self) -> Result<Duration, String> {
+        parse_duration(self)
+    }
+}
+
+/// A duration within `range` (`min`, `max` and how to write them); the message quotes the
+/// value as written.
 pub(super) fn check_duration(
     src: &Source<'_>,
-    s: &Spanned<String>,
+    s: &Spanned<impl DurationValue>,
     key: &str,
     range: (Duration, Duration, &str, &str),
 ) -> Result<Duration, ConfigError> {
     let (min, max, min_text, max_text) = range;
-    let d = parse_duration(s.get_ref()).map_err(|m| src.err(s.span(), key, m))?;
+    let d = s
+        .get_ref()
+        .duration()
+        .map_err(|m| src.err(s.span(), key, m))?;
     if d < min || d > max {
         return Err(src.err(
             s.span(),
             key,
             format!(
                 "{:?} is out of range, expected a duration between {min_text} and {max_text}",
-                s.get_ref()
+                s.get_ref().text()
             ),
         ));
     }

@@ -13,6 +13,7 @@ use super::raw::RawConfig;
 pub(super) use super::topology::resolve_file;
 use super::topology::{Taken, resolve_dir, validate_room};
 use super::{AlarmSettings, Config, NotifyTarget, Profile, Role, User};
+use crate::model::WrittenDuration;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -219,7 +220,7 @@ fn validate_alarm_parts(
     }
     if let Some(a) = &raw.alarms {
         let a = a.get_ref();
-        let d = |v: &Option<Spanned<String>>,
+        let d = |v: &Option<Spanned<WrittenDuration>>,
                  key: &str,
                  min: (Duration, &str),
                  max: (Duration, &str),
@@ -426,23 +427,25 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
             "a password without a username, expected mqtt.username too".to_owned(),
         ));
     }
-    let d =
-        |v: &Option<Spanned<String>>, key: &str, dflt: Duration| -> Result<Duration, ConfigError> {
-            match v {
-                Some(v) => check_duration(
-                    src,
-                    v,
-                    &format!("mqtt.{key}"),
-                    (
-                        Duration::from_secs(5),
-                        Duration::from_secs(600),
-                        "5s",
-                        "10m",
-                    ),
+    let d = |v: &Option<Spanned<WrittenDuration>>,
+             key: &str,
+             dflt: Duration|
+     -> Result<Duration, ConfigError> {
+        match v {
+            Some(v) => check_duration(
+                src,
+                v,
+                &format!("mqtt.{key}"),
+                (
+                    Duration::from_secs(5),
+                    Duration::from_secs(600),
+                    "5s",
+                    "10m",
                 ),
-                None => Ok(dflt),
-            }
-        };
+            ),
+            None => Ok(dflt),
+        }
+    };
     cfg.mqtt = Some(super::MqttSettings {
         url: m.url.get_ref().trim().to_owned(),
         host,
