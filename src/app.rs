@@ -174,6 +174,10 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             cancel.clone(),
         ));
     }
+    // HL7 over MLLP (src/hl7): one more hub subscriber, off the alarm path.
+    if !cfg.hl7.is_empty() {
+        tracker.spawn(crate::hl7::run(hub.clone(), store.handle(), cancel.clone()));
+    }
     tracker.spawn(dispatch(
         events_rx,
         notify_tx,
@@ -367,6 +371,7 @@ async fn dispatch(
         let Some(msg) = msg else { return };
         match msg {
             Dispatch::Event(d) => {
+                crate::metrics::global().event(&d.event);
                 store.alarm_event_nowait(stored(&d));
                 forward(&d);
             }

@@ -30,8 +30,9 @@ pub enum Command {
     },
     /// Run the daemon and the device simulator in one process (one room, recliners A and B).
     Demo {
-        /// The demo config (its devices must be marked `simulated = true`); default
-        /// config/demo.toml. Without it, the demo tells its story: it plays the nurse (admits,
+        /// The demo config (its devices must be marked `simulated = true`); default: the
+        /// built-in copy of config/demo.toml (the binary needs no repository). Without it, the
+        /// demo tells its story: it plays the nurse (admits,
         /// doses, phases) on a fresh store per run. With it, the demo runs that config as given:
         /// its `data_dir`, no scripted sessions (for integrators and tests that drive the API
         /// themselves), unless `--story` is given too.
@@ -40,13 +41,16 @@ pub enum Command {
         /// Tell the story (scripted nurse, fresh store) also with `--config`.
         #[arg(long)]
         story: bool,
-        /// The scenario the simulator plays.
-        #[arg(long, default_value = "config/scenarios/demo.toml")]
-        scenario: PathBuf,
+        /// The scenario the simulator plays; default: the built-in copy of
+        /// config/scenarios/demo.toml.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
         /// Listen here instead of the config's address.
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Keep the store here instead of the config's `data_dir`.
+        /// Keep the store here (and keep its patients across runs). Default: a fresh
+        /// directory under the system's temp dir per run, removed at exit (with `--config`:
+        /// the config's `data_dir`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Serve HTTPS and WSS with a self-signed certificate generated for this run (written
@@ -60,12 +64,22 @@ pub enum Command {
         /// The site's name in the MQTT topics (with `--mqtt`).
         #[arg(long, value_name = "NAME", requires = "mqtt")]
         site: Option<String>,
+        /// Send IHE PCD-01 observation reports (HL7 v2 ORU^R01) to this MLLP endpoint
+        /// (`mllp://host:port`, docs/hl7.md), once a minute per bed and every NIBP
+        /// measurement.
+        #[arg(long, value_name = "URL")]
+        hl7: Option<String>,
+        /// Send IHE PCD-04 alert reports (HL7 v2 ORU^R40) of every alarm event to this MLLP
+        /// endpoint (`mllp://host:port`, docs/hl7.md).
+        #[arg(long, value_name = "URL")]
+        hl7_alarms: Option<String>,
     },
     /// Run only the simulator for the devices marked `simulated = true` in a config, and print
     /// where each one is (tty path or host:port).
     Simulate {
-        #[arg(long, default_value = "config/demo.toml")]
-        config: PathBuf,
+        /// The config; default: the built-in copy of config/demo.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The scenario to play (default: steady baseline values).
         #[arg(long)]
         scenario: Option<PathBuf>,
@@ -177,15 +191,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls,
             mqtt,
             site,
+            hl7,
+            hl7_alarms,
         } => {
             // A config given by the user is run as given (its data_dir, no scripted nurse),
             // unless --story asks for the story too.
             let scripted = config.is_none() || story_flag;
-            let config = config.unwrap_or_else(|| PathBuf::from("config/demo.toml"));
-            let mut cfg = load(&config)?;
-            // The demo's certificate stays in the config's data dir (or --data-dir), so a browser
-            // that accepted it once keeps accepting it.
-            let cert_dir = data_dir.clone().unwrap_or_else(|| cfg.data_dir.clone());
+            let mut cfg = match &config {
+                Some(path) => load(path)?,
+                None => builtin_demo_config()?,
+            };
+            // The demo's certificate stays in --data-dir, the config's data dir, or (built-in
+            // config) the user's state dir, so a browser that accepted it once keeps accepting it.
+            let cert_dir = match (&data_dir, &config) {
+                (Some(d), _) => d.clone(),
+                (None, Some(_)) => cfg.data_dir.clone(),
+                (None, None) => demo_state_dir(),
+            };
             // A fresh store per run, so a second run never shows the first run's patients and
             // dose markers; `--data-dir` keeps one across runs (leftover sessions are then
             // discharged at start). A config given with --config keeps its own data_dir.
@@ -222,9 +244,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 cfg.mqtt = Some(m);
             }
+            for (url, kind, flag) in [
+                (hl7, config::Hl7Kind::Pcd01, "--hl7"),
+                (hl7_alarms, config::Hl7Kind::Pcd04, "--hl7-alarms"),
+            ] {
+                let Some(url) = url else { continue };
+                let mut ep = config::Hl7Endpoint::new(kind, &url)
+                    .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+                ep.tls = url.trim().starts_with("mllps://");
+                // Another endpoint of that name in the config: the flag's address replaces it.
+                cfg.hl7.retain(|e| e.name != ep.name);
+                println!(
+                    "sending HL7 {} to {} (docs/hl7.md)",
+                    match kind {
+                        config::Hl7Kind::Pcd01 => "PCD-01 observations (ORU^R01)",
+                        config::Hl7Kind::Pcd04 => "PCD-04 alarms (ORU^R40)",
+                    },
+                    ep.address()
+                );
+                cfg.hl7.push(ep);
+            }
             let cfg = Arc::new(cfg);
-            let scenario = crate::sim::scenario::Scenario::load(&scenario)
-                .with_context(|| format!("cannot load scenario {}", scenario.display()))?;
+            let scenario = match scenario {
+                Some(path) => crate::sim::scenario::Scenario::load(&path)
+                    .with_context(|| format!("cannot load scenario {}", path.display()))?,
+                None => crate::sim::scenario::Scenario::parse(DEMO_SCENARIO)
+                    .context("the built-in demo scenario")?,
+            };
             let bus = simulated_ble_bus(&cfg)?;
             runtime()?.block_on(async move {
                 let story = demo::Story::of(&scenario);
@@ -302,7 +348,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate { config, scenario } => {
-            let cfg = load(&config)?;
+            let cfg = match &config {
+                Some(path) => load(path)?,
+                None => builtin_demo_config()?,
+            };
+            let config = config.unwrap_or_else(|| PathBuf::from("config/demo.toml"));
             let scenario = match scenario {
                 Some(p) => crate::sim::scenario::Scenario::load(&p)
                     .with_context(|| format!("cannot load scenario {}", p.display()))?,
@@ -535,6 +585,36 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
 
 fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {
     Ok(config::load_config(path)?)
+}
+
+/// config/demo.toml, built into the binary: `vitalsd demo` runs from any directory.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+/// config/scenarios/demo.toml, built into the binary.
+pub const DEMO_SCENARIO: &str = include_str!("../config/scenarios/demo.toml");
+
+/// The built-in demo config (its relative paths resolve against the working directory, but
+/// the demo replaces its `data_dir` and its device profiles and presets are built in).
+fn builtin_demo_config() -> anyhow::Result<config::Config> {
+    Ok(config::load_config_str(
+        DEMO_CONFIG,
+        std::path::Path::new("config/demo.toml"),
+    )?)
+}
+
+/// Where the demo keeps what should outlive a run without `--data-dir` (its TLS certificate):
+/// `$XDG_STATE_HOME/vitalsd/demo`, else `~/.local/state/vitalsd/demo`, else the temp dir.
+fn demo_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("vitalsd").join("demo")
 }
 
 fn export(

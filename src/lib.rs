@@ -26,6 +26,8 @@
 //! - [`transport`]: byte streams from serial ports and TCP serial device servers, with
 //!   reconnect and backoff; Bluetooth LE GATT notifications through btleplug/BlueZ
 //!   ([`transport::ble`]).
+//! - [`metrics`]: counters and latency histograms for `/metrics` (Prometheus); a leaf every
+//!   stage counts into, read by [`api::metrics`] with the state the others keep.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
 //! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
@@ -36,6 +38,8 @@
 //!   device's own dialogue (starting a SunTech measurement on the bed's interval).
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
 //! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker.
+//! - [`hl7`]: HL7 v2 over MLLP to the EHR (IHE PCD-01 `ORU^R01`) and to an alarm manager
+//!   (IHE PCD-04 `ORU^R40`), ACKed, retried, queued in the store across restarts.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
@@ -48,10 +52,11 @@
 //!
 //! 1. `model` (names no other module of the crate);
 //! 2. `clock`, `protocol`, `alarm` (on `model` only: the engine takes time as a parameter);
-//! 3. `config` (on `model` and `protocol`'s decoder names);
+//! 3. `config` (on `model` and `protocol`'s decoder names), `metrics` (on `clock` and
+//!    `alarm`'s event types);
 //! 4. `transport`, `store`;
 //! 5. `hub`, `sim`;
-//! 6. `sources`, `notify`, `mqtt`;
+//! 6. `sources`, `notify`, `mqtt`, `hl7`;
 //! 7. `api`, then `app`, then `cli`.
 //!
 //! Vocabulary two modules share goes down into `model` rather than one reaching into the other
@@ -66,7 +71,9 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod hl7;
 pub mod hub;
+pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod notify;

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -296,6 +297,9 @@ impl TargetTask {
                 self.handle(cmd);
             }
             self.give_up_old();
+            self.counters()
+                .depth
+                .store(self.queue.rows.len() as u64, Ordering::Relaxed);
             let now = wall_ms();
             if let Some(i) = self.queue.due(now) {
                 self.attempt(i).await;
@@ -411,6 +415,7 @@ impl TargetTask {
         // The row may have been replaced meanwhile only by this task: it is still at `i`.
         match result {
             Ok(()) => {
+                self.counters().delivered.fetch_add(1, Ordering::Relaxed);
                 self.queue.rows.remove(i);
                 self.store.outbox(OutboxOp::Remove(row.id));
                 if event == "notify"
@@ -447,7 +452,13 @@ impl TargetTask {
         }
     }
 
+    /// This target's numbers for `/metrics`.
+    fn counters(&self) -> Arc<crate::metrics::QueueCounters> {
+        crate::metrics::global().queue(crate::metrics::QUEUE_NOTIFY, &self.target.name)
+    }
+
     fn succeeded(&mut self, attempts: u32) {
+        self.counters().failing.store(false, Ordering::Relaxed);
         if self.failures > 0 {
             tracing::info!(target = %self.target.name, "notification target delivers again");
             report(&self.hub, &self.target.name, "recovered", attempts, None);
@@ -462,6 +473,10 @@ impl TargetTask {
 
     fn failed(&mut self, attempts: u32, err: &str) {
         self.failures += 1;
+        let c = self.counters();
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        c.failing
+            .store(self.failures >= FAILURES_TO_ALARM, Ordering::Relaxed);
         self.probe_ms = Some(wall_ms() + ms(retry_delay(self.failures)));
         if self.failures == 1 || self.failures.is_multiple_of(10) {
             tracing::warn!(target = %self.target.name, attempts, error = %err, "notification delivery failed; retrying");

@@ -116,6 +116,7 @@ pub async fn run_device(ctx: SourceCtx, device: DeviceIdx) {
             DeviceStatus::Disconnected
         };
         ctx.hub.device_status(device, status, Some(why));
+        crate::metrics::global().reconnect(usize::from(device.0));
     }
 }
 
@@ -265,6 +266,7 @@ async fn stream_session(
         };
         let stamp = Stamp::now();
         let report = decoder.feed(&buf[..n], &mut out);
+        crate::metrics::global().bad_frames(usize::from(device.0), u64::from(report.bad_frames));
         if report.skipped_bytes > 0 || report.bad_frames > 0 {
             tracing::debug!(
                 device = %binding.id,
@@ -524,6 +526,8 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
                     let report = decoder.feed(&value, &mut out);
                     tracing::trace!(device = %binding.id, characteristic = %uuid, value = %hex::encode(&value), ?report, "BLE value");
                     if report.bad_frames > 0 || report.skipped_bytes > 0 {
+                        crate::metrics::global()
+                            .bad_frames(usize::from(device.0), u64::from(report.bad_frames.max(1)));
                         let before = bad_frames;
                         bad_frames += u64::from(report.bad_frames.max(1));
                         // A warning at the 1st, 10th, 100th... so that a device that sends
@@ -578,6 +582,7 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
             last_error = Some(why.clone());
         }
         ctx.hub.device_status(device, status, Some(why));
+        crate::metrics::global().reconnect(usize::from(device.0));
         tokio::select! {
             _ = ctx.cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff.next_delay()) => {}

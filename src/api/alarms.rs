@@ -70,9 +70,10 @@ async fn current(State(s): State<ApiState>, headers: HeaderMap) -> Result<Json<V
     Ok(Json(s.hub.alarms_json()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     bed: Option<String>,
     limit: Option<usize>,
 }
@@ -130,9 +131,9 @@ async fn acknowledge(
     Ok(Json(json!({ "alarm": alarm })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PauseBody {
+pub(crate) struct PauseBody {
     seconds: Option<u64>,
 }
 
@@ -182,9 +183,9 @@ async fn get_limits(
     Ok(Json(limits_json(&s, bed)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PresetBody {
+pub(crate) struct PresetBody {
     preset: String,
 }
 
@@ -259,9 +260,9 @@ fn take_confirm(raw: &[u8]) -> Result<(Vec<u8>, bool), ApiError> {
     Ok((rest, confirm))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BaselineBody {
+pub(crate) struct BaselineBody {
     sys: Option<f64>,
     dia: Option<f64>,
     pulse_rate: Option<f64>,

@@ -12,6 +12,8 @@ pub mod alarms;
 pub mod auth;
 pub mod dashboard;
 pub mod guard;
+pub mod metrics;
+pub mod openapi;
 pub mod records;
 pub mod serve;
 
@@ -66,6 +68,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ws", get(ws_upgrade))
         .merge(alarms::routes())
         .merge(records::routes())
+        .merge(metrics::routes())
+        .merge(openapi::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             state.hub.config().api.max_body,
         ))
@@ -244,6 +248,8 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
             send(&mut socket, m).await?;
         }
         let mut beat = tokio::time::interval(HEARTBEAT);
+        // The seqs of the messages in the write being made (for the delivery histogram).
+        let mut sent: Vec<u64> = Vec::with_capacity(MAX_BATCH);
         loop {
             // Drain everything queued, priority first.
             // Everything queued goes out in one write: feed each message, flush once.
@@ -251,11 +257,14 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
             loop {
                 match queue.pop() {
                     Next::Send(m) => {
+                        sent.push(crate::metrics::seq_of(&m));
                         feed(&mut socket, m).await?;
                         fed += 1;
                         // Bound a burst so the first message is not held back for long.
                         if fed >= MAX_BATCH {
                             flush(&mut socket).await?;
+                            crate::metrics::global().delivered(&sent);
+                            sent.clear();
                             fed = 0;
                         }
                     }
@@ -265,6 +274,8 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
             }
             if fed > 0 {
                 flush(&mut socket).await?;
+                crate::metrics::global().delivered(&sent);
+                sent.clear();
             }
             tokio::select! {
                 _ = s.cancel.cancelled() => return Err("daemon shutting down".to_owned()),
@@ -294,6 +305,9 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
     }
     .await;
     s.hub.unsubscribe(id);
+    crate::metrics::global()
+        .coalesced_gone
+        .fetch_add(queue.coalesced(), std::sync::atomic::Ordering::Relaxed);
     if let Err(why) = reason {
         tracing::debug!(client = id, reason = %why, "websocket closed");
         // A message over MAX_CLIENT_MESSAGE is "message too big" (1009), anything else "going

@@ -211,9 +211,10 @@ async fn readiness(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct HistoryParams {
+pub(crate) struct HistoryParams {
     metric: String,
     from: Option<String>,
     to: Option<String>,
@@ -268,9 +269,10 @@ async fn history(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SessionsParams {
+pub(crate) struct SessionsParams {
     bed: Option<String>,
     limit: Option<usize>,
 }
@@ -298,9 +300,10 @@ async fn session(
     Ok(Json(json!({ "session": session })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ExportParams {
+pub(crate) struct ExportParams {
     format: Option<String>,
 }
 

@@ -57,6 +57,7 @@ pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
     let mut cfg = validate_config(&src, base, &raw, &profiles)?;
     validate_alarm_parts(&src, &raw, &mut cfg, presets)?;
     validate_api(&src, base, &raw, &mut cfg)?;
+    validate_hl7(&src, base, &raw, &mut cfg)?;
     Ok(cfg)
 }
 
@@ -468,6 +469,127 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
     Ok(())
 }
 
+/// The `[[hl7]]` tables (docs/configuration.md, docs/hl7.md).
+fn validate_hl7(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawConfig,
+    cfg: &mut Config,
+) -> Result<(), ConfigError> {
+    use super::{Hl7Endpoint, Hl7Kind};
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, h) in raw.hl7.iter().enumerate() {
+        let key = format!("hl7[{i}]");
+        let h = h.get_ref();
+        let kind = match h.kind.get_ref().trim() {
+            "pcd01" => Hl7Kind::Pcd01,
+            "pcd04" => Hl7Kind::Pcd04,
+            other => {
+                return Err(src.err(
+                    h.kind.span(),
+                    format!("{key}.kind"),
+                    format!(
+                        "{other:?} is not an HL7 endpoint kind, expected \"pcd01\" (observations, ORU^R01) or \"pcd04\" (alarms, ORU^R40)"
+                    ),
+                ));
+            }
+        };
+        let mut ep = Hl7Endpoint::new(kind, h.endpoint.get_ref())
+            .map_err(|e| src.err(h.endpoint.span(), format!("{key}.endpoint"), e))?;
+        ep.name = match &h.name {
+            Some(n) => check_id(src, n, &format!("{key}.name"))?,
+            None => format!("hl7-{}-{}", kind.name(), i + 1),
+        };
+        let span = h.name.as_ref().map_or(h.kind.span(), Spanned::span);
+        let line = line_col(src.text, span.start).0;
+        if let Some(first) = names.insert(ep.name.clone(), line) {
+            return Err(src.err(
+                span,
+                format!("{key}.name"),
+                format!(
+                    "duplicate HL7 endpoint {:?} (first on line {first}), expected a unique name",
+                    ep.name
+                ),
+            ));
+        }
+        ep.tls = h.tls.unwrap_or(false) || h.endpoint.get_ref().trim().starts_with("mllps://");
+        if let Some(ca) = &h.ca {
+            if !ep.tls {
+                return Err(src.err(
+                    ca.span(),
+                    format!("{key}.ca"),
+                    "a CA file without TLS, expected tls = true too".to_owned(),
+                ));
+            }
+            ep.ca = Some(resolve_file(src, base, ca, &format!("{key}.ca"))?);
+        }
+        let text = |v: &Option<Spanned<String>>, k: &str| -> Result<Option<String>, ConfigError> {
+            v.as_ref()
+                .map(|v| check_text(src, v, &format!("{key}.{k}")))
+                .transpose()
+        };
+        if let Some(v) = text(&h.sending_application, "sending_application")? {
+            ep.sending_application = v;
+        }
+        if let Some(v) = text(&h.sending_facility, "sending_facility")? {
+            ep.sending_facility = v;
+        }
+        if let Some(v) = text(&h.receiving_application, "receiving_application")? {
+            ep.receiving_application = v;
+        }
+        if let Some(v) = text(&h.receiving_facility, "receiving_facility")? {
+            ep.receiving_facility = v;
+        }
+        let d = |v: &Option<Spanned<String>>,
+                 k: &str,
+                 range: (Duration, Duration, &str, &str),
+                 dflt: Duration|
+         -> Result<Duration, ConfigError> {
+            match v {
+                Some(v) => check_duration(src, v, &format!("{key}.{k}"), range),
+                None => Ok(dflt),
+            }
+        };
+        if let (Hl7Kind::Pcd04, Some(v)) = (kind, &h.interval) {
+            return Err(src.err(
+                v.span(),
+                format!("{key}.interval"),
+                "an interval on a pcd04 endpoint (alarms are sent as they happen), expected it only with kind = \"pcd01\"".to_owned(),
+            ));
+        }
+        ep.interval = d(
+            &h.interval,
+            "interval",
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(86_400),
+                "5s",
+                "24h",
+            ),
+            super::hl7::DEFAULT_HL7_INTERVAL,
+        )?;
+        ep.ack_timeout = d(
+            &h.ack_timeout,
+            "ack_timeout",
+            (Duration::from_secs(1), Duration::from_secs(300), "1s", "5m"),
+            super::hl7::DEFAULT_HL7_ACK_TIMEOUT,
+        )?;
+        ep.down_after = d(
+            &h.down_after,
+            "down_after",
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(3600),
+                "5s",
+                "1h",
+            ),
+            super::hl7::DEFAULT_HL7_DOWN_AFTER,
+        )?;
+        cfg.hl7.push(ep);
+    }
+    Ok(())
+}
+
 /// The `[api]` and `[tls]` tables, and the rule that a non-loopback listener serves TLS.
 fn validate_api(
     src: &Source<'_>,
@@ -711,6 +833,7 @@ fn validate_config(
         api: crate::config::ApiSettings::default(),
         tls: None,
         mqtt: None,
+        hl7: Vec::new(),
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();
     let mut device_ids: HashMap<String, usize> = HashMap::new();

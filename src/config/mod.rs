@@ -22,6 +22,7 @@
 mod api_tests;
 mod check;
 mod error;
+mod hl7;
 mod load;
 mod mqtt;
 mod profiles;
@@ -32,6 +33,7 @@ mod topology;
 // paths keep working.
 pub use crate::model::{DeviceKind, parse_duration};
 pub use error::{ConfigError, TomlError, line_col, read_toml};
+pub use hl7::{Hl7Endpoint, Hl7Kind, parse_endpoint as parse_hl7_endpoint};
 pub use load::{BUILTIN_PRESETS, load_presets};
 pub use load::{DEFAULT_LISTEN, load_config, load_config_str};
 pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
@@ -85,6 +87,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
     pub mqtt: Option<MqttSettings>,
+    /// HL7 v2 endpoints over MLLP (`[[hl7]]`, src/hl7); empty sends nothing.
+    pub hl7: Vec<Hl7Endpoint>,
 }
 
 /// The `[api]` table. See `docs/configuration.md`.

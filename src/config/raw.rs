@@ -42,6 +42,27 @@ pub(super) struct RawConfig {
     pub tls: Option<Spanned<RawTls>>,
     /// The `[mqtt]` table: publish this site to a broker.
     pub mqtt: Option<Spanned<RawMqtt>>,
+    /// HL7 v2 endpoints over MLLP; `[[hl7]]` tables.
+    #[serde(default)]
+    pub hl7: Vec<Spanned<RawHl7>>,
+}
+
+/// One `[[hl7]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHl7 {
+    pub name: Option<Spanned<String>>,
+    pub kind: Spanned<String>,
+    pub endpoint: Spanned<String>,
+    pub tls: Option<bool>,
+    pub ca: Option<Spanned<String>>,
+    pub sending_application: Option<Spanned<String>>,
+    pub sending_facility: Option<Spanned<String>>,
+    pub receiving_application: Option<Spanned<String>>,
+    pub receiving_facility: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub ack_timeout: Option<Spanned<String>>,
+    pub down_after: Option<Spanned<String>>,
 }
 
 /// The `[api]` table.

@@ -10,6 +10,7 @@
 //! A bounded replay ring keeps the latest messages so that a client that reconnects with
 //! `?since=SEQ` gets what it missed without a gap, after a fresh snapshot.
 
+pub mod link;
 pub mod queue;
 pub mod wire;
 
@@ -176,6 +177,8 @@ struct Inner {
     targets: crate::alarm::TargetAlarms,
     /// With `[mqtt]`: raises `mqtt_down` when the broker link stays down (src/mqtt).
     mqtt_watch: Option<(Watchdog, bool)>,
+    /// With `[[hl7]]`: raises `hl7_down` when an HL7 endpoint stays down (src/hl7).
+    hl7_watch: Option<Watchdog>,
     /// Engine output, reused.
     events: Vec<AlarmEvent>,
     /// Consumers of alarm events off the alarm path (store, notifier).
@@ -200,6 +203,8 @@ pub struct Hub {
     store: std::sync::OnceLock<crate::store::StoreHandle>,
     /// One per bed: actions on a bed run one at a time, from dry run to commit to apply.
     actions: Vec<tokio::sync::Mutex<()>>,
+    /// One per `[[hl7]]` endpoint, in config order: written by its sender (src/hl7).
+    hl7_links: Vec<Arc<link::LinkStats>>,
 }
 
 impl Hub {
@@ -272,6 +277,11 @@ impl Hub {
                     .with_priority(crate::alarm::Priority::Medium);
                 (w, false)
             }),
+            hl7_watch: cfg.hl7.iter().map(|e| e.down_after).min().map(|after| {
+                Watchdog::new(&ids, after, cfg.alarms.policy.escalation)
+                    .for_condition(crate::alarm::TechCondition::Hl7Down)
+                    .with_priority(crate::alarm::Priority::Medium)
+            }),
             events: Vec::with_capacity(16),
             sink,
         };
@@ -280,12 +290,18 @@ impl Hub {
             .iter()
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
+        let hl7_links = cfg
+            .hl7
+            .iter()
+            .map(|e| Arc::new(link::LinkStats::new(&e.name)))
+            .collect();
         Ok(Hub {
             cfg,
             inner: Mutex::new(inner),
             started_ms: now,
             store: std::sync::OnceLock::new(),
             actions,
+            hl7_links,
         })
     }
 
@@ -468,6 +484,7 @@ impl Hub {
         let binding = self.cfg.device(device);
         let bed = binding.bed;
         let simulated = binding.simulated;
+        crate::metrics::global().readings(usize::from(device.0), ms.len());
         let mut g = lock(&self.inner);
         let inner = &mut *g;
         for m in ms {
@@ -487,6 +504,7 @@ impl Hub {
             // (and so sent) ahead of the reading that caused them.
             b.alarms.observe(&obs, stamp.as_now(), &mut inner.events);
             inner.flush_events(&self.cfg, true);
+            crate::metrics::global().decided(stamp.mono);
             inner.devices[usize::from(device.0)].readings += 1;
             let seq = inner.take_seq();
             inner.buf.clear();
@@ -608,6 +626,11 @@ impl Hub {
     /// Connected clients.
     pub fn client_count(&self) -> usize {
         lock(&self.inner).clients.len()
+    }
+
+    /// Every connected client's id and queue (for `/metrics`: queue depths, coalesced).
+    pub fn client_queues(&self) -> Vec<(u64, Arc<ClientQueue>)> {
+        lock(&self.inner).clients.clone()
     }
 
     /// The latest sequence number assigned.
@@ -745,7 +768,20 @@ impl Hub {
             }
             w.tick(now, true, &mut inner.events);
         }
+        if let Some(w) = inner.hl7_watch.as_mut() {
+            if self.hl7_links.iter().all(|l| l.is_up()) {
+                w.dashboard_alive(now, &mut inner.events);
+            }
+            w.tick(now, true, &mut inner.events);
+        }
         inner.flush_events(&self.cfg, true);
+    }
+
+    /// The HL7 endpoints' state and counters (queue depth, failures), one per `[[hl7]]` in
+    /// config order. Their senders (src/hl7) write them; `hl7_down` is raised when any stays
+    /// down longer than its `down_after`.
+    pub fn hl7_links(&self) -> &[Arc<link::LinkStats>] {
+        &self.hl7_links
     }
 
     /// Notification target `target` (index in `Config::notify`) failed to take pages, or
@@ -798,6 +834,10 @@ impl Hub {
                 || g.mqtt_watch
                     .as_ref()
                     .and_then(|(w, _)| w.alarm())
+                    .is_some_and(|a| a.id.0 == id)
+                || g.hl7_watch
+                    .as_ref()
+                    .and_then(Watchdog::alarm)
                     .is_some_and(|a| a.id.0 == id)
             {
                 return Err(ActionError::NotAcknowledgeable(id));
@@ -940,6 +980,7 @@ impl Hub {
             .chain(g.store_watch.alarm())
             .chain(g.targets.alarms())
             .chain(g.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
+            .chain(g.hl7_watch.as_ref().and_then(Watchdog::alarm))
             .map(|a| wire::AlarmView::new(&self.cfg, a))
             .collect();
         serde_json::json!({ "alarms": list })
@@ -1039,6 +1080,7 @@ impl Hub {
                 .chain(inner.store_watch.alarm())
                 .chain(inner.targets.alarms())
                 .chain(inner.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
+                .chain(inner.hl7_watch.as_ref().and_then(Watchdog::alarm))
                 .map(|a| wire::AlarmView::new(cfg, a))
                 .collect(),
             dashboards: inner.dashboards.counts(mono_now(), inner.clients.len()),
@@ -1119,6 +1161,7 @@ impl Inner {
             self.replay.pop_front();
         }
         self.replay.push_back((seq, class, bytes.clone()));
+        crate::metrics::global().published(seq);
         for (_, q) in &self.clients {
             q.push(class, bytes.clone());
         }

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub const VERSION: u32 = 1;
 
 /// Connection state of a device, as shown to users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     /// Not yet delivered valid data since the daemon started, within its first grace (the
@@ -25,11 +25,12 @@ pub enum DeviceStatus {
 }
 
 /// A reading as it appears in messages: the observation with names resolved.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ReadingView<'a> {
     pub bed: &'a str,
     pub device: &'a str,
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub m: &'a Measurement,
     pub received: String,
     pub received_ms: i64,
@@ -55,7 +56,7 @@ impl<'a> ReadingView<'a> {
 }
 
 /// `{"v":1,"type":"reading","seq":N, ...reading}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ReadingMsg<'a> {
     pub v: u32,
     #[serde(rename = "type")]
@@ -66,7 +67,7 @@ pub struct ReadingMsg<'a> {
 }
 
 /// `{"v":1,"type":"device_status", ...}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeviceStatusMsg<'a> {
     pub v: u32,
     #[serde(rename = "type")]
@@ -82,7 +83,7 @@ pub struct DeviceStatusMsg<'a> {
 }
 
 /// `{"v":1,"type":"heartbeat", ...}`: sent every second on every connection.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct HeartbeatMsg {
     pub v: u32,
     #[serde(rename = "type")]
@@ -93,6 +94,7 @@ pub struct HeartbeatMsg {
     /// Readings coalesced away for this client so far (slow-client policy).
     pub coalesced: u64,
     /// How many dashboards can sound (armed, heartbeat recent), hidden, not armed, clients.
+    #[schema(value_type = Object)]
     pub dashboards: crate::alarm::DashboardCounts,
     /// Whether this connection counts as a live dashboard (its latest heartbeat is recent
     /// and says audio armed).
@@ -100,12 +102,13 @@ pub struct HeartbeatMsg {
 }
 
 /// One device in a snapshot.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeviceView<'a> {
     pub id: &'a str,
     pub profile: &'a str,
     pub vendor: &'a str,
     pub model: &'a str,
+    #[schema(value_type = String)]
     pub kind: crate::config::DeviceKind,
     pub protocol: &'a str,
     pub endpoint: String,
@@ -116,7 +119,7 @@ pub struct DeviceView<'a> {
 }
 
 /// One bed in a snapshot, with its latest value per metric.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BedView<'a> {
     pub id: &'a str,
     pub recliner: &'a str,
@@ -135,7 +138,7 @@ pub struct BedView<'a> {
 }
 
 /// One room in a snapshot.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RoomView<'a> {
     pub id: &'a str,
     pub name: &'a str,
@@ -143,7 +146,7 @@ pub struct RoomView<'a> {
 }
 
 /// The state of everything, sent first on every WebSocket connection and by `GET /api/rooms`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SnapshotMsg<'a> {
     pub v: u32,
     #[serde(rename = "type")]
@@ -163,6 +166,7 @@ pub struct SnapshotMsg<'a> {
     /// Alarms that belong to no bed (`no_dashboard`).
     pub alarms: Vec<AlarmView<'a>>,
     /// How many dashboards can sound (see [`HeartbeatMsg::dashboards`]).
+    #[schema(value_type = Object)]
     pub dashboards: crate::alarm::DashboardCounts,
 }
 
@@ -181,15 +185,20 @@ pub fn in_latest(m: Metric) -> bool {
 }
 
 /// An alarm as it appears in messages: indices resolved to ids, times as RFC 3339.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AlarmView<'a> {
     pub id: u64,
     pub bed: Option<&'a str>,
     pub device: Option<&'a str>,
+    #[schema(value_type = String)]
     pub condition: crate::alarm::Condition,
+    #[schema(value_type = String)]
     pub kind: crate::alarm::AlarmKind,
+    #[schema(value_type = String)]
     pub priority: crate::alarm::Priority,
+    #[schema(value_type = String)]
     pub state: crate::alarm::AlarmState,
+    #[schema(value_type = String)]
     pub audio: crate::alarm::Audio,
     pub value: Option<f64>,
     pub limit: Option<f64>,
@@ -235,7 +244,7 @@ impl<'a> AlarmView<'a> {
 }
 
 /// `{"v":1,"type":"alarm","event":...}`: one alarm-system event (docs/api.md, docs/alarms.md).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AlarmMsg<'a> {
     pub v: u32,
     #[serde(rename = "type")]
@@ -255,6 +264,7 @@ pub struct AlarmMsg<'a> {
     pub seconds: Option<u64>,
     /// `baseline_set` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub baseline: Option<crate::alarm::Baseline>,
     /// `notify` only: the escalation level.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -66,6 +66,9 @@ pub enum TechCondition {
     BaselineMissing,
     /// A notification target fails to take pages (the alarm names it in `target`).
     NotifyFailed,
+    /// An HL7 endpoint (src/hl7: the EHR's interface engine or the alarm manager) has failed
+    /// longer than its grace: messages queue in the store. Nothing local is affected.
+    Hl7Down,
 }
 
 impl TechCondition {
@@ -110,6 +113,7 @@ impl TechCondition {
             TechCondition::MqttDown => "mqtt_down",
             TechCondition::BaselineMissing => "baseline_missing",
             TechCondition::NotifyFailed => "notify_failed",
+            TechCondition::Hl7Down => "hl7_down",
         }
     }
 }

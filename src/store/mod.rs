@@ -24,8 +24,10 @@
 //! - [`readiness`]: the pure discharge-readiness function.
 //! - [`export`]: CSV, FHIR R4 Bundle and the printable HTML report.
 //! - [`outbox`]: the notifier's undelivered pages, group-committed by the writer thread.
+//! - [`hl7_outbox`]: HL7 messages not yet acknowledged (src/hl7), group-committed likewise.
 
 pub mod export;
+pub mod hl7_outbox;
 pub mod outbox;
 pub mod query;
 pub mod readiness;
@@ -179,6 +181,8 @@ pub(crate) enum Cmd {
     Job(Job),
     /// A change to the notifier's outbox; those of one wake-up share a transaction.
     Outbox(outbox::OutboxOp),
+    /// A change to the HL7 outbox; those of one wake-up share a transaction.
+    Hl7(hl7_outbox::Hl7Op),
     /// A bed's alarm state, written without a waiter; the writer keeps only the latest per bed
     /// and writes them together (group commit).
     State(StoredState),
@@ -651,6 +655,21 @@ impl StoreHandle {
     /// The pages left in the outbox, oldest first.
     pub async fn outbox_load(&self) -> Result<Vec<outbox::OutboxRow>, StoreError> {
         self.read(outbox::load).await
+    }
+
+    /// Records a change to the HL7 outbox without waiting: the writer commits the changes
+    /// queued together in one transaction (`synchronous=NORMAL`, as readings: it survives
+    /// `kill -9`), in order.
+    pub fn hl7(&self, op: hl7_outbox::Hl7Op) {
+        if self.send(Cmd::Hl7(op)).is_err() {
+            tracing::error!("HL7 outbox change not recorded: the store writer has stopped");
+        }
+    }
+
+    /// The HL7 messages left in the outbox, oldest first, and the highest control id ever
+    /// handed out.
+    pub async fn hl7_load(&self) -> Result<(Vec<hl7_outbox::Hl7Row>, i64), StoreError> {
+        self.read(hl7_outbox::load).await
     }
 
     fn send(&self, cmd: Cmd) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 /// One point of a history: a reading, or a time bucket's min/max/avg when downsampled.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HistoryPoint {
     /// The reading's receive time, or the bucket's start, Unix ms.
     pub t_ms: i64,

@@ -70,7 +70,7 @@ impl Default for ReadinessMargins {
 }
 
 /// The answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// Every rule holds.
     pub ready: bool,

@@ -92,6 +92,20 @@ CREATE TABLE notify_outbox (
     last_error TEXT
 );
 "#,
+    // v5: the HL7 outbox (src/hl7): messages not yet acknowledged by their MLLP endpoint, and
+    // the highest message control id ever handed out. Written by the writer thread.
+    r#"
+CREATE TABLE hl7_outbox (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT
+);
+CREATE TABLE hl7_counter (last INTEGER NOT NULL);
+INSERT INTO hl7_counter (last) VALUES (0);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 /// An admission request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Admit {
     /// What the dashboard shows, e.g. initials. Not a full name: it appears on screens.
@@ -58,7 +58,7 @@ impl Admit {
 }
 
 /// A session phase, in the order a session normally goes through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Preparation,
@@ -68,7 +68,7 @@ pub enum Phase {
 }
 
 /// An event recorded in a session (`POST .../events`), tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SessionEvent {
     /// A dose given.
@@ -177,7 +177,7 @@ impl SessionEvent {
 }
 
 /// A stored session event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SessionEventRow {
     pub id: i64,
     pub session: i64,
@@ -185,11 +185,12 @@ pub struct SessionEventRow {
     pub kind: String,
     pub actor: Option<String>,
     /// The event as posted (with `kind`).
+    #[schema(value_type = Object)]
     pub event: serde_json::Value,
 }
 
 /// A stored session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub id: i64,
     pub bed: String,

@@ -523,6 +523,41 @@ async fn outbox_changes_are_committed_in_order_and_read_back_after_a_reopen() {
     store.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn hl7_messages_survive_a_reopen_in_order_and_control_ids_are_never_reused() {
+    use hl7_outbox::{Hl7Op, Hl7Row};
+    let dir = tempfile::tempdir().unwrap();
+    let row = |id: i64, attempts: u32| Hl7Row {
+        id,
+        endpoint: "ehr".into(),
+        body: format!("MSH|^~\\&|||||||ORU^R01^ORU_R01|{id}\r"),
+        created_ms: 1,
+        attempts,
+        last_error: (attempts > 0).then(|| "no ACK within 10s".to_owned()),
+    };
+    {
+        let store = open(&dir);
+        let h = store.handle();
+        assert_eq!(h.hl7_load().await.unwrap(), (vec![], 0));
+        for id in 1..=3 {
+            h.hl7(Hl7Op::Put(row(id, 0)));
+        }
+        h.hl7(Hl7Op::Remove(1));
+        h.hl7(Hl7Op::Put(row(2, 1)));
+        store.close().await.unwrap();
+    }
+    let store = open(&dir);
+    let h = store.handle();
+    assert_eq!(h.hl7_load().await.unwrap(), (vec![row(2, 1), row(3, 0)], 3));
+    // Every message delivered: the outbox is empty, the highest id is still known.
+    h.hl7(Hl7Op::Remove(2));
+    h.hl7(Hl7Op::Remove(3));
+    store.close().await.unwrap();
+    let store = open(&dir);
+    assert_eq!(store.handle().hl7_load().await.unwrap(), (vec![], 3));
+    store.close().await.unwrap();
+}
+
 fn state(bed: &str, at_ms: i64, json: &str) -> StoredState {
     StoredState {
         bed: bed.into(),

@@ -44,6 +44,8 @@ struct Writer {
     failing: bool,
     /// Outbox changes of this wake-up (and any that could not be written yet), in order.
     outbox: Vec<super::outbox::OutboxOp>,
+    /// HL7 outbox changes of this wake-up (and any that could not be written yet), in order.
+    hl7: Vec<super::hl7_outbox::Hl7Op>,
     /// The latest unwritten alarm state per bed (group-committed after each round of commands).
     states: HashMap<String, StoredState>,
 }
@@ -74,6 +76,7 @@ impl Writer {
             topology: Arc::new(Topology::default()),
             failing: false,
             outbox: Vec::new(),
+            hl7: Vec::new(),
             states: HashMap::new(),
         }
     }
@@ -163,6 +166,7 @@ impl Writer {
                     }
                     Cmd::Job(job) => job(&mut self.conn),
                     Cmd::Outbox(op) => self.outbox.push(op),
+                    Cmd::Hl7(op) => self.hl7.push(op),
                 }
             }
             if !self.outbox.is_empty() {
@@ -173,10 +177,24 @@ impl Writer {
                     }
                 }
             }
+            if !self.hl7.is_empty() {
+                match super::hl7_outbox::apply(&mut self.conn, &self.hl7) {
+                    Ok(()) => self.hl7.clear(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, pending = self.hl7.len(), "HL7 outbox not written; retrying");
+                    }
+                }
+            }
             self.write_states();
             if stop {
                 let q = self.shared.queue();
                 if q.readings.is_empty() && q.cmds.is_empty() {
+                    if !self.hl7.is_empty() {
+                        tracing::error!(
+                            changes = self.hl7.len(),
+                            "store writer stopping with HL7 outbox changes that could not be written"
+                        );
+                    }
                     if !self.outbox.is_empty() {
                         tracing::error!(
                             changes = self.outbox.len(),
@@ -284,7 +302,13 @@ impl Writer {
         if batch.is_empty() {
             return !self.failing || self.probe();
         }
+        let began = Instant::now();
         let r = self.insert_readings(batch);
+        if r.is_ok() {
+            crate::metrics::global()
+                .store_commit
+                .observe(began.elapsed().as_secs_f64());
+        }
         if r.is_err() {
             // Ids looked up in the rolled-back transaction may not exist.
             self.bed_ids.clear();

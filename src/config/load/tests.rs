@@ -1099,6 +1099,94 @@ fn the_nibp_overdue_grace_is_configurable_and_bounded() {
 }
 
 #[test]
+fn hl7_endpoints_are_read_with_defaults_and_their_errors_name_the_file_line_and_key() {
+    assert!(load_config_str(BASE, origin()).unwrap().hl7.is_empty());
+    let with = |table: &str| BASE.replacen("[[rooms]]", &format!("{table}\n\n[[rooms]]"), 1);
+    let cfg = load_config_str(
+        &with(
+            "[[hl7]]\nkind = \"pcd01\"\nendpoint = \"mllp://ehr:2575\"\ninterval = \"30s\"\n\
+             receiving_application = \"EHR\"\n\n[[hl7]]\nname = \"acm\"\nkind = \"pcd04\"\n\
+             endpoint = \"mllps://[::1]:6661\"",
+        ),
+        origin(),
+    )
+    .unwrap();
+    let (a, b) = (&cfg.hl7[0], &cfg.hl7[1]);
+    assert_eq!(
+        (a.name.as_str(), a.kind),
+        ("hl7-pcd01-1", super::super::Hl7Kind::Pcd01)
+    );
+    assert_eq!((a.host.as_str(), a.port, a.tls), ("ehr", 2575, false));
+    assert_eq!(a.interval, Duration::from_secs(30));
+    assert_eq!(a.ack_timeout, Duration::from_secs(10));
+    assert_eq!(a.down_after, Duration::from_secs(30));
+    assert_eq!(a.sending_application, "vitalsd");
+    assert_eq!(a.receiving_application, "EHR");
+    assert_eq!(
+        (b.name.as_str(), b.host.as_str(), b.port, b.tls),
+        ("acm", "::1", 6661, true)
+    );
+    for (table, key, line, says) in [
+        (
+            "[[hl7]]\nkind = \"pcd02\"\nendpoint = \"e:1\"",
+            "hl7[0].kind",
+            5,
+            "pcd01",
+        ),
+        (
+            "[[hl7]]\nkind = \"pcd01\"\nendpoint = \"ehr\"",
+            "hl7[0].endpoint",
+            6,
+            "no port",
+        ),
+        (
+            "[[hl7]]\nkind = \"pcd01\"\nendpoint = \"e:1\"\ninterval = \"1s\"",
+            "hl7[0].interval",
+            7,
+            "5s",
+        ),
+        (
+            "[[hl7]]\nkind = \"pcd04\"\nendpoint = \"e:1\"\ninterval = \"1m\"",
+            "hl7[0].interval",
+            7,
+            "pcd01",
+        ),
+        (
+            "[[hl7]]\nkind = \"pcd01\"\nendpoint = \"e:1\"\nca = \"ca.pem\"",
+            "hl7[0].ca",
+            7,
+            "tls = true",
+        ),
+        (
+            "[[hl7]]\nkind = \"pcd01\"\nendpoint = \"e:1\"\nsending_facility = \" \"",
+            "hl7[0].sending_facility",
+            7,
+            "empty",
+        ),
+        (
+            "[[hl7]]\nname = \"x\"\nkind = \"pcd01\"\nendpoint = \"e:1\"\n\n\
+             [[hl7]]\nname = \"x\"\nkind = \"pcd04\"\nendpoint = \"e:2\"",
+            "hl7[1].name",
+            10,
+            "duplicate",
+        ),
+    ] {
+        let err = load_config_str(&with(table), origin()).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{err}");
+        assert_eq!(err.line(), Some(line), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+        assert!(err.to_string().contains("config/test.toml"), "{err}");
+    }
+    let unknown = load_config_str(
+        &with("[[hl7]]\nkind = \"pcd01\"\nendpoint = \"e:1\"\nport = 2"),
+        origin(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("port"), "{unknown}");
+}
+
+#[test]
 fn mqtt_is_optional_and_its_errors_name_the_file_line_and_key() {
     assert_eq!(load_config_str(BASE, origin()).unwrap().mqtt, None);
     let with = |table: &str| BASE.replacen("[[rooms]]", &format!("{table}\n\n[[rooms]]"), 1);
