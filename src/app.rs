@@ -135,6 +135,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         )
     })?;
     let hub = Arc::new(Hub::new(cfg.clone(), Some(events_tx)).context("bad alarm limits")?);
+    let overload = Arc::new(crate::overload::Overload::new(cfg.devices.len()));
     hub.set_store(store.handle());
     // What the alarm system knew before a restart, back before any device byte is read and
     // before any client is served.
@@ -155,13 +156,18 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         });
     }
     // Alarm events off the alarm path: the notifier (and the store).
-    let (notify_tx, notify_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Bounded and coalescing per alarm (notify::inbox); with no `[[notify]]` target nothing
+    // is queued at all.
+    let notify_inbox = Arc::new(notify::inbox::Inbox::new(
+        notify::QUEUE_CAP,
+        Some(overload.clone()),
+    ));
     tracker.spawn(notify::run(
         cfg.notify.clone(),
         cfg.data_dir.clone(),
         store.handle(),
         hub.clone(),
-        notify_rx,
+        notify_inbox.clone(),
         cancel.clone(),
     ));
     // The MQTT bridge: one more hub subscriber, off the alarm path (src/mqtt).
@@ -180,8 +186,9 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     }
     tracker.spawn(dispatch(
         events_rx,
-        notify_tx,
+        (!cfg.notify.is_empty()).then_some(notify_inbox),
         store.handle(),
+        overload.clone(),
         cancel.clone(),
     ));
     // Retention: once an hour, prune discharged sessions older than the configured time.
@@ -209,14 +216,19 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             }
         });
     }
-    // Room for [api] max_connections plus device links, the store and the notifier.
+    // Room for [api] max_connections plus device links, the store and the notifier: the
+    // connection cap leaves a reserve of file descriptors (api::serve::connection_cap).
+    let mut max_connections = cfg.api.max_connections;
     if let Some((before, after)) = api::serve::raise_fd_limit() {
-        let needed = cfg.api.max_connections as u64 + cfg.devices.len() as u64 + 64;
-        if after < needed {
+        let open_now = api::serve::open_fds().unwrap_or(32);
+        max_connections =
+            api::serve::connection_cap(cfg.api.max_connections, after, open_now, cfg.devices.len());
+        if max_connections < cfg.api.max_connections {
             tracing::warn!(
                 limit = after,
-                needed,
-                "the open-file limit is below [api] max_connections plus the device links; lower max_connections or raise `ulimit -n`"
+                max_connections,
+                configured = cfg.api.max_connections,
+                "the open-file limit leaves room for fewer API connections than [api] max_connections once device links, the store and the notifier have theirs; raise `ulimit -n` (LimitNOFILE=) or lower max_connections"
             );
         } else if after > before {
             tracing::debug!(before, after, "open-file limit raised");
@@ -231,6 +243,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         hub: hub.clone(),
         cancel: cancel.clone(),
         store: Some(store.handle()),
+        overload: overload.clone(),
     });
     // Host/Origin/Content-Type checks, body limit, request timeout, security headers.
     let app = api::guard::layer(
@@ -243,7 +256,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     };
     let limits = api::serve::Limits {
         header_timeout: cfg.api.header_timeout,
-        max_connections: cfg.api.max_connections,
+        max_connections,
         tls,
     };
     tracker.spawn(api::serve::serve(
@@ -258,6 +271,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         let ctx = SourceCtx {
             hub: hub.clone(),
             cancel: cancel.clone(),
+            overload: overload.clone(),
         };
         tracker.spawn(sources::run_device(ctx, DeviceIdx(idx)));
     }
@@ -333,16 +347,22 @@ pub const ALARM_TICK: Duration = Duration::from_millis(100);
 /// Hands alarm events to their consumers off the alarm path.
 async fn dispatch(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
-    notify_tx: tokio::sync::mpsc::UnboundedSender<notify::NotifyMsg>,
+    notify: Option<Arc<notify::inbox::Inbox<notify::NotifyMsg>>>,
     store: StoreHandle,
+    overload: Arc<crate::overload::Overload>,
     cancel: CancellationToken,
 ) {
-    // Pages, and the end or acknowledgement of an alarm (which cancels its pending pages).
+    // Pages, and the end or acknowledgement of an alarm (which cancels its pending pages);
+    // nothing without a notification target.
     let forward = |d: &Dispatched| {
+        let Some(inbox) = notify.as_ref() else {
+            return;
+        };
         let body = || String::from_utf8_lossy(&d.json).into_owned();
         let msg = match (&d.event.kind, d.event.alarm) {
             (EventKind::Notify { level }, a) => Some(notify::NotifyMsg::Page {
                 level: *level,
+                priority: a.map_or(0, |a| a.priority as u8),
                 alarm_id: a.map(|a| a.id.0),
                 except: a.and_then(|a| a.target),
                 body: body(),
@@ -355,10 +375,8 @@ async fn dispatch(
             }
             _ => None,
         };
-        if let Some(msg) = msg
-            && notify_tx.send(msg).is_err()
-        {
-            tracing::error!("notifier stopped; notification not queued");
+        if let Some(msg) = msg {
+            inbox.push(msg);
         }
     };
     loop {
@@ -369,6 +387,7 @@ async fn dispatch(
             _ = cancel.cancelled() => rx.try_recv().ok(),
         };
         let Some(msg) = msg else { return };
+        overload.dispatch.seen(rx.len());
         match msg {
             Dispatch::Event(d) => {
                 crate::metrics::global().event(&d.event);

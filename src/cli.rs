@@ -84,6 +84,19 @@ pub enum Command {
         #[arg(long)]
         scenario: Option<PathBuf>,
     },
+    /// Run the central view of several sites: subscribe to their topic trees on an MQTT
+    /// broker and serve one dashboard, `/ws` and read API for all of them (docs/mqtt.md).
+    Central {
+        /// The central's config file: broker, users, TLS, the sites allowed.
+        #[arg(long, default_value = "config/central.toml")]
+        config: PathBuf,
+        /// The broker (`mqtt://host:port`); overrides the config's `[mqtt]` url.
+        #[arg(long, value_name = "URL")]
+        mqtt: Option<String>,
+        /// Listen here instead of the config's address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
     /// Validate a config file (and its device profiles) and exit.
     CheckConfig {
         /// The config file.
@@ -235,6 +248,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         password: c.password,
                         keepalive: c.keepalive,
                         down_after: c.down_after,
+                        command_secret: c.command_secret,
+                        tls: if m.tls.is_some() {
+                            c.tls.or(m.tls)
+                        } else {
+                            None
+                        },
                         ..m
                     };
                 }
@@ -379,6 +398,36 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sim.shutdown().await;
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Central {
+            config,
+            mqtt,
+            listen,
+        } => {
+            let mut cfg = config::load_central(&config)?;
+            if let Some(url) = mqtt {
+                let (host, port) =
+                    config::parse_mqtt_url(&url).map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;
+                if config::is_mqtts(&url) != cfg.mqtt.tls.is_some() {
+                    cfg.mqtt.tls = config::is_mqtts(&url).then(config::MqttTls::default);
+                }
+                cfg.mqtt.url = url;
+                cfg.mqtt.host = host;
+                cfg.mqtt.port = port;
+            }
+            let listen = listen.unwrap_or(cfg.listen);
+            if !listen.ip().is_loopback() && (cfg.users.is_empty() || cfg.tls.is_none()) {
+                bail!(
+                    "--listen {listen}: not on loopback, expected [[users]] and [tls] in {} (tokens never travel in clear)",
+                    config.display()
+                );
+            }
+            runtime()?.block_on(crate::central::run(
+                Arc::new(cfg),
+                listen,
+                app::shutdown_signal(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => {
@@ -632,6 +681,7 @@ fn export(
     let now = crate::clock::wall_ms();
     let mut rec = export::load(&conn, session, now)?;
     rec.devices = export::device_info(&cfg);
+    rec.zone = export::Zone::of(&cfg);
     let body = export::render(&rec, format);
     match out {
         Some(p) => {

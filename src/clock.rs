@@ -26,17 +26,33 @@ pub fn wall_ms() -> i64 {
 
 /// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-22T04:00:00.123Z`), without a date crate.
 pub fn rfc3339_ms(ms: i64) -> String {
+    let mut buf = [0u8; RFC3339_MAX];
+    let n = write_rfc3339_ms(ms, &mut buf);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Room for any [`write_rfc3339_ms`] output (years beyond 9999 included).
+pub const RFC3339_MAX: usize = 40;
+
+/// [`rfc3339_ms`] into a caller's buffer, without allocating; returns the length written.
+pub fn write_rfc3339_ms(ms: i64, buf: &mut [u8; RFC3339_MAX]) -> usize {
+    use std::io::Write;
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
+    let mut w = &mut buf[..];
+    let room = w.len();
+    // Cannot fail: the buffer holds the longest i64-derived date.
+    let _ = write!(
+        w,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
         sod / 3600,
         (sod / 60) % 60,
         sod % 60
-    )
+    );
+    room - w.len()
 }
 
 /// The calendar time (UTC) of Unix milliseconds, as a device would stamp it.

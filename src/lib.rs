@@ -30,17 +30,24 @@
 //!   stage counts into, read by [`api::metrics`] with the state the others keep.
 //! - [`store`]: the durable record (SQLite): readings, alarm events, sessions, history and
 //!   exports; written by its own thread, never on the alarm path.
-//! - [`hub`]: per-bed state (latest values, sequence numbers) and fan-out to subscribers with
-//!   an explicit policy per message kind.
+//! - [`hub`]: per-bed state (latest values, sequence numbers), each bed under its own lock,
+//!   and fan-out of messages serialized once to subscribers' bounded queues with an explicit
+//!   policy per message kind (superseded alarm updates coalesced for a slow client, new
+//!   alarms never).
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals, TCP, and a fake BlueZ on a private D-Bus.
 //! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
 //!   device's own dialogue (starting a SunTech measurement on the bed's interval).
 //! - [`notify`]: webhook notifications with retries, an outbox that survives restarts.
-//! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker.
+//! - [`overload`]: counters of the overload defences (throttled devices, the notification
+//!   queue, the alarm-event queue), plain atomics read by `/healthz` and `/metrics`.
+//! - [`mqtt`]: the bridge that publishes readings and alarms to a site's MQTT broker, and
+//!   takes the signed commands of a central view.
 //! - [`hl7`]: HL7 v2 over MLLP to the EHR (IHE PCD-01 `ORU^R01`) and to an alarm manager
 //!   (IHE PCD-04 `ORU^R40`), ACKed, retried, queued in the store across restarts.
 //! - [`api`]: the HTTP JSON API and the WebSocket `/ws` (axum), tokens and roles.
+//! - [`central`]: `vitalsd central`, the view of several sites rebuilt from what they publish
+//!   to an MQTT broker; serves the dashboard and API as [`api`] does, for every site.
 //! - [`app`]: wires the components together and shuts them down in order.
 //! - [`cli`]: the `vitalsd` command line (thin; `main.rs` only calls it).
 //!
@@ -54,10 +61,10 @@
 //! 2. `clock`, `protocol`, `alarm` (on `model` only: the engine takes time as a parameter);
 //! 3. `config` (on `model` and `protocol`'s decoder names), `metrics` (on `clock` and
 //!    `alarm`'s event types);
-//! 4. `transport`, `store`;
+//! 4. `transport`, `store`, `overload`;
 //! 5. `hub`, `sim`;
 //! 6. `sources`, `notify`, `mqtt`, `hl7`;
-//! 7. `api`, then `app`, then `cli`.
+//! 7. `api`, then `central`, then `app`, then `cli`.
 //!
 //! Vocabulary two modules share goes down into `model` rather than one reaching into the other
 //! (`config` and `alarm` do not know each other). Where a type moved down, its old path stays
@@ -68,6 +75,7 @@
 pub mod alarm;
 pub mod api;
 pub mod app;
+pub mod central;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -77,6 +85,7 @@ pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod notify;
+pub mod overload;
 pub mod protocol;
 pub mod sim;
 pub mod sources;

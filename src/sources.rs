@@ -7,6 +7,8 @@
 //! SunTech NIBP module (we start a measurement on the bed's interval, poll the cuff pressure
 //! while it runs, then ask for the result).
 
+pub mod throttle;
+
 use crate::clock::{Mono, mono_now};
 use crate::hub::wire::DeviceStatus;
 use crate::hub::{Hub, Stamp};
@@ -15,7 +17,9 @@ use crate::protocol;
 use crate::protocol::suntech::{Command, Response, SuntechDecoder};
 use crate::transport::{self, Backoff, Link};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use throttle::Throttle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 pub struct SourceCtx {
     pub hub: Arc<Hub>,
     pub cancel: CancellationToken,
+    /// Where the sources count what their throttles drop ([`throttle`]).
+    pub overload: Arc<crate::overload::Overload>,
 }
 
 /// Runs one device until cancelled.
@@ -240,28 +246,33 @@ async fn stream_session(
     // otherwise re-arm it 75 times a second).
     let deadline = tokio::time::sleep_until(until(watch.deadline()));
     tokio::pin!(deadline);
+    let mut flood = Flood::new(ctx, device);
     loop {
         let n = tokio::select! {
-            _ = ctx.cancel.cancelled() => return Ended::Cancelled,
+            _ = ctx.cancel.cancelled() => return flood.end(Ended::Cancelled),
+            _ = flood.over(), if flood.throttle.flooding() => {
+                flood.poll();
+                continue;
+            }
             _ = keep_alive.tick(), if dialogue.is_some() => {
                 if let Some(d) = dialogue
                     && let Err(e) = link.write_all(&d.keep_alive).await
                 {
-                    return watch.lost(format!("write failed: {e}"));
+                    return flood.end(watch.lost(format!("write failed: {e}")));
                 }
                 continue;
             }
             _ = &mut deadline => {
                 if mono_now() >= watch.deadline() {
-                    return watch.dead();
+                    return flood.end(watch.dead());
                 }
                 deadline.as_mut().reset(until(watch.deadline()));
                 continue;
             }
             r = link.read(&mut buf) => match r {
-                Ok(0) => return watch.lost("end of stream (device closed the connection)".into()),
+                Ok(0) => return flood.end(watch.lost("end of stream (device closed the connection)".into())),
                 Ok(n) => n,
-                Err(e) => return watch.lost(format!("read failed: {e}")),
+                Err(e) => return flood.end(watch.lost(format!("read failed: {e}"))),
             },
         };
         let stamp = Stamp::now();
@@ -278,8 +289,91 @@ async fn stream_session(
         if !out.is_empty() {
             watch.valid(ctx, device, stamp.mono);
         }
+        flood.admit(stamp.mono, &mut out);
         ctx.hub.ingest(device, stamp, &out);
         out.clear();
+        // Over its budget, the device is read no faster than the budget allows.
+        let pause = flood.throttle.pause();
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return flood.end(Ended::Cancelled),
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// A stream session's throttle ([`throttle`]) and what it tells the hub and the counters.
+struct Flood<'a> {
+    ctx: &'a SourceCtx,
+    device: DeviceIdx,
+    throttle: Throttle,
+}
+
+impl<'a> Flood<'a> {
+    fn new(ctx: &'a SourceCtx, device: DeviceIdx) -> Flood<'a> {
+        Flood {
+            ctx,
+            device,
+            throttle: Throttle::new(ctx.hub.config().device(device).max_rate),
+        }
+    }
+
+    fn load(&self) -> Option<&crate::overload::DeviceLoad> {
+        self.ctx.overload.devices.get(usize::from(self.device.0))
+    }
+
+    /// Charges one read's readings; over the budget keeps the newest of each metric, counts
+    /// the rest, and raises `device_flooding` at the first excess (before the readings are
+    /// ingested).
+    fn admit(&mut self, now: Mono, out: &mut Vec<Measurement>) {
+        let a = self.throttle.admit(now, out);
+        if a.dropped == 0 {
+            return;
+        }
+        if let Some(l) = self.load() {
+            l.throttled.fetch_add(a.dropped as u64, Ordering::Relaxed);
+        }
+        if a.started_flooding {
+            let b = self.ctx.hub.config().device(self.device);
+            tracing::warn!(device = %b.id, max_rate = b.max_rate, "device sends more readings than its profile allows; throttled (newest reading of each metric kept)");
+            if let Some(l) = self.load() {
+                l.flooding.store(true, Ordering::Relaxed);
+            }
+            self.ctx.hub.device_flooding(self.device, true);
+        }
+    }
+
+    /// Resolves when the flood would end without another excess.
+    async fn over(&self) {
+        match self.throttle.clears_at() {
+            Some(at) => tokio::time::sleep_until(until(at)).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Ends the flood if it is over.
+    fn poll(&mut self) {
+        if self.throttle.poll(mono_now()) {
+            self.cleared();
+        }
+    }
+
+    fn cleared(&self) {
+        let b = self.ctx.hub.config().device(self.device);
+        tracing::info!(device = %b.id, throttled = self.throttle.dropped(), "device back within its max_rate");
+        if let Some(l) = self.load() {
+            l.flooding.store(false, Ordering::Relaxed);
+        }
+        self.ctx.hub.device_flooding(self.device, false);
+    }
+
+    /// The session ends: a flood ends with it (the link's own alarm stands for the device).
+    fn end(&self, ended: Ended) -> Ended {
+        if self.throttle.flooding() {
+            self.cleared();
+        }
+        ended
     }
 }
 

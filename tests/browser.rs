@@ -319,11 +319,12 @@ async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finger_out_shows_dashes_and_the_reason_never_the_previous_number() {
     let _one = ONE_BROWSER.lock().await;
-    // B's finger comes out at 8 s: first numbers, then no value.
+    // B's finger comes out at 25 s (time for Chromium to start on a busy machine): first
+    // numbers, then no value.
     let rig = Rig::start(
         noisy_scenario(
             "",
-            r#"events = [{ at = "8s", for = "1h", kind = "finger_out" }]"#,
+            r#"events = [{ at = "25s", for = "1h", kind = "finger_out" }]"#,
         ),
         "10m",
     )
@@ -528,6 +529,22 @@ async fn a_desaturation_shows_the_alarm_banner_in_time_and_acknowledging_silence
         .await;
     assert!(class.as_str().unwrap().contains("prio-medium"), "{class}");
     assert_eq!(b.state().await["audioPlaying"], "medium");
+    // A screen reader hears each new alarm once, as a sentence (the aria-live region).
+    let said = b
+        .wait(
+            "both alarms announced",
+            SOON,
+            "const t = [...document.querySelectorAll('#announcer p')].map(p => p.textContent);
+             const a = t.filter(x => /^Medium priority alarm, Room 1 \\/ [AB]: SpO2 8\\d, below the limit 90\\.$/.test(x));
+             return a.length === 2 ? t : null;",
+        )
+        .await;
+    assert_eq!(
+        b.js("return document.getElementById('announcer').getAttribute('aria-live')")
+            .await,
+        "assertive",
+        "{said}"
+    );
     let png = b.client.screenshot().await.expect("a screenshot");
     std::fs::write(target_dir().join("dashboard-alarm.png"), &png).unwrap();
 
@@ -1051,6 +1068,14 @@ async fn a_deep_dip_extends_the_trend_axis_and_a_lost_oximeter_leaves_dashes_not
              return out;")
         .await;
     assert_eq!(inside, json!([true, true]), "PI stays inside its card");
+    // The technical alarm of the lost devices is announced too.
+    b.wait(
+        "a technical alarm announced",
+        SOON,
+        "const t = [...document.querySelectorAll('#announcer p')].map(p => p.textContent);
+         return t.some(x => /priority technical alarm, Room 1 \\/ A: /.test(x)) ? t : null;",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let png = b.client.screenshot().await.expect("a screenshot");
     std::fs::write(target_dir().join("dashboard-lost.png"), &png).unwrap();
@@ -1108,11 +1133,12 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
         .await
         .unwrap();
     b.wait("A's numbers", SOON, ALL_FOUR_NUMBERS).await;
-    // The token stays out of URLs and out of storage that outlives the tab (issue 11).
+    // The token stays out of URLs (the WebSocket sends it as its first message) and out of
+    // storage that outlives the tab (issue 11).
     assert_eq!(
         b.js("return [window.vitalsdState.wsAuth, sessionStorage.getItem('vitalsd.token'), localStorage.getItem('vitalsd.token'), location.hash];")
             .await,
-        json!(["subprotocol", "nurse-token-0123456789", null, ""])
+        json!(["message", "nurse-token-0123456789", null, ""])
     );
     b.js("document.querySelector(\"[data-bed='room1/A'] details.actions\").open = true; return true;")
         .await;
@@ -1181,6 +1207,14 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
         "the dose marker on the trend",
         SOON,
         "return /1 dose marker/.test(document.querySelector(\"[data-bed='room1/A'] canvas.trend\").getAttribute('aria-label'))",
+    )
+    .await;
+    // Given a moment ago, its label would be cut at the chart's right edge: it goes left of
+    // its line.
+    b.wait(
+        "the dose label left of its line",
+        SOON,
+        "return document.querySelector(\"[data-bed='room1/A'] canvas.trend\").dataset.markerLabelsLeft === '1'",
     )
     .await;
     // Phase and a note.
@@ -1333,15 +1367,49 @@ async fn a_bed_whose_spo2_and_pulse_alarms_are_switched_off_says_so_until_limits
         ),
     )
     .await;
-    let (status, body) = rig
-        .http(
-            "PUT",
-            "/api/beds/room1/A/limits",
-            None,
-            Some(r#"{"rule":[],"confirm_disable":true}"#),
+    // The limits editor: an empty set would switch every physiological alarm off. The daemon
+    // answers 409, and the page asks before sending it again confirmed.
+    b.js("document.querySelector(\"[data-bed='room1/A'] details.actions\").open = true; return true;")
+        .await;
+    type_into(&b, "limits", "limits", r#"{"rule": []}"#).await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='limits'] button[type='submit']",
+    )
+    .await;
+    let ask = b
+        .wait(
+            "the confirmation step",
+            SOON,
+            "const e = document.querySelector(\"[data-bed='room1/A'] .confirm-off\"); return e && !e.hidden ? e.textContent : null;",
         )
         .await;
-    assert_eq!(status, 200, "{body}");
+    let ask = ask.as_str().unwrap_or_default();
+    assert!(
+        ask.contains("409") && ask.contains("spo2") && ask.contains("pulse_rate"),
+        "{ask}"
+    );
+    wait_msg(&b, "needs your confirmation").await;
+    // Nothing changed yet.
+    let (_, limits) = rig
+        .http("GET", "/api/beds/room1/A/limits", None, None)
+        .await;
+    assert!(
+        limits["rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "{limits}"
+    );
+    assert!(!b.visible(banner).await, "no indicator before confirming");
+    // Cancel leaves the limits; asking again and confirming switches the alarms off.
+    click(&b, "[data-bed='room1/A'] [data-action='cancel-disable']").await;
+    wait_msg(&b, "limits: not changed").await;
+    click(
+        &b,
+        "[data-bed='room1/A'] [data-act='limits'] button[type='submit']",
+    )
+    .await;
+    wait_msg(&b, "needs your confirmation").await;
+    click(&b, "[data-bed='room1/A'] [data-action='confirm-disable']").await;
+    wait_msg(&b, "limits: done").await;
     b.wait(
         "A says its SpO2 and pulse-rate alarms are off",
         SOON,
@@ -1377,6 +1445,401 @@ async fn a_bed_whose_spo2_and_pulse_alarms_are_switched_off_says_so_until_limits
         &format!("return document.querySelector(\"{banner}\").hidden"),
     )
     .await;
+    b.close().await;
+    rig.stop().await;
+}
+
+/// The config text of ten rooms, two recliners each: a Masimo and a SunTech per recliner, all
+/// simulated on ptys in `dir`.
+fn ten_room_config_text(dir: &std::path::Path) -> String {
+    let mut t = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}/data\"\n",
+        dir.display()
+    );
+    for r in 1..=10 {
+        t.push_str(&format!(
+            "\n[[rooms]]\nid = \"room{r}\"\nname = \"Room {r}\"\n"
+        ));
+        for c in ["A", "B"] {
+            t.push_str(&format!(
+                r#"
+[[rooms.recliners]]
+id = "{c}"
+bp_interval = "10m"
+
+[[rooms.recliners.devices]]
+id = "room{r}-{c}-oximeter"
+profile = "masimo-rad8"
+port = "{dir}/room{r}-{c}-oximeter"
+simulated = true
+
+[[rooms.recliners.devices]]
+id = "room{r}-{c}-nibp"
+profile = "suntech-advantage"
+port = "{dir}/room{r}-{c}-nibp"
+simulated = true
+"#,
+                dir = dir.display()
+            ));
+        }
+    }
+    t
+}
+
+/// Script: what does not fit on the page. Each bed card's numerics must fit their box (no
+/// number wider than its column), stay inside the card and not overlap each other; the card's
+/// header must not overflow; and the alarm banner must be on screen. Returns the problems.
+const LAYOUT_PROBLEMS: &str = r#"
+const out = [];
+const over = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 &&
+                       Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
+for (const card of document.querySelectorAll('article.bed')) {
+  const bed = card.dataset.bed;
+  const c = card.getBoundingClientRect();
+  const nums = [...card.querySelectorAll('.num')];
+  for (const n of nums) {
+    const r = n.getBoundingClientRect();
+    if (r.left < c.left - 0.5 || r.right > c.right + 0.5) out.push(bed + ' ' + n.dataset.metric + ' outside its card');
+    for (const part of n.querySelectorAll('.value, .name')) {
+      if (part.scrollWidth > part.clientWidth + 1) {
+        out.push(bed + ' ' + n.dataset.metric + ' ' + part.className + ' "' + part.textContent + '" overflows (' + part.scrollWidth + ' > ' + part.clientWidth + ')');
+      }
+    }
+  }
+  for (let i = 0; i < nums.length; i++) for (let j = i + 1; j < nums.length; j++) {
+    if (over(nums[i].querySelector('.value').getBoundingClientRect(), nums[j].querySelector('.value').getBoundingClientRect())) {
+      out.push(bed + ' ' + nums[i].dataset.metric + ' overlaps ' + nums[j].dataset.metric);
+    }
+  }
+  const head = card.querySelector('.bed-head');
+  if (head.scrollWidth > head.clientWidth + 1) out.push(bed + ' header overflows');
+}
+const banner = document.getElementById('banner');
+const b = banner.getBoundingClientRect();
+if (banner.hidden || b.height < 10) out.push('no alarm banner');
+else if (b.top < 0 || b.bottom > window.innerHeight) out.push('the alarm banner is off screen: ' + b.top + '..' + b.bottom);
+const top = document.getElementById('top').getBoundingClientRect();
+if (top.height > 0.4 * window.innerHeight) out.push('the top bar and banner take ' + top.height + ' of ' + window.innerHeight + ' px');
+return out;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place_and_the_alarm_banner_on_screen()
+ {
+    let _one = ONE_BROWSER.lock().await;
+    // Ten rooms; room1/A has the widest values (SpO2 100, PR 148, NIBP 3 digits over 3, PI
+    // 10.0); room10/B, at the bottom of the page, desaturates (the alarm banner must show at
+    // the top however far the page is scrolled).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::sync::Arc::new(
+        vitalsd::config::load_config_str(
+            &ten_room_config_text(dir.path()),
+            &dir.path().join("ten.toml"),
+        )
+        .expect("the ten-room config is valid"),
+    );
+    let mut text = String::from("name = \"ten rooms\"\nacceleration = 1.0\nseed = 5\n");
+    for r in 1..=10 {
+        for c in ["A", "B"] {
+            let (base, extra) = match (r, c) {
+                (1, "A") => (
+                    "spo2 = 100, pulse_rate = 148, sys = 188, dia = 112, perfusion_index = 10",
+                    "",
+                ),
+                (10, "B") => (
+                    "spo2 = 96, pulse_rate = 80, sys = 120, dia = 80, perfusion_index = 3",
+                    r#"events = [{ at = "3s", for = "1h", kind = "desaturation", spo2 = 86, ramp = "1s" }]"#,
+                ),
+                _ => (
+                    "spo2 = 97, pulse_rate = 88, sys = 128, dia = 84, perfusion_index = 2.5",
+                    "",
+                ),
+            };
+            text.push_str(&format!(
+                "\n[[beds]]\nbed = \"room{r}/{c}\"\nbaseline = {{ {base} }}\nnoise = 0.0\n{extra}\n"
+            ));
+        }
+    }
+    let scenario = Scenario::parse(&text).expect("the ten-room scenario is valid");
+    let sim = vitalsd::sim::start(&cfg, scenario)
+        .await
+        .expect("the simulator starts");
+    let daemon = app::start(cfg.clone(), Options::default())
+        .await
+        .expect("the daemon starts");
+    let rig = Rig {
+        dir,
+        cfg,
+        sim: Some(sim),
+        daemon: Some(daemon),
+    };
+
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    b.wait(
+        "20 beds with SpO2 numbers",
+        SOON * 2,
+        "const v = [...document.querySelectorAll(\"[data-metric='spo2'] .value\")].map(e => e.textContent);
+         return v.length === 20 && v.every(t => /^\\d+$/.test(t)) ? v : null;",
+    )
+    .await;
+    b.wait(
+        "room1/A's blood pressure and the desaturation alarm in the banner",
+        BP_CYCLE,
+        &format!(
+            "return /^\\d{{3}}\\/\\d{{3}}$/.test(document.querySelector(\"{}\").textContent)
+                && [...document.querySelectorAll('#banner li.alarm')].some(l => /SpO2 8/.test(l.textContent))",
+            value_of("room1/A", "nibp")
+        ),
+    )
+    .await;
+    // The widest pause label, on the narrowest header.
+    click(&b, "[data-bed='room1/A'] button.pause").await;
+    b.wait(
+        "room1/A paused",
+        SOON,
+        "return /AUDIO PAUSED/.test(document.querySelector(\"[data-bed='room1/A'] button.pause\").textContent)",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.getElementById('rooms').classList.contains('dense')")
+            .await,
+        json!(true)
+    );
+    for (w, h, name) in [(1920, 1080, "1080p"), (1280, 800, "1280x800")] {
+        b.client.set_window_size(w, h).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await; // a trend redraw at the new size
+        let png = b.client.screenshot().await.expect("a screenshot");
+        std::fs::write(
+            target_dir().join(format!("dashboard-10rooms-{name}.png")),
+            &png,
+        )
+        .unwrap();
+        let problems = b.js(LAYOUT_PROBLEMS).await;
+        assert_eq!(problems, json!([]), "ten rooms at {name}");
+        // Scrolled to the last room: the banner is still on screen.
+        b.js("window.scrollTo(0, document.body.scrollHeight); return true;")
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = b.client.screenshot().await.expect("a screenshot");
+        std::fs::write(
+            target_dir().join(format!("dashboard-10rooms-{name}-bottom.png")),
+            &png,
+        )
+        .unwrap();
+        let problems = b.js(LAYOUT_PROBLEMS).await;
+        assert_eq!(problems, json!([]), "ten rooms at {name}, scrolled down");
+        b.js("window.scrollTo(0, 0); return true;").await;
+    }
+    rig.stop().await;
+
+    // One room, two beds, at 1280x800: the big numbers of a single room fit too.
+    let text = crate::util::scenario_text(
+        "",
+        r#"events = [{ at = "3s", for = "1h", kind = "desaturation", spo2 = 86, ramp = "1s" }]"#,
+    )
+    .replace(
+        "spo2 = 97, pulse_rate = 72, sys = 122, dia = 78, perfusion_index = 3.5",
+        "spo2 = 100, pulse_rate = 148, sys = 188, dia = 112, perfusion_index = 10",
+    );
+    let rig = Rig::start(Scenario::parse(&text).unwrap(), "10m").await;
+    b.client.set_window_size(1280, 800).await.unwrap();
+    b.open(&rig).await;
+    b.wait(
+        "room1/A's blood pressure and B's alarm",
+        BP_CYCLE,
+        &format!(
+            "return /^\\d{{3}}\\/\\d{{3}}$/.test(document.querySelector(\"{}\").textContent)
+                && [...document.querySelectorAll('#banner li.alarm')].some(l => /SpO2 8/.test(l.textContent))",
+            value_of("room1/A", "nibp")
+        ),
+    )
+    .await;
+    click(&b, "#audio-bar").await;
+    b.wait("armed", SOON, "return window.vitalsdState.audioArmed")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-1280x800.png"), &png).unwrap();
+    let problems = b.js(LAYOUT_PROBLEMS).await;
+    assert_eq!(problems, json!([]), "two beds at 1280x800");
+    // The two recliners side by side, both beds' numbers on screen without scrolling.
+    let seen = b
+        .js(
+            "return [...document.querySelectorAll('article.bed')].map(c => {
+               const r = c.getBoundingClientRect();
+               const v = c.querySelector(\"[data-metric='nibp'] .value\").getBoundingClientRect();
+               return r.width < 0.6 * window.innerWidth && v.bottom <= window.innerHeight;
+             });",
+        )
+        .await;
+    assert_eq!(seen, json!([true, true]), "side by side, numbers on screen");
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_report_reads_in_the_clinics_time_zone_with_a_summary_per_partner_and_is_saved_as_a_screenshot()
+ {
+    let _one = ONE_BROWSER.lock().await;
+    // The clinic is in New York (not the machine's zone); A desaturates to 86 % for 20 s.
+    let extra = format!(
+        "[report]\ntime_zone = \"America/New_York\"\n{}",
+        crate::util::USERS
+    );
+    let rig = Rig::start_with(
+        noisy_scenario(
+            r#"events = [{ at = "12s", for = "20s", kind = "desaturation", spo2 = 86, ramp = "1s" }]"#,
+            "",
+        ),
+        "10m",
+        &extra,
+    )
+    .await;
+    const NURSE: Option<&str> = Some("nurse-token-0123456789");
+    let post = |path: &'static str, body: &'static str| {
+        let addr = rig.addr();
+        async move {
+            let (code, v) = crate::util::http(addr, "POST", path, NURSE, Some(body)).await;
+            assert!((200..300).contains(&code), "{path}: {code} {v}");
+            v
+        }
+    };
+    let admitted = post(
+        "/api/beds/room1/A/admit",
+        r#"{"label":"J.D.","mrn":"MRN-77","weight_kg":72.5}"#,
+    )
+    .await;
+    let id = admitted["session"]["id"].as_i64().expect("a session id");
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"baseline","sys":122,"dia":78,"pulse_rate":72,"spo2":97}"#,
+    )
+    .await;
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"dose","drug":"ketamine","dose":0.5,"unit":"mg/kg","route":"IM"}"#,
+    )
+    .await;
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"phase","phase":"monitoring"}"#,
+    )
+    .await;
+    // The desaturation alarm is raised and cleared, and a blood pressure is measured.
+    let deadline = tokio::time::Instant::now() + SOON * 3;
+    loop {
+        let (_, h) = rig
+            .http(
+                "GET",
+                "/api/alarms/history?limit=200",
+                Some("viewer-token-0123456789"),
+                None,
+            )
+            .await;
+        let ended = h["events"].as_array().and_then(|ev| {
+            ev.iter().find(|m| {
+                (m["event"] == "cleared" || m["event"] == "latched")
+                    && m["bed"] == "room1/A"
+                    && m["alarm"]["condition"] == "spo2_low"
+            })
+        });
+        if let Some(m) = ended {
+            // A high-priority dip (the noise takes it under 85 %) latches: the nurse
+            // acknowledges it, as the report will say.
+            if m["event"] == "latched" {
+                let id = m["alarm"]["id"].as_u64().unwrap();
+                let (code, v) = crate::util::http(
+                    rig.addr(),
+                    "POST",
+                    &format!("/api/alarms/{id}/ack"),
+                    NURSE,
+                    None,
+                )
+                .await;
+                assert_eq!(code, 200, "{v}");
+            }
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's spo2_low raised and cleared: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    post(
+        "/api/beds/room1/A/events",
+        r#"{"kind":"note","text":"Designated driver confirmed: Sam Driver"}"#,
+    )
+    .await;
+    post("/api/beds/room1/A/discharge", "{}").await;
+
+    let url = format!("http://{}/api/sessions/{id}/export?format=html", rig.addr());
+    let html = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth("viewer-token-0123456789")
+        .send()
+        .await
+        .expect("the report")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("local time: America/New_York (UTC-05:00)")
+            || html.contains("local time: America/New_York (UTC-04:00)"),
+        "the configured zone, not the machine's"
+    );
+    assert!(html.contains("<th>Pre-dose baseline</th><th>Peak (time)</th><th>Time outside limits</th><th>At discharge</th>"));
+    assert!(
+        html.contains("<tr><th>SpO2 %</th><td class=n>97</td><td class=n>lowest 8"),
+        "the dip is the SpO2 peak"
+    );
+    assert!(
+        !html.contains("<td class=n>none</td><td class=n>9"),
+        "SpO2 was outside its limits for a while"
+    );
+    let path = target_dir().join("session-report.html");
+    std::fs::write(&path, &html).unwrap();
+
+    let b = Browser::start().await;
+    b.client.set_window_size(1100, 2400).await.unwrap();
+    b.client
+        .goto(&format!("file://{}", path.display()))
+        .await
+        .unwrap();
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("session-report.png"), &png).unwrap();
+    b.close().await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_with_a_wrong_token_is_refused_on_its_websocket_and_says_so() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start_with(noisy_scenario("", ""), "10m", crate::util::USERS).await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!(
+            "http://{}/#token=not-a-token-of-this-site-000",
+            rig.addr()
+        ))
+        .await
+        .unwrap();
+    // The WebSocket opens, sends the token as its first message, is closed with 4401, and the
+    // page says why (and shows no numbers).
+    let said = b
+        .wait(
+            "the refused-token notice",
+            SOON,
+            "const e = document.querySelector('#auth'); return e && !e.hidden ? e.textContent : null;",
+        )
+        .await;
+    assert!(
+        said.as_str()
+            .is_some_and(|t| t.contains("refused this page's token") && t.contains("401")),
+        "{said}"
+    );
+    assert_eq!(b.state().await["connected"], json!(false));
     b.close().await;
     rig.stop().await;
 }

@@ -18,19 +18,24 @@ const SOON: Duration = Duration::from_secs(20);
 
 /// A Mosquitto broker of the test's own (no system service), with its persistence file in
 /// `dir` so that a restart keeps retained messages and persistent sessions.
-struct Broker {
+pub struct Broker {
     child: Child,
-    port: u16,
+    pub port: u16,
     conf: PathBuf,
 }
 
 impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
+    pub fn start(dir: &Path, port: u16) -> Broker {
+        Broker::start_with(dir, port, "")
+    }
+
+    /// With `extra` lines for the listener (TLS: cafile, certfile, keyfile, ...).
+    pub fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                "listener {port} 127.0.0.1\n{extra}\nallow_anonymous true\npersistence true\n\
                  persistence_location {}/\nautosave_interval 1\n",
                 dir.display()
             ),
@@ -67,12 +72,12 @@ impl Broker {
         child
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
     /// Stops it (SIGTERM: it saves its persistence file, as a broker stopped for maintenance).
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -80,7 +85,7 @@ impl Broker {
     }
 
     /// The same broker again, on the same port.
-    fn restart(&mut self) {
+    pub fn restart(&mut self) {
         self.child = Broker::spawn(&self.conf, self.port);
     }
 }
@@ -93,7 +98,7 @@ impl Drop for Broker {
 }
 
 /// A subscriber to `vitalsd/v1/{site}/#`: (topic, payload, retained) per message.
-struct Sub {
+pub struct Sub {
     _client: AsyncClient,
     rx: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
     task: tokio::task::JoinHandle<()>,
@@ -101,7 +106,7 @@ struct Sub {
 
 impl Sub {
     /// `persistent`: a session the broker keeps (QoS 1 messages queued while we are away).
-    async fn connect(port: u16, id: &str, site: &str, persistent: bool) -> Sub {
+    pub async fn connect(port: u16, id: &str, site: &str, persistent: bool) -> Sub {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_session(!persistent);
         o.set_keep_alive(Duration::from_secs(5));
@@ -120,7 +125,7 @@ impl Sub {
     }
 
     /// Waits for a message on `topic` whose payload satisfies `pred`.
-    async fn wait(
+    pub async fn wait(
         &mut self,
         what: &str,
         topic: &str,

@@ -69,8 +69,14 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr, Vec<String>) {
 /// Spawns the binary and reads its stdout until it says where it listens and every one of
 /// `markers` has been printed (on any line, before or after); returns every other line read.
 fn spawn_until(args: &[&str], markers: &[&str]) -> (Child, SocketAddr, Vec<String>) {
-    let mut child = Command::new(bin())
-        .args(args)
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    spawn_command(cmd, markers)
+}
+
+/// [`spawn_until`] with a command of the caller's (a shell that sets limits first).
+fn spawn_command(mut cmd: Command, markers: &[&str]) -> (Child, SocketAddr, Vec<String>) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -704,4 +710,282 @@ fn a_config_may_hold_only_the_hash_of_a_token_printed_by_hash_token() {
             "{err}"
         );
     }
+}
+
+/// A WebSocket handshake to `/ws` with these extra headers; the status of the answer (101 when
+/// upgraded). Reads the answer's head only (an upgraded connection stays open).
+fn ws_handshake(addr: SocketAddr, extra: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=={extra}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    parse_response(&head).0
+}
+
+#[test]
+fn a_websocket_from_a_configured_origin_opens_and_one_from_another_site_does_not() {
+    let d = Daemon::start("[api]\nallowed_origins = [\"https://portal.clinic.lan\"]\n");
+    assert_eq!(
+        ws_handshake(d.addr, "\r\nOrigin: https://portal.clinic.lan"),
+        101,
+        "an origin in [api] allowed_origins may open /ws"
+    );
+    assert_eq!(
+        ws_handshake(d.addr, &format!("\r\nOrigin: http://{}", d.addr)),
+        101,
+        "the daemon's own origin may open /ws"
+    );
+    for evil in [
+        "https://evil.example",
+        "http://portal.clinic.lan",
+        "https://portal.clinic.lan.evil.example",
+        "null",
+    ] {
+        assert_eq!(
+            ws_handshake(d.addr, &format!("\r\nOrigin: {evil}")),
+            403,
+            "{evil}"
+        );
+    }
+}
+
+/// Reads a WebSocket until it closes: (the messages before the close, the close frame's code
+/// and reason).
+async fn until_close(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (Vec<String>, Option<(u16, String)>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut before = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the daemon closes the WebSocket within 30 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => {
+                return (
+                    before,
+                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                );
+            }
+            Some(Ok(Message::Text(t))) => before.push(t.to_string()),
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => return (before, None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_authenticates_with_its_first_message_and_gets_nothing_before_it() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let token = "viewer-token-0123456789";
+    let d = Daemon::start(&format!(
+        "[api]\nheader_timeout = \"2s\"\n\n[[users]]\nname = \"station\"\nrole = \"viewer\"\ntoken = \"{token}\"\n"
+    ));
+    let url = format!("ws://{}/ws", d.addr);
+    // The right token as the first message: the snapshot follows.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text(format!(
+        r#"{{"type":"auth","token":"{token}"}}"#
+    )))
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .expect("a message after auth");
+    assert!(format!("{first:?}").contains("snapshot"), "{first:?}");
+    // A wrong token, a heartbeat instead of auth, and nothing at all: closed with 4401 and a
+    // reason, and not one message before the close.
+    for (first, says) in [
+        (
+            Some(r#"{"type":"auth","token":"station-token-wrong-0000"}"#),
+            "unknown token",
+        ),
+        (
+            Some(r#"{"type":"heartbeat","audio_armed":true,"visible":true}"#),
+            r#"{"type":"auth""#,
+        ),
+        (None, "no auth message within 2s"),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        if let Some(m) = first {
+            ws.send(Message::text(m)).await.unwrap();
+        }
+        let (before, close) = until_close(&mut ws).await;
+        assert!(before.is_empty(), "sent before auth: {before:?}");
+        let (code, reason) = close.unwrap_or_else(|| panic!("{first:?}: no close frame"));
+        assert_eq!(code, 4401, "{first:?}: {reason}");
+        assert!(reason.contains(says), "{first:?}: {reason}");
+    }
+    // Without users, no auth message is needed (loopback mode).
+    let open = Daemon::start("");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", open.addr))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .expect("a snapshot without auth in loopback mode");
+    assert!(format!("{first:?}").contains("snapshot"), "{first:?}");
+}
+
+#[test]
+fn a_request_whose_body_is_not_complete_within_the_request_timeout_gets_408() {
+    let d = Daemon::start("[api]\nrequest_timeout = \"2s\"\n");
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // 100 bytes announced, 10 sent, then silence (the connection stays open).
+    let head = format!(
+        "POST /api/beds/room1/A/audio-pause HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"seconds\"",
+        d.addr
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut resp = vec![0u8; 4096];
+    let n = s.read(&mut resp).unwrap_or(0);
+    let (status, _, v) = parse_response(&resp[..n]);
+    assert_eq!(status, 408, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("request_timeout"),
+        "{v}"
+    );
+    assert_eq!(bed(d.addr)["audio_paused_until"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_connections_leave_healthz_a_dashboard_and_device_links_working() {
+    use futures_util::StreamExt;
+    // This process holds 2000 sockets too.
+    vitalsd::api::serve::raise_fd_limit();
+    // A device server the daemon's NIBP link connects to.
+    let device = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vitalsd.toml");
+    let text: String = config_text(
+        dir.path(),
+        // Idle connections are not timed out during the test: only the cap makes room.
+        "[api]\nmax_connections = 5000\nheader_timeout = \"10m\"\n",
+    )
+    .lines()
+    .map(|l| {
+        if l.starts_with("tcp = ") {
+            format!("tcp = \"{}\"\n", device.local_addr().unwrap())
+        } else {
+            format!("{l}\n")
+        }
+    })
+    .collect();
+    std::fs::write(&config, text).unwrap();
+    // The daemon under a hard limit of 1024 open files, configured for 5000 connections:
+    // without a reserve, the flood would take every descriptor.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n 1024 && exec \"$0\" \"$@\"",
+        bin().to_str().unwrap(),
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let (child, addr, _) = spawn_command(cmd, &[]);
+    let _child = KillOnDrop(child);
+    let accept = |l: &std::net::TcpListener| {
+        l.set_nonblocking(false).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l = l.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = tx.send(l.accept().map(|(s, _)| s));
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the daemon connects to its device within 60 s")
+            .unwrap()
+    };
+    let link = accept(&device);
+    // 2000 idle connections (bounded: each connect waits at most 5 s).
+    let idle = tokio::task::spawn_blocking(move || {
+        (0..2000)
+            .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(idle.len() > 1000, "only {} connections made", idle.len());
+    // Once they have been idle for a second, the longest idle make room.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let healthz = tokio::task::spawn_blocking(move || {
+        request(addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}"), "")
+    })
+    .await
+    .unwrap();
+    assert_eq!(healthz.0, 200, "{healthz:?}");
+    // Bounded: without the reserve the daemon sat at EMFILE until the idle connections timed
+    // out (10 minutes here), and this connect waited that long.
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
+    )
+    .await
+    .expect("a dashboard's WebSocket connects within 30 s")
+    .expect("a dashboard's WebSocket connects");
+    let first = tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .expect("a snapshot");
+    assert!(format!("{first:?}").contains("snapshot"), "{first:?}");
+    // The device server drops the link: the daemon reconnects.
+    drop(link);
+    let again = tokio::task::spawn_blocking(move || accept(&device))
+        .await
+        .unwrap();
+    drop(again);
+    drop(idle);
+}
+
+#[test]
+fn with_users_a_cross_site_or_rebinding_request_is_refused_even_with_a_valid_token() {
+    let token = "nurse-token-0123456789";
+    let d = Daemon::start(&format!(
+        "[[users]]\nname = \"nurse1\"\nrole = \"nurse\"\ntoken = \"{token}\"\n"
+    ));
+    let addr = d.addr;
+    let pause = |host: &str, origin: &str| {
+        request(
+            addr,
+            &format!(
+                "POST /api/beds/room1/A/audio-pause HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}"
+            ),
+            r#"{"seconds":600}"#,
+        )
+    };
+    // A page on another site that got hold of the token: refused by Origin.
+    let (status, _, v) = pause(&addr.to_string(), "http://evil.example");
+    assert_eq!(status, 403, "{v}");
+    // A rebinding page (Host and Origin its own name): refused by Host.
+    let (status, _, v) = pause("evil.example:8080", "http://evil.example:8080");
+    assert_eq!(status, 421, "{v}");
+    // Nothing paused; the same request from the daemon's own page is served.
+    let rooms = |addr: SocketAddr| {
+        let (status, _, v) = request(
+            addr,
+            &format!("GET /api/rooms HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}"),
+            "",
+        );
+        assert_eq!(status, 200, "{v}");
+        v["rooms"][0]["beds"][0]["audio_paused_until"].clone()
+    };
+    assert_eq!(rooms(addr), Value::Null);
+    let (status, _, v) = pause(&addr.to_string(), &format!("http://{addr}"));
+    assert_eq!(status, 200, "{v}");
+    assert_ne!(rooms(addr), Value::Null);
 }

@@ -5,18 +5,22 @@
 mod util;
 
 mod alarms_e2e;
+mod api_fuzz;
 mod ble;
 mod browser;
+mod central;
 mod cli;
 mod config_fuzz;
 mod dashboard_e2e;
 mod decoder_fuzz;
+mod delivery;
 mod hl7;
 mod layout;
 mod liveness;
 mod mqtt;
 mod notify_e2e;
 mod ops;
+mod overload;
 mod oximeters;
 mod restart;
 mod security;

@@ -29,6 +29,7 @@
 //   bed.js      the room/bed layout and one bed card: numerics, dashes and reasons, pause button.
 //   log.js      alarm lists: the top banner, each bed's rows, the alarm log table.
 //   top.js      the top bar (link, clock, watching, audio bar) and NOT MONITORING.
+//   announce.js the aria-live region: each new alarm said once, NOT MONITORING and back.
 //   trends.js   the canvases: pleth waveform and the trend chart (with its text alternative).
 //   audio.js    Web Audio alarm patterns (IEC 60601-1-8-like), arming.
 //   text.js     what the page says: flag reasons, condition names, alarm texts and ordering.
@@ -89,8 +90,8 @@ Object.defineProperty(window, 'vitalsdState', {
     return Object.freeze({
       connected: isLive(now) && S.haveSnapshot,
       lastSeq: S.lastSeq,
-      // How this page's WebSocket carries its token: 'subprotocol', 'query' or 'none'.
-      wsAuth: !S.token ? 'none' : (S.ws && S.ws.protocol === 'vitalsd' && !/[?&]token=/.test(S.ws.url) ? 'subprotocol' : 'query'),
+      // How this page's WebSocket carries its token: 'message' (its first), 'query' or 'none'.
+      wsAuth: !S.token ? 'none' : (S.ws && /[?&]token=/.test(S.ws.url) ? 'query' : (S.wsAuthSent ? 'message' : 'none')),
       audioArmed: S.audioArmed,
       audioPlaying: A.playing,
       audioLoop: !!(A.source && A.source.loop),

@@ -15,6 +15,8 @@ export function ensureLayout(rooms) {
   S.beds = new Map();
   const main = $('#rooms');
   main.replaceChildren();
+  // More than two rooms: the dense layout (rooms side by side) so 10 rooms stay readable.
+  main.classList.toggle('dense', rooms.length > 2);
   for (const r of rooms) {
     const grid = h('div', { class: 'beds' });
     main.append(h('section', { class: 'room', 'data-room': r.id },
@@ -60,14 +62,13 @@ export function buildBed(bed) {
   const pr = numeric('pr', 'pulse_rate', 'PR', '/min');
   const pi = numeric('pi', 'perfusion_index', 'PI', '%');
   const nibp = numeric('nibp', 'nibp', 'NIBP', 'mmHg');
-  const nibpMean = h('span', { class: 'mean' });
-  nibp.root.querySelector('.name').append(nibpMean);
   const pleth = h('canvas', { class: 'pleth', width: 600, height: 80, role: 'img', 'aria-label': 'Pleth waveform of ' + bed.label });
   const trend = h('canvas', { class: 'trend', width: 900, height: 220, role: 'img', 'aria-label': 'Trends of ' + bed.label });
   const label = h('span', { class: 'bed-label', text: bed.label });
   const patient = h('span', { class: 'patient' });
   const headAlarm = h('span', { class: 'head-alarm' });
   const limitsOff = h('div', { class: 'limits-off', role: 'status', hidden: true });
+  const notMonitoring = h('div', { class: 'bed-not-monitoring', role: 'alert', hidden: true });
   const pauseBtn = h('button', { class: 'pause', type: 'button', onclick: () => togglePause(bed) }, 'PAUSE AUDIO 2 min');
   const devices = h('div', { class: 'devices' });
   const alarms = h('ul', { class: 'bed-alarms' });
@@ -75,6 +76,7 @@ export function buildBed(bed) {
   const actions = buildActions(bed);
   const root = h('article', { class: 'bed', 'data-bed': bed.id },
     h('header', { class: 'bed-head' }, label, patient, headAlarm, h('span', { class: 'spacer' }), pauseBtn),
+    notMonitoring,
     limitsOff,
     alarms,
     h('div', { class: 'numerics' }, spo2.root, pr.root, nibp.root, pi.root),
@@ -82,7 +84,7 @@ export function buildBed(bed) {
     h('div', { class: 'trend-box' }, trend),
     h('footer', { class: 'bed-foot' }, devices, actions),
     msg);
-  return { root, spo2, pr, pi, nibp, nibpMean, pleth, trend, label, patient, headAlarm, limitsOff, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
+  return { root, spo2, pr, pi, nibp, pleth, trend, label, patient, headAlarm, limitsOff, notMonitoring, pauseBtn, devices, alarms, msg, alarmEls: new Map(), deviceKey: '' };
 }
 
 export function deviceFor(bed, r) {
@@ -146,8 +148,8 @@ export function renderNibp(bed, now) {
     } else {
       const d = dia && Math.abs(dia.received_ms - sys.received_ms) < 5000 && dia.value !== null ? fmtNum(dia.value) : '--';
       text = fmtNum(sys.value) + '/' + d;
-      if (mean && mean.value !== null && Math.abs(mean.received_ms - sys.received_ms) < 5000) meanText = ' (' + fmtNum(mean.value) + ')';
-      note = ageText(age) + ' ago';
+      if (mean && mean.value !== null && Math.abs(mean.received_ms - sys.received_ms) < 5000) meanText = 'MAP ' + fmtNum(mean.value) + ' · ';
+      note = meanText + ageText(age) + ' ago';
     }
   }
   if (cuff && cuff.value !== null && cuff.value > 5 && now - cuff.received_ms < 3000) {
@@ -155,7 +157,6 @@ export function renderNibp(bed, now) {
   }
   setText(n.value, text);
   setText(n.note, note);
-  setText(bed.el.nibpMean, meanText);
   n.root.classList.toggle('stale', stale);
   n.root.classList.toggle('invalid', invalid);
 }
@@ -180,6 +181,8 @@ export function renderBed(bed, now) {
 
   // A standing indicator while SpO2 or pulse-rate alarms are off (no limit rule in force).
   const off = bed.limitsOff.map((m) => (m === 'spo2' ? 'SpO2' : m === 'pulse_rate' ? 'PULSE RATE' : m));
+  el.notMonitoring.hidden = !bed.notMonitoring;
+  setText(el.notMonitoring, bed.notMonitoring || '');
   el.limitsOff.hidden = off.length === 0;
   setText(el.limitsOff, off.length ? 'ALARMS OFF: ' + off.join(', ') + ' (no limit in force)' : '');
 

@@ -24,9 +24,6 @@ export function loadToken() {
   try { return sessionStorage.getItem('vitalsd.token'); } catch (e) { return null; }
 }
 
-// Characters a WebSocket subprotocol may carry (RFC 6455: an HTTP token).
-export const SUBPROTOCOL_SAFE = /^[A-Za-z0-9\-._~!#$&'*+^|]+$/;
-
 export async function api(method, path, body) {
   const headers = {};
   if (S.token) headers.Authorization = 'Bearer ' + S.token;

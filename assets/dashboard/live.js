@@ -1,13 +1,14 @@
 // The daemon's messages applied to the state: snapshot, heartbeat, and the sequenced messages
 // (reading, device_status, alarm, session).
+import { announceAlarm, forgetAlarmsExcept } from './announce.js';
 import { updateAudio } from './audio.js';
 import { sendBeat } from './beat.js';
 import { ensureLayout } from './bed.js';
 import { loadAlarmLog, loadHistory, pushRecent, recentOf } from './history.js';
 import { refreshLimitsOff } from './http.js';
 import { loadSession, onSession } from './session.js';
-import { BACKOFF_MIN_MS, S, newerOrSame, serverNow } from './state.js';
-import { alarmText } from './text.js';
+import { BACKOFF_MIN_MS, MISSING_CAP, S, newerOrSame, serverNow } from './state.js';
+import { alarmText, sortedAlarms } from './text.js';
 import { toMs } from './util.js';
 
 export function onMessage(text) {
@@ -33,15 +34,31 @@ export function onHeartbeat(m) {
 export function onSequenced(m) {
   const seq = Number(m.seq);
   if (!Number.isFinite(seq)) return;
-  if (seq <= S.lastSeq) return; // already processed
-  if (seq !== S.lastSeq + 1) S.gaps++;
-  S.lastSeq = seq;
+  // The daemon sends alarms, device status and session events ahead of the readings queued
+  // before them (docs/api.md): a reading may come after a message with a higher seq. The seqs
+  // skipped by a jump are kept as `missing`, and a late one is applied when it comes; one
+  // that never comes (coalesced for a slow page, or lost) counts as a gap once far behind.
+  if (seq <= S.lastSeq) {
+    if (!S.missing.delete(seq)) return; // already processed
+  } else {
+    if (seq - S.lastSeq - 1 > MISSING_CAP) S.gaps++; // too many to wait for
+    else for (let k = S.lastSeq + 1; k < seq; k++) S.missing.add(k);
+    S.lastSeq = seq;
+    if (S.missing.size && (seq & 255) === 0) pruneMissing();
+  }
   // Messages the latest snapshot already covers: their state is in it; only history is new.
   const covered = seq <= S.snapSeq;
   if (m.type === 'reading') onReading(m);
   else if (m.type === 'device_status') { if (!covered) onDeviceStatus(m); }
   else if (m.type === 'alarm') onAlarm(m, covered);
   else if (m.type === 'session') onSession(m);
+}
+
+// Missing seqs far behind the newest will not come any more: each is a gap.
+function pruneMissing() {
+  for (const k of S.missing) {
+    if (k < S.lastSeq - MISSING_CAP) { S.missing.delete(k); S.gaps++; }
+  }
 }
 
 export function onSnapshot(m) {
@@ -55,7 +72,7 @@ export function onSnapshot(m) {
   if (restarted) S.restarts++;
   S.snapshots.push({ seq, resumed: m.resumed === true, after: S.lastSeq, restarted });
   if (S.snapshots.length > 5) S.snapshots.shift();
-  if (fresh) S.lastSeq = seq;
+  if (fresh) { S.lastSeq = seq; S.missing.clear(); }
   S.snapSeq = seq;
   S.haveSnapshot = true;
   S.backoff = BACKOFF_MIN_MS;
@@ -86,6 +103,8 @@ export function onSnapshot(m) {
       for (const a of Array.isArray(b.alarms) ? b.alarms : []) if (a && a.id !== undefined) alarms.set(a.id, a);
       bed.pausedUntil = toMs(b.audio_paused_until);
       bed.limitsOff = Array.isArray(b.limits_off) ? b.limits_off : [];
+      // Central view only: the bed's site is offline (its Last Will, or its heartbeats stopped).
+      bed.notMonitoring = typeof b.not_monitoring === 'string' ? b.not_monitoring : null;
       bed.dirty = true;
       if (fresh) { loadSession(bed); loadHistory(bed); }
     }
@@ -94,6 +113,9 @@ export function onSnapshot(m) {
     if (!alarms.has(id)) pushRecent({ at: serverNow(), bed: a.bed, text: alarmText(a), what: 'gone', priority: a.priority });
   }
   S.alarms = alarms;
+  // Alarms this page had not heard of (all of them when it opens) are said once.
+  for (const a of sortedAlarms([...alarms.values()])) announceAlarm(a);
+  forgetAlarmsExcept(alarms);
   S.logDirty = true;
   if (fresh) loadAlarmLog();
   updateAudio('snapshot');
@@ -154,6 +176,7 @@ export function onAlarm(m, covered) {
   switch (m.event) {
     case 'raised': case 'updated': case 'acknowledged': case 'latched':
       if (a && !covered && newerOrSame(a, S.alarms.get(a.id))) S.alarms.set(a.id, a);
+      if (a && !covered && m.event === 'raised') announceAlarm(a);
       break;
     case 'cleared':
       if (a && !covered) S.alarms.delete(a.id);

@@ -15,12 +15,14 @@ export const PLETH_CAP = 600;              // 8 s at 75 samples/s
 export const PLETH_SHOW = 450;             // samples drawn (6 s at 75/s)
 export const RECENT_CAP = 50;              // recent alarm events kept
 export const DOSE_CAP = 50;
+export const MISSING_CAP = 8192;          // a late message is waited for this many seqs
 
 // ---------------------------------------------------------------- state
 export const S = {
   token: null,
   ws: null,
   wsOpen: false,
+  wsAuthSent: false, // this socket's first message was {"type":"auth","token":...}
   backoff: BACKOFF_MIN_MS,
   retryTimer: null,
   retryAt: 0,
@@ -28,7 +30,8 @@ export const S = {
   haveSnapshot: false,
   lastSeq: 0,        // highest seq processed
   snapSeq: 0,        // seq the latest snapshot covers
-  gaps: 0,           // sequence gaps seen (coalesced or lost)
+  gaps: 0,           // sequenced messages that never came (coalesced or lost)
+  missing: new Set(), // seqs skipped by a jump ahead, that may still come (see live.js)
   restarts: 0,       // daemon restarts seen (its seq went back)
   coalesced: 0,
   messages: 0,

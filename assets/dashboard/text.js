@@ -53,6 +53,8 @@ export const TECHNICAL = {
   sensor_fault: 'SENSOR FAULT', searching_too_long: 'SEARCHING TOO LONG',
   low_perfusion: 'LOW PERFUSION', low_signal: 'LOW SIGNAL', low_battery: 'LOW BATTERY',
   cuff_error: 'CUFF ERROR', no_dashboard: 'NO DASHBOARD ABLE TO SOUND',
+  site_offline: 'SITE OFFLINE (central view)',
+  device_flooding: 'DEVICE FLOODING',
 };
 
 export function reasonOf(r) {
@@ -94,6 +96,26 @@ export function alarmText(a) {
     dev = ' (' + (d && d.kind ? d.kind.toUpperCase() : a.device) + ')';
   }
   return `${mark} ${what}${extra}${dev}`;
+}
+
+// An alarm as a sentence for a screen reader: priority, kind, where, what (no markers, words
+// instead of < and >), e.g. "Medium priority alarm, Room 1 / A: SpO2 87, below the limit 90."
+export function spokenAlarm(a, bedLabel) {
+  const prio = a.priority ? a.priority[0].toUpperCase() + a.priority.slice(1) + ' priority ' : '';
+  const kind = a.kind === 'technical' || (!PHYSIO[a.condition] && TECHNICAL[a.condition]) ? 'technical alarm' : 'alarm';
+  const where = bedLabel || (a.bed ? a.bed : 'all beds');
+  let what;
+  const p = PHYSIO[a.condition];
+  if (p) {
+    const d = a.condition.startsWith('perfusion') ? 1 : 0;
+    const dir = p[1] === '<' ? 'below' : 'above';
+    what = typeof a.value === 'number' && typeof a.limit === 'number'
+      ? `${p[0]} ${fmtNum(a.value, d)}, ${dir} the limit ${fmtNum(a.limit, d)}`
+      : `${p[0]} ${p[1] === '<' ? 'low' : 'high'}`;
+  } else {
+    what = alarmText(a).replace(/^\S+ /, '').toLowerCase();
+  }
+  return `${prio}${kind}, ${where}: ${what}.`;
 }
 
 // System alarms that end only when their cause does: acknowledging them is refused (409).

@@ -1,4 +1,5 @@
 // The top bar (link, clock, demo, watching, audio bar, auth) and the NOT MONITORING screen.
+import { announce } from './announce.js';
 import { NOT_MONITORING_MS, S, isLive, serverNow } from './state.js';
 import { $, ageText, clockText, setText } from './util.js';
 
@@ -23,7 +24,13 @@ export function renderTop(now) {
   const auth = $('#auth');
   auth.hidden = !S.authError;
   setText(auth, S.authError || '');
+  const was = S.notMonitoring;
   S.notMonitoring = now - S.lastMsgAt > NOT_MONITORING_MS;
+  if (S.notMonitoring !== was && S.haveSnapshot) {
+    announce(S.notMonitoring
+      ? 'Not monitoring: no data from the daemon. The bedside monitors keep their own alarms.'
+      : 'Monitoring again: the daemon is heard.');
+  }
   $('#not-monitoring').hidden = !S.notMonitoring;
   document.body.classList.toggle('not-monitoring-on', S.notMonitoring);
   if (S.notMonitoring) {

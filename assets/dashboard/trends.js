@@ -123,6 +123,7 @@ export function drawTrend(bed, now) {
   ctx.setLineDash([6 * dpr, 4 * dpr]);
   ctx.lineWidth = 2 * dpr;
   ctx.textBaseline = 'top';
+  let flipped = 0;
   for (const d of bed.doses) {
     if (d.t < t0 || d.t > now) continue;
     const color = d.kind === 'phase' ? '#aab8c6' : '#ffd400';
@@ -130,9 +131,16 @@ export function drawTrend(bed, now) {
     ctx.fillStyle = color;
     const xx = x(d.t);
     line(ctx, xx, padT, xx, hh - padB);
-    ctx.fillText(d.text, xx + 4 * dpr, padT + (d.kind === 'phase' ? 14 * dpr : 0));
+    // The label goes right of its line, or left of it where it would be cut at the chart's
+    // right edge (a dose given a moment ago).
+    const tw = ctx.measureText(d.text).width;
+    const right = xx + 4 * dpr + tw <= w - padR;
+    const lx = right ? xx + 4 * dpr : Math.max(2 * dpr, xx - 4 * dpr - tw);
+    ctx.fillText(d.text, lx, padT + (d.kind === 'phase' ? 14 * dpr : 0));
+    flipped += right ? 0 : 1;
   }
   ctx.setLineDash([]);
+  c.dataset.markerLabelsLeft = String(flipped);
 }
 
 // The smallest and largest valid value (a bucket's min/max) of a ring since t0.

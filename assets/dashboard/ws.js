@@ -1,6 +1,6 @@
 // The WebSocket to the daemon: connect, reconnect with backoff, drop a socket that went silent.
 import { sendBeat } from './beat.js';
-import { SUBPROTOCOL_SAFE, checkAuth } from './http.js';
+import { checkAuth } from './http.js';
 import { onMessage } from './live.js';
 import { BACKOFF_MAX_MS, NOT_MONITORING_MS, S } from './state.js';
 
@@ -9,20 +9,14 @@ export function connect() {
   clearTimeout(S.retryTimer);
   S.retryTimer = null;
   const q = new URLSearchParams();
-  // The token travels as a subprotocol (never in the URL, so never in a proxy's access log);
-  // only a token with characters a subprotocol cannot carry falls back to the query.
-  const protocols = [];
-  if (S.token && SUBPROTOCOL_SAFE.test(S.token)) {
-    protocols.push('vitalsd', 'vitalsd.token.' + S.token);
-  } else if (S.token) {
-    q.set('token', S.token);
-  }
+  // The token travels in the first message (never in the URL, so never in a proxy's access
+  // log); the daemon sends nothing before it, and closes with 4401 if it is refused.
   if (S.haveSnapshot && S.lastSeq > 0) q.set('since', String(S.lastSeq));
   const qs = q.toString();
   const url = (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/ws' + (qs ? '?' + qs : '');
   let ws;
   try {
-    ws = protocols.length ? new WebSocket(url, protocols) : new WebSocket(url);
+    ws = new WebSocket(url);
   } catch (e) {
     scheduleReconnect();
     return;
@@ -35,16 +29,22 @@ export function connect() {
     opened = true;
     S.wsOpen = true;
     S.counted = false;
+    S.wsAuthSent = false;
+    if (S.token) {
+      ws.send(JSON.stringify({ type: 'auth', token: S.token }));
+      S.wsAuthSent = true;
+    }
     sendBeat(true);
   };
   ws.onmessage = (ev) => {
     if (S.ws === ws) onMessage(ev.data);
   };
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
     if (S.ws !== ws) return;
     S.ws = null;
     S.wsOpen = false;
-    if (!opened) checkAuth();
+    // 4401: the daemon refused the token (or needs one); the HTTP check says which.
+    if (!opened || ev.code === 4401) checkAuth();
     scheduleReconnect();
   };
   ws.onerror = () => { /* a close event follows */ };

@@ -3,14 +3,13 @@
 //! 503 has changed nothing), and every event names who did it.
 
 use super::ApiState;
-use super::auth::{ApiError, require};
+use super::auth::{ApiError, RequireAdmin, RequireNurse, RequireViewer};
 use crate::alarm::{Baseline, BedLimits};
 use crate::clock::{rfc3339_ms, wall_ms};
-use crate::config::Role;
 use crate::hub::ActionError;
 use crate::model::BedIdx;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -65,8 +64,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<
         .map_err(|e| ApiError::bad_request(format!("{e}; expected {expected}")))
 }
 
-async fn current(State(s): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
+async fn current(State(s): State<ApiState>, _who: RequireViewer) -> Result<Json<Value>, ApiError> {
     Ok(Json(s.hub.alarms_json()))
 }
 
@@ -82,10 +80,9 @@ pub(crate) struct HistoryQuery {
 /// pause, limit change and clear, as the messages dashboards got.
 async fn history(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    _who: RequireViewer,
     q: Result<axum::extract::Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let axum::extract::Query(q) = q.map_err(|e| {
         ApiError::bad_request(format!(
             "{e}; expected ?bed=room1/A&limit=N (both optional)"
@@ -114,14 +111,13 @@ async fn history(
 
 async fn acknowledge(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    who: RequireNurse,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = require(&s, &headers, Role::Nurse)?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::bad_request(format!("{id:?} is not an alarm id, expected a number"))
     })?;
-    let events = s.hub.acknowledge(id, &who.name).await?;
+    let events = s.hub.acknowledge(id, who.name()).await?;
     let alarm = events
         .iter()
         .rev()
@@ -139,16 +135,15 @@ pub(crate) struct PauseBody {
 
 async fn pause(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    who: RequireNurse,
     Path((room, recliner)): Path<(String, String)>,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
     let b: PauseBody = body(&raw, r#"{"seconds": N} (optional)"#)?;
     let (granted, _) = s
         .hub
-        .pause_audio(bed, b.seconds.map(Duration::from_secs), &who.name)
+        .pause_audio(bed, b.seconds.map(Duration::from_secs), who.name())
         .await?;
     let until = wall_ms() + i64::try_from(granted.as_millis()).unwrap_or(0);
     Ok(Json(
@@ -158,12 +153,11 @@ async fn pause(
 
 async fn cancel_pause(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    who: RequireNurse,
     Path((room, recliner)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
-    s.hub.cancel_pause(bed, &who.name).await?;
+    s.hub.cancel_pause(bed, who.name()).await?;
     Ok(Json(json!({ "audio_paused": false })))
 }
 
@@ -175,10 +169,9 @@ fn limits_json(s: &ApiState, bed: BedIdx) -> Value {
 
 async fn get_limits(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    _who: RequireViewer,
     Path((room, recliner)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let bed = bed(&s, &room, &recliner)?;
     Ok(Json(limits_json(&s, bed)))
 }
@@ -191,11 +184,10 @@ pub(crate) struct PresetBody {
 
 async fn put_limits(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    who: RequireAdmin,
     Path((room, recliner)): Path<(String, String)>,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = require(&s, &headers, Role::Admin)?;
     let bed = bed(&s, &room, &recliner)?;
     let (raw, confirm_disable) = take_confirm(&raw)?;
     let limits: BedLimits = match serde_json::from_slice::<PresetBody>(&raw) {
@@ -233,9 +225,9 @@ async fn put_limits(
         ));
     }
     if !unguarded.is_empty() {
-        tracing::warn!(bed = %s.hub.config().bed(bed).id, by = %who.name, metrics = ?unguarded, "limit set without spo2/pulse_rate rules confirmed: those alarms are off");
+        tracing::warn!(bed = %s.hub.config().bed(bed).id, by = %who.name(), metrics = ?unguarded, "limit set without spo2/pulse_rate rules confirmed: those alarms are off");
     }
-    s.hub.set_limits(bed, limits, &who.name).await?;
+    s.hub.set_limits(bed, limits, who.name()).await?;
     Ok(Json(limits_json(&s, bed)))
 }
 
@@ -273,11 +265,10 @@ pub(crate) struct BaselineBody {
 
 async fn baseline(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    who: RequireNurse,
     Path((room, recliner)): Path<(String, String)>,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
     let b: BaselineBody = body(
         &raw,
@@ -296,7 +287,7 @@ async fn baseline(
     }
     let (set, _) = s
         .hub
-        .set_baseline(bed, given, b.from_recent, &who.name)
+        .set_baseline(bed, given, b.from_recent, who.name())
         .await?;
     // Also into the open session, if any, where discharge readiness reads it.
     let bed_id = s.hub.config().bed(bed).id.clone();
@@ -310,7 +301,7 @@ async fn baseline(
             spo2: set.spo2,
         };
         store
-            .session_event(&bed_id, ev, Some(who.name.clone()))
+            .session_event(&bed_id, ev, Some(who.principal.name.clone()))
             .await
             .map_err(|e| {
                 ApiError::new(

@@ -1,14 +1,21 @@
 //! Tokens and roles. Every `/api` call and every WebSocket carries a token (`Authorization:
-//! Bearer <token>`; on `/ws`, where browsers cannot set headers, the WebSocket subprotocol
-//! `vitalsd.token.<token>` offered next to `vitalsd`, or `?token=`); the
-//! token's role decides what it may do. With no `[[users]]` configured (allowed only on
-//! loopback), every request acts as the local admin.
+//! Bearer <token>`; on `/ws`, where browsers cannot set headers, a first message
+//! `{"type":"auth","token":...}`, the WebSocket subprotocol `vitalsd.token.<token>` offered next
+//! to `vitalsd`, or `?token=`); the token's role decides what it may do. With no `[[users]]`
+//! configured (allowed only on loopback), every request acts as the local admin.
+//!
+//! Handlers take the caller as an extractor, [`RequireViewer`], [`RequireNurse`] or
+//! [`RequireAdmin`] (an [`Auth`] of that role): a request without a good token never reaches
+//! the handler's body, and no handler can forget the check.
 
 use super::ApiState;
 pub use crate::config::Role;
 use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::marker::PhantomData;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +62,65 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The least role a route needs, as a type: [`Viewer`], [`Nurse`], [`Admin`].
+pub trait MinRole: Send + Sync + 'static {
+    const ROLE: Role;
+}
+
+/// Reading: rooms, alarms, limits, sessions, history, exports, the WebSocket.
+#[derive(Debug)]
+pub struct Viewer;
+/// Acting on a bed: acknowledge, pause, sessions, baseline.
+#[derive(Debug)]
+pub struct Nurse;
+/// Changing limits.
+#[derive(Debug)]
+pub struct Admin;
+
+impl MinRole for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl MinRole for Nurse {
+    const ROLE: Role = Role::Nurse;
+}
+impl MinRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The caller of a route that needs role `R` or above, extracted from the request's
+/// `Authorization: Bearer` header; the request is refused (401 without or with an unknown
+/// token, 403 with too low a role) before the handler runs.
+#[derive(Debug)]
+pub struct Auth<R: MinRole> {
+    pub principal: Principal,
+    role: PhantomData<R>,
+}
+
+impl<R: MinRole> Auth<R> {
+    /// The user name, for the audit trail.
+    pub fn name(&self) -> &str {
+        &self.principal.name
+    }
+}
+
+/// A caller with any role.
+pub type RequireViewer = Auth<Viewer>;
+/// A caller with the nurse or admin role.
+pub type RequireNurse = Auth<Nurse>;
+/// A caller with the admin role.
+pub type RequireAdmin = Auth<Admin>;
+
+impl<R: MinRole> FromRequestParts<ApiState> for Auth<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        require(state, &parts.headers, R::ROLE).map(|principal| Auth {
+            principal,
+            role: PhantomData,
+        })
+    }
+}
+
 /// Checks the request's token and that its role is at least `role`.
 pub fn require(state: &ApiState, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
     let token = headers
@@ -81,7 +147,15 @@ pub fn token_from_protocols(headers: &HeaderMap) -> Option<String> {
 
 /// Checks a token (from a header or a query) against the configured users.
 pub fn check(state: &ApiState, token: Option<&str>, role: Role) -> Result<Principal, ApiError> {
-    let users = &state.hub.config().users;
+    check_users(&state.hub.config().users, token, role)
+}
+
+/// Checks a token against `users` (a site's or a central's); no users means the local admin.
+pub fn check_users(
+    users: &[crate::config::User],
+    token: Option<&str>,
+    role: Role,
+) -> Result<Principal, ApiError> {
     if users.is_empty() {
         return Ok(Principal {
             name: "local".to_owned(),

@@ -52,6 +52,7 @@ const ASSETS: &[(&str, Asset)] = &[
         },
     ),
     module!("app.js"),
+    module!("announce.js"),
     module!("actions.js"),
     module!("audio.js"),
     module!("beat.js"),

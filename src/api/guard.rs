@@ -12,10 +12,18 @@
 //!   handler. 415 otherwise.
 //! - **Body size**: a declared `Content-Length` above `[api] max_body` gets 413 on every route
 //!   (the body extractors enforce the same limit on chunked bodies).
-//! - **Request timeout**: a request not answered within `[api] request_timeout` gets 408.
+//! - **Request timeout**: a request not answered within `[api] request_timeout` gets 408
+//!   (tower-http's `TimeoutLayer`, its empty answer given a JSON error here).
 //! - **Headers on every response**: a Content-Security-Policy that allows only the daemon's own
 //!   scripts, styles and WebSocket, `frame-ancestors 'none'` and `X-Frame-Options: DENY`,
-//!   `nosniff`, `Referrer-Policy: no-referrer`.
+//!   `nosniff`, `Referrer-Policy: no-referrer` (tower-http's `SetResponseHeaderLayer`; the CSP
+//!   is set by the check itself, since it names the WebSocket address of the request's `Host`).
+//! - **Request tracing** (tower-http's `TraceLayer`, at debug level): method, path (never the
+//!   query, which may hold a token), status and latency.
+//!
+//! No tower concurrency limit: the listener speaks HTTP/1.1 only, so requests in flight are
+//! at most the open connections, which `serve.rs` caps (`[api] max_connections`, evicting the
+//! longest idle); a tower `ConcurrencyLimit` would only make requests wait in a queue.
 
 use super::auth::ApiError;
 use crate::config::ApiSettings;
@@ -128,9 +136,56 @@ fn host_of_ip(ip: IpAddr) -> String {
     }
 }
 
-/// Wraps `router` in the checks.
+/// Wraps `router` in the checks, the request timeout, the security headers and tracing (from
+/// the inside out).
 pub fn layer(router: Router, guard: Guard) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(Arc::new(guard), check))
+    use tower_http::set_header::SetResponseHeaderLayer;
+    use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+    use tracing::Level;
+    let timeout = guard.request_timeout;
+    router
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::map_response(move |r: Response| async move {
+            explain_timeout(r, timeout)
+        }))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(guard), check))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: a `?token=` must not reach the log.
+                .make_span_with(|req: &Request| {
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                // A 503 from /healthz while the store is down is polled, and logged elsewhere.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+}
+
+/// Gives the timeout layer's empty 408 a JSON error that names the setting.
+fn explain_timeout(r: Response, timeout: Duration) -> Response {
+    if r.status() != StatusCode::REQUEST_TIMEOUT || r.headers().contains_key(header::CONTENT_TYPE) {
+        return r;
+    }
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!("the request was not complete within {timeout:?} ([api] request_timeout)"),
+    )
+    .into_response()
 }
 
 fn changes_state(method: &Method) -> bool {
@@ -144,7 +199,7 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// Refuses what the module doc lists, and adds the security headers to every answer.
+/// Refuses what the module doc lists, and adds the Content-Security-Policy to every answer.
 async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
@@ -153,17 +208,7 @@ async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
         .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
     let mut response = match refusal(&g, &req, host.as_deref()) {
         Some(e) => e.into_response(),
-        None => match tokio::time::timeout(g.request_timeout, next.run(req)).await {
-            Ok(r) => r,
-            Err(_) => ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request was not complete within {:?} ([api] request_timeout)",
-                    g.request_timeout
-                ),
-            )
-            .into_response(),
-        },
+        None => next.run(req).await,
     };
     let h = response.headers_mut();
     // The page's own WebSocket, named explicitly for browsers whose 'self' does not cover ws:.
@@ -182,15 +227,6 @@ async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
     response
 }
 

@@ -20,7 +20,6 @@ pub mod serve;
 use crate::config::Role;
 use crate::hub::Hub;
 use crate::hub::queue::Next;
-use auth::require;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -57,6 +56,8 @@ pub struct ApiState {
     pub cancel: CancellationToken,
     /// The durable record (sessions, history, exports); None when running without one.
     pub store: Option<crate::store::StoreHandle>,
+    /// Counters of the overload defences, shown by `/healthz`.
+    pub overload: Arc<crate::overload::Overload>,
 }
 
 /// The router: `/api/rooms`, `/healthz`, `/ws`, and the dashboard (`/`, `/assets/...`).
@@ -86,7 +87,9 @@ async fn healthz(State(s): State<ApiState>) -> Response {
         "clients": s.hub.client_count(),
         "seq": s.hub.last_seq(),
         "dashboards": s.hub.dashboard_counts(),
+        "delivery": s.hub.delivery(),
         "store": store,
+        "overload": s.overload.json(s.hub.config()),
     });
     let status = if writable {
         StatusCode::OK
@@ -96,10 +99,7 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn rooms(State(s): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(e) = require(&s, &headers, Role::Viewer) {
-        return e.into_response();
-    }
+async fn rooms(State(s): State<ApiState>, _who: auth::RequireViewer) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         s.hub.snapshot_json(),
@@ -111,43 +111,32 @@ async fn rooms(State(s): State<ApiState>, headers: HeaderMap) -> Response {
 struct WsParams {
     /// Resume after this sequence number.
     since: Option<u64>,
-    /// The caller's token (browsers cannot set headers on a WebSocket).
+    /// The caller's token (accepted; a first message or the subprotocol keeps it out of URLs).
     token: Option<String>,
 }
 
-/// Whether a browser's `Origin` names the host it connected to. Another site's page cannot open
-/// a WebSocket to the daemon with a user's token this way. Clients that send no Origin
-/// (not browsers) pass; the token still applies.
-pub fn origin_allowed(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
-}
+/// The WebSocket close code for a connection that did not authenticate (no, a bad or an
+/// unknown token in its first message): like HTTP 401, in the private range 4000-4999.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 
+/// `/ws`. The guard ([`guard`]) has already checked the upgrade's `Host` and `Origin` against
+/// the allowlists (`[api] allowed_hosts`, `allowed_origins`). The token: `?token=` or the
+/// subprotocol `vitalsd.token.<token>` is checked here (401 before the upgrade); without
+/// either (and with `[[users]]`), the upgrade is accepted and the first message must be
+/// `{"type":"auth","token":...}` within `[api] header_timeout`: nothing is sent before it, and
+/// a missing or wrong one closes the connection with [`CLOSE_UNAUTHORIZED`].
 async fn ws_upgrade(
     State(s): State<ApiState>,
     headers: HeaderMap,
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers) {
-        return auth::ApiError::new(
-            StatusCode::FORBIDDEN,
-            "the page's Origin is not this daemon's address, expected a dashboard served by it",
-        )
-        .into_response();
-    }
     let (since, token) = match params {
         Ok(Query(p)) => (p.since, p.token),
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
-                format!("bad query: {e}; expected ?since=<sequence number>&token=<token>"),
+                format!("bad query: {e}; expected ?since=<sequence number>"),
             )
                 .into_response();
         }
@@ -155,13 +144,104 @@ async fn ws_upgrade(
     // A token in the subprotocol list (`vitalsd`, `vitalsd.token.<token>`) stays out of URLs
     // and logs; the query is still accepted.
     let token = token.or_else(|| auth::token_from_protocols(&headers));
-    if let Err(e) = auth::check(&s, token.as_deref(), Role::Viewer) {
+    let needs_auth_message = token.is_none() && !s.hub.config().users.is_empty();
+    if !needs_auth_message && let Err(e) = auth::check(&s, token.as_deref(), Role::Viewer) {
         return e.into_response();
     }
     ws.protocols([auth::WS_PROTOCOL])
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve_client(s, socket, since))
+        .on_upgrade(move |mut socket| async move {
+            if needs_auth_message {
+                let wait = s.hub.config().api.header_timeout;
+                match first_message_auth(&s, &mut socket, wait).await {
+                    Ok(who) => tracing::debug!(user = %who.name, "websocket authenticated"),
+                    Err(why) => {
+                        tracing::debug!(reason = %why, "websocket refused");
+                        let frame = CloseFrame {
+                            code: CLOSE_UNAUTHORIZED,
+                            reason: Utf8Bytes::from(truncate(&why, 120)),
+                        };
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            socket.send(Message::Close(Some(frame))),
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            }
+            serve_client(s, socket, since).await;
+        })
+}
+
+/// The first message of a WebSocket that authenticates in-band.
+#[derive(Debug, Deserialize)]
+struct AuthMsg {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+/// Reads `{"type":"auth","token":...}`. Errors say what was expected.
+pub fn parse_auth_message(text: &str) -> Result<String, String> {
+    const EXPECTED: &str = r#"expected {"type":"auth","token":"<token>"} first"#;
+    let m: AuthMsg = serde_json::from_str(text).map_err(|e| {
+        let e = e.to_string();
+        format!("not an auth message ({}); {EXPECTED}", truncate(&e, 40))
+    })?;
+    if m.kind != "auth" {
+        return Err(format!(
+            "message type {:?}; {EXPECTED}",
+            truncate(&m.kind, 20)
+        ));
+    }
+    Ok(m.token)
+}
+
+/// Waits up to `wait` for the auth message and checks its token.
+async fn first_message_auth(
+    s: &ApiState,
+    socket: &mut WebSocket,
+    wait: Duration,
+) -> Result<auth::Principal, String> {
+    let token = read_auth_message(socket, wait, &s.cancel).await?;
+    auth::check(s, Some(&token), Role::Viewer).map_err(|e| e.message)
+}
+
+/// Waits up to `wait` for a WebSocket's first message, `{"type":"auth","token":...}`, and
+/// returns its token (checked by the caller: the site's or the central's users). Shared by the
+/// site's and the central's `/ws`.
+pub async fn read_auth_message(
+    socket: &mut WebSocket,
+    wait: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return Err("shutting down".to_owned()),
+            n = tokio::time::timeout_at(deadline, socket.recv()) => n,
+        };
+        let text = match next {
+            Err(_) => {
+                return Err(format!(
+                    "no auth message within {wait:?}; expected {{\"type\":\"auth\",\"token\":...}}"
+                ));
+            }
+            Ok(None | Some(Ok(Message::Close(_)))) => return Err("closed before auth".to_owned()),
+            Ok(Some(Err(e))) => return Err(format!("client error: {e}")),
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                return Err(
+                    r#"binary message; expected {"type":"auth","token":...} first"#.to_owned(),
+                );
+            }
+            // Pings and pongs before the auth message are allowed.
+            Ok(Some(Ok(_))) => continue,
+        };
+        return parse_auth_message(text.as_str());
+    }
 }
 
 /// The application heartbeat a dashboard page sends (docs/api.md):
@@ -376,32 +456,8 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_PAGE_BEAT, origin_allowed, parse_page_beat};
+    use super::{MAX_PAGE_BEAT, parse_auth_message, parse_page_beat};
     use crate::alarm::PageBeat;
-    use axum::http::{HeaderMap, HeaderValue, header};
-
-    fn h(origin: Option<&str>, host: &str) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        m.insert(header::HOST, HeaderValue::from_str(host).unwrap());
-        if let Some(o) = origin {
-            m.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
-        }
-        m
-    }
-
-    #[test]
-    fn only_pages_from_the_daemon_itself_may_open_a_websocket() {
-        assert!(origin_allowed(&h(None, "127.0.0.1:8080")));
-        assert!(origin_allowed(&h(
-            Some("http://127.0.0.1:8080"),
-            "127.0.0.1:8080"
-        )));
-        assert!(!origin_allowed(&h(
-            Some("http://evil.example"),
-            "127.0.0.1:8080"
-        )));
-        assert!(!origin_allowed(&h(Some("null"), "127.0.0.1:8080")));
-    }
 
     #[test]
     fn a_page_heartbeat_says_whether_it_can_sound_and_whether_it_is_visible() {
@@ -445,6 +501,24 @@ mod tests {
         ] {
             let e = parse_page_beat(bad).expect_err(bad);
             assert!(e.contains(r#"expected {"type":"heartbeat""#), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_auth_message_carries_the_token_and_anything_else_says_what_was_expected() {
+        assert_eq!(
+            parse_auth_message(r#"{"type":"auth","token":"abc"}"#),
+            Ok("abc".to_owned())
+        );
+        for bad in [
+            "",
+            "abc",
+            r#"{"type":"heartbeat","audio_armed":true,"visible":true}"#,
+            r#"{"type":"auth"}"#,
+            r#"{"type":"auth","token":5}"#,
+        ] {
+            let e = parse_auth_message(bad).expect_err(bad);
+            assert!(e.contains(r#"{"type":"auth","token""#), "{bad}: {e}");
         }
     }
 }

@@ -5,14 +5,14 @@
 //! published to WebSocket clients as a `session` message.
 
 use super::ApiState;
-use super::auth::{ApiError, Role, require};
+use super::auth::{ApiError, RequireNurse, RequireViewer};
 use crate::clock::{rfc3339_ms, wall_ms};
 use crate::model::Metric;
 use crate::store::export::{self, Format};
 use crate::store::{Admit, ReadinessMargins, SessionEvent, StoreError, StoreHandle};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -105,14 +105,15 @@ fn publish(s: &ApiState, event: &str, bed: &str, payload: Value) {
 
 async fn admit(
     State(s): State<ApiState>,
+    who: RequireNurse,
     Path((room, recliner)): Path<(String, String)>,
-    headers: HeaderMap,
     req: Result<Json<Admit>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
     let req = body(req)?;
-    let session = store(&s)?.admit(&bed, req, Some(who.name)).await?;
+    let session = store(&s)?
+        .admit(&bed, req, Some(who.principal.name))
+        .await?;
     if let Some(idx) = s.hub.bed_by_id(&bed) {
         s.hub.set_dosed(idx, false);
     }
@@ -124,12 +125,11 @@ async fn admit(
 
 async fn discharge(
     State(s): State<ApiState>,
+    who: RequireNurse,
     Path((room, recliner)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
-    let session = store(&s)?.discharge(&bed, Some(who.name)).await?;
+    let session = store(&s)?.discharge(&bed, Some(who.principal.name)).await?;
     if let Some(idx) = s.hub.bed_by_id(&bed) {
         s.hub.set_dosed(idx, false);
     }
@@ -141,15 +141,25 @@ async fn discharge(
 
 async fn event(
     State(s): State<ApiState>,
+    who: RequireNurse,
     Path((room, recliner)): Path<(String, String)>,
-    headers: HeaderMap,
     req: Result<Json<SessionEvent>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = require(&s, &headers, Role::Nurse)?;
     let bed = bed(&s, &room, &recliner)?;
     let ev = body(req)?;
     // A baseline recorded in the session is also the alarm engine's baseline, so relative
-    // limits and discharge readiness always agree.
+    // limits and discharge readiness always agree. An event the store would refuse (a bad
+    // value, no open session) must not reach the alarm engine first (found by tests/api_fuzz.rs).
+    if matches!(ev, SessionEvent::Baseline { .. }) {
+        ev.validate()?;
+        if store(&s)?.current_session(&bed).await?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "open session for bed",
+                key: bed,
+            }
+            .into());
+        }
+    }
     if let SessionEvent::Baseline {
         sys,
         dia,
@@ -165,12 +175,14 @@ async fn event(
             spo2: *spo2,
         };
         s.hub
-            .set_baseline(idx, given, false, &who.name)
+            .set_baseline(idx, given, false, who.name())
             .await
             .map_err(ApiError::from)?;
     }
     let dose = matches!(ev, SessionEvent::Dose { .. });
-    let row = store(&s)?.session_event(&bed, ev, Some(who.name)).await?;
+    let row = store(&s)?
+        .session_event(&bed, ev, Some(who.principal.name))
+        .await?;
     // A dosed session without a baseline for a relative limit is an alarm condition.
     if dose && let Some(idx) = s.hub.bed_by_id(&bed) {
         s.hub.set_dosed(idx, true);
@@ -182,10 +194,9 @@ async fn event(
 
 async fn current(
     State(s): State<ApiState>,
+    _who: RequireViewer,
     Path((room, recliner)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let bed = bed(&s, &room, &recliner)?;
     let session = store(&s)?.current_session(&bed).await?;
     Ok(Json(json!({ "session": session })).into_response())
@@ -193,10 +204,9 @@ async fn current(
 
 async fn readiness(
     State(s): State<ApiState>,
+    _who: RequireViewer,
     Path((room, recliner)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let bed = bed(&s, &room, &recliner)?;
     let r = store(&s)?
         .readiness(&bed, ReadinessMargins::default())
@@ -223,11 +233,10 @@ pub(crate) struct HistoryParams {
 
 async fn history(
     State(s): State<ApiState>,
+    _who: RequireViewer,
     Path((room, recliner)): Path<(String, String)>,
-    headers: HeaderMap,
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let bed = bed(&s, &room, &recliner)?;
     let q = query(q)?;
     let bad = |what: &str, v: &str, expected: &str| {
@@ -279,10 +288,9 @@ pub(crate) struct SessionsParams {
 
 async fn sessions(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    _who: RequireViewer,
     q: Result<Query<SessionsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let q = query(q)?;
     let list = store(&s)?
         .sessions(q.bed.as_deref(), q.limit.unwrap_or(100))
@@ -292,10 +300,9 @@ async fn sessions(
 
 async fn session(
     State(s): State<ApiState>,
+    _who: RequireViewer,
     Path(id): Path<i64>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let session = store(&s)?.session(id).await?;
     Ok(Json(json!({ "session": session })).into_response())
 }
@@ -309,15 +316,15 @@ pub(crate) struct ExportParams {
 
 async fn export_session(
     State(s): State<ApiState>,
+    _who: RequireViewer,
     Path(id): Path<i64>,
-    headers: HeaderMap,
     q: Result<Query<ExportParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require(&s, &headers, Role::Viewer)?;
     let q = query(q)?;
     let format = Format::parse(q.format.as_deref().unwrap_or("csv"))?;
     let devices = export::device_info(s.hub.config());
-    let body = store(&s)?.export(id, format, devices).await?;
+    let zone = export::Zone::of(s.hub.config());
+    let body = store(&s)?.export(id, format, devices, zone).await?;
     let disposition = format!(
         "attachment; filename=\"session-{id}.{}\"",
         format.extension()

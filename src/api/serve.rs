@@ -8,6 +8,12 @@
 //!   room, so a flood of idle or half-sent connections cannot lock out `/healthz`, the alarm
 //!   actions or a new dashboard; when every connection is busy, the new one is refused at once
 //!   (plain HTTP gets a 503), without holding a file descriptor.
+//!
+//! Why here and not as tower(-http) layers (those wrap the router, in guard.rs): a tower layer
+//! sees a request only once hyper has read its headers, so it cannot time out a connection that
+//! never completes its headers or its TLS handshake (slowloris), close a kept-alive connection
+//! idle between requests, or count connections and close the longest-idle one to make room
+//! (tower's `ConcurrencyLimit` makes requests wait; it frees no file descriptor).
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -325,6 +331,31 @@ pub fn tls_config(
     Ok(config)
 }
 
+/// File descriptors kept free for everything but API connections, besides those open at start:
+/// the store (SQLite's database, WAL and shared-memory files, an export), the notifier's and
+/// the MQTT bridge's sockets, the BLE D-Bus connection, a connection being accepted and evicted.
+pub const FD_RESERVE: u64 = 64;
+/// And per configured device: its serial port or socket, with room for a reconnect that
+/// overlaps the old link's close (and a simulated device's pty pair).
+pub const FD_PER_DEVICE: u64 = 4;
+
+/// How many API connections fit under the open-file limit `nofile` when `open_now` descriptors
+/// are already open: `[api] max_connections`, lowered if needed so that every device link can
+/// always (re)connect and the store, notifier and MQTT bridge can open their files and sockets
+/// (a connection flood hits the cap, never EMFILE). At least 1.
+pub fn connection_cap(max_connections: usize, nofile: u64, open_now: u64, devices: usize) -> usize {
+    let reserve = FD_RESERVE + FD_PER_DEVICE * devices as u64 + open_now;
+    let room = usize::try_from(nofile.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    max_connections.min(room).max(1)
+}
+
+/// Descriptors open in this process now (Linux's /proc/self/fd); None where unknown.
+pub fn open_fds() -> Option<u64> {
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    // The directory handle read_dir held is one of them.
+    u64::try_from(n.saturating_sub(1)).ok()
+}
+
 /// Raises the soft limit on open files to the hard limit, so that `[api] max_connections` plus
 /// the device links, the store and the notifier fit. Returns (before, after), or None where there
 /// is no such limit.
@@ -354,4 +385,20 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
 #[cfg(not(unix))]
 pub fn raise_fd_limit() -> Option<(u64, u64)> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FD_PER_DEVICE, FD_RESERVE, connection_cap};
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_for_every_device_and_the_store() {
+        // Plenty of descriptors: the configured cap.
+        assert_eq!(connection_cap(256, 20_000, 30, 8), 256);
+        // 1024 (a common default) with 5000 configured: what is left after the reserve.
+        let cap = connection_cap(5000, 1024, 30, 8);
+        assert_eq!(cap as u64, 1024 - 30 - FD_RESERVE - 8 * FD_PER_DEVICE);
+        // Never zero, even when the limit is below the reserve.
+        assert_eq!(connection_cap(256, 50, 30, 8), 1);
+    }
 }

@@ -57,6 +57,7 @@ pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError>
     let mut cfg = validate_config(&src, base, &raw, &profiles)?;
     validate_alarm_parts(&src, &raw, &mut cfg, presets)?;
     validate_api(&src, base, &raw, &mut cfg)?;
+    validate_mqtt(&src, base, &raw, &mut cfg)?;
     validate_hl7(&src, base, &raw, &mut cfg)?;
     Ok(cfg)
 }
@@ -115,16 +116,15 @@ pub fn load_presets(
     Ok(out)
 }
 
-/// Users, `[alarms]`, `[[notify]]` and each recliner's preset.
-fn validate_alarm_parts(
+/// `[[users]]` tables: unique names and tokens, a known role.
+pub(super) fn validate_users(
     src: &Source<'_>,
-    raw: &RawConfig,
-    cfg: &mut Config,
-    presets: BTreeMap<String, crate::model::BedLimits>,
-) -> Result<(), ConfigError> {
+    raw: &[Spanned<super::raw::RawUser>],
+) -> Result<Vec<User>, ConfigError> {
+    let mut users = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut tokens: HashMap<[u8; 32], usize> = HashMap::new();
-    for (i, u) in raw.users.iter().enumerate() {
+    for (i, u) in raw.iter().enumerate() {
         let key = format!("users[{i}]");
         let u = u.get_ref();
         let name = check_id(src, &u.name, &format!("{key}.name"))?;
@@ -201,13 +201,24 @@ fn validate_alarm_parts(
                 format!("the same token as the user on line {first}, expected a unique token"),
             ));
         }
-        cfg.users.push(User {
+        users.push(User {
             name,
             role,
             token,
             token_sha256,
         });
     }
+    Ok(users)
+}
+
+/// Users, `[alarms]`, `[[notify]]` and each recliner's preset.
+fn validate_alarm_parts(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    cfg: &mut Config,
+    presets: BTreeMap<String, crate::alarm::BedLimits>,
+) -> Result<(), ConfigError> {
+    cfg.users = validate_users(src, &raw.users)?;
     if cfg.users.is_empty() && !cfg.listen.ip().is_loopback() {
         let span = raw.listen.as_ref().map(|l| l.span()).unwrap_or(0..0);
         return Err(src.err(
@@ -380,12 +391,49 @@ fn validate_alarm_parts(
             ),
         )?);
     }
-    validate_mqtt(src, raw, cfg)?;
+    if let Some(r) = &raw.report
+        && let Some(tz) = &r.get_ref().time_zone
+    {
+        // The embedded IANA database knows every name, whatever the system has installed.
+        if let Err(e) = jiff::tz::TimeZone::get(tz.get_ref()) {
+            return Err(src.err(
+                tz.span(),
+                "report.time_zone",
+                format!(
+                    "unknown time zone {:?} ({e}), expected an IANA name such as \"Europe/Berlin\"",
+                    tz.get_ref()
+                ),
+            ));
+        }
+        cfg.report_time_zone = Some(tz.get_ref().clone());
+    }
+    if let Some(st) = &raw.storage
+        && let Some(n) = &st.get_ref().buffer_cap
+    {
+        cfg.store_buffer_cap = match usize::try_from(*n.get_ref()) {
+            Ok(v) if (16..=100_000_000).contains(&v) => Some(v),
+            _ => {
+                return Err(src.err(
+                    n.span(),
+                    "storage.buffer_cap",
+                    format!(
+                        "{} is out of range, expected 16 to 100000000 readings",
+                        n.get_ref()
+                    ),
+                ));
+            }
+        };
+    }
     Ok(())
 }
 
 /// The `[mqtt]` table.
-fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<(), ConfigError> {
+fn validate_mqtt(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawConfig,
+    cfg: &mut Config,
+) -> Result<(), ConfigError> {
     let Some(m) = &raw.mqtt else { return Ok(()) };
     let m = m.get_ref();
     let (host, port) =
@@ -447,6 +495,11 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
             None => Ok(dflt),
         }
     };
+    let command_secret = m
+        .command_secret
+        .as_ref()
+        .map(|s| check_secret(src, s, "mqtt.command_secret"))
+        .transpose()?;
     cfg.mqtt = Some(super::MqttSettings {
         url: m.url.get_ref().trim().to_owned(),
         host,
@@ -465,8 +518,84 @@ fn validate_mqtt(src: &Source<'_>, raw: &RawConfig, cfg: &mut Config) -> Result<
             "down_after",
             super::mqtt::DEFAULT_MQTT_DOWN_AFTER,
         )?,
+        command_secret,
+        tls: mqtt_tls(src, base, &m.url, &m.ca, &m.cert, &m.key, "mqtt")?,
     });
     Ok(())
+}
+
+/// `[mqtt] ca`, `cert`, `key`: only with `mqtts://`; cert and key together.
+pub(super) fn mqtt_tls(
+    src: &Source<'_>,
+    base: &Path,
+    url: &Spanned<String>,
+    ca: &Option<Spanned<String>>,
+    cert: &Option<Spanned<String>>,
+    key: &Option<Spanned<String>>,
+    table: &str,
+) -> Result<Option<super::MqttTls>, ConfigError> {
+    if !super::is_mqtts(url.get_ref()) {
+        if let Some((name, v)) = [("ca", ca), ("cert", cert), ("key", key)]
+            .into_iter()
+            .find_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+        {
+            return Err(src.err(
+                v.span(),
+                format!("{table}.{name}"),
+                format!(
+                    "a TLS file for the plain {:?}, expected an mqtts:// url",
+                    url.get_ref()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let file = |v: &Option<Spanned<String>>, name: &str| {
+        v.as_ref()
+            .map(|v| resolve_file(src, base, v, &format!("{table}.{name}")))
+            .transpose()
+    };
+    let client = match (cert, key) {
+        (Some(_), Some(_)) => Some((
+            file(cert, "cert")?.unwrap_or_default(),
+            file(key, "key")?.unwrap_or_default(),
+        )),
+        (None, None) => None,
+        (Some(v), None) | (None, Some(v)) => {
+            let name = if cert.is_some() { "cert" } else { "key" };
+            return Err(src.err(
+                v.span(),
+                format!("{table}.{name}"),
+                "a client certificate needs its key, expected both cert and key (or neither)"
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(Some(super::MqttTls {
+        ca: file(ca, "ca")?,
+        client,
+    }))
+}
+
+/// A command-signing secret (`[mqtt] command_secret`, a central's `[[sites]] command_secret`).
+pub(super) fn check_secret(
+    src: &Source<'_>,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let min = super::MIN_COMMAND_SECRET;
+    let text = s.get_ref();
+    if text.chars().count() < min || text.chars().any(char::is_whitespace) {
+        return Err(src.err(
+            s.span(),
+            key,
+            format!(
+                "a secret of {} characters, expected at least {min} characters without spaces (e.g. `openssl rand -hex 32`)",
+                text.chars().count()
+            ),
+        ));
+    }
+    Ok(text.clone())
 }
 
 /// The `[[hl7]]` tables (docs/configuration.md, docs/hl7.md).
@@ -830,9 +959,11 @@ fn validate_config(
         notify: Vec::new(),
         presets: BTreeMap::new(),
         retention: None,
+        store_buffer_cap: None,
         api: crate::config::ApiSettings::default(),
         tls: None,
         mqtt: None,
+        report_time_zone: None,
         hl7: Vec::new(),
     };
     let mut room_ids: HashMap<String, usize> = HashMap::new();

@@ -20,6 +20,7 @@
 
 #[cfg(test)]
 mod api_tests;
+mod central;
 mod check;
 mod error;
 mod hl7;
@@ -32,11 +33,14 @@ mod topology;
 // Shared vocabulary that moved to `crate::model`; re-exported so that `crate::config::X`
 // paths keep working.
 pub use crate::model::{DeviceKind, parse_duration};
+pub use central::{CentralConfig, CentralMqtt, CentralSite, load_central, load_central_str};
 pub use error::{ConfigError, TomlError, line_col, read_toml};
 pub use hl7::{Hl7Endpoint, Hl7Kind, parse_endpoint as parse_hl7_endpoint};
 pub use load::{BUILTIN_PRESETS, load_presets};
 pub use load::{DEFAULT_LISTEN, load_config, load_config_str};
-pub use mqtt::{MqttSettings, is_topic_level, parse_mqtt_url};
+pub use mqtt::{
+    MIN_COMMAND_SECRET, MqttSettings, MqttTls, is_mqtts, is_topic_level, parse_mqtt_url,
+};
 pub use profiles::{
     BUILTIN_PROFILES, MAX_EXPECTED_PERIOD, MIN_EXPECTED_PERIOD, load_profile, load_profiles,
     parse_ble_uuid,
@@ -80,6 +84,9 @@ pub struct Config {
     /// How long discharged sessions are kept (`[storage] retention`); `None` keeps everything.
     /// Sessions never exported are not pruned (the log says which).
     pub retention: Option<Duration>,
+    /// Readings the store holds in memory at most (`[storage] buffer_cap`), shared fairly
+    /// between devices (docs/storage.md); `None`: the store's default.
+    pub store_buffer_cap: Option<usize>,
     /// The `[api]` table: who may call (hosts, origins) and how much (connections, timeouts).
     pub api: ApiSettings,
     /// The `[tls]` table: HTTPS and WSS on the listener; `None` serves plain HTTP (loopback, or
@@ -87,6 +94,9 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The bridge to an MQTT broker (`[mqtt]`); `None` publishes nothing.
     pub mqtt: Option<MqttSettings>,
+    /// `[report] time_zone`: the IANA name of the clinic's time zone for session reports
+    /// (validated at load); `None` uses the system's (`TZ`, else `/etc/localtime`).
+    pub report_time_zone: Option<String>,
     /// HL7 v2 endpoints over MLLP (`[[hl7]]`, src/hl7); empty sends nothing.
     pub hl7: Vec<Hl7Endpoint>,
 }
@@ -298,6 +308,9 @@ pub struct Binding {
     /// The device is the simulator (config key `simulated = true`): every reading from it is
     /// flagged simulated end to end, and `vitalsd simulate` only plays devices marked so.
     pub simulated: bool,
+    /// Readings per second it may deliver before its source throttles it (the binding's
+    /// `max_rate`, else its profile's).
+    pub max_rate: u32,
 }
 
 /// How a bound device is reached.
@@ -443,6 +456,10 @@ pub struct Profile {
     /// How often the device sends data when all is well (1 s for a 1 Hz oximeter). Data older
     /// than this plus the grace is stale.
     pub expected_period: Duration,
+    /// Readings per second the model can plausibly send (`max_rate`, default per protocol:
+    /// [`crate::protocol::default_max_rate`]); a device that sends more is throttled at its
+    /// source and raises `device_flooding` (docs/alarms.md).
+    pub max_rate: u32,
     /// How the model signals "no signal" / "no value", for people reading the profile.
     pub no_signal: String,
 }

@@ -8,6 +8,9 @@ pub const DEFAULT_MQTT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Default grace before a broker link that is down raises `mqtt_down`.
 pub const DEFAULT_MQTT_DOWN_AFTER: Duration = Duration::from_secs(30);
 
+/// The shortest command-signing secret accepted (characters).
+pub const MIN_COMMAND_SECRET: usize = 32;
+
 /// Validated `[mqtt]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttSettings {
@@ -28,6 +31,11 @@ pub struct MqttSettings {
     pub keepalive: Duration,
     /// How long the link may be down before `mqtt_down` is raised.
     pub down_after: Duration,
+    /// `mqtts://`: TLS, with these files.
+    pub tls: Option<MqttTls>,
+    /// The secret a central view signs its commands with (HMAC-SHA256, at least 32
+    /// characters); `None` refuses every command.
+    pub command_secret: Option<String>,
 }
 
 impl MqttSettings {
@@ -49,8 +57,24 @@ impl MqttSettings {
             password: None,
             keepalive: DEFAULT_MQTT_KEEPALIVE,
             down_after: DEFAULT_MQTT_DOWN_AFTER,
+            command_secret: None,
+            tls: is_mqtts(url).then(MqttTls::default),
         })
     }
+}
+
+/// TLS to the broker (`mqtts://`): PEM files, resolved against the config file's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MqttTls {
+    /// The CA certificates the broker's certificate must chain to; the system's when absent.
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate (chain) and its key, for brokers that authenticate clients so.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Whether an MQTT URL asks for TLS.
+pub fn is_mqtts(url: &str) -> bool {
+    url.trim().starts_with("mqtts://")
 }
 
 /// A site name (or client id) usable as one topic level: no `/`, `+`, `#`, no spaces.
@@ -61,17 +85,14 @@ pub fn is_topic_level(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `mqtt://host[:port]` into host and port. `mqtts://` is refused for now: this build publishes
-/// over plain TCP only (docs/mqtt.md, "Security").
+/// `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (TLS, 8883) into host and port.
 pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
     let url = url.trim();
+    let default_port = if is_mqtts(url) { 8883 } else { 1883 };
     let rest = if let Some(r) = url.strip_prefix("mqtt://") {
         r
-    } else if url.starts_with("mqtts://") {
-        return Err(format!(
-            "{url:?}: mqtts:// (TLS) is not supported by this build yet, expected mqtt://host:port \
-             (put the broker on the site's network, or a TLS tunnel in front of it)"
-        ));
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        r
     } else {
         return Err(format!(
             "{url:?} is not an MQTT URL, expected mqtt://host:port"
@@ -106,7 +127,7 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
         return Err(format!("{url:?} has no host, expected mqtt://host:port"));
     }
     let port = match port {
-        None => 1883,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => {
@@ -148,8 +169,8 @@ mod tests {
             let e = parse_mqtt_url(bad).expect_err(bad);
             assert!(e.contains("expected"), "{bad}: {e}");
         }
-        let e = parse_mqtt_url("mqtts://h:8883").expect_err("mqtts");
-        assert!(e.contains("not supported"), "{e}");
+        assert_eq!(parse_mqtt_url("mqtts://h"), Ok(("h".to_owned(), 8883)));
+        assert!(is_mqtts("mqtts://h:8884") && !is_mqtts("mqtt://h"));
         assert!(MqttSettings::new("mqtt://h", "clinic/north").is_err());
         let s = MqttSettings::new("mqtt://h", "north").expect("valid");
         assert_eq!(s.client_id, "vitalsd-north");

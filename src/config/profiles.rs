@@ -202,6 +202,10 @@ pub(super) fn validate_profile(
         "expected_period",
         (MIN_EXPECTED_PERIOD, MAX_EXPECTED_PERIOD, "100ms", "10m"),
     )?;
+    let max_rate = match &raw.max_rate {
+        Some(r) => check_max_rate(src, r, "max_rate")?,
+        None => crate::protocol::default_max_rate(&protocol),
+    };
     Ok(Profile {
         name: name.to_owned(),
         vendor,
@@ -213,8 +217,31 @@ pub(super) fn validate_profile(
         ble,
         metrics,
         expected_period,
+        max_rate,
         no_signal: raw.no_signal.trim().to_owned(),
     })
+}
+
+/// Readings per second a device may deliver before it is throttled.
+pub const MAX_RATE_RANGE: (i64, i64) = (1, 1_000_000);
+
+pub(super) fn check_max_rate(
+    src: &Source<'_>,
+    r: &Spanned<i64>,
+    key: &str,
+) -> Result<u32, ConfigError> {
+    let (min, max) = MAX_RATE_RANGE;
+    match u32::try_from(*r.get_ref()) {
+        Ok(v) if (min..=max).contains(r.get_ref()) => Ok(v),
+        _ => Err(src.err(
+            r.span(),
+            key,
+            format!(
+                "max_rate {} is out of range, expected {min} to {max} readings per second",
+                r.get_ref()
+            ),
+        )),
+    }
 }
 
 pub(super) fn check_protocol(

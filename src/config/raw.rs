@@ -42,9 +42,19 @@ pub(super) struct RawConfig {
     pub tls: Option<Spanned<RawTls>>,
     /// The `[mqtt]` table: publish this site to a broker.
     pub mqtt: Option<Spanned<RawMqtt>>,
+    /// The `[report]` table: the session report's time zone.
+    pub report: Option<Spanned<RawReport>>,
     /// HL7 v2 endpoints over MLLP; `[[hl7]]` tables.
     #[serde(default)]
     pub hl7: Vec<Spanned<RawHl7>>,
+}
+
+/// The `[report]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReport {
+    /// IANA time zone name (`Europe/Berlin`); absent = the system's.
+    pub time_zone: Option<Spanned<String>>,
 }
 
 /// One `[[hl7]]` table.
@@ -102,6 +112,11 @@ pub(super) struct RawMqtt {
     pub password: Option<Spanned<String>>,
     pub keepalive: Option<Spanned<WrittenDuration>>,
     pub down_after: Option<Spanned<WrittenDuration>>,
+    pub command_secret: Option<Spanned<String>>,
+    /// `mqtts://` only: CA certificates (PEM), a client certificate and its key.
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// The `[storage]` table.
@@ -110,6 +125,8 @@ pub(super) struct RawMqtt {
 pub(super) struct RawStorage {
     /// Keep discharged sessions (and their readings) this long; absent = keep everything.
     pub retention: Option<Spanned<WrittenDuration>>,
+    /// Readings the store holds in memory at most (shared fairly between devices).
+    pub buffer_cap: Option<Spanned<i64>>,
 }
 
 /// One `[[users]]` table.
@@ -216,6 +233,9 @@ pub(super) struct RawDevice {
     /// The device is played by `vitalsd simulate`/`demo`; its data is flagged simulated.
     #[serde(default)]
     pub simulated: bool,
+    /// Readings per second this device may deliver before it is throttled (overrides its
+    /// profile's `max_rate`).
+    pub max_rate: Option<Spanned<i64>>,
 }
 
 /// A device profile as written (`devices/<name>.toml`).
@@ -230,6 +250,8 @@ pub(super) struct RawProfile {
     pub protocol: Option<Spanned<String>>,
     pub metrics: Spanned<Vec<Spanned<String>>>,
     pub expected_period: Spanned<WrittenDuration>,
+    /// Readings per second the model can plausibly send; more is a flood (throttled).
+    pub max_rate: Option<Spanned<i64>>,
     pub no_signal: String,
     /// Serial link settings; serial profiles only.
     pub link: Option<Spanned<RawLink>>,

@@ -4,6 +4,7 @@
 
 use super::check::{check_duration, check_id, check_text, join_names};
 use super::error::{ConfigError, Source, line_col};
+use super::profiles::check_max_rate;
 use super::raw::{RawDevice, RawRecliner, RawRoom};
 use super::{Bed, Binding, Config, Endpoint, Profile, Room, TransportKind};
 use crate::model::{BedIdx, DeviceIdx};
@@ -478,6 +479,10 @@ pub(super) fn validate_device(
         profile: Arc::clone(profile),
         endpoint,
         simulated: dev.get_ref().simulated,
+        max_rate: match &dev.get_ref().max_rate {
+            Some(r) => check_max_rate(src, r, &format!("{key}.max_rate"))?,
+            None => profile.max_rate,
+        },
     })
 }
 

@@ -2,16 +2,24 @@
 //! and fan-out of every message to every subscriber under the policy in [`queue`].
 //!
 //! Order on the decode path, per observation: stamp it with the bed's next sequence number,
-//! evaluate it (alarm events are published first), then publish the reading. One lock covers
-//! sequence assignment, state and the push to each client's queue, so every client sees messages
-//! in sequence order (except that priority messages overtake readings a slow client has not
-//! taken yet). The lock is never held across an `.await`.
+//! evaluate it (alarm events are published first), then publish the reading.
+//!
+//! Locks: each bed has its own (its engine, latest values, devices), so beds are ingested in
+//! parallel; the bed-less alarms (dashboard watchdog, store, notification targets, MQTT) have
+//! one; the fan-out has one, held only to number a batch of already serialized messages and
+//! push it to each client's queue (messages are serialized with `"seq":0` under the bed's lock,
+//! the number is spliced in under the fan-out lock). So every client sees messages in sequence
+//! order (except that priority messages overtake readings a slow client has not taken yet).
+//! Lock order: beds (by index), then the bed-less alarms, then the fan-out. No lock is held
+//! across an `.await`.
 //!
 //! A bounded replay ring keeps the latest messages so that a client that reconnects with
 //! `?since=SEQ` gets what it missed without a gap, after a fresh snapshot.
 
 pub mod link;
 pub mod queue;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 use crate::alarm::{
@@ -22,10 +30,10 @@ use crate::clock::{Mono, mono_now, rfc3339_ms, wall_ms};
 use crate::config::Config;
 use crate::model::{BedIdx, DeviceIdx, Measurement, Metric, Observation};
 use crate::store::StoredState;
-use bytes::Bytes;
-use queue::{Class, ClientQueue, lock};
+use bytes::{Bytes, BytesMut};
+use queue::{Class, ClientQueue, DeliveryStats, DeliverySummary, lock};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc::UnboundedSender;
 use wire::{DeviceStatus, VERSION};
 
@@ -64,6 +72,226 @@ struct BedState {
     seq: u64,
     latest: [Option<Observation>; Metric::COUNT],
     alarms: BedAlarms,
+    /// The bed's devices, in the order of its config.
+    devices: Vec<(DeviceIdx, DeviceState)>,
+    em: Emitter,
+}
+
+impl BedState {
+    fn device(&mut self, d: DeviceIdx) -> &mut DeviceState {
+        let i = self.devices.iter().position(|(x, _)| *x == d).unwrap_or(0);
+        &mut self.devices[i].1
+    }
+}
+
+/// The alarms that belong to no bed.
+struct System {
+    watchdog: Watchdog,
+    /// The latest application heartbeat of each dashboard page: which ones can sound.
+    dashboards: Dashboards,
+    store_watch: Watchdog,
+    /// `notify_failed`, one per notification target.
+    targets: crate::alarm::TargetAlarms,
+    /// With `[mqtt]`: raises `mqtt_down` when the broker link stays down (src/mqtt).
+    mqtt_watch: Option<(Watchdog, bool)>,
+    /// With `[[hl7]]`: raises `hl7_down` when an HL7 endpoint stays down (src/hl7).
+    hl7_watch: Option<Watchdog>,
+    em: Emitter,
+}
+
+/// Messages serialized with `"seq":0`, waiting for their sequence numbers.
+#[derive(Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    /// Per message: its class, where it ends in `buf`, where its `0` is.
+    items: Vec<(Class, usize, usize)>,
+}
+
+impl Outbox {
+    /// Serializes `msg` (whose `seq` is 0) at the end; returns its index.
+    fn add(&mut self, class: Class, msg: &impl serde::Serialize) -> Option<usize> {
+        let start = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, msg) {
+            // Serializing plain numbers and strings cannot fail; if it ever did, say so.
+            tracing::error!(error = %e, "message could not be serialized");
+            self.buf.truncate(start);
+            return None;
+        }
+        const SEQ0: &[u8] = b"\"seq\":0";
+        let head = &self.buf[start..self.buf.len().min(start + 64)];
+        let Some(at) = head.windows(SEQ0.len()).position(|w| w == SEQ0) else {
+            tracing::error!("message without a seq placeholder");
+            self.buf.truncate(start);
+            return None;
+        };
+        self.items
+            .push((class, self.buf.len(), start + at + SEQ0.len() - 1));
+        Some(self.items.len() - 1)
+    }
+}
+
+/// An alarm-event source's pending events and serialized messages (reused buffers).
+#[derive(Default)]
+struct Emitter {
+    /// Engine output.
+    events: Vec<AlarmEvent>,
+    out: Outbox,
+    /// Per event in `events` passed to [`Emitter::stage`]: its index in `out` (None for
+    /// `notify`, which only the notifier sees).
+    staged: Vec<(AlarmEvent, Option<usize>)>,
+    /// The messages of the latest publish.
+    published: Vec<Bytes>,
+}
+
+impl Emitter {
+    /// Serializes the engine's pending events into the outbox (so they go out ahead of what
+    /// is added after them).
+    fn stage(&mut self, cfg: &Config) {
+        for e in self.events.drain(..) {
+            let idx = match (&e.kind, &e.alarm) {
+                (EventKind::Notify { .. }, _) => None,
+                (kind, alarm) => {
+                    let class = match alarm {
+                        Some(a) => Class::Alarm {
+                            id: a.id.0,
+                            rank: a.priority as u8,
+                            new: matches!(kind, EventKind::Raised),
+                            last: matches!(kind, EventKind::Cleared),
+                        },
+                        None => Class::Priority,
+                    };
+                    match self.out.add(class, &wire::AlarmMsg::new(cfg, 0, &e)) {
+                        Some(i) => Some(i),
+                        None => continue,
+                    }
+                }
+            };
+            self.staged.push((e, idx));
+        }
+    }
+
+    /// Numbers and publishes the outbox, then hands the staged events (and, for `bed`, its
+    /// new state) to the sink (with `to_sink`) and returns them.
+    fn publish(
+        &mut self,
+        cfg: &Config,
+        fan: &Mutex<Fanout>,
+        sink: Option<&UnboundedSender<Dispatch>>,
+        to_sink: bool,
+        bed: Option<&BedAlarms>,
+    ) -> Vec<Dispatched> {
+        self.stage(cfg);
+        self.published.clear();
+        let first = if self.out.items.is_empty() {
+            0
+        } else {
+            let mut bytes = BytesMut::with_capacity(self.out.buf.len() + 20 * self.out.items.len());
+            lock(fan).publish(&mut self.out, &mut bytes, &mut self.published)
+        };
+        if self.staged.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.staged.len());
+        for (event, idx) in self.staged.drain(..) {
+            let (seq, json) = match idx {
+                Some(i) => (first + i as u64, self.published[i].clone()),
+                None => match serde_json::to_vec(&wire::AlarmMsg::new(cfg, 0, &event)) {
+                    Ok(v) => (0, Bytes::from(v)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "notify event could not be serialized");
+                        continue;
+                    }
+                },
+            };
+            out.push(Dispatched { event, json, seq });
+        }
+        self.published.clear();
+        if let Some(sink) = sink {
+            // The bed these events were about has a new state to save.
+            if let Some(engine) = bed.filter(|_| out.iter().any(|d| d.event.bed.is_some()))
+                && let Some(st) = saved_state(cfg, engine, Stamp::now().as_now())
+                && sink.send(Dispatch::State(st)).is_err()
+            {
+                tracing::error!("alarm state consumer is gone; state not saved");
+            }
+            if to_sink {
+                for d in &out {
+                    if sink.send(Dispatch::Event(d.clone())).is_err() {
+                        tracing::error!("alarm event consumer is gone; event not persisted");
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sequence numbers, the replay ring and the clients.
+struct Fanout {
+    next_seq: u64,
+    replay: VecDeque<(u64, Bytes)>,
+    clients: Vec<(u64, Arc<ClientQueue>)>,
+    next_client: u64,
+}
+
+impl Fanout {
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Numbers the outbox's messages, splicing each number in (into `bytes`, one allocation
+    /// for the batch), and pushes them to every client; `published` gets them in order.
+    /// Returns the first number.
+    fn publish(
+        &mut self,
+        out: &mut Outbox,
+        bytes: &mut BytesMut,
+        published: &mut Vec<Bytes>,
+    ) -> u64 {
+        let first = self.next_seq;
+        let mut start = 0;
+        for &(class, end, at) in &out.items {
+            let seq = self.take_seq();
+            bytes.extend_from_slice(&out.buf[start..at]);
+            put_u64(bytes, seq);
+            bytes.extend_from_slice(&out.buf[at + 1..end]);
+            let msg = bytes.split().freeze();
+            self.push(seq, class, msg.clone());
+            published.push(msg);
+            start = end;
+        }
+        out.buf.clear();
+        out.items.clear();
+        first
+    }
+
+    fn push(&mut self, seq: u64, class: Class, bytes: Bytes) {
+        if self.replay.len() >= REPLAY_CAP {
+            self.replay.pop_front();
+        }
+        crate::metrics::global().published(seq);
+        for (_, q) in &self.clients {
+            q.push(class, bytes.clone());
+        }
+        self.replay.push_back((seq, bytes));
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn put_u64(out: &mut BytesMut, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
 }
 
 /// An alarm-system event for the consumers off the alarm path (store, notifier), with the
@@ -157,32 +385,6 @@ struct DeviceState {
     status: DeviceStatus,
     since_ms: i64,
     detail: Option<String>,
-    readings: u64,
-}
-
-struct Inner {
-    next_seq: u64,
-    beds: Vec<BedState>,
-    devices: Vec<DeviceState>,
-    replay: VecDeque<(u64, Class, Bytes)>,
-    clients: Vec<(u64, Arc<ClientQueue>)>,
-    next_client: u64,
-    /// Serialization buffer, reused.
-    buf: Vec<u8>,
-    watchdog: Watchdog,
-    /// The latest application heartbeat of each dashboard page: which ones can sound.
-    dashboards: Dashboards,
-    store_watch: Watchdog,
-    /// `notify_failed`, one per notification target.
-    targets: crate::alarm::TargetAlarms,
-    /// With `[mqtt]`: raises `mqtt_down` when the broker link stays down (src/mqtt).
-    mqtt_watch: Option<(Watchdog, bool)>,
-    /// With `[[hl7]]`: raises `hl7_down` when an HL7 endpoint stays down (src/hl7).
-    hl7_watch: Option<Watchdog>,
-    /// Engine output, reused.
-    events: Vec<AlarmEvent>,
-    /// Consumers of alarm events off the alarm path (store, notifier).
-    sink: Option<UnboundedSender<Dispatch>>,
 }
 
 /// A subscription: the queue to read from, and the id to unsubscribe with.
@@ -196,7 +398,13 @@ pub struct Subscription {
 /// Shared state and fan-out. Cheap to share behind an `Arc`.
 pub struct Hub {
     cfg: Arc<Config>,
-    inner: Mutex<Inner>,
+    beds: Vec<Mutex<BedState>>,
+    sys: Mutex<System>,
+    fan: Mutex<Fanout>,
+    /// Consumers of alarm events off the alarm path (store, notifier).
+    sink: Option<UnboundedSender<Dispatch>>,
+    /// Delivery counters of every client queue.
+    stats: Arc<DeliveryStats>,
     /// Wall-clock ms when this hub was created: tells clients a restarted daemon apart.
     started_ms: i64,
     /// The durable record; every reading is handed to it (non-blocking) before it is published.
@@ -232,11 +440,24 @@ impl Hub {
                     alarms.watch_link(*d);
                 }
             }
-            beds.push(BedState {
+            beds.push(Mutex::new(BedState {
                 seq: 0,
                 latest: [None; Metric::COUNT],
                 alarms,
-            });
+                devices: bed
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        let st = DeviceState {
+                            status: DeviceStatus::Connecting,
+                            since_ms: now,
+                            detail: None,
+                        };
+                        (*d, st)
+                    })
+                    .collect(),
+                em: Emitter::default(),
+            }));
         }
         let watchdog = Watchdog::new(
             &ids,
@@ -246,23 +467,7 @@ impl Hub {
         // Raised as soon as a write fails (the timeout is one tick), cleared when one succeeds.
         let store_watch = Watchdog::new(&ids, STORE_ALARM_AFTER, cfg.alarms.policy.escalation)
             .for_condition(crate::alarm::TechCondition::StoreUnwritable);
-        let inner = Inner {
-            next_seq: 1,
-            beds,
-            devices: cfg
-                .devices
-                .iter()
-                .map(|_| DeviceState {
-                    status: DeviceStatus::Connecting,
-                    since_ms: now,
-                    detail: None,
-                    readings: 0,
-                })
-                .collect(),
-            replay: VecDeque::with_capacity(REPLAY_CAP),
-            clients: Vec::new(),
-            next_client: 1,
-            buf: Vec::with_capacity(1024),
+        let sys = System {
             watchdog,
             dashboards: Dashboards::default(),
             store_watch,
@@ -282,8 +487,13 @@ impl Hub {
                     .for_condition(crate::alarm::TechCondition::Hl7Down)
                     .with_priority(crate::alarm::Priority::Medium)
             }),
-            events: Vec::with_capacity(16),
-            sink,
+            em: Emitter::default(),
+        };
+        let fan = Fanout {
+            next_seq: 1,
+            replay: VecDeque::with_capacity(REPLAY_CAP),
+            clients: Vec::new(),
+            next_client: 1,
         };
         let actions = cfg
             .beds
@@ -297,7 +507,11 @@ impl Hub {
             .collect();
         Ok(Hub {
             cfg,
-            inner: Mutex::new(inner),
+            beds,
+            sys: Mutex::new(sys),
+            fan: Mutex::new(fan),
+            sink,
+            stats: Arc::new(DeliveryStats::default()),
             started_ms: now,
             store: std::sync::OnceLock::new(),
             actions,
@@ -312,7 +526,7 @@ impl Hub {
         events: Vec<Dispatched>,
         state: Option<StoredState>,
     ) -> Result<(), String> {
-        let Some(sink) = lock(&self.inner).sink.clone() else {
+        let Some(sink) = self.sink.clone() else {
             return Ok(());
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -337,9 +551,7 @@ impl Hub {
         let _one_at_a_time = serial.lock().await;
         let now = Stamp::now().as_now();
         let (record, state) = {
-            let g = lock(&self.inner);
-            let mut copy = g.beds[usize::from(bed.0)].alarms.clone();
-            drop(g);
+            let mut copy = self.bed(bed).alarms.clone();
             let mut events = Vec::new();
             action(&mut copy, now, &mut events)?;
             let record: Vec<Dispatched> = events
@@ -359,17 +571,13 @@ impl Hub {
         self.commit(record, state)
             .await
             .map_err(ActionError::NotCommitted)?;
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        match action(
-            &mut inner.beds[usize::from(bed.0)].alarms,
-            now,
-            &mut inner.events,
-        ) {
-            Ok(v) => Ok((v, inner.flush_events(&self.cfg, false))),
+        let mut g = self.bed(bed);
+        let b = &mut *g;
+        match action(&mut b.alarms, now, &mut b.em.events) {
+            Ok(v) => Ok((v, self.publish_bed(b, false))),
             Err(e) => {
                 // The bed changed between the dry run and now (the alarm cleared meanwhile).
-                inner.events.clear();
+                b.em.events.clear();
                 tracing::warn!(bed = %self.cfg.bed(bed).id, error = %e,
                     "action committed but no longer applicable");
                 Err(e)
@@ -384,8 +592,6 @@ impl Hub {
     pub fn restore(&self, saved: &[StoredState], open: &[OpenSession]) -> RestoreSummary {
         let now = Stamp::now().as_now();
         let mut sum = RestoreSummary::default();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
         for st in saved {
             let Some(bed) = self.bed_by_id(&st.bed) else {
                 sum.skipped
@@ -407,10 +613,7 @@ impl Hub {
                     .and_then(|id| self.cfg.devices.iter().position(|d| d.id == *id))
                     .and_then(|i| u16::try_from(i).ok());
             }
-            match inner.beds[usize::from(bed.0)]
-                .alarms
-                .restore(&saved.snapshot, now)
-            {
+            match self.bed(bed).alarms.restore(&saved.snapshot, now) {
                 Ok(r) => {
                     sum.beds += 1;
                     sum.alarms += r.alarms;
@@ -424,12 +627,14 @@ impl Hub {
                     .push(format!("bed {:?}: saved limits refused: {e}", st.bed)),
             }
         }
-        for (i, b) in inner.beds.iter_mut().enumerate() {
+        for (i, bed) in self.beds.iter().enumerate() {
+            let mut g = lock(bed);
+            let b = &mut *g;
             let id = &self.cfg.beds[i].id;
             let session = open.iter().find(|o| o.bed == *id);
             let dosed = session.is_some_and(|s| s.dosed);
             if b.alarms.dosed() != dosed {
-                b.alarms.set_dosed(dosed, now, &mut inner.events);
+                b.alarms.set_dosed(dosed, now, &mut b.em.events);
             }
             let none = b
                 .alarms
@@ -439,15 +644,15 @@ impl Hub {
                 .all(|(_, v)| v.is_none());
             if let Some(base) = session.and_then(|s| s.baseline)
                 && none
-                && let Err(e) =
-                    b.alarms
-                        .set_baseline(base, "session record", now, &mut inner.events)
+                && let Err(e) = b
+                    .alarms
+                    .set_baseline(base, "session record", now, &mut b.em.events)
             {
                 sum.skipped
                     .push(format!("bed {id:?}: session baseline refused: {e}"));
             }
+            self.publish_bed(b, true);
         }
-        inner.flush_events(&self.cfg, true);
         sum
     }
 
@@ -456,12 +661,10 @@ impl Hub {
     /// `baseline_missing`.
     pub fn set_dosed(&self, bed: BedIdx, dosed: bool) {
         let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        inner.beds[usize::from(bed.0)]
-            .alarms
-            .set_dosed(dosed, now, &mut inner.events);
-        inner.flush_events(&self.cfg, true);
+        let mut g = self.bed(bed);
+        let b = &mut *g;
+        b.alarms.set_dosed(dosed, now, &mut b.em.events);
+        self.publish_bed(b, true);
     }
 
     /// Records every reading from now on in `store` (set once, at start).
@@ -485,10 +688,9 @@ impl Hub {
         let bed = binding.bed;
         let simulated = binding.simulated;
         crate::metrics::global().readings(usize::from(device.0), ms.len());
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
+        let mut g = self.bed(bed);
+        let b = &mut *g;
         for m in ms {
-            let b = &mut inner.beds[usize::from(bed.0)];
             b.seq += 1;
             let obs = Observation {
                 bed,
@@ -502,31 +704,25 @@ impl Hub {
             b.latest[m.metric.index()] = Some(obs);
             // The alarm decision, before the reading goes anywhere: its events are published
             // (and so sent) ahead of the reading that caused them.
-            b.alarms.observe(&obs, stamp.as_now(), &mut inner.events);
-            inner.flush_events(&self.cfg, true);
+            b.alarms.observe(&obs, stamp.as_now(), &mut b.em.events);
+            b.em.stage(&self.cfg);
             crate::metrics::global().decided(stamp.mono);
-            inner.devices[usize::from(device.0)].readings += 1;
-            let seq = inner.take_seq();
-            inner.buf.clear();
             let msg = wire::ReadingMsg {
                 v: VERSION,
                 kind: "reading",
-                seq,
+                seq: 0,
                 reading: wire::ReadingView::new(&self.cfg, &obs),
             };
-            if serde_json::to_writer(&mut inner.buf, &msg).is_err() {
-                // Serializing plain numbers and strings cannot fail; if it ever did, say so.
-                tracing::error!(seq, "reading could not be serialized");
+            let slot = u32::from(device.0) * Metric::COUNT as u32 + m.metric.index() as u32;
+            if b.em.out.add(Class::Reading { slot }, &msg).is_none() {
                 continue;
             }
             if let Some(store) = self.store.get() {
                 // Never blocks: a push into the store's bounded buffer.
                 store.reading(&obs);
             }
-            let slot = u32::from(device.0) * Metric::COUNT as u32 + m.metric.index() as u32;
-            let bytes = Bytes::copy_from_slice(&inner.buf);
-            inner.publish(seq, Class::Reading { slot }, bytes);
         }
+        self.publish_bed(b, true);
     }
 
     /// A device answered without a measurement (a polled cuff between measurements): it is
@@ -534,81 +730,92 @@ impl Hub {
     pub fn device_heard(&self, device: DeviceIdx) {
         let bed = self.cfg.device(device).bed;
         let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        inner.beds[usize::from(bed.0)]
-            .alarms
-            .device_heard(device, now, &mut inner.events);
-        inner.flush_events(&self.cfg, true);
+        let mut g = self.bed(bed);
+        let b = &mut *g;
+        b.alarms.device_heard(device, now, &mut b.em.events);
+        self.publish_bed(b, true);
+    }
+
+    /// A device's source throttles it (`flooding`) or no longer does: raises or clears its
+    /// `device_flooding` alarm (crate::sources::throttle).
+    pub fn device_flooding(&self, device: DeviceIdx, flooding: bool) {
+        let bed = self.cfg.device(device).bed;
+        let now = Stamp::now().as_now();
+        let mut g = self.bed(bed);
+        let b = &mut *g;
+        b.alarms
+            .device_flooding(device, flooding, now, &mut b.em.events);
+        self.publish_bed(b, true);
     }
 
     /// Records a device's connection state and tells every client. Repeats are ignored.
     pub fn device_status(&self, device: DeviceIdx, status: DeviceStatus, detail: Option<String>) {
         let binding = self.cfg.device(device);
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        let d = &mut inner.devices[usize::from(device.0)];
+        let mut g = self.bed(binding.bed);
+        let b = &mut *g;
+        let d = b.device(device);
         if d.status == status && d.detail == detail {
             return;
         }
         let now = wall_ms();
         d.status = status;
         d.since_ms = now;
-        d.detail = detail;
-        if status != DeviceStatus::Connecting {
-            let connected = status == DeviceStatus::Connected;
-            let stamp = Stamp::now();
-            inner.beds[usize::from(binding.bed.0)].alarms.device_link(
-                device,
-                connected,
-                stamp.as_now(),
-                &mut inner.events,
-            );
-        }
-        let seq = inner.take_seq();
+        d.detail = detail.clone();
         let msg = wire::DeviceStatusMsg {
             v: VERSION,
             kind: "device_status",
-            seq,
+            seq: 0,
             bed: &self.cfg.bed(binding.bed).id,
             device: &binding.id,
             status,
-            detail: inner.devices[usize::from(device.0)].detail.as_deref(),
+            detail: detail.as_deref(),
             at: rfc3339_ms(now),
             simulated: binding.simulated,
         };
-        match serde_json::to_vec(&msg) {
-            Ok(v) => inner.publish(seq, Class::Priority, Bytes::from(v)),
-            Err(e) => tracing::error!(seq, error = %e, "device status could not be serialized"),
-        }
         // The status first, then what it caused (device_disconnected raised or cleared).
-        inner.flush_events(&self.cfg, true);
+        b.em.out.add(Class::Status { device: device.0 }, &msg);
+        if status != DeviceStatus::Connecting {
+            let connected = status == DeviceStatus::Connected;
+            let stamp = Stamp::now();
+            b.alarms
+                .device_link(device, connected, stamp.as_now(), &mut b.em.events);
+        }
+        self.publish_bed(b, true);
     }
 
     /// The current status of a device.
     pub fn status_of(&self, device: DeviceIdx) -> DeviceStatus {
-        lock(&self.inner).devices[usize::from(device.0)].status
+        self.bed(self.cfg.device(device).bed).device(device).status
     }
 
     /// Subscribes a client. With `since`, the client resumes: it gets a snapshot and then every
     /// held message after `since`; if `since` is older than what is held, just the snapshot.
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        let mut preamble = vec![Bytes::from(self.snapshot_locked(inner, since.is_some()))];
+        // Every bed, the bed-less alarms and the fan-out held: nothing is published between
+        // the snapshot and the queue's first message.
+        let beds = self.lock_beds();
+        let sys = lock(&self.sys);
+        let mut fan = lock(&self.fan);
+        let mut preamble = vec![Bytes::from(self.snapshot_locked(
+            &beds,
+            &sys,
+            &fan,
+            since.is_some(),
+        ))];
+        drop(beds);
+        drop(sys);
         if let Some(since) = since {
             preamble.extend(
-                inner
-                    .replay
+                fan.replay
                     .iter()
-                    .filter(|(seq, _, _)| *seq > since)
-                    .map(|(_, _, b)| b.clone()),
+                    .filter(|(seq, _)| *seq > since)
+                    .map(|(_, b)| b.clone()),
             );
         }
-        let id = inner.next_client;
-        inner.next_client += 1;
-        let queue = Arc::new(ClientQueue::default());
-        inner.clients.push((id, queue.clone()));
+        let id = fan.next_client;
+        fan.next_client += 1;
+        let queue = Arc::new(ClientQueue::with_stats(self.stats.clone()));
+        fan.clients.push((id, queue.clone()));
         Subscription {
             id,
             queue,
@@ -618,59 +825,108 @@ impl Hub {
 
     /// Removes a client (and its dashboard heartbeat: a page that left does not count).
     pub fn unsubscribe(&self, id: u64) {
-        let mut g = lock(&self.inner);
-        g.clients.retain(|(c, _)| *c != id);
-        g.dashboards.remove(id);
+        let mut sys = lock(&self.sys);
+        lock(&self.fan).clients.retain(|(c, _)| *c != id);
+        sys.dashboards.remove(id);
     }
 
     /// Connected clients.
     pub fn client_count(&self) -> usize {
-        lock(&self.inner).clients.len()
+        lock(&self.fan).clients.len()
+    }
+
+    /// The delivery state of every client queue: depths, bounds and what was coalesced.
+    pub fn delivery(&self) -> DeliverySummary {
+        let fan = lock(&self.fan);
+        self.stats.summary(fan.clients.iter().map(|(_, q)| &**q))
+    }
+
+    /// The delivery counters themselves (plain atomics, for a metrics exporter).
+    pub fn delivery_stats(&self) -> &Arc<DeliveryStats> {
+        &self.stats
     }
 
     /// Every connected client's id and queue (for `/metrics`: queue depths, coalesced).
     pub fn client_queues(&self) -> Vec<(u64, Arc<ClientQueue>)> {
-        lock(&self.inner).clients.clone()
+        lock(&self.fan).clients.clone()
     }
 
     /// The latest sequence number assigned.
     pub fn last_seq(&self) -> u64 {
-        lock(&self.inner).next_seq - 1
+        lock(&self.fan).next_seq - 1
     }
 
     /// The snapshot message as JSON (also the body of `GET /api/rooms`).
     pub fn snapshot_json(&self) -> Vec<u8> {
-        let g = lock(&self.inner);
-        self.snapshot_locked(&g, false)
+        let beds = self.lock_beds();
+        let sys = lock(&self.sys);
+        let fan = lock(&self.fan);
+        self.snapshot_locked(&beds, &sys, &fan, false)
     }
 
     /// A heartbeat for client `client`: with the dashboard counts and whether this client
     /// counts as a live dashboard.
     pub fn heartbeat(&self, client: u64, coalesced: u64) -> Bytes {
         let now = mono_now();
-        let g = lock(&self.inner);
+        let sys = lock(&self.sys);
+        let (seq, clients, coalesced_alarms) = {
+            let fan = lock(&self.fan);
+            let q = fan.clients.iter().find(|(c, _)| *c == client);
+            (
+                fan.next_seq - 1,
+                fan.clients.len(),
+                q.map_or(0, |(_, q)| q.coalesced_priority()),
+            )
+        };
         let msg = wire::HeartbeatMsg {
             v: VERSION,
             kind: "heartbeat",
-            seq: g.next_seq - 1,
+            seq,
             time: rfc3339_ms(wall_ms()),
             coalesced,
-            dashboards: g.dashboards.counts(now, g.clients.len()),
-            counted: g.dashboards.is_live(client, now),
+            coalesced_alarms,
+            dashboards: sys.dashboards.counts(now, clients),
+            counted: sys.dashboards.is_live(client, now),
         };
-        drop(g);
+        drop(sys);
         Bytes::from(serde_json::to_vec(&msg).unwrap_or_default())
+    }
+
+    fn bed(&self, bed: BedIdx) -> MutexGuard<'_, BedState> {
+        lock(&self.beds[usize::from(bed.0)])
+    }
+
+    /// Every bed's lock, in index order (the lock order).
+    fn lock_beds(&self) -> Vec<MutexGuard<'_, BedState>> {
+        self.beds.iter().map(lock).collect()
+    }
+
+    /// Publishes what a bed staged (see [`Emitter::publish`]).
+    fn publish_bed(&self, b: &mut BedState, to_sink: bool) -> Vec<Dispatched> {
+        b.em.publish(
+            &self.cfg,
+            &self.fan,
+            self.sink.as_ref(),
+            to_sink,
+            Some(&b.alarms),
+        )
+    }
+
+    /// Publishes what the bed-less alarms staged.
+    fn publish_sys(&self, sys: &mut System, to_sink: bool) -> Vec<Dispatched> {
+        sys.em
+            .publish(&self.cfg, &self.fan, self.sink.as_ref(), to_sink, None)
     }
 
     /// One line per bed for the console: SpO2, PR, PI, last NIBP and its age.
     pub fn summary_lines(&self) -> Vec<String> {
-        let g = lock(&self.inner);
         let now = wall_ms();
         self.cfg
             .beds
             .iter()
-            .zip(&g.beds)
+            .zip(&self.beds)
             .map(|(bed, st)| {
+                let st = lock(st);
                 let show = |metric: Metric, decimals: usize| -> String {
                     match &st.latest[metric.index()] {
                         None => "--".to_owned(),
@@ -701,8 +957,8 @@ impl Hub {
                 let links: Vec<String> = bed
                     .devices
                     .iter()
-                    .map(|d| {
-                        let s = &g.devices[usize::from(d.0)];
+                    .zip(&st.devices)
+                    .map(|(d, (_, s))| {
                         format!("{}:{:?}", self.cfg.device(*d).profile.kind.name(), s.status)
                             .to_lowercase()
                     })
@@ -723,15 +979,14 @@ impl Hub {
     /// Publishes a priority message built elsewhere (session events, notification status):
     /// adds `"v"` and the next `"seq"`, and sends it ahead of readings like alarms.
     pub fn publish_priority(&self, mut msg: serde_json::Value) -> u64 {
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        let seq = inner.take_seq();
+        let mut fan = lock(&self.fan);
+        let seq = fan.take_seq();
         if let Some(obj) = msg.as_object_mut() {
             obj.insert("v".into(), VERSION.into());
             obj.insert("seq".into(), seq.into());
         }
         match serde_json::to_vec(&msg) {
-            Ok(v) => inner.publish(seq, Class::Priority, Bytes::from(v)),
+            Ok(v) => fan.push(seq, Class::Priority, Bytes::from(v)),
             Err(e) => tracing::error!(seq, error = %e, "message could not be serialized"),
         }
         seq
@@ -741,40 +996,44 @@ impl Hub {
     /// escalation, and the dashboard watchdog. Called every ~100 ms by a runner.
     pub fn tick(&self) {
         let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        for b in &mut inner.beds {
-            b.alarms.tick(now, &mut inner.events);
-        }
         // Beds are monitored while any device is connected.
-        let monitoring = inner
-            .devices
-            .iter()
-            .any(|d| d.status == DeviceStatus::Connected);
-        // A page counts as alive while its latest heartbeat is recent and armed.
-        if inner.dashboards.any_live(now.mono) {
-            inner.watchdog.dashboard_alive(now, &mut inner.events);
+        let mut monitoring = false;
+        for bed in &self.beds {
+            let mut g = lock(bed);
+            let b = &mut *g;
+            b.alarms.tick(now, &mut b.em.events);
+            monitoring |= b
+                .devices
+                .iter()
+                .any(|(_, d)| d.status == DeviceStatus::Connected);
+            self.publish_bed(b, true);
         }
-        inner.watchdog.tick(now, monitoring, &mut inner.events);
+        let mut g = lock(&self.sys);
+        let sys = &mut *g;
+        // A page counts as alive while its latest heartbeat is recent and armed.
+        if sys.dashboards.any_live(now.mono) {
+            sys.watchdog.dashboard_alive(now, &mut sys.em.events);
+        }
+        sys.watchdog.tick(now, monitoring, &mut sys.em.events);
         if let Some(store) = self.store.get() {
             if store.health().writable {
-                inner.store_watch.dashboard_alive(now, &mut inner.events);
+                sys.store_watch.dashboard_alive(now, &mut sys.em.events);
             }
-            inner.store_watch.tick(now, true, &mut inner.events);
+            sys.store_watch.tick(now, true, &mut sys.em.events);
         }
-        if let Some((w, up)) = inner.mqtt_watch.as_mut() {
+        if let Some((w, up)) = sys.mqtt_watch.as_mut() {
             if *up {
-                w.dashboard_alive(now, &mut inner.events);
+                w.dashboard_alive(now, &mut sys.em.events);
             }
-            w.tick(now, true, &mut inner.events);
+            w.tick(now, true, &mut sys.em.events);
         }
-        if let Some(w) = inner.hl7_watch.as_mut() {
+        if let Some(w) = sys.hl7_watch.as_mut() {
             if self.hl7_links.iter().all(|l| l.is_up()) {
-                w.dashboard_alive(now, &mut inner.events);
+                w.dashboard_alive(now, &mut sys.em.events);
             }
-            w.tick(now, true, &mut inner.events);
+            w.tick(now, true, &mut sys.em.events);
         }
-        inner.flush_events(&self.cfg, true);
+        self.publish_sys(sys, true);
     }
 
     /// The HL7 endpoints' state and counters (queue depth, failures), one per `[[hl7]]` in
@@ -788,10 +1047,10 @@ impl Hub {
     /// delivered again: raises or clears its `notify_failed` alarm.
     pub fn notify_target(&self, target: usize, failing: bool) {
         let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        inner.targets.set(target, failing, now, &mut inner.events);
-        inner.flush_events(&self.cfg, true);
+        let mut g = lock(&self.sys);
+        let sys = &mut *g;
+        sys.targets.set(target, failing, now, &mut sys.em.events);
+        self.publish_sys(sys, true);
     }
 
     /// Client `client`'s page sent its application heartbeat. Only a page whose audio is
@@ -799,36 +1058,37 @@ impl Hub {
     /// connection), keeps `no_dashboard` away.
     pub fn page_beat(&self, client: u64, beat: PageBeat) {
         let now = Stamp::now().as_now();
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        if inner.dashboards.beat(client, beat, now.mono) {
-            inner.watchdog.dashboard_alive(now, &mut inner.events);
-            inner.flush_events(&self.cfg, true);
+        let mut g = lock(&self.sys);
+        let sys = &mut *g;
+        if sys.dashboards.beat(client, beat, now.mono) {
+            sys.watchdog.dashboard_alive(now, &mut sys.em.events);
+            self.publish_sys(sys, true);
         }
     }
 
     /// The MQTT bridge's link to its broker is up (or down): `mqtt_down` is raised when it
     /// stays down longer than `[mqtt] down_after`, cleared on the next tick once it is up.
     pub fn set_mqtt_link(&self, up: bool) {
-        if let Some((_, u)) = lock(&self.inner).mqtt_watch.as_mut() {
+        if let Some((_, u)) = lock(&self.sys).mqtt_watch.as_mut() {
             *u = up;
         }
     }
 
     /// How many dashboards can sound now (and how many cannot).
     pub fn dashboard_counts(&self) -> crate::alarm::DashboardCounts {
-        let g = lock(&self.inner);
-        g.dashboards.counts(mono_now(), g.clients.len())
+        let sys = lock(&self.sys);
+        let clients = lock(&self.fan).clients.len();
+        sys.dashboards.counts(mono_now(), clients)
     }
 
     /// Acknowledges an alarm once the acknowledgement is committed; returns the events it
     /// caused (sent to clients after the commit).
     pub async fn acknowledge(&self, id: u64, actor: &str) -> Result<Vec<Dispatched>, ActionError> {
-        if lock(&self.inner).targets.owns(AlarmId(id)) {
+        if lock(&self.sys).targets.owns(AlarmId(id)) {
             return self.acknowledge_target_alarm(id, actor).await;
         }
         let bed = {
-            let g = lock(&self.inner);
+            let g = lock(&self.sys);
             if g.watchdog.alarm().is_some_and(|a| a.id.0 == id)
                 || g.store_watch.alarm().is_some_and(|a| a.id.0 == id)
                 || g.mqtt_watch
@@ -842,9 +1102,10 @@ impl Hub {
             {
                 return Err(ActionError::NotAcknowledgeable(id));
             }
-            g.beds
+            drop(g);
+            self.beds
                 .iter()
-                .position(|b| b.alarms.alarms().any(|a| a.id.0 == id))
+                .position(|b| lock(b).alarms.alarms().any(|a| a.id.0 == id))
                 .and_then(|i| u16::try_from(i).ok())
                 .map(BedIdx)
                 .ok_or(ActionError::UnknownAlarm(id))?
@@ -865,7 +1126,7 @@ impl Hub {
     ) -> Result<Vec<Dispatched>, ActionError> {
         let now = Stamp::now().as_now();
         let record = {
-            let mut copy = lock(&self.inner).targets.clone();
+            let mut copy = lock(&self.sys).targets.clone();
             let mut events = Vec::new();
             copy.acknowledge(AlarmId(id), actor, now, &mut events)?;
             events
@@ -883,12 +1144,11 @@ impl Hub {
         self.commit(record, None)
             .await
             .map_err(ActionError::NotCommitted)?;
-        let mut g = lock(&self.inner);
-        let inner = &mut *g;
-        inner
-            .targets
-            .acknowledge(AlarmId(id), actor, now, &mut inner.events)?;
-        Ok(inner.flush_events(&self.cfg, false))
+        let mut g = lock(&self.sys);
+        let sys = &mut *g;
+        sys.targets
+            .acknowledge(AlarmId(id), actor, now, &mut sys.em.events)?;
+        Ok(self.publish_sys(sys, false))
     }
 
     /// Pauses a bed's alarm audio (time-limited) once committed; returns the granted length
@@ -964,16 +1224,15 @@ impl Hub {
 
     /// A bed's limit rules with what is in force, and its baseline.
     pub fn limits_of(&self, bed: BedIdx) -> (Vec<RuleStatus>, Baseline) {
-        let g = lock(&self.inner);
-        let e = &g.beds[usize::from(bed.0)].alarms;
-        (e.limits(), e.baseline())
+        let g = self.bed(bed);
+        (g.alarms.limits(), g.alarms.baseline())
     }
 
     /// Every current alarm, as JSON views.
     pub fn alarms_json(&self) -> serde_json::Value {
-        let g = lock(&self.inner);
-        let list: Vec<wire::AlarmView<'_>> = g
-            .beds
+        let beds = self.lock_beds();
+        let g = lock(&self.sys);
+        let list: Vec<wire::AlarmView<'_>> = beds
             .iter()
             .flat_map(|b| b.alarms.alarms())
             .chain(g.watchdog.alarm())
@@ -996,7 +1255,13 @@ impl Hub {
             .map(BedIdx)
     }
 
-    fn snapshot_locked(&self, inner: &Inner, resumed: bool) -> Vec<u8> {
+    fn snapshot_locked(
+        &self,
+        beds: &[MutexGuard<'_, BedState>],
+        sys: &System,
+        fan: &Fanout,
+        resumed: bool,
+    ) -> Vec<u8> {
         let cfg = &self.cfg;
         let rooms = cfg
             .rooms
@@ -1009,7 +1274,7 @@ impl Hub {
                     .iter()
                     .map(|bidx| {
                         let bed = cfg.bed(*bidx);
-                        let st = &inner.beds[usize::from(bidx.0)];
+                        let st = &beds[usize::from(bidx.0)];
                         let latest: BTreeMap<&'static str, wire::ReadingView<'_>> = st
                             .latest
                             .iter()
@@ -1040,9 +1305,9 @@ impl Hub {
                             devices: bed
                                 .devices
                                 .iter()
-                                .map(|d| {
+                                .zip(&st.devices)
+                                .map(|(d, (_, s))| {
                                     let b = cfg.device(*d);
-                                    let s = &inner.devices[usize::from(d.0)];
                                     wire::DeviceView {
                                         id: &b.id,
                                         profile: &b.profile.name,
@@ -1067,104 +1332,25 @@ impl Hub {
         let msg = wire::SnapshotMsg {
             v: VERSION,
             kind: "snapshot",
-            seq: inner.next_seq - 1,
+            seq: fan.next_seq - 1,
             resumed,
             time: rfc3339_ms(wall_ms()),
             started: rfc3339_ms(self.started_ms),
             simulated: cfg.devices.iter().any(|d| d.simulated),
             rooms,
-            alarms: inner
+            alarms: sys
                 .watchdog
                 .alarm()
                 .into_iter()
-                .chain(inner.store_watch.alarm())
-                .chain(inner.targets.alarms())
-                .chain(inner.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
-                .chain(inner.hl7_watch.as_ref().and_then(Watchdog::alarm))
+                .chain(sys.store_watch.alarm())
+                .chain(sys.targets.alarms())
+                .chain(sys.mqtt_watch.as_ref().and_then(|(w, _)| w.alarm()))
+                .chain(sys.hl7_watch.as_ref().and_then(Watchdog::alarm))
                 .map(|a| wire::AlarmView::new(cfg, a))
                 .collect(),
-            dashboards: inner.dashboards.counts(mono_now(), inner.clients.len()),
+            dashboards: sys.dashboards.counts(mono_now(), fan.clients.len()),
         };
         serde_json::to_vec(&msg).unwrap_or_default()
-    }
-}
-
-impl Inner {
-    /// Publishes the engine's pending events (priority class, ahead of readings) and, with
-    /// `to_sink`, hands them to the sink (events of API actions are returned instead: the API
-    /// confirms only after they are committed). `notify` events are not sent to clients.
-    fn flush_events(&mut self, cfg: &Config, to_sink: bool) -> Vec<Dispatched> {
-        if self.events.is_empty() {
-            return Vec::new();
-        }
-        let mut out = Vec::with_capacity(self.events.len());
-        let events = std::mem::take(&mut self.events);
-        for e in &events {
-            let is_notify = matches!(e.kind, EventKind::Notify { .. });
-            let seq = if is_notify { 0 } else { self.take_seq() };
-            let json = match serde_json::to_vec(&wire::AlarmMsg::new(cfg, seq, e)) {
-                Ok(v) => Bytes::from(v),
-                Err(err) => {
-                    tracing::error!(seq, error = %err, "alarm event could not be serialized");
-                    continue;
-                }
-            };
-            if !is_notify {
-                self.publish(seq, Class::Priority, json.clone());
-            }
-            out.push(Dispatched {
-                event: e.clone(),
-                json,
-                seq,
-            });
-        }
-        // Every bed these events were about has a new state to save.
-        if let Some(sink) = self.sink.as_ref() {
-            let now = Stamp::now().as_now();
-            let mut saved: Vec<u16> = Vec::new();
-            for b in events.iter().filter_map(|e| e.bed) {
-                if saved.contains(&b.0) {
-                    continue;
-                }
-                saved.push(b.0);
-                if let Some(st) = self
-                    .beds
-                    .get(usize::from(b.0))
-                    .and_then(|s| saved_state(cfg, &s.alarms, now))
-                    && sink.send(Dispatch::State(st)).is_err()
-                {
-                    tracing::error!("alarm state consumer is gone; state not saved");
-                }
-            }
-        }
-        // Give the buffer back so the alarm path does not allocate next time.
-        self.events = events;
-        self.events.clear();
-        if let Some(sink) = self.sink.as_ref().filter(|_| to_sink) {
-            for d in &out {
-                if sink.send(Dispatch::Event(d.clone())).is_err() {
-                    tracing::error!("alarm event consumer is gone; event not persisted");
-                }
-            }
-        }
-        out
-    }
-
-    fn take_seq(&mut self) -> u64 {
-        let s = self.next_seq;
-        self.next_seq += 1;
-        s
-    }
-
-    fn publish(&mut self, seq: u64, class: Class, bytes: Bytes) {
-        if self.replay.len() >= REPLAY_CAP {
-            self.replay.pop_front();
-        }
-        self.replay.push_back((seq, class, bytes.clone()));
-        crate::metrics::global().published(seq);
-        for (_, q) in &self.clients {
-            q.push(class, bytes.clone());
-        }
     }
 }
 

@@ -1,36 +1,155 @@
-//! One subscriber's outgoing queue, with the delivery policy of DESIGN.md:
-//! - priority messages (alarms, device status, session events) are never dropped and go out
-//!   ahead of readings; if a client lets more than [`PRIORITY_CAP`] of them pile up it is
-//!   disconnected (it reconnects and gets a fresh snapshot), never silently skipped;
-//! - readings queue in order up to [`READING_CAP`]; past that the client is slow and its
-//!   backlog is coalesced to the latest reading per (device, metric).
+//! One subscriber's outgoing queue, with the delivery policy of docs/api.md ("Delivery policy"):
+//! - priority messages (alarms, device status, session events) go out ahead of readings, in
+//!   the order they were published;
+//! - while a client keeps up, nothing is coalesced. Once its priority backlog reaches
+//!   [`COALESCE_AT`], an `alarm` message that a later message about the same alarm supersedes
+//!   is dropped (latest state wins), and likewise a `device_status` superseded by a later one
+//!   for the same device. Never dropped: a new alarm (`raised`, or the first message this
+//!   client sees about an alarm), a rise of an alarm's priority, and every message that is
+//!   neither an alarm nor a device status (session events, audio pauses, limits). What stays
+//!   keeps its order, so per-bed order and increasing `seq` hold;
+//! - readings queue in order up to [`READING_CAP`]; past that the backlog is coalesced to the
+//!   latest reading per (device, metric);
+//! - a client is cut off only when [`PRIORITY_CAP`] messages that cannot be coalesced are
+//!   pending (it reconnects and gets a fresh snapshot); one that takes nothing at all is closed
+//!   by its connection task's send timeout (src/api).
 //!
-//! Messages are shared `Bytes`, serialized once for every client.
+//! Messages are shared `Bytes`, serialized once for every client. The counters in
+//! [`DeliveryStats`] are plain atomics shared by every queue of a hub, for `/healthz` and a
+//! metrics exporter.
 
 use bytes::Bytes;
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// Priority messages a client may have pending before it is cut off.
-pub const PRIORITY_CAP: usize = 10_000;
+/// Priority messages that cannot be coalesced (new alarms, priority rises, session events)
+/// a client may have pending before it is cut off.
+pub const PRIORITY_CAP: usize = 20_000;
+/// Priority backlog at which superseded alarm and status messages start being coalesced.
+pub const COALESCE_AT: usize = 256;
 /// Readings a client may have pending before its backlog is coalesced.
 pub const READING_CAP: usize = 4_096;
 
 /// Which policy a message falls under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// Never dropped, ahead of readings.
+    /// An alarm event about alarm `id`, at priority `rank` (0 low, 1 medium, 2 high). `new`
+    /// for `raised`; `last` for `cleared` (the id is forgotten after it).
+    Alarm {
+        id: u64,
+        rank: u8,
+        new: bool,
+        last: bool,
+    },
+    /// A device's connection status: a later one for the same device supersedes it.
+    Status { device: u16 },
+    /// Never coalesced, ahead of readings (session events, audio pauses, limits changes).
     Priority,
     /// Coalescable per slot (device, metric) for a slow client.
     Reading { slot: u32 },
 }
 
+impl Class {
+    /// Whether the message goes in the priority lane (everything but readings).
+    pub fn is_priority(self) -> bool {
+        !matches!(self, Class::Reading { .. })
+    }
+}
+
+/// Delivery counters of every client of a hub (monotonic, except the gauges).
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Readings coalesced away, all clients.
+    pub coalesced_readings: AtomicU64,
+    /// Superseded `alarm` messages coalesced away, all clients.
+    pub coalesced_alarms: AtomicU64,
+    /// Superseded `device_status` messages coalesced away, all clients.
+    pub coalesced_status: AtomicU64,
+    /// Clients cut off because [`PRIORITY_CAP`] messages were pending.
+    pub clients_cut_off: AtomicU64,
+    /// Messages handed to client queues, all clients.
+    pub queued: AtomicU64,
+}
+
+/// A plain copy of a hub's delivery state (for `/healthz` and metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeliverySummary {
+    pub clients: usize,
+    /// Priority messages pending, summed over clients, and the largest one client has.
+    pub pending_priority: usize,
+    pub max_pending_priority: usize,
+    /// Readings pending, summed over clients, and the largest one client has.
+    pub pending_readings: usize,
+    pub max_pending_readings: usize,
+    pub coalesced_readings: u64,
+    pub coalesced_alarms: u64,
+    pub coalesced_status: u64,
+    pub clients_cut_off: u64,
+    pub queued: u64,
+    /// The bounds of every queue.
+    pub priority_cap: usize,
+    pub reading_cap: usize,
+}
+
+impl DeliveryStats {
+    /// The counters, plus the depths of `queues`.
+    pub fn summary<'a>(&self, queues: impl Iterator<Item = &'a ClientQueue>) -> DeliverySummary {
+        let mut s = DeliverySummary {
+            coalesced_readings: self.coalesced_readings.load(Ordering::Relaxed),
+            coalesced_alarms: self.coalesced_alarms.load(Ordering::Relaxed),
+            coalesced_status: self.coalesced_status.load(Ordering::Relaxed),
+            clients_cut_off: self.clients_cut_off.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            priority_cap: PRIORITY_CAP,
+            reading_cap: READING_CAP,
+            ..DeliverySummary::default()
+        };
+        for q in queues {
+            let (p, r) = q.pending();
+            s.clients += 1;
+            s.pending_priority += p;
+            s.pending_readings += r;
+            s.max_pending_priority = s.max_pending_priority.max(p);
+            s.max_pending_readings = s.max_pending_readings.max(r);
+        }
+        s
+    }
+}
+
+/// What a queued priority message may be coalesced with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Alarm(u64),
+    Status(u16),
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Option<Key>,
+    /// Never coalesced away.
+    keep: bool,
+    /// `None` once coalesced away (skipped by `pop`, removed by compaction).
+    msg: Option<Bytes>,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    priority: VecDeque<Bytes>,
+    priority: VecDeque<Entry>,
+    /// The position of `priority[0]` among every priority message ever queued.
+    head: u64,
+    /// Live (not coalesced) entries in `priority`.
+    live: usize,
+    /// The position of the latest queued message per key.
+    latest: HashMap<Key, u64>,
     readings: VecDeque<(u32, Bytes)>,
+    /// The priority of the latest message queued for each alarm not yet cleared.
+    ranks: HashMap<u64, u8>,
+    /// Entries that cannot be coalesced, pending.
+    kept: usize,
     coalesced: u64,
+    coalesced_priority: u64,
     closed: Option<String>,
 }
 
@@ -39,6 +158,7 @@ struct State {
 pub struct ClientQueue {
     state: Mutex<State>,
     notify: Notify,
+    stats: Arc<DeliveryStats>,
 }
 
 /// What the connection task should do next.
@@ -53,6 +173,15 @@ pub enum Next {
 }
 
 impl ClientQueue {
+    /// A queue that counts into `stats` (shared by every client of a hub).
+    pub fn with_stats(stats: Arc<DeliveryStats>) -> ClientQueue {
+        ClientQueue {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            stats,
+        }
+    }
+
     /// Queues a message under its class's policy and wakes the connection task.
     pub fn push(&self, class: Class, msg: Bytes) {
         {
@@ -60,27 +189,58 @@ impl ClientQueue {
             if s.closed.is_some() {
                 return;
             }
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
             match class {
-                Class::Priority => {
-                    if s.priority.len() >= PRIORITY_CAP {
-                        s.closed = Some(format!(
-                            "client too slow: {PRIORITY_CAP} alarm/status messages pending; \
-                             reconnect for a fresh snapshot"
-                        ));
-                        s.priority.clear();
-                        s.readings.clear();
-                    } else {
-                        s.priority.push_back(msg);
-                    }
-                }
                 Class::Reading { slot } => {
                     if s.readings.len() >= READING_CAP {
                         let before = s.readings.len();
-                        coalesce(&mut s.readings);
-                        s.coalesced += (before - s.readings.len()) as u64;
+                        coalesce_readings(&mut s.readings);
+                        let n = (before - s.readings.len()) as u64;
+                        s.coalesced += n;
+                        self.stats
+                            .coalesced_readings
+                            .fetch_add(n, Ordering::Relaxed);
                     }
                     s.readings.push_back((slot, msg));
                 }
+                Class::Priority => {
+                    s.push_priority(None, true, msg);
+                }
+                Class::Status { device } => {
+                    if s.push_priority(Some(Key::Status(device)), false, msg) {
+                        self.stats.coalesced_status.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Class::Alarm {
+                    id,
+                    rank,
+                    new,
+                    last,
+                } => {
+                    let rises = match s.ranks.get(&id) {
+                        None => true,
+                        Some(r) => rank > *r,
+                    };
+                    if last {
+                        s.ranks.remove(&id);
+                    } else {
+                        s.ranks.insert(id, rank);
+                    }
+                    if s.push_priority(Some(Key::Alarm(id)), new || rises, msg) {
+                        self.stats.coalesced_alarms.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if s.kept > PRIORITY_CAP {
+                s.closed = Some(format!(
+                    "client too slow: {PRIORITY_CAP} new alarms and other messages that cannot \
+                     be coalesced pending; reconnect for a fresh snapshot"
+                ));
+                self.stats.clients_cut_off.fetch_add(1, Ordering::Relaxed);
+                *s = State {
+                    closed: s.closed.take(),
+                    ..State::default()
+                };
             }
         }
         self.notify.notify_one();
@@ -92,8 +252,17 @@ impl ClientQueue {
         if let Some(reason) = &s.closed {
             return Next::Closed(reason.clone());
         }
-        if let Some(m) = s.priority.pop_front() {
-            return Next::Send(m);
+        while let Some(e) = s.priority.pop_front() {
+            s.head += 1;
+            let Some(msg) = e.msg else { continue };
+            s.live -= 1;
+            if e.keep {
+                s.kept -= 1;
+            }
+            if s.priority.is_empty() {
+                s.latest.clear();
+            }
+            return Next::Send(msg);
         }
         match s.readings.pop_front() {
             Some((_, m)) => Next::Send(m),
@@ -111,16 +280,67 @@ impl ClientQueue {
         lock(&self.state).coalesced
     }
 
+    /// How many superseded alarm and status messages were coalesced away for this client.
+    pub fn coalesced_priority(&self) -> u64 {
+        lock(&self.state).coalesced_priority
+    }
+
     /// Messages pending (priority, readings).
     pub fn pending(&self) -> (usize, usize) {
         let s = lock(&self.state);
-        (s.priority.len(), s.readings.len())
+        (s.live, s.readings.len())
+    }
+}
+
+impl State {
+    /// Queues a priority message; with a backlog, the pending message it supersedes (same
+    /// key, not to be kept) is coalesced away. Returns whether one was.
+    fn push_priority(&mut self, key: Option<Key>, keep: bool, msg: Bytes) -> bool {
+        let keep = keep || key.is_none();
+        let mut dropped = false;
+        if let Some(k) = key {
+            let pos = self.head + self.priority.len() as u64;
+            if let Some(prev) = self.latest.insert(k, pos)
+                && self.live >= COALESCE_AT
+                && let Some(e) = prev
+                    .checked_sub(self.head)
+                    .and_then(|i| self.priority.get_mut(i as usize))
+                && !e.keep
+                && e.msg.is_some()
+            {
+                e.msg = None;
+                self.live -= 1;
+                self.coalesced_priority += 1;
+                dropped = true;
+            }
+        }
+        if keep {
+            self.kept += 1;
+        }
+        self.live += 1;
+        self.priority.push_back(Entry {
+            key,
+            keep,
+            msg: Some(msg),
+        });
+        // Coalesced entries are removed once they outnumber the live ones.
+        let dead = self.priority.len() - self.live;
+        if dead > COALESCE_AT && dead > self.live {
+            self.priority.retain(|e| e.msg.is_some());
+            self.latest.clear();
+            for (i, e) in self.priority.iter().enumerate() {
+                if let Some(k) = e.key {
+                    self.latest.insert(k, self.head + i as u64);
+                }
+            }
+        }
+        dropped
     }
 }
 
 /// Keeps only the latest message per slot, in the order of their latest arrival.
-fn coalesce(q: &mut VecDeque<(u32, Bytes)>) {
-    let mut seen = std::collections::HashSet::new();
+fn coalesce_readings(q: &mut VecDeque<(u32, Bytes)>) {
+    let mut seen = HashSet::new();
     let mut kept: Vec<(u32, Bytes)> = Vec::new();
     while let Some((slot, m)) = q.pop_back() {
         if seen.insert(slot) {
@@ -152,6 +372,15 @@ mod tests {
         out
     }
 
+    fn alarm(id: u64, rank: u8, new: bool, last: bool) -> Class {
+        Class::Alarm {
+            id,
+            rank,
+            new,
+            last,
+        }
+    }
+
     #[test]
     fn priority_messages_go_out_ahead_of_queued_readings() {
         let q = ClientQueue::default();
@@ -159,6 +388,17 @@ mod tests {
         q.push(Class::Reading { slot: 2 }, b("r2"));
         q.push(Class::Priority, b("alarm"));
         assert_eq!(drain(&q), ["alarm", "r1", "r2"]);
+    }
+
+    #[test]
+    fn a_client_that_keeps_up_gets_every_update() {
+        let q = ClientQueue::default();
+        q.push(alarm(1, 1, true, false), b("raised"));
+        for i in 0..COALESCE_AT - 2 {
+            q.push(alarm(1, 1, false, false), b(&format!("u{i}")));
+        }
+        assert_eq!(drain(&q).len(), COALESCE_AT - 1);
+        assert_eq!(q.coalesced_priority(), 0);
     }
 
     #[test]
@@ -172,7 +412,7 @@ mod tests {
                 b(&format!("r{i}")),
             );
             if i % 1000 == 0 {
-                q.push(Class::Priority, b(&format!("a{i}")));
+                q.push(alarm(i as u64, 2, true, false), b(&format!("a{i}")));
             }
         }
         let out = drain(&q);
@@ -188,15 +428,121 @@ mod tests {
         assert_eq!(q.coalesced(), (READING_CAP - 3) as u64);
     }
 
+    /// A backlog of updates about one alarm shrinks to its latest state, but the raise and
+    /// every rise of its priority stay, in order.
+    /// A backlog that is not coalesced: a status message from each of `COALESCE_AT` devices.
+    fn backlog(q: &ClientQueue) {
+        for d in 0..COALESCE_AT as u16 {
+            q.push(Class::Status { device: 1000 + d }, b("backlog"));
+        }
+    }
+
     #[test]
-    fn a_client_that_lets_alarms_pile_up_is_cut_off_not_skipped() {
+    fn coalescing_keeps_the_raise_every_priority_rise_and_the_latest_state() {
         let q = ClientQueue::default();
-        for _ in 0..=PRIORITY_CAP {
-            q.push(Class::Priority, b("a"));
+        backlog(&q);
+        q.push(alarm(7, 1, true, false), b("raised medium"));
+        for i in 0..1000 {
+            q.push(alarm(7, 1, false, false), b(&format!("medium value {i}")));
+        }
+        q.push(alarm(7, 2, false, false), b("rose to high"));
+        for i in 0..1000 {
+            q.push(alarm(7, 2, false, false), b(&format!("high value {i}")));
+        }
+        // Falling back to medium and rising again to high: the second rise is kept too.
+        q.push(alarm(7, 1, false, false), b("back to medium"));
+        q.push(alarm(7, 2, false, false), b("high again"));
+        q.push(alarm(7, 2, false, false), b("acknowledged"));
+        let out: Vec<String> = drain(&q).into_iter().filter(|m| m != "backlog").collect();
+        assert_eq!(
+            out,
+            [
+                "raised medium",
+                "rose to high",
+                "high again",
+                "acknowledged"
+            ]
+        );
+        assert_eq!(q.coalesced_priority(), 2001);
+    }
+
+    /// A flood of updates about some alarms never costs another alarm's raise or clear, and
+    /// what is delivered keeps the order it was published in.
+    #[test]
+    fn coalescing_never_drops_a_new_alarm_and_keeps_publication_order() {
+        let q = ClientQueue::default();
+        let mut expected_new = Vec::new();
+        // Every message starts with its publication number.
+        let mut n = 0u32;
+        let mut push = |class: Class, what: String| {
+            n += 1;
+            let m = format!("{n:06} {what}");
+            q.push(class, b(&m));
+            m
+        };
+        for i in 0..5000u64 {
+            // Alarms 1 and 2 get a value update every step.
+            push(alarm(1, 1, i == 0, false), format!("a1 {i}"));
+            push(alarm(2, 0, i == 0, false), format!("a2 {i}"));
+            if i % 50 == 0 {
+                let id = 100 + i;
+                expected_new.push(push(alarm(id, 2, true, false), format!("raised {id}")));
+                expected_new.push(push(alarm(id, 2, false, true), format!("cleared {id}")));
+            }
+            if i % 100 == 0 {
+                push(Class::Status { device: 3 }, format!("status {i}"));
+                push(Class::Priority, format!("session {i}"));
+            }
+        }
+        let out = drain(&q);
+        // In publication order.
+        let mut sorted = out.clone();
+        sorted.sort();
+        assert_eq!(out, sorted);
+        let new: Vec<_> = out
+            .iter()
+            .filter(|m| m.contains("raised") || m.contains("cleared"))
+            .cloned()
+            .collect();
+        assert_eq!(new, expected_new);
+        assert_eq!(out.iter().filter(|m| m.contains("session")).count(), 50);
+        // The latest state of each alarm and device is there, and last of its kind.
+        let last = |what: &str| out.iter().rfind(|m| m.contains(what)).unwrap().clone();
+        assert!(last("a1 ").ends_with("a1 4999"));
+        assert!(last("a2 ").ends_with("a2 4999"));
+        assert!(last("status").ends_with("status 4900"));
+        // Coalesced: bounded well below what was pushed.
+        assert!(out.len() < 1000, "{} messages left", out.len());
+        assert!(q.coalesced_priority() > 9000);
+    }
+
+    #[test]
+    fn a_client_that_lets_new_alarms_pile_up_is_cut_off_not_skipped() {
+        let stats = Arc::new(DeliveryStats::default());
+        let q = ClientQueue::with_stats(stats.clone());
+        for i in 0..=PRIORITY_CAP as u64 {
+            q.push(alarm(i, 2, true, false), b("a"));
         }
         match q.pop() {
             Next::Closed(reason) => assert!(reason.contains("too slow"), "{reason}"),
             other => panic!("expected Closed, got {other:?}"),
         }
+        assert_eq!(stats.clients_cut_off.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_summary_shows_depths_and_counts() {
+        let stats = Arc::new(DeliveryStats::default());
+        let q = ClientQueue::with_stats(stats.clone());
+        for i in 0..READING_CAP + 1 {
+            q.push(Class::Reading { slot: 0 }, b(&format!("r{i}")));
+        }
+        q.push(Class::Status { device: 1 }, b("s"));
+        let s = stats.summary([&q].into_iter());
+        assert_eq!(s.clients, 1);
+        assert_eq!(s.pending_priority, 1);
+        assert_eq!(s.pending_readings, 2);
+        assert_eq!(s.coalesced_readings, READING_CAP as u64 - 1);
+        assert_eq!(s.queued, READING_CAP as u64 + 2);
     }
 }

@@ -24,6 +24,19 @@ pub enum DeviceStatus {
     Disconnected,
 }
 
+/// Unix ms serialized as RFC 3339 with ms (as [`rfc3339_ms`]) without allocating: on the path
+/// of every reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Rfc3339(pub i64);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; crate::clock::RFC3339_MAX];
+        let n = crate::clock::write_rfc3339_ms(self.0, &mut buf);
+        s.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or(""))
+    }
+}
+
 /// A reading as it appears in messages: the observation with names resolved.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ReadingView<'a> {
@@ -32,7 +45,8 @@ pub struct ReadingView<'a> {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub m: &'a Measurement,
-    pub received: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub received: Rfc3339,
     pub received_ms: i64,
     pub mono_ms: u64,
     pub bed_seq: u64,
@@ -46,7 +60,7 @@ impl<'a> ReadingView<'a> {
             bed: &cfg.bed(o.bed).id,
             device: &cfg.device(o.device).id,
             m: &o.m,
-            received: rfc3339_ms(o.received_ms),
+            received: Rfc3339(o.received_ms),
             received_ms: o.received_ms,
             mono_ms: o.mono.as_millis(),
             bed_seq: o.bed_seq,
@@ -93,6 +107,9 @@ pub struct HeartbeatMsg {
     pub time: String,
     /// Readings coalesced away for this client so far (slow-client policy).
     pub coalesced: u64,
+    /// Superseded `alarm` and `device_status` messages coalesced away for this client so far
+    /// (never a new alarm or a rise in priority).
+    pub coalesced_alarms: u64,
     /// How many dashboards can sound (armed, heartbeat recent), hidden, not armed, clients.
     #[schema(value_type = Object)]
     pub dashboards: crate::alarm::DashboardCounts,

@@ -54,6 +54,10 @@ pub enum TechCondition {
     LowSignal,
     LowBattery,
     CuffError,
+    /// The device sends more readings than its profile can plausibly send: its source
+    /// throttles it (reads less, keeps the newest reading of each metric per read) until its
+    /// rate is back within its `max_rate` (docs/alarms.md, "Flooding devices").
+    DeviceFlooding,
     NoDashboard,
     /// The durable record cannot be written (disk full, read-only, file gone): readings are
     /// held in memory until it recovers.
@@ -73,7 +77,7 @@ pub enum TechCondition {
 
 impl TechCondition {
     /// The per-device conditions (all but [`TechCondition::NoDashboard`]), in slot order.
-    pub const PER_DEVICE: [TechCondition; 12] = [
+    pub const PER_DEVICE: [TechCondition; 13] = [
         TechCondition::DeviceDisconnected,
         TechCondition::NoData,
         TechCondition::NibpOverdue,
@@ -86,6 +90,7 @@ impl TechCondition {
         TechCondition::LowSignal,
         TechCondition::LowBattery,
         TechCondition::CuffError,
+        TechCondition::DeviceFlooding,
     ];
 
     /// Position in [`TechCondition::PER_DEVICE`] (and in [`TechnicalPolicy`]'s table).
@@ -108,6 +113,7 @@ impl TechCondition {
             TechCondition::LowSignal => "low_signal",
             TechCondition::LowBattery => "low_battery",
             TechCondition::CuffError => "cuff_error",
+            TechCondition::DeviceFlooding => "device_flooding",
             TechCondition::NoDashboard => "no_dashboard",
             TechCondition::StoreUnwritable => "store_unwritable",
             TechCondition::MqttDown => "mqtt_down",

@@ -45,7 +45,8 @@ impl Default for TechnicalPolicy {
     /// nibp_overdue low; sensor_off / no_finger / probe_unplugged / sensor_fault medium after
     /// 10 s; searching_too_long medium after 30 s of searching (at once when the device says
     /// so itself); low_perfusion / low_signal low after 30 s; low_battery low at once;
-    /// cuff_error medium at once.
+    /// cuff_error medium at once; device_flooding medium at once (its source has already seen
+    /// the excess).
     fn default() -> Self {
         use Priority::{Low, Medium};
         TechnicalPolicy {
@@ -62,6 +63,7 @@ impl Default for TechnicalPolicy {
                 rule(Low, 30),    // low_signal
                 rule(Low, 0),     // low_battery
                 rule(Medium, 0),  // cuff_error
+                rule(Medium, 0),  // device_flooding (the throttle's own judgement)
             ],
         }
     }

@@ -18,6 +18,9 @@
 //! A link that stays down longer than `[mqtt] down_after` raises `mqtt_down` (medium,
 //! bed-less) through [`Hub::set_mqtt_link`].
 
+pub mod command;
+pub mod tls;
+
 use crate::config::MqttSettings;
 use crate::hub::Hub;
 use crate::hub::queue::Next;
@@ -38,6 +41,12 @@ pub const CURSOR_FILE: &str = "mqtt_cursor";
 const ROWS_PER_READ: usize = 500;
 /// Publications handed to the MQTT client at once (its request channel).
 const CLIENT_CAP: usize = 512;
+/// How often the site publishes `heartbeat` (QoS 0, not retained). A central view counts a
+/// site silent for [`HEARTBEAT_MISSED`] of these as offline, even if no Last Will came (a
+/// site whose process hangs with its TCP connection open, a broker that lost the will).
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Heartbeats missed before a central view counts the site offline.
+pub const HEARTBEAT_MISSED: u32 = 3;
 /// How often the store is looked at for alarm events: a live alarm message makes the bridge
 /// look at once, but the row may be committed a moment after the message is sent.
 const STORE_POLL: Duration = Duration::from_millis(200);
@@ -86,6 +95,14 @@ impl Topics {
     /// Session events of a bed (admitted, discharged, dose, ...), QoS 1.
     pub fn session(&self, bed: &str) -> String {
         format!("{}/bed/{bed}/session", self.root)
+    }
+    /// `{"v":1,"type":"heartbeat",...}` every [`HEARTBEAT`], QoS 0, not retained.
+    pub fn heartbeat(&self) -> String {
+        format!("{}/heartbeat", self.root)
+    }
+    /// Signed commands from a central view to this site (src/mqtt/command.rs), QoS 1.
+    pub fn command(&self) -> String {
+        format!("{}/command", self.root)
     }
     /// Other site events (`notification`), QoS 1.
     pub fn event(&self, kind: &str) -> String {
@@ -137,8 +154,20 @@ pub async fn run(
     let writer = tokio::spawn(write_cursor(cursor_path, cursor_rx));
     let mut backoff = Duration::from_millis(500);
     let mut down_logged = false;
+    let mut nonces = command::Nonces::default();
+    let tls = match tls::prepare(settings.tls.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            // The link stays down: mqtt_down after down_after says so at the site.
+            tracing::error!(error = %format!("{e:#}"), "mqtt: cannot set up TLS to the broker; the bridge does not run");
+            hub.set_mqtt_link(false);
+            cancel.cancelled().await;
+            return;
+        }
+    };
     loop {
-        let (client, mut el) = AsyncClient::new(options(&settings, &topics), CLIENT_CAP);
+        let (client, mut el) =
+            AsyncClient::new(options(&settings, &topics, tls.as_ref()), CLIENT_CAP);
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
             c = tokio::time::timeout(Duration::from_secs(10), connack(&mut el)) => match c {
@@ -179,6 +208,9 @@ pub async fn run(
             acked: BTreeSet::new(),
             cursor,
             last_row: cursor,
+            site: &settings.site,
+            secret: settings.command_secret.as_deref(),
+            nonces: std::mem::take(&mut nonces),
         };
         // The event loop polls in its own task (its `poll` is not documented as cancel
         // safe, so it is never a `select!` branch that may lose); the session reads its events.
@@ -195,6 +227,7 @@ pub async fn run(
         let end = s.serve(&mut ev_rx, &cancel, &cursor_tx).await;
         poller.abort();
         cursor = s.cursor;
+        nonces = std::mem::take(&mut s.nonces);
         hub.set_mqtt_link(false);
         match end {
             End::Stopped => break,
@@ -208,8 +241,13 @@ pub async fn run(
 }
 
 /// Connection options: keepalive, credentials, and the retained Last Will `offline`.
-fn options(s: &MqttSettings, topics: &Topics) -> MqttOptions {
+fn options(
+    s: &MqttSettings,
+    topics: &Topics,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> MqttOptions {
     let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
+    tls::set_transport(&mut o, tls);
     o.set_keep_alive(s.keepalive);
     o.set_clean_session(true);
     o.set_max_packet_size(1 << 20, 1 << 20);
@@ -270,6 +308,11 @@ struct Session<'a> {
     cursor: i64,
     /// The last row queued for publishing.
     last_row: i64,
+    site: &'a str,
+    /// `[mqtt] command_secret`: without it every command is refused.
+    secret: Option<&'a str>,
+    /// Command nonces seen (replay protection), kept across reconnections.
+    nonces: command::Nonces,
 }
 
 impl Session<'_> {
@@ -302,6 +345,12 @@ impl Session<'_> {
         for m in &sub.preamble {
             self.on_snapshot(m);
         }
+        // Commands from a central view (refused unless signed with command_secret).
+        if let Err(e) = self.client.try_subscribe(t.command(), QoS::AtLeastOnce) {
+            return End::Lost(format!("cannot subscribe to {}: {e}", t.command()));
+        }
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // What the broker missed, in order, before anything live.
         if let Err(e) = self.fetch_rows(true).await {
             return End::Lost(e);
@@ -345,6 +394,9 @@ impl Session<'_> {
                 ev = el.recv() => match ev {
                     None => return End::Lost("the MQTT event loop stopped".to_owned()),
                     Some(Err(e)) => return End::Lost(e),
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == t.command() => {
+                        self.on_command(&p.payload);
+                    }
                     Some(Ok(ev)) => {
                         if self.on_event(ev) {
                             let _ = cursor_tx.send(self.cursor);
@@ -352,6 +404,14 @@ impl Session<'_> {
                     }
                 },
                 _ = sub.queue.notified(), if !more => more = true,
+                _ = heartbeat.tick() => {
+                    let now = crate::clock::wall_ms();
+                    let msg = serde_json::json!({
+                        "v": 1, "type": "heartbeat", "at": crate::clock::rfc3339_ms(now),
+                        "at_ms": now, "seq": self.hub.last_seq(), "interval_s": HEARTBEAT.as_secs(),
+                    });
+                    self.push_json(t.heartbeat(), &msg, QoS::AtMostOnce, false);
+                }
                 _ = poll.tick() => {
                     // Alarm events the live messages did not announce yet (committed later).
                     let before = self.last_row;
@@ -362,6 +422,29 @@ impl Session<'_> {
                         self.alarm_lists();
                     }
                 }
+            }
+        }
+    }
+
+    /// A command from a central view: applied (in its own task, committed and audited by the
+    /// hub with the actor `central/{user}`) when it verifies, refused and logged otherwise.
+    fn on_command(&mut self, payload: &[u8]) {
+        let now = crate::clock::wall_ms();
+        let verified = match self.secret {
+            None => {
+                Err("this site has no [mqtt] command_secret, so it takes no commands".to_owned())
+            }
+            Some(secret) => command::verify(secret, self.site, payload, now, &mut self.nonces),
+        };
+        match verified {
+            Err(why) => {
+                tracing::warn!(site = %self.site, reason = %why, "mqtt: command refused");
+                self.hub.publish_priority(serde_json::json!({
+                    "type": "command_refused", "reason": why, "at": crate::clock::rfc3339_ms(now),
+                }));
+            }
+            Ok(body) => {
+                tokio::spawn(apply_command(self.hub.clone(), body));
             }
         }
     }
@@ -645,6 +728,33 @@ impl Session<'_> {
             }
         })
         .await;
+    }
+}
+
+/// Applies a verified command through the hub (commit, then apply, as for the API).
+async fn apply_command(hub: Arc<Hub>, body: command::Body) {
+    let actor: String = format!("central/{}", body.actor).chars().take(80).collect();
+    let what = format!("{:?}", body.action);
+    let r = match body.action {
+        command::Action::Acknowledge { alarm } => hub
+            .acknowledge(alarm, &actor)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        command::Action::PauseAudio { bed, seconds } => match hub.bed_by_id(&bed) {
+            Some(b) => hub
+                .pause_audio(b, seconds.map(Duration::from_secs), &actor)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => Err(format!("no bed {bed:?} at this site")),
+        },
+    };
+    match r {
+        Ok(()) => tracing::info!(command = %what, %actor, "mqtt: command from central applied"),
+        Err(e) => {
+            tracing::warn!(command = %what, %actor, error = %e, "mqtt: command from central not applied")
+        }
     }
 }
 

@@ -53,6 +53,19 @@ pub const PROTOCOLS: &[&str] = &[
     "nonin-format8",
 ];
 
+/// Readings per second a device speaking `protocol` can plausibly send, with room to spare
+/// (the `max_rate` of a profile that names none; docs/configuration.md). Waveform protocols
+/// send a pleth sample per frame (Nonin 75 frames/s, Contec 60, BerryMed 100), so up to a few
+/// hundred readings a second; numeric ones (Masimo's 1 Hz line, a polled cuff, BLE spot checks)
+/// a handful. A device that sends more than this is flooding: its source throttles it.
+pub fn default_max_rate(protocol: &str) -> u32 {
+    match protocol {
+        "nonin-format2" | "nonin-format7" | "contec-legacy" | "contec-v7" | "berrymed-bci"
+        | "plx-continuous" | "nonin-ble" | "viatom-o2" => 2_000,
+        _ => 200,
+    }
+}
+
 /// What a call to [`Decoder::feed`] saw, for device statistics and technical alarms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FeedReport {

@@ -64,9 +64,56 @@ pub struct SessionRecord {
     pub alarms: Vec<StoredAlarmEvent>,
     /// Vendor and model per device id, when known (from the config).
     pub devices: BTreeMap<String, (String, String)>,
-    /// The clinic's offset from UTC at admission, seconds ([`local_offset_s`]): the report's
-    /// times are local.
-    pub utc_offset_s: i64,
+    /// The clinic's time zone (`[report] time_zone`, else the system's): the report's times
+    /// are local, with the offset in force at each (a DST change mid-session included).
+    pub zone: Zone,
+}
+
+/// A time zone for the report: its name and its rules (the IANA database, embedded).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    tz: jiff::tz::TimeZone,
+    name: String,
+}
+
+impl Zone {
+    /// The system's time zone: `TZ`, else `/etc/localtime`; UTC if neither says.
+    pub fn system() -> Zone {
+        let tz = jiff::tz::TimeZone::system();
+        let name = tz
+            .iana_name()
+            .unwrap_or("the system's time zone")
+            .to_owned();
+        Zone { tz, name }
+    }
+
+    /// The zone `name` (an IANA name, validated when the config was loaded), else the system's.
+    pub fn named(name: Option<&str>) -> Zone {
+        match name.map(|n| (n, jiff::tz::TimeZone::get(n))) {
+            Some((n, Ok(tz))) => Zone {
+                tz,
+                name: n.to_owned(),
+            },
+            _ => Zone::system(),
+        }
+    }
+
+    /// The zone of a config's `[report] time_zone`.
+    pub fn of(cfg: &crate::config::Config) -> Zone {
+        Zone::named(cfg.report_time_zone.as_deref())
+    }
+
+    /// The offset from UTC in force at `ms`, seconds.
+    pub fn offset_s(&self, ms: i64) -> i64 {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| i64::from(self.tz.to_offset(t).seconds()))
+            .unwrap_or(0)
+    }
+
+    /// Its IANA name (`Europe/Berlin`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Loads a session's record; `now_ms` ends a session that is still open.
@@ -75,13 +122,12 @@ pub fn load(conn: &Connection, id: i64, now_ms: i64) -> Result<SessionRecord, St
     let end = session.end_ms(now_ms);
     let readings = query::readings_between(conn, &session.bed, session.admitted_ms, end, true)?;
     let alarms = query::alarm_events_between(conn, &session.bed, session.admitted_ms, end)?;
-    let utc_offset_s = local_offset_s(conn, session.admitted_ms);
     Ok(SessionRecord {
         session,
         readings,
         alarms,
         devices: BTreeMap::new(),
-        utc_offset_s,
+        zone: Zone::system(),
     })
 }
 
@@ -395,8 +441,8 @@ fn civil(ms: i64, off_s: i64) -> (i64, i64, i64, i64, i64, i64) {
 }
 
 /// `14:05` (or `14:05:30` with seconds) in local time.
-fn hm(ms: i64, off_s: i64, seconds: bool) -> String {
-    let (_, _, _, h, mi, se) = civil(ms, off_s);
+fn hm(ms: i64, z: &Zone, seconds: bool) -> String {
+    let (_, _, _, h, mi, se) = civil(ms, z.offset_s(ms));
     if seconds {
         format!("{h:02}:{mi:02}:{se:02}")
     } else {
@@ -405,14 +451,14 @@ fn hm(ms: i64, off_s: i64, seconds: bool) -> String {
 }
 
 /// `2026-12-01 14:05:30` in local time.
-fn local_datetime(ms: i64, off_s: i64) -> String {
-    let (y, mo, d, ..) = civil(ms, off_s);
-    format!("{y:04}-{mo:02}-{d:02} {}", hm(ms, off_s, true))
+fn local_datetime(ms: i64, z: &Zone) -> String {
+    let (y, mo, d, ..) = civil(ms, z.offset_s(ms));
+    format!("{y:04}-{mo:02}-{d:02} {}", hm(ms, z, true))
 }
 
 /// Time ticks every 10 s .. 4 h, at round local times, at most 8 over the span; the labels
 /// never repeat (seconds are shown when the step is under a minute).
-fn time_ticks(t0: i64, t1: i64, off_s: i64) -> (Vec<i64>, bool) {
+fn time_ticks(t0: i64, t1: i64, z: &Zone) -> (Vec<i64>, bool) {
     const STEPS_S: [i64; 12] = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14_400];
     let span_s = ((t1 - t0) / 1000).max(1);
     let step = STEPS_S
@@ -421,7 +467,7 @@ fn time_ticks(t0: i64, t1: i64, off_s: i64) -> (Vec<i64>, bool) {
         .find(|s| span_s / s <= 8)
         .unwrap_or(14_400);
     let step_ms = step * 1000;
-    let off_ms = off_s * 1000;
+    let off_ms = z.offset_s(t0) * 1000;
     let first = (t0 + off_ms).div_euclid(step_ms) * step_ms - off_ms;
     let first = if first < t0 { first + step_ms } else { first };
     let ticks = (0..)
@@ -497,15 +543,15 @@ const PAD_R: f64 = 24.0;
 const PAD_T: f64 = 36.0;
 const PAD_B: f64 = 22.0;
 
-struct Axes {
+struct Axes<'a> {
     t0: i64,
     t1: i64,
-    off_s: i64,
+    zone: &'a Zone,
 }
 
 fn plot(
     title: &str,
-    ax: &Axes,
+    ax: &Axes<'_>,
     range: (f64, f64),
     series: &[Series<'_>],
     markers: &[Marker],
@@ -551,7 +597,7 @@ fn plot(
             yy + 3.0
         );
     }
-    let (ticks, seconds) = time_ticks(t0, t1, ax.off_s);
+    let (ticks, seconds) = time_ticks(t0, t1, ax.zone);
     for t in ticks {
         let xx = x(t);
         let _ = write!(
@@ -559,7 +605,7 @@ fn plot(
             r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{PAD_T}" y2="{}" stroke="#f0f0f0"/><text class="xtick" x="{xx:.1}" y="{}" font-size="10" text-anchor="middle">{}</text>"##,
             PAD_T + ph,
             H - 6.0,
-            hm(t, ax.off_s, seconds)
+            hm(t, ax.zone, seconds)
         );
     }
     let _ = write!(
@@ -648,7 +694,7 @@ fn plot(
                         y(*v),
                         se.color,
                         esc(se.name),
-                        hm(*t, ax.off_s, false)
+                        hm(*t, ax.zone, false)
                     );
                 }
             }
@@ -813,14 +859,14 @@ fn alarm_sentence(a: &StoredAlarmEvent) -> Option<String> {
 /// events and alarms as sentences.
 pub fn html(rec: &SessionRecord) -> String {
     let s = &rec.session;
-    let off = rec.utc_offset_s;
+    let off = &rec.zone;
     let t0 = s.admitted_ms;
     let t1 = s
         .discharged_ms
         .or_else(|| rec.readings.last().map(|r| r.received_ms))
         .unwrap_or(t0)
         .max(t0 + 60_000);
-    let ax = Axes { t0, t1, off_s: off };
+    let ax = Axes { t0, t1, zone: off };
     let series = |m: Metric| -> Vec<(i64, f64)> {
         rec.readings
             .iter()
@@ -900,7 +946,7 @@ pub fn html(rec: &SessionRecord) -> String {
         "<style>body{font:13px/1.35 system-ui,sans-serif;margin:1.5em 2em;color:#111}\
          h1{font-size:20px;margin:0 0 .4em}h2{font-size:15px;margin:1.2em 0 .4em;border-bottom:1px solid #ccc}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}\
-         th{background:#f4f4f4;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+         th{background:#f4f4f4;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}.summary td.n{white-space:nowrap}\
          figure{margin:.8em 0}figcaption{font-weight:600}.key{font-weight:400;margin-left:1.2em;white-space:nowrap}\
          .key svg{vertical-align:middle;margin-right:4px}.sim{color:#a00;font-weight:700}.tz{color:#555}\
          .grid{display:grid;grid-template-columns:auto auto;gap:1em 2em;align-items:start}\
@@ -915,8 +961,17 @@ pub fn html(rec: &SessionRecord) -> String {
     );
     let _ = writeln!(
         h,
-        "<p class=tz>All times are the clinic's local time (UTC{}).</p>",
-        offset_text(off)
+        "<p class=tz>All times are the clinic's local time: {} (UTC{}{}).</p>",
+        esc(off.name()),
+        offset_text(off.offset_s(t0)),
+        if off.offset_s(t0) != off.offset_s(t1) {
+            format!(
+                " at admission, UTC{} at the end",
+                offset_text(off.offset_s(t1))
+            )
+        } else {
+            String::new()
+        }
     );
     h.push_str("<div class=grid><table>");
     let row = |h: &mut String, k: &str, v: &str| {
@@ -1059,22 +1114,104 @@ pub fn html(rec: &SessionRecord) -> String {
     h
 }
 
-/// The summary table: pre-dose baseline, extremes with their time, time in physiological
-/// alarm, alarms by priority, and the last values against the baseline.
+/// The summary table of the partner: per vital sign the pre-dose baseline, the peak (the
+/// lowest SpO2, the highest of the others) and its time, how long its physiological alarms
+/// were active (time outside limits), and the value at discharge (the last one while still
+/// admitted) with its change from the baseline; then the alarms raised by priority.
 fn summary(
     rec: &SessionRecord,
     spo2: &[(i64, f64)],
     pr: &[(i64, f64)],
     sys: &[(i64, f64)],
     dia: &[(i64, f64)],
-    off: i64,
+    off: &Zone,
 ) -> String {
     let s = &rec.session;
     let base = s.baseline();
-    let mut h = String::from(
-        "<table><tr><th></th><th>Baseline</th><th>Extreme (time)</th><th>Last</th></tr>",
-    );
-    let ext = |v: &[(i64, f64)], low: bool| -> String {
+    let end = s
+        .discharged_ms
+        .unwrap_or_else(|| rec.readings.last().map_or(s.admitted_ms, |r| r.received_ms));
+    // Alarms by priority, and per metric the time its physiological alarms were active
+    // (raised to cleared or latched; still active at the end counts to the end).
+    let mut by_prio: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut raised_at: BTreeMap<u64, (i64, &str)> = BTreeMap::new();
+    let mut outside: BTreeMap<&str, i64> = BTreeMap::new();
+    let metric_of = |c: &str| -> Option<&'static str> {
+        if unit_of(c).is_empty() {
+            return None;
+        }
+        [
+            "spo2",
+            "pulse_rate",
+            "nibp_sys",
+            "nibp_dia",
+            "nibp_mean",
+            "perfusion_index",
+        ]
+        .into_iter()
+        .find(|m| c.starts_with(m))
+    };
+    for a in &rec.alarms {
+        let e = &a.event;
+        let metric = e.condition.as_deref().and_then(metric_of);
+        match e.kind.as_str() {
+            "raised" => {
+                *by_prio
+                    .entry(e.priority.as_deref().unwrap_or("?"))
+                    .or_default() += 1;
+                if let (Some(m), Some(id)) = (metric, e.alarm_id) {
+                    raised_at.insert(id, (e.at_ms, m));
+                }
+            }
+            "cleared" | "latched" => {
+                if let Some((t, m)) = e.alarm_id.and_then(|id| raised_at.remove(&id)) {
+                    *outside.entry(m).or_default() += e.at_ms - t;
+                }
+            }
+            _ => {}
+        }
+    }
+    for (t, m) in raised_at.values() {
+        *outside.entry(m).or_default() += (end - t).max(0);
+    }
+    // SpO2 and pulse rate come every second or so: their time outside limits is counted from
+    // the readings against the limits their alarms named (so the alarm delay counts too). A
+    // metric with no alarm keeps the alarm time (none).
+    let limit_of = |condition: &str| -> Option<f64> {
+        rec.alarms
+            .iter()
+            .filter(|a| a.event.kind == "raised" && a.event.condition.as_deref() == Some(condition))
+            .find_map(|a| {
+                serde_json::from_str::<Value>(&a.event.json)
+                    .ok()
+                    .and_then(|j| j["alarm"]["limit"].as_f64())
+            })
+    };
+    for (metric, v) in [("spo2", spo2), ("pulse_rate", pr)] {
+        let low = limit_of(&format!("{metric}_low"));
+        let high = limit_of(&format!("{metric}_high"));
+        if low.is_none() && high.is_none() {
+            continue;
+        }
+        let out = |x: f64| low.is_some_and(|l| x < l) || high.is_some_and(|h| x > h);
+        let ms: i64 = v
+            .windows(2)
+            .filter(|w| out(w[0].1))
+            .map(|w| (w[1].0 - w[0].0).clamp(0, 5_000))
+            .sum();
+        outside.insert(metric, ms);
+    }
+    let mmss = |ms: i64| -> String {
+        if ms <= 0 {
+            "none".into()
+        } else if ms < 60_000 {
+            format!("{} s", ms / 1000)
+        } else {
+            format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000)
+        }
+    };
+    let short = end - s.admitted_ms < 15 * 60_000;
+    let peak = |v: &[(i64, f64)], low: bool| -> String {
         let best = if low {
             v.iter().min_by(|a, b| a.1.total_cmp(&b.1))
         } else {
@@ -1082,89 +1219,93 @@ fn summary(
         };
         best.map(|(t, x)| {
             format!(
-                "{} {} ({})",
-                if low { "min" } else { "max" },
+                "{} {} at {}",
+                if low { "lowest" } else { "highest" },
                 num(*x),
-                hm(*t, off, false)
+                hm(*t, off, short)
             )
         })
-        .unwrap_or_else(|| "-".into())
+        .unwrap_or_else(|| "no value".into())
     };
-    let last = |v: &[(i64, f64)]| v.last().map(|(_, x)| num(*x)).unwrap_or_else(|| "-".into());
-    let b = |x: Option<f64>| x.map(num).unwrap_or_else(|| "-".into());
+    let at_end = |v: &[(i64, f64)], b: Option<f64>| -> String {
+        match (v.last(), b) {
+            (Some((_, x)), Some(b)) => {
+                let d = (x - b).round();
+                let change = if d == 0.0 {
+                    "same as baseline".to_owned()
+                } else {
+                    format!("{:+} vs baseline", d as i64)
+                };
+                format!("{} ({change})", num(*x))
+            }
+            (Some((_, x)), None) => format!("{} (no baseline)", num(*x)),
+            (None, _) => "no value".into(),
+        }
+    };
+    let bl = |x: Option<f64>| x.map(num).unwrap_or_else(|| "not captured".into());
+    let last_head = if s.discharged_ms.is_some() {
+        "At discharge"
+    } else {
+        "Latest (still admitted)"
+    };
+    let mut h = format!(
+        "<table class=summary><tr><th></th><th>Pre-dose baseline</th><th>Peak (time)</th>\
+         <th>Time outside limits</th><th>{last_head}</th></tr>"
+    );
+    let b = base.as_ref();
     let rows = [
-        (
-            "SpO2 %",
-            b(base.as_ref().and_then(|b| b.spo2)),
-            ext(spo2, true),
-            last(spo2),
-        ),
+        ("SpO2 %", "spo2", b.and_then(|b| b.spo2), spo2, true),
         (
             "Pulse rate /min",
-            b(base.as_ref().and_then(|b| b.pulse_rate)),
-            ext(pr, false),
-            last(pr),
+            "pulse_rate",
+            b.and_then(|b| b.pulse_rate),
+            pr,
+            false,
         ),
         (
             "Systolic BP mmHg",
-            b(base.as_ref().and_then(|b| b.sys)),
-            ext(sys, false),
-            last(sys),
+            "nibp_sys",
+            b.and_then(|b| b.sys),
+            sys,
+            false,
         ),
         (
             "Diastolic BP mmHg",
-            b(base.as_ref().and_then(|b| b.dia)),
-            ext(dia, false),
-            last(dia),
+            "nibp_dia",
+            b.and_then(|b| b.dia),
+            dia,
+            false,
         ),
     ];
-    for (name, bl, ex, la) in rows {
+    for (name, metric, baseline, v, low) in rows {
         let _ = write!(
             h,
-            "<tr><th>{name}</th><td class=n>{bl}</td><td class=n>{ex}</td><td class=n>{la}</td></tr>"
+            "<tr><th>{name}</th><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+            bl(baseline),
+            peak(v, low),
+            mmss(outside.get(metric).copied().unwrap_or(0)),
+            at_end(v, baseline)
         );
     }
-    // Alarms by priority, and the time physiological alarms were active (raised to cleared).
-    let mut by_prio: BTreeMap<&str, u32> = BTreeMap::new();
-    let mut raised_at: BTreeMap<u64, i64> = BTreeMap::new();
-    let mut outside_ms = 0i64;
-    let end = s
-        .discharged_ms
-        .unwrap_or_else(|| rec.readings.last().map_or(s.admitted_ms, |r| r.received_ms));
-    for a in &rec.alarms {
-        let e = &a.event;
-        let physio = e
-            .condition
-            .as_deref()
-            .is_some_and(|c| !unit_of(c).is_empty());
-        match e.kind.as_str() {
-            "raised" => {
-                *by_prio
-                    .entry(e.priority.as_deref().unwrap_or("?"))
-                    .or_default() += 1;
-                if physio && let Some(id) = e.alarm_id {
-                    raised_at.insert(id, e.at_ms);
-                }
-            }
-            "cleared" | "latched" => {
-                if let Some(t) = e.alarm_id.and_then(|id| raised_at.remove(&id)) {
-                    outside_ms += e.at_ms - t;
-                }
-            }
-            _ => {}
-        }
-    }
-    outside_ms += raised_at.values().map(|t| (end - t).max(0)).sum::<i64>();
+    let total: i64 = outside.values().sum();
+    let any_reading_based = ["spo2", "pulse_rate"].iter().any(|m| {
+        limit_of(&format!("{m}_low")).is_some() || limit_of(&format!("{m}_high")).is_some()
+    });
     let prio: Vec<String> = ["high", "medium", "low"]
         .iter()
         .map(|p| format!("{} {p}", by_prio.get(p).copied().unwrap_or(0)))
         .collect();
     let _ = write!(
         h,
-        "<tr><th>Alarms raised</th><td colspan=3>{}</td></tr><tr><th>Time outside limits</th><td colspan=3>{} min {} s (physiological alarms active)</td></tr></table>",
+        "<tr><th>Alarms raised</th><td colspan=4>{} priority</td></tr>\
+         <tr><th>Time outside limits</th><td colspan=4>{} in all{}</td></tr></table>",
         prio.join(", "),
-        outside_ms / 60_000,
-        outside_ms % 60_000 / 1000
+        mmss(total),
+        if any_reading_based {
+            " (SpO2 and pulse rate: readings beyond the limits their alarms named; blood pressure: while its alarm was active)"
+        } else {
+            " (while a physiological alarm was active)"
+        }
     );
     h
 }
@@ -1289,7 +1430,7 @@ mod tests {
                 alarm(T0 + 1_225_000, "cleared", None),
             ],
             devices: BTreeMap::new(),
-            utc_offset_s: 3600,
+            zone: Zone::named(Some("Europe/Berlin")),
         }
     }
 
@@ -1309,7 +1450,10 @@ mod tests {
     fn the_report_has_local_unique_ticks_round_values_sentences_and_keeps_a_dip_and_a_single_bp() {
         let html = html(&record());
         // Local time (UTC+01:00), said once at the top.
-        assert!(html.contains("local time (UTC+01:00)"), "{html}");
+        assert!(
+            html.contains("local time: Europe/Berlin (UTC+01:00)"),
+            "{html}"
+        );
         assert!(
             html.contains("2026-12-01 13:00:00 by nurse1"),
             "admission in local time"
@@ -1341,7 +1485,7 @@ mod tests {
             "dip in the band at y {y82:.1}"
         );
         assert!(
-            html.contains("min 82 (13:20)"),
+            html.contains("lowest 82 at 13:20"),
             "the summary names the dip and its time"
         );
         // One NIBP measurement: a point per value, with a legend.
@@ -1363,13 +1507,25 @@ mod tests {
             "{html}"
         );
         // Summary: alarms by priority and time outside limits (15 s raised to cleared).
-        assert!(html.contains("0 high, 1 medium, 0 low"));
-        assert!(html.contains("0 min 15 s"));
+        assert!(html.contains("0 high, 1 medium, 0 low priority"));
+        // The dip lasted 20 s below the 90 % the alarm named (the alarm itself 15 s).
+        assert!(html.contains("20 s in all"));
+        // Per vital sign: baseline, peak, time outside limits (SpO2 only), value at discharge
+        // against the baseline.
+        assert!(
+            html.contains("<tr><th>SpO2 %</th><td class=n>97</td><td class=n>lowest 82 at 13:20</td><td class=n>20 s</td><td class=n>97 (same as baseline)</td></tr>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr><th>Systolic BP mmHg</th><td class=n>122</td><td class=n>highest 124 at 13:10</td><td class=n>none</td><td class=n>124 (+2 vs baseline)</td></tr>"),
+            "{html}"
+        );
+        assert!(html.contains("<th>At discharge</th>"));
     }
 
     #[test]
     fn ticks_are_round_and_short_sessions_show_seconds() {
-        let (t, sec) = time_ticks(T0 + 7_000, T0 + 67_000, 0);
+        let (t, sec) = time_ticks(T0 + 7_000, T0 + 67_000, &Zone::named(Some("UTC")));
         assert!(sec);
         assert_eq!(t.first(), Some(&(T0 + 10_000)));
         assert_eq!(
@@ -1385,7 +1541,17 @@ mod tests {
             "Systolic BP rise from baseline"
         );
         assert_eq!(condition_name("device_disconnected"), "Device disconnected");
-        assert_eq!(local_datetime(T0, -5 * 3600), "2026-12-01 07:00:00");
+        assert_eq!(
+            local_datetime(T0, &Zone::named(Some("America/New_York"))),
+            "2026-12-01 07:00:00"
+        );
+        // Berlin: CET in winter, CEST in summer (the offset in force at each time).
+        let berlin = Zone::named(Some("Europe/Berlin"));
+        assert_eq!(local_datetime(T0, &berlin), "2026-12-01 13:00:00");
+        assert_eq!(
+            local_datetime(T0 - 183 * 86_400_000, &berlin),
+            "2026-06-01 14:00:00"
+        );
         assert_eq!(offset_text(-16_200), "-04:30");
     }
 }

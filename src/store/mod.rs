@@ -6,19 +6,25 @@
 //!   (a `Copy` value) into a bounded buffer. A dedicated writer thread, which owns the only
 //!   write connection, drains the buffer in one transaction every [`BATCH_INTERVAL`], so a
 //!   reading is committed well within 200 ms of arrival.
-//! - Alarm events, acknowledgements, limit/baseline changes and session changes are committed in
-//!   their own transaction, fsynced (`synchronous=FULL` for that transaction), before
-//!   [`StoreHandle::alarm_event`] or the session call returns.
+//! - Acknowledgements, limit/baseline changes and session changes are committed in their own
+//!   transaction, fsynced (`synchronous=FULL` for that transaction), before
+//!   [`StoreHandle::alarm_event`], the action or the session call returns. Engine alarm events
+//!   recorded without a waiter, the latest alarm state per bed and the notifier's outbox changes
+//!   are group-committed: one fsynced transaction per writer round (every [`BATCH_INTERVAL`],
+//!   or at once on a command), however many there are.
 //! - Readings are committed with `synchronous=NORMAL` in WAL mode: a commit is in the operating
 //!   system's hands when it returns, so it survives `kill -9` of the daemon (tested against the
 //!   real binary); it does not survive a power cut of the last second or so (no fsync per batch).
 //! - When the file cannot be written (disk full, size limit, read-only, removed), readings stay
-//!   in the buffer (bounded by [`StoreOptions::buffer_cap`]) and are written when it recovers;
-//!   past the bound the oldest are dropped and counted in [`StoreHealth::dropped`].
+//!   in the buffer (bounded by [`StoreOptions::buffer_cap`]) and are written when it recovers.
+//!   The bound is shared fairly between devices (`fair`): past it the device with the most
+//!   buffered loses its oldest first, counted in [`StoreHealth::dropped_by_device`], and for
+//!   [`DROPPING_FOR`] the store reports itself not writable (`store_unwritable`, `/healthz`).
 //!
 //! # Layout
 //! - `schema`: tables and versioned migrations (`PRAGMA user_version`).
 //! - `writer`: the writer thread.
+//! - `fair`: the reading buffer, shared fairly between devices.
 //! - [`query`]: reads (history, alarm history, sessions, export data), on a separate connection.
 //! - [`session`]: session types and their validation and writes.
 //! - [`readiness`]: the pure discharge-readiness function.
@@ -27,6 +33,7 @@
 //! - [`hl7_outbox`]: HL7 messages not yet acknowledged (src/hl7), group-committed likewise.
 
 pub mod export;
+mod fair;
 pub mod hl7_outbox;
 pub mod outbox;
 pub mod query;
@@ -52,6 +59,8 @@ use std::time::Duration;
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(25);
 /// Default bound of the reading buffer: about 20 minutes of two recliners at full pleth rate.
 pub const DEFAULT_BUFFER_CAP: usize = 200_000;
+/// After a reading is dropped, the store reports itself not writable for this long.
+pub const DROPPING_FOR: Duration = Duration::from_secs(5);
 /// Bound of the alarm events held while the store is unwritable.
 pub const EVENT_BUFFER_CAP: usize = 10_000;
 /// The store file's name inside the configured data dir.
@@ -133,14 +142,22 @@ pub struct StoredState {
 /// The store's health, for the `store_unwritable` technical alarm and `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoreHealth {
-    /// The last write attempt succeeded.
+    /// The last write attempt succeeded and no reading was dropped within [`DROPPING_FOR`].
     pub writable: bool,
     /// Readings not yet committed.
     pub backlog: usize,
-    /// Readings dropped because the buffer overflowed while the store was unwritable.
+    /// Readings dropped because the buffer overflowed (the store unwritable for long, or not
+    /// keeping up).
     pub dropped: u64,
+    /// A reading was dropped within the last [`DROPPING_FOR`]: the store then reports itself
+    /// not writable (`store_unwritable` is raised, `/healthz` answers 503).
+    pub dropping: bool,
+    /// Readings dropped, by device id (only devices that lost some).
+    pub dropped_by_device: std::collections::BTreeMap<String, u64>,
     /// Alarm events dropped for the same reason (never expected; counted all the same).
     pub dropped_events: u64,
+    /// Commands (alarm events, states, outbox changes, session writes) waiting for the writer.
+    pub pending_commands: usize,
     /// The last write error, until a write succeeds again.
     pub last_error: Option<String>,
     /// The last error since the store was opened, kept after recovery (for the log and
@@ -195,9 +212,8 @@ pub(crate) enum Cmd {
 }
 
 pub(crate) struct Queue {
-    pub readings: VecDeque<Observation>,
+    pub readings: fair::FairBuffer,
     pub cmds: VecDeque<Cmd>,
-    pub cap: usize,
     pub stop: bool,
 }
 
@@ -207,6 +223,8 @@ pub(crate) struct Shared {
     pub dropped: AtomicU64,
     pub dropped_events: AtomicU64,
     pub writable: AtomicBool,
+    /// When a reading was last dropped, and whose.
+    pub last_drop: Mutex<Option<(std::time::Instant, crate::model::DeviceIdx)>>,
     pub inflight: AtomicUsize,
     pub last_error: Mutex<Option<String>>,
     pub last_incident: Mutex<Option<String>>,
@@ -216,6 +234,23 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn queue(&self) -> MutexGuard<'_, Queue> {
         self.q.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `n` readings dropped (the latest of `device`): logged once per episode.
+    pub fn dropped_readings(&self, n: u64, device: crate::model::DeviceIdx) {
+        if n == 0 {
+            return;
+        }
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        let mut last = self.last_drop.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|(t, _)| now.duration_since(t) >= DROPPING_FOR) {
+            tracing::error!(
+                device = device.0,
+                "store buffer full: readings dropped (the device with the most buffered loses its oldest first)"
+            );
+        }
+        *last = Some((now, device));
     }
 
     pub fn set_error(&self, e: Option<String>) {
@@ -262,15 +297,15 @@ impl Store {
         let reader = open_connection(path)?;
         let shared = Arc::new(Shared {
             q: Mutex::new(Queue {
-                readings: VecDeque::with_capacity(1024),
+                readings: fair::FairBuffer::new(opts.buffer_cap),
                 cmds: VecDeque::new(),
-                cap: opts.buffer_cap.max(1),
                 stop: false,
             }),
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             writable: AtomicBool::new(true),
+            last_drop: Mutex::new(None),
             inflight: AtomicUsize::new(0),
             last_error: Mutex::new(None),
             last_incident: Mutex::new(None),
@@ -290,7 +325,12 @@ impl Store {
     /// Opens the store of a config: `<data_dir>/vitalsd.sqlite`, with the config's bed and
     /// device names.
     pub fn open_for(cfg: &crate::config::Config) -> Result<Store, StoreError> {
-        let store = Store::open(&cfg.data_dir.join(FILE_NAME))?;
+        let store = Store::open_with(
+            &cfg.data_dir.join(FILE_NAME),
+            StoreOptions {
+                buffer_cap: cfg.store_buffer_cap.unwrap_or(DEFAULT_BUFFER_CAP),
+            },
+        )?;
         store.handle.set_topology(
             cfg.beds.iter().map(|b| b.id.clone()).collect(),
             cfg.devices.iter().map(|d| d.id.clone()).collect(),
@@ -370,14 +410,16 @@ impl StoreHandle {
 
     /// Records a reading. Never blocks on I/O and never awaits: a short lock and a push into the
     /// bounded buffer (no allocation once the buffer has grown). When the buffer is full (the
-    /// store has been unwritable for a long time) the oldest reading is dropped and counted.
+    /// store has been unwritable for a long time, or cannot keep up) the oldest reading of the
+    /// device with the most buffered is dropped and counted (`store::fair`), and the store
+    /// reports itself not writable for [`DROPPING_FOR`].
     pub fn reading(&self, obs: &Observation) {
         let mut q = self.shared.queue();
-        if q.readings.len() >= q.cap {
-            q.readings.pop_front();
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        let lost = q.readings.push(*obs);
+        drop(q);
+        if let Some(d) = lost {
+            self.shared.dropped_readings(1, d);
         }
-        q.readings.push_back(*obs);
     }
 
     /// Records an alarm event and returns its row id once it is committed (fsynced).
@@ -435,19 +477,66 @@ impl StoreHandle {
 
     /// The store's health.
     pub fn health(&self) -> StoreHealth {
-        let backlog =
-            self.shared.queue().readings.len() + self.shared.inflight.load(Ordering::Acquire);
+        let (backlog, by_device, pending_commands) = {
+            let q = self.shared.queue();
+            let by: Vec<(usize, u64)> = q
+                .readings
+                .dropped()
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            (
+                q.readings.len() + self.shared.inflight.load(Ordering::Acquire),
+                by,
+                q.cmds.len(),
+            )
+        };
+        let topo = self
+            .shared
+            .topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let name = |i: usize| {
+            topo.devices
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("device#{i}"))
+        };
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        let dropped_events = self.shared.dropped_events.load(Ordering::Relaxed);
+        let dropping = self
+            .shared
+            .last_drop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .filter(|(t, _)| t.elapsed() < DROPPING_FOR)
+            .map(|(_, d)| d);
+        let mut last_error = self
+            .shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if last_error.is_none()
+            && let Some(d) = dropping
+        {
+            last_error = Some(format!(
+                "readings dropped: the store cannot keep up ({dropped} dropped so far, the latest of {})",
+                name(usize::from(d.0))
+            ));
+        }
         StoreHealth {
-            writable: self.shared.writable.load(Ordering::Acquire),
+            writable: self.shared.writable.load(Ordering::Acquire) && dropping.is_none(),
+            dropping: dropping.is_some(),
             backlog,
-            dropped: self.shared.dropped.load(Ordering::Relaxed),
-            dropped_events: self.shared.dropped_events.load(Ordering::Relaxed),
-            last_error: self
-                .shared
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            dropped,
+            dropped_by_device: by_device.into_iter().map(|(i, n)| (name(i), n)).collect(),
+            dropped_events,
+            pending_commands,
+            last_error,
             last_incident: self
                 .shared
                 .last_incident
@@ -617,16 +706,19 @@ impl StoreHandle {
     }
 
     /// Renders a session for export and marks the session exported. `devices` gives vendor and
-    /// model per device id (from the config) for the FHIR Device resources.
+    /// model per device id (from the config) for the FHIR Device resources; `zone` is the
+    /// report's time zone.
     pub async fn export(
         &self,
         id: i64,
         format: export::Format,
         devices: std::collections::BTreeMap<String, (String, String)>,
+        zone: export::Zone,
     ) -> Result<String, StoreError> {
         let now = crate::clock::wall_ms();
         let mut rec = self.read(move |c| export::load(c, id, now)).await?;
         rec.devices = devices;
+        rec.zone = zone;
         let body = export::render(&rec, format);
         self.write(move |c| session::mark_exported(c, id, now))
             .await?;

@@ -1,6 +1,7 @@
 //! The notifier's outbox: pages not yet delivered, one row per (page, target). The notifier
 //! records changes with [`StoreHandle::outbox`](super::StoreHandle::outbox) (never waiting);
-//! the writer thread commits the changes of one wake-up in one transaction. Read back at start,
+//! the writer thread commits the changes of one wake-up in its group commit (one fsynced
+//! transaction with the round's alarm events and alarm states). Read back at start,
 //! so pending pages survive a restart, `kill -9` included.
 
 use super::StoreError;
@@ -36,37 +37,36 @@ pub enum OutboxOp {
     Remove(i64),
 }
 
-/// Applies `ops` in order in one transaction.
-pub(crate) fn apply(conn: &mut Connection, ops: &[OutboxOp]) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
-    {
-        let mut put = tx.prepare_cached(
-            "INSERT OR REPLACE INTO notify_outbox \
-             (id, target, alarm_id, body, created_ms, attempts, next_ms, last_error) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-        )?;
-        let mut remove = tx.prepare_cached("DELETE FROM notify_outbox WHERE id = ?1")?;
-        for op in ops {
-            match op {
-                OutboxOp::Put(r) => {
-                    put.execute(params![
-                        r.id,
-                        r.target,
-                        r.alarm_id.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
-                        r.body,
-                        r.created_ms,
-                        r.attempts,
-                        r.next_ms,
-                        r.last_error
-                    ])?;
-                }
-                OutboxOp::Remove(id) => {
-                    remove.execute([id])?;
-                }
+/// Applies `ops` in order inside the caller's transaction (the writer's group commit).
+pub(crate) fn apply_tx(tx: &rusqlite::Transaction<'_>, ops: &[OutboxOp]) -> Result<(), StoreError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let mut put = tx.prepare_cached(
+        "INSERT OR REPLACE INTO notify_outbox \
+         (id, target, alarm_id, body, created_ms, attempts, next_ms, last_error) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+    )?;
+    let mut remove = tx.prepare_cached("DELETE FROM notify_outbox WHERE id = ?1")?;
+    for op in ops {
+        match op {
+            OutboxOp::Put(r) => {
+                put.execute(params![
+                    r.id,
+                    r.target,
+                    r.alarm_id.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
+                    r.body,
+                    r.created_ms,
+                    r.attempts,
+                    r.next_ms,
+                    r.last_error
+                ])?;
+            }
+            OutboxOp::Remove(id) => {
+                remove.execute([id])?;
             }
         }
     }
-    tx.commit()?;
     Ok(())
 }
 

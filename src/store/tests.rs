@@ -473,9 +473,14 @@ async fn prune_refuses_sessions_never_exported_unless_forced_and_keeps_open_sess
         2,
         "nothing removed"
     );
-    h.export(old.id, export::Format::Csv, Default::default())
-        .await
-        .unwrap();
+    h.export(
+        old.id,
+        export::Format::Csv,
+        Default::default(),
+        export::Zone::system(),
+    )
+    .await
+    .unwrap();
     let pruned = h.prune(cutoff, false).await.unwrap();
     assert_eq!(pruned.sessions, 1);
     assert_eq!(

@@ -100,7 +100,7 @@ impl Writer {
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
                 batch.clear();
-                batch.extend(q.readings.drain(..));
+                q.readings.drain_into(&mut batch);
                 self.shared.inflight.store(batch.len(), Ordering::Release);
                 (std::mem::take(&mut q.cmds), q.stop)
             };
@@ -110,7 +110,6 @@ impl Writer {
             if !readings_ok {
                 self.requeue(&batch);
             }
-            self.drain_held();
             for cmd in cmds {
                 match cmd {
                     Cmd::Event(ev, None) => {
@@ -122,10 +121,9 @@ impl Writer {
                             );
                         }
                         self.held.push_back(ev);
-                        self.drain_held();
                     }
                     Cmd::Event(ev, Some(reply)) => {
-                        self.drain_held();
+                        self.commit_group();
                         let r = if self.held.is_empty() {
                             self.insert_event(&ev)
                         } else {
@@ -137,8 +135,7 @@ impl Writer {
                         self.states.insert(st.bed.clone(), st);
                     }
                     Cmd::Commit(events, state, reply) => {
-                        self.drain_held();
-                        self.write_states();
+                        self.commit_group();
                         let r = if self.held.is_empty() {
                             self.commit(&events, state.as_ref())
                         } else {
@@ -153,7 +150,7 @@ impl Writer {
                         let _ = reply.send(r);
                     }
                     Cmd::Flush(reply) => {
-                        self.write_states();
+                        self.commit_group();
                         let pending = !self.shared.queue().readings.is_empty();
                         let r = if readings_ok && self.held.is_empty() {
                             Ok(())
@@ -164,19 +161,17 @@ impl Writer {
                         };
                         let _ = reply.send(r);
                     }
-                    Cmd::Job(job) => job(&mut self.conn),
+                    Cmd::Job(job) => {
+                        // In order with everything recorded before it.
+                        self.commit_group();
+                        job(&mut self.conn);
+                    }
                     Cmd::Outbox(op) => self.outbox.push(op),
                     Cmd::Hl7(op) => self.hl7.push(op),
                 }
             }
-            if !self.outbox.is_empty() {
-                match super::outbox::apply(&mut self.conn, &self.outbox) {
-                    Ok(()) => self.outbox.clear(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, pending = self.outbox.len(), "notification outbox not written; retrying");
-                    }
-                }
-            }
+            self.commit_group();
+            // HL7 outbox changes: their own transaction, as readings (src/hl7).
             if !self.hl7.is_empty() {
                 match super::hl7_outbox::apply(&mut self.conn, &self.hl7) {
                     Ok(()) => self.hl7.clear(),
@@ -185,7 +180,6 @@ impl Writer {
                     }
                 }
             }
-            self.write_states();
             if stop {
                 let q = self.shared.queue();
                 if q.readings.is_empty() && q.cmds.is_empty() {
@@ -230,15 +224,10 @@ impl Writer {
     /// Puts readings that could not be written back at the front, keeping the bound.
     fn requeue(&self, batch: &[Observation]) {
         let mut q = self.shared.queue();
-        for obs in batch.iter().rev() {
-            q.readings.push_front(*obs);
-        }
-        let over = q.readings.len().saturating_sub(q.cap);
-        if over > 0 {
-            q.readings.drain(..over);
-            self.shared
-                .dropped
-                .fetch_add(over as u64, Ordering::Relaxed);
+        let (over, lost) = q.readings.requeue(batch);
+        drop(q);
+        if let Some(d) = lost {
+            self.shared.dropped_readings(over, d);
         }
     }
 
@@ -392,20 +381,36 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the held alarm states in one fsynced transaction; on failure they stay held.
-    fn write_states(&mut self) {
-        if self.states.is_empty() {
+    /// Group commit: the alarm events recorded without a waiter, the latest alarm state of each
+    /// bed and the notifier's outbox changes queued so far, in one fsynced transaction (one
+    /// fsync for all of them, however many alarms a round brought). On failure they all stay
+    /// held, in order, and are retried with the next round.
+    fn commit_group(&mut self) {
+        if self.held.is_empty() && self.states.is_empty() && self.outbox.is_empty() {
             return;
         }
+        let (held, states, outbox) = (&self.held, &self.states, &self.outbox);
         let r = durable(&mut self.conn, |tx| {
-            for st in self.states.values() {
+            for ev in held {
+                insert_event_tx(tx, ev)?;
+            }
+            for st in states.values() {
                 upsert_state(tx, st)?;
             }
-            Ok(())
+            super::outbox::apply_tx(tx, outbox)
         });
         match r {
-            Ok(()) => self.states.clear(),
+            Ok(()) => {
+                self.held.clear();
+                self.states.clear();
+                self.outbox.clear();
+            }
             Err(e) => {
+                if !self.outbox.is_empty() {
+                    tracing::warn!(error = %e, pending = self.outbox.len(), "notification outbox not written; retrying");
+                }
+                // A small group can fit where a batch of readings does not: only a reading
+                // batch (or the probe) declares the store writable again.
                 self.record(Err(StoreError::Unwritable(e.to_string())));
             }
         }
@@ -430,18 +435,6 @@ impl Writer {
             self.record(Err(StoreError::Unwritable(e.to_string())));
         }
         r
-    }
-
-    fn drain_held(&mut self) {
-        while let Some(ev) = self.held.front() {
-            let ev = ev.clone();
-            match self.insert_event(&ev) {
-                Ok(_) => {
-                    self.held.pop_front();
-                }
-                Err(_) => return,
-            }
-        }
     }
 
     fn insert_event(&mut self, ev: &StoredEvent) -> Result<i64, StoreError> {

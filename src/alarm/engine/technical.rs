@@ -1,7 +1,8 @@
 //! Technical conditions: what the device's flags say (sensor off, no finger, searching, low
 //! perfusion, low battery, cuff error), its link going down and up (`device_disconnected`,
 //! held until the link is stable), its silence (`no_data`, a backstop for a watched link), an
-//! overdue NIBP result, and the bed-level `baseline_missing`.
+//! overdue NIBP result, a flooding device (`device_flooding`, judged by its source's
+//! throttle), and the bed-level `baseline_missing`.
 
 use super::{BedAlarms, Ctx, Slot, TECH_N, clear, raise};
 use crate::alarm::{AlarmEvent, Condition, Now, Priority, TechCondition};
@@ -166,6 +167,29 @@ impl BedAlarms {
         }
         if is_bp_result {
             set(TechCondition::NibpOverdue, false, None);
+        }
+    }
+
+    /// The device's source throttles it (`flooding`: it sends more readings than its profile's
+    /// `max_rate`) or no longer does: raises or clears `device_flooding` for it. Allocation-free.
+    pub fn device_flooding(
+        &mut self,
+        device: DeviceIdx,
+        flooding: bool,
+        now: Now,
+        out: &mut Vec<AlarmEvent>,
+    ) {
+        self.started.get_or_insert(now.mono);
+        let Some(p) = self.devs.iter().position(|d| d.idx == device) else {
+            return;
+        };
+        let ctx = ctx!(self, now);
+        let r = ctx.policy.technical.get(TechCondition::DeviceFlooding);
+        if let Some(s) = self
+            .tech
+            .get_mut(p * TECH_N + TechCondition::DeviceFlooding.index())
+        {
+            set_present(&ctx, s, flooding, r.delay, r.priority, out);
         }
     }
 

@@ -952,6 +952,40 @@ fn retention_is_optional_in_days_and_at_least_a_day() {
     );
 }
 
+#[test]
+fn the_report_time_zone_is_an_iana_name_or_the_systems() {
+    assert_eq!(
+        load_config_str(BASE, origin()).unwrap().report_time_zone,
+        None
+    );
+    let with = BASE.replacen(
+        "[[rooms]]",
+        "[report]\ntime_zone = \"Europe/Berlin\"\n\n[[rooms]]",
+        1,
+    );
+    assert_eq!(
+        load_config_str(&with, origin())
+            .unwrap()
+            .report_time_zone
+            .as_deref(),
+        Some("Europe/Berlin")
+    );
+    let bad = BASE.replacen(
+        "[[rooms]]",
+        "[report]\ntime_zone = \"Europe/Berlyn\"\n\n[[rooms]]",
+        1,
+    );
+    let err = load_config_str(&bad, origin()).unwrap_err().to_string();
+    assert!(
+        err.contains("report.time_zone")
+            && err.contains("\"Europe/Berlyn\"")
+            && err.contains("expected an IANA name"),
+        "{err}"
+    );
+    let unknown_key = BASE.replacen("[[rooms]]", "[report]\ntimezone = \"UTC\"\n\n[[rooms]]", 1);
+    assert!(load_config_str(&unknown_key, origin()).is_err());
+}
+
 fn with_alarms(alarms: &str) -> Result<Config, ConfigError> {
     let text = BASE.replacen("[[rooms]]", &format!("{alarms}\n\n[[rooms]]"), 1);
     load_config_str(&text, origin())
@@ -1209,10 +1243,16 @@ fn mqtt_is_optional_and_its_errors_name_the_file_line_and_key() {
             "mqtt://",
         ),
         (
-            "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"",
-            "mqtt.url",
-            5,
-            "not supported",
+            "[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\nca = \"ca.pem\"",
+            "mqtt.ca",
+            7,
+            "mqtts://",
+        ),
+        (
+            "[mqtt]\nurl = \"mqtts://b\"\nsite = \"n\"\ncert = \"test.toml\"",
+            "mqtt.cert",
+            7,
+            "key",
         ),
         (
             "[mqtt]\nurl = \"mqtt://b\"\nsite = \"a/b\"",
@@ -1240,7 +1280,7 @@ fn mqtt_is_optional_and_its_errors_name_the_file_line_and_key() {
         assert!(err.to_string().contains("config/test.toml"), "{err}");
     }
     let unknown = load_config_str(
-        &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncert = \"x\""),
+        &with("[mqtt]\nurl = \"mqtt://b\"\nsite = \"n\"\ncertificate = \"x\""),
         origin(),
     )
     .unwrap_err()

@@ -5,6 +5,10 @@
 //! highest configured level goes to the highest one). A delivery is a `POST` of the event's JSON
 //! (the `alarm` message with `"event": "notify"`) with the header `X-Vitalsd-Target`.
 //!
+//! - **Bounded.** The queue into the notifier and each target's queue hold at most one message
+//!   per alarm ([`inbox`], [`QUEUE_CAP`] alarms): under overload a newer message of an alarm
+//!   replaces its waiting one, never a higher-priority or higher-level page by a lower one.
+//!   Without a `[[notify]]` target nothing is queued at all.
 //! - **One queue per target.** Each target has its own task, so a dead or slow target never
 //!   delays another target's pages.
 //! - **Never stale.** When an alarm is acknowledged or cleared, its undelivered pages are
@@ -21,18 +25,20 @@
 //!   succeeds clears it. After a failure, while nothing is left to deliver, the target is probed
 //!   with a `ping` message (`X-Vitalsd-Event: ping`) at the retry pace until it answers.
 
+pub mod inbox;
+
 use crate::clock::{rfc3339_ms, wall_ms};
 use crate::config::NotifyTarget;
 use crate::hub::Hub;
 use crate::store::StoreHandle;
 use crate::store::outbox::{OutboxOp, OutboxRow};
+use inbox::{Coalesce, Inbox, Pushed};
 use serde::Deserialize;
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A page older than this is dropped from the outbox (and that is reported).
@@ -41,6 +47,8 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 pub const FAILURES_TO_ALARM: u32 = 2;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// Alarms whose messages may wait in the notifier's queue, and in each target's.
+pub const QUEUE_CAP: usize = 4_096;
 
 /// What the notifier is told, in the order the alarm events happened.
 #[derive(Debug, Clone)]
@@ -48,6 +56,9 @@ pub enum NotifyMsg {
     /// Page the targets of `level` with `body` (a `notify` alarm message).
     Page {
         level: u8,
+        /// The alarm's priority (0 low, 1 medium, 2 high): with `level`, what a waiting page
+        /// of the same alarm may not be replaced by less of ([`inbox`]).
+        priority: u8,
         alarm_id: Option<u64>,
         /// Not to this target (index): a `notify_failed` page is not sent to the target that
         /// fails.
@@ -56,6 +67,24 @@ pub enum NotifyMsg {
     },
     /// The alarm was acknowledged or cleared (`body` is that message).
     Resolved { alarm_id: u64, body: String },
+}
+
+impl Coalesce for NotifyMsg {
+    fn key(&self) -> Option<u64> {
+        match self {
+            NotifyMsg::Page { alarm_id, .. } => *alarm_id,
+            NotifyMsg::Resolved { alarm_id, .. } => Some(*alarm_id),
+        }
+    }
+
+    fn rank(&self) -> Option<(u8, u8)> {
+        match self {
+            NotifyMsg::Page {
+                level, priority, ..
+            } => Some((*priority, *level)),
+            NotifyMsg::Resolved { .. } => None,
+        }
+    }
 }
 
 /// Targets for a level: those configured at it, or those of the highest level below it.
@@ -137,8 +166,24 @@ impl TargetQueue {
 }
 
 enum TargetCmd {
-    Page(OutboxRow),
+    Page(OutboxRow, (u8, u8)),
     Resolved { alarm_id: u64, body: String },
+}
+
+impl Coalesce for TargetCmd {
+    fn key(&self) -> Option<u64> {
+        match self {
+            TargetCmd::Page(row, _) => row.alarm_id,
+            TargetCmd::Resolved { alarm_id, .. } => Some(*alarm_id),
+        }
+    }
+
+    fn rank(&self) -> Option<(u8, u8)> {
+        match self {
+            TargetCmd::Page(_, rank) => Some(*rank),
+            TargetCmd::Resolved { .. } => None,
+        }
+    }
 }
 
 /// Hands out outbox row ids, shared by the manager and every target task.
@@ -155,13 +200,15 @@ impl Ids {
     }
 }
 
-/// Runs the notifier until cancelled: one task per target, pages from `rx`.
+/// Runs the notifier until cancelled: one task per target, pages from `inbox`. Without a
+/// target it only clears what an older config left in the outbox and returns (nothing is
+/// queued for it then: see `app::dispatch`).
 pub async fn run(
     targets: Vec<NotifyTarget>,
     data_dir: std::path::PathBuf,
     store: StoreHandle,
     hub: Arc<Hub>,
-    mut rx: mpsc::UnboundedReceiver<NotifyMsg>,
+    inbox: Arc<Inbox<NotifyMsg>>,
     cancel: CancellationToken,
 ) {
     let client = match reqwest::Client::builder().build() {
@@ -192,7 +239,8 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let mut senders = Vec::with_capacity(targets.len());
     for (idx, target) in targets.iter().enumerate() {
-        let (tx, trx) = mpsc::unbounded_channel();
+        let tx = Arc::new(Inbox::new(QUEUE_CAP, None));
+        let trx = tx.clone();
         let mut queue = TargetQueue::default();
         for r in rows.iter().filter(|r| r.target == target.name) {
             queue.rows.push_back(r.clone());
@@ -219,56 +267,80 @@ pub async fn run(
         tracing::warn!(target = %r.target, "notification for a target no longer configured; dropped");
         store.outbox(OutboxOp::Remove(r.id));
     }
+    if targets.is_empty() {
+        return;
+    }
     loop {
-        let msg = tokio::select! {
+        let msgs = tokio::select! {
             _ = cancel.cancelled() => break,
-            m = rx.recv() => m,
+            m = inbox.recv_all() => m,
         };
-        let Some(msg) = msg else { break };
-        match msg {
-            NotifyMsg::Page {
-                level,
-                alarm_id,
-                except,
-                body,
-            } => {
-                let mut to = targets_for(&targets, level);
-                if to.is_empty() && !targets.is_empty() {
-                    tracing::warn!(level, "no notification target at or below this level");
-                }
-                to.retain(|i| except.is_none_or(|x| usize::from(x) != *i));
-                let now = wall_ms();
-                for i in to {
-                    let (Some(t), Some(tx)) = (targets.get(i), senders.get(i)) else {
-                        continue;
-                    };
-                    let row = OutboxRow {
-                        id: ids.next(),
-                        target: t.name.clone(),
-                        alarm_id,
-                        body: body.clone(),
-                        created_ms: now,
-                        attempts: 0,
-                        next_ms: now,
-                        last_error: None,
-                    };
-                    // Recorded before it is tried, so a crash during delivery loses nothing.
-                    store.outbox(OutboxOp::Put(row.clone()));
-                    let _ = tx.send(TargetCmd::Page(row));
-                }
-            }
-            NotifyMsg::Resolved { alarm_id, body } => {
-                for tx in &senders {
-                    let _ = tx.send(TargetCmd::Resolved {
-                        alarm_id,
-                        body: body.clone(),
-                    });
-                }
-            }
+        for msg in msgs {
+            forward(&targets, &senders, &store, &ids, msg);
         }
     }
     drop(senders);
     while tasks.join_next().await.is_some() {}
+}
+
+/// Hands one message to the targets it is for: a page is recorded in the outbox first (so a
+/// crash during delivery loses nothing), and a page that lost its place in a target's queue
+/// (merged or dropped) is removed from it again.
+fn forward(
+    targets: &[NotifyTarget],
+    senders: &[Arc<Inbox<TargetCmd>>],
+    store: &StoreHandle,
+    ids: &Ids,
+    msg: NotifyMsg,
+) {
+    let undo = |pushed: Pushed<TargetCmd>| {
+        if let Pushed::Coalesced(TargetCmd::Page(row, _))
+        | Pushed::Dropped(TargetCmd::Page(row, _)) = pushed
+        {
+            store.outbox(OutboxOp::Remove(row.id));
+        }
+    };
+    match msg {
+        NotifyMsg::Page {
+            level,
+            priority,
+            alarm_id,
+            except,
+            body,
+        } => {
+            let mut to = targets_for(targets, level);
+            if to.is_empty() && !targets.is_empty() {
+                tracing::warn!(level, "no notification target at or below this level");
+            }
+            to.retain(|i| except.is_none_or(|x| usize::from(x) != *i));
+            let now = wall_ms();
+            for i in to {
+                let (Some(t), Some(tx)) = (targets.get(i), senders.get(i)) else {
+                    continue;
+                };
+                let row = OutboxRow {
+                    id: ids.next(),
+                    target: t.name.clone(),
+                    alarm_id,
+                    body: body.clone(),
+                    created_ms: now,
+                    attempts: 0,
+                    next_ms: now,
+                    last_error: None,
+                };
+                store.outbox(OutboxOp::Put(row.clone()));
+                undo(tx.push(TargetCmd::Page(row, (priority, level))));
+            }
+        }
+        NotifyMsg::Resolved { alarm_id, body } => {
+            for tx in senders {
+                undo(tx.push(TargetCmd::Resolved {
+                    alarm_id,
+                    body: body.clone(),
+                }));
+            }
+        }
+    }
 }
 
 struct TargetTask {
@@ -289,11 +361,11 @@ struct TargetTask {
 }
 
 impl TargetTask {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<TargetCmd>, cancel: CancellationToken) {
+    async fn run(mut self, rx: Arc<Inbox<TargetCmd>>, cancel: CancellationToken) {
         loop {
             // Take everything already told before the next attempt: an acknowledgement that
             // came in meanwhile cancels its page before it is tried again.
-            while let Ok(cmd) = rx.try_recv() {
+            for cmd in rx.take_all() {
                 self.handle(cmd);
             }
             self.give_up_old();
@@ -322,17 +394,18 @@ impl TargetTask {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
-                    None => return,
-                },
+                cmds = rx.recv_all() => {
+                    for cmd in cmds {
+                        self.handle(cmd);
+                    }
+                }
             }
         }
     }
 
     fn handle(&mut self, cmd: TargetCmd) {
         match cmd {
-            TargetCmd::Page(row) => {
+            TargetCmd::Page(row, _) => {
                 for id in self.queue.page(row) {
                     self.store.outbox(OutboxOp::Remove(id));
                 }

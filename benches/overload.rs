@@ -1,0 +1,415 @@
+//! Overload, side by side: N TCP device servers (100 by default) send Masimo lines, 5 % of
+//! them alarm lines (SpO2 80 %), at a total rate; one WebSocket client on loopback reads. Run
+//! against the real `vitalsd` binary (store on, in a temporary data dir) and against a bare
+//! tokio relay (TCP line -> WebSocket text frame, no parsing; this same binary as a child
+//! process) in the same run, each in its own process so that CPU time (`wait4` rusage) and
+//! peak RSS are each one's own.
+//!
+//! Per line: latency from just before the device server writes it to the client's receipt
+//! of its `perfusion_index` reading (the relay: of the line itself); the PI value and the
+//! device identify the line. Printed per rate: p50/p99/max, delivered/lost, coalesced (the
+//! daemon's heartbeat count), alarm messages, CPU time per line, peak RSS, and the ratios.
+//!
+//! `cargo bench --bench overload`; `OVERLOAD_RATES=1000,25000,100000` (lines/s),
+//! `OVERLOAD_SECONDS=5`, `OVERLOAD_DEVICES=100`; `OVERLOAD_VITALSD=/path/to/vitalsd` runs
+//! another build of the daemon (to measure before and after a change).
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Distinct PI values (00.00..99.99): one line's identity within a device.
+const PI_MOD: u64 = 10_000;
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn line(dev: usize, n: u64, alarm: bool) -> String {
+    let pi = (n % PI_MOD) as f64 / 100.0;
+    let spo2 = if alarm { 80 } else { 97 };
+    format!(
+        "11/22/26 04:00:00 SN={dev:010} SPO2={spo2:03}% BPM=072 PI={pi:05.2}% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000000\r\n"
+    )
+}
+
+fn daemon_config(dir: &std::path::Path, ports: &[u16]) -> String {
+    let mut s = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}/data\"\n",
+        dir.display()
+    );
+    for (r, pair) in ports.chunks(2).enumerate() {
+        s.push_str(&format!("[[rooms]]\nid = \"r{r}\"\nname = \"Room {r}\"\n"));
+        for (i, port) in pair.iter().enumerate() {
+            let dev = r * 2 + i;
+            s.push_str(&format!(
+                "[[rooms.recliners]]\nid = \"{}\"\n[[rooms.recliners.devices]]\nid = \"dev{dev}\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:{port}\"\n",
+                if i == 0 { "A" } else { "B" }
+            ));
+        }
+    }
+    s
+}
+
+/// The relay: connects to every device server, forwards each line as a text frame to the
+/// one WebSocket client.
+async fn relay(devices: Vec<String>) {
+    let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("relay listening on {}", ws_listener.local_addr().unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(65_536);
+    for addr in devices {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let Ok(s) = TcpStream::connect(&addr).await else {
+                return;
+            };
+            let mut lines = tokio::io::BufReader::new(s).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if tx.send(l).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let (s, _) = ws_listener.accept().await.unwrap();
+    let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
+    while let Some(l) = rx.recv().await {
+        if ws.feed(Message::text(l)).await.is_err() {
+            return;
+        }
+        while let Ok(l) = rx.try_recv() {
+            if ws.feed(Message::text(l)).await.is_err() {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Relay,
+    Vitalsd,
+}
+
+struct Outcome {
+    hist: Histogram<u64>,
+    sent: u64,
+    delivered: u64,
+    coalesced: u64,
+    alarm_msgs: u64,
+    raised: u64,
+    cpu_s: f64,
+    rss_kib: i64,
+    closed: bool,
+}
+
+/// Waits for the child and returns (CPU seconds, peak RSS KiB).
+fn reap(child: &mut std::process::Child) -> (f64, i64) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: plain syscalls on our own child; `ru` is written by the kernel.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+        let mut status = 0;
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut ru);
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        (t(ru.ru_utime) + t(ru.ru_stime), ru.ru_maxrss)
+    }
+}
+
+/// Reads a child's stdout until a line contains `marker`; returns what follows it. The rest
+/// is drained in a thread.
+fn address_after(child: &mut std::process::Child, marker: &str) -> String {
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = out.lines();
+    let addr = loop {
+        let l = lines.next().expect("child prints its address").unwrap();
+        if let Some(rest) = l.split(marker).nth(1) {
+            break rest.trim().trim_end_matches('/').to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
+}
+
+async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..devices {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let mut child = match kind {
+        Kind::Relay => Command::new(std::env::current_exe().unwrap())
+            .env("OVERLOAD_ROLE", "relay")
+            .env(
+                "OVERLOAD_RELAY_DEVICES",
+                ports
+                    .iter()
+                    .map(|p| format!("127.0.0.1:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        Kind::Vitalsd => {
+            let path = dir.path().join("overload.toml");
+            std::fs::write(&path, daemon_config(dir.path(), &ports)).unwrap();
+            // OVERLOAD_VITALSD: another build to compare with (e.g. the one before a change).
+            let bin = std::env::var("OVERLOAD_VITALSD")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_vitalsd").to_owned());
+            Command::new(bin)
+                .args(["run", "--config", path.to_str().unwrap()])
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        }
+    };
+    let addr = match kind {
+        Kind::Relay => address_after(&mut child, "relay listening on "),
+        Kind::Vitalsd => address_after(&mut child, "listening on http://"),
+    };
+    let mut links = Vec::new();
+    for l in &listeners {
+        let (s, _) = tokio::time::timeout(Duration::from_secs(30), l.accept())
+            .await
+            .expect("the system under test connects to every device")
+            .unwrap();
+        s.set_nodelay(true).unwrap();
+        links.push(s);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    if kind == Kind::Vitalsd {
+        // Let every device come up (connected) before the clock starts.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..devices as u64 * PI_MOD)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
+    let epoch = Instant::now();
+    let per_dev = (rate / devices as u64).max(1);
+    let total_per_dev = per_dev * seconds;
+    // Each device writes every 10 ms what is due by then.
+    let mut writers = Vec::new();
+    for (dev, mut link) in links.into_iter().enumerate() {
+        let sent_at = sent_at.clone();
+        writers.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let start = Instant::now();
+            let mut n = 0u64;
+            let mut buf = String::new();
+            while n < total_per_dev {
+                tick.tick().await;
+                let due = ((start.elapsed().as_secs_f64() * per_dev as f64) as u64 + 1)
+                    .min(total_per_dev);
+                buf.clear();
+                let t = epoch.elapsed().as_micros() as u64;
+                while n < due {
+                    // 5 % alarm lines, spread evenly.
+                    buf.push_str(&line(dev, n, n % 20 == 7));
+                    sent_at[dev * PI_MOD as usize + (n % PI_MOD) as usize]
+                        .store(t, Ordering::Relaxed);
+                    n += 1;
+                }
+                if link.write_all(buf.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            (n, link)
+        }));
+    }
+    let sent_total = per_dev * seconds * devices as u64;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
+    let (mut delivered, mut coalesced, mut alarm_msgs, mut raised) = (0u64, 0u64, 0u64, 0u64);
+    let mut closed = false;
+    let deadline = Instant::now() + Duration::from_secs(seconds + 10);
+    let mut quiet_since: Option<Instant> = None;
+    while delivered < sent_total && Instant::now() < deadline {
+        let msg = match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(_) => {
+                closed = true;
+                break;
+            }
+            Err(_) => {
+                // Nothing for a while after the writers are done: what was lost is lost.
+                if writers.iter().all(|w| w.is_finished()) {
+                    let q = *quiet_since.get_or_insert_with(Instant::now);
+                    if q.elapsed() > Duration::from_secs(3) {
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
+        let now = epoch.elapsed().as_micros() as u64;
+        let Message::Text(text) = msg else { continue };
+        let text = text.as_str();
+        let (dev, pi) = match kind {
+            Kind::Relay => {
+                let dev = text
+                    .split("SN=")
+                    .nth(1)
+                    .and_then(|r| r.get(..10))
+                    .and_then(|d| d.parse::<usize>().ok());
+                let pi = text
+                    .split("PI=")
+                    .nth(1)
+                    .and_then(|r| r.get(..5))
+                    .and_then(|v| v.parse::<f64>().ok());
+                (dev, pi)
+            }
+            Kind::Vitalsd => {
+                if text.contains("\"type\":\"heartbeat\"") {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+                        coalesced = v["coalesced"].as_u64().unwrap_or(0);
+                    }
+                    continue;
+                }
+                if text.contains("\"type\":\"alarm\"") {
+                    alarm_msgs += 1;
+                    if text.contains("\"event\":\"raised\"") {
+                        raised += 1;
+                    }
+                    continue;
+                }
+                if !text.contains("\"metric\":\"perfusion_index\"") {
+                    continue;
+                }
+                let dev = text
+                    .split("\"device\":\"dev")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .and_then(|d| d.parse::<usize>().ok());
+                let pi = text
+                    .split("\"value\":")
+                    .nth(1)
+                    .and_then(|r| r.split([',', '}']).next())
+                    .and_then(|v| v.parse::<f64>().ok());
+                (dev, pi)
+            }
+        };
+        let (Some(dev), Some(pi)) = (dev, pi) else {
+            continue;
+        };
+        let slot = dev * PI_MOD as usize + ((pi * 100.0).round() as u64 % PI_MOD) as usize;
+        let Some(t0) = sent_at.get(slot).map(|a| a.load(Ordering::Relaxed)) else {
+            continue;
+        };
+        delivered += 1;
+        if now >= t0 {
+            hist.record((now - t0).max(1)).ok();
+        }
+    }
+    let mut sent = 0;
+    for w in writers {
+        if let Ok((n, _link)) = w.await {
+            sent += n;
+        }
+    }
+    drop(ws);
+    let (cpu_s, rss_kib) = reap(&mut child);
+    Outcome {
+        hist,
+        sent,
+        delivered,
+        coalesced,
+        alarm_msgs,
+        raised,
+        cpu_s,
+        rss_kib,
+        closed,
+    }
+}
+
+fn show(name: &str, o: &Outcome) {
+    let us_per_line = o.cpu_s * 1e6 / o.sent.max(1) as f64;
+    println!(
+        "  {name:<8} p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  delivered {}/{} ({:.1} %)  lost {}  coalesced {}  alarm msgs {} (raised {})  CPU {:.2} s = {:.1} us/line  RSS {:.1} MiB{}",
+        o.hist.value_at_quantile(0.5) as f64 / 1000.0,
+        o.hist.value_at_quantile(0.99) as f64 / 1000.0,
+        o.hist.max() as f64 / 1000.0,
+        o.delivered,
+        o.sent,
+        o.delivered as f64 * 100.0 / o.sent.max(1) as f64,
+        o.sent.saturating_sub(o.delivered),
+        o.coalesced,
+        o.alarm_msgs,
+        o.raised,
+        o.cpu_s,
+        us_per_line,
+        o.rss_kib as f64 / 1024.0,
+        if o.closed { "  CLOSED" } else { "" },
+    );
+}
+
+fn main() {
+    if std::env::var("OVERLOAD_ROLE").as_deref() == Ok("relay") {
+        let devices = std::env::var("OVERLOAD_RELAY_DEVICES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(relay(devices));
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else is an argument here.
+    let rates: Vec<u64> = std::env::var("OVERLOAD_RATES")
+        .unwrap_or_else(|_| "1000,25000,100000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let seconds = env_or("OVERLOAD_SECONDS", 5u64);
+    let devices = env_or("OVERLOAD_DEVICES", 100usize);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "overload: {devices} TCP device servers, 5 % alarm lines, {seconds} s per rate, one WebSocket client"
+    );
+    for rate in rates {
+        let relay = rt.block_on(run(Kind::Relay, rate, seconds, devices));
+        let daemon = rt.block_on(run(Kind::Vitalsd, rate, seconds, devices));
+        println!("{rate} lines/s:");
+        show("relay", &relay);
+        show("vitalsd", &daemon);
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        println!(
+            "  ratios   p99 {:.2}x  CPU/line {:.2}x  RSS {:.2}x",
+            ratio(
+                daemon.hist.value_at_quantile(0.99) as f64,
+                relay.hist.value_at_quantile(0.99) as f64
+            ),
+            ratio(daemon.cpu_s, relay.cpu_s),
+            ratio(daemon.rss_kib as f64, relay.rss_kib as f64),
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The store's bounded reading buffer, shared fairly between devices: one queue per device,
+//! one bound for all. While there is room every reading is kept. When the buffer is full, the
+//! reading that goes is the oldest of the device with the most readings buffered (which may be
+//! the newcomer's own device): a device that floods, or simply sends most, loses its own
+//! excess first, and a device within its fair share (the bound divided by the devices that
+//! have readings buffered) loses nothing. Drops are counted per device.
+//!
+//! Pure data, no lock of its own: it lives inside the store's queue mutex.
+
+use crate::model::{DeviceIdx, Observation};
+use std::collections::VecDeque;
+
+/// The buffer. Readings of one device keep their order; devices are drained one after the
+/// other (each reading carries its own stamps and per-bed sequence number).
+#[derive(Debug, Default)]
+pub(crate) struct FairBuffer {
+    /// By device index, grown on demand.
+    queues: Vec<VecDeque<Observation>>,
+    len: usize,
+    cap: usize,
+    /// Readings dropped, by device index.
+    dropped: Vec<u64>,
+}
+
+impl FairBuffer {
+    /// An empty buffer holding `cap` readings at most (at least 1).
+    pub fn new(cap: usize) -> FairBuffer {
+        FairBuffer {
+            queues: Vec::new(),
+            len: 0,
+            cap: cap.max(1),
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Readings held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Readings dropped so far, by device index (devices that never lost one may be absent).
+    pub fn dropped(&self) -> &[u64] {
+        &self.dropped
+    }
+
+    fn queue(&mut self, d: DeviceIdx) -> &mut VecDeque<Observation> {
+        let i = usize::from(d.0);
+        if self.queues.len() <= i {
+            self.queues.resize_with(i + 1, VecDeque::new);
+        }
+        &mut self.queues[i]
+    }
+
+    /// The device to lose a reading: the one with the most buffered, preferring `own` on a
+    /// tie (a newcomer never takes the place of an equal).
+    fn victim(&self, own: Option<DeviceIdx>) -> Option<usize> {
+        let own_len = own
+            .and_then(|d| self.queues.get(usize::from(d.0)))
+            .map_or(0, VecDeque::len);
+        let (i, longest) = self
+            .queues
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, q)| (q.len(), std::cmp::Reverse(*i)))?;
+        if longest.is_empty() {
+            return None;
+        }
+        match own {
+            Some(d) if own_len == longest.len() => Some(usize::from(d.0)),
+            _ => Some(i),
+        }
+    }
+
+    fn drop_oldest_of(&mut self, i: usize) -> Option<DeviceIdx> {
+        let q = self.queues.get_mut(i)?;
+        q.pop_front()?;
+        self.len -= 1;
+        if self.dropped.len() <= i {
+            self.dropped.resize(i + 1, 0);
+        }
+        self.dropped[i] += 1;
+        u16::try_from(i).ok().map(DeviceIdx)
+    }
+
+    /// Adds a reading. When the buffer is full, first drops the oldest reading of the device
+    /// with the most buffered (see the module doc) and returns that device.
+    pub fn push(&mut self, obs: Observation) -> Option<DeviceIdx> {
+        let mut lost = None;
+        if self.len >= self.cap
+            && let Some(v) = self.victim(Some(obs.device))
+        {
+            lost = self.drop_oldest_of(v);
+        }
+        self.queue(obs.device).push_back(obs);
+        self.len += 1;
+        lost
+    }
+
+    /// Moves every reading into `out`, device after device, oldest first.
+    pub fn drain_into(&mut self, out: &mut Vec<Observation>) {
+        for q in &mut self.queues {
+            out.extend(q.drain(..));
+        }
+        self.len = 0;
+    }
+
+    /// Puts readings that could not be written back in front of their devices' queues, then
+    /// restores the bound the fair way. Returns how many readings were dropped, and the device
+    /// that lost the last one.
+    pub fn requeue(&mut self, batch: &[Observation]) -> (u64, Option<DeviceIdx>) {
+        for obs in batch.iter().rev() {
+            self.queue(obs.device).push_front(*obs);
+            self.len += 1;
+        }
+        let (mut n, mut last) = (0, None);
+        while self.len > self.cap {
+            let Some(v) = self.victim(None) else { break };
+            let Some(d) = self.drop_oldest_of(v) else {
+                break;
+            };
+            n += 1;
+            last = Some(d);
+        }
+        (n, last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Mono;
+    use crate::model::{BedIdx, Flags, Measurement, Metric};
+
+    fn obs(device: u16, seq: u64) -> Observation {
+        Observation {
+            bed: BedIdx(device),
+            device: DeviceIdx(device),
+            m: Measurement::new(Metric::Spo2, 97.0, Flags::default()),
+            received_ms: i64::try_from(seq).unwrap(),
+            mono: Mono(seq),
+            bed_seq: seq,
+            simulated: false,
+        }
+    }
+
+    fn count(b: &FairBuffer, device: u16) -> usize {
+        b.queues.get(usize::from(device)).map_or(0, VecDeque::len)
+    }
+
+    #[test]
+    fn within_the_bound_nothing_is_dropped() {
+        let mut b = FairBuffer::new(10);
+        for s in 0..10 {
+            assert_eq!(b.push(obs(u16::try_from(s % 3).unwrap(), s)), None);
+        }
+        assert_eq!(b.len(), 10);
+        assert!(b.dropped().iter().all(|d| *d == 0));
+    }
+
+    #[test]
+    fn a_flooding_device_loses_its_own_oldest_readings_and_a_normal_one_loses_none() {
+        let mut b = FairBuffer::new(100);
+        let mut normal = 0;
+        for s in 0..10_000u64 {
+            // Device 1 floods; device 0 sends one reading for every thousand of device 1.
+            assert_ne!(b.push(obs(1, s)), Some(DeviceIdx(0)));
+            if s % 1000 == 0 {
+                assert_ne!(b.push(obs(0, s)), Some(DeviceIdx(0)));
+                normal += 1;
+            }
+        }
+        assert_eq!(b.len(), 100);
+        assert_eq!(count(&b, 0), normal, "every normal reading kept");
+        assert_eq!(b.dropped().first().copied().unwrap_or(0), 0);
+        let flood_dropped = b.dropped()[1];
+        assert_eq!(flood_dropped, 10_000 + normal as u64 - 100);
+        // The flooder kept its newest readings.
+        let mut out = Vec::new();
+        b.drain_into(&mut out);
+        let newest = out
+            .iter()
+            .filter(|o| o.device.0 == 1)
+            .map(|o| o.bed_seq)
+            .max();
+        assert_eq!(newest, Some(9_999));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn when_every_device_is_over_its_share_each_keeps_an_equal_part() {
+        let mut b = FairBuffer::new(90);
+        for s in 0..3_000u64 {
+            b.push(obs(u16::try_from(s % 3).unwrap(), s));
+        }
+        assert_eq!((count(&b, 0), count(&b, 1), count(&b, 2)), (30, 30, 30));
+        // One device bursting past the others only ever takes from itself once it is the
+        // largest.
+        for s in 0..50 {
+            b.push(obs(2, 10_000 + s));
+        }
+        assert_eq!((count(&b, 0), count(&b, 1), count(&b, 2)), (30, 30, 30));
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_in_front_and_the_bound_is_restored_from_the_largest() {
+        let mut b = FairBuffer::new(10);
+        for s in 0..6 {
+            b.push(obs(1, s));
+        }
+        let mut batch = Vec::new();
+        b.drain_into(&mut batch);
+        // Meanwhile: 2 readings of device 0, 4 more of device 1.
+        b.push(obs(0, 100));
+        b.push(obs(0, 101));
+        for s in 6..10 {
+            b.push(obs(1, s));
+        }
+        assert_eq!(b.requeue(&batch), (2, Some(DeviceIdx(1))));
+        assert_eq!(b.len(), 10);
+        assert_eq!((count(&b, 0), count(&b, 1)), (2, 8));
+        let mut out = Vec::new();
+        b.drain_into(&mut out);
+        let seqs: Vec<u64> = out.iter().map(|o| o.bed_seq).collect();
+        assert_eq!(
+            seqs,
+            [100, 101, 2, 3, 4, 5, 6, 7, 8, 9],
+            "oldest of the largest went"
+        );
+    }
+}

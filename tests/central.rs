@@ -1,0 +1,675 @@
+//! The central view end to end: simulated sites (the real binary, `vitalsd demo` with an
+//! `[mqtt]` table) -> a real Mosquitto of the test's own -> `vitalsd central` -> a WebSocket
+//! client and the HTTP API, as a user at central sees them (docs/mqtt.md, "Central view").
+
+use crate::mqtt::Broker;
+use crate::util::{Client, bin, free_port, http, scenario_text, two_bed_config_text, with_extra};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(30);
+const NORTH_SECRET: &str = "north-command-secret-0123456789abcdef";
+const NURSE: &str = "nurse-token-0123456789";
+const DESAT: &str =
+    r#"events = [{ at = "2s", for = "1h", kind = "desaturation", spo2 = 80, ramp = "1s" }]"#;
+
+/// A process killed when the test ends, whatever happens.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A simulated site: `vitalsd demo --config` with `[mqtt]` (keepalive 5 s) and, if given,
+/// its command secret. Returns it and where it listens.
+fn site(
+    dir: &Path,
+    broker: &str,
+    name: &str,
+    secret: Option<&str>,
+    events_a: &str,
+    events_b: &str,
+) -> (Proc, SocketAddr) {
+    let secret = secret
+        .map(|s| format!("command_secret = \"{s}\"\n"))
+        .unwrap_or_default();
+    site_with(dir, broker, name, &secret, events_a, events_b)
+}
+
+/// [`site`] with extra `[mqtt]` lines.
+fn site_with(
+    dir: &Path,
+    broker: &str,
+    name: &str,
+    secret: &str,
+    events_a: &str,
+    events_b: &str,
+) -> (Proc, SocketAddr) {
+    let config = dir.join("site.toml");
+    let text = two_bed_config_text(dir, "5m", free_port());
+    std::fs::write(
+        &config,
+        with_extra(
+            &text,
+            &format!(
+                "[mqtt]\nurl = \"{broker}\"\nsite = \"{name}\"\nkeepalive = \"5s\"\ndown_after = \"5s\"\n{secret}"
+            ),
+        ),
+    )
+    .unwrap();
+    let scen = dir.join("scenario.toml");
+    std::fs::write(&scen, scenario_text(events_a, events_b)).unwrap();
+    let mut child = Command::new(bin())
+        .args(["demo", "--config", config.to_str().unwrap()])
+        .args(["--scenario", scen.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = crate::util::listening_on(&mut child);
+    (Proc(child), addr)
+}
+
+/// `vitalsd central` for `sites` ((name, command secret)), users of tests/util.
+fn central(dir: &Path, broker: &str, sites: &[(&str, Option<&str>)]) -> (Proc, SocketAddr) {
+    central_with(dir, broker, "", sites)
+}
+
+/// [`central`] with extra `[mqtt]` lines.
+fn central_with(
+    dir: &Path,
+    broker: &str,
+    mqtt_extra: &str,
+    sites: &[(&str, Option<&str>)],
+) -> (Proc, SocketAddr) {
+    let mut text = format!(
+        "listen = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{broker}\"\nclient_id = \"central-test\"\nkeepalive = \"5s\"\n{mqtt_extra}\n{}\n",
+        crate::util::USERS
+    );
+    for (name, secret) in sites {
+        text.push_str(&format!("[[sites]]\nname = \"{name}\"\n"));
+        if let Some(s) = secret {
+            text.push_str(&format!("command_secret = \"{s}\"\n"));
+        }
+    }
+    let config = dir.join("central.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(bin())
+        .args(["central", "--config", config.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = crate::util::listening_on(&mut child);
+    (Proc(child), addr)
+}
+
+async fn dashboard(addr: SocketAddr) -> Client {
+    Client::connect(&format!("ws://{addr}/ws?token=viewer-token-0123456789")).await
+}
+
+/// The bed ids of a snapshot.
+fn beds(snap: &Value) -> Vec<String> {
+    snap["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["beds"].as_array().into_iter().flatten())
+        .filter_map(|b| b["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn bed<'a>(snap: &'a Value, id: &str) -> &'a Value {
+    snap["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["beds"].as_array().into_iter().flatten())
+        .find(|b| b["id"] == id)
+        .unwrap_or(&Value::Null)
+}
+
+fn raised(m: &Value, bed: &str, condition: &str) -> bool {
+    m["type"] == "alarm"
+        && m["event"] == "raised"
+        && m["bed"] == bed
+        && m["alarm"]["condition"] == condition
+}
+
+/// Publishes one raw payload to a topic (a forger, a replayer).
+async fn publish_raw(port: u16, topic: &str, payload: Vec<u8>) {
+    let mut o = MqttOptions::new(format!("test-pub-{}", free_port()), "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = AsyncClient::new(o, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        match tokio::time::timeout_at(deadline, el.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("publishing to the test broker: {e}"),
+            Err(_) => panic!("no PUBACK for {topic} within {SOON:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_dashboard() {
+    let bdir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(bdir.path(), free_port());
+    let (ndir, sdir, cdir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (_north, _) = site(ndir.path(), &broker.url(), "north", None, DESAT, "");
+    let (_south, _) = site(sdir.path(), &broker.url(), "south", None, "", "");
+    let (_central, addr) = central(
+        cdir.path(),
+        &broker.url(),
+        &[("north", None), ("south", None)],
+    );
+    let mut ws = dashboard(addr).await;
+    let snap = ws
+        .wait_for("a snapshot with both sites' beds", SOON, |m| {
+            m["type"] == "snapshot" && beds(m).len() == 4
+        })
+        .await;
+    assert_eq!(
+        beds(&snap),
+        [
+            "north/room1/A",
+            "north/room1/B",
+            "south/room1/A",
+            "south/room1/B"
+        ]
+    );
+    let rooms: Vec<&str> = snap["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        rooms,
+        ["north · Room 1", "south · Room 1"],
+        "grouped by site"
+    );
+    let r = ws
+        .wait_for("a reading of south's bed B", SOON, |m| {
+            crate::util::is_reading(m, "south/room1/B", "spo2")
+        })
+        .await;
+    assert_eq!(r["value"], 95.0, "{r}");
+    assert_eq!(r["site"], "south");
+    let alarm = ws
+        .wait_for("north's spo2_low", SOON, |m| {
+            raised(m, "north/room1/A", "spo2_low")
+        })
+        .await;
+    assert_eq!(
+        alarm["alarm"]["priority"], "high",
+        "as the site decided: {alarm}"
+    );
+    assert_eq!(alarm["site"], "north");
+    // The read API: the same rooms and the alarm, with the central's token.
+    let (status, rooms) = http(
+        addr,
+        "GET",
+        "/api/rooms",
+        Some("viewer-token-0123456789"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rooms}");
+    assert_eq!(beds(&rooms).len(), 4, "{rooms}");
+    let (status, _) = http(addr, "GET", "/api/rooms", None, None).await;
+    assert_eq!(status, 401, "the central asks for a token");
+    let (_, alarms) = http(
+        addr,
+        "GET",
+        "/api/alarms",
+        Some("viewer-token-0123456789"),
+        None,
+    )
+    .await;
+    assert!(
+        alarms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["bed"] == "north/room1/A" && a["condition"] == "spo2_low"),
+        "{alarms}"
+    );
+    ws.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_at_central_is_applied_and_audited_by_the_site_and_forged_or_replayed_commands_are_refused()
+ {
+    let bdir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(bdir.path(), free_port());
+    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_north, site_addr) = site(
+        ndir.path(),
+        &broker.url(),
+        "north",
+        Some(NORTH_SECRET),
+        DESAT,
+        "",
+    );
+    let (_central, addr) = central(cdir.path(), &broker.url(), &[("north", Some(NORTH_SECRET))]);
+    let mut ws = dashboard(addr).await;
+    let alarm = ws
+        .wait_for("north's spo2_low", SOON, |m| {
+            raised(m, "north/room1/A", "spo2_low")
+        })
+        .await;
+    let central_id = alarm["alarm"]["id"].as_u64().unwrap();
+    let (_, site_alarms) = http(site_addr, "GET", "/api/alarms", None, None).await;
+    let site_id = site_alarms["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["condition"] == "spo2_low")
+        .and_then(|a| a["id"].as_u64())
+        .unwrap_or_else(|| panic!("the site has spo2_low: {site_alarms}"));
+
+    // A forger without the secret: refused, logged, published as command_refused.
+    let forged = vitalsd::mqtt::command::sign(
+        "not-the-north-secret-0123456789abcdef",
+        &vitalsd::mqtt::command::Body {
+            action: vitalsd::mqtt::command::Action::Acknowledge { alarm: site_id },
+            site: "north".into(),
+            actor: "mallory".into(),
+            at_ms: vitalsd::clock::wall_ms(),
+            nonce: "forged-1".into(),
+        },
+    );
+    publish_raw(broker.port, "vitalsd/v1/north/command", forged).await;
+    let refused = ws
+        .wait_for("the site's command_refused", SOON, |m| {
+            m["type"] == "command_refused"
+        })
+        .await;
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("bad signature"),
+        "{refused}"
+    );
+    assert_eq!(refused["site"], "north");
+    let (_, site_alarms) = http(site_addr, "GET", "/api/alarms", None, None).await;
+    let state = site_alarms["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == site_id)
+        .map(|a| a["state"].clone());
+    assert_eq!(
+        state,
+        Some(Value::from("active")),
+        "not acknowledged by a forgery"
+    );
+
+    // A viewer may not acknowledge; a nurse may: the command goes to the site.
+    let (status, _) = http(
+        addr,
+        "POST",
+        &format!("/api/alarms/{central_id}/ack"),
+        Some("viewer-token-0123456789"),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let mut watch = crate::mqtt::Sub::connect(broker.port, "test-watch", "north", false).await;
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/api/alarms/{central_id}/ack"),
+        Some(NURSE),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let sent = watch
+        .wait("the signed command", "vitalsd/v1/north/command", |_, _| {
+            true
+        })
+        .await;
+    // Acknowledged only when the site says so, with the central user as the actor.
+    let acked = ws
+        .wait_for("the site's acknowledgement", SOON, |m| {
+            m["type"] == "alarm" && m["event"] == "acknowledged" && m["alarm"]["id"] == central_id
+        })
+        .await;
+    assert_eq!(acked["actor"], "central/nurse1", "{acked}");
+    assert_eq!(acked["alarm"]["state"], "acknowledged");
+    let (_, history) = http(
+        site_addr,
+        "GET",
+        "/api/alarms/history?bed=room1/A",
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        history["events"].as_array().unwrap().iter().any(|e| {
+            e["event"] == "acknowledged"
+                && e["alarm"]["id"] == site_id
+                && e["actor"] == "central/nurse1"
+        }),
+        "the site's audit trail names the central user: {history}"
+    );
+
+    // The same command again (captured off the broker): a replay, refused.
+    publish_raw(broker.port, "vitalsd/v1/north/command", sent).await;
+    let refused = ws
+        .wait_for("the replay refused", SOON, |m| {
+            m["type"] == "command_refused"
+        })
+        .await;
+    assert!(
+        refused["reason"].as_str().unwrap().contains("already used"),
+        "{refused}"
+    );
+    ws.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_killed_with_kill_9_shows_not_monitoring_at_central_within_keepalive_x_1_5() {
+    let bdir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(bdir.path(), free_port());
+    let (ndir, sdir, cdir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (mut north, _) = site(ndir.path(), &broker.url(), "north", None, "", "");
+    let (_south, _) = site(sdir.path(), &broker.url(), "south", None, "", "");
+    let (_central, addr) = central(
+        cdir.path(),
+        &broker.url(),
+        &[("north", None), ("south", None)],
+    );
+    let mut ws = dashboard(addr).await;
+    ws.wait_for("both sites, monitoring", SOON, |m| {
+        m["type"] == "snapshot"
+            && beds(m).len() == 4
+            && bed(m, "north/room1/A")["not_monitoring"].is_null()
+    })
+    .await;
+    ws.wait_for("a live reading of north", SOON, |m| {
+        crate::util::is_reading(m, "north/room1/A", "spo2")
+    })
+    .await;
+    north.0.kill().unwrap(); // SIGKILL
+    north.0.wait().unwrap();
+    // keepalive 5 s x 1.5.
+    let within = Duration::from_millis(7500);
+    let offline = ws
+        .wait_for("site_offline for north", within, |m| {
+            m["type"] == "alarm"
+                && m["event"] == "raised"
+                && m["alarm"]["condition"] == "site_offline"
+        })
+        .await;
+    assert_eq!(offline["site"], "north", "{offline}");
+    let snap = ws
+        .wait_for("north's beds not monitoring", within, |m| {
+            m["type"] == "snapshot" && !bed(m, "north/room1/B")["not_monitoring"].is_null()
+        })
+        .await;
+    for b in ["north/room1/A", "north/room1/B"] {
+        let bed = bed(&snap, b);
+        assert!(
+            bed["not_monitoring"]
+                .as_str()
+                .unwrap()
+                .contains("NOT MONITORING"),
+            "{bed}"
+        );
+        assert!(
+            bed["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["status"] == "disconnected"),
+            "{bed}"
+        );
+    }
+    assert!(
+        bed(&snap, "south/room1/A")["not_monitoring"].is_null(),
+        "south goes on"
+    );
+    let (_, sites) = http(
+        addr,
+        "GET",
+        "/api/sites",
+        Some("viewer-token-0123456789"),
+        None,
+    )
+    .await;
+    assert_eq!(sites["sites"][0]["online"], false, "{sites}");
+    assert_eq!(sites["sites"][1]["online"], true, "{sites}");
+    ws.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_resynchronises() {
+    let bdir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(bdir.path(), free_port());
+    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_north, site_addr) = site(
+        ndir.path(),
+        &broker.url(),
+        "north",
+        None,
+        DESAT,
+        r#"events = [{ at = "12s", for = "1h", kind = "finger_out" }]"#,
+    );
+    let (_central, addr) = central(cdir.path(), &broker.url(), &[("north", None)]);
+    let mut ws = dashboard(addr).await;
+    let alarm = ws
+        .wait_for("north's spo2_low", SOON, |m| {
+            raised(m, "north/room1/A", "spo2_low")
+        })
+        .await;
+    let central_id = alarm["alarm"]["id"].clone();
+    let (_, site_alarms) = http(site_addr, "GET", "/api/alarms", None, None).await;
+    let site_id = site_alarms["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["condition"] == "spo2_low")
+        .and_then(|a| a["id"].as_u64())
+        .unwrap();
+
+    broker.stop();
+    // While the broker is away the site goes on: an acknowledgement there, and bed B's
+    // finger out (at 12 s).
+    let (status, body) = http(
+        site_addr,
+        "POST",
+        &format!("/api/alarms/{site_id}/ack"),
+        None,
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    broker.restart();
+
+    // Every event of the outage reaches the dashboard once; the view is whole again.
+    let mut acks = 0;
+    let mut b_raised = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let mut resynced = false;
+    let mut seen = Vec::new();
+    while tokio::time::Instant::now() < deadline && !(resynced && acks > 0 && b_raised > 0) {
+        let Some(m) = ws.next(Duration::from_secs(1)).await else {
+            continue;
+        };
+        if m["type"] == "alarm" {
+            seen.push(format!(
+                "{} {} {} {}",
+                m["event"], m["alarm"]["id"], m["alarm"]["condition"], m["bed"]
+            ));
+        }
+        if m["type"] == "alarm" && m["event"] == "acknowledged" && m["alarm"]["id"] == central_id {
+            acks += 1;
+        }
+        if m["type"] == "alarm" && m["event"] == "raised" && m["bed"] == "north/room1/B" {
+            b_raised += 1;
+        }
+        if m["type"] == "alarm"
+            && m["event"] == "cleared"
+            && m["alarm"]["condition"] == "site_offline"
+        {
+            resynced = true;
+        }
+    }
+    assert_eq!(
+        acks, 1,
+        "the acknowledgement of {central_id} made during the outage, once: {seen:?}"
+    );
+    assert!(
+        b_raised >= 1,
+        "bed B's alarm raised during the outage arrives"
+    );
+    assert!(resynced, "north is back online at central");
+    // A little longer: nothing arrives twice.
+    let more = {
+        let mut v = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Some(m) = ws
+            .next(until.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            v.push(m);
+        }
+        v
+    };
+    assert!(
+        !more.iter().any(|m| m["type"] == "alarm"
+            && m["event"] == "acknowledged"
+            && m["alarm"]["id"] == central_id),
+        "the acknowledgement is not sent twice"
+    );
+    let (_, alarms) = http(
+        addr,
+        "GET",
+        "/api/alarms",
+        Some("viewer-token-0123456789"),
+        None,
+    )
+    .await;
+    let list = alarms["alarms"].as_array().unwrap();
+    assert!(
+        list.iter()
+            .any(|a| a["id"] == central_id && a["state"] == "acknowledged"),
+        "{alarms}"
+    );
+    assert!(list.iter().any(|a| a["bed"] == "north/room1/B"), "{alarms}");
+    assert!(
+        !list.iter().any(|a| a["condition"] == "site_offline"),
+        "{alarms}"
+    );
+    ws.close().await;
+}
+
+/// A test PKI in `dir`: a CA, the broker's certificate for 127.0.0.1, and a client
+/// certificate. Returns the paths (ca, server cert, server key, client cert, client key).
+fn pki(dir: &Path) -> [std::path::PathBuf; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "vitalsd test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |names: Vec<String>, cn: &str, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![usage];
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server, server_key) = leaf(
+        vec!["127.0.0.1".to_owned()],
+        "broker",
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client, client_key) = leaf(vec![], "vitalsd", ExtendedKeyUsagePurpose::ClientAuth);
+    let paths = [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "client.pem",
+        "client.key",
+    ]
+    .map(|n| dir.join(n));
+    for (p, text) in paths
+        .iter()
+        .zip([ca_cert.pem(), server, server_key, client, client_key])
+    {
+        std::fs::write(p, text).unwrap();
+    }
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_and_the_central_reach_a_broker_over_mqtts_with_client_certificates() {
+    let bdir = tempfile::tempdir().unwrap();
+    let [ca, server, server_key, client, client_key] = pki(bdir.path());
+    // The broker wants TLS and a client certificate from our CA.
+    let broker = Broker::start_with(
+        bdir.path(),
+        free_port(),
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true",
+            ca.display(),
+            server.display(),
+            server_key.display()
+        ),
+    );
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let tls = format!(
+        "ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        ca.display(),
+        client.display(),
+        client_key.display()
+    );
+    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_north, _) = site_with(ndir.path(), &url, "north", &tls, DESAT, "");
+    let (_central, addr) = central_with(cdir.path(), &url, &tls, &[("north", None)]);
+    let mut ws = dashboard(addr).await;
+    ws.wait_for("north's beds over mqtts", SOON, |m| {
+        m["type"] == "snapshot" && beds(m).len() == 2
+    })
+    .await;
+    ws.wait_for("north's spo2_low over mqtts", SOON, |m| {
+        raised(m, "north/room1/A", "spo2_low")
+    })
+    .await;
+    ws.close().await;
+}

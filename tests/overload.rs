@@ -1,0 +1,369 @@
+//! Fairness under overload, end to end against the `vitalsd` binary: a serial device server
+//! faked on a real TCP socket floods Masimo lines as fast as the socket takes them, next to a
+//! normal bed whose device sends one line a second. The flooding device is throttled at its
+//! source and raises `device_flooding`; the normal bed's alarm reaches the WebSocket client and
+//! every one of its readings is stored. With a tiny store buffer and no throttle, the store has
+//! to drop readings: that is the `store_unwritable` technical alarm and a 503 from `/healthz`,
+//! and the readings dropped are the flooding device's, not the normal bed's.
+
+use crate::util::{Client, bin, http};
+use rusqlite::Connection;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// A Rad-8 ASCII 1 line (spo2, pulse rate, perfusion index: three readings) with SpO2 `spo2`.
+fn masimo_line(spo2: u8) -> Vec<u8> {
+    format!(
+        "02/22/16 22:47:45 SN=0000056661 SPO2={spo2:03}% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000000\r\n"
+    )
+    .into_bytes()
+}
+
+/// Generous: a debug build on a loaded 2-core machine.
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// A device server on a real TCP socket. `flood`: every connection gets Masimo lines as fast
+/// as it takes them. Otherwise: `lines` lines of SpO2 80 (below the preset's severe band),
+/// one a second, on the first connection, then silence with the connection open. Counts the
+/// lines written.
+struct DeviceServer {
+    port: u16,
+    written: Arc<AtomicUsize>,
+}
+
+impl DeviceServer {
+    async fn start(flood: bool, lines: usize) -> DeviceServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let written = Arc::new(AtomicUsize::new(0));
+        let w = written.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (mut rd, mut wr) = sock.into_split();
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 256];
+                    while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                });
+                let w = w.clone();
+                let speak = std::mem::take(&mut first);
+                tokio::spawn(async move {
+                    if flood {
+                        let chunk: Vec<u8> = (0..64).flat_map(|_| masimo_line(97)).collect();
+                        while wr.write_all(&chunk).await.is_ok() {
+                            w.fetch_add(64, Ordering::SeqCst);
+                        }
+                        return;
+                    }
+                    if speak {
+                        for _ in 0..lines {
+                            if wr.write_all(&masimo_line(80)).await.is_err() {
+                                return;
+                            }
+                            w.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    // Keep the connection open, silent.
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    drop(wr);
+                });
+            }
+        });
+        DeviceServer { port, written }
+    }
+
+    fn written(&self) -> usize {
+        self.written.load(Ordering::SeqCst)
+    }
+}
+
+/// Room 1: bed A's oximeter `flood`, bed B's `normal`, both Masimo Rad-8 behind device
+/// servers; `flood_extra` goes in the flooding device's table, `extra` before the rooms.
+fn config(
+    dir: &std::path::Path,
+    flood: u16,
+    normal: u16,
+    flood_extra: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"listen = "127.0.0.1:0"
+data_dir = "{dir}/data"
+{extra}
+
+[[rooms]]
+id = "room1"
+name = "Room 1"
+
+[[rooms.recliners]]
+id = "A"
+bp_interval = "10m"
+
+[[rooms.recliners.devices]]
+id = "flood"
+profile = "masimo-rad8"
+tcp = "127.0.0.1:{flood}"
+{flood_extra}
+
+[[rooms.recliners]]
+id = "B"
+bp_interval = "10m"
+
+[[rooms.recliners.devices]]
+id = "normal"
+profile = "masimo-rad8"
+tcp = "127.0.0.1:{normal}"
+"#,
+        dir = dir.display()
+    )
+}
+
+/// The `vitalsd run` process; killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(text: impl FnOnce(&std::path::Path) -> String) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overload.toml");
+        std::fs::write(&path, text(dir.path())).unwrap();
+        let mut child = Command::new(bin())
+            .args(["run", "--config", path.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + WITHIN;
+        while std::time::Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.trim_end_matches('/').parse().unwrap();
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return Daemon { child, addr, dir };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("vitalsd never said where it listens");
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    /// Readings of device `id` in the store file (read beside the running daemon: WAL).
+    fn stored(&self, id: &str) -> i64 {
+        let path = self.dir.path().join("data").join(vitalsd::store::FILE_NAME);
+        let Ok(conn) = Connection::open(path) else {
+            return -1;
+        };
+        conn.query_row(
+            "SELECT COUNT(*) FROM readings_named WHERE device = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap_or(-1)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The alarms a message shows as raised: a `raised` event's, or every bed's current alarms in
+/// a snapshot; with their bed.
+fn current_alarms(m: &Value) -> Vec<(String, Value)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    if m["type"] == "alarm" && m["event"] == "raised" {
+        return vec![(text(&m["bed"]), m["alarm"].clone())];
+    }
+    if m["type"] != "snapshot" {
+        return Vec::new();
+    }
+    let beds = m["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["beds"].as_array().into_iter().flatten());
+    beds.flat_map(|b| {
+        let id = text(&b["id"]);
+        b["alarms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(move |a| (id.clone(), a.clone()))
+    })
+    .collect()
+}
+
+fn raised(m: &Value, condition: &str) -> bool {
+    m["type"] == "alarm" && m["event"] == "raised" && m["alarm"]["condition"] == condition
+}
+
+/// Waits (generously) until `f` holds; panics naming `what`.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + WITHIN;
+    while Instant::now() < end {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {WITHIN:?}: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_device_is_throttled_and_alarmed_while_the_other_beds_alarm_and_readings_all_arrive()
+ {
+    const LINES: usize = 8;
+    let flood = DeviceServer::start(true, 0).await;
+    let normal = DeviceServer::start(false, LINES).await;
+    let d = Daemon::start(|dir| config(dir, flood.port, normal.port, "", ""));
+    let mut c = d.client().await;
+    // The normal bed's severe SpO2 alarm reaches the client; so does the flood's alarm.
+    let (mut flooding, mut spo2_low) = (None, None);
+    let end = Instant::now() + WITHIN;
+    while flooding.is_none() || spo2_low.is_none() {
+        let left = end.saturating_duration_since(Instant::now());
+        let Some(m) = c.next(left).await else {
+            panic!("within {WITHIN:?}: device_flooding {flooding:?}, spo2_low {spo2_low:?}");
+        };
+        // An alarm raised before the client connected is in its snapshot.
+        for (bed, a) in current_alarms(&m) {
+            match a["condition"].as_str() {
+                Some("device_flooding") => flooding = Some((bed, a)),
+                Some("spo2_low") => spo2_low = Some((bed, a)),
+                _ => {}
+            }
+        }
+    }
+    let (bed, flooding) = flooding.unwrap();
+    assert_eq!(bed, "room1/A", "{flooding}");
+    assert_eq!(flooding["device"], "flood", "{flooding}");
+    assert_eq!(flooding["priority"], "medium", "{flooding}");
+    let (bed, spo2_low) = spo2_low.unwrap();
+    assert_eq!(bed, "room1/B", "{spo2_low}");
+    assert_eq!(spo2_low["priority"], "high", "{spo2_low}");
+
+    // /healthz counts what the throttle dropped, for the flooding device only.
+    let (status, health) = http(d.addr, "GET", "/healthz", None, None).await;
+    assert_eq!(status, 200, "{health}");
+    let devices = &health["overload"]["devices"];
+    assert_eq!(devices["flood"]["flooding"], true, "{health}");
+    assert!(devices["flood"]["throttled"].as_u64() > Some(0), "{health}");
+    assert!(devices["normal"].is_null(), "{health}");
+    assert_eq!(health["store"]["dropped"], 0, "{health}");
+    // No [[notify]] target: nothing is queued for the notifier at all.
+    let notify = &health["overload"]["notify"];
+    assert_eq!(
+        (notify["depth"].as_u64(), notify["coalesced"].as_u64()),
+        (Some(0), Some(0)),
+        "{health}"
+    );
+    assert!(health["overload"]["dispatch"]["peak"].is_u64(), "{health}");
+
+    // Every line of the normal bed is stored: three readings each.
+    eventually("the normal bed's lines all written", async || {
+        normal.written() == LINES
+    })
+    .await;
+    let want = i64::try_from(LINES * 3).unwrap();
+    eventually("every reading of the normal bed stored", async || {
+        d.stored("normal") == want
+    })
+    .await;
+    // The flood was read far less than it was offered.
+    let flood_stored = d.stored("flood");
+    assert!(
+        usize::try_from(flood_stored).unwrap() < flood.written() * 3,
+        "stored {flood_stored} of {} lines",
+        flood.written()
+    );
+    c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_must_drop_readings_raises_its_alarm_and_drops_the_floods_not_the_normal_beds()
+{
+    const LINES: usize = 6;
+    let flood = DeviceServer::start(true, 0).await;
+    let normal = DeviceServer::start(false, LINES).await;
+    // No throttle for the flood, and a store buffer of 16 readings.
+    let d = Daemon::start(|dir| {
+        config(
+            dir,
+            flood.port,
+            normal.port,
+            "max_rate = 1000000",
+            "[storage]\nbuffer_cap = 16",
+        )
+    });
+    let mut c = d.client().await;
+    // Raised as an event, or already in the snapshot (bed-less alarms) if it came first.
+    let m = c
+        .wait_for("store_unwritable raised", WITHIN, |m| {
+            raised(m, "store_unwritable")
+                || (m["type"] == "snapshot"
+                    && m["alarms"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|a| a["condition"] == "store_unwritable")))
+        })
+        .await;
+    assert!(m["bed"].is_null(), "{m}");
+    let (status, health) = http(d.addr, "GET", "/healthz", None, None).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["store"]["writable"], false, "{health}");
+    assert_eq!(health["store"]["dropping"], true, "{health}");
+    assert!(
+        health["store"]["dropped_by_device"]["flood"].as_u64() > Some(0),
+        "{health}"
+    );
+    assert!(
+        health["store"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("readings dropped")),
+        "{health}"
+    );
+    eventually("the normal bed's lines all written", async || {
+        normal.written() == LINES
+    })
+    .await;
+    let want = i64::try_from(LINES * 3).unwrap();
+    eventually("every reading of the normal bed stored", async || {
+        d.stored("normal") == want
+    })
+    .await;
+    let (_, health) = http(d.addr, "GET", "/healthz", None, None).await;
+    assert!(
+        health["store"]["dropped_by_device"]["normal"].is_null(),
+        "the normal bed lost nothing: {health}"
+    );
+    c.close().await;
+}
