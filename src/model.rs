@@ -29,7 +29,7 @@ pub use policy::{
     AudioPolicy, Breakthrough, EscalationPolicy, Policy, PriorityEscalation, TechRule,
     TechnicalPolicy,
 };
-pub use time::{MONO_ORIGIN, Mono, fmt_duration, parse_duration};
+pub use time::{MONO_ORIGIN, Mono, WrittenDuration, fmt_duration, parse_duration};
 
 use serde::{Deserialize, Serialize, Serializer, ser::SerializeSeq};
 use std::fmt;

@@ -107,7 +107,7 @@ pub fn load_central(path: &Path) -> Result<CentralConfig, ConfigError> {
 /// Validates central config text as if read from `origin`.
 pub fn load_central_str(text: &str, origin: &Path) -> Result<CentralConfig, ConfigError> {
     let src = Source { origin, text };
-    let raw: RawCentral = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let raw: RawCentral = src.read()?;
     let base = origin
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -6,28 +6,48 @@
 //! the daemon uses. Every error names the file, the line, the key and what was expected.
 //!
 //! The file formats are documented in `docs/configuration.md`.
+//!
+//! # Layout
+//! - `raw`: the files as serde reads them; `error`: [`ConfigError`] and [`read_toml`], the one
+//!   reader every TOML file goes through (the scenario loader's too), which names the line,
+//!   column and key path of what it refuses.
+//! - `load`: the clinic config's entry points ([`load_config`]) and the site-wide tables
+//!   (`[[users]]`, `[alarms]`, `[[notify]]`, `[storage]`, `[api]`, `[tls]`, `[mqtt]`).
+//! - `topology`: rooms, recliners and device bindings with their endpoints.
+//! - `profiles`: device profiles (serial link, BLE GATT layout).
+//! - `check`: checks the validators share (ids, text, bounded durations); `mqtt`: the broker
+//!   URL and topics.
 
 #[cfg(test)]
 mod api_tests;
 mod central;
+mod check;
+mod error;
 mod hl7;
 mod load;
 mod mqtt;
+mod profiles;
 mod raw;
+mod topology;
 
 // Shared vocabulary that moved to `crate::model`; re-exported so that `crate::config::X`
 // paths keep working.
 pub use crate::model::{DeviceKind, parse_duration};
 pub use central::{CentralConfig, CentralMqtt, CentralSite, load_central, load_central_str};
+pub use error::{ConfigError, TomlError, line_col, read_toml};
 pub use hl7::{Hl7Endpoint, Hl7Kind, parse_endpoint as parse_hl7_endpoint};
-pub use load::{BUILTIN_PRESETS, DEFAULT_PRESET, load_presets};
-pub use load::{
-    BUILTIN_PROFILES, ConfigError, DEFAULT_BP_INTERVAL, DEFAULT_LISTEN, MAX_BP_INTERVAL,
-    MAX_EXPECTED_PERIOD, MIN_BP_INTERVAL, MIN_EXPECTED_PERIOD, absent_ports, load_config,
-    load_config_str, load_profile, load_profiles, normalize_address, parse_ble_uuid,
-};
+pub use load::{BUILTIN_PRESETS, load_presets};
+pub use load::{DEFAULT_LISTEN, load_config, load_config_str};
 pub use mqtt::{
     MIN_COMMAND_SECRET, MqttSettings, MqttTls, is_mqtts, is_topic_level, parse_mqtt_url,
+};
+pub use profiles::{
+    BUILTIN_PROFILES, MAX_EXPECTED_PERIOD, MIN_EXPECTED_PERIOD, load_profile, load_profiles,
+    parse_ble_uuid,
+};
+pub use topology::{
+    DEFAULT_BP_INTERVAL, DEFAULT_PRESET, MAX_BP_INTERVAL, MIN_BP_INTERVAL, absent_ports,
+    normalize_address,
 };
 
 use crate::model::{BedIdx, BedSpec, DeviceIdx, DeviceSpec, Metric};

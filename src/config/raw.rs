@@ -1,10 +1,12 @@
 //! What serde reads from the TOML files, before validation.
 //!
 //! Every struct denies unknown keys, so a misspelt key is an error instead of a silently ignored
-//! setting. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
+//! setting. Durations are typed ([`WrittenDuration`]): a bad one is refused while the file is
+//! read, naming its line and key. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
 //! errors can point at the line and column of the bad value.
 
 use super::{BleMode, DeviceKind, FlowControl, Parity, TransportKind};
+use crate::model::WrittenDuration;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -84,8 +86,8 @@ pub(super) struct RawApi {
     #[serde(default)]
     pub allowed_origins: Vec<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
-    pub header_timeout: Option<Spanned<String>>,
-    pub request_timeout: Option<Spanned<String>>,
+    pub header_timeout: Option<Spanned<WrittenDuration>>,
+    pub request_timeout: Option<Spanned<WrittenDuration>>,
     pub max_body: Option<Spanned<i64>>,
     /// Lab use only: serve plain HTTP on a non-loopback address.
     pub insecure_allow_plaintext: Option<bool>,
@@ -108,8 +110,8 @@ pub(super) struct RawMqtt {
     pub client_id: Option<Spanned<String>>,
     pub username: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
-    pub keepalive: Option<Spanned<String>>,
-    pub down_after: Option<Spanned<String>>,
+    pub keepalive: Option<Spanned<WrittenDuration>>,
+    pub down_after: Option<Spanned<WrittenDuration>>,
     pub command_secret: Option<Spanned<String>>,
     /// `mqtts://` only: CA certificates (PEM), a client certificate and its key.
     pub ca: Option<Spanned<String>>,
@@ -122,7 +124,7 @@ pub(super) struct RawMqtt {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
     /// Keep discharged sessions (and their readings) this long; absent = keep everything.
-    pub retention: Option<Spanned<String>>,
+    pub retention: Option<Spanned<WrittenDuration>>,
     /// Readings the store holds in memory at most (shared fairly between devices).
     pub buffer_cap: Option<Spanned<i64>>,
 }
@@ -142,20 +144,20 @@ pub(super) struct RawUser {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAlarms {
-    pub dashboard_timeout: Option<Spanned<String>>,
+    pub dashboard_timeout: Option<Spanned<WrittenDuration>>,
     /// Shorthand for `escalation.high.renotify_every`.
     pub renotify_every: Option<Spanned<String>>,
     /// Shorthand for `escalation.high.escalate_after`.
     pub escalate_after: Option<Spanned<String>>,
-    pub audio_pause: Option<Spanned<String>>,
-    pub audio_pause_max: Option<Spanned<String>>,
+    pub audio_pause: Option<Spanned<WrittenDuration>>,
+    pub audio_pause_max: Option<Spanned<WrittenDuration>>,
     /// At most one page per alarm condition per bed in this window.
-    pub page_interval: Option<Spanned<String>>,
+    pub page_interval: Option<Spanned<WrittenDuration>>,
     /// `high`, `medium` or `all`: which new conditions sound through an audio pause.
     pub pause_breakthrough: Option<Spanned<String>>,
     /// `[alarms.escalation.high]` / `.medium` / `.low`.
     pub escalation: Option<Spanned<RawEscalation>>,
-    pub nibp_overdue_grace: Option<Spanned<String>>,
+    pub nibp_overdue_grace: Option<Spanned<WrittenDuration>>,
 }
 
 /// The `[alarms.escalation]` table: one table per priority.
@@ -186,7 +188,7 @@ pub(super) struct RawNotify {
     pub name: Spanned<String>,
     pub url: Spanned<String>,
     pub level: Option<Spanned<u8>>,
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<WrittenDuration>>,
 }
 
 /// One `[[rooms]]` table.
@@ -205,7 +207,7 @@ pub(super) struct RawRoom {
 pub(super) struct RawRecliner {
     pub id: Spanned<String>,
     pub label: Option<Spanned<String>>,
-    pub bp_interval: Option<Spanned<String>>,
+    pub bp_interval: Option<Spanned<WrittenDuration>>,
     /// Alarm-limit preset name; `ketamine-session` when absent.
     pub preset: Option<Spanned<String>>,
     #[serde(default)]
@@ -247,7 +249,7 @@ pub(super) struct RawProfile {
     /// The decoder of a serial profile; BLE profiles name one per characteristic instead.
     pub protocol: Option<Spanned<String>>,
     pub metrics: Spanned<Vec<Spanned<String>>>,
-    pub expected_period: Spanned<String>,
+    pub expected_period: Spanned<WrittenDuration>,
     /// Readings per second the model can plausibly send; more is a flood (throttled).
     pub max_rate: Option<Spanned<i64>>,
     pub no_signal: String,
@@ -272,7 +274,7 @@ pub(super) struct RawBle {
     /// The command written to `write` every `poll_every`, in hex.
     pub poll_command: Option<Spanned<String>>,
     /// How often `poll_command` is written.
-    pub poll_every: Option<Spanned<String>>,
+    pub poll_every: Option<Spanned<WrittenDuration>>,
     /// `[[ble.characteristics]]`: what to subscribe to or read, and how to decode it.
     #[serde(default)]
     pub characteristics: Vec<Spanned<RawBleCharacteristic>>,

@@ -78,6 +78,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A duration as written in a file (`"30s"`), read by serde through [`parse_duration`]: a bad
+/// one is refused while the file is read, with [`parse_duration`]'s message (the text quoted,
+/// what was expected). Keeps the text, so that a later message (out of range) quotes what
+/// was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenDuration {
+    /// The duration.
+    pub value: Duration,
+    /// The text as written.
+    pub text: String,
+}
+
+impl<'de> serde::Deserialize<'de> for WrittenDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        let value = parse_duration(&text).map_err(serde::de::Error::custom)?;
+        Ok(WrittenDuration { value, text })
+    }
+}
+
 /// A duration in the config syntax that [`parse_duration`] reads back (`10s`, `250ms`).
 pub fn fmt_duration(d: Duration) -> String {
     if d.subsec_millis() == 0 {

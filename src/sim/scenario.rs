@@ -8,7 +8,8 @@
 //! types below. Every error names the key, quotes the bad value and says what was expected.
 //! The format is documented in `docs/scenarios.md`.
 
-use crate::config::parse_duration;
+use crate::config::{line_col, read_toml};
+use crate::model::WrittenDuration;
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -229,8 +230,8 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
-    /// Not TOML, an unknown key, a missing key or a value of the wrong type; toml's message
-    /// names the line and the key.
+    /// Not TOML, an unknown key, a missing key or a value of the wrong type: the line, the
+    /// key and serde's message, read by the config's reader ([`crate::config::read_toml`]).
     #[error("{0}")]
     Syntax(String),
     /// A value of the right type but outside what is allowed.
@@ -260,8 +261,14 @@ fn line_prefix(line: Option<usize>) -> String {
 impl Scenario {
     /// Reads and validates a scenario from TOML text.
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
-        let raw: RawScenario = toml::from_str(text)
-            .map_err(|e| ScenarioError::Syntax(e.to_string().trim_end().to_owned()))?;
+        let raw: RawScenario = read_toml(text).map_err(|e| {
+            let key = if e.key.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.key)
+            };
+            ScenarioError::Syntax(format!("line {}: {key}{}", e.line, e.message))
+        })?;
         Validator { text }.scenario(raw)
     }
 
@@ -365,7 +372,7 @@ struct RawBed {
     bed: Spanned<String>,
     baseline: Option<RawBaseline>,
     noise: Option<Spanned<f64>>,
-    dose_at: Option<Spanned<String>>,
+    dose_at: Option<Spanned<WrittenDuration>>,
     ketamine: Option<RawKetamine>,
     #[serde(default)]
     events: Vec<RawEvent>,
@@ -387,19 +394,19 @@ struct RawKetamine {
     sys_rise: Option<Spanned<f64>>,
     dia_rise: Option<Spanned<f64>>,
     pr_rise: Option<Spanned<f64>>,
-    peak_after: Option<Spanned<String>>,
-    duration: Option<Spanned<String>>,
+    peak_after: Option<Spanned<WrittenDuration>>,
+    duration: Option<Spanned<WrittenDuration>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEvent {
-    at: Spanned<String>,
+    at: Spanned<WrittenDuration>,
     #[serde(rename = "for")]
-    for_: Spanned<String>,
+    for_: Spanned<WrittenDuration>,
     kind: Spanned<RawKind>,
     spo2: Option<Spanned<f64>>,
-    ramp: Option<Spanned<String>>,
+    ramp: Option<Spanned<WrittenDuration>>,
     code: Option<Spanned<u8>>,
     device: Option<Spanned<DeviceRole>>,
 }
@@ -445,8 +452,7 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn line(&self, span: Range<usize>) -> Option<usize> {
-        let head = self.text.get(..span.start)?;
-        Some(head.bytes().filter(|&b| b == b'\n').count() + 1)
+        Some(line_col(self.text, span.start).0)
     }
 
     fn invalid(
@@ -484,15 +490,6 @@ impl Validator<'_> {
                 format!("a number from {lo} to {hi}"),
             ))
         }
-    }
-
-    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration, ScenarioError> {
-        parse_duration(value.get_ref()).map_err(|msg| ScenarioError::Invalid {
-            line: self.line(value.span()),
-            key: key.to_owned(),
-            value: format!("{:?}", value.get_ref()),
-            expected: msg.trim_start_matches("expected ").to_owned(),
-        })
     }
 
     fn scenario(&self, raw: RawScenario) -> Result<Scenario, ScenarioError> {
@@ -555,11 +552,7 @@ impl Validator<'_> {
             Some(b) => self.baseline(&p, &b)?,
         };
         let noise = self.number(raw.noise.as_ref(), &format!("{p}.noise"), (0.0, 10.0), 1.0)?;
-        let dose_at = raw
-            .dose_at
-            .as_ref()
-            .map(|d| self.duration(d, &format!("{p}.dose_at")))
-            .transpose()?;
+        let dose_at = raw.dose_at.as_ref().map(|d| d.get_ref().value);
         let ketamine = match raw.ketamine {
             None => Ketamine::default(),
             Some(k) => self.ketamine(&p, &k)?,
@@ -615,15 +608,15 @@ impl Validator<'_> {
         let d = Ketamine::default();
         let key = |k: &str| format!("{p}.ketamine.{k}");
         let rise = (0.0, 100.0);
-        let opt_duration = |v: Option<&Spanned<String>>, k: &str, default: Duration| {
-            v.map(|s| self.duration(s, &key(k))).unwrap_or(Ok(default))
+        let opt_duration = |v: Option<&Spanned<WrittenDuration>>, default: Duration| {
+            v.map_or(default, |s| s.get_ref().value)
         };
         let k = Ketamine {
             sys_rise: self.number(raw.sys_rise.as_ref(), &key("sys_rise"), rise, d.sys_rise)?,
             dia_rise: self.number(raw.dia_rise.as_ref(), &key("dia_rise"), rise, d.dia_rise)?,
             pr_rise: self.number(raw.pr_rise.as_ref(), &key("pr_rise"), rise, d.pr_rise)?,
-            peak_after: opt_duration(raw.peak_after.as_ref(), "peak_after", d.peak_after)?,
-            duration: opt_duration(raw.duration.as_ref(), "duration", d.duration)?,
+            peak_after: opt_duration(raw.peak_after.as_ref(), d.peak_after),
+            duration: opt_duration(raw.duration.as_ref(), d.duration),
         };
         if k.peak_after.is_zero() {
             return Err(self.invalid(
@@ -649,8 +642,8 @@ impl Validator<'_> {
 
     fn event(&self, p: &str, raw: &RawEvent) -> Result<Event, ScenarioError> {
         let key = |k: &str| format!("{p}.{k}");
-        let at = self.duration(&raw.at, &key("at"))?;
-        let duration = self.duration(&raw.for_, &key("for"))?;
+        let at = raw.at.get_ref().value;
+        let duration = raw.for_.get_ref().value;
         if duration.is_zero() {
             return Err(self.invalid(
                 Some(raw.for_.span()),
@@ -718,8 +711,7 @@ impl Validator<'_> {
                 let ramp = raw
                     .ramp
                     .as_ref()
-                    .map(|r| self.duration(r, &key("ramp")))
-                    .unwrap_or(Ok(DEFAULT_RAMP))?;
+                    .map_or(DEFAULT_RAMP, |r| r.get_ref().value);
                 EventKind::Desaturation { spo2: target, ramp }
             }
             RawKind::FingerOut => EventKind::FingerOut,
