@@ -53,7 +53,7 @@ fn daemon_config(dir: &std::path::Path, ports: &[u16]) -> String {
         for (i, port) in pair.iter().enumerate() {
             let dev = r * 2 + i;
             s.push_str(&format!(
-                "[[rooms.recliners]]\nid = \"{}\"\n[[rooms.recliners.devices]]\nid = \"dev{dev}\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:{port}\"\n",
+                "[[rooms.recliners]]\nid = \"{}\"\n[[rooms.recliners.devices]]\nid = \"dev{dev}\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n",
                 if i == 0 { "A" } else { "B" }
             ));
         }

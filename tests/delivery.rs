@@ -27,6 +27,9 @@ id = "A"
 id = "room1-A-oximeter"
 profile = "masimo-rad8"
 tcp = "127.0.0.1:{a}"
+# This test floods on purpose to back up the client's queue: the source's flood throttle
+# (`device_flooding`, tests/overload.rs) must not stop the flood before it reaches the hub.
+max_rate = 1000000
 
 [[rooms.recliners]]
 id = "B"
