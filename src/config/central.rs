@@ -96,22 +96,14 @@ impl CentralConfig {
 
 /// Reads and validates `central.toml`.
 pub fn load_central(path: &Path) -> Result<CentralConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        what: "central config file",
-        source,
-    })?;
-    load_central_str(&text, path)
+    load_central_str(&super::load::read_file(path, "central config file")?, path)
 }
 
 /// Validates central config text as if read from `origin`.
 pub fn load_central_str(text: &str, origin: &Path) -> Result<CentralConfig, ConfigError> {
     let src = Source { origin, text };
     let raw: RawCentral = src.read()?;
-    let base = origin
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let base = super::load::base_dir(origin);
     let listen = match &raw.listen {
         None => SocketAddr::from(([127, 0, 0, 1], 8090)),
         Some(l) => l.get_ref().trim().parse::<SocketAddr>().map_err(|_| {

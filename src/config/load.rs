@@ -27,12 +27,24 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Reads and validates the clinic config file, with the device profiles it refers to.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    load_config_str(&read_file(path, "config file")?, path)
+}
+
+/// Reads a TOML file's text; the error names the file and what it is (`what`).
+pub(crate) fn read_file(path: &Path, what: &'static str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_path_buf(),
-        what: "config file",
+        what,
         source,
-    })?;
-    load_config_str(&text, path)
+    })
+}
+
+/// The directory relative paths in a file read from `origin` resolve against.
+pub(crate) fn base_dir(origin: &Path) -> &Path {
+    origin
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Validates config text as if read from `origin`: relative paths resolve against `origin`'s
@@ -40,10 +52,7 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
 pub fn load_config_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let src = Source { origin, text };
     let raw: RawConfig = src.read()?;
-    let base = origin
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let base = base_dir(origin);
     let devices_dir = match &raw.devices_dir {
         Some(d) => Some(resolve_dir(&src, base, d, "devices_dir")?),
         None => None,
