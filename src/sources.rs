@@ -328,6 +328,18 @@ impl<'a> Flood<'a> {
     /// ingested).
     fn admit(&mut self, now: Mono, out: &mut Vec<Measurement>) {
         let a = self.throttle.admit(now, out);
+        self.noted(a);
+    }
+
+    /// Charges one pushed value's readings (BLE: the device cannot be read less); over the
+    /// budget drops the whole value ([`Throttle::admit_whole`]), counted, and raises
+    /// `device_flooding` at the first excess.
+    fn admit_whole(&mut self, now: Mono, out: &mut Vec<Measurement>) {
+        let a = self.throttle.admit_whole(now, out);
+        self.noted(a);
+    }
+
+    fn noted(&self, a: throttle::Admitted) {
         if a.dropped == 0 {
             return;
         }
@@ -336,7 +348,7 @@ impl<'a> Flood<'a> {
         }
         if a.started_flooding {
             let b = self.ctx.hub.config().device(self.device);
-            tracing::warn!(device = %b.id, max_rate = b.max_rate, "device sends more readings than its profile allows; throttled (newest reading of each metric kept)");
+            tracing::warn!(device = %b.id, max_rate = b.max_rate, "device sends more readings than its profile allows; throttled");
             if let Some(l) = self.load() {
                 l.flooding.store(true, Ordering::Relaxed);
             }
@@ -370,10 +382,15 @@ impl<'a> Flood<'a> {
 
     /// The session ends: a flood ends with it (the link's own alarm stands for the device).
     fn end(&self, ended: Ended) -> Ended {
+        self.close();
+        ended
+    }
+
+    /// The link ends: a flood ends with it.
+    fn close(&self) {
         if self.throttle.flooding() {
             self.cleared();
         }
-        ended
     }
 }
 
@@ -444,10 +461,11 @@ async fn suntech_session(
     let mut buf = vec![0u8; 512];
     let mut state = Cuff::Idle;
     let mut next_poll = mono_now();
+    let mut flood = Flood::new(ctx, device);
     loop {
         let now = mono_now();
         if now >= watch.deadline() {
-            return watch.dead();
+            return flood.end(watch.dead());
         }
         // Decide what to send now, if anything.
         if now >= next_poll {
@@ -474,7 +492,7 @@ async fn suntech_session(
                 Cuff::AwaitingResult { .. } => Command::GetBpData,
             };
             if let Err(e) = link.write_all(&cmd.encode()).await {
-                return watch.lost(format!("write failed: {e}"));
+                return flood.end(watch.lost(format!("write failed: {e}")));
             }
             next_poll = now.saturating_add(if state == Cuff::Idle {
                 IDLE_PROBE
@@ -484,12 +502,16 @@ async fn suntech_session(
         }
         let wake = next_poll.min(watch.deadline());
         let n = tokio::select! {
-            _ = ctx.cancel.cancelled() => return Ended::Cancelled,
+            _ = ctx.cancel.cancelled() => return flood.end(Ended::Cancelled),
             _ = tokio::time::sleep_until(until(wake)) => continue,
+            _ = flood.over(), if flood.throttle.flooding() => {
+                flood.poll();
+                continue;
+            }
             r = link.read(&mut buf) => match r {
-                Ok(0) => return watch.lost("end of stream (device closed the connection)".into()),
+                Ok(0) => return flood.end(watch.lost("end of stream (device closed the connection)".into())),
                 Ok(n) => n,
-                Err(e) => return watch.lost(format!("read failed: {e}")),
+                Err(e) => return flood.end(watch.lost(format!("read failed: {e}"))),
             },
         };
         let stamp = Stamp::now();
@@ -519,8 +541,19 @@ async fn suntech_session(
                 _ => ctx.hub.device_heard(device),
             }
         }
+        // A module that answers more than it is asked (or a line that replays) is throttled
+        // like a streaming device: the newest reading of each metric passes, the module is
+        // read no faster than its budget.
+        flood.admit(stamp.mono, &mut out);
         ctx.hub.ingest(device, stamp, &out);
         out.clear();
+        let pause = flood.throttle.pause();
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return flood.end(Ended::Cancelled),
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
     }
 }
 
@@ -600,11 +633,17 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
                 // for serial links: a device that connects and drops at once backs off to 5 s.
                 let mut data_since: Option<tokio::time::Instant> = None;
                 let stable = ctx.hub.config().alarms.policy.link_stable;
+                let mut flood = Flood::new(&ctx, device);
                 let why = loop {
                     let next = tokio::select! {
                         _ = ctx.cancel.cancelled() => {
+                            flood.close();
                             link.disconnect().await;
                             return;
+                        }
+                        _ = flood.over(), if flood.throttle.flooding() => {
+                            flood.poll();
+                            continue;
                         }
                         n = link.next() => n,
                     };
@@ -649,9 +688,11 @@ pub async fn run_ble_device(ctx: SourceCtx, device: DeviceIdx) {
                     if !out.is_empty() && data_since.is_none() {
                         data_since = Some(tokio::time::Instant::now());
                     }
+                    flood.admit_whole(stamp.mono, &mut out);
                     ctx.hub.ingest(device, stamp, &out);
                     out.clear();
                 };
+                flood.close();
                 if data_since.is_some_and(|t| t.elapsed() >= stable) {
                     backoff.reset();
                 }

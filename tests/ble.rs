@@ -370,6 +370,36 @@ async fn malformed_notifications_are_counted_and_flagged_and_the_daemon_keeps_se
     rig.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ble_device_over_its_max_rate_is_throttled_and_alarmed_and_its_readings_still_arrive() {
+    // Bed A's PLX oximeter notifies 3 readings a second; its clinic set max_rate = 1.
+    let rig = BleRig::start_edited(ble_scenario(""), |text| {
+        text.replacen("name = \"PLX*\"\n", "name = \"PLX*\"\nmax_rate = 1\n", 1)
+    })
+    .await;
+    let mut c = rig.client().await;
+    c.wait_for("device_flooding raised for A's oximeter", SOON, |m| {
+        is_raised(m, "room1-A-oximeter", "device_flooding")
+    })
+    .await;
+    // Throttled, not cut off: whole values still pass at the budget's pace.
+    c.wait_for("an SpO2 from A after the flood was raised", SOON, |m| {
+        is_reading(m, "room1/A", "spo2") && m["value"] == 97.0
+    })
+    .await;
+    // /healthz counts what was dropped, for that device only.
+    let api = reqwest_like_get(rig.port, "/healthz").await;
+    let body = api.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let health: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {api}"));
+    let devices = &health["overload"]["devices"];
+    assert!(
+        devices["room1-A-oximeter"]["throttled"].as_u64() > Some(0),
+        "{health}"
+    );
+    assert!(devices["room1-B-oximeter"].is_null(), "{health}");
+    rig.stop().await;
+}
+
 const DEVICES: [&str; 3] = ["room1-A-oximeter", "room1-B-oximeter", "room1-C-oximeter"];
 
 fn is_raised(m: &Value, device: &str, condition: &str) -> bool {

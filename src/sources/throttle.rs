@@ -113,6 +113,32 @@ impl Throttle {
         }
     }
 
+    /// Charges the readings of one value pushed by a device that cannot be read less (a BLE
+    /// notification: the radio delivers it whether read or not). Within the budget (or with a
+    /// full bucket, so that a value larger than the bucket still passes at the budget's pace)
+    /// they all stay in `out`; over it the whole value is dropped and counted, and the bucket
+    /// is not charged for it, so values pass again at the budget's pace: the alarm engine still
+    /// sees the device's latest values and conditions at least that often. Allocation-free.
+    pub fn admit_whole(&mut self, now: Mono, out: &mut Vec<Measurement>) -> Admitted {
+        self.refill(now);
+        let n = out.len();
+        if n == 0 || self.tokens >= n as f64 || self.tokens >= self.burst {
+            self.tokens -= n as f64;
+            return Admitted {
+                dropped: 0,
+                started_flooding: false,
+            };
+        }
+        out.clear();
+        self.dropped += n as u64;
+        let started = self.flooding_since_excess.is_none();
+        self.flooding_since_excess = Some(now);
+        Admitted {
+            dropped: n,
+            started_flooding: started,
+        }
+    }
+
     /// How long to wait before the next read: zero within the budget; while in debt, until
     /// the bucket is back to zero.
     pub fn pause(&self) -> Duration {
@@ -269,6 +295,44 @@ mod tests {
             !t.poll(later.saturating_add(Duration::from_secs(60))),
             "ends once"
         );
+    }
+
+    #[test]
+    fn a_pushed_flood_passes_whole_values_at_the_budgets_pace_and_drops_the_rest() {
+        // 30 readings/s budget; a BLE oximeter notifying 3 readings every 10 ms (300/s).
+        let mut t = Throttle::new(30);
+        let mut now = t0();
+        let (mut passed, mut dropped, mut starts) = (0, 0, 0);
+        for _ in 0..500 {
+            let mut out = Vec::new();
+            line(97.0, &mut out);
+            let a = t.admit_whole(now, &mut out);
+            assert!(
+                out.len() == 3 || out.is_empty(),
+                "a value passes whole or not at all"
+            );
+            passed += out.len();
+            dropped += a.dropped;
+            starts += usize::from(a.started_flooding);
+            now = now.saturating_add(ms(10));
+        }
+        // 5 s: the 2 s burst plus 5 s at 30/s, give or take one value.
+        assert!((200..=213).contains(&passed), "{passed}");
+        assert_eq!(passed + dropped, 1500);
+        assert_eq!(t.dropped(), dropped as u64);
+        assert_eq!(starts, 1, "one flood, raised once");
+        assert!(t.flooding());
+        assert_eq!(
+            t.pause(),
+            Duration::ZERO,
+            "a pushed value is never waited for"
+        );
+        // Back to the normal pace: nothing dropped, and the flood ends on time.
+        let later = now.saturating_add(Duration::from_secs(1));
+        let mut out = Vec::new();
+        line(97.0, &mut out);
+        assert_eq!(t.admit_whole(later, &mut out).dropped, 0);
+        assert!(t.poll(now.saturating_add(Throttle::CLEAR_AFTER)));
     }
 
     #[test]
