@@ -12,7 +12,13 @@
 //!
 //! `cargo bench --bench overload`; `OVERLOAD_RATES=1000,25000,100000` (lines/s),
 //! `OVERLOAD_SECONDS=5`, `OVERLOAD_DEVICES=100`; `OVERLOAD_VITALSD=/path/to/vitalsd` runs
-//! another build of the daemon (to measure before and after a change).
+//! another build of the daemon (to measure before and after a change). For vitalsd, the peak
+//! of each queue's depth (`/healthz`) and of RSS (/proc) sampled every 200 ms is printed too.
+//!
+//! Fairness (`OVERLOAD_FLOOD=40000`, instead of the rates): `OVERLOAD_FAIR_BEDS` (10) normal
+//! devices send alarm lines only, `OVERLOAD_FAIR_RATE` (200) lines/s in all, first alone, then
+//! next to one more device flooding `OVERLOAD_FLOOD` lines/s with its profile's `max_rate` (as
+//! a clinic leaves it); prints the normal devices' latency both times and the ratio.
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -43,7 +49,9 @@ fn line(dev: usize, n: u64, alarm: bool) -> String {
     )
 }
 
-fn daemon_config(dir: &std::path::Path, ports: &[u16]) -> String {
+/// `flood_last`: the last device is the flooding one, with its profile's own `max_rate` (as
+/// a clinic leaves it); the others may send anything.
+fn daemon_config(dir: &std::path::Path, ports: &[u16], flood_last: bool) -> String {
     let mut s = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"{}/data\"\n",
         dir.display()
@@ -52,8 +60,13 @@ fn daemon_config(dir: &std::path::Path, ports: &[u16]) -> String {
         s.push_str(&format!("[[rooms]]\nid = \"r{r}\"\nname = \"Room {r}\"\n"));
         for (i, port) in pair.iter().enumerate() {
             let dev = r * 2 + i;
+            let max_rate = if flood_last && dev == ports.len() - 1 {
+                ""
+            } else {
+                "max_rate = 1000000\n"
+            };
             s.push_str(&format!(
-                "[[rooms.recliners]]\nid = \"{}\"\n[[rooms.recliners.devices]]\nid = \"dev{dev}\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n",
+                "[[rooms.recliners]]\nid = \"{}\"\n[[rooms.recliners.devices]]\nid = \"dev{dev}\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:{port}\"\n{max_rate}",
                 if i == 0 { "A" } else { "B" }
             ));
         }
@@ -114,6 +127,66 @@ struct Outcome {
     cpu_s: f64,
     rss_kib: i64,
     closed: bool,
+    /// The daemon's queue depths and RSS, sampled from `/healthz` and /proc while it ran.
+    peaks: Option<Peaks>,
+}
+
+/// The largest of each depth seen by the sampler ([`sample`]).
+#[derive(Debug, Default, Clone)]
+struct Peaks {
+    rss_kib: u64,
+    store_backlog: u64,
+    store_commands: u64,
+    store_dropped: u64,
+    client_priority: u64,
+    client_readings: u64,
+    dispatch: u64,
+    notify: u64,
+}
+
+/// A plain HTTP GET of `/healthz` on loopback: its JSON body.
+async fn healthz(addr: &str) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut out)
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out);
+    serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
+}
+
+/// Samples the daemon's queue depths (`/healthz`) and RSS (/proc) every 200 ms until `stop`.
+async fn sample(addr: String, pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> Peaks {
+    let mut p = Peaks::default();
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            p.rss_kib = p.rss_kib.max(kib);
+        }
+        if let Ok(Some(h)) = tokio::time::timeout(Duration::from_secs(1), healthz(&addr)).await {
+            let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+            p.store_backlog = p.store_backlog.max(n(&h["store"]["backlog"]));
+            p.store_commands = p.store_commands.max(n(&h["store"]["pending_commands"]));
+            p.store_dropped = p.store_dropped.max(n(&h["store"]["dropped"]));
+            p.client_priority = p
+                .client_priority
+                .max(n(&h["delivery"]["max_pending_priority"]));
+            p.client_readings = p
+                .client_readings
+                .max(n(&h["delivery"]["max_pending_readings"]));
+            p.dispatch = p.dispatch.max(n(&h["overload"]["dispatch"]["peak"]));
+            p.notify = p.notify.max(n(&h["overload"]["notify"]["depth"]));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    p
 }
 
 /// Waits for the child and returns (CPU seconds, peak RSS KiB).
@@ -145,10 +218,54 @@ fn address_after(child: &mut std::process::Child, marker: &str) -> String {
     addr
 }
 
-async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
+/// A device that floods: `rate` lines a second, as much as is due every 10 ms, until aborted
+/// (a throttled source reads it only as fast as its budget; the rest waits in the socket).
+async fn flood_writer(mut link: TcpStream, dev: usize, rate: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut buf = String::new();
+    loop {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
+        buf.clear();
+        // At most a second's worth at once: a blocked socket does not build a backlog here.
+        n = n.max(due.saturating_sub(rate));
+        while n < due {
+            buf.push_str(&line(dev, n, false));
+            n += 1;
+        }
+        if link.write_all(buf.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The shape of one run.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Lines per second over the measured devices.
+    rate: u64,
+    seconds: u64,
+    /// Measured devices.
+    devices: usize,
+    /// One alarm line in this many.
+    alarm_every: u64,
+    /// Lines per second of one more device, not measured, that floods (0: none).
+    flood: u64,
+}
+
+async fn run(kind: Kind, shape: Shape) -> Outcome {
+    let Shape {
+        rate,
+        seconds,
+        devices,
+        alarm_every,
+        flood,
+    } = shape;
     let dir = tempfile::tempdir().unwrap();
     let mut listeners = Vec::new();
-    for _ in 0..devices {
+    for _ in 0..devices + usize::from(flood > 0) {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
     }
     let ports: Vec<u16> = listeners
@@ -172,7 +289,7 @@ async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
             .unwrap(),
         Kind::Vitalsd => {
             let path = dir.path().join("overload.toml");
-            std::fs::write(&path, daemon_config(dir.path(), &ports)).unwrap();
+            std::fs::write(&path, daemon_config(dir.path(), &ports, flood > 0)).unwrap();
             // OVERLOAD_VITALSD: another build to compare with (e.g. the one before a change).
             let bin = std::env::var("OVERLOAD_VITALSD")
                 .unwrap_or_else(|_| env!("CARGO_BIN_EXE_vitalsd").to_owned());
@@ -210,11 +327,22 @@ async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
             .map(|_| AtomicU64::new(0))
             .collect(),
     );
+    let stop_sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = (kind == Kind::Vitalsd)
+        .then(|| tokio::spawn(sample(addr.clone(), child.id(), stop_sampling.clone())));
     let epoch = Instant::now();
     let per_dev = (rate / devices as u64).max(1);
     let total_per_dev = per_dev * seconds;
     // Each device writes every 10 ms what is due by then.
     let mut writers = Vec::new();
+    // The flooding device: not measured; it stops with the run.
+    let flooder = if flood > 0
+        && let Some(link) = links.pop()
+    {
+        Some(tokio::spawn(flood_writer(link, links.len(), flood)))
+    } else {
+        None
+    };
     for (dev, mut link) in links.into_iter().enumerate() {
         let sent_at = sent_at.clone();
         writers.push(tokio::spawn(async move {
@@ -230,7 +358,7 @@ async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
                 let t = epoch.elapsed().as_micros() as u64;
                 while n < due {
                     // 5 % alarm lines, spread evenly.
-                    buf.push_str(&line(dev, n, n % 20 == 7));
+                    buf.push_str(&line(dev, n, n % alarm_every == 7 % alarm_every));
                     sent_at[dev * PI_MOD as usize + (n % PI_MOD) as usize]
                         .store(t, Ordering::Relaxed);
                     n += 1;
@@ -316,6 +444,9 @@ async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
         let (Some(dev), Some(pi)) = (dev, pi) else {
             continue;
         };
+        if dev >= devices {
+            continue; // the flooding device
+        }
         let slot = dev * PI_MOD as usize + ((pi * 100.0).round() as u64 % PI_MOD) as usize;
         let Some(t0) = sent_at.get(slot).map(|a| a.load(Ordering::Relaxed)) else {
             continue;
@@ -331,7 +462,15 @@ async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
             sent += n;
         }
     }
+    if let Some(f) = flooder {
+        f.abort();
+    }
     drop(ws);
+    stop_sampling.store(true, Ordering::Relaxed);
+    let peaks = match sampler {
+        Some(s) => s.await.ok(),
+        None => None,
+    };
     let (cpu_s, rss_kib) = reap(&mut child);
     Outcome {
         hist,
@@ -343,6 +482,7 @@ async fn run(kind: Kind, rate: u64, seconds: u64, devices: usize) -> Outcome {
         cpu_s,
         rss_kib,
         closed,
+        peaks,
     }
 }
 
@@ -365,6 +505,19 @@ fn show(name: &str, o: &Outcome) {
         o.rss_kib as f64 / 1024.0,
         if o.closed { "  CLOSED" } else { "" },
     );
+    if let Some(p) = &o.peaks {
+        println!(
+            "           peaks (sampled every 200 ms): RSS {:.1} MiB  store backlog {} commands {} dropped {}  client pending priority {} readings {}  dispatch {}  notify {}",
+            p.rss_kib as f64 / 1024.0,
+            p.store_backlog,
+            p.store_commands,
+            p.store_dropped,
+            p.client_priority,
+            p.client_readings,
+            p.dispatch,
+            p.notify,
+        );
+    }
 }
 
 fn main() {
@@ -392,12 +545,48 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // The fairness scenario: OVERLOAD_FLOOD=40000 (lines/s of one more device, with its
+    // profile's max_rate) next to OVERLOAD_FAIR_BEDS normal devices (10) whose every line is an
+    // alarm line (SpO2 80 %), OVERLOAD_FAIR_RATE lines/s over all of them (200): their latency
+    // without and then with the flood, in the same run.
+    let flood = env_or("OVERLOAD_FLOOD", 0u64);
+    if flood > 0 {
+        let shape = Shape {
+            rate: env_or("OVERLOAD_FAIR_RATE", 200u64),
+            seconds,
+            devices: env_or("OVERLOAD_FAIR_BEDS", 10usize),
+            alarm_every: 1,
+            flood: 0,
+        };
+        println!(
+            "fairness: {} normal devices, every line an alarm line, {} lines/s in all; then the same next to one device flooding {flood} lines/s (its profile's max_rate)",
+            shape.devices, shape.rate
+        );
+        let idle = rt.block_on(run(Kind::Vitalsd, shape));
+        let flooded = rt.block_on(run(Kind::Vitalsd, Shape { flood, ..shape }));
+        show("idle", &idle);
+        show("flooded", &flooded);
+        let q = |o: &Outcome, p: f64| o.hist.value_at_quantile(p) as f64;
+        println!(
+            "  ratios   alarm-line p50 {:.2}x  p99 {:.2}x (flooded / idle)",
+            q(&flooded, 0.5) / q(&idle, 0.5).max(1.0),
+            q(&flooded, 0.99) / q(&idle, 0.99).max(1.0),
+        );
+        return;
+    }
     println!(
         "overload: {devices} TCP device servers, 5 % alarm lines, {seconds} s per rate, one WebSocket client"
     );
     for rate in rates {
-        let relay = rt.block_on(run(Kind::Relay, rate, seconds, devices));
-        let daemon = rt.block_on(run(Kind::Vitalsd, rate, seconds, devices));
+        let shape = Shape {
+            rate,
+            seconds,
+            devices,
+            alarm_every: 20,
+            flood: 0,
+        };
+        let relay = rt.block_on(run(Kind::Relay, shape));
+        let daemon = rt.block_on(run(Kind::Vitalsd, shape));
         println!("{rate} lines/s:");
         show("relay", &relay);
         show("vitalsd", &daemon);
