@@ -354,6 +354,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let alarms = tokio::spawn(demo::print_alarms(
                     base.clone(),
                     token.clone(),
+                    crate::store::export::Zone::of(&cfg),
                     cancel.clone(),
                 ));
                 let told = scripted.then(|| tokio::spawn(story.tell(base, token, cancel)));
@@ -996,12 +997,15 @@ mod demo {
 
     /// Prints every alarm raised, acknowledged, latched and cleared since the start, read from
     /// the alarm history (`GET /api/alarms/history`, committed before it is published) twice a
-    /// second: an API reader, so it never counts as a connected client or dashboard.
-    pub async fn print_alarms(base: String, token: Option<String>, cancel: CancellationToken) {
+    /// second: an API reader, so it never counts as a connected client or dashboard. Times are
+    /// the clinic's (`[report] time_zone`, as in the session report; default the system's).
+    pub async fn print_alarms(
+        base: String,
+        token: Option<String>,
+        zone: crate::store::export::Zone,
+        cancel: CancellationToken,
+    ) {
         let http = client();
-        let off = rusqlite::Connection::open_in_memory()
-            .map(|c| crate::store::export::local_offset_s(&c, wall_ms()))
-            .unwrap_or(0);
         let since = wall_ms() - 1000;
         let mut printed: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
@@ -1030,7 +1034,8 @@ mod demo {
                 if printed.contains(&key) {
                     continue;
                 }
-                if let Some(line) = alarm_line(v, at.unwrap_or_else(wall_ms), off) {
+                let at = at.unwrap_or_else(wall_ms);
+                if let Some(line) = alarm_line(v, at, zone.offset_s(at)) {
                     println!("{line}");
                 }
                 printed.insert(key);

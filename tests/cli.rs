@@ -256,12 +256,13 @@ dose_at = "5s"
     )
     .unwrap();
     // The demo config with its own TCP port and serial paths, so that it runs beside another
-    // demo.
+    // demo; the clinic is in a zone that is not the machine's (Chatham: UTC+12:45/+13:45).
     let config = dir.path().join("demo.toml");
     let text = std::fs::read_to_string("config/demo.toml")
         .unwrap()
         .replace("127.0.0.1:4101", &format!("127.0.0.1:{}", free_port()))
-        .replace("/tmp/vitalsd-demo/", &format!("{}/", dir.path().display()));
+        .replace("/tmp/vitalsd-demo/", &format!("{}/", dir.path().display()))
+        + "\n[report]\ntime_zone = \"Pacific/Chatham\"\n";
     std::fs::write(&config, text).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let args = [
@@ -285,6 +286,26 @@ dose_at = "5s"
         ],
     );
     let text = lines.join("\n");
+    // The alarm's time is the clinic's (the config's zone), not the machine's.
+    let raised = lines
+        .iter()
+        .find(|l| l.contains("ALARM RAISED  room1/A"))
+        .unwrap();
+    let secs = |hms: &str| -> i64 {
+        hms.split(':')
+            .map(|p| p.parse::<i64>().unwrap())
+            .fold(0, |acc, n| acc * 60 + n)
+    };
+    let now = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Pacific/Chatham").unwrap())
+        .strftime("%H:%M:%S")
+        .to_string();
+    let behind = (secs(&now) - secs(&raised[..8])).rem_euclid(86_400);
+    assert!(
+        behind < 180,
+        "raised at {} in Chatham, printed {raised:?}",
+        &now
+    );
     for token in [
         "#token=demo-viewer-token",
         "#token=demo-nurse-token-1",
