@@ -1,6 +1,7 @@
 //! The hub's ordering under concurrent ingest across beds, and the snapshot/queue hand-off.
 
 use super::*;
+use crate::alarm::EventKind;
 use crate::model::Flags;
 use queue::Next;
 use serde_json::Value;
