@@ -1,8 +1,9 @@
 //! The hub: per-bed state (latest value per metric, per-bed sequence numbers), device status,
 //! and fan-out of every message to every subscriber under the policy in [`queue`].
 //!
-//! Order on the decode path, per observation: stamp it with the bed's next sequence number,
-//! evaluate it (alarm events are published first), then publish the reading.
+//! Order on the decode path, per device read: stamp each observation with the bed's next
+//! sequence number and evaluate it (its alarm events are staged first), then publish the
+//! read's observations as one `readings` message, serialized once, after those events.
 //!
 //! Locks: each bed has its own (its engine, latest values, devices), so beds are ingested in
 //! parallel; the bed-less alarms (dashboard watchdog, store, notification targets, MQTT) have
@@ -83,6 +84,8 @@ struct BedState {
     /// The bed's devices, in the order of its config.
     devices: Vec<(DeviceIdx, DeviceState)>,
     em: Emitter,
+    /// The observations of the device read being ingested (a reused buffer).
+    read: Vec<Observation>,
 }
 
 impl BedState {
@@ -212,6 +215,7 @@ impl Hub {
                     })
                     .collect(),
                 em: Emitter::default(),
+                read: Vec::new(),
             }));
         }
         let watchdog = Watchdog::new(
@@ -298,7 +302,8 @@ impl Hub {
         &self.cfg
     }
 
-    /// Takes a batch of measurements from one device: stamps, evaluates and publishes each.
+    /// Takes the measurements of one device read: stamps and evaluates each (its alarm events
+    /// are staged first), then publishes them as one `readings` message, after those events.
     pub fn ingest(&self, device: DeviceIdx, stamp: Stamp, ms: &[Measurement]) {
         if ms.is_empty() {
             return;
@@ -309,6 +314,10 @@ impl Hub {
         crate::metrics::global().readings(usize::from(device.0), ms.len());
         let mut g = self.bed(bed);
         let b = &mut *g;
+        b.read.clear();
+        // The metrics of this read: a slow client's backlog keeps the latest read per device
+        // and set of metrics (a NIBP result does not supersede the cuff's pulse rate).
+        let mut metrics = 0u32;
         for m in ms {
             b.seq += 1;
             let obs = Observation {
@@ -322,25 +331,35 @@ impl Hub {
             };
             b.latest[m.metric.index()] = Some(obs);
             // The alarm decision, before the reading goes anywhere: its events are published
-            // (and so sent) ahead of the reading that caused them.
+            // (and so sent) ahead of the readings that caused them.
             b.alarms.observe(&obs, stamp.as_now(), &mut b.em.events);
             b.em.stage(&self.cfg);
             crate::metrics::global().decided(stamp.mono);
-            let msg = wire::ReadingMsg {
-                v: VERSION,
-                kind: "reading",
-                seq: 0,
-                reading: wire::ReadingView::new(&self.cfg, &obs),
-            };
-            let slot = u32::from(device.0) * Metric::COUNT as u32 + m.metric.index() as u32;
-            if b.em.out.add(Class::Reading { slot }, &msg).is_none() {
-                continue;
-            }
             if let Some(rec) = self.recorder.get() {
                 // Never blocks: a push into the store's bounded buffer.
                 rec.reading(&obs);
             }
+            metrics |= 1 << m.metric.index();
+            b.read.push(obs);
         }
+        let msg = wire::ReadingsMsg {
+            v: VERSION,
+            kind: "readings",
+            seq: 0,
+            bed: &self.cfg.bed(bed).id,
+            device: &binding.id,
+            readings: wire::ReadingList {
+                cfg: &self.cfg,
+                obs: &b.read,
+            },
+        };
+        const _: () = assert!(
+            Metric::COUNT <= 16,
+            "a reading slot is a u16 device and a mask"
+        );
+        let slot = (u32::from(device.0) << Metric::COUNT) | metrics;
+        let n = u32::try_from(b.read.len()).unwrap_or(u32::MAX);
+        b.em.out.add(Class::Reading { slot, n }, &msg);
         self.publish_bed(b, true);
     }
 
