@@ -486,8 +486,8 @@ pub async fn shutdown_signal() {
 /// The store is the hub's durable record: the hub hands it readings and watches its health
 /// without naming it (the hub sits above the store).
 impl crate::hub::Recorder for crate::store::StoreHandle {
-    fn reading(&self, obs: &crate::model::Observation) {
-        crate::store::StoreHandle::reading(self, obs);
+    fn readings(&self, obs: &[crate::model::Observation]) {
+        crate::store::StoreHandle::readings(self, obs);
     }
 
     fn writable(&self) -> bool {

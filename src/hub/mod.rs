@@ -335,12 +335,12 @@ impl Hub {
             b.alarms.observe(&obs, stamp.as_now(), &mut b.em.events);
             b.em.stage(&self.cfg);
             crate::metrics::global().decided(stamp.mono);
-            if let Some(rec) = self.recorder.get() {
-                // Never blocks: a push into the store's bounded buffer.
-                rec.reading(&obs);
-            }
             metrics |= 1 << m.metric.index();
             b.read.push(obs);
+        }
+        if let Some(rec) = self.recorder.get() {
+            // Never blocks: a push into the store's bounded buffer, one lock for the read.
+            rec.readings(&b.read);
         }
         let msg = wire::ReadingsMsg {
             v: VERSION,

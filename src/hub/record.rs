@@ -7,8 +7,9 @@ use crate::model::Observation;
 
 /// The durable record, as the hub sees it.
 pub trait Recorder: Send + Sync {
-    /// Takes one reading. Never blocks: a push into the record's bounded buffer.
-    fn reading(&self, obs: &Observation);
+    /// Takes the readings of one device read, in order. Never blocks: a push into the
+    /// record's bounded buffer.
+    fn readings(&self, obs: &[Observation]);
     /// The record can be written now (no failed write, nothing dropped): keeps
     /// `store_unwritable` away.
     fn writable(&self) -> bool;

@@ -413,6 +413,22 @@ impl StoreHandle {
         }
     }
 
+    /// Records the readings of one device read, in order, under one lock (as [`Self::reading`]
+    /// each).
+    pub fn readings(&self, obs: &[Observation]) {
+        let mut q = self.shared.queue();
+        let mut lost = Vec::new();
+        for o in obs {
+            if let Some(d) = q.readings.push(*o) {
+                lost.push(d);
+            }
+        }
+        drop(q);
+        for d in lost {
+            self.shared.dropped_readings(1, d);
+        }
+    }
+
     /// Records an alarm event and returns its row id once it is committed (fsynced).
     pub async fn alarm_event(&self, ev: StoredEvent) -> Result<i64, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
