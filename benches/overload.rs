@@ -6,8 +6,8 @@
 //! peak RSS are each one's own.
 //!
 //! Per line: latency from just before the device server writes it to the client's receipt
-//! of its `perfusion_index` reading (the relay: of the line itself); the PI value and the
-//! device identify the line. Printed per rate: p50/p99/max, delivered/lost, coalesced (the
+//! of the message with its `perfusion_index` reading (the relay: of the line itself); the PI
+//! value and the device identify the line. Printed per rate: p50/p99/max, delivered/lost, coalesced (the
 //! daemon's heartbeat count), alarm messages, CPU time per line, peak RSS, and the ratios.
 //!
 //! `cargo bench --bench overload`; `OVERLOAD_RATES=1000,25000,100000` (lines/s),
@@ -397,7 +397,11 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
         let now = epoch.elapsed().as_micros() as u64;
         let Message::Text(text) = msg else { continue };
         let text = text.as_str();
-        let (dev, pi) = match kind {
+        // (device, PI) of every line this message carries: one for the relay; for vitalsd
+        // one per `perfusion_index` reading (a v2 `readings` message carries every line of
+        // one device read; a v1 `reading`, from an older build, one).
+        let mut lines: Vec<(Option<usize>, Option<f64>)> = Vec::new();
+        match kind {
             Kind::Relay => {
                 let dev = text
                     .split("SN=")
@@ -409,7 +413,7 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
                     .nth(1)
                     .and_then(|r| r.get(..5))
                     .and_then(|v| v.parse::<f64>().ok());
-                (dev, pi)
+                lines.push((dev, pi));
             }
             Kind::Vitalsd => {
                 if text.contains("\"type\":\"heartbeat\"") {
@@ -425,35 +429,37 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
                     }
                     continue;
                 }
-                if !text.contains("\"metric\":\"perfusion_index\"") {
-                    continue;
-                }
                 let dev = text
                     .split("\"device\":\"dev")
                     .nth(1)
                     .and_then(|r| r.split('"').next())
                     .and_then(|d| d.parse::<usize>().ok());
-                let pi = text
-                    .split("\"value\":")
-                    .nth(1)
-                    .and_then(|r| r.split([',', '}']).next())
-                    .and_then(|v| v.parse::<f64>().ok());
-                (dev, pi)
+                // The PI's value is the first after its metric name.
+                for (at, _) in text.match_indices("\"metric\":\"perfusion_index\"") {
+                    let pi = text[at..]
+                        .split("\"value\":")
+                        .nth(1)
+                        .and_then(|r| r.split([',', '}']).next())
+                        .and_then(|v| v.parse::<f64>().ok());
+                    lines.push((dev, pi));
+                }
             }
-        };
-        let (Some(dev), Some(pi)) = (dev, pi) else {
-            continue;
-        };
-        if dev >= devices {
-            continue; // the flooding device
         }
-        let slot = dev * PI_MOD as usize + ((pi * 100.0).round() as u64 % PI_MOD) as usize;
-        let Some(t0) = sent_at.get(slot).map(|a| a.load(Ordering::Relaxed)) else {
-            continue;
-        };
-        delivered += 1;
-        if now >= t0 {
-            hist.record((now - t0).max(1)).ok();
+        for (dev, pi) in lines {
+            let (Some(dev), Some(pi)) = (dev, pi) else {
+                continue;
+            };
+            if dev >= devices {
+                continue; // the flooding device
+            }
+            let slot = dev * PI_MOD as usize + ((pi * 100.0).round() as u64 % PI_MOD) as usize;
+            let Some(t0) = sent_at.get(slot).map(|a| a.load(Ordering::Relaxed)) else {
+                continue;
+            };
+            delivered += 1;
+            if now >= t0 {
+                hist.record((now - t0).max(1)).ok();
+            }
         }
     }
     let mut sent = 0;

@@ -136,7 +136,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     })?;
     let hub = Arc::new(Hub::new(cfg.clone(), Some(events_tx)).context("bad alarm limits")?);
     let overload = Arc::new(crate::overload::Overload::new(cfg.devices.len()));
-    hub.set_store(store.handle());
+    hub.set_recorder(store.handle());
     // What the alarm system knew before a restart, back before any device byte is read and
     // before any client is served.
     restore(&hub, &store.handle(), &cfg).await?;
@@ -480,5 +480,17 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// The store is the hub's durable record: the hub hands it readings and watches its health
+/// without naming it (the hub sits above the store).
+impl crate::hub::Recorder for crate::store::StoreHandle {
+    fn readings(&self, obs: &[crate::model::Observation]) {
+        crate::store::StoreHandle::readings(self, obs);
+    }
+
+    fn writable(&self) -> bool {
+        self.health().writable
     }
 }

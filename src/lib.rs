@@ -33,7 +33,11 @@
 //! - [`hub`]: per-bed state (latest values, sequence numbers), each bed under its own lock,
 //!   and fan-out of messages serialized once to subscribers' bounded queues with an explicit
 //!   policy per message kind (superseded alarm updates coalesced for a slow client, new
-//!   alarms never).
+//!   alarms never). By concern: `mod.rs` (ingest, device status, subscriptions, timers),
+//!   `fanout.rs` (numbering and publication), `actions.rs` (operator actions, restore),
+//!   `view.rs` (snapshot, console lines), `queue.rs` (a client's queue), `wire.rs` (the
+//!   messages). It publishes to the store rather than calling it: the store implements
+//!   [`hub::Recorder`] and consumes the [`hub::Dispatch`] channel, wired in [`app`].
 //! - [`sim`]: the device simulator: physiology, scenarios, and the real protocols over
 //!   pseudo-terminals, TCP, and a fake BlueZ on a private D-Bus.
 //! - [`sources`]: one task per bound device: transport -> decoder -> observation, plus the
@@ -61,8 +65,8 @@
 //! 2. `clock`, `protocol`, `alarm` (on `model` only: the engine takes time as a parameter);
 //! 3. `config` (on `model` and `protocol`'s decoder names), `metrics` (on `clock` and
 //!    `alarm`'s event types);
-//! 4. `transport`, `store`, `overload`;
-//! 5. `hub`, `sim`;
+//! 4. `transport`, `store`, `overload`, `hub` (the hub names no store: `tests/layout.rs`);
+//! 5. `sim`;
 //! 6. `sources`, `notify`, `mqtt`, `hl7`;
 //! 7. `api`, then `central`, then `app`, then `cli`.
 //!

@@ -12,11 +12,13 @@
 //! - [`limits`]: per-bed limit rules, the baseline and the preset format ([`parse_limits`]).
 //! - [`policy`]: the engine's technical priorities, escalation and audio-pause bounds.
 //! - [`bed`]: a bed's devices as the alarm engine needs them ([`BedSpec`]).
+//! - [`saved`]: a bed's saved alarm state, published by the hub, kept by the store.
 
 pub mod bed;
 pub mod condition;
 pub mod limits;
 pub mod policy;
+pub mod saved;
 pub mod time;
 
 pub use bed::{BedSpec, DeviceKind, DeviceSpec};
@@ -29,6 +31,7 @@ pub use policy::{
     AudioPolicy, Breakthrough, EscalationPolicy, Policy, PriorityEscalation, TechRule,
     TechnicalPolicy,
 };
+pub use saved::StoredState;
 pub use time::{MONO_ORIGIN, Mono, WrittenDuration, fmt_duration, parse_duration};
 
 use serde::{Deserialize, Serialize, Serializer, ser::SerializeSeq};

@@ -155,7 +155,7 @@ impl BleRig {
             )
             .await
             {
-                return Client { ws, last_seq: 0 };
+                return Client::new(ws);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

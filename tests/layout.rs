@@ -4,7 +4,8 @@
 //! `alarm/mod.rs`, the folder's front). Test code (`tests.rs`, `*_tests.rs`, the trailing
 //! `#[cfg(test)] mod tests { .. }`) and re-exports (`pub use`: a folder naming its children's
 //! items, or a module passing on a type it moved) are left out. A failure names each cycle
-//! and the imports that close it.
+//! and the imports that close it. Besides cycles, a few stages must not name one they feed
+//! ([`UPSTREAM_ONLY`]: the hub never names the store).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -363,6 +364,70 @@ fn cycles(imports: &[Import]) -> Vec<String> {
         }
     }
     found
+}
+
+/// Imports that go against the pipeline without closing a cycle: a stage naming one it
+/// feeds. The hub publishes readings, alarm events and bed states; the store subscribes (it
+/// implements the hub's `Recorder` and consumes its `Dispatch` channel, wired in `app`), so
+/// the hub never names the store.
+const UPSTREAM_ONLY: &[(&str, &str)] = &[("hub", "store")];
+
+/// Every import from a file of folder `from` into folder `to` named in [`UPSTREAM_ONLY`].
+fn reaching_downstream(imports: &[Import]) -> Vec<String> {
+    let mut found = BTreeSet::new();
+    for i in imports {
+        for (from, to) in UPSTREAM_ONLY {
+            if i.from.first().is_some_and(|m| m == from) && i.to.first().is_some_and(|m| m == to) {
+                found.insert(format!(
+                    "crate::{} names {}, but {from} must not name {to}",
+                    i.from.join("::"),
+                    i.what
+                ));
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[test]
+fn the_hub_publishes_and_never_names_the_store() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = reaching_downstream(&imports(&src));
+    assert!(
+        found.is_empty(),
+        "imports against the pipeline (see `# Layout` in src/lib.rs):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_sees_the_hub_naming_the_store() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let src = dir.path().join("src");
+    let write = |rel: &str, text: &str| {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    write("lib.rs", "pub mod hub;\npub mod store;\npub mod app;\n");
+    write("hub/mod.rs", "mod fanout;\npub trait Recorder {}\n");
+    write(
+        "hub/fanout.rs",
+        "pub struct F(Option<crate::store::StoreHandle>);\n",
+    );
+    write("store/mod.rs", "pub struct StoreHandle;\n");
+    write(
+        "app.rs",
+        "use crate::store::StoreHandle;\nimpl crate::hub::Recorder for StoreHandle {}\n",
+    );
+    let found = reaching_downstream(&imports(&src));
+    let text = found.join("\n");
+    assert_eq!(found.len(), 1, "{text}");
+    assert!(
+        text.contains("crate::hub::fanout names crate::store::StoreHandle"),
+        "{text}"
+    );
+    assert!(cycles(&imports(&src)).is_empty(), "no cycle: {text}");
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //               (window.vitalsdState), start-up.
 //   ws.js       the WebSocket: connect with the token as a subprotocol, resume with `since`,
 //               backoff, dropping a silent socket.
-//   live.js     the daemon's messages -> state: snapshot, reading, device_status, alarm,
+//   live.js     the daemon's messages -> state: snapshot, readings, device_status, alarm,
 //               session, heartbeat; sequence gaps and restarts.
 //   beat.js     the page heartbeat to the daemon (armed / visible / playing).
 //   http.js     the token (sessionStorage) and `api()`: fetch with the bearer token.

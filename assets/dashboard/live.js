@@ -1,5 +1,5 @@
 // The daemon's messages applied to the state: snapshot, heartbeat, and the sequenced messages
-// (reading, device_status, alarm, session).
+// (readings, reading, device_status, alarm, session).
 import { announceAlarm, forgetAlarmsExcept } from './announce.js';
 import { updateAudio } from './audio.js';
 import { sendBeat } from './beat.js';
@@ -48,7 +48,8 @@ export function onSequenced(m) {
   }
   // Messages the latest snapshot already covers: their state is in it; only history is new.
   const covered = seq <= S.snapSeq;
-  if (m.type === 'reading') onReading(m);
+  if (m.type === 'readings') onReadings(m);
+  else if (m.type === 'reading') onReading(m);
   else if (m.type === 'device_status') { if (!covered) onDeviceStatus(m); }
   else if (m.type === 'alarm') onAlarm(m, covered);
   else if (m.type === 'session') onSession(m);
@@ -157,6 +158,16 @@ export function applyReading(bed, r, toTrend) {
 export function onReading(m) {
   const bed = S.beds.get(m.bed);
   if (bed) applyReading(bed, m, true);
+}
+
+// Message version 2: one `readings` message per device read, its readings in order. (A
+// central view still sends one `reading` per metric.)
+export function onReadings(m) {
+  const bed = S.beds.get(m.bed);
+  if (!bed || !Array.isArray(m.readings)) return;
+  for (const r of m.readings) {
+    if (r && typeof r === 'object') applyReading(bed, r, true);
+  }
 }
 
 export function onDeviceStatus(m) {

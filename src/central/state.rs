@@ -256,7 +256,7 @@ impl State {
                     .or_default()
                     .insert(metric, m.clone());
                 let msg = self.rewrite(site, m);
-                push(&mut out.msgs, Class::Reading { slot }, &msg);
+                push(&mut out.msgs, Class::Reading { slot, n: 1 }, &msg);
             }
             ["bed", _, _, "device", _, "status"] => {
                 let (Some(bed), Some(dev)) = (m["bed"].as_str(), m["device"].as_str()) else {

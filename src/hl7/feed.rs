@@ -132,7 +132,14 @@ impl Feed {
         now_ms: i64,
     ) -> (Vec<BedReport>, Option<(Option<String>, AlarmReport)>) {
         match msg["type"].as_str() {
-            Some("reading") => (self.on_reading(cfg, msg, now_ms), None),
+            Some("readings") => {
+                let list = msg["readings"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                let done = list
+                    .iter()
+                    .flat_map(|r| self.on_reading(cfg, r, now_ms))
+                    .collect();
+                (done, None)
+            }
             Some("alarm") => (Vec::new(), self.on_alarm(cfg, msg)),
             _ => (Vec::new(), None),
         }
@@ -362,9 +369,10 @@ tcp = "127.0.0.1:4002"
     }
 
     fn reading(device: &str, metric: &str, value: Option<f64>, received_ms: i64) -> Value {
-        json!({"type": "reading", "bed": "room1/A", "device": device, "metric": metric,
+        let r = json!({"bed": "room1/A", "device": device, "metric": metric,
                "value": value, "invalid": if value.is_none() { json!("no_finger") } else { json!(null) },
-               "received_ms": received_ms})
+               "received_ms": received_ms});
+        json!({"type": "readings", "bed": "room1/A", "device": device, "readings": [r]})
     }
 
     #[test]

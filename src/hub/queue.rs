@@ -8,8 +8,8 @@
 //!   client sees about an alarm), a rise of an alarm's priority, and every message that is
 //!   neither an alarm nor a device status (session events, audio pauses, limits). What stays
 //!   keeps its order, so per-bed order and increasing `seq` hold;
-//! - readings queue in order up to [`READING_CAP`]; past that the backlog is coalesced to the
-//!   latest reading per (device, metric);
+//! - readings messages queue in order up to [`READING_CAP`]; past that the backlog is
+//!   coalesced to the latest message per slot (the hub's: device and set of metrics of a read);
 //! - a client is cut off only when [`PRIORITY_CAP`] messages that cannot be coalesced are
 //!   pending (it reconnects and gets a fresh snapshot); one that takes nothing at all is closed
 //!   by its connection task's send timeout (src/api).
@@ -29,7 +29,8 @@ use tokio::sync::Notify;
 pub const PRIORITY_CAP: usize = 20_000;
 /// Priority backlog at which superseded alarm and status messages start being coalesced.
 pub const COALESCE_AT: usize = 256;
-/// Readings a client may have pending before its backlog is coalesced.
+/// Readings a client may have pending before its backlog is coalesced (counted as readings,
+/// however many messages carry them).
 pub const READING_CAP: usize = 4_096;
 
 /// Which policy a message falls under.
@@ -47,8 +48,9 @@ pub enum Class {
     Status { device: u16 },
     /// Never coalesced, ahead of readings (session events, audio pauses, limits changes).
     Priority,
-    /// Coalescable per slot (device, metric) for a slow client.
-    Reading { slot: u32 },
+    /// Coalescable per slot (the hub's: device and the read's set of metrics) for a slow
+    /// client; carries `n` readings (the cap counts readings, not messages).
+    Reading { slot: u32, n: u32 },
 }
 
 impl Class {
@@ -143,7 +145,10 @@ struct State {
     live: usize,
     /// The position of the latest queued message per key.
     latest: HashMap<Key, u64>,
-    readings: VecDeque<(u32, Bytes)>,
+    /// Readings messages: (slot, readings in it, message).
+    readings: VecDeque<(u32, u32, Bytes)>,
+    /// Readings pending: the sum of `n` over `readings`.
+    reading_count: usize,
     /// The priority of the latest message queued for each alarm not yet cleared.
     ranks: HashMap<u64, u8>,
     /// Entries that cannot be coalesced, pending.
@@ -191,17 +196,19 @@ impl ClientQueue {
             }
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
             match class {
-                Class::Reading { slot } => {
-                    if s.readings.len() >= READING_CAP {
-                        let before = s.readings.len();
+                Class::Reading { slot, n } => {
+                    if s.reading_count >= READING_CAP {
+                        let before = s.reading_count;
                         coalesce_readings(&mut s.readings);
-                        let n = (before - s.readings.len()) as u64;
-                        s.coalesced += n;
+                        s.reading_count = s.readings.iter().map(|(_, n, _)| *n as usize).sum();
+                        let gone = (before - s.reading_count) as u64;
+                        s.coalesced += gone;
                         self.stats
                             .coalesced_readings
-                            .fetch_add(n, Ordering::Relaxed);
+                            .fetch_add(gone, Ordering::Relaxed);
                     }
-                    s.readings.push_back((slot, msg));
+                    s.reading_count += n as usize;
+                    s.readings.push_back((slot, n, msg));
                 }
                 Class::Priority => {
                     s.push_priority(None, true, msg);
@@ -265,7 +272,10 @@ impl ClientQueue {
             return Next::Send(msg);
         }
         match s.readings.pop_front() {
-            Some((_, m)) => Next::Send(m),
+            Some((_, n, m)) => {
+                s.reading_count -= n as usize;
+                Next::Send(m)
+            }
             None => Next::Empty,
         }
     }
@@ -285,10 +295,10 @@ impl ClientQueue {
         lock(&self.state).coalesced_priority
     }
 
-    /// Messages pending (priority, readings).
+    /// Pending: priority messages, readings (in readings messages).
     pub fn pending(&self) -> (usize, usize) {
         let s = lock(&self.state);
-        (s.live, s.readings.len())
+        (s.live, s.reading_count)
     }
 }
 
@@ -339,12 +349,12 @@ impl State {
 }
 
 /// Keeps only the latest message per slot, in the order of their latest arrival.
-fn coalesce_readings(q: &mut VecDeque<(u32, Bytes)>) {
+fn coalesce_readings(q: &mut VecDeque<(u32, u32, Bytes)>) {
     let mut seen = HashSet::new();
-    let mut kept: Vec<(u32, Bytes)> = Vec::new();
-    while let Some((slot, m)) = q.pop_back() {
+    let mut kept: Vec<(u32, u32, Bytes)> = Vec::new();
+    while let Some((slot, n, m)) = q.pop_back() {
         if seen.insert(slot) {
-            kept.push((slot, m));
+            kept.push((slot, n, m));
         }
     }
     q.extend(kept.into_iter().rev());
@@ -384,8 +394,8 @@ mod tests {
     #[test]
     fn priority_messages_go_out_ahead_of_queued_readings() {
         let q = ClientQueue::default();
-        q.push(Class::Reading { slot: 1 }, b("r1"));
-        q.push(Class::Reading { slot: 2 }, b("r2"));
+        q.push(Class::Reading { slot: 1, n: 1 }, b("r1"));
+        q.push(Class::Reading { slot: 2, n: 1 }, b("r2"));
         q.push(Class::Priority, b("alarm"));
         assert_eq!(drain(&q), ["alarm", "r1", "r2"]);
     }
@@ -408,6 +418,7 @@ mod tests {
             q.push(
                 Class::Reading {
                     slot: (i % 3) as u32,
+                    n: 1,
                 },
                 b(&format!("r{i}")),
             );
@@ -535,7 +546,7 @@ mod tests {
         let stats = Arc::new(DeliveryStats::default());
         let q = ClientQueue::with_stats(stats.clone());
         for i in 0..READING_CAP + 1 {
-            q.push(Class::Reading { slot: 0 }, b(&format!("r{i}")));
+            q.push(Class::Reading { slot: 0, n: 1 }, b(&format!("r{i}")));
         }
         q.push(Class::Status { device: 1 }, b("s"));
         let s = stats.summary([&q].into_iter());

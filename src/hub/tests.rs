@@ -1,6 +1,7 @@
 //! The hub's ordering under concurrent ingest across beds, and the snapshot/queue hand-off.
 
 use super::*;
+use crate::alarm::EventKind;
 use crate::model::Flags;
 use queue::Next;
 use serde_json::Value;
@@ -39,9 +40,17 @@ fn json(b: &Bytes) -> Value {
     serde_json::from_slice(b).expect("valid JSON")
 }
 
+/// The readings a `readings` message carries (none for any other message).
+fn items(v: &Value) -> Vec<Value> {
+    match v["readings"].as_array() {
+        Some(list) if v["type"] == "readings" => list.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// Beds ingested from several threads at once: a client sees strictly increasing `seq`
-/// (readings only here, so one lane), every bed's readings in its own order, and nothing
-/// lost that was not counted as coalesced.
+/// (readings only here, so one lane), every bed's readings in its own order, one message per
+/// device read, and nothing lost that was not counted as coalesced.
 #[test]
 fn concurrent_beds_reach_a_client_in_sequence_and_per_bed_order() {
     let hub = Arc::new(hub());
@@ -82,6 +91,7 @@ fn concurrent_beds_reach_a_client_in_sequence_and_per_bed_order() {
         let bed_seqs: Vec<u64> = got
             .iter()
             .filter(|v| v["bed"] == bed.as_str())
+            .flat_map(items)
             .map(|v| v["bed_seq"].as_u64().unwrap())
             .collect();
         assert!(
@@ -94,11 +104,17 @@ fn concurrent_beds_reach_a_client_in_sequence_and_per_bed_order() {
             "bed {bed}'s latest"
         );
     }
-    assert_eq!(
-        got.len() as u64 + sub.queue.coalesced(),
-        (BEDS * N * 3) as u64
+    assert!(
+        got.iter().all(|v| items(v).len() == 3),
+        "one message per read"
     );
-    assert_eq!(hub.last_seq(), (BEDS * N * 3) as u64);
+    let readings: usize = got.iter().map(|v| items(v).len()).sum();
+    assert_eq!(
+        readings as u64 + sub.queue.coalesced(),
+        (BEDS * N * 3) as u64,
+        "every reading delivered or counted as coalesced"
+    );
+    assert_eq!(hub.last_seq(), (BEDS * N) as u64);
 }
 
 /// A client that subscribes while beds are being ingested gets a snapshot and then exactly
@@ -139,9 +155,9 @@ fn a_subscription_during_ingest_has_no_gap_after_its_snapshot() {
     }
 }
 
-/// An alarm goes out ahead of the reading that raised it, numbered before it; the reading
-/// and alarm JSON carry the spliced sequence numbers, and the store and notifier get the very
-/// message clients got.
+/// An alarm goes out ahead of the readings message that raised it, numbered before it; the
+/// readings and alarm JSON carry the spliced sequence numbers, and the store and notifier get
+/// the very message clients got.
 #[test]
 fn an_alarm_is_numbered_and_sent_before_the_reading_that_raised_it() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -163,7 +179,11 @@ fn an_alarm_is_numbered_and_sent_before_the_reading_that_raised_it() {
         .expect("raised");
     let reading = got
         .iter()
-        .position(|v| v["type"] == "reading" && v["metric"] == "spo2" && v["value"] == 80.0)
+        .position(|v| {
+            items(v)
+                .iter()
+                .any(|r| r["metric"] == "spo2" && r["value"] == 80.0)
+        })
         .expect("the low reading");
     assert!(alarm < reading);
     assert_eq!(got[alarm]["alarm"]["condition"], "spo2_low");
@@ -182,4 +202,55 @@ fn an_alarm_is_numbered_and_sent_before_the_reading_that_raised_it() {
         .expect("the raise goes to the store");
     assert_eq!(json(&raised.json), got[alarm]);
     assert_eq!(Some(raised.seq), got[alarm]["seq"].as_u64());
+}
+
+/// One device read is one `readings` message, in the device's order; a slow client's backlog
+/// keeps the latest message per device and set of metrics, so a read of other metrics (a
+/// lone pulse rate here, a NIBP result on a cuff) is not superseded by the device's next
+/// full reads.
+#[test]
+fn a_slow_client_keeps_the_latest_read_per_device_and_set_of_metrics() {
+    let hub = hub();
+    let sub = hub.subscribe(None);
+    let lone = [Measurement::new(Metric::PulseRate, 55.0, Flags::EMPTY)];
+    hub.ingest(DeviceIdx(2), Stamp::now(), &lone);
+    for i in 0..=queue::READING_CAP {
+        hub.ingest(DeviceIdx(2), Stamp::now(), &batch(90.0 + (i % 8) as f64));
+    }
+    let mut got = Vec::new();
+    while let Next::Send(m) = sub.queue.pop() {
+        got.push(json(&m));
+    }
+    assert!(sub.queue.coalesced() > 0, "the backlog was coalesced");
+    let metrics = |v: &Value| -> Vec<String> {
+        items(v)
+            .iter()
+            .map(|r| r["metric"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let lone_kept: Vec<&Value> = got
+        .iter()
+        .filter(|v| metrics(v) == ["pulse_rate"])
+        .collect();
+    assert_eq!(
+        lone_kept.len(),
+        1,
+        "the lone pulse rate survives coalescing"
+    );
+    assert_eq!(items(lone_kept[0])[0]["value"], 55.0);
+    let last = got.last().unwrap();
+    assert_eq!(last["type"], "readings");
+    assert_eq!(last["bed"], "room1/R2");
+    assert_eq!(last["device"], "ox2");
+    assert_eq!(metrics(last), ["spo2", "pulse_rate", "perfusion_index"]);
+    let bed_seqs: Vec<u64> = items(last)
+        .iter()
+        .map(|r| r["bed_seq"].as_u64().unwrap())
+        .collect();
+    let n = 1 + 3 * (queue::READING_CAP as u64 + 1);
+    assert_eq!(
+        bed_seqs,
+        [n - 2, n - 1, n],
+        "the newest read, in the device's order"
+    );
 }

@@ -7,7 +7,7 @@ use crate::model::{Measurement, Metric, Observation};
 use serde::Serialize;
 
 /// The message format version, in every message as `"v"`.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Connection state of a device, as shown to users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -69,18 +69,40 @@ impl<'a> ReadingView<'a> {
     }
 }
 
-/// `{"v":1,"type":"reading","seq":N, ...reading}`.
+/// `{"v":2,"type":"readings","seq":N,"bed":..,"device":..,"readings":[reading...]}`: every
+/// measurement one device read produced (a Masimo line: SpO2, pulse rate, PI), in the order
+/// the device gave them; each element is a [`ReadingView`].
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ReadingMsg<'a> {
+pub struct ReadingsMsg<'a> {
     pub v: u32,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub seq: u64,
-    #[serde(flatten)]
-    pub reading: ReadingView<'a>,
+    pub bed: &'a str,
+    pub device: &'a str,
+    #[schema(value_type = Vec<Object>)]
+    pub readings: ReadingList<'a>,
 }
 
-/// `{"v":1,"type":"device_status", ...}`.
+/// A device read's observations, serialized as a list of [`ReadingView`]s without collecting
+/// them first.
+pub struct ReadingList<'a> {
+    pub cfg: &'a Config,
+    pub obs: &'a [Observation],
+}
+
+impl Serialize for ReadingList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.obs.len()))?;
+        for o in self.obs {
+            seq.serialize_element(&ReadingView::new(self.cfg, o))?;
+        }
+        seq.end()
+    }
+}
+
+/// `{"v":2,"type":"device_status", ...}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DeviceStatusMsg<'a> {
     pub v: u32,
@@ -96,7 +118,7 @@ pub struct DeviceStatusMsg<'a> {
     pub simulated: bool,
 }
 
-/// `{"v":1,"type":"heartbeat", ...}`: sent every second on every connection.
+/// `{"v":2,"type":"heartbeat", ...}`: sent every second on every connection.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct HeartbeatMsg {
     pub v: u32,
@@ -260,7 +282,7 @@ impl<'a> AlarmView<'a> {
     }
 }
 
-/// `{"v":1,"type":"alarm","event":...}`: one alarm-system event (docs/api.md, docs/alarms.md).
+/// `{"v":2,"type":"alarm","event":...}`: one alarm-system event (docs/api.md, docs/alarms.md).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AlarmMsg<'a> {
     pub v: u32,

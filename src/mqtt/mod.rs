@@ -577,14 +577,26 @@ impl Session<'_> {
         let t = self.topics;
         let bed = m["bed"].as_str();
         match (m["type"].as_str(), bed) {
-            (Some("reading"), Some(bed)) => {
-                if let Some(metric) = m["metric"].as_str() {
-                    self.out.push_back(Pub::new(
-                        t.reading(bed, metric),
-                        bytes.to_vec(),
-                        QoS::AtMostOnce,
-                        true,
-                    ));
+            (Some("readings"), Some(bed)) => {
+                // One retained message per metric, in the shape of topic tree v1: a version-1
+                // `reading` (the element, with the batch's `seq`).
+                for r in m["readings"].as_array().into_iter().flatten() {
+                    let (Some(metric), Some(fields)) = (r["metric"].as_str(), r.as_object()) else {
+                        continue;
+                    };
+                    let mut o = serde_json::Map::with_capacity(fields.len() + 3);
+                    o.insert("v".into(), 1.into());
+                    o.insert("type".into(), "reading".into());
+                    o.insert("seq".into(), m["seq"].clone());
+                    o.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    if let Ok(payload) = serde_json::to_vec(&o) {
+                        self.out.push_back(Pub::new(
+                            t.reading(bed, metric),
+                            payload,
+                            QoS::AtMostOnce,
+                            true,
+                        ));
+                    }
                 }
                 false
             }

@@ -127,17 +127,8 @@ pub struct StoredEvent {
     pub json: String,
 }
 
-/// One bed's saved alarm state (a row of `alarm_state`): what the alarm system knows about the
-/// bed, as JSON, restored at start before the first device byte is read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredState {
-    /// The bed, e.g. `room1/A`.
-    pub bed: String,
-    /// When the state was taken, wall ms.
-    pub at_ms: i64,
-    /// The state (the hub's format; see `docs/storage.md`).
-    pub json: String,
-}
+/// One bed's saved alarm state (a row of `alarm_state`); the hub publishes it.
+pub use crate::model::StoredState;
 
 /// The store's health, for the `store_unwritable` technical alarm and `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -418,6 +409,22 @@ impl StoreHandle {
         let lost = q.readings.push(*obs);
         drop(q);
         if let Some(d) = lost {
+            self.shared.dropped_readings(1, d);
+        }
+    }
+
+    /// Records the readings of one device read, in order, under one lock (as [`Self::reading`]
+    /// each).
+    pub fn readings(&self, obs: &[Observation]) {
+        let mut q = self.shared.queue();
+        let mut lost = Vec::new();
+        for o in obs {
+            if let Some(d) = q.readings.push(*o) {
+                lost.push(d);
+            }
+        }
+        drop(q);
+        for d in lost {
             self.shared.dropped_readings(1, d);
         }
     }

@@ -273,10 +273,16 @@ impl Rig {
     }
 }
 
-/// A WebSocket client that reads JSON messages.
+/// A WebSocket client that reads JSON messages. A `readings` message (every measurement of
+/// one device read, docs/api.md) comes out of [`Client::next`] as one `reading` value per
+/// element, in order, as a dashboard applies them: the element with the message's `v`,
+/// `seq` and `"type":"reading"`, plus `"batch"` (how many readings the message held) and
+/// `"batch_at"` (this one's index in it).
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub last_seq: u64,
+    /// The rest of the latest `readings` message.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Client {
@@ -284,11 +290,23 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
-        Client { ws, last_seq: 0 }
+        Client::new(ws)
+    }
+
+    /// A client on an open WebSocket.
+    pub fn new(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client {
+            ws,
+            last_seq: 0,
+            pending: Default::default(),
+        }
     }
 
     /// The next JSON message, or None at close or after `within`.
     pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        if let Some(v) = self.pending.pop_front() {
+            return Some(v);
+        }
         loop {
             let msg = tokio::time::timeout(within, self.ws.next()).await.ok()??;
             match msg.ok()? {
@@ -298,6 +316,21 @@ impl Client {
                         && v["type"] != "heartbeat"
                     {
                         self.last_seq = self.last_seq.max(s);
+                    }
+                    if v["type"] == "readings" {
+                        let list = v["readings"].as_array().expect("readings carries a list");
+                        assert!(!list.is_empty(), "an empty readings message: {v}");
+                        for (i, r) in list.iter().enumerate() {
+                            let mut r = r.clone();
+                            let o = r.as_object_mut().expect("each reading is an object");
+                            o.insert("v".into(), v["v"].clone());
+                            o.insert("type".into(), "reading".into());
+                            o.insert("seq".into(), v["seq"].clone());
+                            o.insert("batch".into(), list.len().into());
+                            o.insert("batch_at".into(), i.into());
+                            self.pending.push_back(r);
+                        }
+                        return self.pending.pop_front();
                     }
                     return Some(v);
                 }

@@ -1,0 +1,209 @@
+//! Publication: alarm events and readings serialized once (with `"seq":0`) into a bed's
+//! outbox under the bed's lock, then numbered and pushed to every client's queue and the
+//! replay ring under the fan-out lock; alarm events also go to the consumers off the alarm
+//! path (store, notifier) through the hub's [`Dispatch`] channel.
+
+use super::queue::{Class, ClientQueue};
+use super::state::saved_state;
+use super::{Dispatch, Dispatched, REPLAY_CAP, Stamp, lock, wire};
+use crate::alarm::{AlarmEvent, BedAlarms, EventKind};
+use crate::config::Config;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Messages serialized with `"seq":0`, waiting for their sequence numbers.
+#[derive(Default)]
+pub(super) struct Outbox {
+    pub(super) buf: Vec<u8>,
+    /// Per message: its class, where it ends in `buf`, where its `0` is.
+    pub(super) items: Vec<(Class, usize, usize)>,
+}
+
+impl Outbox {
+    /// Serializes `msg` (whose `seq` is 0) at the end; returns its index.
+    pub(super) fn add(&mut self, class: Class, msg: &impl serde::Serialize) -> Option<usize> {
+        let start = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, msg) {
+            // Serializing plain numbers and strings cannot fail; if it ever did, say so.
+            tracing::error!(error = %e, "message could not be serialized");
+            self.buf.truncate(start);
+            return None;
+        }
+        const SEQ0: &[u8] = b"\"seq\":0";
+        let head = &self.buf[start..self.buf.len().min(start + 64)];
+        let Some(at) = head.windows(SEQ0.len()).position(|w| w == SEQ0) else {
+            tracing::error!("message without a seq placeholder");
+            self.buf.truncate(start);
+            return None;
+        };
+        self.items
+            .push((class, self.buf.len(), start + at + SEQ0.len() - 1));
+        Some(self.items.len() - 1)
+    }
+}
+
+/// An alarm-event source's pending events and serialized messages (reused buffers).
+#[derive(Default)]
+pub(super) struct Emitter {
+    /// Engine output.
+    pub(super) events: Vec<AlarmEvent>,
+    pub(super) out: Outbox,
+    /// Per event in `events` passed to [`Emitter::stage`]: its index in `out` (None for
+    /// `notify`, which only the notifier sees).
+    pub(super) staged: Vec<(AlarmEvent, Option<usize>)>,
+    /// The messages of the latest publish.
+    pub(super) published: Vec<Bytes>,
+}
+
+impl Emitter {
+    /// Serializes the engine's pending events into the outbox (so they go out ahead of what
+    /// is added after them).
+    pub(super) fn stage(&mut self, cfg: &Config) {
+        for e in self.events.drain(..) {
+            let idx = match (&e.kind, &e.alarm) {
+                (EventKind::Notify { .. }, _) => None,
+                (kind, alarm) => {
+                    let class = match alarm {
+                        Some(a) => Class::Alarm {
+                            id: a.id.0,
+                            rank: a.priority as u8,
+                            new: matches!(kind, EventKind::Raised),
+                            last: matches!(kind, EventKind::Cleared),
+                        },
+                        None => Class::Priority,
+                    };
+                    match self.out.add(class, &wire::AlarmMsg::new(cfg, 0, &e)) {
+                        Some(i) => Some(i),
+                        None => continue,
+                    }
+                }
+            };
+            self.staged.push((e, idx));
+        }
+    }
+
+    /// Numbers and publishes the outbox, then hands the staged events (and, for `bed`, its
+    /// new state) to the sink (with `to_sink`) and returns them.
+    pub(super) fn publish(
+        &mut self,
+        cfg: &Config,
+        fan: &Mutex<Fanout>,
+        sink: Option<&UnboundedSender<Dispatch>>,
+        to_sink: bool,
+        bed: Option<&BedAlarms>,
+    ) -> Vec<Dispatched> {
+        self.stage(cfg);
+        self.published.clear();
+        let first = if self.out.items.is_empty() {
+            0
+        } else {
+            let mut bytes = BytesMut::with_capacity(self.out.buf.len() + 20 * self.out.items.len());
+            lock(fan).publish(&mut self.out, &mut bytes, &mut self.published)
+        };
+        if self.staged.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.staged.len());
+        for (event, idx) in self.staged.drain(..) {
+            let (seq, json) = match idx {
+                Some(i) => (first + i as u64, self.published[i].clone()),
+                None => match serde_json::to_vec(&wire::AlarmMsg::new(cfg, 0, &event)) {
+                    Ok(v) => (0, Bytes::from(v)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "notify event could not be serialized");
+                        continue;
+                    }
+                },
+            };
+            out.push(Dispatched { event, json, seq });
+        }
+        self.published.clear();
+        if let Some(sink) = sink {
+            // The bed these events were about has a new state to save.
+            if let Some(engine) = bed.filter(|_| out.iter().any(|d| d.event.bed.is_some()))
+                && let Some(st) = saved_state(cfg, engine, Stamp::now().as_now())
+                && sink.send(Dispatch::State(st)).is_err()
+            {
+                tracing::error!("alarm state consumer is gone; state not saved");
+            }
+            if to_sink {
+                for d in &out {
+                    if sink.send(Dispatch::Event(d.clone())).is_err() {
+                        tracing::error!("alarm event consumer is gone; event not persisted");
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sequence numbers, the replay ring and the clients.
+pub(super) struct Fanout {
+    pub(super) next_seq: u64,
+    pub(super) replay: VecDeque<(u64, Bytes)>,
+    pub(super) clients: Vec<(u64, Arc<ClientQueue>)>,
+    pub(super) next_client: u64,
+}
+
+impl Fanout {
+    pub(super) fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Numbers the outbox's messages, splicing each number in (into `bytes`, one allocation
+    /// for the batch), and pushes them to every client; `published` gets them in order.
+    /// Returns the first number.
+    pub(super) fn publish(
+        &mut self,
+        out: &mut Outbox,
+        bytes: &mut BytesMut,
+        published: &mut Vec<Bytes>,
+    ) -> u64 {
+        let first = self.next_seq;
+        let mut start = 0;
+        for &(class, end, at) in &out.items {
+            let seq = self.take_seq();
+            bytes.extend_from_slice(&out.buf[start..at]);
+            put_u64(bytes, seq);
+            bytes.extend_from_slice(&out.buf[at + 1..end]);
+            let msg = bytes.split().freeze();
+            self.push(seq, class, msg.clone());
+            published.push(msg);
+            start = end;
+        }
+        out.buf.clear();
+        out.items.clear();
+        first
+    }
+
+    pub(super) fn push(&mut self, seq: u64, class: Class, bytes: Bytes) {
+        if self.replay.len() >= REPLAY_CAP {
+            self.replay.pop_front();
+        }
+        crate::metrics::global().published(seq);
+        for (_, q) in &self.clients {
+            q.push(class, bytes.clone());
+        }
+        self.replay.push_back((seq, bytes));
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn put_u64(out: &mut BytesMut, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}

@@ -1,0 +1,35 @@
+//! A bed's saved alarm state: what the hub hands the store after a bed's events and reads
+//! back at start ([`super::Hub::restore`]).
+
+use crate::alarm::{BedAlarms, BedSnapshot, Now};
+use crate::config::Config;
+use crate::model::StoredState;
+
+/// A bed's saved alarm state, as stored in `alarm_state.json`: the engine's snapshot plus the
+/// device ids its device indices stood for (so an edited config cannot misattribute an alarm).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct SavedBed {
+    pub(super) devices: Vec<String>,
+    #[serde(flatten)]
+    pub(super) snapshot: BedSnapshot,
+}
+
+/// A bed's state as the store keeps it (`None` only if it cannot be serialized, which plain
+/// numbers and strings cannot fail).
+pub(super) fn saved_state(cfg: &Config, engine: &BedAlarms, now: Now) -> Option<StoredState> {
+    let saved = SavedBed {
+        devices: cfg.devices.iter().map(|d| d.id.clone()).collect(),
+        snapshot: engine.snapshot(now),
+    };
+    match serde_json::to_string(&saved) {
+        Ok(json) => Some(StoredState {
+            bed: cfg.bed(engine.bed()).id.clone(),
+            at_ms: now.wall_ms,
+            json,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "alarm state could not be serialized");
+            None
+        }
+    }
+}
