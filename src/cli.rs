@@ -234,6 +234,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crate::clock::wall_ms()
                 )),
             };
+            // The built-in config's fixed places are kept when free, else this run takes free
+            // ones (another demo, or a test, may hold them).
+            let mut listen = listen;
+            let places = if config.is_none() {
+                Some(demo_places(&mut cfg, &mut listen)?)
+            } else {
+                None
+            };
             if tls {
                 let at = listen.unwrap_or(cfg.listen);
                 cfg.tls = Some(demo_certificate(&cert_dir, at)?);
@@ -346,6 +354,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let alarms = tokio::spawn(demo::print_alarms(
                     base.clone(),
                     token.clone(),
+                    crate::store::export::Zone::of(&cfg),
                     cancel.clone(),
                 ));
                 let told = scripted.then(|| tokio::spawn(story.tell(base, token, cancel)));
@@ -353,9 +362,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if let Some(told) = told {
                     told.abort();
                 }
+                // In order: the daemon's sources and its BlueZ session, then the simulator (its
+                // fake BlueZ leaving the bus is then no session lost).
                 running.shutdown().await;
+                crate::transport::ble::close_shared();
                 let _ = alarms.await;
                 sim.shutdown().await;
+                if let Some(places) = places {
+                    places.remove();
+                }
                 if fresh && let Err(e) = std::fs::remove_dir_all(&cfg.data_dir) {
                     eprintln!(
                         "vitalsd demo: cannot remove {}: {e}",
@@ -650,6 +665,127 @@ fn builtin_demo_config() -> anyhow::Result<config::Config> {
     )?)
 }
 
+/// What [`demo_places`] holds for the run: the locks on the serial links' directories, and
+/// the directory made for this run (removed at exit).
+struct DemoPlaces {
+    _locks: Vec<std::fs::File>,
+    own_dir: Option<PathBuf>,
+}
+
+impl DemoPlaces {
+    /// Removes the directory made for this run (the simulator has removed its links).
+    fn remove(self) {
+        if let Some(dir) = &self.own_dir {
+            let _ = std::fs::remove_file(dir.join(DEMO_LOCK));
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The lock file in a directory of the demo's serial links, held while a demo uses it.
+const DEMO_LOCK: &str = ".vitalsd-demo.lock";
+
+/// The built-in demo's fixed places (the listen address, the simulated cuff's TCP port, the
+/// serial links under `/tmp/vitalsd-demo/`) are kept when free; one that another demo (or
+/// anything else) holds is replaced by a free one for this run, and the change printed: a
+/// free port on the same address, a directory of the run's own for the serial links.
+fn demo_places(
+    cfg: &mut config::Config,
+    listen: &mut Option<SocketAddr>,
+) -> anyhow::Result<DemoPlaces> {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    let free_port_at = |ip: std::net::IpAddr| -> anyhow::Result<SocketAddr> {
+        let l = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+            .with_context(|| format!("cannot find a free port on {ip}"))?;
+        Ok(l.local_addr()?)
+    };
+    if listen.is_none() && std::net::TcpListener::bind(cfg.listen).is_err() {
+        let at = free_port_at(cfg.listen.ip())?;
+        println!(
+            "vitalsd demo: {} is taken; listening on {at} instead",
+            cfg.listen
+        );
+        *listen = Some(at);
+    }
+    for d in cfg.devices.iter_mut().filter(|d| d.simulated) {
+        let config::Endpoint::Tcp { addr } = &mut d.endpoint else {
+            continue;
+        };
+        let Ok(at) = addr.parse::<SocketAddr>() else {
+            continue;
+        };
+        if std::net::TcpListener::bind(at).is_err() {
+            let free = free_port_at(at.ip())?;
+            println!(
+                "vitalsd demo: {at} is taken; {} serves on {free} instead",
+                d.id
+            );
+            *addr = free.to_string();
+        }
+    }
+    // The serial links' directories: one whose lock another demo holds, or with a link to a
+    // live pseudo-terminal (a demo of an older version), is left to it.
+    let dirs: BTreeSet<PathBuf> = cfg
+        .devices
+        .iter()
+        .filter(|d| d.simulated)
+        .filter_map(|d| match &d.endpoint {
+            config::Endpoint::Serial { path } => path.parent().map(Path::to_path_buf),
+            _ => None,
+        })
+        .collect();
+    let lock = |dir: &Path| -> anyhow::Result<Option<std::fs::File>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(DEMO_LOCK);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(file.try_lock().is_ok().then_some(file))
+    };
+    let mut places = DemoPlaces {
+        _locks: Vec::new(),
+        own_dir: None,
+    };
+    for dir in dirs {
+        let live_link = cfg.devices.iter().any(|d| match &d.endpoint {
+            config::Endpoint::Serial { path } => {
+                d.simulated
+                    && path.parent() == Some(dir.as_path())
+                    && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+                    && std::fs::metadata(path).is_ok()
+            }
+            _ => false,
+        });
+        if !live_link && let Some(file) = lock(&dir).unwrap_or(None) {
+            places._locks.push(file);
+            continue;
+        }
+        let own = std::env::temp_dir().join(format!("vitalsd-demo-ports-{}", std::process::id()));
+        let file = lock(&own)?
+            .with_context(|| format!("{} is locked by another process", own.display()))?;
+        places._locks.push(file);
+        println!(
+            "vitalsd demo: {} is in use by another demo; serial ports under {} instead",
+            dir.display(),
+            own.display()
+        );
+        for d in cfg.devices.iter_mut().filter(|d| d.simulated) {
+            if let config::Endpoint::Serial { path } = &mut d.endpoint
+                && path.parent() == Some(dir.as_path())
+                && let Some(name) = path.file_name()
+            {
+                *path = own.join(name);
+            }
+        }
+        places.own_dir = Some(own);
+    }
+    Ok(places)
+}
+
 /// Where the demo keeps what should outlive a run without `--data-dir` (its TLS certificate):
 /// `$XDG_STATE_HOME/vitalsd/demo`, else `~/.local/state/vitalsd/demo`, else the temp dir.
 fn demo_state_dir() -> PathBuf {
@@ -861,12 +997,15 @@ mod demo {
 
     /// Prints every alarm raised, acknowledged, latched and cleared since the start, read from
     /// the alarm history (`GET /api/alarms/history`, committed before it is published) twice a
-    /// second: an API reader, so it never counts as a connected client or dashboard.
-    pub async fn print_alarms(base: String, token: Option<String>, cancel: CancellationToken) {
+    /// second: an API reader, so it never counts as a connected client or dashboard. Times are
+    /// the clinic's (`[report] time_zone`, as in the session report; default the system's).
+    pub async fn print_alarms(
+        base: String,
+        token: Option<String>,
+        zone: crate::store::export::Zone,
+        cancel: CancellationToken,
+    ) {
         let http = client();
-        let off = rusqlite::Connection::open_in_memory()
-            .map(|c| crate::store::export::local_offset_s(&c, wall_ms()))
-            .unwrap_or(0);
         let since = wall_ms() - 1000;
         let mut printed: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
@@ -895,7 +1034,8 @@ mod demo {
                 if printed.contains(&key) {
                     continue;
                 }
-                if let Some(line) = alarm_line(v, at.unwrap_or_else(wall_ms), off) {
+                let at = at.unwrap_or_else(wall_ms);
+                if let Some(line) = alarm_line(v, at, zone.offset_s(at)) {
                     println!("{line}");
                 }
                 printed.insert(key);

@@ -950,7 +950,7 @@ pub fn html(rec: &SessionRecord) -> String {
          figure{margin:.8em 0}figcaption{font-weight:600}.key{font-weight:400;margin-left:1.2em;white-space:nowrap}\
          .key svg{vertical-align:middle;margin-right:4px}.sim{color:#a00;font-weight:700}.tz{color:#555}\
          .grid{display:grid;grid-template-columns:auto auto;gap:1em 2em;align-items:start}\
-         @media print{body{margin:0;font-size:11px}figure,table{break-inside:avoid}h2{break-after:avoid}}\
+         @media print{body{margin:0;font-size:11px}figure,table{break-inside:avoid}h2{break-after:avoid}.screen-only{display:none}}\
          @page{size:A4;margin:12mm}</style>\n",
     );
     let _ = writeln!(
@@ -1066,7 +1066,8 @@ pub fn html(rec: &SessionRecord) -> String {
     ));
     h.push_str(
         "<p>Markers: blue dashed = dose, grey dashed = phase, red dashed = alarm raised \
-         (!!! high, !! medium, ! low priority). Hover a marker for its details.</p>\n",
+         (!!! high, !! medium, ! low priority); each is listed, with its time, in the tables \
+         below.<span class=\"screen-only\"> On screen, hover a marker for its details.</span></p>\n",
     );
     h.push_str("<h2>Session events</h2>\n");
     if s.events.is_empty() {
@@ -1133,7 +1134,16 @@ fn summary(
         .unwrap_or_else(|| rec.readings.last().map_or(s.admitted_ms, |r| r.received_ms));
     // Alarms by priority, and per metric the time its physiological alarms were active
     // (raised to cleared or latched; still active at the end counts to the end).
+    // An alarm counts once, by the highest priority it reached (raised medium, escalated to
+    // high: one high).
     let mut by_prio: BTreeMap<&str, u32> = BTreeMap::new();
+    let rank = |p: &str| match p {
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    };
+    let mut highest: BTreeMap<u64, &str> = BTreeMap::new();
     let mut raised_at: BTreeMap<u64, (i64, &str)> = BTreeMap::new();
     let mut outside: BTreeMap<&str, i64> = BTreeMap::new();
     let metric_of = |c: &str| -> Option<&'static str> {
@@ -1156,11 +1166,27 @@ fn summary(
         let metric = e.condition.as_deref().and_then(metric_of);
         match e.kind.as_str() {
             "raised" => {
-                *by_prio
-                    .entry(e.priority.as_deref().unwrap_or("?"))
-                    .or_default() += 1;
+                let p = e.priority.as_deref().unwrap_or("?");
+                match e.alarm_id {
+                    Some(id) => {
+                        let h = highest.entry(id).or_insert(p);
+                        if rank(p) > rank(h) {
+                            *h = p;
+                        }
+                    }
+                    None => *by_prio.entry(p).or_default() += 1,
+                }
                 if let (Some(m), Some(id)) = (metric, e.alarm_id) {
                     raised_at.insert(id, (e.at_ms, m));
+                }
+            }
+            "updated" => {
+                if let (Some(h), Some(p)) = (
+                    e.alarm_id.and_then(|id| highest.get_mut(&id)),
+                    e.priority.as_deref(),
+                ) && rank(p) > rank(h)
+                {
+                    *h = p;
                 }
             }
             "cleared" | "latched" => {
@@ -1170,6 +1196,9 @@ fn summary(
             }
             _ => {}
         }
+    }
+    for p in highest.values() {
+        *by_prio.entry(p).or_default() += 1;
     }
     for (t, m) in raised_at.values() {
         *outside.entry(m).or_default() += (end - t).max(0);
@@ -1297,7 +1326,8 @@ fn summary(
         .collect();
     let _ = write!(
         h,
-        "<tr><th>Alarms raised</th><td colspan=4>{} priority</td></tr>\
+        "<tr><th>Alarms raised</th><td colspan=4>{} priority (each alarm once, by the highest \
+         priority it reached)</td></tr>\
          <tr><th>Time outside limits</th><td colspan=4>{} in all{}</td></tr></table>",
         prio.join(", "),
         mmss(total),
@@ -1521,6 +1551,31 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<th>At discharge</th>"));
+    }
+
+    #[test]
+    fn an_escalated_alarm_counts_once_by_its_highest_priority_and_the_hover_hint_is_not_printed() {
+        let mut rec = record();
+        // Alarm 7, raised medium, escalates to high before it is acknowledged (an update
+        // with the new priority); alarm 8 is raised low and stays low.
+        let mut up = alarm(T0 + 1_212_000, "updated", None);
+        up.event.priority = Some("high".into());
+        let mut low = alarm(T0 + 1_300_000, "raised", None);
+        low.event.alarm_id = Some(8);
+        low.event.priority = Some("low".into());
+        rec.alarms.insert(1, up);
+        rec.alarms.push(low);
+        let html = html(&rec);
+        assert!(
+            html.contains(
+                "1 high, 0 medium, 1 low priority (each alarm once, by the highest priority it reached)"
+            ),
+            "{html}"
+        );
+        // "Hover a marker" means nothing on paper: it is screen-only, hidden in print.
+        let hover = html.find("hover a marker").expect("the hint on screen");
+        assert!(html[..hover].ends_with("<span class=\"screen-only\"> On screen, "));
+        assert!(html.contains(".screen-only{display:none}"));
     }
 
     #[test]
