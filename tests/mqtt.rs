@@ -29,6 +29,22 @@ impl Broker {
         Broker::start_with(dir, port, "")
     }
 
+    /// Without persistence (Mosquitto's default): a restart loses every session and
+    /// retained message, as a broker that crashed or a fresh cluster node.
+    pub fn start_volatile(dir: &Path, port: u16) -> Broker {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        Broker {
+            child: Broker::spawn(&conf, port),
+            port,
+            conf,
+        }
+    }
+
     /// With `extra` lines for the listener (TLS: cafile, certfile, keyfile, ...).
     pub fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         let conf = dir.join("mosquitto.conf");
@@ -110,12 +126,26 @@ impl Sub {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_session(!persistent);
         o.set_keep_alive(Duration::from_secs(5));
-        let (client, el) = AsyncClient::new(o, 100);
+        let (client, mut el) = AsyncClient::new(o, 100);
         client
             .subscribe(format!("vitalsd/v1/{site}/#"), QoS::AtLeastOnce)
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // Subscribed (SUBACK) before the caller goes on, so nothing it causes next is missed;
+        // what comes before the SUBACK (retained messages) is kept.
+        let deadline = tokio::time::Instant::now() + SOON;
+        loop {
+            match tokio::time::timeout_at(deadline, el.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    let _ = tx.send((p.topic.clone(), p.payload.to_vec(), p.retain));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("subscribing to the test broker: {e}"),
+                Err(_) => panic!("no SUBACK from the test broker within {SOON:?}"),
+            }
+        }
         let task = tokio::spawn(pump(el, tx));
         Sub {
             _client: client,

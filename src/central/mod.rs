@@ -201,11 +201,20 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
                 backoff = Duration::from_millis(500);
                 logged = false;
                 tracing::info!(broker = %s.cfg.mqtt.url, "central: connected to the broker");
+                // Where each site's events stopped for us, taken before anything of this
+                // connection comes in.
+                let points = lock(&s.inner).state.resync_points();
                 for site in &s.cfg.sites {
                     let topic = format!("vitalsd/{}/{}/#", crate::mqtt::TOPIC_VERSION, site.name);
                     if let Err(e) = s.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                         tracing::warn!(%topic, error = %e, "central: cannot subscribe");
                     }
+                }
+                // Subscribed first (the broker takes a connection's packets in order), then
+                // ask every site for the events after those: a site that reconnected to a
+                // restarted broker before us replayed them to nobody (docs/mqtt.md, "Resync").
+                for (site, after) in points {
+                    request_resync(&s, &site, after);
                 }
                 {
                     let mut g = lock(&s.inner);
@@ -220,17 +229,22 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
                         _ = tokio::time::sleep(RESYNC_AFTER) => {
-                            lock(&inner).fan_out(Out { msgs: Vec::new(), resnapshot: true });
+                            lock(&inner).fan_out(Out { resnapshot: true, ..Out::default() });
                         }
                     }
                 });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let mut g = lock(&s.inner);
-                let out = g
+                let mut out = g
                     .state
                     .on_message(&p.topic, &p.payload, p.retain, wall_ms());
+                let resync = std::mem::take(&mut out.resync);
                 g.fan_out(out);
+                drop(g);
+                for (site, after) in resync {
+                    request_resync(&s, &site, after);
+                }
             }
             Ok(_) => {}
             Err(e) => {
@@ -247,6 +261,17 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// Asks `site` to publish again its alarm events after `after` (QoS 1; the site's replies
+/// are `"replay": true`, duplicates dropped by `event_id`).
+fn request_resync(s: &Shared, site: &str, after: i64) {
+    let topic = crate::mqtt::Topics::new(site).resync();
+    let body = crate::mqtt::resync_request(after, &s.cfg.mqtt.client_id);
+    match s.client.try_publish(topic, QoS::AtLeastOnce, false, body) {
+        Ok(()) => tracing::debug!(%site, after, "central: resync asked"),
+        Err(e) => tracing::warn!(%site, error = %e, "central: cannot ask for a resync"),
     }
 }
 

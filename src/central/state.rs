@@ -12,7 +12,11 @@
 use crate::hub::queue::Class;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Alarm `event_id`s remembered per site to drop duplicates (a replay, a resync, the
+/// broker's queue for the persistent session): an event older than all of them is dropped.
+const SEEN_EVENTS: usize = 4096;
 
 /// One site as the central knows it.
 #[derive(Debug, Default)]
@@ -35,8 +39,11 @@ struct Site {
     alarms: Vec<Value>,
     /// bed -> when its audio pause ends (from `audio_paused` events).
     paused: BTreeMap<String, String>,
-    /// The last alarm event taken, by `event_id` (a replayed duplicate is dropped).
+    /// The newest alarm event taken, by `event_id`: where a resync asks the site to start.
     last_event: i64,
+    /// The latest `event_id`s taken (at most [`SEEN_EVENTS`]): a duplicate is dropped, an
+    /// event that arrives late (a resync's, after a newer live one) is taken.
+    seen: BTreeSet<i64>,
     /// The central's `site_offline` alarm while it stands.
     offline_alarm: Option<Value>,
 }
@@ -72,6 +79,9 @@ pub enum AlarmRef {
 pub struct Out {
     pub msgs: Vec<(Class, Bytes)>,
     pub resnapshot: bool,
+    /// Sites to ask for the alarm events after the `event_id` given (a site came online
+    /// live: docs/mqtt.md, "Resync").
+    pub resync: Vec<(String, i64)>,
 }
 
 fn ms_text(ms: i64) -> String {
@@ -104,6 +114,16 @@ impl State {
     /// The latest sequence number given.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Per site, the newest alarm `event_id` taken, for the sites that sent any: a resync
+    /// asks each for the events after it.
+    pub fn resync_points(&self) -> Vec<(String, i64)> {
+        self.sites
+            .iter()
+            .filter(|s| s.last_event > 0)
+            .map(|s| (s.name.clone(), s.last_event))
+            .collect()
     }
 
     /// The connection to the broker is (re)established: every site gets a new grace.
@@ -212,6 +232,12 @@ impl State {
         }
         if sub == "status" {
             let text = String::from_utf8_lossy(payload).trim().to_owned();
+            // A site that comes online (its birth, live) replays what its broker missed from
+            // its own cursor, but not what the broker had and the central missed: ask.
+            if !retained && text == "online" && self.sites[site].last_event > 0 {
+                out.resync
+                    .push((site_name.to_owned(), self.sites[site].last_event));
+            }
             self.sites[site].status = Some(text);
             out.resnapshot |= self.evaluate(site, now_ms, &mut out.msgs);
             return out;
@@ -234,10 +260,16 @@ impl State {
             }
             ["alarm"] => {
                 if let Some(id) = m["event_id"].as_i64() {
-                    if id <= self.sites[site].last_event {
-                        return out; // a replayed duplicate
+                    let s = &mut self.sites[site];
+                    let too_old = s.seen.len() >= SEEN_EVENTS
+                        && s.seen.first().is_some_and(|first| id < *first);
+                    if too_old || !s.seen.insert(id) {
+                        return out; // a duplicate (replay, resync, the broker's queue)
                     }
-                    self.sites[site].last_event = id;
+                    if s.seen.len() > SEEN_EVENTS {
+                        s.seen.pop_first();
+                    }
+                    s.last_event = s.last_event.max(id);
                 }
                 self.apply_event(site, &m);
                 let msg = self.rewrite(site, m);

@@ -51,6 +51,39 @@ pub const HEARTBEAT_MISSED: u32 = 3;
 /// look at once, but the row may be committed a moment after the message is sent.
 const STORE_POLL: Duration = Duration::from_millis(200);
 
+/// Alarm events a site publishes again for one resync request, at most.
+pub const RESYNC_MAX_ROWS: usize = 2000;
+/// A site serves at most one resync request this often (others wait, merged).
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// A central view's request to a site: publish again the alarm events after `after`
+/// (`event_id`), on `vitalsd/v1/{site}/resync`, QoS 1 (docs/mqtt.md, "Resync").
+pub fn resync_request(after: i64, from: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "v": 1, "type": "resync", "after": after, "from": from,
+    }))
+    .unwrap_or_default()
+}
+
+/// The `after` of a resync request.
+pub fn parse_resync(payload: &[u8]) -> Result<i64, String> {
+    let v: Value = serde_json::from_slice(payload).map_err(|e| {
+        format!("resync request is not JSON ({e}), expected {{\"type\":\"resync\",\"after\":N}}")
+    })?;
+    if v["type"] != "resync" {
+        return Err(format!(
+            "resync request has type {}, expected \"resync\"",
+            v["type"]
+        ));
+    }
+    v["after"].as_i64().filter(|a| *a >= 0).ok_or_else(|| {
+        format!(
+            "resync request has after = {}, expected an event_id (0 or more)",
+            v["after"]
+        )
+    })
+}
+
 /// The topics of one site.
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -103,6 +136,11 @@ impl Topics {
     /// Signed commands from a central view to this site (src/mqtt/command.rs), QoS 1.
     pub fn command(&self) -> String {
         format!("{}/command", self.root)
+    }
+    /// A central view's request for the alarm events after an `event_id` (the site
+    /// subscribes), QoS 1.
+    pub fn resync(&self) -> String {
+        format!("{}/resync", self.root)
     }
     /// Other site events (`notification`), QoS 1.
     pub fn event(&self, kind: &str) -> String {
@@ -211,6 +249,8 @@ pub async fn run(
             site: &settings.site,
             secret: settings.command_secret.as_deref(),
             nonces: std::mem::take(&mut nonces),
+            resync_pending: None,
+            resync_served: None,
         };
         // The event loop polls in its own task (its `poll` is not documented as cancel
         // safe, so it is never a `select!` branch that may lose); the session reads its events.
@@ -313,6 +353,10 @@ struct Session<'a> {
     secret: Option<&'a str>,
     /// Command nonces seen (replay protection), kept across reconnections.
     nonces: command::Nonces,
+    /// The smallest `after` of the resync requests not served yet.
+    resync_pending: Option<i64>,
+    /// When the last resync request was served.
+    resync_served: Option<tokio::time::Instant>,
 }
 
 impl Session<'_> {
@@ -348,6 +392,10 @@ impl Session<'_> {
         // Commands from a central view (refused unless signed with command_secret).
         if let Err(e) = self.client.try_subscribe(t.command(), QoS::AtLeastOnce) {
             return End::Lost(format!("cannot subscribe to {}: {e}", t.command()));
+        }
+        // A central view's requests for the events it missed.
+        if let Err(e) = self.client.try_subscribe(t.resync(), QoS::AtLeastOnce) {
+            return End::Lost(format!("cannot subscribe to {}: {e}", t.resync()));
         }
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -397,6 +445,15 @@ impl Session<'_> {
                     Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == t.command() => {
                         self.on_command(&p.payload);
                     }
+                    Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == t.resync() => {
+                        match parse_resync(&p.payload) {
+                            Ok(after) => {
+                                self.resync_pending =
+                                    Some(self.resync_pending.map_or(after, |a| a.min(after)));
+                            }
+                            Err(why) => tracing::warn!(site = %self.site, reason = %why, "mqtt: resync request ignored"),
+                        }
+                    }
                     Some(Ok(ev)) => {
                         if self.on_event(ev) {
                             let _ = cursor_tx.send(self.cursor);
@@ -420,6 +477,9 @@ impl Session<'_> {
                     }
                     if self.last_row != before {
                         self.alarm_lists();
+                    }
+                    if let Err(e) = self.serve_resync().await {
+                        return End::Lost(e);
                     }
                 }
             }
@@ -656,20 +716,10 @@ impl Session<'_> {
             let n = rows.len();
             for (id, kind, json) in rows {
                 self.last_row = id;
-                if kind == "notify" {
-                    continue;
+                if let Some(mut p) = self.alarm_pub(id, &kind, &json, replay) {
+                    p.row = Some(id);
+                    self.out.push_back(p);
                 }
-                let mut msg: Value = serde_json::from_str(&json).unwrap_or_else(
-                    |_| serde_json::json!({ "v": 1, "type": "alarm", "event": kind }),
-                );
-                if let Some(o) = msg.as_object_mut() {
-                    o.insert("event_id".into(), id.into());
-                    o.insert("replay".into(), replay.into());
-                }
-                let payload = serde_json::to_vec(&msg).unwrap_or_default();
-                let mut p = Pub::new(self.topics.alarm(), payload, QoS::AtLeastOnce, false);
-                p.row = Some(id);
-                self.out.push_back(p);
             }
             // Rows with nothing to send count as sent and acknowledged.
             if self.sent_rows.is_empty()
@@ -683,6 +733,68 @@ impl Session<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// A pending resync request, if the last one was served [`RESYNC_EVERY`] ago: the stored
+    /// alarm events after its `after` and up to the last one queued (the later ones go out
+    /// anyway), at most [`RESYNC_MAX_ROWS`], `"replay": true`. They do not move the cursor.
+    async fn serve_resync(&mut self) -> Result<(), String> {
+        let Some(after) = self.resync_pending else {
+            return Ok(());
+        };
+        if self
+            .resync_served
+            .is_some_and(|at| at.elapsed() < RESYNC_EVERY)
+        {
+            return Ok(());
+        }
+        self.resync_pending = None;
+        self.resync_served = Some(tokio::time::Instant::now());
+        let upto = self.last_row;
+        if after >= upto {
+            return Ok(());
+        }
+        let rows = self
+            .store
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT id, kind, json FROM alarm_events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                )?;
+                let rows = st.query_map(
+                    rusqlite::params![after, upto, i64::try_from(RESYNC_MAX_ROWS).unwrap_or(2000)],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .map_err(|e| format!("cannot read alarm events from the store: {e}"))?;
+        tracing::info!(site = %self.site, after, events = rows.len(), "mqtt: resync for a central view");
+        for (id, kind, json) in rows {
+            if let Some(p) = self.alarm_pub(id, &kind, &json, true) {
+                self.out.push_back(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// An alarm-event row as its publication (`None` for `notify` rows, not published).
+    fn alarm_pub(&self, id: i64, kind: &str, json: &str, replay: bool) -> Option<Pub> {
+        if kind == "notify" {
+            return None;
+        }
+        let mut msg: Value = serde_json::from_str(json)
+            .unwrap_or_else(|_| serde_json::json!({ "v": 1, "type": "alarm", "event": kind }));
+        if let Some(o) = msg.as_object_mut() {
+            o.insert("event_id".into(), id.into());
+            o.insert("replay".into(), replay.into());
+        }
+        let payload = serde_json::to_vec(&msg).unwrap_or_default();
+        Some(Pub::new(
+            self.topics.alarm(),
+            payload,
+            QoS::AtLeastOnce,
+            false,
+        ))
     }
 
     /// The current alarms, retained: the whole site, and each bed.
