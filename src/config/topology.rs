@@ -2,7 +2,7 @@
 //! endpoints (serial port, device server, BLE address), each bound at most once; paths
 //! resolved against the config file's directory.
 
-use super::check::{check_duration, check_id, check_text, join_names};
+use super::check::{check_duration, check_text, join_names};
 use super::error::{ConfigError, Source, line_col};
 use super::profiles::check_max_rate;
 use super::raw::{RawDevice, RawRecliner, RawRoom};
@@ -142,7 +142,7 @@ pub(super) fn validate_room(
 ) -> Result<(), ConfigError> {
     let raw = room.get_ref();
     let id_key = format!("{key}.id");
-    let id = check_id(src, &raw.id, &id_key)?;
+    let id = raw.id.get_ref().as_str().to_owned();
     let line = line_col(src.text, raw.id.span().start).0;
     if let Some(first) = room_ids.insert(id.clone(), line) {
         return Err(src.err(
@@ -199,7 +199,7 @@ pub(super) fn validate_recliner(
 ) -> Result<BedIdx, ConfigError> {
     let raw: &RawRecliner = rec.get_ref();
     let id_key = format!("{key}.id");
-    let id = check_id(src, &raw.id, &id_key)?;
+    let id = raw.id.get_ref().as_str().to_owned();
     let line = line_col(src.text, raw.id.span().start).0;
     if let Some(first) = recliner_ids.insert(id.clone(), line) {
         return Err(src.err(
@@ -280,7 +280,7 @@ pub(super) fn validate_device(
 ) -> Result<Binding, ConfigError> {
     let raw: &RawDevice = dev.get_ref();
     let id_key = format!("{key}.id");
-    let id = check_id(src, &raw.id, &id_key)?;
+    let id = raw.id.get_ref().as_str().to_owned();
     let line = line_col(src.text, raw.id.span().start).0;
     if let Some(first) = device_ids.insert(id.clone(), line) {
         return Err(src.err(
