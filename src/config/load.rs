@@ -309,17 +309,7 @@ fn validate_alarm_parts(
                 ),
             ));
         }
-        let url = n.url.get_ref().trim().to_owned();
-        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-        if !scheme_ok || url.len() < 10 {
-            return Err(src.err(
-                n.url.span(),
-                format!("{key}.url"),
-                format!(
-                    "{url:?} is not a web address, expected http://host/path or https://host/path"
-                ),
-            ));
-        }
+        let url = n.url.get_ref().as_str().to_owned();
         let level = n.level.as_ref().map(|l| *l.get_ref()).unwrap_or(0);
         if level > 9 {
             let span = n.level.as_ref().map(|l| l.span()).unwrap_or(0..0);

@@ -6,7 +6,7 @@
 //! and key. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
 //! errors can point at the line and column of the bad value.
 
-use super::values::{Id, ListenAddr};
+use super::values::{Id, ListenAddr, TcpAddr, WebUrl};
 use super::{BleMode, DeviceKind, FlowControl, Hl7Kind, Parity, Role, TransportKind};
 use crate::model::WrittenDuration;
 use serde::Deserialize;
@@ -188,7 +188,7 @@ pub(super) struct RawPriorityEscalation {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNotify {
     pub name: Spanned<Id>,
-    pub url: Spanned<String>,
+    pub url: Spanned<WebUrl>,
     pub level: Option<Spanned<u8>>,
     pub timeout: Option<Spanned<WrittenDuration>>,
 }
@@ -225,7 +225,7 @@ pub(super) struct RawDevice {
     /// Serial port path; exactly one of `port`, `tcp` and `address`.
     pub port: Option<Spanned<String>>,
     /// `host:port` of a serial device server; exactly one of `port`, `tcp` and `address`.
-    pub tcp: Option<Spanned<String>>,
+    pub tcp: Option<Spanned<TcpAddr>>,
     /// Bluetooth LE device address `AA:BB:CC:DD:EE:FF`; exactly one of `port`, `tcp` and
     /// `address`.
     pub address: Option<Spanned<String>>,

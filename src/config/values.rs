@@ -1,7 +1,7 @@
 //! Typed values of the config files, read by serde: each `Deserialize` impl checks its own
 //! value and, when it is wrong, quotes it and says what was expected. [`super::read_toml`] puts
 //! the file, line, column and key path in front of that message, so a bad id, role, listen
-//! address or HL7 kind is refused while the file is read, as a bad duration is
+//! address, device server address, webhook address or HL7 kind is refused while the file is read, as a bad duration is
 //! ([`crate::model::WrittenDuration`]).
 
 use super::check::{ID_EXPECTED, is_valid_id};
@@ -82,6 +82,77 @@ impl<'de> Deserialize<'de> for ListenAddr {
     }
 }
 
+/// A serial device server's address (`tcp`): `host:port`, port 1..65535, IPv6 hosts in
+/// brackets; white space around it is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TcpAddr(String);
+
+impl TcpAddr {
+    /// The address, trimmed.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = text(d)?;
+        if check_tcp(s.trim()) {
+            Ok(TcpAddr(s.trim().to_owned()))
+        } else {
+            Err(D::Error::custom(format!(
+                "{s:?} is not host:port, expected a host and a port 1..65535 such as \"192.168.10.21:4001\""
+            )))
+        }
+    }
+}
+
+/// Checks a serial device server address: `host:port`, port 1..65535, IPv6 hosts in brackets.
+pub(crate) fn check_tcp(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    };
+    let port_ok =
+        port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0);
+    host_ok && port_ok
+}
+
+/// A webhook's address (`[[notify]] url`): `http://` or `https://` and a host; white space
+/// around it is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WebUrl(String);
+
+impl WebUrl {
+    /// The address, trimmed.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for WebUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = text(d)?.trim().to_owned();
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if scheme_ok && url.len() >= 10 {
+            Ok(WebUrl(url))
+        } else {
+            Err(D::Error::custom(format!(
+                "{url:?} is not a web address, expected http://host/path or https://host/path"
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +194,24 @@ mod tests {
             read::<ListenAddr>("v = \"localhost:80\"")
                 .unwrap_err()
                 .contains("\"localhost:80\" is not a socket address, expected an IP address")
+        );
+        assert_eq!(
+            read::<TcpAddr>("v = \"[::1]:4001 \"").unwrap().as_str(),
+            "[::1]:4001"
+        );
+        assert!(
+            read::<TcpAddr>("v = \"host:0\"")
+                .unwrap_err()
+                .contains("\"host:0\" is not host:port, expected a host and a port 1..65535")
+        );
+        assert_eq!(
+            read::<WebUrl>("v = \" https://pager/x\"").unwrap().as_str(),
+            "https://pager/x"
+        );
+        assert!(
+            read::<WebUrl>("v = \"ftp://pager/x\"")
+                .unwrap_err()
+                .contains("\"ftp://pager/x\" is not a web address, expected http://host/path")
         );
     }
 }
