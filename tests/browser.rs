@@ -1518,6 +1518,16 @@ const banner = document.getElementById('banner');
 const b = banner.getBoundingClientRect();
 if (banner.hidden || b.height < 10) out.push('no alarm banner');
 else if (b.top < 0 || b.bottom > window.innerHeight) out.push('the alarm banner is off screen: ' + b.top + '..' + b.bottom);
+const bar = document.getElementById('topbar');
+const br = bar.getBoundingClientRect();
+const kids = [...bar.children].filter(k => { const r = k.getBoundingClientRect(); return !k.hidden && r.width > 0 && r.height > 0; });
+const firstLine = Math.min(...kids.map(k => k.getBoundingClientRect().bottom));
+for (const k of kids) {
+  const r = k.getBoundingClientRect();
+  const name = k.id || k.className;
+  if (r.top >= firstLine) out.push('the top bar wraps: ' + name + ' "' + k.textContent.trim() + '" on a second line');
+  if (r.left < br.left - 0.5 || r.right > br.right + 0.5) out.push('the top bar: ' + name + ' outside the bar');
+}
 const top = document.getElementById('top').getBoundingClientRect();
 if (top.height > 0.4 * window.innerHeight) out.push('the top bar and banner take ' + top.height + ' of ' + window.innerHeight + ' px');
 return out;
@@ -1655,6 +1665,16 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
         ),
     )
     .await;
+    // Before the sound is armed: the longest watch state, beside the demo badge, on one line.
+    assert_eq!(
+        b.js("return document.getElementById('demo').hidden").await,
+        json!(false),
+        "the demo badge shows (simulated data)"
+    );
+    let png = b.client.screenshot().await.expect("a screenshot");
+    std::fs::write(target_dir().join("dashboard-1280x800-unarmed.png"), &png).unwrap();
+    let problems = b.js(LAYOUT_PROBLEMS).await;
+    assert_eq!(problems, json!([]), "two beds at 1280x800, sound not armed");
     click(&b, "#audio-bar").await;
     b.wait("armed", SOON, "return window.vitalsdState.audioArmed")
         .await;

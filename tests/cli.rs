@@ -256,12 +256,13 @@ dose_at = "5s"
     )
     .unwrap();
     // The demo config with its own TCP port and serial paths, so that it runs beside another
-    // demo.
+    // demo; the clinic is in a zone that is not the machine's (Chatham: UTC+12:45/+13:45).
     let config = dir.path().join("demo.toml");
     let text = std::fs::read_to_string("config/demo.toml")
         .unwrap()
         .replace("127.0.0.1:4101", &format!("127.0.0.1:{}", free_port()))
-        .replace("/tmp/vitalsd-demo/", &format!("{}/", dir.path().display()));
+        .replace("/tmp/vitalsd-demo/", &format!("{}/", dir.path().display()))
+        + "\n[report]\ntime_zone = \"Pacific/Chatham\"\n";
     std::fs::write(&config, text).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let args = [
@@ -285,6 +286,26 @@ dose_at = "5s"
         ],
     );
     let text = lines.join("\n");
+    // The alarm's time is the clinic's (the config's zone), not the machine's.
+    let raised = lines
+        .iter()
+        .find(|l| l.contains("ALARM RAISED  room1/A"))
+        .unwrap();
+    let secs = |hms: &str| -> i64 {
+        hms.split(':')
+            .map(|p| p.parse::<i64>().unwrap())
+            .fold(0, |acc, n| acc * 60 + n)
+    };
+    let now = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Pacific/Chatham").unwrap())
+        .strftime("%H:%M:%S")
+        .to_string();
+    let behind = (secs(&now) - secs(&raised[..8])).rem_euclid(86_400);
+    assert!(
+        behind < 180,
+        "raised at {} in Chatham, printed {raised:?}",
+        &now
+    );
     for token in [
         "#token=demo-viewer-token",
         "#token=demo-nurse-token-1",
@@ -306,4 +327,97 @@ dose_at = "5s"
     let again = demo_until(&args, &["demo: room1/B: admitted Demo B"]).join("\n");
     assert!(again.contains("admitted Demo A (session 1)"), "{again}");
     assert!(!again.contains("previous run"), "{again}");
+}
+
+/// Runs the built-in demo with no options, its log to `log`, until its summary shows every
+/// device of both recliners connected: (child, what it printed).
+fn built_in_demo_connected(log: &std::path::Path) -> (std::process::Child, Vec<String>) {
+    let mut child = Command::new(bin())
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let connected = |lines: &[String], bed: &str, devices: &str| {
+        lines
+            .iter()
+            .any(|l| l.starts_with(bed) && l.ends_with(devices))
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+        if connected(
+            &lines,
+            "room1/A",
+            "[oximeter:connected bp:connected heart_rate:connected]",
+        ) && connected(&lines, "room1/B", "[oximeter:connected bp:connected]")
+        {
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (child, lines);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the demo's devices never all connected; printed {lines:#?}");
+}
+
+/// The address a demo printed it listens on.
+fn listening_on(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("vitalsd listening on "))
+        .unwrap_or_else(|| panic!("no listen address printed: {lines:#?}"))
+        .to_owned()
+}
+
+#[test]
+fn two_built_in_demos_run_side_by_side_the_second_on_free_ports_and_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, one) = built_in_demo_connected(&dir.path().join("first.log"));
+    // The second finds the first's listen port, cuff port and serial links taken, takes free
+    // ones and says so; all its devices connect to its own simulator.
+    let (second, two) = built_in_demo_connected(&dir.path().join("second.log"));
+    assert_ne!(listening_on(&one), listening_on(&two));
+    let text = two.join("\n");
+    assert!(
+        text.contains("is taken; room1-A-nibp serves on 127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("is in use by another demo; serial ports under "),
+        "{text}"
+    );
+    for child in [second, first] {
+        let status = terminate_and_wait(child);
+        assert!(status.success(), "exit status {status}");
+    }
+}
+
+#[test]
+fn the_demo_stopped_with_sigterm_stops_in_order_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("demo.log");
+    // Every device connected, BLE ones included (their BlueZ is the simulator's).
+    let (child, _) = built_in_demo_connected(&log);
+    let status = terminate_and_wait(child);
+    assert!(status.success(), "exit status {status}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(bad.is_empty(), "a clean stop logs no warning: {bad:#?}");
 }

@@ -629,3 +629,68 @@ async fn alarm_state_keeps_the_latest_per_bed_and_an_action_commits_events_and_s
     );
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn flush_answers_only_once_the_hl7_outbox_changes_recorded_before_it_are_written() {
+    use hl7_outbox::{Hl7Op, Hl7Row};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let h = store.handle();
+    let queued = |n: usize| {
+        let h = h.clone();
+        async move { eventually("commands queued", || h.shared.queue().cmds.len() == n).await }
+    };
+    // A job holds the writer, so that the HL7 change, the flush and a job after it are taken
+    // in one round, in that order.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let hold = tokio::spawn({
+        let h = h.clone();
+        async move {
+            h.write(move |_| {
+                let _ = started_tx.send(());
+                let _ = go_rx.recv_timeout(Duration::from_secs(30));
+                Ok(())
+            })
+            .await
+        }
+    });
+    eventually("the holding job runs", || started_rx.try_recv().is_ok()).await;
+    h.hl7(Hl7Op::Put(Hl7Row {
+        id: 7,
+        endpoint: "ehr".into(),
+        body: "MSH|^~\\&|||||||ORU^R01^ORU_R01|7\r".into(),
+        created_ms: 1,
+        attempts: 0,
+        last_error: None,
+    }));
+    let flush = tokio::spawn({
+        let h = h.clone();
+        async move { h.flush().await }
+    });
+    queued(2).await;
+    // The job after the flush keeps the writer until the outbox has been looked at.
+    let (checked_tx, checked_rx) = std::sync::mpsc::channel::<()>();
+    let after = tokio::spawn({
+        let h = h.clone();
+        async move {
+            h.write(move |_| {
+                let _ = checked_rx.recv_timeout(Duration::from_secs(30));
+                Ok(())
+            })
+            .await
+        }
+    });
+    queued(3).await;
+    go_tx.send(()).unwrap();
+    flush.await.unwrap().expect("the store is writable");
+    assert_eq!(
+        count(&h, "SELECT count(*) FROM hl7_outbox"),
+        1,
+        "the message queued before the flush is in the file when flush answers"
+    );
+    checked_tx.send(()).unwrap();
+    after.await.unwrap().unwrap();
+    hold.await.unwrap().unwrap();
+    store.close().await.unwrap();
+}

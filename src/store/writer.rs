@@ -150,11 +150,16 @@ impl Writer {
                         let _ = reply.send(r);
                     }
                     Cmd::Flush(reply) => {
+                        // Everything recorded before, the outboxes' changes included, is
+                        // written before the answer.
                         self.commit_group();
+                        self.apply_hl7();
                         let pending = !self.shared.queue().readings.is_empty();
-                        let r = if readings_ok && self.held.is_empty() {
-                            Ok(())
-                        } else if pending || !self.held.is_empty() {
+                        let unwritten = !self.held.is_empty()
+                            || !self.states.is_empty()
+                            || !self.outbox.is_empty()
+                            || !self.hl7.is_empty();
+                        let r = if unwritten || (!readings_ok && pending) {
                             Err(self.unwritable())
                         } else {
                             Ok(())
@@ -164,6 +169,7 @@ impl Writer {
                     Cmd::Job(job) => {
                         // In order with everything recorded before it.
                         self.commit_group();
+                        self.apply_hl7();
                         job(&mut self.conn);
                     }
                     Cmd::Outbox(op) => self.outbox.push(op),
@@ -171,15 +177,7 @@ impl Writer {
                 }
             }
             self.commit_group();
-            // HL7 outbox changes: their own transaction, as readings (src/hl7).
-            if !self.hl7.is_empty() {
-                match super::hl7_outbox::apply(&mut self.conn, &self.hl7) {
-                    Ok(()) => self.hl7.clear(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, pending = self.hl7.len(), "HL7 outbox not written; retrying");
-                    }
-                }
-            }
+            self.apply_hl7();
             if stop {
                 let q = self.shared.queue();
                 if q.readings.is_empty() && q.cmds.is_empty() {
@@ -208,6 +206,20 @@ impl Writer {
         }
         if let Err((_, e)) = self.conn.close() {
             tracing::warn!(error = %e, "store did not close cleanly");
+        }
+    }
+
+    /// The HL7 outbox changes queued so far: their own transaction, as readings (src/hl7); on
+    /// failure they stay, in order, for the next round.
+    fn apply_hl7(&mut self) {
+        if self.hl7.is_empty() {
+            return;
+        }
+        match super::hl7_outbox::apply(&mut self.conn, &self.hl7) {
+            Ok(()) => self.hl7.clear(),
+            Err(e) => {
+                tracing::warn!(error = %e, pending = self.hl7.len(), "HL7 outbox not written; retrying");
+            }
         }
     }
 

@@ -172,6 +172,20 @@ static SHARED: StdMutex<Option<Arc<Central>>> = StdMutex::new(None);
 /// Serializes the making of [`SHARED`].
 static MAKING: Mutex<()> = Mutex::const_new(());
 
+/// Ends the shared session quietly, for an orderly stop once the daemon's BLE devices have
+/// stopped: BlueZ leaving the bus afterwards (the demo's simulator stopping) is then no session
+/// lost. A later [`Central::shared`] makes a new session.
+pub fn close_shared() {
+    let central = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(c) = central {
+        c.why_lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| "closed at shutdown".to_owned());
+        c.lost.cancel();
+    }
+}
+
 impl Central {
     /// The shared central, connecting to BlueZ on first use and again once the previous
     /// session was lost; a new one is watched by [`watch`].

@@ -194,7 +194,7 @@ pub fn html(rec: &SessionRecord) -> String {
          figure{margin:.8em 0}figcaption{font-weight:600}.key{font-weight:400;margin-left:1.2em;white-space:nowrap}\
          .key svg{vertical-align:middle;margin-right:4px}.sim{color:#a00;font-weight:700}.tz{color:#555}\
          .grid{display:grid;grid-template-columns:auto auto;gap:1em 2em;align-items:start}\
-         @media print{body{margin:0;font-size:11px}figure,table{break-inside:avoid}h2{break-after:avoid}}\
+         @media print{body{margin:0;font-size:11px}figure,table{break-inside:avoid}h2{break-after:avoid}.screen-only{display:none}}\
          @page{size:A4;margin:12mm}</style>\n",
     );
     let _ = writeln!(
@@ -310,7 +310,8 @@ pub fn html(rec: &SessionRecord) -> String {
     ));
     h.push_str(
         "<p>Markers: blue dashed = dose, grey dashed = phase, red dashed = alarm raised \
-         (!!! high, !! medium, ! low priority). Hover a marker for its details.</p>\n",
+         (!!! high, !! medium, ! low priority); each is listed, with its time, in the tables \
+         below.<span class=\"screen-only\"> On screen, hover a marker for its details.</span></p>\n",
     );
     h.push_str("<h2>Session events</h2>\n");
     if s.events.is_empty() {

@@ -430,6 +430,31 @@ mod tests {
     }
 
     #[test]
+    fn an_escalated_alarm_counts_once_by_its_highest_priority_and_the_hover_hint_is_not_printed() {
+        let mut rec = record();
+        // Alarm 7, raised medium, escalates to high before it is acknowledged (an update
+        // with the new priority); alarm 8 is raised low and stays low.
+        let mut up = alarm(T0 + 1_212_000, "updated", None);
+        up.event.priority = Some("high".into());
+        let mut low = alarm(T0 + 1_300_000, "raised", None);
+        low.event.alarm_id = Some(8);
+        low.event.priority = Some("low".into());
+        rec.alarms.insert(1, up);
+        rec.alarms.push(low);
+        let html = html(&rec);
+        assert!(
+            html.contains(
+                "1 high, 0 medium, 1 low priority (each alarm once, by the highest priority it reached)"
+            ),
+            "{html}"
+        );
+        // "Hover a marker" means nothing on paper: it is screen-only, hidden in print.
+        let hover = html.find("hover a marker").expect("the hint on screen");
+        assert!(html[..hover].ends_with("<span class=\"screen-only\"> On screen, "));
+        assert!(html.contains(".screen-only{display:none}"));
+    }
+
+    #[test]
     fn ticks_are_round_and_short_sessions_show_seconds() {
         let (t, sec) = time_ticks(T0 + 7_000, T0 + 67_000, &Zone::named(Some("UTC")));
         assert!(sec);

@@ -25,7 +25,16 @@ pub(super) fn summary(
         .unwrap_or_else(|| rec.readings.last().map_or(s.admitted_ms, |r| r.received_ms));
     // Alarms by priority, and per metric the time its physiological alarms were active
     // (raised to cleared or latched; still active at the end counts to the end).
+    // An alarm counts once, by the highest priority it reached (raised medium, escalated to
+    // high: one high).
     let mut by_prio: BTreeMap<&str, u32> = BTreeMap::new();
+    let rank = |p: &str| match p {
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    };
+    let mut highest: BTreeMap<u64, &str> = BTreeMap::new();
     let mut raised_at: BTreeMap<u64, (i64, &str)> = BTreeMap::new();
     let mut outside: BTreeMap<&str, i64> = BTreeMap::new();
     let metric_of = |c: &str| -> Option<&'static str> {
@@ -48,11 +57,27 @@ pub(super) fn summary(
         let metric = e.condition.as_deref().and_then(metric_of);
         match e.kind.as_str() {
             "raised" => {
-                *by_prio
-                    .entry(e.priority.as_deref().unwrap_or("?"))
-                    .or_default() += 1;
+                let p = e.priority.as_deref().unwrap_or("?");
+                match e.alarm_id {
+                    Some(id) => {
+                        let h = highest.entry(id).or_insert(p);
+                        if rank(p) > rank(h) {
+                            *h = p;
+                        }
+                    }
+                    None => *by_prio.entry(p).or_default() += 1,
+                }
                 if let (Some(m), Some(id)) = (metric, e.alarm_id) {
                     raised_at.insert(id, (e.at_ms, m));
+                }
+            }
+            "updated" => {
+                if let (Some(h), Some(p)) = (
+                    e.alarm_id.and_then(|id| highest.get_mut(&id)),
+                    e.priority.as_deref(),
+                ) && rank(p) > rank(h)
+                {
+                    *h = p;
                 }
             }
             "cleared" | "latched" => {
@@ -62,6 +87,9 @@ pub(super) fn summary(
             }
             _ => {}
         }
+    }
+    for p in highest.values() {
+        *by_prio.entry(p).or_default() += 1;
     }
     for (t, m) in raised_at.values() {
         *outside.entry(m).or_default() += (end - t).max(0);
@@ -189,7 +217,8 @@ pub(super) fn summary(
         .collect();
     let _ = write!(
         h,
-        "<tr><th>Alarms raised</th><td colspan=4>{} priority</td></tr>\
+        "<tr><th>Alarms raised</th><td colspan=4>{} priority (each alarm once, by the highest \
+         priority it reached)</td></tr>\
          <tr><th>Time outside limits</th><td colspan=4>{} in all{}</td></tr></table>",
         prio.join(", "),
         mmss(total),
