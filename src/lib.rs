@@ -75,6 +75,13 @@
 //! as a re-export (`clock::Mono`, `config::DeviceKind`, `config::parse_duration`,
 //! `alarm::Priority`, `alarm::BedLimits`, ...). `cargo test --test tests layout::` checks the
 //! rule from the code's imports and names the imports that close a cycle.
+//!
+//! No source file holds more than 1000 lines of non-test code (the same test checks it): a
+//! larger concern is a folder of files by concern, e.g. `store/export/` (the record and CSV in
+//! `mod.rs`, `fhir.rs`, `html.rs` with its `summary.rs` and `plot.rs`, `text.rs` for local times
+//! and wording) and `sim/bluez/` (`bus.rs`, the D-Bus daemon; `objects.rs`, the adapter, device
+//! and GATT objects; `mod.rs`, the fake's handle the players drive); `cli.rs` keeps what
+//! `vitalsd demo` does besides running in `cli/demo.rs`.
 
 pub mod alarm;
 pub mod api;

@@ -3,14 +3,14 @@
 //! SunTech cuff that never answers; a device server that comes up late; aliases of one
 //! endpoint refused by `check-config`.
 
-use crate::util::{Client, Webhook, bin, free_port, is_reading};
+use crate::util::{Client, Webhook, bin, drain_reads, fake_device_server, free_port, is_reading};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 /// The Masimo and SunTech profiles' expected period (1 s) plus the no-data grace (5 s).
@@ -46,43 +46,30 @@ impl DeviceServer {
     }
 
     fn serve(listener: tokio::net::TcpListener, mode: u8) -> DeviceServer {
-        let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(mode));
-        let accepts = Arc::new(AtomicUsize::new(0));
-        let (m, a) = (mode.clone(), accepts.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    return;
-                };
-                a.fetch_add(1, Ordering::SeqCst);
+        let m = mode.clone();
+        let (port, accepts) = fake_device_server(listener, move |_, sock| {
+            let m = m.clone();
+            async move {
                 if m.load(Ordering::SeqCst) == ACCEPT_AND_CLOSE {
                     drop(sock);
-                    continue;
+                    return;
                 }
-                let m = m.clone();
-                tokio::spawn(async move {
-                    let (mut rd, mut wr) = sock.into_split();
-                    tokio::spawn(async move {
-                        let mut sink = [0u8; 256];
-                        while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-                    });
-                    let mut sent = 0;
-                    loop {
-                        if m.load(Ordering::SeqCst) == FLAP {
-                            if sent == 3 || wr.write_all(MASIMO_LINE).await.is_err() {
-                                return;
-                            }
-                            sent += 1;
-                        }
-                        if m.load(Ordering::SeqCst) == SPEAK
-                            && wr.write_all(MASIMO_LINE).await.is_err()
-                        {
+                let mut wr = drain_reads(sock);
+                let mut sent = 0;
+                loop {
+                    if m.load(Ordering::SeqCst) == FLAP {
+                        if sent == 3 || wr.write_all(MASIMO_LINE).await.is_err() {
                             return;
                         }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        sent += 1;
                     }
-                });
+                    if m.load(Ordering::SeqCst) == SPEAK && wr.write_all(MASIMO_LINE).await.is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         });
         DeviceServer {

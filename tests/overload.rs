@@ -6,7 +6,7 @@
 //! to drop readings: that is the `store_unwritable` technical alarm and a 503 from `/healthz`,
 //! and the readings dropped are the flooding device's, not the normal bed's.
 
-use crate::util::{Client, bin, http};
+use crate::util::{Client, bin, drain_reads, fake_device_server, http};
 use rusqlite::Connection;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 /// A Rad-8 ASCII 1 line (spo2, pulse rate, perfusion index: three readings) with SpO2 `spo2`.
@@ -40,43 +40,31 @@ struct DeviceServer {
 impl DeviceServer {
     async fn start(flood: bool, lines: usize) -> DeviceServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let written = Arc::new(AtomicUsize::new(0));
         let w = written.clone();
-        tokio::spawn(async move {
-            let mut first = true;
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
+        let (port, _) = fake_device_server(listener, move |n, sock| {
+            let w = w.clone();
+            async move {
+                let mut wr = drain_reads(sock);
+                if flood {
+                    let chunk: Vec<u8> = (0..64).flat_map(|_| masimo_line(97)).collect();
+                    while wr.write_all(&chunk).await.is_ok() {
+                        w.fetch_add(64, Ordering::SeqCst);
+                    }
                     return;
-                };
-                let (mut rd, mut wr) = sock.into_split();
-                tokio::spawn(async move {
-                    let mut sink = [0u8; 256];
-                    while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-                });
-                let w = w.clone();
-                let speak = std::mem::take(&mut first);
-                tokio::spawn(async move {
-                    if flood {
-                        let chunk: Vec<u8> = (0..64).flat_map(|_| masimo_line(97)).collect();
-                        while wr.write_all(&chunk).await.is_ok() {
-                            w.fetch_add(64, Ordering::SeqCst);
+                }
+                if n == 0 {
+                    for _ in 0..lines {
+                        if wr.write_all(&masimo_line(80)).await.is_err() {
+                            return;
                         }
-                        return;
+                        w.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    if speak {
-                        for _ in 0..lines {
-                            if wr.write_all(&masimo_line(80)).await.is_err() {
-                                return;
-                            }
-                            w.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                    // Keep the connection open, silent.
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    drop(wr);
-                });
+                }
+                // Keep the connection open, silent.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(wr);
             }
         });
         DeviceServer { port, written }

@@ -4,6 +4,7 @@
 
 use super::ApiState;
 use super::auth::{ApiError, RequireAdmin, RequireNurse, RequireViewer};
+use super::bed_path::BedPath;
 use crate::alarm::{Baseline, BedLimits};
 use crate::clock::{rfc3339_ms, wall_ms};
 use crate::hub::ActionError;
@@ -45,12 +46,11 @@ impl From<ActionError> for ApiError {
     }
 }
 
-/// Resolves `{room}/{recliner}` to a bed.
-pub fn bed(state: &ApiState, room: &str, recliner: &str) -> Result<BedIdx, ApiError> {
-    let id = format!("{room}/{recliner}");
+/// Resolves a bed id (`room1/A`) to a bed.
+pub fn bed(state: &ApiState, id: &str) -> Result<BedIdx, ApiError> {
     state
         .hub
-        .bed_by_id(&id)
+        .bed_by_id(id)
         .ok_or_else(|| ApiError::not_found(format!("no bed {id:?}")))
 }
 
@@ -136,10 +136,10 @@ pub(crate) struct PauseBody {
 async fn pause(
     State(s): State<ApiState>,
     who: RequireNurse,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let b: PauseBody = body(&raw, r#"{"seconds": N} (optional)"#)?;
     let (granted, _) = s
         .hub
@@ -154,9 +154,9 @@ async fn pause(
 async fn cancel_pause(
     State(s): State<ApiState>,
     who: RequireNurse,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
 ) -> Result<Json<Value>, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     s.hub.cancel_pause(bed, who.name()).await?;
     Ok(Json(json!({ "audio_paused": false })))
 }
@@ -170,9 +170,9 @@ fn limits_json(s: &ApiState, bed: BedIdx) -> Value {
 async fn get_limits(
     State(s): State<ApiState>,
     _who: RequireViewer,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
 ) -> Result<Json<Value>, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     Ok(Json(limits_json(&s, bed)))
 }
 
@@ -185,10 +185,10 @@ pub(crate) struct PresetBody {
 async fn put_limits(
     State(s): State<ApiState>,
     who: RequireAdmin,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let (raw, confirm_disable) = take_confirm(&raw)?;
     let limits: BedLimits = match serde_json::from_slice::<PresetBody>(&raw) {
         Ok(PresetBody { preset }) => {
@@ -266,10 +266,10 @@ pub(crate) struct BaselineBody {
 async fn baseline(
     State(s): State<ApiState>,
     who: RequireNurse,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let b: BaselineBody = body(
         &raw,
         r#"{"sys": N, "dia": N, "pulse_rate": N, "spo2": N} (each optional) or {"from_recent": true}"#,

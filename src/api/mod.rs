@@ -10,6 +10,7 @@
 
 pub mod alarms;
 pub mod auth;
+pub mod bed_path;
 pub mod dashboard;
 pub mod guard;
 pub mod metrics;

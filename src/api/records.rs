@@ -6,6 +6,7 @@
 
 use super::ApiState;
 use super::auth::{ApiError, RequireNurse, RequireViewer};
+use super::bed_path::BedPath;
 use crate::clock::{rfc3339_ms, wall_ms};
 use crate::model::Metric;
 use crate::store::export::{self, Format};
@@ -56,10 +57,9 @@ fn store(s: &ApiState) -> Result<&StoreHandle, ApiError> {
 }
 
 /// The bed id of a path, if the config has that bed.
-fn bed(s: &ApiState, room: &str, recliner: &str) -> Result<String, ApiError> {
-    let id = format!("{room}/{recliner}");
+fn bed(s: &ApiState, id: &str) -> Result<String, ApiError> {
     if s.hub.config().beds.iter().any(|b| b.id == id) {
-        Ok(id)
+        Ok(id.to_owned())
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -106,10 +106,10 @@ fn publish(s: &ApiState, event: &str, bed: &str, payload: Value) {
 async fn admit(
     State(s): State<ApiState>,
     who: RequireNurse,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
     req: Result<Json<Admit>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let req = body(req)?;
     let session = store(&s)?
         .admit(&bed, req, Some(who.principal.name))
@@ -126,9 +126,9 @@ async fn admit(
 async fn discharge(
     State(s): State<ApiState>,
     who: RequireNurse,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
 ) -> Result<Response, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let session = store(&s)?.discharge(&bed, Some(who.principal.name)).await?;
     if let Some(idx) = s.hub.bed_by_id(&bed) {
         s.hub.set_dosed(idx, false);
@@ -142,10 +142,10 @@ async fn discharge(
 async fn event(
     State(s): State<ApiState>,
     who: RequireNurse,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
     req: Result<Json<SessionEvent>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let ev = body(req)?;
     // A baseline recorded in the session is also the alarm engine's baseline, so relative
     // limits and discharge readiness always agree. An event the store would refuse (a bad
@@ -195,9 +195,9 @@ async fn event(
 async fn current(
     State(s): State<ApiState>,
     _who: RequireViewer,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
 ) -> Result<Response, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let session = store(&s)?.current_session(&bed).await?;
     Ok(Json(json!({ "session": session })).into_response())
 }
@@ -205,9 +205,9 @@ async fn current(
 async fn readiness(
     State(s): State<ApiState>,
     _who: RequireViewer,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
 ) -> Result<Response, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let r = store(&s)?
         .readiness(&bed, ReadinessMargins::default())
         .await?;
@@ -234,10 +234,10 @@ pub(crate) struct HistoryParams {
 async fn history(
     State(s): State<ApiState>,
     _who: RequireViewer,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(id): BedPath,
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let bed = bed(&s, &room, &recliner)?;
+    let bed = bed(&s, &id)?;
     let q = query(q)?;
     let bad = |what: &str, v: &str, expected: &str| {
         ApiError::new(

@@ -12,6 +12,7 @@
 pub mod state;
 
 use crate::api::auth::{ApiError, Principal, WS_PROTOCOL, check_users, token_from_protocols};
+use crate::api::bed_path::BedPath;
 use crate::clock::wall_ms;
 use crate::config::{CentralConfig, Role};
 use crate::hub::queue::{Class, ClientQueue, Next};
@@ -423,11 +424,10 @@ async fn acknowledge(
 async fn pause(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path((room, recliner)): Path<(String, String)>,
+    BedPath(bed): BedPath,
     raw: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let who = require(&s, &headers, Role::Nurse)?;
-    let bed = format!("{room}/{recliner}");
     let (site, site_bed) = lock(&s.inner)
         .state
         .site_bed(&bed)

@@ -20,7 +20,7 @@ pub const DEFAULT_CENTRAL_CLIENT_ID: &str = "vitalsd-central";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCentral {
-    listen: Option<Spanned<String>>,
+    listen: Option<Spanned<super::values::ListenAddr>>,
     mqtt: Spanned<RawCentralMqtt>,
     #[serde(default)]
     users: Vec<Spanned<RawUser>>,
@@ -104,19 +104,10 @@ pub fn load_central_str(text: &str, origin: &Path) -> Result<CentralConfig, Conf
     let src = Source { origin, text };
     let raw: RawCentral = src.read()?;
     let base = super::load::base_dir(origin);
-    let listen = match &raw.listen {
-        None => SocketAddr::from(([127, 0, 0, 1], 8090)),
-        Some(l) => l.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
-            src.err(
-                l.span(),
-                "listen",
-                format!(
-                    "{:?} is not a socket address, expected an IP address and port such as \"127.0.0.1:8090\"",
-                    l.get_ref()
-                ),
-            )
-        })?,
-    };
+    let listen = raw.listen.as_ref().map_or_else(
+        || SocketAddr::from(([127, 0, 0, 1], 8090)),
+        |l| l.get_ref().0,
+    );
     let m = raw.mqtt.get_ref();
     let (host, port) =
         super::parse_mqtt_url(m.url.get_ref()).map_err(|e| src.err(m.url.span(), "mqtt.url", e))?;

@@ -15,22 +15,6 @@ pub(super) fn is_valid_id(s: &str) -> bool {
 
 pub(super) const ID_EXPECTED: &str = "expected 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'";
 
-pub(super) fn check_id(
-    src: &Source<'_>,
-    id: &Spanned<String>,
-    key: &str,
-) -> Result<String, ConfigError> {
-    if is_valid_id(id.get_ref()) {
-        Ok(id.get_ref().clone())
-    } else {
-        Err(src.err(
-            id.span(),
-            key,
-            format!("{:?} is not a valid id, {ID_EXPECTED}", id.get_ref()),
-        ))
-    }
-}
-
 pub(super) fn check_text(
     src: &Source<'_>,
     s: &Spanned<String>,

@@ -29,6 +29,7 @@ mod mqtt;
 mod profiles;
 mod raw;
 mod topology;
+mod values;
 
 // Shared vocabulary that moved to `crate::model`; re-exported so that `crate::config::X`
 // paths keep working.

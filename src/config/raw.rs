@@ -1,11 +1,13 @@
 //! What serde reads from the TOML files, before validation.
 //!
 //! Every struct denies unknown keys, so a misspelt key is an error instead of a silently ignored
-//! setting. Durations are typed ([`WrittenDuration`]): a bad one is refused while the file is
-//! read, naming its line and key. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
+//! setting. Durations ([`WrittenDuration`]), ids, roles, listen addresses and HL7 kinds
+//! (`super::values`) are typed: a bad one is refused while the file is read, naming its line
+//! and key. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
 //! errors can point at the line and column of the bad value.
 
-use super::{BleMode, DeviceKind, FlowControl, Parity, TransportKind};
+use super::values::{Id, ListenAddr, TcpAddr, WebUrl};
+use super::{BleMode, DeviceKind, FlowControl, Hl7Kind, Parity, Role, TransportKind};
 use crate::model::WrittenDuration;
 use serde::Deserialize;
 use toml::Spanned;
@@ -15,7 +17,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     /// Socket address of the HTTP API; `127.0.0.1:8080` when absent.
-    pub listen: Option<Spanned<String>>,
+    pub listen: Option<Spanned<ListenAddr>>,
     /// State directory, relative to the config file's directory unless absolute.
     pub data_dir: Spanned<String>,
     /// Directory of extra or replacement device profiles.
@@ -61,8 +63,8 @@ pub(super) struct RawReport {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHl7 {
-    pub name: Option<Spanned<String>>,
-    pub kind: Spanned<String>,
+    pub name: Option<Spanned<Id>>,
+    pub kind: Spanned<Hl7Kind>,
     pub endpoint: Spanned<String>,
     pub tls: Option<bool>,
     pub ca: Option<Spanned<String>>,
@@ -133,8 +135,8 @@ pub(super) struct RawStorage {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUser {
-    pub name: Spanned<String>,
-    pub role: Spanned<String>,
+    pub name: Spanned<Id>,
+    pub role: Spanned<Role>,
     /// The token itself, or (`token_sha256`) only its SHA-256, in hex.
     pub token: Option<Spanned<String>>,
     pub token_sha256: Option<Spanned<String>>,
@@ -185,8 +187,8 @@ pub(super) struct RawPriorityEscalation {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNotify {
-    pub name: Spanned<String>,
-    pub url: Spanned<String>,
+    pub name: Spanned<Id>,
+    pub url: Spanned<WebUrl>,
     pub level: Option<Spanned<u8>>,
     pub timeout: Option<Spanned<WrittenDuration>>,
 }
@@ -195,7 +197,7 @@ pub(super) struct RawNotify {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoom {
-    pub id: Spanned<String>,
+    pub id: Spanned<Id>,
     pub name: Spanned<String>,
     #[serde(default)]
     pub recliners: Vec<Spanned<RawRecliner>>,
@@ -205,7 +207,7 @@ pub(super) struct RawRoom {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRecliner {
-    pub id: Spanned<String>,
+    pub id: Spanned<Id>,
     pub label: Option<Spanned<String>>,
     pub bp_interval: Option<Spanned<WrittenDuration>>,
     /// Alarm-limit preset name; `ketamine-session` when absent.
@@ -218,12 +220,12 @@ pub(super) struct RawRecliner {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDevice {
-    pub id: Spanned<String>,
+    pub id: Spanned<Id>,
     pub profile: Spanned<String>,
     /// Serial port path; exactly one of `port`, `tcp` and `address`.
     pub port: Option<Spanned<String>>,
     /// `host:port` of a serial device server; exactly one of `port`, `tcp` and `address`.
-    pub tcp: Option<Spanned<String>>,
+    pub tcp: Option<Spanned<TcpAddr>>,
     /// Bluetooth LE device address `AA:BB:CC:DD:EE:FF`; exactly one of `port`, `tcp` and
     /// `address`.
     pub address: Option<Spanned<String>>,

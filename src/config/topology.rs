@@ -2,7 +2,7 @@
 //! endpoints (serial port, device server, BLE address), each bound at most once; paths
 //! resolved against the config file's directory.
 
-use super::check::{check_duration, check_id, check_text, join_names};
+use super::check::{check_duration, check_text, join_names};
 use super::error::{ConfigError, Source, line_col};
 use super::profiles::check_max_rate;
 use super::raw::{RawDevice, RawRecliner, RawRoom};
@@ -57,26 +57,6 @@ pub(super) fn tcp_keys(addr: &str) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys
-}
-
-/// Checks a serial device server address: `host:port`, port 1..65535, IPv6 hosts in brackets.
-pub(super) fn check_tcp(addr: &str) -> bool {
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return false;
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix('[') {
-        inner
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
-    } else {
-        !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
-    };
-    let port_ok =
-        port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0);
-    host_ok && port_ok
 }
 
 /// A PEM file path: resolved against the config's directory, and readable.
@@ -142,7 +122,7 @@ pub(super) fn validate_room(
 ) -> Result<(), ConfigError> {
     let raw = room.get_ref();
     let id_key = format!("{key}.id");
-    let id = check_id(src, &raw.id, &id_key)?;
+    let id = raw.id.get_ref().as_str().to_owned();
     let line = line_col(src.text, raw.id.span().start).0;
     if let Some(first) = room_ids.insert(id.clone(), line) {
         return Err(src.err(
@@ -199,7 +179,7 @@ pub(super) fn validate_recliner(
 ) -> Result<BedIdx, ConfigError> {
     let raw: &RawRecliner = rec.get_ref();
     let id_key = format!("{key}.id");
-    let id = check_id(src, &raw.id, &id_key)?;
+    let id = raw.id.get_ref().as_str().to_owned();
     let line = line_col(src.text, raw.id.span().start).0;
     if let Some(first) = recliner_ids.insert(id.clone(), line) {
         return Err(src.err(
@@ -280,7 +260,7 @@ pub(super) fn validate_device(
 ) -> Result<Binding, ConfigError> {
     let raw: &RawDevice = dev.get_ref();
     let id_key = format!("{key}.id");
-    let id = check_id(src, &raw.id, &id_key)?;
+    let id = raw.id.get_ref().as_str().to_owned();
     let line = line_col(src.text, raw.id.span().start).0;
     if let Some(first) = device_ids.insert(id.clone(), line) {
         return Err(src.err(
@@ -302,18 +282,18 @@ pub(super) fn validate_device(
             ),
         ));
     };
-    let given: Vec<(&str, &Spanned<String>)> = [
-        ("port", &raw.port),
-        ("tcp", &raw.tcp),
-        ("address", &raw.address),
+    let given: Vec<(&str, std::ops::Range<usize>)> = [
+        ("port", raw.port.as_ref().map(Spanned::span)),
+        ("tcp", raw.tcp.as_ref().map(Spanned::span)),
+        ("address", raw.address.as_ref().map(Spanned::span)),
     ]
     .into_iter()
-    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
     if given.len() > 1 {
-        let (second, v) = given[1];
+        let (second, span) = given[1].clone();
         return Err(src.err(
-            v.span(),
+            span,
             format!("{key}.{second}"),
             format!(
                 "device {id:?} has both {} and {second}, expected exactly one of them (port, tcp or address)",
@@ -347,7 +327,7 @@ pub(super) fn validate_device(
                 profile.name
             )
         };
-        return Err(src.err(v.span(), format!("{key}.{k}"), message));
+        return Err(src.err(v.clone(), format!("{key}.{k}"), message));
     }
     let (endpoint, span, ep_key, taken_key, shown) = match (&raw.port, &raw.tcp, &raw.address) {
         (_, _, Some(address)) => {
@@ -427,17 +407,7 @@ pub(super) fn validate_device(
         }
         (None, Some(tcp), None) => {
             let ep_key = format!("{key}.tcp");
-            let addr = tcp.get_ref().trim();
-            if !check_tcp(addr) {
-                return Err(src.err(
-                    tcp.span(),
-                    ep_key,
-                    format!(
-                        "{:?} is not host:port, expected a host and a port 1..65535 such as \"192.168.10.21:4001\"",
-                        tcp.get_ref()
-                    ),
-                ));
-            }
+            let addr = tcp.get_ref().as_str();
             let taken_key = tcp_keys(addr);
             let shown = format!("tcp address {addr:?}");
             (

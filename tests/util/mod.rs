@@ -477,6 +477,45 @@ impl Webhook {
     }
 }
 
+/// A serial device server faked on a real TCP socket: counts the connections it accepts (the
+/// count is returned with its port) and hands each to `speak` with its number (0 for the
+/// first), in a task of its own; see [`drain_reads`] for a device that talks.
+pub fn fake_device_server<F, Fut>(
+    listener: tokio::net::TcpListener,
+    speak: F,
+) -> (u16, Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(usize, TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let port = listener.local_addr().unwrap().port();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let a = accepts.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let n = a.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(speak(n, sock));
+        }
+    });
+    (port, accepts)
+}
+
+/// Reads and drops whatever the daemon writes to `sock`, in a task of its own, and returns the
+/// side to write the device's data to.
+pub fn drain_reads(sock: TcpStream) -> tokio::net::tcp::OwnedWriteHalf {
+    use tokio::io::AsyncReadExt;
+    let (mut rd, wr) = sock.into_split();
+    tokio::spawn(async move {
+        let mut sink = [0u8; 256];
+        while rd.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    });
+    wr
+}
+
 /// The path of the built `vitalsd` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vitalsd"))

@@ -1,7 +1,8 @@
 use super::*;
 use crate::config::check::is_valid_id;
 use crate::config::profiles::{BUILTIN_PROFILES, load_profile, load_profiles, parse_ble_uuid};
-use crate::config::topology::{DEFAULT_BP_INTERVAL, absent_ports, check_tcp, normalize_address};
+use crate::config::topology::{DEFAULT_BP_INTERVAL, absent_ports, normalize_address};
+use crate::config::values::check_tcp;
 use crate::config::{BleCharacteristic, Endpoint, LinkSettings, TransportKind};
 use crate::model::{BedIdx, DeviceIdx, Metric};
 

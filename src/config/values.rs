@@ -1,0 +1,217 @@
+//! Typed values of the config files, read by serde: each `Deserialize` impl checks its own
+//! value and, when it is wrong, quotes it and says what was expected. [`super::read_toml`] puts
+//! the file, line, column and key path in front of that message, so a bad id, role, listen
+//! address, device server address, webhook address or HL7 kind is refused while the file is read, as a bad duration is
+//! ([`crate::model::WrittenDuration`]).
+
+use super::check::{ID_EXPECTED, is_valid_id};
+use super::{Hl7Kind, Role};
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
+use std::net::SocketAddr;
+
+/// The text of a string value, for the impls below.
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    <String as Deserialize>::deserialize(d)
+}
+
+/// An id (of a room, recliner, device, user, notification target, HL7 endpoint): 1 to 64 of
+/// `[A-Za-z0-9_-]`, since ids appear in URLs, topics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Id(String);
+
+impl Id {
+    /// The id.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = text(d)?;
+        if is_valid_id(&s) {
+            Ok(Id(s))
+        } else {
+            Err(D::Error::custom(format!(
+                "{s:?} is not a valid id, {ID_EXPECTED}"
+            )))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match text(d)?.as_str() {
+            "viewer" => Ok(Role::Viewer),
+            "nurse" => Ok(Role::Nurse),
+            "admin" => Ok(Role::Admin),
+            other => Err(D::Error::custom(format!(
+                "unknown role {other:?}, expected one of: viewer, nurse, admin"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hl7Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match text(d)?.trim() {
+            "pcd01" => Ok(Hl7Kind::Pcd01),
+            "pcd04" => Ok(Hl7Kind::Pcd04),
+            other => Err(D::Error::custom(format!(
+                "{other:?} is not an HL7 endpoint kind, expected \"pcd01\" (observations, ORU^R01) or \"pcd04\" (alarms, ORU^R40)"
+            ))),
+        }
+    }
+}
+
+/// The address the HTTP server listens on (`listen`): an IP address and port; white space
+/// around it is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ListenAddr(pub(super) SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = text(d)?;
+        s.trim().parse().map(ListenAddr).map_err(|_| {
+            D::Error::custom(format!(
+                "{s:?} is not a socket address, expected an IP address and port such as \"{}\"",
+                super::DEFAULT_LISTEN
+            ))
+        })
+    }
+}
+
+/// A serial device server's address (`tcp`): `host:port`, port 1..65535, IPv6 hosts in
+/// brackets; white space around it is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TcpAddr(String);
+
+impl TcpAddr {
+    /// The address, trimmed.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = text(d)?;
+        if check_tcp(s.trim()) {
+            Ok(TcpAddr(s.trim().to_owned()))
+        } else {
+            Err(D::Error::custom(format!(
+                "{s:?} is not host:port, expected a host and a port 1..65535 such as \"192.168.10.21:4001\""
+            )))
+        }
+    }
+}
+
+/// Checks a serial device server address: `host:port`, port 1..65535, IPv6 hosts in brackets.
+pub(crate) fn check_tcp(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    };
+    let port_ok =
+        port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0);
+    host_ok && port_ok
+}
+
+/// A webhook's address (`[[notify]] url`): `http://` or `https://` and a host; white space
+/// around it is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WebUrl(String);
+
+impl WebUrl {
+    /// The address, trimmed.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for WebUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = text(d)?.trim().to_owned();
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if scheme_ok && url.len() >= 10 {
+            Ok(WebUrl(url))
+        } else {
+            Err(D::Error::custom(format!(
+                "{url:?} is not a web address, expected http://host/path or https://host/path"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read<T: serde::de::DeserializeOwned>(toml: &str) -> Result<T, String> {
+        #[derive(Deserialize)]
+        struct Doc<T> {
+            v: T,
+        }
+        super::super::read_toml::<Doc<T>>(toml)
+            .map(|d| d.v)
+            .map_err(|e| format!("{}:{}: {}: {}", e.line, e.column, e.key, e.message))
+    }
+
+    #[test]
+    fn each_value_reads_its_text_and_refuses_a_bad_one_quoting_it() {
+        assert_eq!(read::<Id>("v = \"room-1_A\"").unwrap().as_str(), "room-1_A");
+        assert_eq!(
+            read::<Id>("v = \"room 1\"").unwrap_err(),
+            format!("1:5: v: \"room 1\" is not a valid id, {ID_EXPECTED}")
+        );
+        assert_eq!(read::<Role>("v = \"nurse\"").unwrap(), Role::Nurse);
+        assert!(
+            read::<Role>("v = \"root\"")
+                .unwrap_err()
+                .ends_with("unknown role \"root\", expected one of: viewer, nurse, admin")
+        );
+        assert_eq!(read::<Hl7Kind>("v = \" pcd04\"").unwrap(), Hl7Kind::Pcd04);
+        assert!(
+            read::<Hl7Kind>("v = \"pcd02\"")
+                .unwrap_err()
+                .contains("\"pcd02\" is not an HL7 endpoint kind")
+        );
+        assert_eq!(
+            read::<ListenAddr>("v = \" 0.0.0.0:80 \"").unwrap().0,
+            SocketAddr::from(([0, 0, 0, 0], 80))
+        );
+        assert!(
+            read::<ListenAddr>("v = \"localhost:80\"")
+                .unwrap_err()
+                .contains("\"localhost:80\" is not a socket address, expected an IP address")
+        );
+        assert_eq!(
+            read::<TcpAddr>("v = \"[::1]:4001 \"").unwrap().as_str(),
+            "[::1]:4001"
+        );
+        assert!(
+            read::<TcpAddr>("v = \"host:0\"")
+                .unwrap_err()
+                .contains("\"host:0\" is not host:port, expected a host and a port 1..65535")
+        );
+        assert_eq!(
+            read::<WebUrl>("v = \" https://pager/x\"").unwrap().as_str(),
+            "https://pager/x"
+        );
+        assert!(
+            read::<WebUrl>("v = \"ftp://pager/x\"")
+                .unwrap_err()
+                .contains("\"ftp://pager/x\" is not a web address, expected http://host/path")
+        );
+    }
+}
