@@ -485,10 +485,6 @@ fn the_checker_sees_a_cycle_between_two_folders_and_within_one() {
 /// a folder of files (`store/export/`, `sim/bluez/`).
 const MAX_FILE_LINES: usize = 1000;
 
-/// Files allowed over [`MAX_FILE_LINES`] for now, by path under `src/`. `hub/mod.rs` is being
-/// split on the `hub` branch; remove it from here when that branch is merged.
-const OVER_MAX_FOR_NOW: [&str; 1] = ["hub/mod.rs"];
-
 /// Each source file (test files aside) over `max` non-test lines, with its count.
 fn files_over(src: &Path, max: usize) -> Vec<(String, usize)> {
     let mut files = Vec::new();
@@ -511,7 +507,6 @@ fn no_source_file_holds_over_1000_lines_of_non_test_code() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let over: Vec<String> = files_over(&src, MAX_FILE_LINES)
         .into_iter()
-        .filter(|(f, _)| !OVER_MAX_FOR_NOW.contains(&f.as_str()))
         .map(|(f, n)| format!("src/{f}: {n} lines"))
         .collect();
     assert!(
