@@ -176,6 +176,7 @@ async fn floor(port: u16, devices: usize, rate: u64, seconds: u64) -> (Tally, u6
     let mut o = MqttOptions::new("bench-floor-sub", "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5));
     let (sub, mut sel) = AsyncClient::new(o, 100);
+    sel.set_network_options(vitalsd::mqtt::network_options());
     sub.subscribe("bench/floor/#", QoS::AtMostOnce)
         .await
         .unwrap();
@@ -188,6 +189,7 @@ async fn floor(port: u16, devices: usize, rate: u64, seconds: u64) -> (Tally, u6
     let mut o = MqttOptions::new("bench-floor-pub", "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5));
     let (publ, mut pel) = AsyncClient::new(o, 4096);
+    pel.set_network_options(vitalsd::mqtt::network_options());
     let poller = tokio::spawn(async move { while pel.poll().await.is_ok() {} });
     let epoch = Instant::now();
     let total_per_dev = rate * seconds;
@@ -280,7 +282,10 @@ async fn bench(mosq: PathBuf, sites: usize, beds: usize, rate: u64, seconds: u64
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
-        format!("listener {bport} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n"),
+        format!(
+            "listener {bport} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n\
+             set_tcp_nodelay true\n"
+        ),
     )
     .unwrap();
     let _broker = Proc(

@@ -127,7 +127,8 @@ pub async fn start(cfg: Arc<CentralConfig>, listen: SocketAddr) -> anyhow::Resul
     }
     let tls = crate::mqtt::tls::prepare(m.tls.as_ref())?;
     crate::mqtt::tls::set_transport(&mut o, tls.as_ref());
-    let (client, el) = AsyncClient::new(o, 1024);
+    let (client, mut el) = AsyncClient::new(o, 1024);
+    el.set_network_options(crate::mqtt::network_options());
     let shared = Shared {
         inner: inner.clone(),
         cfg: cfg.clone(),

@@ -206,6 +206,7 @@ pub async fn run(
     loop {
         let (client, mut el) =
             AsyncClient::new(options(&settings, &topics, tls.as_ref()), CLIENT_CAP);
+        el.set_network_options(network_options());
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
             c = tokio::time::timeout(Duration::from_secs(10), connack(&mut el)) => match c {
@@ -304,6 +305,15 @@ fn options(
 }
 
 /// Polls until the broker accepts the connection.
+/// The broker link's socket options: TCP_NODELAY, so a small publish (an alarm event) leaves at
+/// once instead of waiting up to 40 ms for Nagle's algorithm and the broker's delayed ACK;
+/// rumqttc's 5 s connect timeout kept.
+pub fn network_options() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
+}
+
 async fn connack(el: &mut EventLoop) -> Result<(), String> {
     loop {
         match el.poll().await {
