@@ -188,6 +188,7 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         events_rx,
         (!cfg.notify.is_empty()).then_some(notify_inbox),
         store.handle(),
+        hub.pending_states().clone(),
         overload.clone(),
         cancel.clone(),
     ));
@@ -349,6 +350,7 @@ async fn dispatch(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
     notify: Option<Arc<notify::inbox::Inbox<notify::NotifyMsg>>>,
     store: StoreHandle,
+    pending_states: Arc<crate::model::PendingStates>,
     overload: Arc<crate::overload::Overload>,
     cancel: CancellationToken,
 ) {
@@ -403,7 +405,7 @@ async fn dispatch(
                 }
                 let _ = done.send(result);
             }
-            Dispatch::State(state) => store.save_state_nowait(state),
+            Dispatch::State(bed) => store.save_pending_state(pending_states.clone(), bed),
         }
     }
 }
