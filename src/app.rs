@@ -188,7 +188,6 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         events_rx,
         (!cfg.notify.is_empty()).then_some(notify_inbox),
         store.handle(),
-        hub.pending_states().clone(),
         overload.clone(),
         cancel.clone(),
     ));
@@ -350,7 +349,6 @@ async fn dispatch(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
     notify: Option<Arc<notify::inbox::Inbox<notify::NotifyMsg>>>,
     store: StoreHandle,
-    pending_states: Arc<crate::model::PendingStates>,
     overload: Arc<crate::overload::Overload>,
     cancel: CancellationToken,
 ) {
@@ -405,7 +403,7 @@ async fn dispatch(
                 }
                 let _ = done.send(result);
             }
-            Dispatch::State(bed) => store.save_pending_state(pending_states.clone(), bed),
+            Dispatch::State(state) => store.save_state_nowait(state),
         }
     }
 }

@@ -31,7 +31,7 @@ pub use policy::{
     AudioPolicy, Breakthrough, EscalationPolicy, Policy, PriorityEscalation, TechRule,
     TechnicalPolicy,
 };
-pub use saved::{PendingStates, StoredState};
+pub use saved::StoredState;
 pub use time::{MONO_ORIGIN, Mono, WrittenDuration, fmt_duration, parse_duration};
 
 use serde::{Deserialize, Serialize, Serializer, ser::SerializeSeq};

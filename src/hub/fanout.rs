@@ -8,7 +8,6 @@ use super::state::saved_state;
 use super::{Dispatch, Dispatched, REPLAY_CAP, Stamp, lock, wire};
 use crate::alarm::{AlarmEvent, BedAlarms, EventKind};
 use crate::config::Config;
-use crate::model::PendingStates;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -92,7 +91,6 @@ impl Emitter {
         cfg: &Config,
         fan: &Mutex<Fanout>,
         sink: Option<&UnboundedSender<Dispatch>>,
-        states: &PendingStates,
         to_sink: bool,
         bed: Option<&BedAlarms>,
     ) -> Vec<Dispatched> {
@@ -126,9 +124,7 @@ impl Emitter {
             // The bed these events were about has a new state to save.
             if let Some(engine) = bed.filter(|_| out.iter().any(|d| d.event.bed.is_some()))
                 && let Some(st) = saved_state(cfg, engine, Stamp::now().as_now())
-                && let bed = st.bed.clone()
-                && states.put(st)
-                && sink.send(Dispatch::State(bed)).is_err()
+                && sink.send(Dispatch::State(st)).is_err()
             {
                 tracing::error!("alarm state consumer is gone; state not saved");
             }

@@ -37,9 +37,7 @@ use crate::alarm::{
 };
 use crate::clock::{Mono, mono_now, rfc3339_ms, wall_ms};
 use crate::config::Config;
-use crate::model::{
-    BedIdx, DeviceIdx, Measurement, Metric, Observation, PendingStates, StoredState,
-};
+use crate::model::{BedIdx, DeviceIdx, Measurement, Metric, Observation, StoredState};
 use bytes::Bytes;
 use fanout::{Emitter, Fanout};
 use queue::{Class, ClientQueue, DeliveryStats, DeliverySummary, lock};
@@ -136,10 +134,8 @@ pub enum Dispatch {
         Option<StoredState>,
         tokio::sync::oneshot::Sender<Result<(), String>>,
     ),
-    /// A bed's alarm state after its events is waiting in [`Hub::pending_states`] under this
-    /// bed id: save the newest (latest per bed, group-committed). One notice per bed is in
-    /// flight at a time, so a backlog holds no more states than there are beds.
-    State(String),
+    /// A bed's alarm state after its events: save it (latest per bed, group-committed).
+    State(StoredState),
 }
 
 #[derive(Debug)]
@@ -165,8 +161,6 @@ pub struct Hub {
     fan: Mutex<Fanout>,
     /// Consumers of alarm events off the alarm path (store, notifier).
     sink: Option<UnboundedSender<Dispatch>>,
-    /// Saved states waiting for the store, the newest per bed (see [`Dispatch::State`]).
-    pending_states: Arc<PendingStates>,
     /// Delivery counters of every client queue.
     stats: Arc<DeliveryStats>,
     /// Wall-clock ms when this hub was created: tells clients a restarted daemon apart.
@@ -276,7 +270,6 @@ impl Hub {
             sys: Mutex::new(sys),
             fan: Mutex::new(fan),
             sink,
-            pending_states: Arc::new(PendingStates::default()),
             stats: Arc::new(DeliveryStats::default()),
             started_ms: now,
             recorder: std::sync::OnceLock::new(),
@@ -533,12 +526,6 @@ impl Hub {
         lock(&self.beds[usize::from(bed.0)])
     }
 
-    /// The saved states a [`Dispatch::State`] notice points to: its consumer takes the bed's
-    /// newest from here.
-    pub fn pending_states(&self) -> &Arc<PendingStates> {
-        &self.pending_states
-    }
-
     /// Every bed's lock, in index order (the lock order).
     fn lock_beds(&self) -> Vec<MutexGuard<'_, BedState>> {
         self.beds.iter().map(lock).collect()
@@ -550,7 +537,6 @@ impl Hub {
             &self.cfg,
             &self.fan,
             self.sink.as_ref(),
-            &self.pending_states,
             to_sink,
             Some(&b.alarms),
         )
@@ -558,14 +544,8 @@ impl Hub {
 
     /// Publishes what the bed-less alarms staged.
     fn publish_sys(&self, sys: &mut System, to_sink: bool) -> Vec<Dispatched> {
-        sys.em.publish(
-            &self.cfg,
-            &self.fan,
-            self.sink.as_ref(),
-            &self.pending_states,
-            to_sink,
-            None,
-        )
+        sys.em
+            .publish(&self.cfg, &self.fan, self.sink.as_ref(), to_sink, None)
     }
 
     /// Publishes a priority message built elsewhere (session events, notification status):

@@ -14,9 +14,6 @@ pub(super) struct SavedBed {
     pub(super) snapshot: BedSnapshot,
 }
 
-/// The next saved state's `rev`: taken under the bed's lock, so one bed's states are in order.
-static REV: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 /// A bed's state as the store keeps it (`None` only if it cannot be serialized, which plain
 /// numbers and strings cannot fail).
 pub(super) fn saved_state(cfg: &Config, engine: &BedAlarms, now: Now) -> Option<StoredState> {
@@ -29,7 +26,6 @@ pub(super) fn saved_state(cfg: &Config, engine: &BedAlarms, now: Now) -> Option<
             bed: cfg.bed(engine.bed()).id.clone(),
             at_ms: now.wall_ms,
             json,
-            rev: REV.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }),
         Err(e) => {
             tracing::error!(error = %e, "alarm state could not be serialized");

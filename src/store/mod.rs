@@ -128,7 +128,7 @@ pub struct StoredEvent {
 }
 
 /// One bed's saved alarm state (a row of `alarm_state`); the hub publishes it.
-pub use crate::model::{PendingStates, StoredState};
+pub use crate::model::StoredState;
 
 /// The store's health, for the `store_unwritable` technical alarm and `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -194,9 +194,6 @@ pub(crate) enum Cmd {
     /// A bed's alarm state, written without a waiter; the writer keeps only the latest per bed
     /// and writes them together (group commit).
     State(StoredState),
-    /// The bed (by id) has a state pending in the hub's [`PendingStates`]: take its newest
-    /// when this command's turn comes (states coalesce there while this queue is backed up).
-    PendingState(Arc<PendingStates>, String),
     /// An action's events and the bed's state after it, in one fsynced transaction.
     Commit(
         Vec<StoredEvent>,
@@ -457,14 +454,6 @@ impl StoreHandle {
         }
     }
 
-    /// Saves the newest state `pending` holds for `bed` when the writer gets to it (the alarm
-    /// path; see [`PendingStates`]). As [`StoreHandle::save_state_nowait`] otherwise.
-    pub fn save_pending_state(&self, pending: Arc<PendingStates>, bed: String) {
-        if self.send(Cmd::PendingState(pending, bed)).is_err() {
-            tracing::error!("alarm state not saved: the store writer has stopped");
-        }
-    }
-
     /// Commits an action: its events and (if given) the bed's state after it, in one fsynced
     /// transaction, after everything recorded before. An error means nothing of it is written.
     pub async fn commit(
@@ -486,7 +475,6 @@ impl StoreHandle {
                     bed: r.get(0)?,
                     at_ms: r.get(1)?,
                     json: r.get(2)?,
-                    rev: 0,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -568,61 +568,7 @@ fn state(bed: &str, at_ms: i64, json: &str) -> StoredState {
         bed: bed.into(),
         at_ms,
         json: json.into(),
-        // Taken in the order of their times, as the hub takes them.
-        rev: at_ms as u64,
     }
-}
-
-#[tokio::test]
-async fn pending_states_coalesce_per_bed_and_an_older_action_state_never_overwrites_a_newer_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let h = store.handle();
-    let pending = Arc::new(PendingStates::default());
-    // A backlog: one notice per bed, however many states the hub took meanwhile.
-    assert!(pending.put(state("room1/A", 1, r#"{"v":1}"#)));
-    assert!(!pending.put(state("room1/A", 2, r#"{"v":2}"#)));
-    assert!(pending.put(state("room1/B", 3, r#"{"v":3}"#)));
-    assert_eq!(pending.len(), 2);
-    h.save_pending_state(pending.clone(), "room1/A".into());
-    h.save_pending_state(pending.clone(), "room1/B".into());
-    h.flush().await.unwrap();
-    assert!(
-        pending.is_empty(),
-        "the writer took both beds' newest states"
-    );
-    // State 5 is taken after the action's state 4 but reaches the writer before the action.
-    assert!(pending.put(state("room1/A", 5, r#"{"v":5}"#)));
-    h.save_pending_state(pending.clone(), "room1/A".into());
-    h.commit(
-        vec![event("acknowledged", 7)],
-        Some(state("room1/A", 4, r#"{"v":4}"#)),
-    )
-    .await
-    .unwrap();
-    h.flush().await.unwrap();
-    assert!(pending.is_empty());
-    let rows: Vec<(String, String)> = h
-        .alarm_states()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.bed, s.json))
-        .collect();
-    assert_eq!(
-        rows,
-        vec![
-            ("room1/A".to_owned(), r#"{"v":5}"#.to_owned()),
-            ("room1/B".to_owned(), r#"{"v":3}"#.to_owned()),
-        ],
-        "the newest state of each bed, the action's older one not written over it"
-    );
-    // The action's event is written all the same.
-    assert_eq!(
-        count(&h, "SELECT COUNT(*) FROM alarm_events WHERE alarm_id = 7"),
-        1
-    );
-    store.close().await.unwrap();
 }
 
 #[tokio::test]

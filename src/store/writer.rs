@@ -48,9 +48,6 @@ struct Writer {
     hl7: Vec<super::hl7_outbox::Hl7Op>,
     /// The latest unwritten alarm state per bed (group-committed after each round of commands).
     states: HashMap<String, StoredState>,
-    /// The newest `rev` taken per bed: a state older than it (an action's, committed after a
-    /// newer state came out of the hub's pending states) is never written over it.
-    revs: HashMap<String, u64>,
 }
 
 fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
@@ -81,7 +78,6 @@ impl Writer {
             outbox: Vec::new(),
             hl7: Vec::new(),
             states: HashMap::new(),
-            revs: HashMap::new(),
         }
     }
 
@@ -135,17 +131,11 @@ impl Writer {
                         };
                         let _ = reply.send(r);
                     }
-                    Cmd::State(st) => self.offer_state(st),
-                    Cmd::PendingState(pending, bed) => {
-                        if let Some(st) = pending.take(&bed) {
-                            self.offer_state(st);
-                        }
+                    Cmd::State(st) => {
+                        self.states.insert(st.bed.clone(), st);
                     }
                     Cmd::Commit(events, state, reply) => {
                         self.commit_group();
-                        // A newer state of the bed already came out of the hub's pending
-                        // states: the action's events are written, its older state is not.
-                        let state = state.filter(|st| !self.is_stale(st));
                         let r = if self.held.is_empty() {
                             self.commit(&events, state.as_ref())
                         } else {
@@ -156,7 +146,6 @@ impl Writer {
                         {
                             // Anything queued for this bed before the action is older.
                             self.states.remove(&st.bed);
-                            self.revs.insert(st.bed.clone(), st.rev);
                         }
                         let _ = reply.send(r);
                     }
@@ -222,21 +211,6 @@ impl Writer {
 
     /// The HL7 outbox changes queued so far: their own transaction, as readings (src/hl7); on
     /// failure they stay, in order, for the next round.
-    /// A state older than one already taken for its bed (0, read back from the store, is
-    /// never stale).
-    fn is_stale(&self, st: &StoredState) -> bool {
-        st.rev != 0 && self.revs.get(&st.bed).is_some_and(|&r| st.rev < r)
-    }
-
-    /// Keeps `st` as its bed's state to write with the next group, unless a newer one was taken.
-    fn offer_state(&mut self, st: StoredState) {
-        if self.is_stale(&st) {
-            return;
-        }
-        self.revs.insert(st.bed.clone(), st.rev);
-        self.states.insert(st.bed.clone(), st);
-    }
-
     fn apply_hl7(&mut self) {
         if self.hl7.is_empty() {
             return;
