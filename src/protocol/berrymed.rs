@@ -24,13 +24,12 @@
 //! the numbers), searching -> `searching`, no signal -> `low_signal`. Signal strength and
 //! bargraph are display aids and are not emitted.
 
-use super::{Decoder, FeedReport};
-use crate::model::{Flag, Flags, Invalid, Measurement, Metric};
+use super::framing::{SYNC_BIT, SyncBitFramer};
+use super::{Decoder, FeedReport, coded};
+use crate::model::{Flag, Flags, Measurement, Metric};
 
 /// Bytes per packet.
 pub const PACKET_LEN: usize = 5;
-/// b7 of the first byte; clear in every other byte.
-const SYNC: u8 = 0x80;
 /// Byte 1 b5: probe unplugged.
 const PROBE_UNPLUGGED: u8 = 0x20;
 /// Byte 1 b4: no signal.
@@ -56,67 +55,57 @@ pub fn packet_flags(b1: u8, b3: u8) -> Flags {
     f
 }
 
-/// Appends the measurements of one complete packet.
-fn packet(p: [u8; PACKET_LEN], out: &mut Vec<Measurement>) {
-    let [b1, pleth, b3, pr_low, spo2] = p;
-    let flags = packet_flags(b1, b3);
+/// Appends `pleth`, `pulse_rate` and `spo2` of one packet in the BCI layout (bytes 2-5;
+/// Contec legacy frames share it), each with `flags`: pleth 0, PR 255 and SpO2 127 are no
+/// value.
+pub(crate) fn vitals(p: [u8; PACKET_LEN], flags: Flags, out: &mut Vec<Measurement>) {
+    let [_, pleth, b3, pr_low, spo2] = p;
     let pleth = pleth & 0x7F;
-    out.push(if pleth == 0 {
-        Measurement::invalid(Metric::Pleth, Invalid::NoValue, flags)
-    } else {
-        Measurement::new(Metric::Pleth, f64::from(pleth), flags)
-    });
+    out.push(coded(Metric::Pleth, pleth.into(), 0, flags));
     let pr = u16::from(pr_low & 0x7F) | (u16::from(b3 & PR_BIT7) << 1);
-    out.push(if pr == PR_INVALID {
-        Measurement::invalid(Metric::PulseRate, Invalid::NoValue, flags)
-    } else {
-        Measurement::new(Metric::PulseRate, f64::from(pr), flags)
-    });
-    let spo2 = spo2 & 0x7F;
-    out.push(match spo2 {
-        SPO2_INVALID => Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags),
-        _ => Measurement::new(Metric::Spo2, f64::from(spo2), flags),
-    });
+    out.push(coded(Metric::PulseRate, pr, PR_INVALID, flags));
+    out.push(coded(
+        Metric::Spo2,
+        (spo2 & 0x7F).into(),
+        SPO2_INVALID.into(),
+        flags,
+    ));
+}
+
+/// Bytes 1-5 of a BCI-layout packet (Contec legacy frames share it): the sync byte `b1` and
+/// byte 3's flag bits `b3_flags` as the family sets them, PR and SpO2 as their values or
+/// no-value codes (`None`), and the pleth (its top bits become the bargraph).
+pub(crate) fn encode_vitals(
+    b1: u8,
+    b3_flags: u8,
+    spo2: Option<f64>,
+    pulse_rate: Option<f64>,
+    pleth: u8,
+) -> [u8; PACKET_LEN] {
+    let pr = pulse_rate.map_or(PR_INVALID, |v| v.round().clamp(0.0, 254.0) as u16);
+    let spo2 = spo2.map_or(SPO2_INVALID, |v| v.round().clamp(0.0, 100.0) as u8);
+    let b3 = ((pleth >> 3) & 0x0F) | b3_flags | (((pr >> 1) as u8) & PR_BIT7);
+    [b1, pleth, b3, (pr & 0x7F) as u8, spo2]
 }
 
 /// Stream decoder for `berrymed-bci`.
 #[derive(Debug, Default)]
 pub struct BciDecoder {
-    /// The packet being assembled: empty, or a sync byte and up to three data bytes.
-    partial: Vec<u8>,
+    framer: SyncBitFramer<PACKET_LEN>,
 }
 
 impl Decoder for BciDecoder {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
-        let mut report = FeedReport::default();
-        for &b in bytes {
-            if b & SYNC != 0 {
-                if !self.partial.is_empty() {
-                    report.bad_frames += 1;
-                }
-                self.partial.clear();
-                self.partial.push(b);
-                continue;
+        self.framer.feed(bytes, |p| {
+            // 0xFF / 0xFE: a software / hardware version reply, not a reading.
+            if p[0] != 0xFF && p[0] != 0xFE {
+                vitals(p, packet_flags(p[0], p[2]), out);
             }
-            if self.partial.is_empty() {
-                report.skipped_bytes += 1;
-                continue;
-            }
-            self.partial.push(b);
-            if let Ok(p) = <[u8; PACKET_LEN]>::try_from(self.partial.as_slice()) {
-                self.partial.clear();
-                report.frames += 1;
-                // 0xFF / 0xFE: a software / hardware version reply, not a reading.
-                if p[0] != 0xFF && p[0] != 0xFE {
-                    packet(p, out);
-                }
-            }
-        }
-        report
+        })
     }
 
     fn reset(&mut self) {
-        self.partial.clear();
+        self.framer.reset();
     }
 }
 
@@ -130,19 +119,16 @@ pub fn encode_bci(
     pleth: u8,
     flags: Flags,
 ) -> [u8; PACKET_LEN] {
-    let pr = pulse_rate.map_or(PR_INVALID, |v| v.round().clamp(0.0, 254.0) as u16);
-    let spo2 = spo2.map_or(SPO2_INVALID, |v| v.round().clamp(0.0, 100.0) as u8);
     let pleth = pleth.min(0x7F);
     let low = flags.contains(Flag::LowSignal);
-    let mut b1 = SYNC | if low { 0 } else { 8 };
+    let mut b1 = SYNC_BIT | if low { 0 } else { 8 };
     b1 |= if low { NO_SIGNAL } else { 0 };
     b1 |= if flags.contains(Flag::ProbeUnplugged) {
         PROBE_UNPLUGGED
     } else {
         0
     };
-    let mut b3 = (pleth >> 3) & 0x0F;
-    b3 |= if flags.contains(Flag::NoFinger) {
+    let mut b3 = if flags.contains(Flag::NoFinger) {
         NO_FINGER
     } else {
         0
@@ -152,13 +138,13 @@ pub fn encode_bci(
     } else {
         0
     };
-    b3 |= ((pr >> 1) as u8) & PR_BIT7;
-    [b1, pleth, b3, (pr & 0x7F) as u8, spo2]
+    encode_vitals(b1, b3, spo2, pulse_rate, pleth)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Invalid;
 
     /// A packet, its pleth, pulse rate and SpO2, its flags, and what it shows.
     type Case = ([u8; 5], Value, Value, Value, Flags, &'static str);

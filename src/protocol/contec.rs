@@ -37,26 +37,20 @@
 //! packet of another length is a bad frame; other packet types (device id, storage, notices)
 //! are framed and not decoded.
 
+use super::berrymed;
+use super::framing::{SYNC_BIT, SyncBitFramer};
 use super::{Decoder, FeedReport};
 use crate::model::{Flag, Flags, Invalid, Measurement, Metric};
 use std::time::Duration;
 
 /// Bytes per legacy frame.
 pub const LEGACY_LEN: usize = 5;
-/// b7: set in the first byte of a legacy frame only.
-const SYNC: u8 = 0x80;
 /// Byte 1 b4: finger out (atbrask).
 const FINGER_OUT: u8 = 0x10;
-/// Byte 3 b6: bit 7 of the pulse rate.
-const PR_BIT7: u8 = 0x40;
 /// Byte 3 b5: searching.
 const SEARCHING: u8 = 0x20;
 /// Byte 3 b4: probe error (atbrask).
 const PROBE_ERROR: u8 = 0x10;
-/// Pulse rate "no value".
-const PR_NONE: u16 = 0xFF;
-/// SpO2 "no value".
-const SPO2_NONE: u8 = 0x7F;
 
 /// The flags of a legacy frame's first and third bytes.
 pub fn legacy_flags(b1: u8, b3: u8) -> Flags {
@@ -67,67 +61,23 @@ pub fn legacy_flags(b1: u8, b3: u8) -> Flags {
     f
 }
 
-/// Appends pleth, pulse_rate and spo2 of one legacy frame.
-fn legacy_frame(p: [u8; LEGACY_LEN], out: &mut Vec<Measurement>) {
-    let [b1, pleth, b3, pr_low, spo2] = p;
-    let flags = legacy_flags(b1, b3);
-    let pleth = pleth & 0x7F;
-    out.push(if pleth == 0 {
-        Measurement::invalid(Metric::Pleth, Invalid::NoValue, flags)
-    } else {
-        Measurement::new(Metric::Pleth, f64::from(pleth), flags)
-    });
-    let pr = u16::from(pr_low & 0x7F) | (u16::from(b3 & PR_BIT7) << 1);
-    out.push(if pr == PR_NONE {
-        Measurement::invalid(Metric::PulseRate, Invalid::NoValue, flags)
-    } else {
-        Measurement::new(Metric::PulseRate, f64::from(pr), flags)
-    });
-    let spo2 = spo2 & 0x7F;
-    out.push(if spo2 == SPO2_NONE {
-        Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags)
-    } else {
-        Measurement::new(Metric::Spo2, f64::from(spo2), flags)
-    });
-}
-
 /// Stream decoder for `contec-legacy`: a frame is a byte with b7 set and the four bytes with b7
-/// clear after it; a byte with b7 set inside a frame starts a new one, and the cut frame is a
-/// bad frame; bytes before the first sync byte are skipped.
+/// clear after it ([`SyncBitFramer`]), laid out as a BerryMed BCI packet
+/// ([`berrymed::vitals`]).
 #[derive(Debug, Default)]
 pub struct LegacyDecoder {
-    /// The frame being assembled: empty, or a sync byte and up to three more.
-    partial: Vec<u8>,
+    framer: SyncBitFramer<LEGACY_LEN>,
 }
 
 impl Decoder for LegacyDecoder {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
-        let mut report = FeedReport::default();
-        for &b in bytes {
-            if b & SYNC != 0 {
-                if !self.partial.is_empty() {
-                    report.bad_frames += 1;
-                }
-                self.partial.clear();
-                self.partial.push(b);
-                continue;
-            }
-            if self.partial.is_empty() {
-                report.skipped_bytes += 1;
-                continue;
-            }
-            self.partial.push(b);
-            if let Ok(p) = <[u8; LEGACY_LEN]>::try_from(self.partial.as_slice()) {
-                self.partial.clear();
-                report.frames += 1;
-                legacy_frame(p, out);
-            }
-        }
-        report
+        self.framer.feed(bytes, |p| {
+            berrymed::vitals(p, legacy_flags(p[0], p[2]), out);
+        })
     }
 
     fn reset(&mut self) {
-        self.partial.clear();
+        self.framer.reset();
     }
 }
 
@@ -140,22 +90,19 @@ pub fn encode_legacy(
     pleth: u8,
     flags: Flags,
 ) -> [u8; LEGACY_LEN] {
-    let pr = pulse_rate.map_or(PR_NONE, |v| v.round().clamp(0.0, 254.0) as u16);
-    let spo2 = spo2.map_or(SPO2_NONE, |v| v.round().clamp(0.0, 100.0) as u8);
     let pleth = pleth.clamp(1, 0x7F);
-    let mut b1 = SYNC | 8;
+    let mut b1 = SYNC_BIT | 8;
     if flags.contains(Flag::NoFinger) {
         b1 |= FINGER_OUT;
     }
-    let mut b3 = (pleth >> 3) & 0x0F;
+    let mut b3 = 0;
     if flags.contains(Flag::SensorFault) {
         b3 |= PROBE_ERROR;
     }
     if flags.contains(Flag::Searching) {
         b3 |= SEARCHING;
     }
-    b3 |= ((pr >> 1) as u8) & PR_BIT7;
-    [b1, pleth, b3, (pr & 0x7F) as u8, spo2]
+    berrymed::encode_vitals(b1, b3, spo2, pulse_rate, pleth)
 }
 
 /// Uplink packet type: real-time data.

@@ -20,6 +20,7 @@ pub mod battery;
 pub mod berrymed;
 pub mod bls;
 pub mod contec;
+pub mod framing;
 pub mod hrs;
 pub mod masimo;
 pub mod nonin;
@@ -29,7 +30,7 @@ pub mod sfloat;
 pub mod suntech;
 pub mod viatom;
 
-use crate::model::{Flags, Measurement, Metric, Value};
+use crate::model::{Flags, Invalid, Measurement, Metric, Value};
 use thiserror::Error;
 
 /// Names accepted by [`decoder_for`], `vitalsd decode --protocol` and device profiles.
@@ -187,6 +188,16 @@ pub(crate) fn measurement(metric: Metric, value: Value, flags: Flags) -> Measure
     match value {
         Value::Valid(v) => Measurement::new(metric, v, flags),
         Value::Invalid(reason) => Measurement::invalid(metric, reason, flags),
+    }
+}
+
+/// A measurement from a raw device number that has a "no value" code: `no_value` is
+/// [`Invalid::NoValue`], any other number goes through [`Measurement::new`].
+pub(crate) fn coded(metric: Metric, raw: u16, no_value: u16, flags: Flags) -> Measurement {
+    if raw == no_value {
+        Measurement::invalid(metric, Invalid::NoValue, flags)
+    } else {
+        Measurement::new(metric, f64::from(raw), flags)
     }
 }
 

@@ -11,8 +11,9 @@
 //! make the decoder read the wrong bytes as SpO2), then frames 1, 2 and 3 in a row. A lost byte
 //! loses the position; the first packet after it yields pleth only (1/3 s without vitals).
 
-use super::{Decoder, FeedReport};
-use crate::model::{Flag, Flags, Invalid, Measurement, Metric};
+use super::framing::SyncBitFramer;
+use super::{Decoder, FeedReport, coded};
+use crate::model::{Flag, Flags, Measurement, Metric};
 
 /// Bytes per frame.
 pub const FRAME_LEN: usize = 5;
@@ -115,16 +116,13 @@ impl NoninFormat2Decoder {
             }
             Some(3) if self.confirmed => {
                 let flags = self.packet_flags;
-                out.push(if self.hr == HR_MISSING {
-                    Measurement::invalid(Metric::PulseRate, Invalid::NoValue, flags)
-                } else {
-                    Measurement::new(Metric::PulseRate, f64::from(self.hr), flags)
-                });
-                let spo2 = float & 0x7F;
-                out.push(match spo2 {
-                    SPO2_MISSING => Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags),
-                    _ => Measurement::new(Metric::Spo2, f64::from(spo2), flags),
-                });
+                out.push(coded(Metric::PulseRate, self.hr, HR_MISSING, flags));
+                out.push(coded(
+                    Metric::Spo2,
+                    (float & 0x7F).into(),
+                    SPO2_MISSING.into(),
+                    flags,
+                ));
             }
             _ => {}
         }
@@ -249,51 +247,26 @@ pub fn format8_flags(status: u8, b4: u8) -> Flags {
 /// clear after it; a byte with b7 set inside a frame cuts it (a bad frame).
 #[derive(Debug, Default)]
 pub struct NoninFormat8Decoder {
-    partial: Vec<u8>,
+    framer: SyncBitFramer<FORMAT8_LEN>,
 }
 
 impl Decoder for NoninFormat8Decoder {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
-        let mut report = FeedReport::default();
-        for &b in bytes {
-            if b & STATUS_B7 != 0 {
-                if !self.partial.is_empty() {
-                    report.bad_frames += 1;
-                }
-                self.partial.clear();
-                self.partial.push(b);
-                continue;
-            }
-            if self.partial.is_empty() {
-                report.skipped_bytes += 1;
-                continue;
-            }
-            self.partial.push(b);
-            if let Ok([status, hr_low, spo2, b4]) =
-                <[u8; FORMAT8_LEN]>::try_from(self.partial.as_slice())
-            {
-                self.partial.clear();
-                report.frames += 1;
-                let flags = format8_flags(status, b4);
-                let hr = (u16::from(status & 0x03) << 7) | u16::from(hr_low & 0x7F);
-                out.push(if hr == HR_MISSING {
-                    Measurement::invalid(Metric::PulseRate, Invalid::NoValue, flags)
-                } else {
-                    Measurement::new(Metric::PulseRate, f64::from(hr), flags)
-                });
-                let spo2 = spo2 & 0x7F;
-                out.push(if spo2 == SPO2_MISSING {
-                    Measurement::invalid(Metric::Spo2, Invalid::NoValue, flags)
-                } else {
-                    Measurement::new(Metric::Spo2, f64::from(spo2), flags)
-                });
-            }
-        }
-        report
+        self.framer.feed(bytes, |[status, hr_low, spo2, b4]| {
+            let flags = format8_flags(status, b4);
+            let hr = (u16::from(status & 0x03) << 7) | u16::from(hr_low & 0x7F);
+            out.push(coded(Metric::PulseRate, hr, HR_MISSING, flags));
+            out.push(coded(
+                Metric::Spo2,
+                (spo2 & 0x7F).into(),
+                SPO2_MISSING.into(),
+                flags,
+            ));
+        })
     }
 
     fn reset(&mut self) {
-        self.partial.clear();
+        self.framer.reset();
     }
 }
 
@@ -367,7 +340,7 @@ impl NoninPacket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Value;
+    use crate::model::{Invalid, Value};
     use crate::protocol::testutil::{
         XorShift, assert_every_split_matches_whole, feed_random_chunks, feed_whole,
     };
