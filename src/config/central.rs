@@ -32,7 +32,7 @@ struct RawCentral {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCentralMqtt {
-    url: Spanned<String>,
+    url: Spanned<super::values::MqttUrl>,
     client_id: Option<Spanned<String>>,
     username: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
@@ -109,8 +109,6 @@ pub fn load_central_str(text: &str, origin: &Path) -> Result<CentralConfig, Conf
         |l| l.get_ref().0,
     );
     let m = raw.mqtt.get_ref();
-    let (host, port) =
-        super::parse_mqtt_url(m.url.get_ref()).map_err(|e| src.err(m.url.span(), "mqtt.url", e))?;
     let client_id = match &m.client_id {
         Some(c) if super::is_topic_level(c.get_ref()) => c.get_ref().clone(),
         Some(c) => {
@@ -229,9 +227,9 @@ pub fn load_central_str(text: &str, origin: &Path) -> Result<CentralConfig, Conf
     Ok(CentralConfig {
         listen,
         mqtt: CentralMqtt {
-            url: m.url.get_ref().trim().to_owned(),
-            host,
-            port,
+            url: m.url.get_ref().trimmed(),
+            host: m.url.get_ref().host.clone(),
+            port: m.url.get_ref().port,
             client_id,
             username,
             password,

@@ -12,6 +12,7 @@ use super::profiles::load_profiles;
 use super::raw::RawConfig;
 pub(super) use super::topology::resolve_file;
 use super::topology::{Taken, resolve_dir, validate_room};
+use super::values::MqttUrl;
 use super::{AlarmSettings, Config, NotifyTarget, Profile, User};
 use crate::model::WrittenDuration;
 use std::collections::{BTreeMap, HashMap};
@@ -424,8 +425,6 @@ fn validate_mqtt(
 ) -> Result<(), ConfigError> {
     let Some(m) = &raw.mqtt else { return Ok(()) };
     let m = m.get_ref();
-    let (host, port) =
-        super::parse_mqtt_url(m.url.get_ref()).map_err(|e| src.err(m.url.span(), "mqtt.url", e))?;
     let site = m.site.get_ref().trim().to_owned();
     if !super::is_topic_level(&site) {
         return Err(src.err(
@@ -489,9 +488,9 @@ fn validate_mqtt(
         .map(|s| check_secret(src, s, "mqtt.command_secret"))
         .transpose()?;
     cfg.mqtt = Some(super::MqttSettings {
-        url: m.url.get_ref().trim().to_owned(),
-        host,
-        port,
+        url: m.url.get_ref().trimmed(),
+        host: m.url.get_ref().host.clone(),
+        port: m.url.get_ref().port,
         site,
         client_id,
         username,
@@ -516,13 +515,13 @@ fn validate_mqtt(
 pub(super) fn mqtt_tls(
     src: &Source<'_>,
     base: &Path,
-    url: &Spanned<String>,
+    url: &Spanned<MqttUrl>,
     ca: &Option<Spanned<String>>,
     cert: &Option<Spanned<String>>,
     key: &Option<Spanned<String>>,
     table: &str,
 ) -> Result<Option<super::MqttTls>, ConfigError> {
-    if !super::is_mqtts(url.get_ref()) {
+    if !url.get_ref().is_tls() {
         if let Some((name, v)) = [("ca", ca), ("cert", cert), ("key", key)]
             .into_iter()
             .find_map(|(n, v)| v.as_ref().map(|v| (n, v)))
@@ -532,7 +531,7 @@ pub(super) fn mqtt_tls(
                 format!("{table}.{name}"),
                 format!(
                     "a TLS file for the plain {:?}, expected an mqtts:// url",
-                    url.get_ref()
+                    url.get_ref().written()
                 ),
             ));
         }

@@ -2,15 +2,13 @@
 //! transport, decoder, metrics and expected period; the serial link settings; the GATT layout
 //! of a BLE model.
 
-use super::check::{ID_EXPECTED, check_duration, check_text, is_valid_id, join_names};
+use super::check::{ID_EXPECTED, check_duration, check_text, is_valid_id};
 use super::error::{ConfigError, Source};
 use super::raw::{RawBle, RawLink, RawProfile};
 use super::{
     BleCharacteristic, BlePoll, BleProfile, FlowControl, LinkSettings, Parity, Profile,
     TransportKind,
 };
-use crate::model::Metric;
-use crate::protocol::PROTOCOLS;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,7 +102,6 @@ pub(super) fn validate_profile(
                     "a serial profile has no protocol, expected protocol = \"NAME\"".to_owned(),
                 ));
             };
-            check_protocol(src, protocol, "protocol")?;
             if let Some(ble) = &raw.ble {
                 return Err(src.err(
                     ble.span(),
@@ -120,7 +117,7 @@ pub(super) fn validate_profile(
                 ));
             };
             let link = validate_link(src, link.get_ref())?;
-            (protocol.get_ref().clone(), link, None)
+            (protocol.get_ref().0.clone(), link, None)
         }
         TransportKind::Ble => {
             if let Some(p) = &raw.protocol {
@@ -172,25 +169,14 @@ pub(super) fn validate_profile(
     }
     let mut metrics = Vec::new();
     for (i, m) in raw.metrics.get_ref().iter().enumerate() {
-        let key = format!("metrics[{i}]");
-        let Some(metric) = Metric::from_name(m.get_ref()) else {
-            return Err(src.err(
-                m.span(),
-                key,
-                format!(
-                    "unknown metric {:?}, expected one of: {}",
-                    m.get_ref(),
-                    join_names(Metric::ALL.iter().map(|m| m.name()))
-                ),
-            ));
-        };
+        let metric = m.get_ref().0;
         if metrics.contains(&metric) {
             return Err(src.err(
                 m.span(),
-                key,
+                format!("metrics[{i}]"),
                 format!(
                     "metric {:?} is listed twice, expected each metric once",
-                    m.get_ref()
+                    metric.name()
                 ),
             ));
         }
@@ -244,25 +230,6 @@ pub(super) fn check_max_rate(
     }
 }
 
-pub(super) fn check_protocol(
-    src: &Source<'_>,
-    p: &Spanned<String>,
-    key: &str,
-) -> Result<(), ConfigError> {
-    if PROTOCOLS.contains(&p.get_ref().as_str()) {
-        return Ok(());
-    }
-    Err(src.err(
-        p.span(),
-        key,
-        format!(
-            "unknown protocol {:?}, expected one of: {}",
-            p.get_ref(),
-            join_names(PROTOCOLS.iter().copied())
-        ),
-    ))
-}
-
 /// The Bluetooth base UUID, `0000xxxx-0000-1000-8000-00805f9b34fb`.
 pub(super) const BLUETOOTH_BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
 
@@ -288,20 +255,6 @@ pub fn parse_ble_uuid(s: &str) -> Option<uuid::Uuid> {
 
 pub(super) const UUID_EXPECTED: &str = "expected a 16-bit SIG number such as \"2A5F\" or a full UUID such as \"49535343-fe7d-4ae5-8fa9-9fafd205e455\"";
 
-pub(super) fn check_uuid(
-    src: &Source<'_>,
-    s: &Spanned<String>,
-    key: &str,
-) -> Result<uuid::Uuid, ConfigError> {
-    parse_ble_uuid(s.get_ref()).ok_or_else(|| {
-        src.err(
-            s.span(),
-            key,
-            format!("{:?} is not a UUID, {UUID_EXPECTED}", s.get_ref()),
-        )
-    })
-}
-
 /// Shortest and longest accepted `poll_every`.
 pub(super) const MIN_POLL: Duration = Duration::from_millis(200);
 
@@ -312,7 +265,7 @@ pub(super) fn validate_ble(
     raw: &Spanned<RawBle>,
 ) -> Result<BleProfile, ConfigError> {
     let b = raw.get_ref();
-    let service = check_uuid(src, &b.service, "ble.service")?;
+    let service = b.service.get_ref().uuid;
     let mut names = Vec::new();
     for (i, n) in b.names.iter().enumerate() {
         names.push(check_text(src, n, &format!("ble.names[{i}]"))?);
@@ -328,21 +281,20 @@ pub(super) fn validate_ble(
     for (i, c) in b.characteristics.iter().enumerate() {
         let key = format!("ble.characteristics[{i}]");
         let c = c.get_ref();
-        let uuid = check_uuid(src, &c.uuid, &format!("{key}.uuid"))?;
+        let uuid = c.uuid.get_ref().uuid;
         if characteristics.iter().any(|other| other.uuid == uuid) {
             return Err(src.err(
                 c.uuid.span(),
                 format!("{key}.uuid"),
                 format!(
                     "characteristic {:?} is listed twice, expected each characteristic once",
-                    c.uuid.get_ref()
+                    c.uuid.get_ref().written
                 ),
             ));
         }
-        check_protocol(src, &c.protocol, &format!("{key}.protocol"))?;
         characteristics.push(BleCharacteristic {
             uuid,
-            protocol: c.protocol.get_ref().clone(),
+            protocol: c.protocol.get_ref().0.clone(),
             mode: c.mode,
         });
     }
@@ -352,7 +304,7 @@ pub(super) fn validate_ble(
     let poll = match (&b.write, &b.poll_command, &b.poll_every) {
         (None, None, None) => None,
         (Some(write), Some(command), Some(every)) => {
-            let write = check_uuid(src, write, "ble.write")?;
+            let write = write.get_ref().uuid;
             let cleaned: String = command
                 .get_ref()
                 .chars()

@@ -1,12 +1,14 @@
 //! What serde reads from the TOML files, before validation.
 //!
 //! Every struct denies unknown keys, so a misspelt key is an error instead of a silently ignored
-//! setting. Durations ([`WrittenDuration`]), ids, roles, listen addresses and HL7 kinds
-//! (`super::values`) are typed: a bad one is refused while the file is read, naming its line
+//! setting. Durations ([`WrittenDuration`]), ids, roles, addresses, URLs, UUIDs, HL7 kinds,
+//! protocol and metric names (`super::values`) are typed: a bad one is refused while the file is read, naming its line
 //! and key. Fields that [`super::load`] validates itself are wrapped in [`Spanned`] so that its
 //! errors can point at the line and column of the bad value.
 
-use super::values::{Id, ListenAddr, TcpAddr, WebUrl};
+use super::values::{
+    BleAddress, BleUuid, Id, ListenAddr, MetricName, MqttUrl, ProtocolName, TcpAddr, WebUrl,
+};
 use super::{BleMode, DeviceKind, FlowControl, Hl7Kind, Parity, Role, TransportKind};
 use crate::model::WrittenDuration;
 use serde::Deserialize;
@@ -107,7 +109,7 @@ pub(super) struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMqtt {
-    pub url: Spanned<String>,
+    pub url: Spanned<MqttUrl>,
     pub site: Spanned<String>,
     pub client_id: Option<Spanned<String>>,
     pub username: Option<Spanned<String>>,
@@ -228,7 +230,7 @@ pub(super) struct RawDevice {
     pub tcp: Option<Spanned<TcpAddr>>,
     /// Bluetooth LE device address `AA:BB:CC:DD:EE:FF`; exactly one of `port`, `tcp` and
     /// `address`.
-    pub address: Option<Spanned<String>>,
+    pub address: Option<Spanned<BleAddress>>,
     /// Bluetooth LE only: a pattern (`*` matches any run of characters) the device's advertised
     /// name must match, so that a mistyped address never binds another patient's device.
     pub name: Option<Spanned<String>>,
@@ -249,8 +251,8 @@ pub(super) struct RawProfile {
     pub kind: DeviceKind,
     pub transport: Spanned<TransportKind>,
     /// The decoder of a serial profile; BLE profiles name one per characteristic instead.
-    pub protocol: Option<Spanned<String>>,
-    pub metrics: Spanned<Vec<Spanned<String>>>,
+    pub protocol: Option<Spanned<ProtocolName>>,
+    pub metrics: Spanned<Vec<Spanned<MetricName>>>,
     pub expected_period: Spanned<WrittenDuration>,
     /// Readings per second the model can plausibly send; more is a flood (throttled).
     pub max_rate: Option<Spanned<i64>>,
@@ -267,12 +269,12 @@ pub(super) struct RawProfile {
 pub(super) struct RawBle {
     /// The primary service, as advertised: the scan filter and how `vitalsd scan` recognises
     /// the model.
-    pub service: Spanned<String>,
+    pub service: Spanned<BleUuid>,
     /// Advertised-name prefixes that also identify the model in `vitalsd scan`.
     #[serde(default)]
     pub names: Vec<Spanned<String>>,
     /// The characteristic commands are written to.
-    pub write: Option<Spanned<String>>,
+    pub write: Option<Spanned<BleUuid>>,
     /// The command written to `write` every `poll_every`, in hex.
     pub poll_command: Option<Spanned<String>>,
     /// How often `poll_command` is written.
@@ -286,8 +288,8 @@ pub(super) struct RawBle {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBleCharacteristic {
-    pub uuid: Spanned<String>,
-    pub protocol: Spanned<String>,
+    pub uuid: Spanned<BleUuid>,
+    pub protocol: Spanned<ProtocolName>,
     pub mode: BleMode,
 }
 

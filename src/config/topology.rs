@@ -332,16 +332,7 @@ pub(super) fn validate_device(
     let (endpoint, span, ep_key, taken_key, shown) = match (&raw.port, &raw.tcp, &raw.address) {
         (_, _, Some(address)) => {
             let ep_key = format!("{key}.address");
-            let Some(norm) = normalize_address(address.get_ref()) else {
-                return Err(src.err(
-                    address.span(),
-                    ep_key,
-                    format!(
-                        "{:?} is not a Bluetooth address, expected six hex pairs separated by colons such as \"00:1C:05:FF:4E:2A\"",
-                        address.get_ref()
-                    ),
-                ));
-            };
+            let norm = address.get_ref().0.clone();
             let name = match &raw.name {
                 Some(n) => Some(check_text(src, n, &format!("{key}.name"))?),
                 None => None,

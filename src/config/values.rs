@@ -1,11 +1,14 @@
 //! Typed values of the config files, read by serde: each `Deserialize` impl checks its own
 //! value and, when it is wrong, quotes it and says what was expected. [`super::read_toml`] puts
 //! the file, line, column and key path in front of that message, so a bad id, role, listen
-//! address, device server address, webhook address or HL7 kind is refused while the file is read, as a bad duration is
+//! address, device server address, webhook address, MQTT URL, BLE address or UUID, protocol or
+//! metric name is refused while the file is read, as a bad duration is
 //! ([`crate::model::WrittenDuration`]).
 
-use super::check::{ID_EXPECTED, is_valid_id};
+use super::check::{ID_EXPECTED, is_valid_id, join_names};
 use super::{Hl7Kind, Role};
+use crate::model::Metric;
+use crate::protocol::PROTOCOLS;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use std::net::SocketAddr;
@@ -153,6 +156,120 @@ impl<'de> Deserialize<'de> for WebUrl {
     }
 }
 
+/// A broker's address (`[mqtt] url`): `mqtt://host[:port]` (1883) or `mqtts://host[:port]`
+/// (TLS, 8883), read by [`super::parse_mqtt_url`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MqttUrl {
+    /// The URL as written, for messages about it.
+    written: String,
+    /// The broker's host.
+    pub(super) host: String,
+    /// The broker's port.
+    pub(super) port: u16,
+}
+
+impl MqttUrl {
+    /// The URL as written.
+    pub(super) fn written(&self) -> &str {
+        &self.written
+    }
+
+    /// The URL without white space around it.
+    pub(super) fn trimmed(&self) -> String {
+        self.written.trim().to_owned()
+    }
+
+    /// Whether it asks for TLS (`mqtts://`).
+    pub(super) fn is_tls(&self) -> bool {
+        super::is_mqtts(&self.written)
+    }
+}
+
+impl<'de> Deserialize<'de> for MqttUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let written = text(d)?;
+        let (host, port) = super::parse_mqtt_url(&written).map_err(D::Error::custom)?;
+        Ok(MqttUrl {
+            written,
+            host,
+            port,
+        })
+    }
+}
+
+/// A GATT service or characteristic UUID in a device profile: a full UUID or a 16-bit SIG
+/// number ([`super::parse_ble_uuid`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BleUuid {
+    /// The UUID as written, for messages about it.
+    pub(super) written: String,
+    /// The full UUID.
+    pub(super) uuid: uuid::Uuid,
+}
+
+impl<'de> Deserialize<'de> for BleUuid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let written = text(d)?;
+        match super::parse_ble_uuid(&written) {
+            Some(uuid) => Ok(BleUuid { written, uuid }),
+            None => Err(D::Error::custom(format!(
+                "{written:?} is not a UUID, {}",
+                super::profiles::UUID_EXPECTED
+            ))),
+        }
+    }
+}
+
+/// A Bluetooth LE device address (`address`): six hex pairs separated by colons, kept in upper
+/// case ([`super::normalize_address`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BleAddress(pub(super) String);
+
+impl<'de> Deserialize<'de> for BleAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = text(d)?;
+        super::normalize_address(&s).map(BleAddress).ok_or_else(|| {
+            D::Error::custom(format!(
+                "{s:?} is not a Bluetooth address, expected six hex pairs separated by colons such as \"00:1C:05:FF:4E:2A\""
+            ))
+        })
+    }
+}
+
+/// A decoder's name in a device profile (`protocol`): one of [`PROTOCOLS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ProtocolName(pub(super) String);
+
+impl<'de> Deserialize<'de> for ProtocolName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = text(d)?;
+        if PROTOCOLS.contains(&s.as_str()) {
+            Ok(ProtocolName(s))
+        } else {
+            Err(D::Error::custom(format!(
+                "unknown protocol {s:?}, expected one of: {}",
+                join_names(PROTOCOLS.iter().copied())
+            )))
+        }
+    }
+}
+
+/// A metric's name in a device profile (`metrics`): one of [`Metric::ALL`]'s names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MetricName(pub(super) Metric);
+
+impl<'de> Deserialize<'de> for MetricName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = text(d)?;
+        Metric::from_name(&s).map(MetricName).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown metric {s:?}, expected one of: {}",
+                join_names(Metric::ALL.iter().map(|m| m.name()))
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +329,46 @@ mod tests {
             read::<WebUrl>("v = \"ftp://pager/x\"")
                 .unwrap_err()
                 .contains("\"ftp://pager/x\" is not a web address, expected http://host/path")
+        );
+        let url = read::<MqttUrl>("v = \" mqtts://broker:8884\"").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.is_tls()),
+            ("broker", 8884, true)
+        );
+        assert_eq!(url.trimmed(), "mqtts://broker:8884");
+        assert_eq!(
+            read::<MqttUrl>("v = \"http://b\"").unwrap_err(),
+            "1:5: v: \"http://b\" is not an MQTT URL, expected mqtt://host:port"
+        );
+        assert_eq!(
+            read::<BleUuid>("v = \"0x2A5F\"").unwrap().uuid,
+            uuid::Uuid::parse_str("00002a5f-0000-1000-8000-00805f9b34fb").unwrap()
+        );
+        assert!(
+            read::<BleUuid>("v = \"14839\"")
+                .unwrap_err()
+                .ends_with("\"14839\" is not a UUID, expected a 16-bit SIG number such as \"2A5F\" or a full UUID such as \"49535343-fe7d-4ae5-8fa9-9fafd205e455\"")
+        );
+        assert_eq!(
+            read::<BleAddress>("v = \"00:1c:05:ff:4e:2a\"").unwrap().0,
+            "00:1C:05:FF:4E:2A"
+        );
+        assert!(
+            read::<BleAddress>("v = \"00:1C:05\"")
+                .unwrap_err()
+                .contains("\"00:1C:05\" is not a Bluetooth address, expected six hex pairs")
+        );
+        assert_eq!(read::<ProtocolName>("v = \"hrs\"").unwrap().0, "hrs");
+        assert!(
+            read::<ProtocolName>("v = \"viatom\"")
+                .unwrap_err()
+                .contains("unknown protocol \"viatom\", expected one of: masimo-ascii,")
+        );
+        assert_eq!(read::<MetricName>("v = \"spo2\"").unwrap().0, Metric::Spo2);
+        assert!(
+            read::<MetricName>("v = \"pulse\"")
+                .unwrap_err()
+                .contains("unknown metric \"pulse\", expected one of: spo2,")
         );
     }
 }
