@@ -1,7 +1,7 @@
 //! The alarm system end to end: simulator -> daemon -> alarm engine -> WebSocket, API and
 //! webhooks.
 
-use crate::util::{Client, Rig, USERS, Webhook, is_reading, scenario};
+use crate::util::{Client, Rig, USERS, Webhook, eventually, is_reading, scenario};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -102,18 +102,18 @@ async fn a_stalled_client_and_a_webhook_that_never_answers_do_not_delay_a_severe
     let took = a["started_ms"].as_i64().unwrap() - first_below;
     assert!(took <= 1_000, "severe band alarms at once; took {took} ms");
     // The webhook was tried (and is hanging) while the alarm went out.
-    let deadline = tokio::time::Instant::now() + SOON;
-    while black_hole
-        .connections
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the notifier never called the webhook"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        SOON,
+        async || {
+            (black_hole
+                .connections
+                .load(std::sync::atomic::Ordering::SeqCst)
+                != 0)
+                .then_some(())
+        },
+        || "the notifier never called the webhook".to_owned(),
+    )
+    .await;
     drop(stalled);
     rig.stop().await;
 }
@@ -319,24 +319,19 @@ async fn with_no_dashboard_alive_the_alarm_system_pages_staff() {
     );
     let rig = Rig::start_with(scenario("", ""), "10m", &extra).await;
     // No WebSocket client connects.
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        let got = hook.received();
-        if let Some(n) = got
-            .iter()
-            .find(|b| b["alarm"]["condition"] == "no_dashboard")
-        {
-            assert_eq!(n["event"], "notify");
-            assert_eq!(n["alarm"]["priority"], "high");
-            assert_eq!(n["alarm"]["bed"], Value::Null);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no no_dashboard notification; got {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let n = eventually(
+        SOON,
+        async || {
+            hook.received()
+                .into_iter()
+                .find(|b| b["alarm"]["condition"] == "no_dashboard")
+        },
+        || format!("no no_dashboard notification; got {:?}", hook.received()),
+    )
+    .await;
+    assert_eq!(n["event"], "notify");
+    assert_eq!(n["alarm"]["priority"], "high");
+    assert_eq!(n["alarm"]["bed"], Value::Null);
     // A dashboard page whose audio is armed connects and says so: the alarm clears.
     let mut c = rig.client().await;
     let snap = c.next(SOON).await.unwrap();
@@ -403,15 +398,12 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_after()
         )
         .is_ok_and(|n| n > 0)
     };
-    let deadline = tokio::time::Instant::now() + SOON;
-    while !queued() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing queued in {}",
-            store.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        SOON,
+        async || queued().then_some(()),
+        || format!("nothing queued in {}", store.display()),
+    )
+    .await;
     // Stop the daemon with the notification undelivered; bring the target up; restart.
     let crate::util::Rig {
         dir,
@@ -429,16 +421,19 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_after()
     let daemon = vitalsd::app::start(cfg.clone(), vitalsd::app::Options::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + SOON;
     // The notification of the alarm raised before the restart (the new run raises its own,
     // with another id).
-    while !hook.received().iter().any(|b| b["alarm"]["id"] == id) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the queued notification was not delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        SOON,
+        async || {
+            hook.received()
+                .iter()
+                .any(|b| b["alarm"]["id"] == id)
+                .then_some(())
+        },
+        || "the queued notification was not delivered".to_owned(),
+    )
+    .await;
     daemon.shutdown().await;
     sim.unwrap().shutdown().await;
     drop(dir);

@@ -12,7 +12,7 @@
 //! The run is seeded (a failure prints the route and the body, bytes and text). A longer run:
 //! `VITALSD_FUZZ_CASES=5000 VITALSD_FUZZ_SEED=7 cargo test --release --test tests api_fuzz::`.
 
-use crate::util::free_port;
+use crate::util::{eventually_blocking, free_port};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Value, json};
@@ -462,16 +462,15 @@ fn no_request_body_makes_a_route_fail_or_changes_state_when_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, addr) = rt.block_on(start(dir.path()));
     // Wait for the alarm, so that acknowledging has something to act on.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let alarm_id = loop {
-        let (_, body) = send(addr, "GET", "/api/alarms", b"");
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        if let Some(id) = v["alarms"][0]["id"].as_u64() {
-            break id;
-        }
-        assert!(std::time::Instant::now() < deadline, "no alarm within 60 s");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let alarm_id = eventually_blocking(
+        Duration::from_secs(60),
+        || {
+            let (_, body) = send(addr, "GET", "/api/alarms", b"");
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            v["alarms"][0]["id"].as_u64()
+        },
+        || "no alarm within 60 s".to_owned(),
+    );
 
     let config = Config {
         cases: cases(),

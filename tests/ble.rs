@@ -7,7 +7,7 @@
 //! process would race with the other tests' threads, while a child per test lets every test
 //! have a bus (and a fake BlueZ owning `org.bluez`) of its own.
 
-use crate::util::{Client, bin, free_port, is_reading};
+use crate::util::{Client, bin, eventually, free_port, is_reading};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -147,23 +147,24 @@ impl BleRig {
     /// A WebSocket client, once the daemon listens.
     async fn client(&self) -> Client {
         let url = format!("ws://127.0.0.1:{}/ws", self.port);
-        let deadline = tokio::time::Instant::now() + SOON;
-        loop {
-            if let Ok(Ok((ws, _))) = tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio_tungstenite::connect_async(&url),
-            )
-            .await
-            {
-                return Client::new(ws);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the daemon never listened on {url}; its log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let ws = eventually(
+            SOON,
+            async || {
+                let connect = tokio_tungstenite::connect_async(&url);
+                match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                    Ok(Ok((ws, _))) => Some(ws),
+                    _ => None,
+                }
+            },
+            || {
+                format!(
+                    "the daemon never listened on {url}; its log:\n{}",
+                    self.log_text()
+                )
+            },
+        )
+        .await;
+        Client::new(ws)
     }
 
     /// Whether the daemon process is still running.
@@ -176,9 +177,10 @@ impl BleRig {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
+            // Exited, or killed below after 20 s.
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(crate::util::POLL_EVERY).await;
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -663,7 +665,8 @@ async fn a_simulator_killed_with_sigkill_leaves_no_dbus_daemon() {
     let children = child_processes(sim.id(), "dbus-daemon");
     assert_eq!(children.len(), 1, "one dbus-daemon, the simulator's child");
     // The bus serves while the simulator runs (it is not killed when the thread that started
-    // it goes idle).
+    // it goes idle). A fixed wait on purpose: what is shown is that nothing stops the bus in
+    // those 12 s, which only real time passing can show.
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(
         std::os::unix::net::UnixStream::connect(&socket).is_ok(),
@@ -671,15 +674,12 @@ async fn a_simulator_killed_with_sigkill_leaves_no_dbus_daemon() {
     );
     sim.kill().unwrap(); // SIGKILL: no destructor runs.
     sim.wait().unwrap();
-    let deadline = std::time::Instant::now() + SOON;
-    while process_alive(children[0]) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dbus-daemon {} outlived its simulator",
-            children[0]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        SOON,
+        async || (!process_alive(children[0])).then_some(()),
+        || format!("the dbus-daemon {} outlived its simulator", children[0]),
+    )
+    .await;
     assert!(
         std::os::unix::net::UnixStream::connect(&socket).is_err(),
         "nothing listens at {socket} any more"

@@ -5,7 +5,7 @@
 //! The browser tests run one at a time (two Chromiums on a small machine make every wait
 //! longer, not the tests faster).
 
-use crate::util::{Rig, free_port, scenario};
+use crate::util::{Rig, eventually_ok, free_port, scenario};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -187,6 +187,15 @@ impl Browser {
         }
     }
 
+    /// Waits until the trends are drawn again after now (the page redraws them about once a
+    /// second), so that a screenshot shows them as the data now stands.
+    async fn next_trend_draw(&self) {
+        let seen = self.js("return window.vitalsdState.trendDraws").await;
+        let script = format!("return window.vitalsdState.trendDraws > {seen}");
+        self.wait("a trend redraw", Duration::from_secs(10), &script)
+            .await;
+    }
+
     async fn close(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill().await;
@@ -307,7 +316,7 @@ async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a
         "return document.querySelectorAll('canvas.pleth').length === 2",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // one more trend redraw
+    b.next_trend_draw().await;
     let png = b.client.screenshot().await.expect("a screenshot");
     let path = target_dir().join("dashboard-room.png");
     std::fs::write(&path, &png).unwrap();
@@ -363,6 +372,8 @@ async fn a_finger_out_shows_dashes_and_the_reason_never_the_previous_number() {
             a.as_str().unwrap().chars().all(|c| c.is_ascii_digit()),
             "{a}"
         );
+        // A fixed wait on purpose: what is shown is that no number comes back while time
+        // passes with the finger out.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     b.close().await;
@@ -732,19 +743,17 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
     b.client.goto("about:blank").await.unwrap();
     let hidden_live =
         |rooms: &Value| rooms["dashboards"]["hidden"] == 1 && rooms["dashboards"]["live"] == 1;
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
+    eventually_ok(SOON, async || {
         let (_, rooms) = rig.http("GET", "/api/rooms", None, None).await;
         if hidden_live(&rooms) {
-            break;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
+        Err(format!(
             "the hidden page never counted as a hidden live dashboard: {}",
             rooms["dashboards"]
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        ))
+    })
+    .await;
 
     // While it is hidden an alarm is raised (A's pulse rate 72 above a new limit of 60, high,
     // no delay). The page starts its sound from the `alarm` message itself, as a loop the
@@ -760,7 +769,9 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(Duration::from_secs(8)).await; // longer than the 5 s timeout
+    // A fixed wait on purpose, longer than the 5 s dashboard timeout: what is shown is that
+    // the hidden page does NOT stop counting as a live dashboard while real time passes.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let (_, rooms) = rig.http("GET", "/api/rooms", None, None).await;
     assert!(hidden_live(&rooms), "{}", rooms["dashboards"]);
     let bed_a = &rooms["rooms"][0]["beds"][0];
@@ -944,7 +955,7 @@ async fn a_page_opened_mid_session_shows_the_earlier_trend_and_alarms_from_the_h
          return window.vitalsdState.trendMinutes === 60 && t.histLoads > 1 && t.spo2.valid > 5 ? t : null;",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.next_trend_draw().await;
     let png = b.client.screenshot().await.expect("a screenshot");
     std::fs::write(target_dir().join("dashboard-history.png"), &png).unwrap();
     b.close().await;
@@ -1076,7 +1087,7 @@ async fn a_deep_dip_extends_the_trend_axis_and_a_lost_oximeter_leaves_dashes_not
          return t.some(x => /priority technical alarm, Room 1 \\/ A: /.test(x)) ? t : null;",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    b.next_trend_draw().await;
     let png = b.client.screenshot().await.expect("a screenshot");
     std::fs::write(target_dir().join("dashboard-lost.png"), &png).unwrap();
     b.close().await;
@@ -1282,7 +1293,7 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
         "[data-bed='room1/A'] [data-act='discharge'] [name='driver_ok']",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.next_trend_draw().await;
     let png = b.client.screenshot().await.expect("a screenshot");
     std::fs::write(target_dir().join("dashboard-session.png"), &png).unwrap();
     click(
@@ -1618,7 +1629,7 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
     );
     for (w, h, name) in [(1920, 1080, "1080p"), (1280, 800, "1280x800")] {
         b.client.set_window_size(w, h).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1500)).await; // a trend redraw at the new size
+        b.next_trend_draw().await; // at the new size
         let png = b.client.screenshot().await.expect("a screenshot");
         std::fs::write(
             target_dir().join(format!("dashboard-10rooms-{name}.png")),
@@ -1630,7 +1641,12 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
         // Scrolled to the last room: the banner is still on screen.
         b.js("window.scrollTo(0, document.body.scrollHeight); return true;")
             .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.wait(
+            "the page scrolled to the bottom",
+            SOON,
+            "return window.scrollY > 0 && window.scrollY + window.innerHeight >= document.body.scrollHeight - 1",
+        )
+        .await;
         let png = b.client.screenshot().await.expect("a screenshot");
         std::fs::write(
             target_dir().join(format!("dashboard-10rooms-{name}-bottom.png")),
@@ -1678,7 +1694,7 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
     click(&b, "#audio-bar").await;
     b.wait("armed", SOON, "return window.vitalsdState.audioArmed")
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.next_trend_draw().await;
     let png = b.client.screenshot().await.expect("a screenshot");
     std::fs::write(target_dir().join("dashboard-1280x800.png"), &png).unwrap();
     let problems = b.js(LAYOUT_PROBLEMS).await;
@@ -1747,8 +1763,7 @@ async fn the_session_report_reads_in_the_clinics_time_zone_with_a_summary_per_pa
     )
     .await;
     // The desaturation alarm is raised and cleared, and a blood pressure is measured.
-    let deadline = tokio::time::Instant::now() + SOON * 3;
-    loop {
+    eventually_ok(SOON * 3, async || {
         let (_, h) = rig
             .http(
                 "GET",
@@ -1779,14 +1794,11 @@ async fn the_session_report_reads_in_the_clinics_time_zone_with_a_summary_per_pa
                 .await;
                 assert_eq!(code, 200, "{v}");
             }
-            break;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "A's spo2_low raised and cleared: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        Err(format!("A's spo2_low raised and cleared: {h}"))
+    })
+    .await;
     post(
         "/api/beds/room1/A/events",
         r#"{"kind":"note","text":"Designated driver confirmed: Sam Driver"}"#,

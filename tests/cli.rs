@@ -160,7 +160,7 @@ fn terminate_and_wait(mut child: std::process::Child) -> std::process::ExitStatu
             let _ = child.wait();
             panic!("did not exit on SIGTERM");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(crate::util::POLL_EVERY);
     }
 }
 

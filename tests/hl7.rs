@@ -7,7 +7,7 @@
 //! TCP, the store's SQLite file, `kill -9`.
 
 use crate::util::{
-    bin, free_port, http, listening_on, scenario_text, two_bed_config_text, with_extra,
+    bin, eventually, free_port, http, listening_on, scenario_text, two_bed_config_text, with_extra,
 };
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -107,19 +107,17 @@ impl Receiver {
         within: Duration,
         pred: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let m = self.messages();
-            if pred(&m) {
-                return m;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {what} within {within:?}; received: {}",
-                serde_json::to_string_pretty(&m).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            within,
+            async || Some(self.messages()).filter(|m| pred(m)),
+            || {
+                format!(
+                    "no {what} within {within:?}; received: {}",
+                    serde_json::to_string_pretty(&self.messages()).unwrap_or_default()
+                )
+            },
+        )
+        .await
     }
 }
 
@@ -172,23 +170,24 @@ impl Daemon {
     }
 
     async fn wait_alarm(&self, condition: &str, present: bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let has = self
-                .alarms()
-                .await
-                .iter()
-                .any(|a| a["condition"] == condition);
-            if has == present {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{condition} never {}",
-                if present { "raised" } else { "cleared" }
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(
+            Duration::from_secs(60),
+            async || {
+                let has = self
+                    .alarms()
+                    .await
+                    .iter()
+                    .any(|a| a["condition"] == condition);
+                (has == present).then_some(())
+            },
+            || {
+                format!(
+                    "{condition} never {}",
+                    if present { "raised" } else { "cleared" }
+                )
+            },
+        )
+        .await;
     }
 }
 
@@ -381,7 +380,8 @@ async fn an_ehr_outage_of_20_s_loses_nothing_keeps_the_order_and_raises_then_cle
     ehr.stop();
     let down_at = tokio::time::Instant::now();
     d.wait_alarm("hl7_down", true).await;
-    // The outage lasts 20 s; reports keep being made meanwhile.
+    // The outage lasts 20 s; reports keep being made meanwhile. A fixed wait on purpose: the
+    // outage's length is the scenario (reports pile up while real time passes).
     tokio::time::sleep_until(down_at + Duration::from_secs(20)).await;
     let before = ehr.messages().len();
     ehr.restart();
@@ -429,14 +429,12 @@ async fn messages_queued_when_the_daemon_is_killed_are_sent_after_the_restart() 
             .map(|rows| rows.filter_map(Result::ok).collect())
             .unwrap_or_default()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while queued(&db).len() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "reports are queued in hl7_outbox"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        async || (queued(&db).len() >= 3).then_some(()),
+        || "reports are queued in hl7_outbox".to_owned(),
+    )
+    .await;
     d.kill_9();
     let left = queued(&db);
     assert!(left.len() >= 3, "{left:?}");

@@ -68,6 +68,7 @@ impl DeviceServer {
                     {
                         return;
                     }
+                    // The device's own pace (a Masimo sends a line a second), not a wait.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -369,6 +370,8 @@ async fn a_device_server_that_comes_up_within_the_first_grace_raises_no_alarm() 
     let mut c = d.client().await;
     let snap = c.next(LIMIT).await.expect("a snapshot");
     assert_eq!(snap["type"], "snapshot");
+    // A fixed wait on purpose: the device server is late by real time, and what is shown is
+    // that being late within the grace raises nothing.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _server = DeviceServer::serve(
         tokio::net::TcpListener::bind(("127.0.0.1", port))

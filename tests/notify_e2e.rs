@@ -3,7 +3,10 @@
 //! that survive `kill -9` of the real binary, and a new medium alarm sounding through an audio
 //! pause.
 
-use crate::util::{Client, Rig, TestConfig, Webhook, bin, free_port, scenario, write_scenario};
+use crate::util::{
+    Client, Rig, TestConfig, Webhook, bin, eventually, eventually_blocking, free_port, scenario,
+    write_scenario,
+};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,18 +28,17 @@ async fn received(
     within: Duration,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(b) = hook.received().into_iter().find(|b| pred(b)) {
-            return b;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} not received within {within:?}; got {:?}",
-            hook.received()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        within,
+        async || hook.received().into_iter().find(|b| pred(b)),
+        || {
+            format!(
+                "{what} not received within {within:?}; got {:?}",
+                hook.received()
+            )
+        },
+    )
+    .await
 }
 
 /// A port that nothing listens on (yet).
@@ -317,17 +319,11 @@ fn pending_pages_survive_kill_9_and_are_delivered_once_after_the_restart() {
     let data = dir.path().join("data");
     let (mut child, _) = spawn_demo(&cfg, &scen);
     // The page of the high alarm is in the outbox, undelivered.
-    let deadline = std::time::Instant::now() + SOON;
-    let (row_id, alarm_id, body) = loop {
-        if let Some(r) = outbox(&data).into_iter().find(|r| r.2.contains("spo2_low")) {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no page in the outbox"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (row_id, alarm_id, body) = eventually_blocking(
+        SOON,
+        || outbox(&data).into_iter().find(|r| r.2.contains("spo2_low")),
+        || "no page in the outbox".to_owned(),
+    );
     let page: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page["event"], "notify");
     child.kill().unwrap(); // SIGKILL
@@ -348,11 +344,12 @@ fn pending_pages_survive_kill_9_and_are_delivered_once_after_the_restart() {
         };
         received(&hook, "the page from before the kill", SOON, same).await;
         // Delivered and removed from the outbox: it cannot come again.
-        let deadline = tokio::time::Instant::now() + SOON;
-        while outbox(&data).iter().any(|r| r.0 == row_id) {
-            assert!(tokio::time::Instant::now() < deadline, "the row stays");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            SOON,
+            async || (!outbox(&data).iter().any(|r| r.0 == row_id)).then_some(()),
+            || "the row stays".to_owned(),
+        )
+        .await;
         // And the daemon is working: a dashboard connects.
         let mut c = Client::connect(&format!("ws://{addr}/ws")).await;
         c.next(SOON).await.expect("a snapshot");

@@ -2,12 +2,12 @@
 //! and the built binary's `demo` run from an empty directory (as `cargo install` leaves it).
 
 use crate::util::{
-    USERS, bin, free_port, listening_on, scenario_text, two_bed_config_text, with_extra,
+    USERS, bin, eventually, free_port, listening_on, scenario_text, two_bed_config_text, with_extra,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VIEWER: &str = "viewer-token-0123456789";
@@ -235,15 +235,12 @@ async fn scrape_until(
     what: &str,
     ok: impl Fn(&[Sample]) -> bool,
 ) -> Vec<Sample> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = scrape(addr).await;
-        if ok(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        async || Some(scrape(addr).await).filter(|s| ok(s)),
+        || format!("timed out waiting for {what}"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

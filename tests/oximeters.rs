@@ -96,6 +96,8 @@ async fn a_contec_v7_on_a_pty_is_started_and_kept_alive_by_the_daemon() {
         ("perfusion_index", 3.5),
     ];
     expect_values(&rig, &want).await;
+    // A fixed wait on purpose: the device stops after 30 s without a keep-alive, so only real
+    // time passing beyond that shows the daemon sends it.
     tokio::time::sleep(Duration::from_secs(40)).await;
     expect_values(&rig, &want).await;
     rig.stop().await;

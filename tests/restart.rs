@@ -4,13 +4,15 @@
 //! baseline, across a restart too; actions during an unwritable store answer 503 and change
 //! nothing; one daemon per data dir.
 
-use crate::util::{Client, Rig, TestConfig, bin, http, scenario, write_scenario};
+use crate::util::{
+    Client, Rig, TestConfig, bin, eventually, eventually_ok, http, scenario, write_scenario,
+};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SOON: Duration = Duration::from_secs(30);
 
@@ -127,16 +129,15 @@ fn ms(rfc3339: &Value) -> i64 {
 
 /// Polls `GET /api/alarms` until `pred` holds for the list.
 async fn alarms_until(d: &Daemon, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + SOON;
-    loop {
+    eventually_ok(SOON, async || {
         let v = d.ok("GET", "/api/alarms", None, 200).await;
         let list = v["alarms"].as_array().unwrap().clone();
         if pred(&list) {
-            return list;
+            return Ok(list);
         }
-        assert!(Instant::now() < deadline, "no {what} within {SOON:?}: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(format!("no {what} within {SOON:?}: {v}"))
+    })
+    .await
 }
 
 fn find<'a>(list: &'a [Value], bed: &str, condition: &str) -> Option<&'a Value> {
@@ -340,11 +341,12 @@ fn a_dosed_session_without_a_baseline_raises_baseline_missing_also_after_a_resta
         // An engine event's state is group-committed moments after it (not before anyone is
         // told, as an action's is): wait until it is in the file, then kill.
         let file = dir.path().join("data").join(vitalsd::store::FILE_NAME);
-        let deadline = Instant::now() + SOON;
-        while !saved_state(&file, "room1/A").contains("baseline_missing") {
-            assert!(Instant::now() < deadline, "the state was never saved");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            SOON,
+            async || saved_state(&file, "room1/A").contains("baseline_missing").then_some(()),
+            || "the state was never saved".to_owned(),
+        )
+        .await;
         raised["alarm"]["id"].clone()
     });
     d.stop(Stop::Kill9);
@@ -387,20 +389,19 @@ async fn an_acknowledgement_or_pause_the_store_cannot_record_answers_503_and_cha
     )
     .await;
     let mut c = rig.client().await;
-    let deadline = Instant::now() + SOON;
-    let id = loop {
+    let id = eventually_ok(SOON, async || {
         let (_, v) = rig.http("GET", "/api/alarms", None, None).await;
-        if let Some(a) = v["alarms"]
+        match v["alarms"]
             .as_array()
             .unwrap()
             .iter()
             .find(|a| a["condition"] == "spo2_low")
         {
-            break a["id"].as_u64().unwrap();
+            Some(a) => Ok(a["id"].as_u64().unwrap()),
+            None => Err(format!("no spo2_low raised: {v}")),
         }
-        assert!(Instant::now() < deadline, "no spo2_low raised: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     let hub = rig.daemon.as_ref().unwrap().hub.clone();
     let store = rig.daemon.as_ref().unwrap().store().unwrap();
     // A full disk: the file may not grow, and what free room it has is used up.
@@ -458,21 +459,17 @@ async fn an_acknowledgement_or_pause_the_store_cannot_record_answers_503_and_cha
     // The disk has room again: the same requests now take effect, and the first
     // acknowledgement and pause any dashboard sees are those.
     store.set_size_limit(None).await.unwrap();
-    let deadline = Instant::now() + SOON;
-    loop {
+    eventually_ok(SOON, async || {
         let (status, body) = rig
             .http("POST", &format!("/api/alarms/{id}/ack"), None, None)
             .await;
         if status == 200 {
-            break;
+            return Ok(());
         }
         assert_eq!(status, 503, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "the store did not recover: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(format!("the store did not recover: {body}"))
+    })
+    .await;
     let (status, body) = rig
         .http(
             "POST",

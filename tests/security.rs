@@ -1,7 +1,7 @@
 //! Security hardening (issue 11), against the real binary: cross-site and DNS-rebinding
 //! requests, connection limits and timeouts, body and message size limits, TLS.
 
-use crate::util::{bin, free_port};
+use crate::util::{bin, eventually_blocking, free_port};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -156,19 +156,16 @@ fn get(addr: SocketAddr, path: &str) -> Value {
 
 /// Waits for the bed's `device_disconnected` alarm and returns its id.
 fn wait_for_alarm(addr: SocketAddr) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let v = get(addr, "/api/alarms");
-        if let Some(id) = v["alarms"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["condition"] == "device_disconnected"))
-            .and_then(|a| a["id"].as_u64())
-        {
-            return id;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("no device_disconnected alarm within 60 s");
+    eventually_blocking(
+        Duration::from_secs(60),
+        || {
+            get(addr, "/api/alarms")["alarms"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["condition"] == "device_disconnected"))
+                .and_then(|a| a["id"].as_u64())
+        },
+        || "no device_disconnected alarm within 60 s".to_owned(),
+    )
 }
 
 fn bed(addr: SocketAddr) -> Value {
@@ -316,7 +313,8 @@ fn idle_and_half_sent_connections_are_closed_and_healthz_answers_meanwhile() {
         })
         .collect();
     // Once they have been silent for a second, a new request is served: the connection idle
-    // the longest makes room.
+    // the longest makes room. A fixed wait on purpose: the server evicts by idle time, so
+    // real time must pass before the request that shows it.
     std::thread::sleep(Duration::from_millis(1500));
     let healthz = request(
         d.addr,
@@ -922,7 +920,8 @@ async fn two_thousand_idle_connections_leave_healthz_a_dashboard_and_device_link
     .await
     .unwrap();
     assert!(idle.len() > 1000, "only {} connections made", idle.len());
-    // Once they have been idle for a second, the longest idle make room.
+    // Once they have been idle for a second, the longest idle make room. A fixed wait on
+    // purpose: eviction goes by idle time, so real time must pass first.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let healthz = tokio::task::spawn_blocking(move || {
         request(addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}"), "")

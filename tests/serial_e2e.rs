@@ -205,8 +205,14 @@ async fn a_client_that_resumes_with_since_gets_every_message_it_missed() {
     c.wait_for("a reading", SOON, |m| m["type"] == "reading")
         .await;
     let since = c.last_seq;
+    let mut watcher = rig.client().await;
     c.close().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Away until 20 messages have gone by (a second client sees them).
+    watcher
+        .wait_for("20 messages the first client misses", SOON, |m| {
+            m["seq"].as_u64().is_some_and(|s| s > since + 20)
+        })
+        .await;
     let mut c =
         crate::util::Client::connect(&format!("ws://{}/ws?since={since}", rig.addr())).await;
     let snap = c.next(SOON).await.unwrap();

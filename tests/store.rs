@@ -2,7 +2,7 @@
 //! dashboard saw more than 200 ms earlier; sessions, history and exports over the API; the
 //! `export` command; exports hold exactly the stored readings.
 
-use crate::util::{Client, Rig, TestConfig, bin, scenario, write_scenario};
+use crate::util::{Client, Rig, TestConfig, bin, eventually, scenario, write_scenario};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -175,22 +175,22 @@ async fn recorded_session() -> (Rig, i64) {
             .unwrap();
     }
     // Wait until an NIBP and plenty of oximeter readings are stored.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h = store
-            .history("room1/A", vitalsd::model::Metric::NibpSys, 0, i64::MAX, 10)
-            .await
-            .unwrap();
-        let s = store
-            .history("room1/A", vitalsd::model::Metric::Spo2, 0, i64::MAX, 1000)
-            .await
-            .unwrap();
-        if !h.is_empty() && s.len() >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no NIBP reading stored");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        async || {
+            let h = store
+                .history("room1/A", vitalsd::model::Metric::NibpSys, 0, i64::MAX, 10)
+                .await
+                .unwrap();
+            let s = store
+                .history("room1/A", vitalsd::model::Metric::Spo2, 0, i64::MAX, 1000)
+                .await
+                .unwrap();
+            (!h.is_empty() && s.len() >= 3).then_some(())
+        },
+        || "no NIBP reading stored".to_owned(),
+    )
+    .await;
     json_ok("POST", &format!("{base}/discharge"), None, 200).await;
     (rig, id)
 }

@@ -62,6 +62,7 @@ function tick() {
   if (now - S.trendDrawAt > 1000) {
     S.trendDrawAt = now;
     for (const bed of S.beds.values()) drawTrend(bed, snow);
+    S.trendDraws++;
   }
   updateAudio('timer');
   sendBeat(false);
@@ -116,6 +117,7 @@ Object.defineProperty(window, 'vitalsdState', {
       snapshots: S.snapshots.map((x) => Object.freeze(Object.assign({}, x))),
       trendMinutes: S.trendMinutes,
       alarmLogLoads: S.alarmLogLoads || 0,
+      trendDraws: S.trendDraws,
       recent: S.recent.map((e) => Object.freeze({ at: e.at, bed: e.bed, text: e.text, what: e.what })),
       trends: Object.freeze(Object.fromEntries([...S.beds.values()].map((b) => [b.id, Object.freeze(
         Object.fromEntries(Object.entries(b.trends).map(([m, r]) => {

@@ -59,6 +59,7 @@ export const S = {
   started: null,     // the daemon's start time, from the snapshot
   connectedAt: 0,    // performance.now() of the latest snapshot (or of the page's start)
   trendDrawAt: 0,    // when the trends were last drawn; 0 redraws them at the next tick
+  trendDraws: 0,     // how often the trends were drawn (test hook: wait for a redraw)
   alarmLogLoads: 0,  // how often the alarm log was filled from the history (test hook)
 };
 

@@ -15,6 +15,66 @@ use vitalsd::app::{self, Options, Running};
 use vitalsd::config::{Config, load_config_str};
 use vitalsd::sim::{self, SimHandle, scenario::Scenario};
 
+/// How often [`eventually`] and [`eventually_blocking`] look again.
+pub const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// Waits for something to happen: calls `check` until it gives `Some`, every [`POLL_EVERY`],
+/// and returns what it gave. After `within` it panics with `failure()` (say what was awaited
+/// and what was seen instead) and how long it waited. Tests wait with this, not with fixed
+/// sleeps: a fast run is not slowed down, and a slow one fails with a message, not a flake.
+pub async fn eventually<T>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+    failure: impl FnOnce() -> String,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{} (waited {within:?})", failure());
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// [`eventually`] for a check that says what it saw: `Err(why)` is "not yet", and the last
+/// `why` is the failure message after `within`.
+pub async fn eventually_ok<T>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(why) if tokio::time::Instant::now() >= deadline => {
+                panic!("{why} (waited {within:?})")
+            }
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
+}
+
+/// [`eventually`] for a test on a plain thread: polls `check` with `std::thread::sleep`.
+pub fn eventually_blocking<T>(
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    failure: impl FnOnce() -> String,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("{} (waited {within:?})", failure());
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
 /// A free TCP port on loopback (bind, read, release).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
