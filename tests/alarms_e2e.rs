@@ -1,7 +1,7 @@
 //! The alarm system end to end: simulator -> daemon -> alarm engine -> WebSocket, API and
 //! webhooks.
 
-use crate::util::{Client, Rig, USERS, Webhook, eventually, is_reading, scenario};
+use crate::util::{Client, Rig, USERS, Webhook, eventually, is_reading, notify_target, scenario};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -79,10 +79,7 @@ async fn a_desaturation_raises_the_spo2_alarm_within_its_condition_delay_plus_a_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_and_a_webhook_that_never_answers_do_not_delay_a_severe_alarm() {
     let black_hole = Webhook::start(false).await;
-    let extra = format!(
-        "[[notify]]\nname = \"pager\"\nurl = \"{}\"\ntimeout = \"30s\"\n",
-        black_hole.url
-    );
+    let extra = notify_target("pager", &black_hole.url, "timeout = \"30s\"");
     // 80 % is in the severe band (< 85): high priority, no delay.
     let rig = Rig::start_with(
         scenario(
@@ -313,10 +310,8 @@ async fn a_baseline_from_recent_readings_arms_the_relative_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_dashboard_alive_the_alarm_system_pages_staff() {
     let hook = Webhook::start(true).await;
-    let extra = format!(
-        "[alarms]\ndashboard_timeout = \"5s\"\n\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\n",
-        hook.url
-    );
+    let extra =
+        "[alarms]\ndashboard_timeout = \"5s\"\n".to_owned() + &notify_target("desk", &hook.url, "");
     let rig = Rig::start_with(scenario("", ""), "10m", &extra).await;
     // No WebSocket client connects.
     let n = eventually(
@@ -368,8 +363,10 @@ async fn an_undelivered_notification_survives_a_restart_and_is_delivered_after()
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let extra = format!(
-        "[[notify]]\nname = \"desk\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"1s\"\n"
+    let extra = notify_target(
+        "desk",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "timeout = \"1s\"",
     );
     let sc = || {
         scenario(

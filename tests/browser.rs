@@ -48,6 +48,19 @@ noise = 2.0
     Scenario::parse(&text).expect("browser scenario is valid")
 }
 
+/// The start of most browser tests: this test's turn at the browser (hold it to the end), a
+/// rig playing `scenario` with `extra` config, and a browser showing its dashboard.
+async fn dashboard(
+    scenario: Scenario,
+    extra: &str,
+) -> (tokio::sync::MutexGuard<'static, ()>, Rig, Browser) {
+    let one = ONE_BROWSER.lock().await;
+    let rig = Rig::start_with(scenario, "10m", extra).await;
+    let b = Browser::start().await;
+    b.open(&rig).await;
+    (one, rig, b)
+}
+
 /// Where screenshots go: the cargo target directory.
 fn target_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -224,10 +237,7 @@ return out;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a_screenshot() {
-    let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start(noisy_scenario("", ""), "10m").await;
-    let b = Browser::start().await;
-    b.open(&rig).await;
+    let (_one, rig, b) = dashboard(noisy_scenario("", ""), "").await;
 
     let first = b
         .wait("SpO2 and PR of both beds", SOON, ALL_FOUR_NUMBERS)
@@ -327,19 +337,16 @@ async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finger_out_shows_dashes_and_the_reason_never_the_previous_number() {
-    let _one = ONE_BROWSER.lock().await;
     // B's finger comes out at 25 s (time for Chromium to start on a busy machine): first
     // numbers, then no value.
-    let rig = Rig::start(
+    let (_one, rig, b) = dashboard(
         noisy_scenario(
             "",
             r#"events = [{ at = "25s", for = "1h", kind = "finger_out" }]"#,
         ),
-        "10m",
+        "",
     )
     .await;
-    let b = Browser::start().await;
-    b.open(&rig).await;
     b.wait(
         "B's SpO2 as a number first",
         SOON,
@@ -382,11 +389,8 @@ async fn a_finger_out_shows_dashes_and_the_reason_never_the_previous_number() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_without_a_gap() {
-    let _one = ONE_BROWSER.lock().await;
-    let mut rig = Rig::start(noisy_scenario("", ""), "10m").await;
+    let (_one, mut rig, b) = dashboard(noisy_scenario("", ""), "").await;
     let addr = rig.addr();
-    let b = Browser::start().await;
-    b.open(&rig).await;
     b.wait("live values", SOON, ALL_FOUR_NUMBERS).await;
     b.wait("a live link", SOON, "return window.vitalsdState.connected")
         .await;
@@ -622,15 +626,8 @@ fn shots_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_its_message() {
-    let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start_with(
-        scenario("", ""),
-        "10m",
-        "[alarms]\ndashboard_timeout = \"5s\"\n",
-    )
-    .await;
-    let b = Browser::start().await;
-    b.open(&rig).await;
+    let (_one, rig, b) =
+        dashboard(scenario("", ""), "[alarms]\ndashboard_timeout = \"5s\"\n").await;
     b.wait("live values", SOON, ALL_FOUR_NUMBERS).await;
 
     // Not armed: the page says it is not watching, and the daemon agrees: after the 5 s
@@ -964,19 +961,15 @@ async fn a_page_opened_mid_session_shows_the_earlier_trend_and_alarms_from_the_h
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deep_dip_extends_the_trend_axis_and_a_lost_oximeter_leaves_dashes_not_a_big_number() {
-    let _one = ONE_BROWSER.lock().await;
     // A falls to 60 %: the trend's SpO2 axis must reach 60, not clamp it at 70.
-    let rig = Rig::start(
+    let (_one, mut rig, b) = dashboard(
         scenario(
             r#"events = [{ at = "3s", for = "1h", kind = "desaturation", spo2 = 60, ramp = "1s" }]"#,
             "",
         ),
-        "10m",
+        "",
     )
     .await;
-    let mut rig = rig;
-    let b = Browser::start().await;
-    b.open(&rig).await;
     b.wait(
         "A's SpO2 at 60 on screen",
         SOON,
@@ -1364,10 +1357,7 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bed_whose_spo2_and_pulse_alarms_are_switched_off_says_so_until_limits_return() {
-    let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start(noisy_scenario("", ""), "10m").await;
-    let b = Browser::start().await;
-    b.open(&rig).await;
+    let (_one, rig, b) = dashboard(noisy_scenario("", ""), "").await;
     let banner = "[data-bed='room1/A'] .limits-off";
     b.wait(
         "A's page, with no limits-off indicator",

@@ -3,7 +3,9 @@
 //! SunTech cuff that never answers; a device server that comes up late; aliases of one
 //! endpoint refused by `check-config`.
 
-use crate::util::{Client, Webhook, bin, drain_reads, fake_device_server, free_port, is_reading};
+use crate::util::{
+    Client, Webhook, bin, drain_reads, fake_device_server, free_port, is_reading, notify_target,
+};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -264,7 +266,7 @@ async fn an_accept_and_close_device_server_is_one_standing_alarm_and_bounded_rec
     let d = Daemon::start(
         "masimo-rad8",
         &format!("127.0.0.1:{}", server.port),
-        &format!("[[notify]]\nname = \"desk\"\nurl = \"{}\"\n", hook.url),
+        &notify_target("desk", &hook.url, ""),
     );
     let mut c = d.client().await;
     c.wait_for("device_disconnected", LIMIT + SLACK, |m| {

@@ -4,8 +4,8 @@
 //! pause.
 
 use crate::util::{
-    Client, Rig, TestConfig, Webhook, bin, eventually, eventually_blocking, free_port, scenario,
-    write_scenario,
+    Client, Rig, TestConfig, Webhook, bin, eventually, eventually_blocking, free_port,
+    notify_target, scenario, write_scenario,
 };
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
@@ -57,8 +57,7 @@ fn desaturation(spo2: u32) -> String {
 async fn a_medium_alarm_left_unacknowledged_is_renotified_and_escalated() {
     let desk = Webhook::start(true).await;
     let charge = Webhook::start(true).await;
-    let extra = format!(
-        r#"
+    let extra = r#"
 [alarms]
 page_interval = "5s"
 
@@ -66,18 +65,10 @@ page_interval = "5s"
 renotify_every = "10s"
 escalate_after = "25s"
 levels = 2
-
-[[notify]]
-name = "desk"
-url = "{}"
-
-[[notify]]
-name = "charge"
-url = "{}"
-level = 1
-"#,
-        desk.url, charge.url
-    );
+"#
+    .to_owned()
+        + &notify_target("desk", &desk.url, "")
+        + &notify_target("charge", &charge.url, "level = 1");
     let rig = Rig::start_with(scenario(&desaturation(87), ""), "10m", &extra).await;
     let mut c = rig.client().await;
     let raised = c
@@ -119,8 +110,10 @@ level = 1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_alarms_failed_page_is_never_delivered_as_active() {
     let port = dead_port();
-    let extra = format!(
-        "[[notify]]\nname = \"desk\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"2s\"\n"
+    let extra = notify_target(
+        "desk",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "timeout = \"2s\"",
     );
     let rig = Rig::start_with(scenario(&desaturation(80), ""), "10m", &extra).await;
     let mut c = rig.client().await;
@@ -169,8 +162,10 @@ async fn an_acknowledged_alarms_failed_page_is_never_delivered_as_active() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_target_is_an_alarm_on_the_dashboard_until_it_delivers_again() {
     let port = dead_port();
-    let extra = format!(
-        "[[notify]]\nname = \"pager\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"2s\"\n"
+    let extra = notify_target(
+        "pager",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "timeout = \"2s\"",
     );
     let rig = Rig::start_with(scenario(&desaturation(80), ""), "10m", &extra).await;
     let mut c = rig.client().await;
@@ -222,10 +217,8 @@ async fn a_dead_target_does_not_delay_another_targets_pages() {
     let black_hole = Webhook::start(false).await;
     let live = Webhook::start(true).await;
     // The black hole is listed first and holds each attempt for a minute.
-    let extra = format!(
-        "[[notify]]\nname = \"hole\"\nurl = \"{}\"\ntimeout = \"60s\"\n\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\n",
-        black_hole.url, live.url
-    );
+    let extra = notify_target("hole", &black_hole.url, "timeout = \"60s\"")
+        + &notify_target("desk", &live.url, "");
     let rig = Rig::start_with(scenario(&desaturation(80), ""), "10m", &extra).await;
     let mut c = rig.client().await;
     let raised = c
@@ -308,12 +301,14 @@ fn outbox(data: &std::path::Path) -> Vec<(i64, Option<i64>, String)> {
 fn pending_pages_survive_kill_9_and_are_delivered_once_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let port = dead_port();
-    let extra = format!(
-        "[alarms]\ndashboard_timeout = \"10m\"\n\n[[notify]]\nname = \"desk\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"1s\"\n"
-    );
     let cfg = TestConfig::new(dir.path())
         .bp_interval("10m")
-        .extra(&extra)
+        .extra("[alarms]\ndashboard_timeout = \"10m\"")
+        .notify(
+            "desk",
+            &format!("http://127.0.0.1:{port}/hook"),
+            "timeout = \"1s\"",
+        )
         .write("notify.toml");
     let scen = write_scenario(dir.path(), "scenario.toml", &desaturation(80), "");
     let data = dir.path().join("data");
@@ -375,24 +370,12 @@ async fn a_device_server_that_accepts_and_closes_pages_its_condition_at_most_onc
     });
     let hook = Webhook::start(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!("[[notify]]\nname = \"desk\"\nurl = \"{}\"\n", hook.url);
-    let text = TestConfig::new(dir.path())
+    let cfg = TestConfig::new(dir.path())
         .bp_interval("10m")
-        .tcp(tcp)
-        .extra(&extra)
-        .text()
-        .replace(
-            &format!("tcp = \"127.0.0.1:{tcp}\"\nsimulated = true"),
-            &format!("tcp = \"127.0.0.1:{tcp}\""),
-        );
-    let cfg = std::sync::Arc::new(
-        vitalsd::config::load_config_str(&text, &dir.path().join("t.toml")).unwrap(),
-    );
-    let sim = vitalsd::sim::start(&cfg, scenario("", "")).await.unwrap();
-    let daemon = vitalsd::app::start(cfg.clone(), vitalsd::app::Options::default())
-        .await
-        .unwrap();
-    let mut c = Client::connect(&format!("ws://{}/ws", daemon.addr)).await;
+        .tcp_by_hand(tcp)
+        .notify("desk", &hook.url, "");
+    let rig = Rig::start_config(dir, &cfg, scenario("", "")).await;
+    let mut c = rig.client().await;
     let is_ours =
         |b: &Value| is_page(b, "device_disconnected") && b["alarm"]["device"] == "room1-A-nibp";
     received(&hook, "the page of the flapping cuff", SOON * 2, is_ours).await;
@@ -408,6 +391,5 @@ async fn a_device_server_that_accepts_and_closes_pages_its_condition_at_most_onc
     );
     let pages = hook.received().iter().filter(|b| is_ours(b)).count();
     assert_eq!(pages, 1, "{:?}", hook.received());
-    daemon.shutdown().await;
-    sim.shutdown().await;
+    rig.stop().await;
 }

@@ -2,7 +2,8 @@
 //! and the built binary's `demo` run from an empty directory (as `cargo install` leaves it).
 
 use crate::util::{
-    USERS, bin, eventually, free_port, listening_on, scenario_text, two_bed_config_text, with_extra,
+    USERS, bin, eventually, free_port, listening_on, notify_target, scenario_text,
+    two_bed_config_text, with_extra,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -247,9 +248,10 @@ async fn scrape_until(
 async fn metrics_show_readings_growing_an_alarm_raised_and_parse_as_prometheus_text() {
     let dir = tempfile::tempdir().unwrap();
     // A webhook target where nothing listens: its pages fail.
-    let desk = format!(
-        "[[notify]]\nname = \"desk\"\nurl = \"http://127.0.0.1:{}/page\"\ntimeout = \"1s\"\n",
-        free_port()
+    let desk = notify_target(
+        "desk",
+        &format!("http://127.0.0.1:{}/page", free_port()),
+        "timeout = \"1s\"",
     );
     let (cfg, sc) = write_rig(dir.path(), true, &desk);
     let (_kid, addr) = demo(&cfg, &sc);

@@ -151,6 +151,8 @@ pub struct TestConfig {
     bp_interval: String,
     tcp: u16,
     extra: String,
+    /// room1/A's TCP cuff is played by the test, not the simulator.
+    tcp_by_hand: bool,
 }
 
 impl TestConfig {
@@ -161,6 +163,7 @@ impl TestConfig {
             bp_interval: "5m".to_owned(),
             tcp: free_port(),
             extra: String::new(),
+            tcp_by_hand: false,
         }
     }
 
@@ -176,6 +179,19 @@ impl TestConfig {
         self
     }
 
+    /// room1/A's TCP cuff at `port`, played by the test (a fake device server): the simulator
+    /// leaves it alone.
+    pub fn tcp_by_hand(mut self, port: u16) -> TestConfig {
+        self.tcp = port;
+        self.tcp_by_hand = true;
+        self
+    }
+
+    /// Adds a webhook notification target ([`notify_target`]).
+    pub fn notify(self, name: &str, url: &str, keys: &str) -> TestConfig {
+        self.extra(&notify_target(name, url, keys))
+    }
+
     /// Adds top-level keys or tables (`[alarms]`, `[[users]]`, `[mqtt]`), placed before the
     /// rooms; may be called again.
     pub fn extra(mut self, toml: &str) -> TestConfig {
@@ -186,7 +202,11 @@ impl TestConfig {
 
     /// The config text.
     pub fn text(&self) -> String {
-        let rooms = two_bed_config_text(&self.dir, &self.bp_interval, self.tcp);
+        let mut rooms = two_bed_config_text(&self.dir, &self.bp_interval, self.tcp);
+        if self.tcp_by_hand {
+            let simulated = format!("tcp = \"127.0.0.1:{}\"\nsimulated = true", self.tcp);
+            rooms = rooms.replace(&simulated, &format!("tcp = \"127.0.0.1:{}\"", self.tcp));
+        }
         if self.extra.trim().is_empty() {
             rooms
         } else {
@@ -205,6 +225,17 @@ impl TestConfig {
         std::fs::write(&path, self.text()).expect("the test config is written");
         path
     }
+}
+
+/// A `[[notify]]` table: the webhook target `name` at `url`, plus `keys` (`timeout = "2s"`,
+/// `level = 1`, one per line) when not empty.
+pub fn notify_target(name: &str, url: &str, keys: &str) -> String {
+    let mut t = format!("\n[[notify]]\nname = \"{name}\"\nurl = \"{url}\"\n");
+    if !keys.trim().is_empty() {
+        t.push_str(keys.trim());
+        t.push('\n');
+    }
+    t
 }
 
 /// Writes [`scenario_text`] to `dir/name` for a daemon run as a process; returns the path.
@@ -287,6 +318,21 @@ impl Rig {
     pub async fn start_with(scenario: Scenario, bp_interval: &str, extra: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Arc::new(two_bed_config(dir.path(), bp_interval, extra));
+        let sim = sim::start(&cfg, scenario).await.expect("simulator starts");
+        let daemon = app::start(cfg.clone(), Options::default())
+            .await
+            .expect("daemon starts");
+        Rig {
+            dir,
+            cfg,
+            sim: Some(sim),
+            daemon: Some(daemon),
+        }
+    }
+
+    /// [`Rig::start`] with the config `cfg` built for `dir`.
+    pub async fn start_config(dir: tempfile::TempDir, cfg: &TestConfig, scenario: Scenario) -> Rig {
+        let cfg = Arc::new(cfg.load());
         let sim = sim::start(&cfg, scenario).await.expect("simulator starts");
         let daemon = app::start(cfg.clone(), Options::default())
             .await
