@@ -15,14 +15,21 @@
 //!   durations, alarm conditions and priorities, limit rules and presets, the engine policy, a
 //!   bed's devices as the engine needs them. No I/O.
 //! - [`clock`]: monotonic and wall-clock time; the only place that reads a clock.
-//! - [`protocol`]: pure decoders (and the simulator's encoders), one file per device family.
-//!   Bytes in, measurements out; never panics, never turns a "no value" code into a number.
+//! - [`protocol`]: pure decoders (and the simulator's encoders), one file per device family;
+//!   the byte-stream framing several families share in `protocol/framing.rs`. Bytes in,
+//!   measurements out; never panics, never turns a "no value" code into a number.
 //! - [`alarm`]: the pure per-bed alarm engine (limits, technical conditions, latching, audio
-//!   pause, escalation) and the dashboard watchdog; runs inline on the decode path. Built from
+//!   pause, escalation) and the dashboard watchdog; runs inline on the decode path; the engine
+//!   by concern in `alarm/engine/` (physiological, technical, escalation, operator actions,
+//!   snapshot). Built from
 //!   plain data ([`model::BedSpec`], [`model::BedLimits`], [`model::Policy`]), never from the
 //!   config.
 //! - [`config`]: the clinic's config file and the device profiles in `devices/`, validated with
-//!   errors that name file, line and key.
+//!   errors that name file, line and key. Values are typed (`config/values.rs`: ids, roles,
+//!   addresses, URLs, UUIDs, protocol and metric names, with durations from `model`) and read
+//!   by serde through one reader (`config::read_toml`, the scenario loader's too), so a bad
+//!   value is refused while the file is read; `raw.rs` is the file as written, `load.rs`,
+//!   `profiles.rs`, `topology.rs` the checks across values.
 //! - [`transport`]: byte streams from serial ports and TCP serial device servers, with
 //!   reconnect and backoff; Bluetooth LE GATT notifications through btleplug/BlueZ
 //!   ([`transport::ble`]).

@@ -8,14 +8,13 @@
 //! lines, label escaping and histogram buckets.
 
 use super::ApiState;
-use super::auth::require;
-use crate::config::Role;
+use super::auth::RequireViewer;
 use crate::hub::wire::DeviceStatus;
 use crate::metrics::{Metrics, QUEUE_NOTIFY};
 use crate::model::DeviceIdx;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::collector::Collector;
@@ -31,10 +30,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new().route("/metrics", get(scrape))
 }
 
-async fn scrape(State(s): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(e) = require(&s, &headers, Role::Viewer) {
-        return e.into_response();
-    }
+async fn scrape(State(s): State<ApiState>, _: RequireViewer) -> Response {
     match render(&s) {
         Ok(body) => (
             [(
