@@ -3,7 +3,6 @@
 //! profile, and a WebSocket client sees the simulated values.
 
 use crate::util::{Rig, is_reading, scenario};
-use std::sync::Arc;
 use std::time::Duration;
 use vitalsd::config::load_config_str;
 
@@ -33,19 +32,8 @@ simulated = true
 "#,
         dir = dir.path().display()
     );
-    let cfg = Arc::new(load_config_str(&text, &dir.path().join("test.toml")).unwrap());
-    let sim = vitalsd::sim::start(&cfg, scenario("", ""))
-        .await
-        .expect("simulator starts");
-    let daemon = vitalsd::app::start(cfg.clone(), vitalsd::app::Options::default())
-        .await
-        .expect("daemon starts");
-    Rig {
-        dir,
-        cfg,
-        sim: Some(sim),
-        daemon: Some(daemon),
-    }
+    let cfg = load_config_str(&text, &dir.path().join("test.toml")).unwrap();
+    Rig::start_loaded(dir, cfg, scenario("", "")).await
 }
 
 /// Waits for a valid reading of each `(metric, value)` from room1/A.

@@ -44,12 +44,11 @@ pub use mqtt::{
 };
 pub use profiles::{
     BUILTIN_PROFILES, MAX_EXPECTED_PERIOD, MIN_EXPECTED_PERIOD, load_profile, load_profiles,
-    parse_ble_uuid,
 };
 pub use topology::{
     DEFAULT_BP_INTERVAL, DEFAULT_PRESET, MAX_BP_INTERVAL, MIN_BP_INTERVAL, absent_ports,
-    normalize_address,
 };
+pub use values::{normalize_address, parse_ble_uuid};
 
 use crate::model::{BedIdx, BedSpec, DeviceIdx, DeviceSpec, Metric};
 use std::net::SocketAddr;

@@ -230,31 +230,6 @@ pub(super) fn check_max_rate(
     }
 }
 
-/// The Bluetooth base UUID, `0000xxxx-0000-1000-8000-00805f9b34fb`.
-pub(super) const BLUETOOTH_BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
-
-/// Parses a BLE UUID: the full form (`49535343-fe7d-4ae5-8fa9-9fafd205e455`) or a 16-bit SIG
-/// number (`1822`, `0x2A5F`), which stands for the full UUID on the Bluetooth base.
-pub fn parse_ble_uuid(s: &str) -> Option<uuid::Uuid> {
-    let t = s.trim();
-    let short = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    if short.len() == 4 && short.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let n = u16::from_str_radix(short, 16).ok()?;
-        return Some(uuid::Uuid::from_u128(
-            BLUETOOTH_BASE | (u128::from(n) << 96),
-        ));
-    }
-    if t.len() == 36 {
-        return uuid::Uuid::parse_str(t).ok();
-    }
-    None
-}
-
-pub(super) const UUID_EXPECTED: &str = "expected a 16-bit SIG number such as \"2A5F\" or a full UUID such as \"49535343-fe7d-4ae5-8fa9-9fafd205e455\"";
-
 /// Shortest and longest accepted `poll_every`.
 pub(super) const MIN_POLL: Duration = Duration::from_millis(200);
 

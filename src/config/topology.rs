@@ -447,17 +447,6 @@ pub(super) fn validate_device(
     })
 }
 
-/// `AA:BB:CC:DD:EE:FF` in upper case, or None if `s` is not six hex pairs joined by colons.
-pub fn normalize_address(s: &str) -> Option<String> {
-    let t = s.trim();
-    let parts: Vec<&str> = t.split(':').collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
-    ok.then(|| t.to_ascii_uppercase())
-}
-
 /// One message per bound serial port that does not exist right now. `check-config` reports these
 /// as errors; `run` only logs them as warnings and keeps retrying the port, so that one unplugged
 /// adapter does not stop the monitoring of every other bed (docs/configuration.md).

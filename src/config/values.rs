@@ -198,7 +198,7 @@ impl<'de> Deserialize<'de> for MqttUrl {
 }
 
 /// A GATT service or characteristic UUID in a device profile: a full UUID or a 16-bit SIG
-/// number ([`super::parse_ble_uuid`]).
+/// number ([`parse_ble_uuid`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct BleUuid {
     /// The UUID as written, for messages about it.
@@ -210,25 +210,62 @@ pub(super) struct BleUuid {
 impl<'de> Deserialize<'de> for BleUuid {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let written = text(d)?;
-        match super::parse_ble_uuid(&written) {
+        match parse_ble_uuid(&written) {
             Some(uuid) => Ok(BleUuid { written, uuid }),
             None => Err(D::Error::custom(format!(
                 "{written:?} is not a UUID, {}",
-                super::profiles::UUID_EXPECTED
+                UUID_EXPECTED
             ))),
         }
     }
 }
 
+/// The Bluetooth base UUID, `0000xxxx-0000-1000-8000-00805f9b34fb`.
+const BLUETOOTH_BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5f9b_34fb;
+
+/// Parses a BLE UUID: the full form (`49535343-fe7d-4ae5-8fa9-9fafd205e455`) or a 16-bit SIG
+/// number (`1822`, `0x2A5F`), which stands for the full UUID on the Bluetooth base.
+pub fn parse_ble_uuid(s: &str) -> Option<uuid::Uuid> {
+    let t = s.trim();
+    let short = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if short.len() == 4 && short.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let n = u16::from_str_radix(short, 16).ok()?;
+        return Some(uuid::Uuid::from_u128(
+            BLUETOOTH_BASE | (u128::from(n) << 96),
+        ));
+    }
+    if t.len() == 36 {
+        return uuid::Uuid::parse_str(t).ok();
+    }
+    None
+}
+
+/// What a UUID must look like, for messages about a bad one.
+const UUID_EXPECTED: &str = "expected a 16-bit SIG number such as \"2A5F\" or a full UUID such as \"49535343-fe7d-4ae5-8fa9-9fafd205e455\"";
+
+/// `AA:BB:CC:DD:EE:FF` in upper case, or None if `s` is not six hex pairs joined by colons.
+pub fn normalize_address(s: &str) -> Option<String> {
+    let t = s.trim();
+    let parts: Vec<&str> = t.split(':').collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| t.to_ascii_uppercase())
+}
+
 /// A Bluetooth LE device address (`address`): six hex pairs separated by colons, kept in upper
-/// case ([`super::normalize_address`]).
+/// case ([`normalize_address`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct BleAddress(pub(super) String);
 
 impl<'de> Deserialize<'de> for BleAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = text(d)?;
-        super::normalize_address(&s).map(BleAddress).ok_or_else(|| {
+        normalize_address(&s).map(BleAddress).ok_or_else(|| {
             D::Error::custom(format!(
                 "{s:?} is not a Bluetooth address, expected six hex pairs separated by colons such as \"00:1C:05:FF:4E:2A\""
             ))

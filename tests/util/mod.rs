@@ -317,22 +317,18 @@ impl Rig {
     /// [`Rig::start`] with extra config (users, alarms, notify targets).
     pub async fn start_with(scenario: Scenario, bp_interval: &str, extra: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Arc::new(two_bed_config(dir.path(), bp_interval, extra));
-        let sim = sim::start(&cfg, scenario).await.expect("simulator starts");
-        let daemon = app::start(cfg.clone(), Options::default())
-            .await
-            .expect("daemon starts");
-        Rig {
-            dir,
-            cfg,
-            sim: Some(sim),
-            daemon: Some(daemon),
-        }
+        let cfg = two_bed_config(dir.path(), bp_interval, extra);
+        Rig::start_loaded(dir, cfg, scenario).await
     }
 
     /// [`Rig::start`] with the config `cfg` built for `dir`.
     pub async fn start_config(dir: tempfile::TempDir, cfg: &TestConfig, scenario: Scenario) -> Rig {
-        let cfg = Arc::new(cfg.load());
+        Rig::start_loaded(dir, cfg.load(), scenario).await
+    }
+
+    /// [`Rig::start`] with a config of its own (its ports and data in `dir`).
+    pub async fn start_loaded(dir: tempfile::TempDir, cfg: Config, scenario: Scenario) -> Rig {
+        let cfg = Arc::new(cfg);
         let sim = sim::start(&cfg, scenario).await.expect("simulator starts");
         let daemon = app::start(cfg.clone(), Options::default())
             .await

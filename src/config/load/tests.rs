@@ -1,8 +1,9 @@
 use super::*;
 use crate::config::check::is_valid_id;
-use crate::config::profiles::{BUILTIN_PROFILES, load_profile, load_profiles, parse_ble_uuid};
-use crate::config::topology::{DEFAULT_BP_INTERVAL, absent_ports, normalize_address};
+use crate::config::profiles::{BUILTIN_PROFILES, load_profile, load_profiles};
+use crate::config::topology::{DEFAULT_BP_INTERVAL, absent_ports};
 use crate::config::values::check_tcp;
+use crate::config::values::{normalize_address, parse_ble_uuid};
 use crate::config::{BleCharacteristic, Endpoint, LinkSettings, TransportKind};
 use crate::model::{BedIdx, DeviceIdx, Metric};
 
