@@ -54,10 +54,27 @@ async fn dashboard(
     scenario: Scenario,
     extra: &str,
 ) -> (tokio::sync::MutexGuard<'static, ()>, Rig, Browser) {
+    dashboard_as(scenario, extra, None).await
+}
+
+/// [`dashboard`] opened with `token` in the address's fragment (`/#token=...`), as a nurse's
+/// bookmark holds it.
+async fn dashboard_as(
+    scenario: Scenario,
+    extra: &str,
+    token: Option<&str>,
+) -> (tokio::sync::MutexGuard<'static, ()>, Rig, Browser) {
     let one = ONE_BROWSER.lock().await;
     let rig = Rig::start_with(scenario, "10m", extra).await;
     let b = Browser::start().await;
-    b.open(&rig).await;
+    match token {
+        None => b.open(&rig).await,
+        Some(token) => b
+            .client
+            .goto(&format!("http://{}/#token={token}", rig.addr()))
+            .await
+            .expect("the dashboard loads"),
+    }
     (one, rig, b)
 }
 
@@ -200,6 +217,13 @@ impl Browser {
         }
     }
 
+    /// Takes a screenshot, saves it as `dir/name` and returns it.
+    async fn screenshot(&self, dir: &std::path::Path, name: &str) -> Vec<u8> {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(dir.join(name), &png).unwrap();
+        png
+    }
+
     /// Waits until the trends are drawn again after now (the page redraws them about once a
     /// second), so that a screenshot shows them as the data now stands.
     async fn next_trend_draw(&self) {
@@ -286,13 +310,7 @@ async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a
             .contains("AUDIO NOT ARMED - click to enable alarm sound"),
         "{bar}"
     );
-    b.client
-        .find(Locator::Css("#audio-bar"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#audio-bar").await;
     b.wait(
         "audio armed after one click",
         SOON,
@@ -327,10 +345,8 @@ async fn both_recliners_values_appear_and_change_and_the_room_view_is_saved_as_a
     )
     .await;
     b.next_trend_draw().await;
-    let png = b.client.screenshot().await.expect("a screenshot");
-    let path = target_dir().join("dashboard-room.png");
-    std::fs::write(&path, &png).unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "{}", path.display());
+    let png = b.screenshot(&target_dir(), "dashboard-room.png").await;
+    assert!(png.starts_with(b"\x89PNG"), "dashboard-room.png");
     b.close().await;
     rig.stop().await;
 }
@@ -395,13 +411,7 @@ async fn stopping_and_restarting_the_daemon_shows_not_monitoring_then_recovers_w
     b.wait("a live link", SOON, "return window.vitalsdState.connected")
         .await;
     assert!(!b.visible("#not-monitoring").await);
-    b.client
-        .find(Locator::Css("#audio-bar"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#audio-bar").await;
     b.wait(
         "audio armed, nothing sounding",
         SOON,
@@ -487,13 +497,7 @@ async fn a_desaturation_shows_the_alarm_banner_in_time_and_acknowledging_silence
         }).observe(document.getElementById('banner'), { childList: true, subtree: true });
         return true;"#)
         .await;
-    b.client
-        .find(Locator::Css("#audio-bar"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#audio-bar").await;
     let first_below = c
         .wait_for("A's SpO2 below 90", SOON, |m| {
             crate::util::is_reading(m, "room1/A", "spo2")
@@ -560,19 +564,14 @@ async fn a_desaturation_shows_the_alarm_banner_in_time_and_acknowledging_silence
         "assertive",
         "{said}"
     );
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(target_dir().join("dashboard-alarm.png"), &png).unwrap();
+    b.screenshot(&target_dir(), "dashboard-alarm.png").await;
 
     // The nurse acknowledges A's alarm on A's tile: A stops sounding, B keeps sounding.
-    b.client
-        .find(Locator::Css(&format!(
-            "[data-bed='room1/A'] button.ack[data-alarm='{id_a}']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &b,
+        &format!("[data-bed='room1/A'] button.ack[data-alarm='{id_a}']"),
+    )
+    .await;
     let state = b
         .wait(
             "A acknowledged and silent",
@@ -597,13 +596,7 @@ async fn a_desaturation_shows_the_alarm_banner_in_time_and_acknowledging_silence
     .await;
 
     // Audio pause on B: its alarm goes quiet, the button counts down.
-    b.client
-        .find(Locator::Css("[data-bed='room1/B'] button.pause"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "[data-bed='room1/B'] button.pause").await;
     b.wait(
         "B paused with a countdown",
         SOON,
@@ -681,18 +674,11 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
              return [li.querySelector('button.ack').hidden, li.querySelector('.state').textContent];")
         .await;
     assert_eq!(ack, json!([true, "ENDS WHEN A DASHBOARD ARMS ITS SOUND"]));
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(shots_dir().join("dashboard-unarmed.png"), &png).unwrap();
+    b.screenshot(&shots_dir(), "dashboard-unarmed.png").await;
 
     // One click arms the sound: the page's heartbeat says so, the daemon clears no_dashboard
     // and counts the page as a live dashboard.
-    b.client
-        .find(Locator::Css("#audio-bar"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#audio-bar").await;
     let state = b
         .wait(
             "no_dashboard cleared and the page counted as watching",
@@ -836,19 +822,14 @@ async fn the_page_counts_as_watching_only_once_armed_and_sounds_an_alarm_from_it
                 document.getElementById('watch-count').textContent === 'able to sound: 1'",
     )
     .await;
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(shots_dir().join("dashboard-armed.png"), &png).unwrap();
+    b.screenshot(&shots_dir(), "dashboard-armed.png").await;
 
     // Acknowledged: the sound stops at once.
-    b.client
-        .find(Locator::Css(&format!(
-            "[data-bed='room1/A'] button.ack[data-alarm='{id}']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &b,
+        &format!("[data-bed='room1/A'] button.ack[data-alarm='{id}']"),
+    )
+    .await;
     b.wait(
         "silence after the acknowledgement",
         SOON,
@@ -953,8 +934,7 @@ async fn a_page_opened_mid_session_shows_the_earlier_trend_and_alarms_from_the_h
     )
     .await;
     b.next_trend_draw().await;
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(target_dir().join("dashboard-history.png"), &png).unwrap();
+    b.screenshot(&target_dir(), "dashboard-history.png").await;
     b.close().await;
     rig.stop().await;
 }
@@ -1081,8 +1061,7 @@ async fn a_deep_dip_extends_the_trend_axis_and_a_lost_oximeter_leaves_dashes_not
     )
     .await;
     b.next_trend_draw().await;
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(target_dir().join("dashboard-lost.png"), &png).unwrap();
+    b.screenshot(&target_dir(), "dashboard-lost.png").await;
     b.close().await;
     rig.stop().await;
 }
@@ -1126,16 +1105,12 @@ async fn wait_msg(b: &Browser, text: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dashboard() {
-    let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start_with(noisy_scenario("", ""), "10m", crate::util::USERS).await;
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!(
-            "http://{}/#token=nurse-token-0123456789",
-            rig.addr()
-        ))
-        .await
-        .unwrap();
+    let (_one, rig, b) = dashboard_as(
+        noisy_scenario("", ""),
+        crate::util::USERS,
+        Some("nurse-token-0123456789"),
+    )
+    .await;
     b.wait("A's numbers", SOON, ALL_FOUR_NUMBERS).await;
     // The token stays out of URLs (the WebSocket sends it as its first message) and out of
     // storage that outlives the tab (issue 11).
@@ -1287,8 +1262,7 @@ async fn a_nurse_admits_doses_captures_the_baseline_and_discharges_from_the_dash
     )
     .await;
     b.next_trend_draw().await;
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(target_dir().join("dashboard-session.png"), &png).unwrap();
+    b.screenshot(&target_dir(), "dashboard-session.png").await;
     click(
         &b,
         "[data-bed='room1/A'] [data-act='discharge'] button[type='submit']",
@@ -1620,12 +1594,8 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
     for (w, h, name) in [(1920, 1080, "1080p"), (1280, 800, "1280x800")] {
         b.client.set_window_size(w, h).await.unwrap();
         b.next_trend_draw().await; // at the new size
-        let png = b.client.screenshot().await.expect("a screenshot");
-        std::fs::write(
-            target_dir().join(format!("dashboard-10rooms-{name}.png")),
-            &png,
-        )
-        .unwrap();
+        b.screenshot(&target_dir(), &format!("dashboard-10rooms-{name}.png"))
+            .await;
         let problems = b.js(LAYOUT_PROBLEMS).await;
         assert_eq!(problems, json!([]), "ten rooms at {name}");
         // Scrolled to the last room: the banner is still on screen.
@@ -1637,12 +1607,11 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
             "return window.scrollY > 0 && window.scrollY + window.innerHeight >= document.body.scrollHeight - 1",
         )
         .await;
-        let png = b.client.screenshot().await.expect("a screenshot");
-        std::fs::write(
-            target_dir().join(format!("dashboard-10rooms-{name}-bottom.png")),
-            &png,
+        b.screenshot(
+            &target_dir(),
+            &format!("dashboard-10rooms-{name}-bottom.png"),
         )
-        .unwrap();
+        .await;
         let problems = b.js(LAYOUT_PROBLEMS).await;
         assert_eq!(problems, json!([]), "ten rooms at {name}, scrolled down");
         b.js("window.scrollTo(0, 0); return true;").await;
@@ -1677,16 +1646,15 @@ async fn ten_rooms_at_1080p_and_two_beds_at_1280x800_keep_their_numbers_in_place
         json!(false),
         "the demo badge shows (simulated data)"
     );
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(target_dir().join("dashboard-1280x800-unarmed.png"), &png).unwrap();
+    b.screenshot(&target_dir(), "dashboard-1280x800-unarmed.png")
+        .await;
     let problems = b.js(LAYOUT_PROBLEMS).await;
     assert_eq!(problems, json!([]), "two beds at 1280x800, sound not armed");
     click(&b, "#audio-bar").await;
     b.wait("armed", SOON, "return window.vitalsdState.audioArmed")
         .await;
     b.next_trend_draw().await;
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(target_dir().join("dashboard-1280x800.png"), &png).unwrap();
+    b.screenshot(&target_dir(), "dashboard-1280x800.png").await;
     let problems = b.js(LAYOUT_PROBLEMS).await;
     assert_eq!(problems, json!([]), "two beds at 1280x800");
     // The two recliners side by side, both beds' numbers on screen without scrolling.
@@ -1829,24 +1797,19 @@ async fn the_session_report_reads_in_the_clinics_time_zone_with_a_summary_per_pa
         .goto(&format!("file://{}", path.display()))
         .await
         .unwrap();
-    let png = b.client.screenshot().await.expect("a screenshot");
-    std::fs::write(target_dir().join("session-report.png"), &png).unwrap();
+    b.screenshot(&target_dir(), "session-report.png").await;
     b.close().await;
     rig.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_with_a_wrong_token_is_refused_on_its_websocket_and_says_so() {
-    let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start_with(noisy_scenario("", ""), "10m", crate::util::USERS).await;
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!(
-            "http://{}/#token=not-a-token-of-this-site-000",
-            rig.addr()
-        ))
-        .await
-        .unwrap();
+    let (_one, rig, b) = dashboard_as(
+        noisy_scenario("", ""),
+        crate::util::USERS,
+        Some("not-a-token-of-this-site-000"),
+    )
+    .await;
     // The WebSocket opens, sends the token as its first message, is closed with 4401, and the
     // page says why (and shows no numbers).
     let said = b
