@@ -591,6 +591,23 @@ fn pleth_samples(sim: &mut DeviceSim, t: Duration, n: usize, step: Duration) -> 
         .collect()
 }
 
+/// One 100 ms batch of a Contec oximeter (60 Hz): six frames from scenario time `t`, each
+/// `frame(numbers, pleth, flags)` with the 7-bit pleth, the oximeter's flags and whether it
+/// has numbers to send.
+fn contec_batch<const N: usize>(
+    sim: &mut DeviceSim,
+    t: Duration,
+    f: &Faults,
+    mut frame: impl FnMut(bool, u8, model::Flags) -> [u8; N],
+) -> Vec<u8> {
+    let (flags, numbers) = oximeter_flags(f);
+    let mut bytes = Vec::with_capacity(6 * N);
+    for pleth in pleth_samples(sim, t, 6, Duration::from_micros(16_667)) {
+        bytes.extend_from_slice(&frame(numbers, pleth >> 1, flags));
+    }
+    bytes
+}
+
 /// A Contec CMS50D+ with old firmware: 5-byte frames at 60 Hz, unasked, sent in batches of six
 /// every 100 ms.
 async fn contec_legacy_session<S: AsyncRead + AsyncWrite + Unpin>(
@@ -607,16 +624,14 @@ async fn contec_legacy_session<S: AsyncRead + AsyncWrite + Unpin>(
         if f.disconnected {
             return SessionEnd::Unplugged;
         }
-        let (flags, numbers) = oximeter_flags(&f);
-        let mut bytes = Vec::with_capacity(6 * contec::LEGACY_LEN);
-        for pleth in pleth_samples(sim, t, 6, Duration::from_micros(16_667)) {
-            bytes.extend_from_slice(&contec::encode_legacy(
+        let bytes = contec_batch(sim, t, &f, |numbers, pleth, flags| {
+            contec::encode_legacy(
                 numbers.then_some(v.spo2),
                 numbers.then_some(v.pulse_rate),
-                pleth >> 1,
+                pleth,
                 flags,
-            ));
-        }
+            )
+        });
         if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
             return end;
         }
@@ -670,17 +685,15 @@ async fn contec_v7_session<S: AsyncRead + AsyncWrite + Unpin>(
         if alive_since.is_none() {
             continue;
         }
-        let (flags, numbers) = oximeter_flags(&f);
-        let mut bytes = Vec::with_capacity(6 * contec::V7_REALTIME_LEN);
-        for pleth in pleth_samples(sim, t, 6, Duration::from_micros(16_667)) {
-            bytes.extend_from_slice(&contec::encode_v7_realtime(
+        let bytes = contec_batch(sim, t, &f, |numbers, pleth, flags| {
+            contec::encode_v7_realtime(
                 numbers.then_some(v.spo2),
                 numbers.then_some(v.pulse_rate),
                 numbers.then_some(v.perfusion_index),
-                pleth >> 1,
+                pleth,
                 flags,
-            ));
-        }
+            )
+        });
         if let Err(end) = write(sim, &mut io, f.garbage, &bytes).await {
             return end;
         }
