@@ -6,9 +6,7 @@
 //! Everything runs for real: the `vitalsd` binary (`demo --config`, simulated devices), real
 //! TCP, the store's SQLite file, `kill -9`.
 
-use crate::util::{
-    bin, eventually, free_port, http, listening_on, scenario_text, two_bed_config_text, with_extra,
-};
+use crate::util::{TestConfig, bin, eventually, free_port, http, listening_on, scenario_text};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -135,11 +133,13 @@ struct Daemon {
 
 fn config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("site.toml");
-    if !path.exists() {
-        let text = two_bed_config_text(dir, "1m", free_port());
-        std::fs::write(&path, with_extra(&text, extra)).unwrap();
+    if path.exists() {
+        return path;
     }
-    path
+    TestConfig::new(dir)
+        .bp_interval("1m")
+        .extra(extra)
+        .write("site.toml")
 }
 
 impl Daemon {

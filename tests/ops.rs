@@ -2,8 +2,7 @@
 //! and the built binary's `demo` run from an empty directory (as `cargo install` leaves it).
 
 use crate::util::{
-    USERS, bin, eventually, free_port, listening_on, notify_target, scenario_text,
-    two_bed_config_text, with_extra,
+    TestConfig, USERS, bin, eventually, free_port, listening_on, notify_target, scenario_text,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -191,12 +190,11 @@ fn write_rig(
     desaturate: bool,
     extra: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cfg = with_extra(
-        &two_bed_config_text(dir, "1h", free_port()),
-        &format!("{USERS}\n{extra}"),
-    );
-    let cfg_path = dir.join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let cfg_path = TestConfig::new(dir)
+        .bp_interval("1h")
+        .extra(USERS)
+        .extra(extra)
+        .write("vitalsd.toml");
     let a = if desaturate {
         r#"events = [{ at = "1s", for = "1h", kind = "desaturation", spo2 = 80, ramp = "1s" }]"#
     } else {
