@@ -138,6 +138,8 @@ impl Browser {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     let _ = e;
+                    // A condition wait (until chromedriver serves a session), polled slower
+                    // than util::eventually: each attempt may start a Chromium.
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Err(e) => {
