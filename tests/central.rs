@@ -216,6 +216,28 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
         .await;
     assert_eq!(r["value"], 95.0, "{r}");
     assert_eq!(r["site"], "south");
+    // Each site's device read comes as one version-2 `readings` message: a Masimo line is
+    // SpO2, pulse rate and PI together (the test client hands them out one by one, with the
+    // message's `v` and size).
+    for site in ["north", "south"] {
+        let bed = format!("{site}/room1/A");
+        let r = ws
+            .wait_for(&format!("a read of {bed}'s Masimo"), SOON, |m| {
+                crate::util::is_reading(m, &bed, "spo2")
+            })
+            .await;
+        assert_eq!(
+            (r["v"].as_u64(), r["batch"].as_u64()),
+            (Some(2), Some(3)),
+            "{r}"
+        );
+        assert_eq!(r["site"], site, "{r}");
+        for metric in ["pulse_rate", "perfusion_index"] {
+            let next = ws.next(SOON).await.unwrap();
+            assert!(crate::util::is_reading(&next, &bed, metric), "{next}");
+            assert_eq!(next["seq"], r["seq"], "the same message: {next}");
+        }
+    }
     let alarm = ws
         .wait_for("north's spo2_low", SOON, |m| {
             raised(m, "north/room1/A", "spo2_low")
@@ -255,6 +277,64 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
             .any(|a| a["bed"] == "north/room1/A" && a["condition"] == "spo2_low"),
         "{alarms}"
     );
+
+    // What came before a dashboard opened at central: its trends and alarm log fill from the
+    // central's history, in the site API's shapes.
+    let history = |path: String| async move {
+        let (status, v) = http(addr, "GET", &path, Some("viewer-token-0123456789"), None).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    };
+    let north_a = history("/api/beds/north%2Froom1/A/history?metric=spo2&points=2000".into()).await;
+    assert_eq!(
+        (north_a["bed"].as_str(), north_a["unit"].as_str()),
+        (Some("north/room1/A"), Some("%"))
+    );
+    let values: Vec<f64> = north_a["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["avg"].as_f64())
+        .collect();
+    assert!(
+        values.len() > 1 && values.iter().any(|v| *v < 90.0),
+        "north A's SpO2 into its desaturation: {north_a}"
+    );
+    let south_b = history("/api/beds/south%2Froom1/B/history?metric=spo2".into()).await;
+    let p = &south_b["points"][0];
+    assert_eq!(
+        (p["avg"].as_f64(), p["n"].as_u64(), p["invalid"].as_u64()),
+        (Some(95.0), Some(1), Some(0)),
+        "{south_b}"
+    );
+    // Asked for fewer points than readings: min/max/mean buckets, as at a site.
+    let bucketed = history("/api/beds/north%2Froom1/A/history?metric=spo2&points=1".into()).await;
+    let b = &bucketed["points"][0];
+    let (min, avg, max) = (b["min"].as_f64(), b["avg"].as_f64(), b["max"].as_f64());
+    assert!(
+        b["n"].as_u64() > Some(1) && min < Some(90.0) && min <= avg && avg <= max,
+        "{bucketed}"
+    );
+    let log = history("/api/alarms/history?limit=50".into()).await;
+    assert!(
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "raised"
+                && e["alarm"]["id"] == alarm["alarm"]["id"]
+                && e["bed"] == "north/room1/A"),
+        "north's spo2_low in the central's alarm log, with its central id: {log}"
+    );
+    let (status, _) = http(
+        addr,
+        "GET",
+        "/api/beds/east%2Froom1/A/history?metric=spo2",
+        Some("viewer-token-0123456789"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "no site east");
     ws.close().await;
 }
 

@@ -9,6 +9,7 @@
 //! ([`crate::mqtt::command`]); the acknowledgement shows once the site's own alarm event
 //! says so.
 
+pub mod history;
 pub mod state;
 
 use crate::api::auth::{ApiError, Principal, WS_PROTOCOL, check_users, token_from_protocols};
@@ -284,6 +285,8 @@ fn router(s: Shared) -> Router {
         .route("/api/rooms", get(rooms))
         .route("/api/sites", get(sites))
         .route("/api/alarms", get(alarms))
+        .route("/api/alarms/history", get(alarm_history))
+        .route("/api/beds/{room}/{recliner}/history", get(bed_history))
         .route("/api/alarms/{id}/ack", post(acknowledge))
         .route("/api/beds/{room}/{recliner}/audio-pause", post(pause))
         .route("/ws", get(ws_upgrade))
@@ -343,6 +346,103 @@ async fn alarms(State(s): State<Shared>, headers: HeaderMap) -> Response {
     }
     let list = lock(&s.inner).state.alarms();
     json_response(&json!({ "alarms": list }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlarmHistoryQuery {
+    bed: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The alarm events the central received (its bounded log, [`history::MAX_EVENTS`]), newest
+/// first, in the shape of a site's `GET /api/alarms/history`.
+async fn alarm_history(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    q: Result<axum::extract::Query<AlarmHistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    require(&s, &headers, Role::Viewer)?;
+    let axum::extract::Query(q) = q.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{e}; expected ?bed=site/room1/A&limit=N (both optional)"
+        ))
+    })?;
+    let limit = q.limit.unwrap_or(200).clamp(1, 5000);
+    let g = lock(&s.inner);
+    if let Some(b) = &q.bed
+        && !g.state.has_bed(b)
+    {
+        return Err(ApiError::not_found(format!(
+            "no bed {b:?}, expected a central bed id (site/room/recliner)"
+        )));
+    }
+    let events = g.state.history.events(q.bed.as_deref(), limit);
+    Ok(json_response(&json!({ "events": events })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BedHistoryQuery {
+    metric: String,
+    from: Option<String>,
+    to: Option<String>,
+    points: Option<usize>,
+}
+
+/// A bed's readings of one metric from the central's window ([`history::WINDOW_MS`]), in
+/// the shape of a site's `GET /api/beds/{room}/{recliner}/history` (same query).
+async fn bed_history(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    BedPath(bed): BedPath,
+    q: Result<axum::extract::Query<BedHistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use crate::api::records::{MAX_POINTS, parse_time};
+    use crate::model::Metric;
+    require(&s, &headers, Role::Viewer)?;
+    let axum::extract::Query(q) = q.map_err(|e| {
+        ApiError::bad_request(format!("{e}; expected ?metric=spo2&from=..&to=..&points=N"))
+    })?;
+    let bad = |what: &str, v: &str, expected: &str| {
+        ApiError::bad_request(format!("{what}: {v:?} is not valid, expected {expected}"))
+    };
+    let metric = Metric::from_name(&q.metric).ok_or_else(|| {
+        let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        bad("metric", &q.metric, &names.join(", "))
+    })?;
+    let time = |what: &str, v: &Option<String>, default: i64| match v {
+        None => Ok(default),
+        Some(t) => parse_time(t).ok_or_else(|| bad(what, t, "RFC 3339 or Unix milliseconds")),
+    };
+    let to = time("to", &q.to, wall_ms())?;
+    let from = time("from", &q.from, to - 3_600_000)?;
+    if from > to {
+        return Err(bad(
+            "from",
+            q.from.as_deref().unwrap_or(""),
+            "a time before `to`",
+        ));
+    }
+    let points = q.points.unwrap_or(500);
+    if points == 0 || points > MAX_POINTS {
+        return Err(bad("points", &points.to_string(), "1 to 5000"));
+    }
+    let g = lock(&s.inner);
+    if !g.state.has_bed(&bed) {
+        return Err(ApiError::not_found(format!(
+            "no bed {bed:?}, expected a central bed id (site/room/recliner)"
+        )));
+    }
+    let points = g.state.history.query(&bed, metric, from, to, points);
+    Ok(json_response(&json!({
+        "bed": bed,
+        "metric": metric.name(),
+        "unit": metric.unit(),
+        "from": crate::clock::rfc3339_ms(from),
+        "to": crate::clock::rfc3339_ms(to),
+        "points": points,
+    })))
 }
 
 /// Signs `action` for `site` and publishes it on the site's command topic.
