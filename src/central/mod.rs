@@ -14,6 +14,7 @@ pub mod state;
 
 use crate::api::auth::{ApiError, Principal, WS_PROTOCOL, check_users, token_from_protocols};
 use crate::api::bed_path::BedPath;
+use crate::api::records::HistoryParams;
 use crate::clock::wall_ms;
 use crate::config::{CentralConfig, Role};
 use crate::hub::queue::{Class, ClientQueue, Next};
@@ -348,26 +349,18 @@ async fn alarms(State(s): State<Shared>, headers: HeaderMap) -> Response {
     json_response(&json!({ "alarms": list }))
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlarmHistoryQuery {
-    bed: Option<String>,
-    limit: Option<usize>,
-}
-
 /// The alarm events the central received (its bounded log, [`history::MAX_EVENTS`]), newest
-/// first, in the shape of a site's `GET /api/alarms/history`.
+/// first, in the shape of a site's `GET /api/alarms/history` (same query).
 async fn alarm_history(
     State(s): State<Shared>,
     headers: HeaderMap,
-    q: Result<axum::extract::Query<AlarmHistoryQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<
+        axum::extract::Query<crate::api::alarms::HistoryQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Result<Response, ApiError> {
     require(&s, &headers, Role::Viewer)?;
-    let axum::extract::Query(q) = q.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{e}; expected ?bed=site/room1/A&limit=N (both optional)"
-        ))
-    })?;
+    let q = crate::api::records::query(q)?;
     let limit = q.limit.unwrap_or(200).clamp(1, 5000);
     let g = lock(&s.inner);
     if let Some(b) = &q.bed
@@ -381,66 +374,32 @@ async fn alarm_history(
     Ok(json_response(&json!({ "events": events })))
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BedHistoryQuery {
-    metric: String,
-    from: Option<String>,
-    to: Option<String>,
-    points: Option<usize>,
-}
-
 /// A bed's readings of one metric from the central's window ([`history::WINDOW_MS`]), in
 /// the shape of a site's `GET /api/beds/{room}/{recliner}/history` (same query).
 async fn bed_history(
     State(s): State<Shared>,
     headers: HeaderMap,
     BedPath(bed): BedPath,
-    q: Result<axum::extract::Query<BedHistoryQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    use crate::api::records::{MAX_POINTS, parse_time};
-    use crate::model::Metric;
     require(&s, &headers, Role::Viewer)?;
-    let axum::extract::Query(q) = q.map_err(|e| {
-        ApiError::bad_request(format!("{e}; expected ?metric=spo2&from=..&to=..&points=N"))
-    })?;
-    let bad = |what: &str, v: &str, expected: &str| {
-        ApiError::bad_request(format!("{what}: {v:?} is not valid, expected {expected}"))
-    };
-    let metric = Metric::from_name(&q.metric).ok_or_else(|| {
-        let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-        bad("metric", &q.metric, &names.join(", "))
-    })?;
-    let time = |what: &str, v: &Option<String>, default: i64| match v {
-        None => Ok(default),
-        Some(t) => parse_time(t).ok_or_else(|| bad(what, t, "RFC 3339 or Unix milliseconds")),
-    };
-    let to = time("to", &q.to, wall_ms())?;
-    let from = time("from", &q.from, to - 3_600_000)?;
-    if from > to {
-        return Err(bad(
-            "from",
-            q.from.as_deref().unwrap_or(""),
-            "a time before `to`",
-        ));
-    }
-    let points = q.points.unwrap_or(500);
-    if points == 0 || points > MAX_POINTS {
-        return Err(bad("points", &points.to_string(), "1 to 5000"));
-    }
+    let r = crate::api::records::query(q)?.range()?;
     let g = lock(&s.inner);
     if !g.state.has_bed(&bed) {
         return Err(ApiError::not_found(format!(
             "no bed {bed:?}, expected a central bed id (site/room/recliner)"
         )));
     }
-    let points = g.state.history.query(&bed, metric, from, to, points);
+    let points = g
+        .state
+        .history
+        .query(&bed, r.metric, r.from, r.to, r.points);
     Ok(json_response(&json!({
         "bed": bed,
-        "metric": metric.name(),
-        "unit": metric.unit(),
-        "from": crate::clock::rfc3339_ms(from),
-        "to": crate::clock::rfc3339_ms(to),
+        "metric": r.metric.name(),
+        "unit": r.metric.unit(),
+        "from": crate::clock::rfc3339_ms(r.from),
+        "to": crate::clock::rfc3339_ms(r.to),
         "points": points,
     })))
 }
