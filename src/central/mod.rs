@@ -43,6 +43,19 @@ const WS_HEARTBEAT: Duration = Duration::from_secs(1);
 const RESYNC_AFTER: Duration = Duration::from_secs(2);
 /// A send that takes longer than this drops the connection.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait before connecting to the broker again; it doubles after each failed attempt
+/// up to [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts (before jitter). The view is blind while the central
+/// waits, so this bounds how long after the broker is back the central still shows its sites
+/// as it last saw them; a site's bridge backs off to the same 5 s.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// The wait before the next attempt: `backoff` less up to half of it at random, so that
+/// several central instances cut off together do not come back in step.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(1.0 - rand::random::<f64>() / 2.0)
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -190,7 +203,7 @@ pub async fn start(cfg: Arc<CentralConfig>, listen: SocketAddr) -> anyhow::Resul
 
 /// Polls the MQTT client: (re)subscribes on every connection, feeds the state.
 async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = RECONNECT_FIRST;
     let mut logged = false;
     loop {
         let ev = tokio::select! {
@@ -202,7 +215,7 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
         };
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(500);
+                backoff = RECONNECT_FIRST;
                 logged = false;
                 tracing::info!(broker = %s.cfg.mqtt.url, "central: connected to the broker");
                 // Where each site's events stopped for us, taken before anything of this
@@ -258,11 +271,11 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
                 }
                 tokio::select! {
                     _ = s.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(jittered(backoff)) => {}
                 }
-                // At most 1 s: the central should be back on the broker before a site that
-                // was away as long (its bridge backs off to 5 s) replays what it missed.
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Whichever of a site and the central is back first, no alarm event is lost
+                // (the resync request, docs/mqtt.md): the central need not race the sites.
+                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
     }
@@ -660,4 +673,17 @@ pub async fn run(
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconnect_wait_is_jittered_within_half_of_the_backoff() {
+        for _ in 0..1000 {
+            let w = jittered(RECONNECT_MAX);
+            assert!(w > RECONNECT_MAX / 2 && w <= RECONNECT_MAX, "{w:?}");
+        }
+    }
 }
