@@ -185,6 +185,11 @@ fn start_central(
     (Proc(child), addr)
 }
 
+/// A GET of the central's API with the viewer's token.
+async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    http(addr, "GET", path, Some("viewer-token-0123456789"), None).await
+}
+
 /// The bed ids of a snapshot.
 fn beds(snap: &Value) -> Vec<String> {
     snap["rooms"]
@@ -302,26 +307,12 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
     );
     assert_eq!(alarm["site"], "north");
     // The read API: the same rooms and the alarm, with the central's token.
-    let (status, rooms) = http(
-        addr,
-        "GET",
-        "/api/rooms",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (status, rooms) = get(addr, "/api/rooms").await;
     assert_eq!(status, 200, "{rooms}");
     assert_eq!(beds(&rooms).len(), 4, "{rooms}");
     let (status, _) = http(addr, "GET", "/api/rooms", None, None).await;
     assert_eq!(status, 401, "the central asks for a token");
-    let (_, alarms) = http(
-        addr,
-        "GET",
-        "/api/alarms",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (_, alarms) = get(addr, "/api/alarms").await;
     assert!(
         alarms["alarms"]
             .as_array()
@@ -334,7 +325,7 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
     // What came before a dashboard opened at central: its trends and alarm log fill from the
     // central's history, in the site API's shapes.
     let history = |path: String| async move {
-        let (status, v) = http(addr, "GET", &path, Some("viewer-token-0123456789"), None).await;
+        let (status, v) = get(addr, &path).await;
         assert_eq!(status, 200, "{path}: {v}");
         v
     };
@@ -379,14 +370,7 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
                 && e["bed"] == "north/room1/A"),
         "north's spo2_low in the central's alarm log, with its central id: {log}"
     );
-    let (status, _) = http(
-        addr,
-        "GET",
-        "/api/beds/east%2Froom1/A/history?metric=spo2",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (status, _) = get(addr, "/api/beds/east%2Froom1/A/history?metric=spo2").await;
     assert_eq!(status, 404, "no site east");
     f.ws.close().await;
 }
@@ -570,14 +554,7 @@ async fn a_site_killed_with_kill_9_shows_not_monitoring_at_central_within_keepal
         bed(&snap, "south/room1/A")["not_monitoring"].is_null(),
         "south goes on"
     );
-    let (_, sites) = http(
-        addr,
-        "GET",
-        "/api/sites",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (_, sites) = get(addr, "/api/sites").await;
     assert_eq!(sites["sites"][0]["online"], false, "{sites}");
     assert_eq!(sites["sites"][1]["online"], true, "{sites}");
     f.ws.close().await;
@@ -678,14 +655,7 @@ async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_
             && m["alarm"]["id"] == central_id),
         "the acknowledgement is not sent twice"
     );
-    let (_, alarms) = http(
-        addr,
-        "GET",
-        "/api/alarms",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (_, alarms) = get(addr, "/api/alarms").await;
     let list = alarms["alarms"].as_array().unwrap();
     assert!(
         list.iter()
