@@ -29,28 +29,103 @@ impl Drop for Proc {
     }
 }
 
-/// A simulated site: `vitalsd demo --config` with `[mqtt]` (keepalive 5 s) and, if given,
-/// its command secret. Returns it and where it listens.
-fn site(
-    dir: &Path,
-    broker: &str,
-    name: &str,
-    secret: Option<&str>,
-    events_a: &str,
-    events_b: &str,
-) -> (Proc, SocketAddr) {
-    let secret = secret
-        .map(|s| format!("command_secret = \"{s}\"\n"))
-        .unwrap_or_default();
-    site_with(dir, broker, name, &secret, events_a, events_b)
+/// One site of a [`Fixture`]: its `[mqtt] site`, its command secret (also the central's
+/// `[[sites]] command_secret`), and bed A's and bed B's scenario events.
+#[derive(Clone, Copy)]
+struct Site<'a> {
+    name: &'a str,
+    secret: Option<&'a str>,
+    a: &'a str,
+    b: &'a str,
 }
 
-/// [`site`] with extra `[mqtt]` lines.
-fn site_with(
+fn site<'a>(name: &'a str, a: &'a str, b: &'a str) -> Site<'a> {
+    Site {
+        name,
+        secret: None,
+        a,
+        b,
+    }
+}
+
+/// A running site: the process, where its API listens, its directory (data, config).
+struct Running {
+    proc: Proc,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+/// Everything of one central test: a broker of its own, the simulated sites (the real binary,
+/// `vitalsd demo --config` with `[mqtt]`, keepalive 5 s), `vitalsd central` for all of them
+/// (users of tests/util), and a dashboard's WebSocket on it.
+struct Fixture {
+    broker: Broker,
+    sites: Vec<Running>,
+    addr: SocketAddr,
+    ws: Client,
+    _central: Proc,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl Fixture {
+    /// On a broker of the fixture's own (with persistence).
+    async fn start(sites: &[Site<'_>]) -> Fixture {
+        let bdir = tempfile::tempdir().unwrap();
+        let broker = Broker::start(bdir.path(), free_port());
+        let url = broker.url();
+        Fixture::on(bdir, broker, &url, &url, "", sites).await
+    }
+
+    /// On `broker` (its directory `bdir`): the sites reach it at `site_url`, the central at
+    /// `central_url`; `mqtt_extra` goes in every `[mqtt]` (TLS keys).
+    async fn on(
+        bdir: tempfile::TempDir,
+        broker: Broker,
+        site_url: &str,
+        central_url: &str,
+        mqtt_extra: &str,
+        sites: &[Site<'_>],
+    ) -> Fixture {
+        let running = sites
+            .iter()
+            .map(|s| {
+                let dir = tempfile::tempdir().unwrap();
+                let secret = s
+                    .secret
+                    .map(|x| format!("command_secret = \"{x}\"\n"))
+                    .unwrap_or_default();
+                let (proc, addr) = start_site(
+                    dir.path(),
+                    site_url,
+                    s.name,
+                    &format!("{secret}{mqtt_extra}"),
+                    s.a,
+                    s.b,
+                );
+                Running { proc, addr, dir }
+            })
+            .collect();
+        let cdir = tempfile::tempdir().unwrap();
+        let list: Vec<(&str, Option<&str>)> = sites.iter().map(|s| (s.name, s.secret)).collect();
+        let (central, addr) = start_central(cdir.path(), central_url, mqtt_extra, &list);
+        let ws = Client::connect(&format!("ws://{addr}/ws?token=viewer-token-0123456789")).await;
+        Fixture {
+            broker,
+            sites: running,
+            addr,
+            ws,
+            _central: central,
+            _dirs: [bdir, cdir],
+        }
+    }
+}
+
+/// A simulated site with `mqtt_extra` in its `[mqtt]`. Returns it and where it listens.
+fn start_site(
     dir: &Path,
     broker: &str,
     name: &str,
-    secret: &str,
+    mqtt_extra: &str,
     events_a: &str,
     events_b: &str,
 ) -> (Proc, SocketAddr) {
@@ -61,7 +136,7 @@ fn site_with(
         with_extra(
             &text,
             &format!(
-                "[mqtt]\nurl = \"{broker}\"\nsite = \"{name}\"\nkeepalive = \"5s\"\ndown_after = \"5s\"\n{secret}"
+                "[mqtt]\nurl = \"{broker}\"\nsite = \"{name}\"\nkeepalive = \"5s\"\ndown_after = \"5s\"\n{mqtt_extra}"
             ),
         ),
     )
@@ -80,13 +155,8 @@ fn site_with(
     (Proc(child), addr)
 }
 
-/// `vitalsd central` for `sites` ((name, command secret)), users of tests/util.
-fn central(dir: &Path, broker: &str, sites: &[(&str, Option<&str>)]) -> (Proc, SocketAddr) {
-    central_with(dir, broker, "", sites)
-}
-
-/// [`central`] with extra `[mqtt]` lines.
-fn central_with(
+/// `vitalsd central` for `sites` ((name, command secret)) with `mqtt_extra` in its `[mqtt]`.
+fn start_central(
     dir: &Path,
     broker: &str,
     mqtt_extra: &str,
@@ -115,8 +185,9 @@ fn central_with(
     (Proc(child), addr)
 }
 
-async fn dashboard(addr: SocketAddr) -> Client {
-    Client::connect(&format!("ws://{addr}/ws?token=viewer-token-0123456789")).await
+/// A GET of the central's API with the viewer's token.
+async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    http(addr, "GET", path, Some("viewer-token-0123456789"), None).await
 }
 
 /// The bed ids of a snapshot.
@@ -169,21 +240,8 @@ async fn publish_raw(port: u16, topic: &str, payload: Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_dashboard() {
-    let bdir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(bdir.path(), free_port());
-    let (ndir, sdir, cdir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (_north, _) = site(ndir.path(), &broker.url(), "north", None, DESAT, "");
-    let (_south, _) = site(sdir.path(), &broker.url(), "south", None, "", "");
-    let (_central, addr) = central(
-        cdir.path(),
-        &broker.url(),
-        &[("north", None), ("south", None)],
-    );
-    let mut ws = dashboard(addr).await;
+    let mut f = Fixture::start(&[site("north", DESAT, ""), site("south", "", "")]).await;
+    let (addr, ws) = (f.addr, &mut f.ws);
     let snap = ws
         .wait_for("a snapshot with both sites' beds", SOON, |m| {
             m["type"] == "snapshot" && beds(m).len() == 4
@@ -216,6 +274,28 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
         .await;
     assert_eq!(r["value"], 95.0, "{r}");
     assert_eq!(r["site"], "south");
+    // Each site's device read comes as one version-2 `readings` message: a Masimo line is
+    // SpO2, pulse rate and PI together (the test client hands them out one by one, with the
+    // message's `v` and size).
+    for site in ["north", "south"] {
+        let bed = format!("{site}/room1/A");
+        let r = ws
+            .wait_for(&format!("a read of {bed}'s Masimo"), SOON, |m| {
+                crate::util::is_reading(m, &bed, "spo2")
+            })
+            .await;
+        assert_eq!(
+            (r["v"].as_u64(), r["batch"].as_u64()),
+            (Some(2), Some(3)),
+            "{r}"
+        );
+        assert_eq!(r["site"], site, "{r}");
+        for metric in ["pulse_rate", "perfusion_index"] {
+            let next = ws.next(SOON).await.unwrap();
+            assert!(crate::util::is_reading(&next, &bed, metric), "{next}");
+            assert_eq!(next["seq"], r["seq"], "the same message: {next}");
+        }
+    }
     let alarm = ws
         .wait_for("north's spo2_low", SOON, |m| {
             raised(m, "north/room1/A", "spo2_low")
@@ -227,26 +307,12 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
     );
     assert_eq!(alarm["site"], "north");
     // The read API: the same rooms and the alarm, with the central's token.
-    let (status, rooms) = http(
-        addr,
-        "GET",
-        "/api/rooms",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (status, rooms) = get(addr, "/api/rooms").await;
     assert_eq!(status, 200, "{rooms}");
     assert_eq!(beds(&rooms).len(), 4, "{rooms}");
     let (status, _) = http(addr, "GET", "/api/rooms", None, None).await;
     assert_eq!(status, 401, "the central asks for a token");
-    let (_, alarms) = http(
-        addr,
-        "GET",
-        "/api/alarms",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (_, alarms) = get(addr, "/api/alarms").await;
     assert!(
         alarms["alarms"]
             .as_array()
@@ -255,25 +321,69 @@ async fn two_sites_show_at_central_grouped_by_site_and_a_site_alarm_reaches_its_
             .any(|a| a["bed"] == "north/room1/A" && a["condition"] == "spo2_low"),
         "{alarms}"
     );
-    ws.close().await;
+
+    // What came before a dashboard opened at central: its trends and alarm log fill from the
+    // central's history, in the site API's shapes.
+    let history = |path: String| async move {
+        let (status, v) = get(addr, &path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    };
+    let north_a = history("/api/beds/north%2Froom1/A/history?metric=spo2&points=2000".into()).await;
+    assert_eq!(
+        (north_a["bed"].as_str(), north_a["unit"].as_str()),
+        (Some("north/room1/A"), Some("%"))
+    );
+    let values: Vec<f64> = north_a["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["avg"].as_f64())
+        .collect();
+    assert!(
+        values.len() > 1 && values.iter().any(|v| *v < 90.0),
+        "north A's SpO2 into its desaturation: {north_a}"
+    );
+    let south_b = history("/api/beds/south%2Froom1/B/history?metric=spo2".into()).await;
+    let p = &south_b["points"][0];
+    assert_eq!(
+        (p["avg"].as_f64(), p["n"].as_u64(), p["invalid"].as_u64()),
+        (Some(95.0), Some(1), Some(0)),
+        "{south_b}"
+    );
+    // Asked for fewer points than readings: min/max/mean buckets, as at a site.
+    let bucketed = history("/api/beds/north%2Froom1/A/history?metric=spo2&points=1".into()).await;
+    let b = &bucketed["points"][0];
+    let (min, avg, max) = (b["min"].as_f64(), b["avg"].as_f64(), b["max"].as_f64());
+    assert!(
+        b["n"].as_u64() > Some(1) && min < Some(90.0) && min <= avg && avg <= max,
+        "{bucketed}"
+    );
+    let log = history("/api/alarms/history?limit=50".into()).await;
+    assert!(
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "raised"
+                && e["alarm"]["id"] == alarm["alarm"]["id"]
+                && e["bed"] == "north/room1/A"),
+        "north's spo2_low in the central's alarm log, with its central id: {log}"
+    );
+    let (status, _) = get(addr, "/api/beds/east%2Froom1/A/history?metric=spo2").await;
+    assert_eq!(status, 404, "no site east");
+    f.ws.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_at_central_is_applied_and_audited_by_the_site_and_forged_or_replayed_commands_are_refused()
  {
-    let bdir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(bdir.path(), free_port());
-    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_north, site_addr) = site(
-        ndir.path(),
-        &broker.url(),
-        "north",
-        Some(NORTH_SECRET),
-        DESAT,
-        "",
-    );
-    let (_central, addr) = central(cdir.path(), &broker.url(), &[("north", Some(NORTH_SECRET))]);
-    let mut ws = dashboard(addr).await;
+    let north = Site {
+        secret: Some(NORTH_SECRET),
+        ..site("north", DESAT, "")
+    };
+    let mut f = Fixture::start(&[north]).await;
+    let (addr, site_addr, broker, ws) = (f.addr, f.sites[0].addr, &f.broker, &mut f.ws);
     let alarm = ws
         .wait_for("north's spo2_low", SOON, |m| {
             raised(m, "north/room1/A", "spo2_low")
@@ -388,26 +498,13 @@ async fn an_ack_at_central_is_applied_and_audited_by_the_site_and_forged_or_repl
         refused["reason"].as_str().unwrap().contains("already used"),
         "{refused}"
     );
-    ws.close().await;
+    f.ws.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_killed_with_kill_9_shows_not_monitoring_at_central_within_keepalive_x_1_5() {
-    let bdir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(bdir.path(), free_port());
-    let (ndir, sdir, cdir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (mut north, _) = site(ndir.path(), &broker.url(), "north", None, "", "");
-    let (_south, _) = site(sdir.path(), &broker.url(), "south", None, "", "");
-    let (_central, addr) = central(
-        cdir.path(),
-        &broker.url(),
-        &[("north", None), ("south", None)],
-    );
-    let mut ws = dashboard(addr).await;
+    let mut f = Fixture::start(&[site("north", "", ""), site("south", "", "")]).await;
+    let (addr, north, ws) = (f.addr, &mut f.sites[0].proc, &mut f.ws);
     ws.wait_for("both sites, monitoring", SOON, |m| {
         m["type"] == "snapshot"
             && beds(m).len() == 4
@@ -457,34 +554,21 @@ async fn a_site_killed_with_kill_9_shows_not_monitoring_at_central_within_keepal
         bed(&snap, "south/room1/A")["not_monitoring"].is_null(),
         "south goes on"
     );
-    let (_, sites) = http(
-        addr,
-        "GET",
-        "/api/sites",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (_, sites) = get(addr, "/api/sites").await;
     assert_eq!(sites["sites"][0]["online"], false, "{sites}");
     assert_eq!(sites["sites"][1]["online"], true, "{sites}");
-    ws.close().await;
+    f.ws.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_resynchronises() {
-    let bdir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(bdir.path(), free_port());
-    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_north, site_addr) = site(
-        ndir.path(),
-        &broker.url(),
+    let mut f = Fixture::start(&[site(
         "north",
-        None,
         DESAT,
         r#"events = [{ at = "12s", for = "1h", kind = "finger_out" }]"#,
-    );
-    let (_central, addr) = central(cdir.path(), &broker.url(), &[("north", None)]);
-    let mut ws = dashboard(addr).await;
+    )])
+    .await;
+    let (addr, site_addr, broker, ws) = (f.addr, f.sites[0].addr, &mut f.broker, &mut f.ws);
     let alarm = ws
         .wait_for("north's spo2_low", SOON, |m| {
             raised(m, "north/room1/A", "spo2_low")
@@ -571,14 +655,7 @@ async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_
             && m["alarm"]["id"] == central_id),
         "the acknowledgement is not sent twice"
     );
-    let (_, alarms) = http(
-        addr,
-        "GET",
-        "/api/alarms",
-        Some("viewer-token-0123456789"),
-        None,
-    )
-    .await;
+    let (_, alarms) = get(addr, "/api/alarms").await;
     let list = alarms["alarms"].as_array().unwrap();
     assert!(
         list.iter()
@@ -590,7 +667,7 @@ async fn a_broker_stopped_for_20_s_loses_no_alarm_event_at_central_and_the_view_
         !list.iter().any(|a| a["condition"] == "site_offline"),
         "{alarms}"
     );
-    ws.close().await;
+    f.ws.close().await;
 }
 
 /// A TCP gate between the central and the broker: open, it forwards; closed, it drops its
@@ -660,19 +737,21 @@ async fn a_site_back_on_a_restarted_broker_before_central_gets_its_outage_alarm_
     let bdir = tempfile::tempdir().unwrap();
     // No persistence: the restarted broker has no session of the central's to keep the
     // site's replay for.
-    let mut broker = Broker::start_volatile(bdir.path(), free_port());
+    let broker = Broker::start_volatile(bdir.path(), free_port());
     let gate = Gate::start(broker.port).await;
-    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_north, site_addr) = site(
-        ndir.path(),
-        &broker.url(),
+    let url = broker.url();
+    let north = site(
         "north",
-        None,
         DESAT,
         r#"events = [{ at = "15s", for = "1h", kind = "finger_out" }]"#,
     );
-    let (_central, addr) = central(cdir.path(), &gate.url(), &[("north", None)]);
-    let mut ws = dashboard(addr).await;
+    let mut f = Fixture::on(bdir, broker, &url, &gate.url(), "", &[north]).await;
+    let (site_addr, ndir, broker, ws) = (
+        f.sites[0].addr,
+        f.sites[0].dir.path().to_owned(),
+        &mut f.broker,
+        &mut f.ws,
+    );
     ws.wait_for("north's spo2_low", SOON, |m| {
         raised(m, "north/room1/A", "spo2_low")
     })
@@ -700,7 +779,7 @@ async fn a_site_back_on_a_restarted_broker_before_central_gets_its_outage_alarm_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let data = ndir.path().join("data");
+    let data = ndir.join("data");
     let db = data.join(vitalsd::store::FILE_NAME);
     let b_row = || -> Option<i64> {
         let c =
@@ -785,7 +864,7 @@ async fn a_site_back_on_a_restarted_broker_before_central_gets_its_outage_alarm_
         conditions, expected,
         "each alarm of bed B raised during the outage reaches the central client once"
     );
-    ws.close().await;
+    f.ws.close().await;
 }
 
 /// A test PKI in `dir`: a CA, the broker's certificate for 127.0.0.1, and a client
@@ -856,10 +935,8 @@ async fn a_site_and_the_central_reach_a_broker_over_mqtts_with_client_certificat
         client.display(),
         client_key.display()
     );
-    let (ndir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_north, _) = site_with(ndir.path(), &url, "north", &tls, DESAT, "");
-    let (_central, addr) = central_with(cdir.path(), &url, &tls, &[("north", None)]);
-    let mut ws = dashboard(addr).await;
+    let mut f = Fixture::on(bdir, broker, &url, &url, &tls, &[site("north", DESAT, "")]).await;
+    let ws = &mut f.ws;
     ws.wait_for("north's beds over mqtts", SOON, |m| {
         m["type"] == "snapshot" && beds(m).len() == 2
     })
@@ -868,5 +945,5 @@ async fn a_site_and_the_central_reach_a_broker_over_mqtts_with_client_certificat
         raised(m, "north/room1/A", "spo2_low")
     })
     .await;
-    ws.close().await;
+    f.ws.close().await;
 }

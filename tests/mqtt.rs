@@ -574,3 +574,91 @@ async fn what_a_daemon_killed_during_an_outage_did_is_sent_after_its_restart_onc
     let _ = again.kill();
     let _ = again.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_device_read_is_one_readings_batch_and_the_retained_latest_follows_at_most_every_5_s()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), free_port());
+    let mut sub = Sub::connect(broker.port, "test-batches", "north", false).await;
+    let (mut daemon, _addr) = demo(dir.path(), &broker.url(), "north", "");
+    let batches_topic = "vitalsd/v1/north/bed/room1/A/readings";
+    let retained_topic = "vitalsd/v1/north/bed/room1/A/reading/spo2";
+    // Eleven reads of bed A's Masimo (one line a second), and what else came meanwhile.
+    let mut batches: Vec<Value> = Vec::new();
+    let mut retained_spo2 = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while batches.len() < 11 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(Some((topic, payload, _))) = tokio::time::timeout(left, sub.rx.recv()).await else {
+            panic!(
+                "11 readings batches of bed A within 40 s; got {}",
+                batches.len()
+            );
+        };
+        let m = json(&payload);
+        if topic == batches_topic && m["device"] == "room1-A-oximeter" {
+            batches.push(m);
+        } else if topic == retained_topic {
+            retained_spo2 += 1;
+        }
+    }
+    for b in &batches {
+        // The WebSocket `readings` message as sent: one device read, every metric of the line.
+        assert_eq!(
+            (b["v"].as_u64(), b["type"].as_str()),
+            (Some(2), Some("readings")),
+            "{b}"
+        );
+        assert_eq!(b["bed"], "room1/A", "{b}");
+        let list = b["readings"].as_array().unwrap();
+        let metrics: Vec<&str> = list.iter().filter_map(|r| r["metric"].as_str()).collect();
+        assert_eq!(metrics, ["spo2", "pulse_rate", "perfusion_index"], "{b}");
+        assert!(
+            list.iter().all(|r| r["device"] == "room1-A-oximeter"),
+            "{b}"
+        );
+        let seqs: Vec<u64> = list.iter().filter_map(|r| r["bed_seq"].as_u64()).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "one read's readings are consecutive: {b}"
+        );
+        assert_eq!(list[0]["value"], 97.0, "{b}");
+    }
+    assert!(
+        batches
+            .windows(2)
+            .all(|w| w[1]["seq"].as_u64() > w[0]["seq"].as_u64()),
+        "in order"
+    );
+    // Ten seconds of reads: the retained spo2 went out at the first and then at most every 5 s
+    // (a snapshot's at the connection may come on top).
+    assert!(
+        (1..=4).contains(&retained_spo2),
+        "retained spo2 published {retained_spo2} times for 11 reads"
+    );
+
+    // A late joiner's retained spo2 is at most 5 s (and a poll) behind the live stream.
+    let newest = batches
+        .last()
+        .and_then(|b| b["readings"][0]["received_ms"].as_i64())
+        .unwrap();
+    let mut late = Sub::connect(broker.port, "test-late-batches", "north", false).await;
+    let r = json(
+        &late
+            .wait("retained spo2", retained_topic, |_, retained| retained)
+            .await,
+    );
+    assert_eq!(
+        (r["v"].as_u64(), r["type"].as_str()),
+        (Some(1), Some("reading")),
+        "{r}"
+    );
+    let behind = newest - r["received_ms"].as_i64().unwrap();
+    assert!(
+        behind <= 6_500,
+        "the retained value is {behind} ms behind the newest read: {r}"
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}

@@ -72,8 +72,8 @@ async fn current(State(s): State<ApiState>, _who: RequireViewer) -> Result<Json<
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryQuery {
-    bed: Option<String>,
-    limit: Option<usize>,
+    pub(crate) bed: Option<String>,
+    pub(crate) limit: Option<usize>,
 }
 
 /// The alarm-event log from the store, newest first: every raise, acknowledgement (with who),

@@ -79,7 +79,7 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -231,6 +231,55 @@ pub(crate) struct HistoryParams {
     points: Option<usize>,
 }
 
+/// What a history query asks for, checked: the metric, `from`/`to` in Unix ms (default the
+/// last hour) and the most points (default 500).
+pub(crate) struct HistoryRange {
+    pub metric: Metric,
+    pub from: i64,
+    pub to: i64,
+    pub points: usize,
+}
+
+impl HistoryParams {
+    /// The range asked for, or a 400 naming the bad value and what was expected (a site's
+    /// history and a central's).
+    pub(crate) fn range(&self) -> Result<HistoryRange, ApiError> {
+        let bad = |what: &str, v: &str, expected: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{what}: {v:?} is not valid, expected {expected}"),
+            )
+        };
+        let metric = Metric::from_name(&self.metric).ok_or_else(|| {
+            let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            bad("metric", &self.metric, &names.join(", "))
+        })?;
+        let time = |what: &str, v: &Option<String>, default: i64| match v {
+            None => Ok(default),
+            Some(t) => parse_time(t).ok_or_else(|| bad(what, t, "RFC 3339 or Unix milliseconds")),
+        };
+        let to = time("to", &self.to, wall_ms())?;
+        let from = time("from", &self.from, to - 3_600_000)?;
+        if from > to {
+            return Err(bad(
+                "from",
+                self.from.as_deref().unwrap_or(""),
+                "a time before `to`",
+            ));
+        }
+        let points = self.points.unwrap_or(500);
+        if points == 0 || points > MAX_POINTS {
+            return Err(bad("points", &points.to_string(), "1 to 5000"));
+        }
+        Ok(HistoryRange {
+            metric,
+            from,
+            to,
+            points,
+        })
+    }
+}
+
 async fn history(
     State(s): State<ApiState>,
     _who: RequireViewer,
@@ -238,34 +287,12 @@ async fn history(
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let bed = bed(&s, &id)?;
-    let q = query(q)?;
-    let bad = |what: &str, v: &str, expected: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{what}: {v:?} is not valid, expected {expected}"),
-        )
-    };
-    let metric = Metric::from_name(&q.metric).ok_or_else(|| {
-        let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-        bad("metric", &q.metric, &names.join(", "))
-    })?;
-    let time = |what: &str, v: &Option<String>, default: i64| match v {
-        None => Ok(default),
-        Some(t) => parse_time(t).ok_or_else(|| bad(what, t, "RFC 3339 or Unix milliseconds")),
-    };
-    let to = time("to", &q.to, wall_ms())?;
-    let from = time("from", &q.from, to - 3_600_000)?;
-    if from > to {
-        return Err(bad(
-            "from",
-            q.from.as_deref().unwrap_or(""),
-            "a time before `to`",
-        ));
-    }
-    let points = q.points.unwrap_or(500);
-    if points == 0 || points > MAX_POINTS {
-        return Err(bad("points", &points.to_string(), "1 to 5000"));
-    }
+    let HistoryRange {
+        metric,
+        from,
+        to,
+        points,
+    } = query(q)?.range()?;
     let hist = store(&s)?.history(&bed, metric, from, to, points).await?;
     Ok(Json(json!({
         "bed": bed,

@@ -9,10 +9,12 @@
 //! ([`crate::mqtt::command`]); the acknowledgement shows once the site's own alarm event
 //! says so.
 
+pub mod history;
 pub mod state;
 
 use crate::api::auth::{ApiError, Principal, WS_PROTOCOL, check_users, token_from_protocols};
 use crate::api::bed_path::BedPath;
+use crate::api::records::HistoryParams;
 use crate::clock::wall_ms;
 use crate::config::{CentralConfig, Role};
 use crate::hub::queue::{Class, ClientQueue, Next};
@@ -41,6 +43,19 @@ const WS_HEARTBEAT: Duration = Duration::from_secs(1);
 const RESYNC_AFTER: Duration = Duration::from_secs(2);
 /// A send that takes longer than this drops the connection.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait before connecting to the broker again; it doubles after each failed attempt
+/// up to [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts (before jitter). The view is blind while the central
+/// waits, so this bounds how long after the broker is back the central still shows its sites
+/// as it last saw them; a site's bridge backs off to the same 5 s.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// The wait before the next attempt: `backoff` less up to half of it at random, so that
+/// several central instances cut off together do not come back in step.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(1.0 - rand::random::<f64>() / 2.0)
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -188,7 +203,7 @@ pub async fn start(cfg: Arc<CentralConfig>, listen: SocketAddr) -> anyhow::Resul
 
 /// Polls the MQTT client: (re)subscribes on every connection, feeds the state.
 async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = RECONNECT_FIRST;
     let mut logged = false;
     loop {
         let ev = tokio::select! {
@@ -200,7 +215,7 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
         };
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(500);
+                backoff = RECONNECT_FIRST;
                 logged = false;
                 tracing::info!(broker = %s.cfg.mqtt.url, "central: connected to the broker");
                 // Where each site's events stopped for us, taken before anything of this
@@ -256,11 +271,11 @@ async fn mqtt_loop(s: Shared, mut el: rumqttc::EventLoop) {
                 }
                 tokio::select! {
                     _ = s.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(jittered(backoff)) => {}
                 }
-                // At most 1 s: the central should be back on the broker before a site that
-                // was away as long (its bridge backs off to 5 s) replays what it missed.
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Whichever of a site and the central is back first, no alarm event is lost
+                // (the resync request, docs/mqtt.md): the central need not race the sites.
+                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
     }
@@ -284,6 +299,8 @@ fn router(s: Shared) -> Router {
         .route("/api/rooms", get(rooms))
         .route("/api/sites", get(sites))
         .route("/api/alarms", get(alarms))
+        .route("/api/alarms/history", get(alarm_history))
+        .route("/api/beds/{room}/{recliner}/history", get(bed_history))
         .route("/api/alarms/{id}/ack", post(acknowledge))
         .route("/api/beds/{room}/{recliner}/audio-pause", post(pause))
         .route("/ws", get(ws_upgrade))
@@ -343,6 +360,61 @@ async fn alarms(State(s): State<Shared>, headers: HeaderMap) -> Response {
     }
     let list = lock(&s.inner).state.alarms();
     json_response(&json!({ "alarms": list }))
+}
+
+/// The alarm events the central received (its bounded log, [`history::MAX_EVENTS`]), newest
+/// first, in the shape of a site's `GET /api/alarms/history` (same query).
+async fn alarm_history(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    q: Result<
+        axum::extract::Query<crate::api::alarms::HistoryQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Response, ApiError> {
+    require(&s, &headers, Role::Viewer)?;
+    let q = crate::api::records::query(q)?;
+    let limit = q.limit.unwrap_or(200).clamp(1, 5000);
+    let g = lock(&s.inner);
+    if let Some(b) = &q.bed
+        && !g.state.has_bed(b)
+    {
+        return Err(ApiError::not_found(format!(
+            "no bed {b:?}, expected a central bed id (site/room/recliner)"
+        )));
+    }
+    let events = g.state.history.events(q.bed.as_deref(), limit);
+    Ok(json_response(&json!({ "events": events })))
+}
+
+/// A bed's readings of one metric from the central's window ([`history::WINDOW_MS`]), in
+/// the shape of a site's `GET /api/beds/{room}/{recliner}/history` (same query).
+async fn bed_history(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    BedPath(bed): BedPath,
+    q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    require(&s, &headers, Role::Viewer)?;
+    let r = crate::api::records::query(q)?.range()?;
+    let g = lock(&s.inner);
+    if !g.state.has_bed(&bed) {
+        return Err(ApiError::not_found(format!(
+            "no bed {bed:?}, expected a central bed id (site/room/recliner)"
+        )));
+    }
+    let points = g
+        .state
+        .history
+        .query(&bed, r.metric, r.from, r.to, r.points);
+    Ok(json_response(&json!({
+        "bed": bed,
+        "metric": r.metric.name(),
+        "unit": r.metric.unit(),
+        "from": crate::clock::rfc3339_ms(r.from),
+        "to": crate::clock::rfc3339_ms(r.to),
+        "points": points,
+    })))
 }
 
 /// Signs `action` for `site` and publishes it on the site's command topic.
@@ -601,4 +673,17 @@ pub async fn run(
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconnect_wait_is_jittered_within_half_of_the_backoff() {
+        for _ in 0..1000 {
+            let w = jittered(RECONNECT_MAX);
+            assert!(w > RECONNECT_MAX / 2 && w <= RECONNECT_MAX, "{w:?}");
+        }
+    }
 }

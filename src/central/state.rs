@@ -9,7 +9,9 @@
 //! gets a central id of its own (ids of two sites may collide), mapped back when a user
 //! acknowledges it.
 
+use super::history::History;
 use crate::hub::queue::Class;
+use crate::model::Metric;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -62,6 +64,8 @@ pub struct State {
     slots: HashMap<String, u32>,
     /// A site silent this long counts as offline.
     timeout_ms: i64,
+    /// The readings and alarm events received, bounded (`/api/.../history`).
+    pub history: History,
 }
 
 /// What an alarm id at central stands for.
@@ -108,6 +112,7 @@ impl State {
             next_id: 1,
             slots: HashMap::new(),
             timeout_ms,
+            history: History::default(),
         }
     }
 
@@ -169,6 +174,20 @@ impl State {
             .iter()
             .any(|s| s.name == site)
             .then(|| (site.to_owned(), rest.to_owned()))
+    }
+
+    /// Whether `bed` (a central id, `site/room/recliner`) is a bed of a site's config.
+    pub fn has_bed(&self, bed: &str) -> bool {
+        let Some((site, rest)) = bed.split_once('/') else {
+            return false;
+        };
+        self.sites
+            .iter()
+            .filter(|s| s.name == site)
+            .filter_map(|s| s.config.as_ref())
+            .flat_map(|c| c["rooms"].as_array().into_iter().flatten())
+            .flat_map(|r| r["beds"].as_array().into_iter().flatten())
+            .any(|b| b["id"] == rest)
     }
 
     /// A site's alarm with central ids.
@@ -273,22 +292,31 @@ impl State {
                 }
                 self.apply_event(site, &m);
                 let msg = self.rewrite(site, m);
+                self.history.event(&msg);
                 push(&mut out.msgs, Class::Priority, &msg);
             }
+            ["bed", _, _, "readings"] => {
+                if let Some((class, msg)) = self.on_readings(site, m) {
+                    push(&mut out.msgs, class, &msg);
+                }
+            }
             ["bed", _, _, "reading", metric] => {
-                let (Some(bed), Some(dev)) = (m["bed"].as_str(), m["device"].as_str()) else {
+                // The retained latest value, for a central that (re)subscribes: kept unless
+                // a batch brought a newer one. The live stream is the `readings` batches, so
+                // nothing is sent for it (clients get a new snapshot after a reconnection).
+                let Some(bed) = m["bed"].as_str() else {
                     return out;
                 };
-                let key = format!("{site_name}/{bed}/{dev}/{metric}");
-                let (bed, metric) = (bed.to_owned(), (*metric).to_owned());
-                let slot = self.slot(key);
-                self.sites[site]
-                    .latest
-                    .entry(bed)
-                    .or_default()
-                    .insert(metric, m.clone());
-                let msg = self.rewrite(site, m);
-                push(&mut out.msgs, Class::Reading { slot, n: 1 }, &msg);
+                if *metric == Metric::Pleth.name() {
+                    return out;
+                }
+                let latest = self.sites[site].latest.entry(bed.to_owned()).or_default();
+                let newer = latest
+                    .get(*metric)
+                    .is_none_or(|old| old["received_ms"].as_i64() <= m["received_ms"].as_i64());
+                if newer {
+                    latest.insert((*metric).to_owned(), m);
+                }
             }
             ["bed", _, _, "device", _, "status"] => {
                 let (Some(bed), Some(dev)) = (m["bed"].as_str(), m["device"].as_str()) else {
@@ -308,6 +336,54 @@ impl State {
             _ => {}
         }
         out
+    }
+
+    /// A site's `readings` batch (one device read): the bed's latest values and history, and
+    /// the message for the clients, a version-2 `readings` with central ids (`bed` and
+    /// `site` on the message and on each reading), coalescable per device and set of metrics
+    /// as at a site.
+    fn on_readings(&mut self, site: usize, mut m: Value) -> Option<(Class, Value)> {
+        let bed = m["bed"].as_str()?.to_owned();
+        let dev = m["device"].as_str()?.to_owned();
+        let name = self.sites[site].name.clone();
+        let central_bed = format!("{name}/{bed}");
+        let list = m["readings"].as_array_mut().filter(|l| !l.is_empty())?;
+        let mut metrics: Vec<String> = Vec::with_capacity(list.len());
+        for r in list.iter() {
+            let Some(metric) = r["metric"].as_str() else {
+                continue;
+            };
+            metrics.push(metric.to_owned());
+            // Waveform samples: not in `latest` nor in the history, as at a site.
+            let Some(mt) = Metric::from_name(metric).filter(|m| *m != Metric::Pleth) else {
+                continue;
+            };
+            self.sites[site]
+                .latest
+                .entry(bed.clone())
+                .or_default()
+                .insert(metric.to_owned(), r.clone());
+            if let Some(t) = r["received_ms"].as_i64() {
+                self.history.reading(
+                    &central_bed,
+                    mt,
+                    t,
+                    r["value"].as_f64(),
+                    r["invalid"].as_str(),
+                );
+            }
+        }
+        let n = u32::try_from(list.len()).unwrap_or(u32::MAX);
+        for r in list.iter_mut() {
+            if let Some(o) = r.as_object_mut() {
+                o.insert("bed".into(), central_bed.clone().into());
+                o.insert("site".into(), name.clone().into());
+            }
+        }
+        metrics.sort_unstable();
+        metrics.dedup();
+        let slot = self.slot(format!("{name}/{bed}/{dev}/{}", metrics.join(",")));
+        Some((Class::Reading { slot, n }, self.rewrite(site, m)))
     }
 
     /// What an alarm event changes in what the central keeps (the audio pause of a bed).
@@ -334,6 +410,7 @@ impl State {
         for i in 0..self.sites.len() {
             out.resnapshot |= self.evaluate(i, now_ms, &mut out.msgs);
         }
+        self.history.prune(now_ms);
         out
     }
 
@@ -381,6 +458,7 @@ impl State {
                     "alarm": alarm, "actor": null, "at": ms_text(now_ms), "at_ms": now_ms,
                     "site": name,
                 });
+                self.history.event(&msg);
                 push(msgs, Class::Priority, &msg);
             }
             None => {
@@ -396,6 +474,7 @@ impl State {
                         "bed": null, "alarm": alarm, "actor": null, "at": ms_text(now_ms),
                         "at_ms": now_ms, "site": name,
                     });
+                    self.history.event(&msg);
                     push(msgs, Class::Priority, &msg);
                 }
             }
@@ -605,6 +684,63 @@ mod tests {
         assert_eq!(
             s.site_bed("south/room1/A"),
             Some(("south".into(), "room1/A".into()))
+        );
+    }
+
+    #[test]
+    fn a_readings_batch_goes_out_as_one_v2_message_and_fills_latest_and_history() {
+        let mut s = State::new(&["north".into()], 15_000, 0);
+        s.on_message("vitalsd/v1/north/config", &config(), true, 0);
+        let reading = |metric: &str, value: Value, t: i64| {
+            json!({"bed":"room1/A","device":"ox","metric":metric,"value":value,
+                "invalid": if value.is_null() { json!("device_flagged") } else { Value::Null },
+                "received_ms":t})
+        };
+        let batch = serde_json::to_vec(&json!({"v":2,"type":"readings","seq":9,"bed":"room1/A",
+            "device":"ox","readings":[reading("spo2", json!(97.0), 1_000),
+            reading("pulse_rate", Value::Null, 1_000)]}))
+        .unwrap();
+        let out = s.on_message(
+            "vitalsd/v1/north/bed/room1/A/readings",
+            &batch,
+            false,
+            1_000,
+        );
+        assert_eq!(out.msgs.len(), 1, "one message for the read");
+        assert!(matches!(out.msgs[0].0, Class::Reading { n: 2, .. }));
+        let m = &msgs(&out)[0];
+        assert_eq!(
+            (m["v"].as_u64(), m["type"].as_str()),
+            (Some(2), Some("readings"))
+        );
+        assert_eq!(
+            (m["bed"].as_str(), m["site"].as_str()),
+            (Some("north/room1/A"), Some("north"))
+        );
+        assert_eq!(m["readings"][1]["bed"], "north/room1/A");
+        assert_eq!(m["seq"], s.seq());
+        let snap = s.snapshot(false, 1_000);
+        assert_eq!(snap["rooms"][0]["beds"][0]["latest"]["spo2"]["value"], 97.0);
+        let h = s
+            .history
+            .query("north/room1/A", Metric::PulseRate, 0, 2_000, 10);
+        assert_eq!(
+            (h[0].avg, h[0].reason.as_deref()),
+            (None, Some("device_flagged"))
+        );
+        // An older retained value changes nothing and is not sent; a newer one is kept.
+        let old = serde_json::to_vec(&reading("spo2", json!(90.0), 500)).unwrap();
+        let topic = "vitalsd/v1/north/bed/room1/A/reading/spo2";
+        assert!(s.on_message(topic, &old, true, 1_100).msgs.is_empty());
+        assert_eq!(
+            s.snapshot(false, 1_100)["rooms"][0]["beds"][0]["latest"]["spo2"]["value"],
+            97.0
+        );
+        let new = serde_json::to_vec(&reading("spo2", json!(93.0), 2_000)).unwrap();
+        assert!(s.on_message(topic, &new, true, 2_100).msgs.is_empty());
+        assert_eq!(
+            s.snapshot(false, 2_100)["rooms"][0]["beds"][0]["latest"]["spo2"]["value"],
+            93.0
         );
     }
 

@@ -51,6 +51,12 @@ pub const HEARTBEAT_MISSED: u32 = 3;
 /// look at once, but the row may be committed a moment after the message is sent.
 const STORE_POLL: Duration = Duration::from_millis(200);
 
+/// A bed-metric's retained latest-reading topic is published at most this often: the live
+/// stream is the per-read `readings` batch; the retained topic is for late joiners (the latest
+/// reading of the interval is published when it ends, so the retained value is never older
+/// than this behind the last reading).
+pub const RETAINED_READING_EVERY: Duration = Duration::from_secs(5);
+
 /// Alarm events a site publishes again for one resync request, at most.
 pub const RESYNC_MAX_ROWS: usize = 2000;
 /// A site serves at most one resync request this often (others wait, merged).
@@ -120,6 +126,11 @@ impl Topics {
     /// The latest reading of a bed's metric, retained.
     pub fn reading(&self, bed: &str, metric: &str) -> String {
         format!("{}/bed/{bed}/reading/{metric}", self.root)
+    }
+    /// Every reading of one device read (the WebSocket `readings` message, as sent), QoS 0,
+    /// not retained.
+    pub fn readings(&self, bed: &str) -> String {
+        format!("{}/bed/{bed}/readings", self.root)
     }
     /// A device's connection state, retained.
     pub fn device_status(&self, bed: &str, device: &str) -> String {
@@ -252,6 +263,7 @@ pub async fn run(
             nonces: std::mem::take(&mut nonces),
             resync_pending: None,
             resync_served: None,
+            retained: HashMap::new(),
         };
         // The event loop polls in its own task (its `poll` is not documented as cancel
         // safe, so it is never a `select!` branch that may lose); the session reads its events.
@@ -367,6 +379,9 @@ struct Session<'a> {
     resync_pending: Option<i64>,
     /// When the last resync request was served.
     resync_served: Option<tokio::time::Instant>,
+    /// Retained latest-reading topic -> when it was last published, and the reading that
+    /// came since (published when [`RETAINED_READING_EVERY`] has passed).
+    retained: HashMap<String, (tokio::time::Instant, Option<Vec<u8>>)>,
 }
 
 impl Session<'_> {
@@ -480,6 +495,7 @@ impl Session<'_> {
                     self.push_json(t.heartbeat(), &msg, QoS::AtMostOnce, false);
                 }
                 _ = poll.tick() => {
+                    self.flush_retained(tokio::time::Instant::now());
                     // Alarm events the live messages did not announce yet (committed later).
                     let before = self.last_row;
                     if let Err(e) = self.fetch_rows(false).await {
@@ -648,8 +664,18 @@ impl Session<'_> {
         let bed = m["bed"].as_str();
         match (m["type"].as_str(), bed) {
             (Some("readings"), Some(bed)) => {
-                // One retained message per metric, in the shape of topic tree v1: a version-1
-                // `reading` (the element, with the batch's `seq`).
+                // The live stream: the whole read, as the dashboards get it (serialized once,
+                // by the hub).
+                self.out.push_back(Pub::new(
+                    t.readings(bed),
+                    bytes.to_vec(),
+                    QoS::AtMostOnce,
+                    false,
+                ));
+                // For late joiners, one retained message per metric, in the shape of topic
+                // tree v1: a version-1 `reading` (the element, with the batch's `seq`), at
+                // most every RETAINED_READING_EVERY.
+                let now = tokio::time::Instant::now();
                 for r in m["readings"].as_array().into_iter().flatten() {
                     let (Some(metric), Some(fields)) = (r["metric"].as_str(), r.as_object()) else {
                         continue;
@@ -660,12 +686,7 @@ impl Session<'_> {
                     o.insert("seq".into(), m["seq"].clone());
                     o.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
                     if let Ok(payload) = serde_json::to_vec(&o) {
-                        self.out.push_back(Pub::new(
-                            t.reading(bed, metric),
-                            payload,
-                            QoS::AtMostOnce,
-                            true,
-                        ));
+                        self.retain_reading(t.reading(bed, metric), payload, now);
                     }
                 }
                 false
@@ -701,6 +722,34 @@ impl Session<'_> {
                 false
             }
             _ => false,
+        }
+    }
+
+    /// Publishes a bed-metric's retained latest reading now if its topic was not published
+    /// within [`RETAINED_READING_EVERY`], else keeps it for [`Self::flush_retained`].
+    fn retain_reading(&mut self, topic: String, payload: Vec<u8>, now: tokio::time::Instant) {
+        match self.retained.get_mut(&topic) {
+            Some((sent, pending)) if now.duration_since(*sent) < RETAINED_READING_EVERY => {
+                *pending = Some(payload);
+            }
+            _ => {
+                self.retained.insert(topic.clone(), (now, None));
+                self.out
+                    .push_back(Pub::new(topic, payload, QoS::AtMostOnce, true));
+            }
+        }
+    }
+
+    /// Publishes the retained latest readings kept back whose interval has passed.
+    fn flush_retained(&mut self, now: tokio::time::Instant) {
+        for (topic, (sent, pending)) in &mut self.retained {
+            if now.duration_since(*sent) >= RETAINED_READING_EVERY
+                && let Some(payload) = pending.take()
+            {
+                *sent = now;
+                self.out
+                    .push_back(Pub::new(topic.clone(), payload, QoS::AtMostOnce, true));
+            }
         }
     }
 
@@ -963,6 +1012,10 @@ mod tests {
         assert_eq!(
             t.device_status("room1/A", "room1-A-oximeter"),
             "vitalsd/v1/north/bed/room1/A/device/room1-A-oximeter/status"
+        );
+        assert_eq!(
+            t.readings("room1/A"),
+            "vitalsd/v1/north/bed/room1/A/readings"
         );
         assert_eq!(t.alarm(), "vitalsd/v1/north/alarm");
         assert_eq!(
