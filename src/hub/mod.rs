@@ -18,6 +18,7 @@
 //! `?since=SEQ` gets what it missed without a gap, after a fresh snapshot.
 
 mod actions;
+pub mod dispatch;
 mod fanout;
 pub mod link;
 pub mod queue;
@@ -43,7 +44,6 @@ use fanout::{Emitter, Fanout};
 use queue::{Class, ClientQueue, DeliveryStats, DeliverySummary, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc::UnboundedSender;
 use wire::{DeviceStatus, VERSION};
 
 /// How long the store may fail to write before `store_unwritable` is raised.
@@ -134,8 +134,9 @@ pub enum Dispatch {
         Option<StoredState>,
         tokio::sync::oneshot::Sender<Result<(), String>>,
     ),
-    /// A bed's alarm state after its events: save it (latest per bed, group-committed).
-    State(StoredState),
+    /// A bed's alarm state changed: save it as it is when this is taken
+    /// ([`Hub::saved_state`]; latest per bed, group-committed).
+    State(BedIdx),
 }
 
 #[derive(Debug)]
@@ -159,8 +160,8 @@ pub struct Hub {
     beds: Vec<Mutex<BedState>>,
     sys: Mutex<System>,
     fan: Mutex<Fanout>,
-    /// Consumers of alarm events off the alarm path (store, notifier).
-    sink: Option<UnboundedSender<Dispatch>>,
+    /// Consumers of alarm events off the alarm path (store, notifier): bounded, coalescing.
+    sink: Option<Arc<dispatch::DispatchQueue>>,
     /// Delivery counters of every client queue.
     stats: Arc<DeliveryStats>,
     /// Wall-clock ms when this hub was created: tells clients a restarted daemon apart.
@@ -178,7 +179,7 @@ impl Hub {
     /// limits. Alarm events also go to `sink` (store, notifier), never waited for.
     pub fn new(
         cfg: Arc<Config>,
-        sink: Option<UnboundedSender<Dispatch>>,
+        sink: Option<Arc<dispatch::DispatchQueue>>,
     ) -> Result<Hub, LimitsError> {
         let now = wall_ms();
         // Ids seeded by the wall clock so they do not repeat across restarts.
@@ -522,6 +523,13 @@ impl Hub {
         Bytes::from(serde_json::to_vec(&msg).unwrap_or_default())
     }
 
+    /// Bed `bed`'s alarm state as the store keeps it, now (`None` for an unknown bed).
+    pub fn saved_state(&self, bed: BedIdx) -> Option<StoredState> {
+        let b = self.beds.get(usize::from(bed.0))?;
+        let g = lock(b);
+        state::saved_state(&self.cfg, &g.alarms, Stamp::now().as_now())
+    }
+
     fn bed(&self, bed: BedIdx) -> MutexGuard<'_, BedState> {
         lock(&self.beds[usize::from(bed.0)])
     }
@@ -588,7 +596,10 @@ impl Hub {
         }
         sys.watchdog.tick(now, monitoring, &mut sys.em.events);
         if let Some(rec) = self.recorder.get() {
-            if rec.writable() {
+            // An alarm event that could not be queued for the store is missing from the
+            // record: as unwritable as a failed write.
+            let lost = self.sink.as_ref().is_some_and(|s| s.dropped_recently());
+            if rec.writable() && !lost {
                 sys.store_watch.dashboard_alive(now, &mut sys.em.events);
             }
             sys.store_watch.tick(now, true, &mut sys.em.events);

@@ -12,7 +12,7 @@ fn hub() -> Hub {
     hub_with(None)
 }
 
-fn hub_with(sink: Option<UnboundedSender<Dispatch>>) -> Hub {
+fn hub_with(sink: Option<Arc<dispatch::DispatchQueue>>) -> Hub {
     let mut text = String::from(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"/nonexistent/data\"\n[[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n",
     );
@@ -160,8 +160,11 @@ fn a_subscription_during_ingest_has_no_gap_after_its_snapshot() {
 /// the very message clients got.
 #[test]
 fn an_alarm_is_numbered_and_sent_before_the_reading_that_raised_it() {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let hub = hub_with(Some(tx));
+    let rx = Arc::new(dispatch::DispatchQueue::new(
+        dispatch::TRANSITION_CAP,
+        Arc::new(crate::overload::Overload::new(0)),
+    ));
+    let hub = hub_with(Some(rx.clone()));
     let sub = hub.subscribe(None);
     // Batches before it, with nothing to say, leave nothing behind.
     for _ in 0..3 {
@@ -191,7 +194,7 @@ fn an_alarm_is_numbered_and_sent_before_the_reading_that_raised_it() {
     assert!(got[alarm]["seq"].as_u64() < got[reading]["seq"].as_u64());
     assert_eq!(got[alarm]["v"], VERSION);
     let mut to_store = Vec::new();
-    while let Ok(d) = rx.try_recv() {
+    while let Some(d) = rx.try_pop() {
         if let Dispatch::Event(d) = d {
             to_store.push(d);
         }

@@ -63,6 +63,9 @@ pub const DEFAULT_BUFFER_CAP: usize = 200_000;
 pub const DROPPING_FOR: Duration = Duration::from_secs(5);
 /// Bound of the alarm events held while the store is unwritable.
 pub const EVENT_BUFFER_CAP: usize = 10_000;
+/// Commands waiting for the writer at which the alarm path's consumer waits for room
+/// ([`StoreHandle::wait_room`]): its backlog then waits, coalescing, in the hub's queue.
+pub const COMMAND_CAP: usize = 1_024;
 /// The store file's name inside the configured data dir.
 pub const FILE_NAME: &str = "vitalsd.sqlite";
 
@@ -149,6 +152,10 @@ pub struct StoreHealth {
     pub dropped_events: u64,
     /// Commands (alarm events, states, outbox changes, session writes) waiting for the writer.
     pub pending_commands: usize,
+    /// The most commands ever seen waiting (high-water mark).
+    pub peak_commands: usize,
+    /// The depth at which the alarm path stops handing over commands ([`COMMAND_CAP`]).
+    pub command_cap: usize,
     /// The last write error, until a write succeeds again.
     pub last_error: Option<String>,
     /// The last error since the store was opened, kept after recovery (for the log and
@@ -217,6 +224,10 @@ pub(crate) struct Shared {
     /// When a reading was last dropped, and whose.
     pub last_drop: Mutex<Option<(std::time::Instant, crate::model::DeviceIdx)>>,
     pub inflight: AtomicUsize,
+    /// The most commands ever waiting.
+    pub cmd_peak: AtomicUsize,
+    /// Signalled by the writer each time it takes the waiting commands.
+    pub room: tokio::sync::Notify,
     pub last_error: Mutex<Option<String>>,
     pub last_incident: Mutex<Option<String>>,
     pub topology: RwLock<Arc<Topology>>,
@@ -298,6 +309,8 @@ impl Store {
             writable: AtomicBool::new(true),
             last_drop: Mutex::new(None),
             inflight: AtomicUsize::new(0),
+            cmd_peak: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
             last_error: Mutex::new(None),
             last_incident: Mutex::new(None),
             topology: RwLock::new(Arc::new(Topology::default())),
@@ -543,6 +556,8 @@ impl StoreHandle {
             dropped_by_device: by_device.into_iter().map(|(i, n)| (name(i), n)).collect(),
             dropped_events,
             pending_commands,
+            peak_commands: self.shared.cmd_peak.load(Ordering::Relaxed),
+            command_cap: COMMAND_CAP,
             last_error,
             last_incident: self
                 .shared
@@ -777,9 +792,30 @@ impl StoreHandle {
             return Err(StoreError::Stopped);
         }
         q.cmds.push_back(cmd);
+        let depth = q.cmds.len();
         drop(q);
+        self.shared.cmd_peak.fetch_max(depth, Ordering::Relaxed);
         self.shared.wake.notify_one();
         Ok(())
+    }
+
+    /// Waits until fewer than [`COMMAND_CAP`] commands wait for the writer (at once when
+    /// they do). The alarm path's consumer calls it before taking the next message, so the
+    /// store's command queue stays bounded and a backlog waits, coalescing, upstream.
+    pub async fn wait_room(&self) {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let q = self.shared.queue();
+                if q.cmds.len() < COMMAND_CAP || q.stop {
+                    return;
+                }
+            }
+            // The writer signals each round; the timeout only guards against a missed one.
+            let _ = tokio::time::timeout(BATCH_INTERVAL * 2, room).await;
+        }
     }
 }
 

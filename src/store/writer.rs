@@ -104,6 +104,8 @@ impl Writer {
                 self.shared.inflight.store(batch.len(), Ordering::Release);
                 (std::mem::take(&mut q.cmds), q.stop)
             };
+            // Room for the alarm path's consumer (`StoreHandle::wait_room`).
+            self.shared.room.notify_waiters();
             self.check_identity();
             let readings_ok = self.write_batch(&batch);
             self.shared.inflight.store(0, Ordering::Release);
