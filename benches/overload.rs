@@ -20,9 +20,11 @@
 //! next to one more device flooding `OVERLOAD_FLOOD` lines/s with its profile's `max_rate` (as
 //! a clinic leaves it); prints the normal devices' latency both times and the ratio.
 
+mod common;
+
+use common::{DeviceServers, address_after, env_or};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,13 +35,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Distinct PI values (00.00..99.99): one line's identity within a device.
 const PI_MOD: u64 = 10_000;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn line(dev: usize, n: u64, alarm: bool) -> String {
     let pi = (n % PI_MOD) as f64 / 100.0;
@@ -203,21 +198,6 @@ fn reap(child: &mut std::process::Child) -> (f64, i64) {
     }
 }
 
-/// Reads a child's stdout until a line contains `marker`; returns what follows it. The rest
-/// is drained in a thread.
-fn address_after(child: &mut std::process::Child, marker: &str) -> String {
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = out.lines();
-    let addr = loop {
-        let l = lines.next().expect("child prints its address").unwrap();
-        if let Some(rest) = l.split(marker).nth(1) {
-            break rest.trim().trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    addr
-}
-
 /// A device that floods: `rate` lines a second, as much as is due every 10 ms, until aborted
 /// (a throttled source reads it only as fast as its budget; the rest waits in the socket).
 async fn flood_writer(mut link: TcpStream, dev: usize, rate: u64) {
@@ -264,14 +244,8 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
         flood,
     } = shape;
     let dir = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..devices + usize::from(flood > 0) {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
+    let servers = DeviceServers::bind(devices + usize::from(flood > 0)).await;
+    let ports = servers.ports();
     let mut child = match kind {
         Kind::Relay => Command::new(std::env::current_exe().unwrap())
             .env("OVERLOAD_ROLE", "relay")
@@ -306,15 +280,7 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
         Kind::Relay => address_after(&mut child, "relay listening on "),
         Kind::Vitalsd => address_after(&mut child, "listening on http://"),
     };
-    let mut links = Vec::new();
-    for l in &listeners {
-        let (s, _) = tokio::time::timeout(Duration::from_secs(30), l.accept())
-            .await
-            .expect("the system under test connects to every device")
-            .unwrap();
-        s.set_nodelay(true).unwrap();
-        links.push(s);
-    }
+    let mut links = servers.accept_all("the system under test").await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
