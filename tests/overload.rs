@@ -379,8 +379,8 @@ delay = "0s"
 /// is updated on every line), BPM 130 on every 50th line (a pulse-rate alarm raised, and
 /// cleared by the next line).
 fn toggle_line(i: usize) -> Vec<u8> {
-    let spo2 = if i % 2 == 0 { 80 } else { 97 };
-    let bpm = if i % 50 == 0 { 130 } else { 72 };
+    let spo2 = if i.is_multiple_of(2) { 80 } else { 97 };
+    let bpm = if i.is_multiple_of(50) { 130 } else { 72 };
     format!(
         "02/22/16 22:47:45 SN=0000056661 SPO2={spo2:03}% BPM={bpm:03} PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000000\r\n"
     )

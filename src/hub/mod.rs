@@ -335,7 +335,6 @@ impl Hub {
             // (and so sent) ahead of the readings that caused them.
             b.alarms.observe(&obs, stamp.as_now(), &mut b.em.events);
             b.em.stage(&self.cfg);
-            crate::metrics::global().decided(stamp.mono);
             metrics |= 1 << m.metric.index();
             b.read.push(obs);
         }
@@ -362,6 +361,9 @@ impl Hub {
         let n = u32::try_from(b.read.len()).unwrap_or(u32::MAX);
         b.em.out.add(Class::Reading { slot, n }, &msg);
         self.publish_bed(b, true);
+        drop(g);
+        // One clock read and histogram observation per read, not per reading.
+        crate::metrics::global().decided(stamp.mono);
     }
 
     /// A device answered without a measurement (a polled cuff between measurements): it is
