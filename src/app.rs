@@ -401,11 +401,11 @@ async fn dispatch(
         match msg {
             Dispatch::Event(d) => {
                 crate::metrics::global().event(&d.event);
-                store.alarm_event_nowait(stored(&d));
+                store.alarm_event_nowait(stored(hub.config(), &d));
                 forward(&d);
             }
             Dispatch::Commit(events, state, done) => {
-                let rows = events.iter().map(stored).collect();
+                let rows = events.iter().map(|d| stored(hub.config(), d)).collect();
                 let result = store.commit(rows, state).await.map_err(|e| e.to_string());
                 // Only what is committed takes effect, and only that is notified.
                 if result.is_ok() {
@@ -423,17 +423,18 @@ async fn dispatch(
     }
 }
 
-/// The store's row for an alarm-system event: the wire message plus indexable fields.
-fn stored(d: &Dispatched) -> crate::store::StoredEvent {
-    let msg: serde_json::Value = serde_json::from_slice(&d.json).unwrap_or_default();
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+/// The store's row for an alarm-system event: the wire message plus indexable fields (taken
+/// from the event itself, not parsed back out of the message).
+fn stored(cfg: &Config, d: &Dispatched) -> crate::store::StoredEvent {
+    let msg = crate::hub::wire::AlarmMsg::new(cfg, 0, &d.event);
+    let alarm = d.event.alarm;
     crate::store::StoredEvent {
         at_ms: d.event.at_ms,
-        bed: text(&msg["bed"]),
-        kind: text(&msg["event"]).unwrap_or_default(),
-        alarm_id: d.event.alarm.map(|a| a.id.0),
-        condition: text(&msg["alarm"]["condition"]),
-        priority: text(&msg["alarm"]["priority"]),
+        bed: msg.bed.map(str::to_owned),
+        kind: msg.event.to_owned(),
+        alarm_id: alarm.map(|a| a.id.0),
+        condition: alarm.map(|a| a.condition.to_string()),
+        priority: alarm.map(|a| crate::metrics::priority_label(a.priority).to_owned()),
         actor: d.event.actor.as_deref().map(str::to_owned),
         json: String::from_utf8_lossy(&d.json).into_owned(),
     }
