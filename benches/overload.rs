@@ -136,6 +136,9 @@ struct Peaks {
     client_priority: u64,
     client_readings: u64,
     dispatch: u64,
+    /// Alarm updates and saved states coalesced in the hub->store queue, transitions dropped.
+    dispatch_coalesced: u64,
+    dispatch_dropped: u64,
     notify: u64,
 }
 
@@ -177,6 +180,12 @@ async fn sample(addr: String, pid: u32, stop: Arc<std::sync::atomic::AtomicBool>
                 .client_readings
                 .max(n(&h["delivery"]["max_pending_readings"]));
             p.dispatch = p.dispatch.max(n(&h["overload"]["dispatch"]["peak"]));
+            p.dispatch_coalesced = p
+                .dispatch_coalesced
+                .max(n(&h["overload"]["dispatch"]["coalesced"]));
+            p.dispatch_dropped = p
+                .dispatch_dropped
+                .max(n(&h["overload"]["dispatch"]["dropped"]));
             p.notify = p.notify.max(n(&h["overload"]["notify"]["depth"]));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -479,7 +488,7 @@ fn show(name: &str, o: &Outcome) {
     );
     if let Some(p) = &o.peaks {
         println!(
-            "           peaks (sampled every 200 ms): RSS {:.1} MiB  store backlog {} commands {} dropped {}  client pending priority {} readings {}  dispatch {}  notify {}",
+            "           peaks (sampled every 200 ms): RSS {:.1} MiB  store backlog {} commands {} dropped {}  client pending priority {} readings {}  dispatch {} (coalesced {}, dropped {})  notify {}",
             p.rss_kib as f64 / 1024.0,
             p.store_backlog,
             p.store_commands,
@@ -487,6 +496,8 @@ fn show(name: &str, o: &Outcome) {
             p.client_priority,
             p.client_readings,
             p.dispatch,
+            p.dispatch_coalesced,
+            p.dispatch_dropped,
             p.notify,
         );
     }
