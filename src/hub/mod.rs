@@ -527,9 +527,12 @@ impl Hub {
 
     /// Bed `bed`'s alarm state as the store keeps it, now (`None` for an unknown bed).
     pub fn saved_state(&self, bed: BedIdx) -> Option<StoredState> {
-        let b = self.beds.get(usize::from(bed.0))?;
-        let g = lock(b);
-        state::saved_state(&self.cfg, &g.alarms, Stamp::now().as_now())
+        let now = Stamp::now().as_now();
+        // The snapshot under the bed's lock, serialized after it.
+        let snapshot = lock(self.beds.get(usize::from(bed.0))?)
+            .alarms
+            .snapshot(now);
+        state::saved_snapshot(&self.cfg, bed, snapshot, now)
     }
 
     fn bed(&self, bed: BedIdx) -> MutexGuard<'_, BedState> {
