@@ -4,8 +4,9 @@
 //! # Durability contract (docs/storage.md)
 //! - [`StoreHandle::reading`] never blocks on I/O and never awaits: it pushes the observation
 //!   (a `Copy` value) into a bounded buffer. A dedicated writer thread, which owns the only
-//!   write connection, drains the buffer in one transaction every [`BATCH_INTERVAL`], so a
-//!   reading is committed well within 200 ms of arrival.
+//!   write connection, drains the buffer in one transaction every [`BATCH_INTERVAL`] (at most
+//!   [`BATCH_MAX`] readings each; a fuller buffer is written in rounds back to back), so a
+//!   reading is committed well within 200 ms of arrival while the store keeps up.
 //! - Acknowledgements, limit/baseline changes and session changes are committed in their own
 //!   transaction, fsynced (`synchronous=FULL` for that transaction), before
 //!   [`StoreHandle::alarm_event`], the action or the session call returns. Engine alarm events
@@ -57,6 +58,9 @@ use std::time::Duration;
 
 /// The writer commits buffered readings at least this often.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(25);
+/// A writer round writes at most this many readings (one transaction); more are written in
+/// the rounds right after, without waiting. Bounds the memory of the batch being written.
+pub const BATCH_MAX: usize = 25_000;
 /// Default bound of the reading buffer: about 20 minutes of two recliners at full pleth rate.
 pub const DEFAULT_BUFFER_CAP: usize = 200_000;
 /// After a reading is dropped, the store reports itself not writable for this long.
