@@ -5,7 +5,7 @@
 
 use super::dispatch::DispatchQueue;
 use super::queue::{Class, ClientQueue};
-use super::{Dispatch, Dispatched, REPLAY_CAP, lock, wire};
+use super::{Dispatch, Dispatched, REPLAY_BYTES, REPLAY_CAP, lock, wire};
 use crate::alarm::{AlarmEvent, BedAlarms, EventKind};
 use crate::config::Config;
 use bytes::{Bytes, BytesMut};
@@ -140,6 +140,8 @@ impl Emitter {
 pub(super) struct Fanout {
     pub(super) next_seq: u64,
     pub(super) replay: VecDeque<(u64, Bytes)>,
+    /// The bytes of the messages in `replay`.
+    pub(super) replay_bytes: usize,
     pub(super) clients: Vec<(u64, Arc<ClientQueue>)>,
     pub(super) next_client: u64,
 }
@@ -178,9 +180,14 @@ impl Fanout {
     }
 
     pub(super) fn push(&mut self, seq: u64, class: Class, bytes: Bytes) {
-        if self.replay.len() >= REPLAY_CAP {
-            self.replay.pop_front();
+        while self.replay.len() >= REPLAY_CAP
+            || (!self.replay.is_empty() && self.replay_bytes + bytes.len() > REPLAY_BYTES)
+        {
+            if let Some((_, old)) = self.replay.pop_front() {
+                self.replay_bytes -= old.len();
+            }
         }
+        self.replay_bytes += bytes.len();
         crate::metrics::global().published(seq);
         for (_, q) in &self.clients {
             q.push(class, bytes.clone());

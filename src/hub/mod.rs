@@ -14,7 +14,7 @@
 //! Lock order: beds (by index), then the bed-less alarms, then the fan-out. No lock is held
 //! across an `.await`.
 //!
-//! A bounded replay ring keeps the latest messages so that a client that reconnects with
+//! A bounded replay ring (messages and bytes) keeps the latest messages so that a client that reconnects with
 //! `?since=SEQ` gets what it missed without a gap, after a fresh snapshot.
 
 mod actions;
@@ -51,6 +51,9 @@ pub const STORE_ALARM_AFTER: std::time::Duration = std::time::Duration::from_sec
 
 /// Messages kept for clients that resume.
 pub const REPLAY_CAP: usize = 8_192;
+/// Bytes of messages kept for clients that resume, at most (at a high rate each `readings`
+/// message carries many readings: without it the ring alone held tens of MiB).
+pub const REPLAY_BYTES: usize = 4 << 20;
 
 /// When bytes arrived: taken by the source as it reads, before decoding.
 #[derive(Debug, Clone, Copy)]
@@ -252,6 +255,7 @@ impl Hub {
         let fan = Fanout {
             next_seq: 1,
             replay: VecDeque::with_capacity(REPLAY_CAP),
+            replay_bytes: 0,
             clients: Vec::new(),
             next_client: 1,
         };

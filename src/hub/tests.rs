@@ -257,3 +257,30 @@ fn a_slow_client_keeps_the_latest_read_per_device_and_set_of_metrics() {
         "the newest read, in the device's order"
     );
 }
+
+/// The replay ring for resuming clients is bounded in bytes as well as messages: at a high
+/// rate each `readings` message carries many readings, and the ring keeps the newest.
+#[test]
+fn the_replay_ring_keeps_the_newest_messages_within_its_byte_bound() {
+    let hub = hub();
+    let read: Vec<Measurement> = (0..10).flat_map(|_| batch(95.0)).collect();
+    for _ in 0..2_000 {
+        hub.ingest(DeviceIdx(0), Stamp::now(), &read);
+    }
+    let last = hub.last_seq();
+    let sub = hub.subscribe(Some(0));
+    let held = &sub.preamble[1..];
+    let bytes: usize = held.iter().map(Bytes::len).sum();
+    assert!(bytes <= REPLAY_BYTES, "{bytes} bytes held");
+    assert!(
+        held.len() < 2_000 && held.len() > 100,
+        "{} held",
+        held.len()
+    );
+    let seqs: Vec<u64> = held
+        .iter()
+        .map(|m| json(m)["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.last(), Some(&last), "the newest is held");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap");
+}

@@ -101,6 +101,7 @@ impl FairBuffer {
     }
 
     /// Moves every reading into `out`, device after device, oldest first.
+    #[cfg(test)]
     pub fn drain_into(&mut self, out: &mut Vec<Observation>) {
         self.drain_at_most(out, usize::MAX);
     }
