@@ -15,28 +15,22 @@
 //! `CENTRAL_RATE=1` (lines/s per oximeter), `CENTRAL_SECONDS=20`. Without Mosquitto
 //! (`apt-get install mosquitto`) it says so and measures nothing.
 
+mod common;
+
+use common::{DeviceServers, address_after, env_or};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Distinct PI values (00.00..99.99): one line's identity within a device.
 const PI_MOD: u64 = 10_000;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn line(n: u64) -> String {
     let pi = (n % PI_MOD) as f64 / 100.0;
@@ -69,21 +63,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Reads a child's stdout until a line contains `marker`; returns what follows it. The rest
-/// is drained in a thread.
-fn address_after(child: &mut Child, marker: &str) -> String {
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = out.lines();
-    let addr = loop {
-        let l = lines.next().expect("child prints its address").unwrap();
-        if let Some(rest) = l.split(marker).nth(1) {
-            break rest.trim().trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    addr
 }
 
 /// Site `s`: its beds, each with one Masimo over TCP (device `s{s}d{b}`), and `[mqtt]`.
@@ -328,16 +307,13 @@ async fn bench(mosq: PathBuf, sites: usize, beds: usize, rate: u64, seconds: u64
         .unwrap();
     let central_addr = address_after(&mut c, "listening on http://");
     let _central = Proc(c);
-    let mut listeners = Vec::new();
+    let mut servers = DeviceServers::default();
     let mut site_procs = Vec::new();
     let mut site0_addr = String::new();
     for s in 0..sites {
-        let mut ports = Vec::new();
-        for _ in 0..beds {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ports.push(l.local_addr().unwrap().port());
-            listeners.push(l);
-        }
+        let site = DeviceServers::bind(beds).await;
+        let ports = site.ports();
+        servers.extend(site);
         let sdir = dir.path().join(format!("s{s}"));
         std::fs::create_dir_all(&sdir).unwrap();
         let path = sdir.join("site.toml");
@@ -355,15 +331,7 @@ async fn bench(mosq: PathBuf, sites: usize, beds: usize, rate: u64, seconds: u64
         }
         site_procs.push(Proc(child));
     }
-    let mut links = Vec::new();
-    for l in &listeners {
-        let (sock, _) = tokio::time::timeout(Duration::from_secs(30), l.accept())
-            .await
-            .expect("every site connects to its devices")
-            .unwrap();
-        sock.set_nodelay(true).unwrap();
-        links.push(sock);
-    }
+    let links = servers.accept_all("every site").await;
     let (mut cws, _) = tokio_tungstenite::connect_async(format!("ws://{central_addr}/ws"))
         .await
         .unwrap();

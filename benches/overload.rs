@@ -20,9 +20,11 @@
 //! next to one more device flooding `OVERLOAD_FLOOD` lines/s with its profile's `max_rate` (as
 //! a clinic leaves it); prints the normal devices' latency both times and the ratio.
 
+mod common;
+
+use common::{DeviceServers, address_after, env_or};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,13 +35,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Distinct PI values (00.00..99.99): one line's identity within a device.
 const PI_MOD: u64 = 10_000;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn line(dev: usize, n: u64, alarm: bool) -> String {
     let pi = (n % PI_MOD) as f64 / 100.0;
@@ -141,6 +136,9 @@ struct Peaks {
     client_priority: u64,
     client_readings: u64,
     dispatch: u64,
+    /// Alarm updates and saved states coalesced in the hub->store queue, transitions dropped.
+    dispatch_coalesced: u64,
+    dispatch_dropped: u64,
     notify: u64,
 }
 
@@ -182,6 +180,12 @@ async fn sample(addr: String, pid: u32, stop: Arc<std::sync::atomic::AtomicBool>
                 .client_readings
                 .max(n(&h["delivery"]["max_pending_readings"]));
             p.dispatch = p.dispatch.max(n(&h["overload"]["dispatch"]["peak"]));
+            p.dispatch_coalesced = p
+                .dispatch_coalesced
+                .max(n(&h["overload"]["dispatch"]["coalesced"]));
+            p.dispatch_dropped = p
+                .dispatch_dropped
+                .max(n(&h["overload"]["dispatch"]["dropped"]));
             p.notify = p.notify.max(n(&h["overload"]["notify"]["depth"]));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -201,21 +205,6 @@ fn reap(child: &mut std::process::Child) -> (f64, i64) {
         let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
         (t(ru.ru_utime) + t(ru.ru_stime), ru.ru_maxrss)
     }
-}
-
-/// Reads a child's stdout until a line contains `marker`; returns what follows it. The rest
-/// is drained in a thread.
-fn address_after(child: &mut std::process::Child, marker: &str) -> String {
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = out.lines();
-    let addr = loop {
-        let l = lines.next().expect("child prints its address").unwrap();
-        if let Some(rest) = l.split(marker).nth(1) {
-            break rest.trim().trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    addr
 }
 
 /// A device that floods: `rate` lines a second, as much as is due every 10 ms, until aborted
@@ -264,14 +253,8 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
         flood,
     } = shape;
     let dir = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..devices + usize::from(flood > 0) {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
+    let servers = DeviceServers::bind(devices + usize::from(flood > 0)).await;
+    let ports = servers.ports();
     let mut child = match kind {
         Kind::Relay => Command::new(std::env::current_exe().unwrap())
             .env("OVERLOAD_ROLE", "relay")
@@ -306,15 +289,7 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
         Kind::Relay => address_after(&mut child, "relay listening on "),
         Kind::Vitalsd => address_after(&mut child, "listening on http://"),
     };
-    let mut links = Vec::new();
-    for l in &listeners {
-        let (s, _) = tokio::time::timeout(Duration::from_secs(30), l.accept())
-            .await
-            .expect("the system under test connects to every device")
-            .unwrap();
-        s.set_nodelay(true).unwrap();
-        links.push(s);
-    }
+    let mut links = servers.accept_all("the system under test").await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
@@ -513,7 +488,7 @@ fn show(name: &str, o: &Outcome) {
     );
     if let Some(p) = &o.peaks {
         println!(
-            "           peaks (sampled every 200 ms): RSS {:.1} MiB  store backlog {} commands {} dropped {}  client pending priority {} readings {}  dispatch {}  notify {}",
+            "           peaks (sampled every 200 ms): RSS {:.1} MiB  store backlog {} commands {} dropped {}  client pending priority {} readings {}  dispatch {} (coalesced {}, dropped {})  notify {}",
             p.rss_kib as f64 / 1024.0,
             p.store_backlog,
             p.store_commands,
@@ -521,6 +496,8 @@ fn show(name: &str, o: &Outcome) {
             p.client_priority,
             p.client_readings,
             p.dispatch,
+            p.dispatch_coalesced,
+            p.dispatch_dropped,
             p.notify,
         );
     }

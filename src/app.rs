@@ -5,6 +5,7 @@
 use crate::alarm::EventKind;
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::hub::dispatch::DispatchQueue;
 use crate::hub::{Dispatch, Dispatched, Hub, OpenSession};
 use crate::model::DeviceIdx;
 use crate::notify;
@@ -127,15 +128,20 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
     let lock = lock_data_dir(&cfg.data_dir)?;
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel::<Dispatch>();
     let store = Store::open_for(&cfg).with_context(|| {
         format!(
             "cannot open the store in {} (data_dir)",
             cfg.data_dir.display()
         )
     })?;
-    let hub = Arc::new(Hub::new(cfg.clone(), Some(events_tx)).context("bad alarm limits")?);
     let overload = Arc::new(crate::overload::Overload::new(cfg.devices.len()));
+    // Alarm events off the alarm path, to the store and the notifier: bounded, coalescing
+    // superseded updates under a backlog (hub::dispatch).
+    let events = Arc::new(DispatchQueue::new(
+        crate::hub::dispatch::TRANSITION_CAP,
+        overload.clone(),
+    ));
+    let hub = Arc::new(Hub::new(cfg.clone(), Some(events.clone())).context("bad alarm limits")?);
     hub.set_recorder(store.handle());
     // What the alarm system knew before a restart, back before any device byte is read and
     // before any client is served.
@@ -185,10 +191,10 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         tracker.spawn(crate::hl7::run(hub.clone(), store.handle(), cancel.clone()));
     }
     tracker.spawn(dispatch(
-        events_rx,
+        events,
+        hub.clone(),
         (!cfg.notify.is_empty()).then_some(notify_inbox),
         store.handle(),
-        overload.clone(),
         cancel.clone(),
     ));
     // Retention: once an hour, prune discharged sessions older than the configured time.
@@ -344,12 +350,14 @@ async fn restore(hub: &Hub, store: &StoreHandle, cfg: &Config) -> anyhow::Result
 /// this much later.
 pub const ALARM_TICK: Duration = Duration::from_millis(100);
 
-/// Hands alarm events to their consumers off the alarm path.
+/// Hands alarm events to their consumers off the alarm path, one at a time and only while
+/// the store's command queue has room: a backlog waits in the hub's queue, where superseded
+/// updates coalesce (hub::dispatch).
 async fn dispatch(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Dispatch>,
+    queue: Arc<DispatchQueue>,
+    hub: Arc<Hub>,
     notify: Option<Arc<notify::inbox::Inbox<notify::NotifyMsg>>>,
     store: StoreHandle,
-    overload: Arc<crate::overload::Overload>,
     cancel: CancellationToken,
 ) {
     // Pages, and the end or acknowledgement of an alarm (which cancels its pending pages);
@@ -382,20 +390,22 @@ async fn dispatch(
     loop {
         let msg = tokio::select! {
             biased;
-            m = rx.recv() => m,
+            m = async {
+                store.wait_room().await;
+                queue.pop().await
+            } => Some(m),
             // At shutdown: take what is already queued, then stop.
-            _ = cancel.cancelled() => rx.try_recv().ok(),
+            _ = cancel.cancelled() => queue.try_pop(),
         };
         let Some(msg) = msg else { return };
-        overload.dispatch.seen(rx.len());
         match msg {
             Dispatch::Event(d) => {
                 crate::metrics::global().event(&d.event);
-                store.alarm_event_nowait(stored(&d));
+                store.alarm_event_nowait(stored(hub.config(), &d));
                 forward(&d);
             }
             Dispatch::Commit(events, state, done) => {
-                let rows = events.iter().map(stored).collect();
+                let rows = events.iter().map(|d| stored(hub.config(), d)).collect();
                 let result = store.commit(rows, state).await.map_err(|e| e.to_string());
                 // Only what is committed takes effect, and only that is notified.
                 if result.is_ok() {
@@ -403,22 +413,28 @@ async fn dispatch(
                 }
                 let _ = done.send(result);
             }
-            Dispatch::State(state) => store.save_state_nowait(state),
+            Dispatch::State(bed) => {
+                // Serialized now, once for however many events it stood for.
+                if let Some(state) = hub.saved_state(bed) {
+                    store.save_state_nowait(state);
+                }
+            }
         }
     }
 }
 
-/// The store's row for an alarm-system event: the wire message plus indexable fields.
-fn stored(d: &Dispatched) -> crate::store::StoredEvent {
-    let msg: serde_json::Value = serde_json::from_slice(&d.json).unwrap_or_default();
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+/// The store's row for an alarm-system event: the wire message plus indexable fields (taken
+/// from the event itself, not parsed back out of the message).
+fn stored(cfg: &Config, d: &Dispatched) -> crate::store::StoredEvent {
+    let msg = crate::hub::wire::AlarmMsg::new(cfg, 0, &d.event);
+    let alarm = d.event.alarm;
     crate::store::StoredEvent {
         at_ms: d.event.at_ms,
-        bed: text(&msg["bed"]),
-        kind: text(&msg["event"]).unwrap_or_default(),
-        alarm_id: d.event.alarm.map(|a| a.id.0),
-        condition: text(&msg["alarm"]["condition"]),
-        priority: text(&msg["alarm"]["priority"]),
+        bed: msg.bed.map(str::to_owned),
+        kind: msg.event.to_owned(),
+        alarm_id: alarm.map(|a| a.id.0),
+        condition: alarm.map(|a| a.condition.to_string()),
+        priority: alarm.map(|a| crate::metrics::priority_label(a.priority).to_owned()),
         actor: d.event.actor.as_deref().map(str::to_owned),
         json: String::from_utf8_lossy(&d.json).into_owned(),
     }

@@ -1,7 +1,7 @@
 //! Counters of the overload defences, in plain atomics: what each device's throttle dropped
 //! and whether it is flooding (`sources::throttle`), and the notification queue's depth and
 //! what it coalesced or dropped (`notify::inbox`), and the depth of the alarm-event queue from the
-//! hub to the store and the notifier (`app::dispatch`). Written on the hot path without a lock; read by
+//! hub to the store and the notifier (`hub::dispatch`). Written on the hot path without a lock; read by
 //! `/healthz` (and by a metrics exporter later). The store keeps its own counters
 //! (`store::StoreHealth`).
 
@@ -30,14 +30,19 @@ pub struct NotifyLoad {
 }
 
 /// The queue of alarm-system events from the hub to the store and the notifier
-/// (`app::dispatch`). It drains without waiting (both consumers take without blocking) except
-/// while an API action's commit is awaited.
+/// (`hub::dispatch`): bounded, coalescing superseded updates and saved states under a backlog.
 #[derive(Debug, Default)]
 pub struct DispatchLoad {
-    /// Events waiting after the latest one was taken.
+    /// Messages waiting now.
     pub depth: AtomicUsize,
-    /// The most ever seen waiting.
+    /// The most ever seen waiting (high-water mark).
     pub peak: AtomicUsize,
+    /// Transitions (and action commits) that may wait at most.
+    pub cap: AtomicUsize,
+    /// Superseded messages replaced by a newer one of the same alarm (or bed's state).
+    pub coalesced: AtomicU64,
+    /// Transitions dropped because `cap` were waiting (`store_unwritable` raised).
+    pub dropped: AtomicU64,
 }
 
 impl DispatchLoad {
@@ -98,6 +103,9 @@ impl Overload {
             "dispatch": {
                 "depth": self.dispatch.depth.load(Ordering::Relaxed),
                 "peak": self.dispatch.peak.load(Ordering::Relaxed),
+                "cap": self.dispatch.cap.load(Ordering::Relaxed),
+                "coalesced": self.dispatch.coalesced.load(Ordering::Relaxed),
+                "dropped": self.dispatch.dropped.load(Ordering::Relaxed),
             },
         })
     }

@@ -355,3 +355,189 @@ async fn a_store_that_must_drop_readings_raises_its_alarm_and_drops_the_floods_n
     );
     c.close().await;
 }
+
+/// A preset whose SpO2 alarm latches (severe, high) and whose pulse-rate alarm is medium with
+/// no delay: BPM 130 raises it, the next line's 72 clears it.
+const TOGGLE_PRESET: &str = r#"
+[[rule]]
+metric = "spo2"
+direction = "low"
+threshold = 90
+priority = "medium"
+delay = "0s"
+severe = { threshold = 85, priority = "high" }
+
+[[rule]]
+metric = "pulse_rate"
+direction = "high"
+threshold = 120
+priority = "medium"
+delay = "0s"
+"#;
+
+/// Line `i` of the backlog test's device: SpO2 80 and 97 alternating (the latched SpO2 alarm
+/// is updated on every line), BPM 130 on every 50th line (a pulse-rate alarm raised, and
+/// cleared by the next line).
+fn toggle_line(i: usize) -> Vec<u8> {
+    let spo2 = if i.is_multiple_of(2) { 80 } else { 97 };
+    let bpm = if i.is_multiple_of(50) { 130 } else { 72 };
+    format!(
+        "02/22/16 22:47:45 SN=0000056661 SPO2={spo2:03}% BPM={bpm:03} PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000000\r\n"
+    )
+    .into_bytes()
+}
+
+/// The store's writer is held up (another process holds the file's write lock) while a device
+/// sends 2 000 lines a second, each an alarm event: the store's command queue stops at its
+/// bound, the backlog waits in the hub's queue where the SpO2 alarm's superseded updates
+/// coalesce (counted), that queue stays short, and once the lock goes every pulse-rate raise
+/// and clear is in the store, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_coalesce() {
+    const LINES: usize = 12_000;
+    const PER_TICK: usize = 20;
+    let go = Arc::new(tokio::sync::Notify::new());
+    let written = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (port, _) = {
+        let (go, written) = (go.clone(), written.clone());
+        fake_device_server(listener, move |n, sock| {
+            let (go, written) = (go.clone(), written.clone());
+            async move {
+                let mut wr = drain_reads(sock);
+                if n == 0 {
+                    go.notified().await;
+                    let mut tick = tokio::time::interval(Duration::from_millis(10));
+                    for chunk in (0..LINES).collect::<Vec<_>>().chunks(PER_TICK) {
+                        tick.tick().await;
+                        let bytes: Vec<u8> = chunk.iter().flat_map(|&i| toggle_line(i)).collect();
+                        if wr.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                        written.fetch_add(chunk.len(), Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(wr);
+            }
+        })
+    };
+    let d = Daemon::start(|dir| {
+        std::fs::create_dir_all(dir.join("presets")).unwrap();
+        std::fs::write(dir.join("presets/toggle.toml"), TOGGLE_PRESET).unwrap();
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\npresets_dir = \"{d}/presets\"\n\
+             [[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n\
+             [[rooms.recliners]]\nid = \"A\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
+             [[rooms.recliners.devices]]\nid = \"ox\"\nprofile = \"masimo-rad8\"\n\
+             tcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n",
+            d = dir.display()
+        )
+    });
+    let mut c = d.client().await;
+    // The device server starts sending once the oximeter's link is up (a permit waits).
+    go.notify_one();
+    c.wait_for("the SpO2 alarm raised", WITHIN, |m| raised(m, "spo2_low"))
+        .await;
+
+    // Hold the store's write lock until the writer's command queue has reached its bound,
+    // and a little longer (past 5 s the writer's writes fail: it holds the events, in order,
+    // and writes them once the lock goes).
+    let path = d.dir.path().join("data").join(vitalsd::store::FILE_NAME);
+    let lock = Connection::open(&path).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let held = Instant::now();
+    let (mut max_commands, mut max_dispatch, mut cap) = (0u64, 0u64, u64::MAX);
+    let mut full_since: Option<Instant> = None;
+    while held.elapsed() < WITHIN
+        && full_since.is_none_or(|t| t.elapsed() < Duration::from_millis(500))
+    {
+        let (_, h) = http(d.addr, "GET", "/healthz", None, None).await;
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        cap = n(&h["store"]["command_cap"]);
+        max_commands = max_commands.max(n(&h["store"]["pending_commands"]));
+        max_dispatch = max_dispatch.max(n(&h["overload"]["dispatch"]["depth"]));
+        if max_commands >= cap && full_since.is_none() {
+            full_since = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    assert_eq!(cap, vitalsd::store::COMMAND_CAP as u64);
+    assert_eq!(
+        max_commands, cap,
+        "the store's command queue filled up to its bound and no further"
+    );
+
+    eventually("every line written", async || {
+        written.load(Ordering::SeqCst) == LINES
+    })
+    .await;
+    // Every pulse-rate alarm raised and cleared, in the store.
+    let pulse = |conn: &Connection| -> Vec<(String, i64)> {
+        let mut st = conn
+            .prepare(
+                "SELECT kind, alarm_id FROM alarm_events WHERE condition = 'pulse_rate_high' \
+                 AND kind IN ('raised', 'cleared') ORDER BY id",
+            )
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let want = 2 * LINES / 50;
+    eventually("every pulse-rate transition stored", async || {
+        Connection::open(&path).is_ok_and(|c| pulse(&c).len() >= want)
+    })
+    .await;
+    let conn = Connection::open(&path).unwrap();
+    let got = pulse(&conn);
+    assert_eq!(
+        got.len(),
+        want,
+        "raised and cleared pulse-rate events stored"
+    );
+    let mut last_id = 0;
+    for pair in got.chunks(2) {
+        assert_eq!(pair[0].0, "raised", "{pair:?}");
+        assert_eq!(pair[1].0, "cleared", "{pair:?}");
+        assert_eq!(pair[0].1, pair[1].1, "raised and cleared: the same alarm");
+        assert!(
+            pair[0].1 > last_id,
+            "alarms in the order they came: {pair:?}"
+        );
+        last_id = pair[0].1;
+    }
+    // The SpO2 alarm: raised once, its updates coalesced under the backlog (and counted).
+    let spo2: Vec<String> = {
+        let mut st = conn
+            .prepare("SELECT kind FROM alarm_events WHERE condition = 'spo2_low' ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(spo2.first().map(String::as_str), Some("raised"));
+    assert_eq!(spo2.iter().filter(|k| *k == "raised").count(), 1);
+    let (_, h) = http(d.addr, "GET", "/healthz", None, None).await;
+    let dispatch = &h["overload"]["dispatch"];
+    let coalesced = dispatch["coalesced"].as_u64().unwrap_or(0);
+    assert!(coalesced > 0, "{h}");
+    assert!(
+        spo2.len() + usize::try_from(coalesced).unwrap() >= LINES - 1,
+        "every SpO2 update stored or counted as coalesced: {} stored, {coalesced} coalesced",
+        spo2.len()
+    );
+    assert_eq!(dispatch["dropped"], 0, "{h}");
+    // Bounded: the transitions of the backlog, one update and one state at most.
+    assert!(
+        dispatch["peak"].as_u64() <= Some(2 * LINES as u64 / 50 + 4),
+        "dispatch depth peaked at {} (sampled {max_dispatch}): {h}",
+        dispatch["peak"]
+    );
+    assert!(h["store"]["peak_commands"].as_u64() <= Some(cap), "{h}");
+    c.close().await;
+}

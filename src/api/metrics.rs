@@ -71,6 +71,8 @@ struct Scrape {
     last_seq: u64,
     /// Each HL7 endpoint (the hub's link counters, kept by src/hl7).
     hl7: Vec<std::sync::Arc<crate::hub::link::LinkStats>>,
+    /// The hub's alarm-event queue to the store: (depth, high-water mark, coalesced, dropped).
+    dispatch: (u64, u64, u64, u64),
 }
 
 impl fmt::Debug for Scrape {
@@ -138,6 +140,15 @@ impl Scrape {
             store: s.store.as_ref().map(|st| st.health()),
             last_seq: s.hub.last_seq(),
             hl7: s.hub.hl7_links().to_vec(),
+            dispatch: {
+                let d = &s.overload.dispatch;
+                (
+                    d.depth.load(Ordering::Relaxed) as u64,
+                    d.peak.load(Ordering::Relaxed) as u64,
+                    d.coalesced.load(Ordering::Relaxed),
+                    d.dropped.load(Ordering::Relaxed),
+                )
+            },
         }
     }
 }
@@ -375,7 +386,51 @@ impl Collector for Scrape {
                 Counter,
                 one(h.dropped_events),
             )?;
+            family(
+                e,
+                "store_pending_commands",
+                "Commands (alarm events, states, outbox and session writes) waiting for the store's writer.",
+                Gauge,
+                one(h.pending_commands as u64),
+            )?;
+            family(
+                e,
+                "store_pending_commands_max",
+                "The most commands ever waiting for the store's writer (high-water mark).",
+                Gauge,
+                one(h.peak_commands as u64),
+            )?;
         }
+        // The alarm path's queue to the store and the notifier (hub::dispatch).
+        let (depth, peak, coalesced, dropped) = self.dispatch;
+        family(
+            e,
+            "dispatch_queue_depth",
+            "Alarm events and saved states waiting between the alarm path and the store and notifier.",
+            Gauge,
+            one(depth),
+        )?;
+        family(
+            e,
+            "dispatch_queue_depth_max",
+            "The most ever waiting in that queue (high-water mark).",
+            Gauge,
+            one(peak),
+        )?;
+        family(
+            e,
+            "dispatch_coalesced",
+            "Superseded alarm updates and saved states replaced by a newer one in that queue.",
+            Counter,
+            one(coalesced),
+        )?;
+        family(
+            e,
+            "dispatch_dropped",
+            "Alarm transitions dropped because that queue was full (raises store_unwritable; never expected).",
+            Counter,
+            one(dropped),
+        )?;
         // Outbound queues: webhook targets.
         let queues = m.queues();
         for kind in [QUEUE_NOTIFY] {

@@ -71,8 +71,12 @@ impl Hub {
             return Ok(());
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        sink.send(Dispatch::Commit(events, state, tx))
-            .map_err(|_| "the event store is not running".to_owned())?;
+        if sink.push(Dispatch::Commit(events, state, tx)) == super::dispatch::Pushed::Dropped {
+            return Err(format!(
+                "the alarm-event queue to the store is full ({} waiting); try again",
+                sink.len()
+            ));
+        }
         rx.await
             .map_err(|_| "the event store stopped before committing".to_owned())?
     }

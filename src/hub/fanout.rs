@@ -3,15 +3,14 @@
 //! replay ring under the fan-out lock; alarm events also go to the consumers off the alarm
 //! path (store, notifier) through the hub's [`Dispatch`] channel.
 
+use super::dispatch::DispatchQueue;
 use super::queue::{Class, ClientQueue};
-use super::state::saved_state;
-use super::{Dispatch, Dispatched, REPLAY_CAP, Stamp, lock, wire};
+use super::{Dispatch, Dispatched, REPLAY_BYTES, REPLAY_CAP, lock, wire};
 use crate::alarm::{AlarmEvent, BedAlarms, EventKind};
 use crate::config::Config;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// Messages serialized with `"seq":0`, waiting for their sequence numbers.
 #[derive(Default)]
@@ -90,7 +89,7 @@ impl Emitter {
         &mut self,
         cfg: &Config,
         fan: &Mutex<Fanout>,
-        sink: Option<&UnboundedSender<Dispatch>>,
+        sink: Option<&Arc<DispatchQueue>>,
         to_sink: bool,
         bed: Option<&BedAlarms>,
     ) -> Vec<Dispatched> {
@@ -121,19 +120,16 @@ impl Emitter {
         }
         self.published.clear();
         if let Some(sink) = sink {
-            // The bed these events were about has a new state to save.
-            if let Some(engine) = bed.filter(|_| out.iter().any(|d| d.event.bed.is_some()))
-                && let Some(st) = saved_state(cfg, engine, Stamp::now().as_now())
-                && sink.send(Dispatch::State(st)).is_err()
-            {
-                tracing::error!("alarm state consumer is gone; state not saved");
-            }
+            // Never waits: a full queue coalesces or drops (counted, `store_unwritable`).
             if to_sink {
                 for d in &out {
-                    if sink.send(Dispatch::Event(d.clone())).is_err() {
-                        tracing::error!("alarm event consumer is gone; event not persisted");
-                    }
+                    sink.push(Dispatch::Event(d.clone()));
                 }
+            }
+            // The bed these events were about has a new state to save (serialized by the
+            // consumer when it takes it: one per bed waits at most).
+            if let Some(engine) = bed.filter(|_| out.iter().any(|d| d.event.bed.is_some())) {
+                sink.push(Dispatch::State(engine.bed()));
             }
         }
         out
@@ -144,6 +140,8 @@ impl Emitter {
 pub(super) struct Fanout {
     pub(super) next_seq: u64,
     pub(super) replay: VecDeque<(u64, Bytes)>,
+    /// The bytes of the messages in `replay`.
+    pub(super) replay_bytes: usize,
     pub(super) clients: Vec<(u64, Arc<ClientQueue>)>,
     pub(super) next_client: u64,
 }
@@ -182,9 +180,14 @@ impl Fanout {
     }
 
     pub(super) fn push(&mut self, seq: u64, class: Class, bytes: Bytes) {
-        if self.replay.len() >= REPLAY_CAP {
-            self.replay.pop_front();
+        while self.replay.len() >= REPLAY_CAP
+            || (!self.replay.is_empty() && self.replay_bytes + bytes.len() > REPLAY_BYTES)
+        {
+            if let Some((_, old)) = self.replay.pop_front() {
+                self.replay_bytes -= old.len();
+            }
         }
+        self.replay_bytes += bytes.len();
         crate::metrics::global().published(seq);
         for (_, q) in &self.clients {
             q.push(class, bytes.clone());

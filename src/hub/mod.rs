@@ -14,10 +14,11 @@
 //! Lock order: beds (by index), then the bed-less alarms, then the fan-out. No lock is held
 //! across an `.await`.
 //!
-//! A bounded replay ring keeps the latest messages so that a client that reconnects with
+//! A bounded replay ring (messages and bytes) keeps the latest messages so that a client that reconnects with
 //! `?since=SEQ` gets what it missed without a gap, after a fresh snapshot.
 
 mod actions;
+pub mod dispatch;
 mod fanout;
 pub mod link;
 pub mod queue;
@@ -43,7 +44,6 @@ use fanout::{Emitter, Fanout};
 use queue::{Class, ClientQueue, DeliveryStats, DeliverySummary, lock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc::UnboundedSender;
 use wire::{DeviceStatus, VERSION};
 
 /// How long the store may fail to write before `store_unwritable` is raised.
@@ -51,6 +51,9 @@ pub const STORE_ALARM_AFTER: std::time::Duration = std::time::Duration::from_sec
 
 /// Messages kept for clients that resume.
 pub const REPLAY_CAP: usize = 8_192;
+/// Bytes of messages kept for clients that resume, at most (at a high rate each `readings`
+/// message carries many readings: without it the ring alone held tens of MiB).
+pub const REPLAY_BYTES: usize = 4 << 20;
 
 /// When bytes arrived: taken by the source as it reads, before decoding.
 #[derive(Debug, Clone, Copy)]
@@ -134,8 +137,9 @@ pub enum Dispatch {
         Option<StoredState>,
         tokio::sync::oneshot::Sender<Result<(), String>>,
     ),
-    /// A bed's alarm state after its events: save it (latest per bed, group-committed).
-    State(StoredState),
+    /// A bed's alarm state changed: save it as it is when this is taken
+    /// ([`Hub::saved_state`]; latest per bed, group-committed).
+    State(BedIdx),
 }
 
 #[derive(Debug)]
@@ -159,8 +163,8 @@ pub struct Hub {
     beds: Vec<Mutex<BedState>>,
     sys: Mutex<System>,
     fan: Mutex<Fanout>,
-    /// Consumers of alarm events off the alarm path (store, notifier).
-    sink: Option<UnboundedSender<Dispatch>>,
+    /// Consumers of alarm events off the alarm path (store, notifier): bounded, coalescing.
+    sink: Option<Arc<dispatch::DispatchQueue>>,
     /// Delivery counters of every client queue.
     stats: Arc<DeliveryStats>,
     /// Wall-clock ms when this hub was created: tells clients a restarted daemon apart.
@@ -178,7 +182,7 @@ impl Hub {
     /// limits. Alarm events also go to `sink` (store, notifier), never waited for.
     pub fn new(
         cfg: Arc<Config>,
-        sink: Option<UnboundedSender<Dispatch>>,
+        sink: Option<Arc<dispatch::DispatchQueue>>,
     ) -> Result<Hub, LimitsError> {
         let now = wall_ms();
         // Ids seeded by the wall clock so they do not repeat across restarts.
@@ -251,6 +255,7 @@ impl Hub {
         let fan = Fanout {
             next_seq: 1,
             replay: VecDeque::with_capacity(REPLAY_CAP),
+            replay_bytes: 0,
             clients: Vec::new(),
             next_client: 1,
         };
@@ -334,7 +339,6 @@ impl Hub {
             // (and so sent) ahead of the readings that caused them.
             b.alarms.observe(&obs, stamp.as_now(), &mut b.em.events);
             b.em.stage(&self.cfg);
-            crate::metrics::global().decided(stamp.mono);
             metrics |= 1 << m.metric.index();
             b.read.push(obs);
         }
@@ -361,6 +365,9 @@ impl Hub {
         let n = u32::try_from(b.read.len()).unwrap_or(u32::MAX);
         b.em.out.add(Class::Reading { slot, n }, &msg);
         self.publish_bed(b, true);
+        drop(g);
+        // One clock read and histogram observation per read, not per reading.
+        crate::metrics::global().decided(stamp.mono);
     }
 
     /// A device answered without a measurement (a polled cuff between measurements): it is
@@ -522,6 +529,16 @@ impl Hub {
         Bytes::from(serde_json::to_vec(&msg).unwrap_or_default())
     }
 
+    /// Bed `bed`'s alarm state as the store keeps it, now (`None` for an unknown bed).
+    pub fn saved_state(&self, bed: BedIdx) -> Option<StoredState> {
+        let now = Stamp::now().as_now();
+        // The snapshot under the bed's lock, serialized after it.
+        let snapshot = lock(self.beds.get(usize::from(bed.0))?)
+            .alarms
+            .snapshot(now);
+        state::saved_snapshot(&self.cfg, bed, snapshot, now)
+    }
+
     fn bed(&self, bed: BedIdx) -> MutexGuard<'_, BedState> {
         lock(&self.beds[usize::from(bed.0)])
     }
@@ -588,7 +605,10 @@ impl Hub {
         }
         sys.watchdog.tick(now, monitoring, &mut sys.em.events);
         if let Some(rec) = self.recorder.get() {
-            if rec.writable() {
+            // An alarm event that could not be queued for the store is missing from the
+            // record: as unwritable as a failed write.
+            let lost = self.sink.as_ref().is_some_and(|s| s.dropped_recently());
+            if rec.writable() && !lost {
                 sys.store_watch.dashboard_alive(now, &mut sys.em.events);
             }
             sys.store_watch.tick(now, true, &mut sys.em.events);

@@ -3,7 +3,7 @@
 
 use crate::alarm::{BedAlarms, BedSnapshot, Now};
 use crate::config::Config;
-use crate::model::StoredState;
+use crate::model::{BedIdx, StoredState};
 
 /// A bed's saved alarm state, as stored in `alarm_state.json`: the engine's snapshot plus the
 /// device ids its device indices stood for (so an edited config cannot misattribute an alarm).
@@ -17,13 +17,24 @@ pub(super) struct SavedBed {
 /// A bed's state as the store keeps it (`None` only if it cannot be serialized, which plain
 /// numbers and strings cannot fail).
 pub(super) fn saved_state(cfg: &Config, engine: &BedAlarms, now: Now) -> Option<StoredState> {
+    saved_snapshot(cfg, engine.bed(), engine.snapshot(now), now)
+}
+
+/// [`saved_state`] of a snapshot taken already (so that it is serialized outside the bed's
+/// lock).
+pub(super) fn saved_snapshot(
+    cfg: &Config,
+    bed: BedIdx,
+    snapshot: BedSnapshot,
+    now: Now,
+) -> Option<StoredState> {
     let saved = SavedBed {
         devices: cfg.devices.iter().map(|d| d.id.clone()).collect(),
-        snapshot: engine.snapshot(now),
+        snapshot,
     };
     match serde_json::to_string(&saved) {
         Ok(json) => Some(StoredState {
-            bed: cfg.bed(engine.bed()).id.clone(),
+            bed: cfg.bed(bed).id.clone(),
             at_ms: now.wall_ms,
             json,
         }),

@@ -12,7 +12,7 @@ fn hub() -> Hub {
     hub_with(None)
 }
 
-fn hub_with(sink: Option<UnboundedSender<Dispatch>>) -> Hub {
+fn hub_with(sink: Option<Arc<dispatch::DispatchQueue>>) -> Hub {
     let mut text = String::from(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"/nonexistent/data\"\n[[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n",
     );
@@ -160,8 +160,11 @@ fn a_subscription_during_ingest_has_no_gap_after_its_snapshot() {
 /// the very message clients got.
 #[test]
 fn an_alarm_is_numbered_and_sent_before_the_reading_that_raised_it() {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let hub = hub_with(Some(tx));
+    let rx = Arc::new(dispatch::DispatchQueue::new(
+        dispatch::TRANSITION_CAP,
+        Arc::new(crate::overload::Overload::new(0)),
+    ));
+    let hub = hub_with(Some(rx.clone()));
     let sub = hub.subscribe(None);
     // Batches before it, with nothing to say, leave nothing behind.
     for _ in 0..3 {
@@ -191,7 +194,7 @@ fn an_alarm_is_numbered_and_sent_before_the_reading_that_raised_it() {
     assert!(got[alarm]["seq"].as_u64() < got[reading]["seq"].as_u64());
     assert_eq!(got[alarm]["v"], VERSION);
     let mut to_store = Vec::new();
-    while let Ok(d) = rx.try_recv() {
+    while let Some(d) = rx.try_pop() {
         if let Dispatch::Event(d) = d {
             to_store.push(d);
         }
@@ -253,4 +256,31 @@ fn a_slow_client_keeps_the_latest_read_per_device_and_set_of_metrics() {
         [n - 2, n - 1, n],
         "the newest read, in the device's order"
     );
+}
+
+/// The replay ring for resuming clients is bounded in bytes as well as messages: at a high
+/// rate each `readings` message carries many readings, and the ring keeps the newest.
+#[test]
+fn the_replay_ring_keeps_the_newest_messages_within_its_byte_bound() {
+    let hub = hub();
+    let read: Vec<Measurement> = (0..10).flat_map(|_| batch(95.0)).collect();
+    for _ in 0..2_000 {
+        hub.ingest(DeviceIdx(0), Stamp::now(), &read);
+    }
+    let last = hub.last_seq();
+    let sub = hub.subscribe(Some(0));
+    let held = &sub.preamble[1..];
+    let bytes: usize = held.iter().map(Bytes::len).sum();
+    assert!(bytes <= REPLAY_BYTES, "{bytes} bytes held");
+    assert!(
+        held.len() < 2_000 && held.len() > 100,
+        "{} held",
+        held.len()
+    );
+    let seqs: Vec<u64> = held
+        .iter()
+        .map(|m| json(m)["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.last(), Some(&last), "the newest is held");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap");
 }

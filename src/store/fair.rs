@@ -101,11 +101,32 @@ impl FairBuffer {
     }
 
     /// Moves every reading into `out`, device after device, oldest first.
+    #[cfg(test)]
     pub fn drain_into(&mut self, out: &mut Vec<Observation>) {
-        for q in &mut self.queues {
-            out.extend(q.drain(..));
+        self.drain_at_most(out, usize::MAX);
+    }
+
+    /// Moves up to `max` readings into `out`, device after device, each device's oldest
+    /// first; when not all fit, every device with readings buffered gets an equal share (what
+    /// one leaves unused goes to the others).
+    pub fn drain_at_most(&mut self, out: &mut Vec<Observation>, max: usize) {
+        let mut left = max.min(self.len);
+        while left > 0 {
+            let busy = self.queues.iter().filter(|q| !q.is_empty()).count();
+            if busy == 0 {
+                break;
+            }
+            let share = (left / busy).max(1);
+            for q in &mut self.queues {
+                let n = share.min(q.len()).min(left);
+                out.extend(q.drain(..n));
+                self.len -= n;
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
         }
-        self.len = 0;
     }
 
     /// Puts readings that could not be written back in front of their devices' queues, then
@@ -230,5 +251,27 @@ mod tests {
             [100, 101, 2, 3, 4, 5, 6, 7, 8, 9],
             "oldest of the largest went"
         );
+    }
+
+    #[test]
+    fn a_partial_drain_shares_between_devices_and_keeps_each_devices_order() {
+        let mut b = FairBuffer::new(100);
+        for s in 0..40 {
+            b.push(obs(0, s));
+        }
+        for s in 0..4 {
+            b.push(obs(1, 100 + s));
+        }
+        let mut out = Vec::new();
+        b.drain_at_most(&mut out, 10);
+        let seqs: Vec<u64> = out.iter().map(|o| o.bed_seq).collect();
+        // Device 1's four, and device 0's oldest six (its share and what device 1 left).
+        assert_eq!(seqs, [0, 1, 2, 3, 4, 100, 101, 102, 103, 5]);
+        assert_eq!((b.len(), count(&b, 0), count(&b, 1)), (34, 34, 0));
+        out.clear();
+        b.drain_at_most(&mut out, 1_000);
+        assert_eq!(out.first().map(|o| o.bed_seq), Some(6));
+        assert_eq!(out.len(), 34);
+        assert!(b.is_empty());
     }
 }

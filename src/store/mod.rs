@@ -4,8 +4,9 @@
 //! # Durability contract (docs/storage.md)
 //! - [`StoreHandle::reading`] never blocks on I/O and never awaits: it pushes the observation
 //!   (a `Copy` value) into a bounded buffer. A dedicated writer thread, which owns the only
-//!   write connection, drains the buffer in one transaction every [`BATCH_INTERVAL`], so a
-//!   reading is committed well within 200 ms of arrival.
+//!   write connection, drains the buffer in one transaction every [`BATCH_INTERVAL`] (at most
+//!   [`BATCH_MAX`] readings each; a fuller buffer is written in rounds back to back), so a
+//!   reading is committed well within 200 ms of arrival while the store keeps up.
 //! - Acknowledgements, limit/baseline changes and session changes are committed in their own
 //!   transaction, fsynced (`synchronous=FULL` for that transaction), before
 //!   [`StoreHandle::alarm_event`], the action or the session call returns. Engine alarm events
@@ -57,12 +58,18 @@ use std::time::Duration;
 
 /// The writer commits buffered readings at least this often.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(25);
+/// A writer round writes at most this many readings (one transaction); more are written in
+/// the rounds right after, without waiting. Bounds the memory of the batch being written.
+pub const BATCH_MAX: usize = 25_000;
 /// Default bound of the reading buffer: about 20 minutes of two recliners at full pleth rate.
 pub const DEFAULT_BUFFER_CAP: usize = 200_000;
 /// After a reading is dropped, the store reports itself not writable for this long.
 pub const DROPPING_FOR: Duration = Duration::from_secs(5);
 /// Bound of the alarm events held while the store is unwritable.
 pub const EVENT_BUFFER_CAP: usize = 10_000;
+/// Commands waiting for the writer at which the alarm path's consumer waits for room
+/// ([`StoreHandle::wait_room`]): its backlog then waits, coalescing, in the hub's queue.
+pub const COMMAND_CAP: usize = 1_024;
 /// The store file's name inside the configured data dir.
 pub const FILE_NAME: &str = "vitalsd.sqlite";
 
@@ -149,6 +156,10 @@ pub struct StoreHealth {
     pub dropped_events: u64,
     /// Commands (alarm events, states, outbox changes, session writes) waiting for the writer.
     pub pending_commands: usize,
+    /// The most commands ever seen waiting (high-water mark).
+    pub peak_commands: usize,
+    /// The depth at which the alarm path stops handing over commands ([`COMMAND_CAP`]).
+    pub command_cap: usize,
     /// The last write error, until a write succeeds again.
     pub last_error: Option<String>,
     /// The last error since the store was opened, kept after recovery (for the log and
@@ -217,6 +228,10 @@ pub(crate) struct Shared {
     /// When a reading was last dropped, and whose.
     pub last_drop: Mutex<Option<(std::time::Instant, crate::model::DeviceIdx)>>,
     pub inflight: AtomicUsize,
+    /// The most commands ever waiting.
+    pub cmd_peak: AtomicUsize,
+    /// Signalled by the writer each time it takes the waiting commands.
+    pub room: tokio::sync::Notify,
     pub last_error: Mutex<Option<String>>,
     pub last_incident: Mutex<Option<String>>,
     pub topology: RwLock<Arc<Topology>>,
@@ -298,6 +313,8 @@ impl Store {
             writable: AtomicBool::new(true),
             last_drop: Mutex::new(None),
             inflight: AtomicUsize::new(0),
+            cmd_peak: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
             last_error: Mutex::new(None),
             last_incident: Mutex::new(None),
             topology: RwLock::new(Arc::new(Topology::default())),
@@ -543,6 +560,8 @@ impl StoreHandle {
             dropped_by_device: by_device.into_iter().map(|(i, n)| (name(i), n)).collect(),
             dropped_events,
             pending_commands,
+            peak_commands: self.shared.cmd_peak.load(Ordering::Relaxed),
+            command_cap: COMMAND_CAP,
             last_error,
             last_incident: self
                 .shared
@@ -777,9 +796,30 @@ impl StoreHandle {
             return Err(StoreError::Stopped);
         }
         q.cmds.push_back(cmd);
+        let depth = q.cmds.len();
         drop(q);
+        self.shared.cmd_peak.fetch_max(depth, Ordering::Relaxed);
         self.shared.wake.notify_one();
         Ok(())
+    }
+
+    /// Waits until fewer than [`COMMAND_CAP`] commands wait for the writer (at once when
+    /// they do). The alarm path's consumer calls it before taking the next message, so the
+    /// store's command queue stays bounded and a backlog waits, coalescing, upstream.
+    pub async fn wait_room(&self) {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let q = self.shared.queue();
+                if q.cmds.len() < COMMAND_CAP || q.stop {
+                    return;
+                }
+            }
+            // The writer signals each round; the timeout only guards against a missed one.
+            let _ = tokio::time::timeout(BATCH_INTERVAL * 2, room).await;
+        }
     }
 }
 

@@ -694,3 +694,58 @@ async fn flush_answers_only_once_the_hl7_outbox_changes_recorded_before_it_are_w
     hold.await.unwrap().unwrap();
     store.close().await.unwrap();
 }
+
+/// The alarm path's consumer waits while [`COMMAND_CAP`] commands wait for a held-up writer,
+/// and goes on once the writer takes them; the depth and its high-water mark are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alarm_path_waits_for_room_in_the_command_queue_and_its_peak_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let h = store.handle();
+    // A job that holds the writer until released.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (started, writer_held) = tokio::sync::oneshot::channel::<()>();
+    let job = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            h.write(move |_| {
+                let _ = started.send(());
+                let _ = hold.recv();
+                Ok(())
+            })
+            .await
+        })
+    };
+    writer_held.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(1), h.wait_room())
+        .await
+        .expect("room while the queue is short");
+    for i in 0..COMMAND_CAP {
+        h.alarm_event_nowait(event("updated", i as u64));
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), h.wait_room())
+            .await
+            .is_err(),
+        "a full command queue makes the alarm path wait"
+    );
+    let health = h.health();
+    assert_eq!(
+        (health.pending_commands, health.command_cap),
+        (COMMAND_CAP, COMMAND_CAP)
+    );
+    release.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), h.wait_room())
+        .await
+        .expect("room once the writer takes the commands");
+    job.await.unwrap().unwrap();
+    h.flush().await.unwrap();
+    assert_eq!(
+        count(&h, "SELECT COUNT(*) FROM alarm_events"),
+        COMMAND_CAP as i64
+    );
+    let health = h.health();
+    assert_eq!(health.pending_commands, 0);
+    assert_eq!(health.peak_commands, COMMAND_CAP);
+    store.close().await.unwrap();
+}

@@ -4,7 +4,8 @@
 //! buffer and alarm events queued without a waiter are held, in order, until a write succeeds.
 
 use super::{
-    BATCH_INTERVAL, Cmd, EVENT_BUFFER_CAP, Shared, StoreError, StoredEvent, StoredState, Topology,
+    BATCH_INTERVAL, BATCH_MAX, Cmd, EVENT_BUFFER_CAP, Shared, StoreError, StoredEvent, StoredState,
+    Topology,
 };
 use crate::model::Observation;
 use rusqlite::{Connection, params};
@@ -86,7 +87,8 @@ impl Writer {
         loop {
             let (cmds, stop) = {
                 let mut q = self.shared.queue();
-                if q.cmds.is_empty() && !q.stop {
+                // A full batch waiting is written at once.
+                if q.cmds.is_empty() && !q.stop && q.readings.len() < BATCH_MAX {
                     let wait = if self.failing {
                         RETRY_AFTER
                     } else {
@@ -100,10 +102,12 @@ impl Writer {
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
                 batch.clear();
-                q.readings.drain_into(&mut batch);
+                q.readings.drain_at_most(&mut batch, BATCH_MAX);
                 self.shared.inflight.store(batch.len(), Ordering::Release);
                 (std::mem::take(&mut q.cmds), q.stop)
             };
+            // Room for the alarm path's consumer (`StoreHandle::wait_room`).
+            self.shared.room.notify_waiters();
             self.check_identity();
             let readings_ok = self.write_batch(&batch);
             self.shared.inflight.store(0, Ordering::Release);
@@ -152,6 +156,7 @@ impl Writer {
                     Cmd::Flush(reply) => {
                         // Everything recorded before, the outboxes' changes included, is
                         // written before the answer.
+                        let readings_ok = readings_ok && self.write_buffered(&mut batch);
                         self.commit_group();
                         self.apply_hl7();
                         let pending = !self.shared.queue().readings.is_empty();
@@ -206,6 +211,25 @@ impl Writer {
         }
         if let Err((_, e)) = self.conn.close() {
             tracing::warn!(error = %e, "store did not close cleanly");
+        }
+    }
+
+    /// Writes every reading buffered now, a batch at a time (for a flush); false if a batch
+    /// could not be written (it went back in front).
+    fn write_buffered(&mut self, batch: &mut Vec<Observation>) -> bool {
+        loop {
+            batch.clear();
+            self.shared.queue().readings.drain_at_most(batch, BATCH_MAX);
+            if batch.is_empty() {
+                return true;
+            }
+            self.shared.inflight.store(batch.len(), Ordering::Release);
+            let ok = self.write_batch(batch);
+            self.shared.inflight.store(0, Ordering::Release);
+            if !ok {
+                self.requeue(batch);
+                return false;
+            }
         }
     }
 
