@@ -22,7 +22,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// One browser test at a time, across the test binary's threads (and runtimes).
-static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A two-bed scenario with noise, so values move; `extra_a` / `extra_b` go into each bed.
 fn noisy_scenario(extra_a: &str, extra_b: &str) -> Scenario {
@@ -79,20 +79,20 @@ async fn dashboard_as(
 }
 
 /// Where screenshots go: the cargo target directory.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().map(PathBuf::from).unwrap_or(tmp)
 }
 
 /// Headless Chromium behind chromedriver, with a fresh profile.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: tokio::process::Child,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(bin).exists(),
@@ -165,7 +165,7 @@ impl Browser {
     }
 
     /// Runs `script` (a function body) in the page and returns its result.
-    async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
             .await
@@ -204,7 +204,7 @@ impl Browser {
 
     /// Polls `script` until it returns something other than null/false; panics with `what` and
     /// the last result after `within`.
-    async fn wait(&self, what: &str, within: Duration, script: &str) -> Value {
+    pub(crate) async fn wait(&self, what: &str, within: Duration, script: &str) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let v = self.js(script).await;
@@ -220,7 +220,7 @@ impl Browser {
     }
 
     /// Takes a screenshot, saves it as `dir/name` and returns it.
-    async fn screenshot(&self, dir: &std::path::Path, name: &str) -> Vec<u8> {
+    pub(crate) async fn screenshot(&self, dir: &std::path::Path, name: &str) -> Vec<u8> {
         let png = self.client.screenshot().await.expect("a screenshot");
         std::fs::write(dir.join(name), &png).unwrap();
         png
@@ -235,7 +235,7 @@ impl Browser {
             .await;
     }
 
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill().await;
     }

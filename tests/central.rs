@@ -947,3 +947,54 @@ async fn a_site_and_the_central_reach_a_broker_over_mqtts_with_client_certificat
     .await;
     f.ws.close().await;
 }
+
+/// At central the beds of several sites share one page, and their own labels repeat
+/// ("Room 1 / A" at every site): each bed card and each alarm row names its site first, so a
+/// nurse never has to guess which site's Room 1 / A is desaturating. Real Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_central_dashboard_names_the_site_of_every_bed_card_and_alarm_row() {
+    use crate::browser::{Browser, ONE_BROWSER, target_dir};
+    let _one = ONE_BROWSER.lock().await;
+    let f = Fixture::start(&[site("north", DESAT, ""), site("south", "", "")]).await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("http://{}/#token=viewer-token-0123456789", f.addr))
+        .await
+        .expect("the central dashboard loads");
+    let labels = b
+        .wait(
+            "the four bed cards of both sites",
+            SOON,
+            "const l = [...document.querySelectorAll('.bed-label')].map((e) => e.textContent);
+             return l.length === 4 ? l.sort() : null;",
+        )
+        .await;
+    assert_eq!(
+        labels,
+        serde_json::json!([
+            "north · Room 1 / A",
+            "north · Room 1 / B",
+            "south · Room 1 / A",
+            "south · Room 1 / B"
+        ]),
+        "every bed card names its site"
+    );
+    // North's bed A desaturates: its alarm row (the banner) says which site.
+    let row = b
+        .wait(
+            "north's SpO2 alarm in the alarm banner",
+            SOON,
+            "const r = [...document.querySelectorAll('li.alarm')]
+               .map((li) => li.querySelector('.where'))
+               .find((w) => w && w.textContent && w.parentNode.textContent.includes('SpO2'));
+             return r ? r.textContent : null;",
+        )
+        .await;
+    assert_eq!(
+        row,
+        serde_json::json!("north · Room 1 / A"),
+        "the alarm row names the site"
+    );
+    b.screenshot(&target_dir(), "central-dashboard.png").await;
+    b.close().await;
+}

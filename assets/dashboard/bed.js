@@ -26,7 +26,7 @@ export function ensureLayout(rooms) {
       const bed = prev || newBed(b, r);
       bed.roomId = r.id;
       bed.recliner = b.recliner;
-      bed.label = b.label || b.id;
+      bed.label = bedLabelOf(b);
       bed.el = buildBed(bed);
       bed.dirty = true;
       grid.append(bed.el.root);
@@ -35,9 +35,16 @@ export function ensureLayout(rooms) {
   }
 }
 
+// A bed's label; at the central view (beds of several sites) it names the site first, so that an
+// alarm row or banner ("north · Room 1 / B") never leaves the nurse guessing which site.
+export function bedLabelOf(b) {
+  const label = b.label || b.id;
+  return typeof b.site === 'string' && b.site ? `${b.site} · ${label}` : label;
+}
+
 export function newBed(b, r) {
   return {
-    id: b.id, roomId: r.id, recliner: b.recliner, label: b.label || b.id,
+    id: b.id, roomId: r.id, recliner: b.recliner, label: bedLabelOf(b),
     bpIntervalMs: (Number(b.bp_interval_s) || 300) * 1000,
     devices: new Map(), latest: {}, patient: null, doses: [], pausedUntil: null, limitsOff: [],
     trends: {

@@ -3,7 +3,7 @@
 import { announceAlarm, forgetAlarmsExcept } from './announce.js';
 import { updateAudio } from './audio.js';
 import { sendBeat } from './beat.js';
-import { ensureLayout } from './bed.js';
+import { bedLabelOf, ensureLayout } from './bed.js';
 import { loadAlarmLog, loadHistory, pushRecent, recentOf } from './history.js';
 import { refreshLimitsOff } from './http.js';
 import { loadSession, onSession } from './session.js';
@@ -89,7 +89,7 @@ export function onSnapshot(m) {
     for (const b of Array.isArray(room.beds) ? room.beds : []) {
       const bed = S.beds.get(b.id);
       if (!bed) continue;
-      bed.label = b.label || b.id;
+      bed.label = bedLabelOf(b);
       bed.bpIntervalMs = (Number(b.bp_interval_s) || 300) * 1000;
       for (const d of Array.isArray(b.devices) ? b.devices : []) {
         bed.devices.set(d.id, {

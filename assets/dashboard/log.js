@@ -1,7 +1,7 @@
 // Alarm lists: rows kept by alarm id (the top banner and each bed), and the alarm log table.
 import { acknowledge } from './actions.js';
 import { S, serverNow } from './state.js';
-import { NOT_ACKNOWLEDGEABLE, alarmStateText, alarmText, isSounding, sortedAlarms } from './text.js';
+import { NOT_ACKNOWLEDGEABLE, allBedsLabel, alarmStateText, alarmText, isSounding, sortedAlarms } from './text.js';
 import { $, clockText, h, setText, toMs } from './util.js';
 
 export function syncAlarmList(ul, els, alarms, bed) {
@@ -24,7 +24,7 @@ export function syncAlarmList(ul, els, alarms, bed) {
     setText(row.state, alarmStateText(a));
     if (!bed) {
       const b = S.beds.get(a.bed);
-      setText(row.where, b ? b.label : (a.bed || 'ALL BEDS'));
+      setText(row.where, b ? b.label : (a.bed || allBedsLabel(a)));
     }
     row.ack.hidden = !(a.state === 'active' || a.state === 'latched') || NOT_ACKNOWLEDGEABLE.has(a.condition);
     const want = prev ? prev.nextSibling : ul.firstChild;
@@ -51,7 +51,7 @@ export function renderLog() {
     const b = S.beds.get(a.bed);
     rows.push(h('tr', { class: 'prio-' + a.priority + ' active' },
       h('td', { text: clockText(toMs(a.started) || serverNow()) }),
-      h('td', { text: b ? b.label : (a.bed || 'all') }),
+      h('td', { text: b ? b.label : (a.bed || allBedsLabel(a, false)) }),
       h('td', { text: alarmText(a) }),
       h('td', { text: a.state }),
       h('td', { text: a.audio })));
@@ -60,7 +60,7 @@ export function renderLog() {
     const b = S.beds.get(e.bed);
     rows.push(h('tr', { class: 'recent' + (e.priority ? ' prio-' + e.priority : '') },
       h('td', { text: clockText(e.at) }),
-      h('td', { text: b ? b.label : (e.bed || 'all') }),
+      h('td', { text: b ? b.label : (e.bed || allBedsLabel(e, false)) }),
       h('td', { text: e.text }),
       h('td', { text: String(e.what || '').replace(/_/g, ' ') + (e.actor ? ' by ' + e.actor : '') }),
       h('td', { text: '' })));

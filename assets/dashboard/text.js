@@ -100,10 +100,17 @@ export function alarmText(a) {
 
 // An alarm as a sentence for a screen reader: priority, kind, where, what (no markers, words
 // instead of < and >), e.g. "Medium priority alarm, Room 1 / A: SpO2 87, below the limit 90."
+// Where an alarm of no bed applies: every bed, or at the central view (where each message
+// names its `site`) every bed of that site, e.g. "NORTH · ALL BEDS".
+export function allBedsLabel(a, upper = true) {
+  const all = upper ? 'ALL BEDS' : 'all beds';
+  return typeof a.site === 'string' && a.site ? `${upper ? a.site.toUpperCase() : a.site} · ${all}` : all;
+}
+
 export function spokenAlarm(a, bedLabel) {
   const prio = a.priority ? a.priority[0].toUpperCase() + a.priority.slice(1) + ' priority ' : '';
   const kind = a.kind === 'technical' || (!PHYSIO[a.condition] && TECHNICAL[a.condition]) ? 'technical alarm' : 'alarm';
-  const where = bedLabel || (a.bed ? a.bed : 'all beds');
+  const where = bedLabel || (a.bed ? a.bed : allBedsLabel(a, false));
   let what;
   const p = PHYSIO[a.condition];
   if (p) {
