@@ -133,6 +133,36 @@ async fn a_file_from_a_newer_daemon_is_refused_with_both_versions_named() {
 }
 
 #[tokio::test]
+async fn readings_sharing_a_device_time_and_readings_changing_it_each_keep_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let h = store.handle();
+    for (i, secs) in [7_000, 7_000, 8_000, 7_000].into_iter().enumerate() {
+        let mut o = obs(0, Metric::PulseRate, Some(72.0), 7_000 + i as i64, i as u64);
+        o.m.device_time = Some(crate::clock::calendar_utc(secs));
+        h.reading(&o);
+    }
+    let mut none = obs(0, Metric::PulseRate, Some(72.0), 7_010, 10);
+    none.m.device_time = None;
+    h.reading(&none);
+    h.flush().await.unwrap();
+    let conn = Connection::open(h.path()).unwrap();
+    let rows = query::readings_between(&conn, "room1/A", 0, 100_000, true).unwrap();
+    let times: Vec<Option<&str>> = rows.iter().map(|r| r.device_time.as_deref()).collect();
+    assert_eq!(
+        times,
+        [
+            Some("1970-01-01T00:00:07"),
+            Some("1970-01-01T00:00:07"),
+            Some("1970-01-01T00:00:08"),
+            Some("1970-01-01T00:00:07"),
+            None
+        ]
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn readings_are_committed_without_a_flush_and_keep_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

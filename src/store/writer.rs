@@ -7,9 +7,10 @@ use super::{
     BATCH_INTERVAL, BATCH_MAX, Cmd, EVENT_BUFFER_CAP, Shared, StoreError, StoredEvent, StoredState,
     Topology,
 };
-use crate::model::Observation;
+use crate::model::{DeviceTime, Observation};
 use rusqlite::{Connection, params};
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -374,6 +375,9 @@ impl Writer {
                  received_ms, mono_ms, bed_seq, simulated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
             )?;
             let mut flags = String::new();
+            // A line's readings, and a device's lines within a second, share their device
+            // time: its text is made once, not once per reading.
+            let mut last_time: Option<(DeviceTime, String)> = None;
             for o in batch {
                 let bed = id_of(
                     &tx,
@@ -391,13 +395,29 @@ impl Writer {
                     o.device.0,
                     "device",
                 )?;
+                // The names of `Flags::names`, without a `String` per flag.
                 flags.clear();
-                for name in o.m.flags.names() {
+                for f in o.m.flags.iter() {
                     if !flags.is_empty() {
                         flags.push(' ');
                     }
-                    flags.push_str(&name);
+                    flags.push_str(f.name());
                 }
+                if let Some(code) = o.m.flags.cuff_error() {
+                    if !flags.is_empty() {
+                        flags.push(' ');
+                    }
+                    let _ = write!(flags, "cuff_error:{code}");
+                }
+                let device_time = match o.m.device_time {
+                    None => None,
+                    Some(t) => {
+                        if last_time.as_ref().is_none_or(|(c, _)| *c != t) {
+                            last_time = Some((t, t.to_string()));
+                        }
+                        last_time.as_ref().map(|(_, text)| text.as_str())
+                    }
+                };
                 ins.execute(params![
                     bed,
                     dev,
@@ -405,7 +425,7 @@ impl Writer {
                     o.m.value.number(),
                     o.m.value.invalid().map(|r| r.name()),
                     (!flags.is_empty()).then_some(flags.as_str()),
-                    o.m.device_time.map(|t| t.to_string()),
+                    device_time,
                     o.received_ms,
                     i64::try_from(o.mono.as_millis()).unwrap_or(i64::MAX),
                     i64::try_from(o.bed_seq).unwrap_or(i64::MAX),
