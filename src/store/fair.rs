@@ -55,6 +55,21 @@ const INVALIDS: [Invalid; 8] = [
     Invalid::DeviceMarkedInvalid,
 ];
 
+/// The index of `r` in [`INVALIDS`]; a match, not a search, so that a new reason fails to
+/// compile here rather than come back out of the buffer as another one.
+const fn invalid_index(r: Invalid) -> u64 {
+    match r {
+        Invalid::NoValue => 0,
+        Invalid::NotAtResolution => 1,
+        Invalid::PositiveInfinity => 2,
+        Invalid::NegativeInfinity => 3,
+        Invalid::Reserved => 4,
+        Invalid::OutOfRange => 5,
+        Invalid::DeviceFlagged => 6,
+        Invalid::DeviceMarkedInvalid => 7,
+    }
+}
+
 const fn split(v: u64) -> [u32; 2] {
     [(v >> 32) as u32, v as u32]
 }
@@ -67,10 +82,7 @@ impl Row {
     fn pack(o: &Observation) -> Row {
         let (value, invalid) = match o.m.value {
             Value::Valid(v) => (v.to_bits(), 0),
-            Value::Invalid(r) => (
-                INVALIDS.iter().position(|i| *i == r).unwrap_or(0) as u64,
-                INVALID,
-            ),
+            Value::Invalid(r) => (invalid_index(r), INVALID),
         };
         Row {
             value: split(value),
