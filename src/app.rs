@@ -141,6 +141,18 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
         crate::hub::dispatch::TRANSITION_CAP,
         overload.clone(),
     ));
+    // Pages off the alarm path, to the notifier as the hub pushes them: never behind the
+    // store (a stalled disk does not delay a page).
+    // Bounded and coalescing per alarm (notify::inbox); with no `[[notify]]` target nothing
+    // is queued at all.
+    let notify_inbox = Arc::new(notify::inbox::Inbox::new(
+        notify::QUEUE_CAP,
+        Some(overload.clone()),
+    ));
+    if !cfg.notify.is_empty() {
+        let inbox = notify_inbox.clone();
+        events.forward_events_to(Box::new(move |d| to_notifier(&inbox, d)));
+    }
     let hub = Arc::new(Hub::new(cfg.clone(), Some(events.clone())).context("bad alarm limits")?);
     hub.set_recorder(store.handle());
     // What the alarm system knew before a restart, back before any device byte is read and
@@ -161,13 +173,6 @@ pub async fn start(cfg: Arc<Config>, opts: Options) -> anyhow::Result<Running> {
             }
         });
     }
-    // Alarm events off the alarm path: the notifier (and the store).
-    // Bounded and coalescing per alarm (notify::inbox); with no `[[notify]]` target nothing
-    // is queued at all.
-    let notify_inbox = Arc::new(notify::inbox::Inbox::new(
-        notify::QUEUE_CAP,
-        Some(overload.clone()),
-    ));
     tracker.spawn(notify::run(
         cfg.notify.clone(),
         cfg.data_dir.clone(),
@@ -350,9 +355,10 @@ async fn restore(hub: &Hub, store: &StoreHandle, cfg: &Config) -> anyhow::Result
 /// this much later.
 pub const ALARM_TICK: Duration = Duration::from_millis(100);
 
-/// Hands alarm events to their consumers off the alarm path, one at a time and only while
-/// the store's command queue has room: a backlog waits in the hub's queue, where superseded
-/// updates coalesce (hub::dispatch).
+/// Hands alarm events to the store off the alarm path, one at a time and only while the
+/// store's command queue has room: a backlog waits in the hub's queue, where superseded
+/// updates coalesce (hub::dispatch). Engine events reached the notifier as they were pushed;
+/// an action's events reach it here, once committed.
 async fn dispatch(
     queue: Arc<DispatchQueue>,
     hub: Arc<Hub>,
@@ -360,31 +366,9 @@ async fn dispatch(
     store: StoreHandle,
     cancel: CancellationToken,
 ) {
-    // Pages, and the end or acknowledgement of an alarm (which cancels its pending pages);
-    // nothing without a notification target.
     let forward = |d: &Dispatched| {
-        let Some(inbox) = notify.as_ref() else {
-            return;
-        };
-        let body = || String::from_utf8_lossy(&d.json).into_owned();
-        let msg = match (&d.event.kind, d.event.alarm) {
-            (EventKind::Notify { level }, a) => Some(notify::NotifyMsg::Page {
-                level: *level,
-                priority: a.map_or(0, |a| a.priority as u8),
-                alarm_id: a.map(|a| a.id.0),
-                except: a.and_then(|a| a.target),
-                body: body(),
-            }),
-            (EventKind::Acknowledged | EventKind::Cleared, Some(a)) => {
-                Some(notify::NotifyMsg::Resolved {
-                    alarm_id: a.id.0,
-                    body: body(),
-                })
-            }
-            _ => None,
-        };
-        if let Some(msg) = msg {
-            inbox.push(msg);
+        if let Some(inbox) = notify.as_ref() {
+            to_notifier(inbox, d);
         }
     };
     loop {
@@ -401,8 +385,8 @@ async fn dispatch(
         match msg {
             Dispatch::Event(d) => {
                 crate::metrics::global().event(&d.event);
+                // Already handed to the notifier as it was pushed (forward_events_to).
                 store.alarm_event_nowait(stored(hub.config(), &d));
-                forward(&d);
             }
             Dispatch::Commit(events, state, done) => {
                 let rows = events.iter().map(|d| stored(hub.config(), d)).collect();
@@ -420,6 +404,31 @@ async fn dispatch(
                 }
             }
         }
+    }
+}
+
+/// Hands the notifier what it acts on: pages, and the end or acknowledgement of an alarm
+/// (which cancels its pending pages). Never waits (the inbox is bounded and coalescing).
+fn to_notifier(inbox: &notify::inbox::Inbox<notify::NotifyMsg>, d: &Dispatched) {
+    let body = || String::from_utf8_lossy(&d.json).into_owned();
+    let msg = match (&d.event.kind, d.event.alarm) {
+        (EventKind::Notify { level }, a) => Some(notify::NotifyMsg::Page {
+            level: *level,
+            priority: a.map_or(0, |a| a.priority as u8),
+            alarm_id: a.map(|a| a.id.0),
+            except: a.and_then(|a| a.target),
+            body: body(),
+        }),
+        (EventKind::Acknowledged | EventKind::Cleared, Some(a)) => {
+            Some(notify::NotifyMsg::Resolved {
+                alarm_id: a.id.0,
+                body: body(),
+            })
+        }
+        _ => None,
+    };
+    if let Some(msg) = msg {
+        inbox.push(msg);
     }
 }
 

@@ -6,7 +6,7 @@
 //! to drop readings: that is the `store_unwritable` technical alarm and a 503 from `/healthz`,
 //! and the readings dropped are the flooding device's, not the normal bed's.
 
-use crate::util::{Client, bin, drain_reads, fake_device_server, http};
+use crate::util::{Client, Webhook, bin, drain_reads, fake_device_server, http, notify_target};
 use rusqlite::Connection;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -391,7 +391,9 @@ fn toggle_line(i: usize) -> Vec<u8> {
 /// sends 2 000 lines a second, each an alarm event: the store's command queue stops at its
 /// bound, the backlog waits in the hub's queue where the SpO2 alarm's superseded updates
 /// coalesce (counted), that queue stays short, and once the lock goes every pulse-rate raise
-/// and clear is in the store, in order.
+/// and clear is in the store, in order. Meanwhile the other partner desaturates, once the
+/// command queue is full: the page reaches the webhook while the store is still stalled (a
+/// page never waits behind the store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_coalesce() {
     const LINES: usize = 12_000;
@@ -422,6 +424,34 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
             }
         })
     };
+    // Recliner B's oximeter: normal until `desat`, then SpO2 80 (a new alarm, paged at once).
+    let desat = Arc::new(tokio::sync::Notify::new());
+    let (port_b, _) = {
+        let desat = desat.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        fake_device_server(listener, move |_, sock| {
+            let desat = desat.clone();
+            async move {
+                let mut wr = drain_reads(sock);
+                let mut low = std::pin::pin!(desat.notified());
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                let mut spo2 = 97;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut low, if spo2 == 97 => spo2 = 80,
+                    }
+                    let line = format!(
+                        "02/22/16 22:47:45 SN=0000056662 SPO2={spo2:03}% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000000\r\n"
+                    );
+                    if wr.write_all(line.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let hook = Webhook::start(true).await;
     let d = Daemon::start(|dir| {
         std::fs::create_dir_all(dir.join("presets")).unwrap();
         std::fs::write(dir.join("presets/toggle.toml"), TOGGLE_PRESET).unwrap();
@@ -430,8 +460,12 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
              [[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n\
              [[rooms.recliners]]\nid = \"A\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
              [[rooms.recliners.devices]]\nid = \"ox\"\nprofile = \"masimo-rad8\"\n\
-             tcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n",
-            d = dir.display()
+             tcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n\
+             [[rooms.recliners]]\nid = \"B\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
+             [[rooms.recliners.devices]]\nid = \"oxb\"\nprofile = \"masimo-rad8\"\n\
+             tcp = \"127.0.0.1:{port_b}\"\n{notify}",
+            d = dir.display(),
+            notify = notify_target("desk", &hook.url, ""),
         )
     });
     let mut c = d.client().await;
@@ -449,16 +483,32 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
     let held = Instant::now();
     let (mut max_commands, mut max_dispatch, mut cap) = (0u64, 0u64, u64::MAX);
     let mut full_since: Option<Instant> = None;
+    let b_paged = || {
+        hook.received().iter().any(|b| {
+            b["event"] == "notify" && b["alarm"]["condition"] == "spo2_low" && b["bed"] == "room1/B"
+        })
+    };
+    // Seen before the store's first failed write (the lock outlasts the writer's 5 s busy
+    // timeout): the writer has not started another round, so the command queue has not
+    // drained since it filled; a page that waited for room in it would come only after.
+    let mut paged_while_held = false;
+    let mut failed = false;
     while held.elapsed() < WITHIN
-        && full_since.is_none_or(|t| t.elapsed() < Duration::from_millis(500))
+        && full_since.is_none_or(|t| t.elapsed() < Duration::from_millis(500) || !failed)
     {
+        let paged = b_paged();
         let (_, h) = http(d.addr, "GET", "/healthz", None, None).await;
+        failed |= h["store"]["writable"] == false;
+        paged_while_held |= full_since.is_some() && paged && !failed;
         let n = |v: &Value| v.as_u64().unwrap_or(0);
         cap = n(&h["store"]["command_cap"]);
         max_commands = max_commands.max(n(&h["store"]["pending_commands"]));
         max_dispatch = max_dispatch.max(n(&h["overload"]["dispatch"]["depth"]));
         if max_commands >= cap && full_since.is_none() {
+            assert!(!b_paged(), "B's page came before B desaturated");
             full_since = Some(Instant::now());
+            // The store is stalled with a full command queue: now B desaturates.
+            desat.notify_one();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -468,6 +518,13 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
     assert_eq!(
         max_commands, cap,
         "the store's command queue filled up to its bound and no further"
+    );
+    assert!(
+        paged_while_held,
+        "B's desaturation was paged while the store was stalled, before its first failed \
+         write (lock held {:?}): {:?}",
+        held.elapsed(),
+        hook.received()
     );
 
     eventually("every line written", async || {
@@ -510,10 +567,13 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
         );
         last_id = pair[0].1;
     }
-    // The SpO2 alarm: raised once, its updates coalesced under the backlog (and counted).
+    // A's SpO2 alarm: raised once, its updates coalesced under the backlog (and counted).
     let spo2: Vec<String> = {
         let mut st = conn
-            .prepare("SELECT kind FROM alarm_events WHERE condition = 'spo2_low' ORDER BY id")
+            .prepare(
+                "SELECT kind FROM alarm_events WHERE condition = 'spo2_low' AND bed = 'room1/A' \
+                 ORDER BY id",
+            )
             .unwrap();
         st.query_map([], |r| r.get(0))
             .unwrap()

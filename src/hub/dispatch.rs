@@ -4,7 +4,10 @@
 //! The hub pushes under a bed's lock (a short mutex, never an await, never a wait for room):
 //! the decode path is never blocked by a slow store. The consumer (`app::dispatch`) takes one
 //! message at a time, and only while the store's command queue has room
-//! ([`crate::store::StoreHandle::wait_room`]), so a backlog waits here, where it coalesces:
+//! ([`crate::store::StoreHandle::wait_room`]), so a backlog waits here, where it coalesces.
+//! What must not wait for the store (pages, and the clear or acknowledgement that cancels
+//! them) is handed on as it is pushed, through [`DispatchQueue::forward_events_to`]: a stalled
+//! disk never delays a page. What is coalesced here:
 //! - a bed's saved state: one [`Dispatch::State`] per bed at most is waiting (the consumer
 //!   serializes the bed's state as it is when it takes it: only the newest matters);
 //! - an alarm's superseded updates: an `updated` or `latched` event (no actor, priority not
@@ -25,7 +28,7 @@ use crate::model::BedIdx;
 use crate::overload::Overload;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Transitions (and commits) that may wait at most.
@@ -66,13 +69,27 @@ struct Inner {
     last_drop: Option<Instant>,
 }
 
+/// A consumer that sees every engine event as it is pushed, before it waits in the queue
+/// (the notifier's inbox: it must never wait for the store). It must not block.
+pub type Forward = Box<dyn Fn(&Dispatched) + Send + Sync>;
+
 /// The hub's queue to the consumers off the alarm path (see the module doc).
-#[derive(Debug)]
 pub struct DispatchQueue {
     q: Mutex<Inner>,
     wake: tokio::sync::Notify,
     cap: usize,
     load: Arc<Overload>,
+    forward: OnceLock<Forward>,
+}
+
+impl std::fmt::Debug for DispatchQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchQueue")
+            .field("cap", &self.cap)
+            .field("len", &self.len())
+            .field("forwards", &self.forward.get().is_some())
+            .finish()
+    }
 }
 
 impl DispatchQueue {
@@ -84,7 +101,17 @@ impl DispatchQueue {
             wake: tokio::sync::Notify::new(),
             cap: cap.max(1),
             load,
+            forward: OnceLock::new(),
         }
+    }
+
+    /// Hands every engine event ([`Dispatch::Event`]) to `forward` as it is pushed, before it
+    /// waits for the store (and whether or not it is later coalesced or dropped). Action
+    /// commits are not forwarded here: their events take effect only once committed, and
+    /// their consumer forwards them then. Set once, before anything is pushed; a second call
+    /// is ignored (returns false).
+    pub fn forward_events_to(&self, forward: Forward) -> bool {
+        self.forward.set(forward).is_ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -93,6 +120,9 @@ impl DispatchQueue {
 
     /// Adds a message without waiting (see the module doc).
     pub fn push(&self, msg: Dispatch) -> Pushed {
+        if let (Dispatch::Event(d), Some(f)) = (&msg, self.forward.get()) {
+            f(d);
+        }
         let mut q = self.lock();
         let r = q.push(msg, self.cap);
         let depth = q.entries.len();
@@ -366,6 +396,45 @@ mod tests {
             "every superseded update and state counted"
         );
         assert_eq!(load.dispatch.peak.load(Relaxed), 8);
+    }
+
+    #[test]
+    fn every_engine_event_is_forwarded_as_pushed_even_when_it_waits_coalesces_or_is_dropped() {
+        let (q, _) = queue(1);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        assert!(q.forward_events_to(Box::new(move |d: &Dispatched| {
+            let a = d.event.alarm.expect("alarm");
+            s.lock()
+                .expect("seen")
+                .push((a.id.0, a.value.unwrap_or_default()));
+        })));
+        assert!(!q.forward_events_to(Box::new(|_| {})), "set once");
+        assert_eq!(
+            q.push(ev(EventKind::Raised, 1, Priority::High, 1.0)),
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push(ev(EventKind::Updated, 1, Priority::High, 2.0)),
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push(ev(EventKind::Updated, 1, Priority::High, 3.0)),
+            Pushed::Coalesced
+        );
+        assert_eq!(
+            q.push(ev(EventKind::Raised, 2, Priority::High, 4.0)),
+            Pushed::Dropped
+        );
+        // An action's events are the commit consumer's to forward, once committed.
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        q.push(Dispatch::Commit(Vec::new(), None, tx));
+        q.push(Dispatch::State(BedIdx(0)));
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [(1, 1.0), (1, 2.0), (1, 3.0), (2, 4.0)],
+            "nothing waits, nothing is coalesced or dropped on the way to the forward"
+        );
     }
 
     #[test]

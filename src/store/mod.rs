@@ -199,7 +199,6 @@ pub(crate) enum Cmd {
     Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
     Job(Job),
     /// A change to the notifier's outbox; those of one wake-up share a transaction.
-    Outbox(outbox::OutboxOp),
     /// A change to the HL7 outbox; those of one wake-up share a transaction.
     Hl7(hl7_outbox::Hl7Op),
     /// A bed's alarm state, written without a waiter; the writer keeps only the latest per bed
@@ -216,6 +215,9 @@ pub(crate) enum Cmd {
 pub(crate) struct Queue {
     pub readings: fair::FairBuffer,
     pub cmds: VecDeque<Cmd>,
+    /// The notifier's outbox changes, beside the commands and outside their bound
+    /// (coalesced per row: see `outbox`).
+    pub outbox: outbox::OutboxChanges,
     pub stop: bool,
 }
 
@@ -305,6 +307,7 @@ impl Store {
             q: Mutex::new(Queue {
                 readings: fair::FairBuffer::new(opts.buffer_cap),
                 cmds: VecDeque::new(),
+                outbox: outbox::OutboxChanges::default(),
                 stop: false,
             }),
             wake: Condvar::new(),
@@ -765,9 +768,15 @@ impl StoreHandle {
     /// changes queued together in one transaction (`synchronous=NORMAL`, as readings: it
     /// survives `kill -9`), in order.
     pub fn outbox(&self, op: outbox::OutboxOp) {
-        if self.send(Cmd::Outbox(op)).is_err() {
+        let mut q = self.shared.queue();
+        if q.stop {
+            drop(q);
             tracing::error!("outbox change not recorded: the store writer has stopped");
+            return;
         }
+        q.outbox.add(op);
+        drop(q);
+        self.shared.wake.notify_one();
     }
 
     /// The pages left in the outbox, oldest first.

@@ -1,8 +1,14 @@
 //! The notifier's outbox: pages not yet delivered, one row per (page, target). The notifier
-//! records changes with [`StoreHandle::outbox`](super::StoreHandle::outbox) (never waiting);
-//! the writer thread commits the changes of one wake-up in its group commit (one fsynced
-//! transaction with the round's alarm events and alarm states). Read back at start,
-//! so pending pages survive a restart, `kill -9` included.
+//! records changes with [`StoreHandle::outbox`](super::StoreHandle::outbox) (never waiting:
+//! a page is never held up by the store); the writer thread commits the changes of one
+//! wake-up in its group commit (one fsynced transaction with the round's alarm events and
+//! alarm states). Read back at start, so pending pages survive a restart, `kill -9` included.
+//!
+//! Unwritten changes wait beside the store's command queue, not in it, coalesced per row
+//! ([`OutboxChanges`]): only a row's latest change is kept (a retry's update replaces the
+//! page's insert; a delivery's removal replaces both), so while the store stalls they take
+//! at most one entry per page (the bodies only of pages still pending, which the notifier's
+//! own queues bound), never the command queue's room.
 
 use super::StoreError;
 use rusqlite::{Connection, params};
@@ -37,8 +43,49 @@ pub enum OutboxOp {
     Remove(i64),
 }
 
-/// Applies `ops` in order inside the caller's transaction (the writer's group commit).
-pub(crate) fn apply_tx(tx: &rusqlite::Transaction<'_>, ops: &[OutboxOp]) -> Result<(), StoreError> {
+impl OutboxOp {
+    fn id(&self) -> i64 {
+        match self {
+            OutboxOp::Put(r) => r.id,
+            OutboxOp::Remove(id) => *id,
+        }
+    }
+}
+
+/// Outbox changes not yet written: the latest per row (ids are never reused, and a change
+/// sets a row whole, so the latest is all that needs writing).
+#[derive(Debug, Default)]
+pub(crate) struct OutboxChanges(std::collections::BTreeMap<i64, OutboxOp>);
+
+impl OutboxChanges {
+    /// Records `op`, replacing any unwritten change of the same row.
+    pub fn add(&mut self, op: OutboxOp) {
+        self.0.insert(op.id(), op);
+    }
+
+    /// Adds every change of `later` (newer than those here).
+    pub fn append(&mut self, later: &mut OutboxChanges) {
+        self.0.append(&mut later.0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Applies `ops` inside the caller's transaction (the writer's group commit).
+pub(crate) fn apply_tx(
+    tx: &rusqlite::Transaction<'_>,
+    ops: &OutboxChanges,
+) -> Result<(), StoreError> {
     if ops.is_empty() {
         return Ok(());
     }
@@ -48,7 +95,7 @@ pub(crate) fn apply_tx(tx: &rusqlite::Transaction<'_>, ops: &[OutboxOp]) -> Resu
          VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
     )?;
     let mut remove = tx.prepare_cached("DELETE FROM notify_outbox WHERE id = ?1")?;
-    for op in ops {
+    for op in ops.0.values() {
         match op {
             OutboxOp::Put(r) => {
                 put.execute(params![

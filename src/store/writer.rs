@@ -44,8 +44,8 @@ struct Writer {
     device_ids: HashMap<u16, i64>,
     topology: Arc<Topology>,
     failing: bool,
-    /// Outbox changes of this wake-up (and any that could not be written yet), in order.
-    outbox: Vec<super::outbox::OutboxOp>,
+    /// Outbox changes taken so far and not yet written (the latest per row).
+    outbox: super::outbox::OutboxChanges,
     /// HL7 outbox changes of this wake-up (and any that could not be written yet), in order.
     hl7: Vec<super::hl7_outbox::Hl7Op>,
     /// The latest unwritten alarm state per bed (group-committed after each round of commands).
@@ -77,7 +77,7 @@ impl Writer {
             device_ids: HashMap::new(),
             topology: Arc::new(Topology::default()),
             failing: false,
-            outbox: Vec::new(),
+            outbox: super::outbox::OutboxChanges::default(),
             hl7: Vec::new(),
             states: HashMap::new(),
         }
@@ -89,7 +89,11 @@ impl Writer {
             let (cmds, stop) = {
                 let mut q = self.shared.queue();
                 // A full batch waiting is written at once.
-                if q.cmds.is_empty() && !q.stop && q.readings.len() < BATCH_MAX {
+                if q.cmds.is_empty()
+                    && q.outbox.is_empty()
+                    && !q.stop
+                    && q.readings.len() < BATCH_MAX
+                {
                     let wait = if self.failing {
                         RETRY_AFTER
                     } else {
@@ -105,6 +109,7 @@ impl Writer {
                 batch.clear();
                 q.readings.drain_at_most(&mut batch, BATCH_MAX);
                 self.shared.inflight.store(batch.len(), Ordering::Release);
+                self.outbox.append(&mut q.outbox);
                 (std::mem::take(&mut q.cmds), q.stop)
             };
             // Room for the alarm path's consumer (`StoreHandle::wait_room`).
@@ -178,7 +183,6 @@ impl Writer {
                         self.apply_hl7();
                         job(&mut self.conn);
                     }
-                    Cmd::Outbox(op) => self.outbox.push(op),
                     Cmd::Hl7(op) => self.hl7.push(op),
                 }
             }
@@ -186,7 +190,7 @@ impl Writer {
             self.apply_hl7();
             if stop {
                 let q = self.shared.queue();
-                if q.readings.is_empty() && q.cmds.is_empty() {
+                if q.readings.is_empty() && q.cmds.is_empty() && q.outbox.is_empty() {
                     if !self.hl7.is_empty() {
                         tracing::error!(
                             changes = self.hl7.len(),
