@@ -23,8 +23,17 @@ pub(super) struct Outbox {
 impl Outbox {
     /// Serializes `msg` (whose `seq` is 0) at the end; returns its index.
     pub(super) fn add(&mut self, class: Class, msg: &impl serde::Serialize) -> Option<usize> {
+        self.add_with(class, |buf| serde_json::to_writer(buf, msg))
+    }
+
+    /// Appends a message (whose `seq` is 0) written by `write`; returns its index.
+    pub(super) fn add_with(
+        &mut self,
+        class: Class,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Option<usize> {
         let start = self.buf.len();
-        if let Err(e) = serde_json::to_writer(&mut self.buf, msg) {
+        if let Err(e) = write(&mut self.buf) {
             // Serializing plain numbers and strings cannot fail; if it ever did, say so.
             tracing::error!(error = %e, "message could not be serialized");
             self.buf.truncate(start);

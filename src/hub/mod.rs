@@ -346,24 +346,19 @@ impl Hub {
             // Never blocks: a push into the store's bounded buffer, one lock for the read.
             rec.readings(&b.read);
         }
-        let msg = wire::ReadingsMsg {
-            v: VERSION,
-            kind: "readings",
-            seq: 0,
-            bed: &self.cfg.bed(bed).id,
-            device: &binding.id,
-            readings: wire::ReadingList {
-                cfg: &self.cfg,
-                obs: &b.read,
-            },
-        };
         const _: () = assert!(
             Metric::COUNT <= 16,
             "a reading slot is a u16 device and a mask"
         );
         let slot = (u32::from(device.0) << Metric::COUNT) | metrics;
         let n = u32::try_from(b.read.len()).unwrap_or(u32::MAX);
-        b.em.out.add(Class::Reading { slot, n }, &msg);
+        // `wire::ReadingsMsg`, written by hand (`wire::write_readings`): once per read,
+        // shared by every client.
+        let (bed_id, read) = (&self.cfg.bed(bed).id, &b.read);
+        b.em.out.add_with(Class::Reading { slot, n }, |buf| {
+            wire::write_readings(buf, &self.cfg, bed_id, &binding.id, read);
+            Ok(())
+        });
         self.publish_bed(b, true);
         drop(g);
         // One clock read and histogram observation per read, not per reading.

@@ -102,6 +102,121 @@ impl Serialize for ReadingList<'_> {
     }
 }
 
+/// Writes `ReadingsMsg { v: VERSION, kind: "readings", seq: 0, bed, device, readings }`
+/// byte for byte as its derived `Serialize` does (a test holds the two equal over every
+/// metric, invalid reason, flag and odd id), without serde's per-field dispatch and
+/// flattening: this runs for every device read. The receive time's text is made once per
+/// run of readings sharing it (one device read shares one).
+pub fn write_readings(
+    out: &mut Vec<u8>,
+    cfg: &Config,
+    bed: &str,
+    device: &str,
+    obs: &[Observation],
+) {
+    out.extend_from_slice(b"{\"v\":");
+    json_num(out, VERSION);
+    out.extend_from_slice(b",\"type\":\"readings\",\"seq\":0,\"bed\":");
+    json_str(out, bed);
+    out.extend_from_slice(b",\"device\":");
+    json_str(out, device);
+    out.extend_from_slice(b",\"readings\":[");
+    let mut received: Option<(i64, [u8; crate::clock::RFC3339_MAX], usize)> = None;
+    for (i, o) in obs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"bed\":");
+        json_str(out, &cfg.bed(o.bed).id);
+        out.extend_from_slice(b",\"device\":");
+        json_str(out, &cfg.device(o.device).id);
+        let m = &o.m;
+        out.extend_from_slice(b",\"metric\":");
+        json_str(out, m.metric.name());
+        out.extend_from_slice(b",\"mdc\":");
+        json_num(out, m.metric.mdc_code());
+        out.extend_from_slice(b",\"value\":");
+        json_num(out, m.value.number());
+        out.extend_from_slice(b",\"unit\":");
+        json_str(out, m.metric.unit());
+        out.extend_from_slice(b",\"invalid\":");
+        match m.value.invalid() {
+            Some(r) => json_str(out, r.name()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"flags\":[");
+        let mut first = true;
+        for f in m.flags.iter() {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            json_str(out, f.name());
+        }
+        if let Some(code) = m.flags.cuff_error() {
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"cuff_error:");
+            json_num(out, code);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"],\"device_time\":");
+        match m.device_time {
+            Some(t) => {
+                use std::io::Write as _;
+                // Digits, dashes, colons and a `T`: nothing to escape.
+                out.push(b'"');
+                let _ = write!(out, "{t}");
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"received\":\"");
+        let text = match &mut received {
+            Some((ms, buf, n)) if *ms == o.received_ms => &buf[..*n],
+            slot => {
+                let mut buf = [0u8; crate::clock::RFC3339_MAX];
+                let n = crate::clock::write_rfc3339_ms(o.received_ms, &mut buf);
+                let (_, buf, n) = slot.insert((o.received_ms, buf, n));
+                &buf[..*n]
+            }
+        };
+        out.extend_from_slice(text);
+        out.extend_from_slice(b"\",\"received_ms\":");
+        json_num(out, o.received_ms);
+        out.extend_from_slice(b",\"mono_ms\":");
+        json_num(out, o.mono.as_millis());
+        out.extend_from_slice(b",\"bed_seq\":");
+        json_num(out, o.bed_seq);
+        out.extend_from_slice(if o.simulated {
+            b",\"simulated\":true}"
+        } else {
+            b",\"simulated\":false}"
+        });
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// A JSON string: copied as is when nothing in it needs escaping (the ids, names and units
+/// this carries), else escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// A number (or null) as serde_json writes it.
+fn json_num(out: &mut Vec<u8>, n: impl Serialize) {
+    // Writing a number into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &n);
+}
+
 /// `{"v":2,"type":"device_status", ...}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DeviceStatusMsg<'a> {
@@ -349,6 +464,134 @@ impl<'a> AlarmMsg<'a> {
             seconds,
             baseline,
             level,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BedIdx, DeviceIdx, DeviceTime, Flag, Flags, Invalid, Mono};
+
+    fn config() -> Config {
+        crate::config::load_config_str(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"/nonexistent/data\"\n\
+             [[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n\
+             [[rooms.recliners]]\nid = \"A\"\n[[rooms.recliners.devices]]\n\
+             id = \"ox-1\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:9\"\n\
+             [[rooms.recliners]]\nid = \"B\"\n[[rooms.recliners.devices]]\n\
+             id = \"cuff_2\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:10\"\n",
+            std::path::Path::new("/nonexistent/t.toml"),
+        )
+        .expect("test config")
+    }
+
+    /// Every reason (a new one fails to compile here until it is listed).
+    fn reasons() -> Vec<Invalid> {
+        let all = [
+            Invalid::NoValue,
+            Invalid::NotAtResolution,
+            Invalid::PositiveInfinity,
+            Invalid::NegativeInfinity,
+            Invalid::Reserved,
+            Invalid::OutOfRange,
+            Invalid::DeviceFlagged,
+            Invalid::DeviceMarkedInvalid,
+        ];
+        for r in all {
+            match r {
+                Invalid::NoValue
+                | Invalid::NotAtResolution
+                | Invalid::PositiveInfinity
+                | Invalid::NegativeInfinity
+                | Invalid::Reserved
+                | Invalid::OutOfRange
+                | Invalid::DeviceFlagged
+                | Invalid::DeviceMarkedInvalid => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    #[test]
+    fn the_hand_written_readings_message_is_byte_for_byte_the_derived_one() {
+        let cfg = config();
+        let time = DeviceTime {
+            year: 2016,
+            month: 2,
+            day: 22,
+            hour: 22,
+            minute: 47,
+            second: 5,
+        };
+        let mut obs = Vec::new();
+        let mut push = |m: Measurement, i: usize| {
+            obs.push(Observation {
+                bed: BedIdx((i % 2) as u16),
+                device: DeviceIdx((i % 2) as u16),
+                m,
+                // Runs of equal receive times, and changes between them.
+                received_ms: 1_764_000_000_123 + (i / 3) as i64 * 997,
+                mono: Mono(i as u64 * 1_234_567_891),
+                bed_seq: i as u64 * 1_000_003,
+                simulated: i.is_multiple_of(3),
+            });
+        };
+        let mut i = 0;
+        for metric in Metric::ALL {
+            let (lo, hi) = metric.plausible_range();
+            for v in [lo, hi, (lo + hi) / 3.0, 0.1 + 0.2, 97.0, 1e-7] {
+                push(Measurement::new(metric, v, Flags::EMPTY), i);
+                i += 1;
+            }
+            for r in reasons() {
+                push(
+                    Measurement::invalid(metric, r, Flags::EMPTY).at(Some(time)),
+                    i,
+                );
+                i += 1;
+            }
+        }
+        for f in Flag::ALL {
+            push(
+                Measurement::new(Metric::Spo2, 95.0, Flags::EMPTY.with(f)).at(Some(time)),
+                i,
+            );
+            i += 1;
+        }
+        let mut many = Flags::EMPTY.with(Flag::LowBattery).with(Flag::NoFinger);
+        many.set_cuff_error(87);
+        push(Measurement::new(Metric::NibpSys, 120.0, many), i);
+        let mut only_cuff = Flags::EMPTY;
+        only_cuff.set_cuff_error(0);
+        push(Measurement::new(Metric::NibpDia, 80.0, only_cuff), i + 1);
+        for (bed, device) in [
+            ("room1/A", "ox-1"),
+            ("bed \"quoted\" \\ back", "dev\u{1}\n\tctl"),
+            ("lit\u{e9} \u{1f600}", ""),
+        ] {
+            for part in [&obs[..], &obs[..1], &[]] {
+                let derived = serde_json::to_vec(&ReadingsMsg {
+                    v: VERSION,
+                    kind: "readings",
+                    seq: 0,
+                    bed,
+                    device,
+                    readings: ReadingList {
+                        cfg: &cfg,
+                        obs: part,
+                    },
+                })
+                .expect("serializes");
+                let mut hand = b"left as it was".to_vec();
+                write_readings(&mut hand, &cfg, bed, device, part);
+                assert_eq!(
+                    String::from_utf8_lossy(&hand[14..]),
+                    String::from_utf8_lossy(&derived),
+                    "{bed:?} {device:?}, {} readings",
+                    part.len()
+                );
+            }
         }
     }
 }
