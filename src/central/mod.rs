@@ -563,7 +563,6 @@ async fn ws_upgrade(
     }
     ws.protocols([WS_PROTOCOL])
         .max_message_size(16 * 1024)
-        .read_buffer_size(crate::api::CLIENT_READ_BUFFER)
         .on_upgrade(move |mut socket| async move {
             if needs_auth_message {
                 let checked =
