@@ -780,17 +780,16 @@ async fn the_alarm_path_waits_for_room_in_the_command_queue_and_its_peak_is_repo
     store.close().await.unwrap();
 }
 
-/// Every column of every reading through `readings_named` (and the value's SQL type), in id
-/// order; the id itself left out (v6 renumbers it, keeping the order).
+/// Every column of every reading through `readings_named` (and the value's SQL type).
 fn all_readings(conn: &Connection, order: &str) -> Vec<Vec<rusqlite::types::Value>> {
     let mut st = conn
         .prepare(&format!(
-            "SELECT bed, device, metric, value, typeof(value), invalid, flags, device_time, \
+            "SELECT id, bed, device, metric, value, typeof(value), invalid, flags, device_time, \
              received_ms, mono_ms, bed_seq, simulated FROM readings_named ORDER BY {order}"
         ))
         .unwrap();
     st.query_map([], |r| {
-        (0..12)
+        (0..13)
             .map(|i| r.get::<_, rusqlite::types::Value>(i))
             .collect::<rusqlite::Result<Vec<_>>>()
     })
@@ -933,6 +932,21 @@ fn packing_the_readings_of_a_v5_file_keeps_every_field_and_the_order() {
         .query_row("SELECT COUNT(*) FROM reading_groups", [], |r| r.get(0))
         .unwrap();
     assert_eq!(groups, rows.len() as i64);
+    // A reading written after the migration comes after every old one.
+    conn.execute(
+        "INSERT INTO reading_groups (bed, device, received_ms, mono_ms, simulated, readings) \
+         VALUES (1, 1, 1, 1, 0, '[[\"spo2\",90.0,null,null,null,1],[\"pulse_rate\",60.0,null,null,null,2]]')",
+        [],
+    )
+    .unwrap();
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM readings ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(ids, [10, 11, 12, 20, 21, 22, 30, 31 * 4096, 31 * 4096 + 1]);
 }
 
 #[test]
