@@ -464,11 +464,22 @@ pub fn prune(conn: &mut Connection, older_than_ms: i64, force: bool) -> Result<P
             "DELETE FROM sessions WHERE discharged_ms IS NOT NULL AND discharged_ms < ?1",
             [older_than_ms],
         )?;
-        let readings = tx.execute("DELETE FROM readings WHERE received_ms < ?1", [cutoff])?;
+        // Readings are stored in groups (schema v6): a group is one device read, all its
+        // readings received at the same ms, so it is pruned whole.
+        let readings: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(json_array_length(readings)), 0) FROM reading_groups \
+             WHERE received_ms < ?1",
+            [cutoff],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "DELETE FROM reading_groups WHERE received_ms < ?1",
+            [cutoff],
+        )?;
         let alarm_events = tx.execute("DELETE FROM alarm_events WHERE at_ms < ?1", [cutoff])?;
         Ok(Pruned {
             sessions: sessions as u64,
-            readings: readings as u64,
+            readings: u64::try_from(readings).unwrap_or(0),
             alarm_events: alarm_events as u64,
         })
     })

@@ -779,3 +779,489 @@ async fn the_alarm_path_waits_for_room_in_the_command_queue_and_its_peak_is_repo
     assert_eq!(health.peak_commands, COMMAND_CAP);
     store.close().await.unwrap();
 }
+
+/// Every column of every reading through `readings_named` (and the value's SQL type).
+fn all_readings(conn: &Connection, order: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT id, bed, device, metric, value, typeof(value), invalid, flags, device_time, \
+             received_ms, mono_ms, bed_seq, simulated FROM readings_named ORDER BY {order}"
+        ))
+        .unwrap();
+    st.query_map([], |r| {
+        (0..13)
+            .map(|i| r.get::<_, rusqlite::types::Value>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+#[test]
+fn packing_the_readings_of_a_v5_file_keeps_every_field_and_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("v5.sqlite")).unwrap();
+    assert_eq!(schema::migrate(&mut conn, 5).unwrap(), 5);
+    conn.execute_batch(
+        "INSERT INTO beds (name) VALUES ('room1/A'), ('room1/B');
+         INSERT INTO devices (name) VALUES ('ox'), ('bp \"quoted\" \\ one');",
+    )
+    .unwrap();
+    // Ids out of received order, a gap, values that need all 17 digits, every kind of NULL.
+    // id, bed, device, metric, value, invalid, flags, device_time, received_ms
+    type Old = (
+        i64,
+        i64,
+        i64,
+        &'static str,
+        Option<f64>,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        i64,
+    );
+    let rows: &[Old] = &[
+        (
+            10,
+            1,
+            1,
+            "spo2",
+            Some(97.0),
+            None,
+            None,
+            Some("2026-01-02T03:04:05"),
+            5_000,
+        ),
+        (
+            11,
+            1,
+            1,
+            "pulse_rate",
+            Some(0.1 + 0.2),
+            None,
+            Some("low_signal"),
+            None,
+            5_000,
+        ),
+        (
+            12,
+            2,
+            2,
+            "nibp_sys",
+            None,
+            Some("device_flagged"),
+            Some("cuff_loose cuff_error:87"),
+            None,
+            4_000,
+        ),
+        (
+            20,
+            1,
+            1,
+            "perfusion_index",
+            Some(1.0 / 3.0),
+            None,
+            None,
+            None,
+            3_000,
+        ),
+        (21, 2, 1, "pleth", Some(-0.0), None, None, None, 6_000),
+        (
+            22,
+            2,
+            1,
+            "spo2",
+            Some(1e300),
+            Some("weird \"text\" \\ \u{1}"),
+            Some("a\nb"),
+            Some("x"),
+            6_000,
+        ),
+        (
+            30,
+            1,
+            2,
+            "battery",
+            Some(123_456_789.125),
+            None,
+            None,
+            None,
+            7_000,
+        ),
+    ];
+    for (i, r) in rows.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO readings (id, bed, device, metric, value, invalid, flags, device_time, \
+             received_ms, mono_ms, bed_seq, simulated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+            rusqlite::params![
+                r.0,
+                r.1,
+                r.2,
+                r.3,
+                r.4,
+                r.5,
+                r.6,
+                r.7,
+                r.8,
+                r.8 + 17,
+                i64::MAX - i as i64,
+                (i % 2) as i64
+            ],
+        )
+        .unwrap();
+    }
+    let by_id = all_readings(&conn, "id");
+    let by_time = all_readings(&conn, "received_ms, id");
+    assert_eq!(by_id.len(), rows.len());
+    assert_eq!(
+        schema::migrate(&mut conn, schema::VERSION).unwrap(),
+        schema::VERSION
+    );
+    assert_eq!(all_readings(&conn, "id"), by_id);
+    assert_eq!(all_readings(&conn, "received_ms, id"), by_time);
+    let tables: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'readings'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "readings is a view now");
+    let groups: i64 = conn
+        .query_row("SELECT COUNT(*) FROM reading_groups", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(groups, rows.len() as i64);
+    // A reading written after the migration comes after every old one.
+    conn.execute(
+        "INSERT INTO reading_groups (bed, device, received_ms, mono_ms, simulated, readings) \
+         VALUES (1, 1, 1, 1, 0, '[[\"spo2\",90.0,null,null,null,1],[\"pulse_rate\",60.0,null,null,null,2]]')",
+        [],
+    )
+    .unwrap();
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM readings ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(ids, [10, 11, 12, 20, 21, 22, 30, 31 * 4096, 31 * 4096 + 1]);
+}
+
+#[test]
+fn the_history_queries_use_the_reading_groups_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("plan.sqlite")).unwrap();
+    schema::migrate(&mut conn, schema::VERSION).unwrap();
+    for sql in [
+        "SELECT COUNT(*) FROM readings WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4",
+        "SELECT received_ms, value, invalid FROM readings \
+         WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 ORDER BY received_ms, id",
+        "SELECT (received_ms - ?3) / 7 AS b, AVG(value) FROM readings \
+         WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 GROUP BY b ORDER BY b",
+        "SELECT r.id, b.name, d.name FROM readings r JOIN beds b ON b.id = r.bed \
+         JOIN devices d ON d.id = r.device WHERE r.bed = ?1 AND r.received_ms BETWEEN ?3 AND ?4 \
+         AND (?2 IS NOT NULL OR r.metric <> 'pleth')",
+        "SELECT received_ms FROM readings WHERE bed = ?1 AND metric = ?2 AND received_ms >= ?3 \
+         AND ?4 IS NOT NULL",
+    ] {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan: Vec<String> = st
+            .query_map(rusqlite::params![1, "spo2", 0, 10], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p
+                    .contains("USING INDEX reading_groups_bed_received (bed=? AND received_ms>")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn values_and_strings_written_as_json_read_back_exactly() {
+    let conn = Connection::open_in_memory().unwrap();
+    let mut st = conn
+        .prepare("SELECT ('[' || ?1 || ']') ->> 0, typeof(('[' || ?1 || ']') ->> 0)")
+        .unwrap();
+    let mut text = String::new();
+    let mut check = |v: f64| {
+        text.clear();
+        writer::push_number(&mut text, Some(v));
+        let (back, ty): (f64, String) = st
+            .query_row([&text], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(
+            (back.to_bits(), ty.as_str()),
+            (v.to_bits(), "real"),
+            "{v:?} as {text}"
+        );
+    };
+    for k in -3000..=3000 {
+        check(f64::from(k) / 10.0);
+        check(f64::from(k) / 100.0);
+        check(f64::from(k) / 3.0);
+    }
+    for v in [
+        0.0,
+        1e21,
+        1e-7,
+        1e300,
+        -1e-300,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.1 + 0.2,
+    ] {
+        check(v);
+    }
+    // Bits from a fixed LCG: finite doubles of every magnitude.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..20_000 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let v = f64::from_bits(x);
+        if v.is_finite() {
+            check(v);
+        }
+    }
+    let mut s = String::new();
+    for raw in ["plain", "q\"uote", "back\\slash", "ctl\u{1}\n\t", "ünï"] {
+        s.clear();
+        s.push('"');
+        writer::push_str_body(&mut s, raw);
+        s.push('"');
+        let back: String = conn
+            .query_row("SELECT ('[' || ?1 || ']') ->> 0", [&s], |r| r.get(0))
+            .unwrap();
+        assert_eq!(back, raw);
+    }
+}
+
+#[tokio::test]
+async fn readings_of_several_reads_are_packed_per_read_and_read_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let h = store.handle();
+    let time = Some(crate::clock::calendar_utc(1_234_000));
+    let mk =
+        |bed: u16, device: u16, m: Measurement, t: i64, seq: u64, simulated: bool| Observation {
+            bed: BedIdx(bed),
+            device: DeviceIdx(device),
+            m,
+            received_ms: t,
+            mono: Mono::ZERO.saturating_add(
+                crate::clock::MONO_ORIGIN + std::time::Duration::from_millis(t as u64 + 3),
+            ),
+            bed_seq: seq,
+            simulated,
+        };
+    let mut all = Flags::EMPTY;
+    for f in Flag::ALL {
+        all = all.with(f);
+    }
+    let mut cuff = Flags::EMPTY.with(Flag::CuffLoose);
+    cuff.set_cuff_error(87);
+    let mut obs = vec![
+        // One Masimo line: three readings, one read.
+        mk(
+            0,
+            0,
+            Measurement::new(Metric::Spo2, 97.0, Flags::EMPTY).at(time),
+            1_000,
+            1,
+            false,
+        ),
+        mk(
+            0,
+            0,
+            Measurement::new(Metric::PulseRate, 72.5, Flags::EMPTY).at(time),
+            1_000,
+            2,
+            false,
+        ),
+        mk(
+            0,
+            0,
+            Measurement::new(
+                Metric::PerfusionIndex,
+                0.1 + 0.2,
+                Flags::EMPTY.with(Flag::LowSignal),
+            )
+            .at(time),
+            1_000,
+            3,
+            false,
+        ),
+        // The cuff of the same bed at the same ms: another device, another group.
+        mk(
+            0,
+            1,
+            Measurement::invalid(Metric::NibpSys, Invalid::DeviceFlagged, cuff),
+            1_000,
+            4,
+            false,
+        ),
+        mk(
+            0,
+            1,
+            Measurement::new(Metric::NibpDia, 80.0, Flags::EMPTY),
+            1_000,
+            5,
+            false,
+        ),
+        // Another bed, simulated, then the same device one ms later.
+        mk(
+            1,
+            2,
+            Measurement::new(Metric::Spo2, 96.0, Flags::EMPTY),
+            1_000,
+            1,
+            true,
+        ),
+        mk(
+            1,
+            2,
+            Measurement::new(Metric::Spo2, 95.0, Flags::EMPTY),
+            1_001,
+            2,
+            true,
+        ),
+        // Same read but not simulated.
+        mk(
+            1,
+            2,
+            Measurement::new(Metric::PulseRate, 70.0, Flags::EMPTY),
+            1_001,
+            3,
+            false,
+        ),
+    ];
+    // Every invalid reason, every flag, in one read.
+    let reasons = [
+        Invalid::NoValue,
+        Invalid::NotAtResolution,
+        Invalid::PositiveInfinity,
+        Invalid::NegativeInfinity,
+        Invalid::Reserved,
+        Invalid::OutOfRange,
+        Invalid::DeviceFlagged,
+        Invalid::DeviceMarkedInvalid,
+    ];
+    for (i, r) in reasons.into_iter().enumerate() {
+        obs.push(mk(
+            1,
+            3,
+            Measurement::invalid(Metric::Spo2, r, all).at(time),
+            2_000,
+            10 + i as u64,
+            false,
+        ));
+    }
+    // Each read under one lock, as the hub records them (the writer may wake between two).
+    for read in [0..3, 3..5, 5..6, 6..7, 7..8, 8..16] {
+        h.readings(&obs[read]);
+    }
+    h.flush().await.unwrap();
+    // 5 000 readings of one read: more than one group holds.
+    let big: Vec<Observation> = (0..5_000u64)
+        .map(|i| {
+            mk(
+                0,
+                0,
+                Measurement::new(Metric::Pleth, (i % 200) as f64, Flags::EMPTY),
+                3_000,
+                100 + i,
+                false,
+            )
+        })
+        .collect();
+    h.readings(&big);
+    h.flush().await.unwrap();
+    obs.extend(big);
+
+    let names = |bed: u16, device: u16| {
+        (
+            ["room1/A", "room1/B"][usize::from(bed)].to_owned(),
+            ["room1-A-ox", "room1-A-bp", "room1-B-ox", "room1-B-bp"][usize::from(device)]
+                .to_owned(),
+        )
+    };
+    let want: Vec<_> = obs
+        .iter()
+        .map(|o| {
+            let (bed, device) = names(o.bed.0, o.device.0);
+            let flags = o.m.flags.names().join(" ");
+            (
+                bed,
+                device,
+                o.m.metric.name().to_owned(),
+                o.m.value.number(),
+                o.m.value.invalid().map(|r| r.name().to_owned()),
+                (!flags.is_empty()).then_some(flags),
+                o.m.device_time.map(|t| t.to_string()),
+                o.received_ms,
+                o.received_ms + 3,
+                o.bed_seq as i64,
+                o.simulated,
+            )
+        })
+        .collect();
+    let conn = Connection::open(h.path()).unwrap();
+    let mut st = conn
+        .prepare(
+            "SELECT bed, device, metric, value, invalid, flags, device_time, received_ms, \
+             mono_ms, bed_seq, simulated FROM readings_named ORDER BY id",
+        )
+        .unwrap();
+    let got: Vec<_> = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<f64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, bool>(10)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+    // Masimo line, cuff, bed B simulated, its next ms, not simulated, the invalid read, and
+    // the 5 000 readings in two groups.
+    let sizes: Vec<i64> = conn
+        .prepare("SELECT json_array_length(readings) FROM reading_groups ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(sizes, [3, 2, 1, 1, 1, 8, 4096, 904]);
+    // The store's own queries see the same.
+    let rows = query::readings_between(&conn, "room1/A", 0, 2_500, true).unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[2].value, Some(0.1 + 0.2));
+    assert_eq!(rows[3].flags, "cuff_loose cuff_error:87");
+    let hist = h
+        .history("room1/A", Metric::PulseRate, 0, 2_500, 100)
+        .await
+        .unwrap();
+    assert_eq!((hist.len(), hist[0].avg), (1, Some(72.5)));
+    store.close().await.unwrap();
+}

@@ -50,6 +50,8 @@ struct Writer {
     hl7: Vec<super::hl7_outbox::Hl7Op>,
     /// The latest unwritten alarm state per bed (group-committed after each round of commands).
     states: HashMap<String, StoredState>,
+    /// The JSON text of the reading group being written, reused.
+    json: String,
 }
 
 fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
@@ -80,6 +82,7 @@ impl Writer {
             outbox: super::outbox::OutboxChanges::default(),
             hl7: Vec::new(),
             states: HashMap::new(),
+            json: String::new(),
         }
     }
 
@@ -374,21 +377,39 @@ impl Writer {
         }
         let tx = self.conn.transaction()?;
         {
+            // One row per run of consecutive readings of one device read (schema v6): the
+            // readings that share bed, device, received and monotonic ms and the simulated
+            // mark, at most `GROUP_MAX` of them, packed as JSON text built by hand.
             let mut ins = tx.prepare_cached(
-                "INSERT INTO readings (bed, device, metric, value, invalid, flags, device_time, \
-                 received_ms, mono_ms, bed_seq, simulated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                "INSERT INTO reading_groups (bed, device, received_ms, mono_ms, simulated, \
+                 readings) VALUES (?1,?2,?3,?4,?5,?6)",
             )?;
-            let mut flags = String::new();
+            let mut json = std::mem::take(&mut self.json);
             // A line's readings, and a device's lines within a second, share their device
             // time: its text is made once, not once per reading.
             let mut last_time: Option<(DeviceTime, String)> = None;
-            for o in batch {
+            let mut rest = batch;
+            while let Some(first) = rest.first() {
+                let mono = mono_ms(first);
+                let n = rest
+                    .iter()
+                    .take(super::schema::GROUP_MAX)
+                    .take_while(|o| {
+                        o.bed == first.bed
+                            && o.device == first.device
+                            && o.received_ms == first.received_ms
+                            && o.simulated == first.simulated
+                            && mono_ms(o) == mono
+                    })
+                    .count();
+                let (group, next) = rest.split_at(n);
+                rest = next;
                 let bed = id_of(
                     &tx,
                     &mut self.bed_ids,
                     "beds",
                     &self.topology.beds,
-                    o.bed.0,
+                    first.bed.0,
                     "bed",
                 )?;
                 let dev = id_of(
@@ -396,46 +417,28 @@ impl Writer {
                     &mut self.device_ids,
                     "devices",
                     &self.topology.devices,
-                    o.device.0,
+                    first.device.0,
                     "device",
                 )?;
-                // The names of `Flags::names`, without a `String` per flag.
-                flags.clear();
-                for f in o.m.flags.iter() {
-                    if !flags.is_empty() {
-                        flags.push(' ');
+                json.clear();
+                json.push('[');
+                for (i, o) in group.iter().enumerate() {
+                    if i > 0 {
+                        json.push(',');
                     }
-                    flags.push_str(f.name());
+                    push_reading(&mut json, o, &mut last_time);
                 }
-                if let Some(code) = o.m.flags.cuff_error() {
-                    if !flags.is_empty() {
-                        flags.push(' ');
-                    }
-                    let _ = write!(flags, "cuff_error:{code}");
-                }
-                let device_time = match o.m.device_time {
-                    None => None,
-                    Some(t) => {
-                        if last_time.as_ref().is_none_or(|(c, _)| *c != t) {
-                            last_time = Some((t, t.to_string()));
-                        }
-                        last_time.as_ref().map(|(_, text)| text.as_str())
-                    }
-                };
+                json.push(']');
                 ins.execute(params![
                     bed,
                     dev,
-                    o.m.metric.name(),
-                    o.m.value.number(),
-                    o.m.value.invalid().map(|r| r.name()),
-                    (!flags.is_empty()).then_some(flags.as_str()),
-                    device_time,
-                    o.received_ms,
-                    i64::try_from(o.mono.as_millis()).unwrap_or(i64::MAX),
-                    i64::try_from(o.bed_seq).unwrap_or(i64::MAX),
-                    o.simulated,
+                    first.received_ms,
+                    mono,
+                    first.simulated,
+                    json.as_str(),
                 ])?;
             }
+            self.json = json;
         }
         tx.commit()?;
         Ok(())
@@ -556,6 +559,104 @@ pub(crate) fn durable<T>(
     })();
     let _ = conn.pragma_update(None, "synchronous", "NORMAL");
     r
+}
+
+/// An observation's monotonic time as stored.
+fn mono_ms(o: &Observation) -> i64 {
+    i64::try_from(o.mono.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Appends one reading of a group as `[metric, value, invalid, flags, device_time, bed_seq]`
+/// (schema v6), without allocating: the device time's text is kept in `last_time` and made
+/// again only when it changes.
+pub(super) fn push_reading(
+    json: &mut String,
+    o: &Observation,
+    last_time: &mut Option<(DeviceTime, String)>,
+) {
+    json.push('[');
+    push_str(json, o.m.metric.name());
+    json.push(',');
+    push_number(json, o.m.value.number());
+    json.push(',');
+    match o.m.value.invalid() {
+        Some(r) => push_str(json, r.name()),
+        None => json.push_str("null"),
+    }
+    json.push(',');
+    // The names of `Flags::names`, space-separated, `cuff_error:<code>` last: as the old
+    // column held them. The names are fixed identifiers and the code a number, so nothing in
+    // them needs escaping (`push_str` would escape it anyway).
+    let mut any = false;
+    for f in o.m.flags.iter() {
+        json.push(if any { ' ' } else { '"' });
+        push_str_body(json, f.name());
+        any = true;
+    }
+    if let Some(code) = o.m.flags.cuff_error() {
+        json.push(if any { ' ' } else { '"' });
+        let _ = write!(json, "cuff_error:{code}");
+        any = true;
+    }
+    json.push_str(if any { "\"" } else { "null" });
+    json.push(',');
+    match o.m.device_time {
+        None => json.push_str("null"),
+        Some(t) => {
+            if last_time.as_ref().is_none_or(|(c, _)| *c != t) {
+                *last_time = Some((t, t.to_string()));
+            }
+            if let Some((_, text)) = last_time.as_ref() {
+                push_str(json, text);
+            }
+        }
+    }
+    json.push(',');
+    let _ = write!(json, "{}", i64::try_from(o.bed_seq).unwrap_or(i64::MAX));
+    json.push(']');
+}
+
+/// A JSON string.
+fn push_str(json: &mut String, s: &str) {
+    json.push('"');
+    push_str_body(json, s);
+    json.push('"');
+}
+
+/// A JSON string's text, escaped (`"`, `\` and control characters); the names written are
+/// plain ASCII identifiers and a device time is digits, `-`, `T` and `:`, so this is the fast
+/// path's single scan in practice.
+pub(super) fn push_str_body(json: &mut String, s: &str) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        json.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(json, "\\u{:04x}", u32::from(c));
+            }
+            c => json.push(c),
+        }
+    }
+}
+
+/// A value as a JSON number that SQLite reads back as REAL, the old column's type: Rust's
+/// shortest round-trip form always has a `.` or an exponent (`97.0`, `1e21`). A valid value is
+/// finite (`Measurement::new`); were one not, NaN is written as null (as SQLite stores a bound
+/// NaN) and an infinity as `9e999`, SQLite's own JSON text for it.
+pub(super) fn push_number(json: &mut String, v: Option<f64>) {
+    match v {
+        Some(v) if v.is_finite() => {
+            let _ = write!(json, "{v:?}");
+        }
+        Some(v) if v.is_nan() => json.push_str("null"),
+        Some(v) if v > 0.0 => json.push_str("9e999"),
+        Some(_) => json.push_str("-9e999"),
+        None => json.push_str("null"),
+    }
 }
 
 fn id_of(
