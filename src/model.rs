@@ -447,6 +447,34 @@ pub enum Invalid {
 }
 
 impl Invalid {
+    /// Every reason, in declaration order (a new one must be added here: `Invalid::index`'s
+    /// exhaustive match and the test below hold the two together).
+    pub const ALL: [Invalid; 8] = [
+        Invalid::NoValue,
+        Invalid::NotAtResolution,
+        Invalid::PositiveInfinity,
+        Invalid::NegativeInfinity,
+        Invalid::Reserved,
+        Invalid::OutOfRange,
+        Invalid::DeviceFlagged,
+        Invalid::DeviceMarkedInvalid,
+    ];
+
+    /// Its place in [`Invalid::ALL`]: a match, so a new reason fails to compile until it
+    /// has one.
+    pub const fn index(self) -> usize {
+        match self {
+            Invalid::NoValue => 0,
+            Invalid::NotAtResolution => 1,
+            Invalid::PositiveInfinity => 2,
+            Invalid::NegativeInfinity => 3,
+            Invalid::Reserved => 4,
+            Invalid::OutOfRange => 5,
+            Invalid::DeviceFlagged => 6,
+            Invalid::DeviceMarkedInvalid => 7,
+        }
+    }
+
     /// The stable name on the wire.
     pub const fn name(self) -> &'static str {
         match self {
@@ -619,6 +647,13 @@ mod tests {
             assert_eq!(m.index(), i);
         }
         assert_eq!(Metric::from_name("spO2"), None);
+    }
+
+    #[test]
+    fn every_invalid_reason_is_listed_once_at_its_index() {
+        for (i, r) in Invalid::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
     }
 
     #[test]

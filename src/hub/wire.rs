@@ -486,33 +486,6 @@ mod tests {
         .expect("test config")
     }
 
-    /// Every reason (a new one fails to compile here until it is listed).
-    fn reasons() -> Vec<Invalid> {
-        let all = [
-            Invalid::NoValue,
-            Invalid::NotAtResolution,
-            Invalid::PositiveInfinity,
-            Invalid::NegativeInfinity,
-            Invalid::Reserved,
-            Invalid::OutOfRange,
-            Invalid::DeviceFlagged,
-            Invalid::DeviceMarkedInvalid,
-        ];
-        for r in all {
-            match r {
-                Invalid::NoValue
-                | Invalid::NotAtResolution
-                | Invalid::PositiveInfinity
-                | Invalid::NegativeInfinity
-                | Invalid::Reserved
-                | Invalid::OutOfRange
-                | Invalid::DeviceFlagged
-                | Invalid::DeviceMarkedInvalid => {}
-            }
-        }
-        all.to_vec()
-    }
-
     #[test]
     fn the_hand_written_readings_message_is_byte_for_byte_the_derived_one() {
         let cfg = config();
@@ -544,7 +517,7 @@ mod tests {
                 push(Measurement::new(metric, v, Flags::EMPTY), i);
                 i += 1;
             }
-            for r in reasons() {
+            for r in Invalid::ALL {
                 push(
                     Measurement::invalid(metric, r, Flags::EMPTY).at(Some(time)),
                     i,

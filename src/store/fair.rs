@@ -44,32 +44,6 @@ struct Row {
 const INVALID: u8 = 1;
 const SIMULATED: u8 = 2;
 
-const INVALIDS: [Invalid; 8] = [
-    Invalid::NoValue,
-    Invalid::NotAtResolution,
-    Invalid::PositiveInfinity,
-    Invalid::NegativeInfinity,
-    Invalid::Reserved,
-    Invalid::OutOfRange,
-    Invalid::DeviceFlagged,
-    Invalid::DeviceMarkedInvalid,
-];
-
-/// The index of `r` in [`INVALIDS`]; a match, not a search, so that a new reason fails to
-/// compile here rather than come back out of the buffer as another one.
-const fn invalid_index(r: Invalid) -> u64 {
-    match r {
-        Invalid::NoValue => 0,
-        Invalid::NotAtResolution => 1,
-        Invalid::PositiveInfinity => 2,
-        Invalid::NegativeInfinity => 3,
-        Invalid::Reserved => 4,
-        Invalid::OutOfRange => 5,
-        Invalid::DeviceFlagged => 6,
-        Invalid::DeviceMarkedInvalid => 7,
-    }
-}
-
 const fn split(v: u64) -> [u32; 2] {
     [(v >> 32) as u32, v as u32]
 }
@@ -82,7 +56,7 @@ impl Row {
     fn pack(o: &Observation) -> Row {
         let (value, invalid) = match o.m.value {
             Value::Valid(v) => (v.to_bits(), 0),
-            Value::Invalid(r) => (invalid_index(r), INVALID),
+            Value::Invalid(r) => (r.index() as u64, INVALID),
         };
         Row {
             value: split(value),
@@ -103,7 +77,7 @@ impl Row {
             Value::Valid(f64::from_bits(join(self.value)))
         } else {
             let i = usize::try_from(join(self.value)).unwrap_or(0);
-            Value::Invalid(INVALIDS.get(i).copied().unwrap_or(Invalid::NoValue))
+            Value::Invalid(Invalid::ALL.get(i).copied().unwrap_or(Invalid::NoValue))
         };
         Observation {
             bed: BedIdx(self.bed),
@@ -500,7 +474,7 @@ mod tests {
             bed_seq: u64::MAX - 1,
             simulated: true,
         }];
-        for (i, r) in INVALIDS.into_iter().enumerate() {
+        for (i, r) in Invalid::ALL.into_iter().enumerate() {
             let mut o = obs(u16::try_from(i).unwrap(), 1 << 40);
             o.m.value = Value::Invalid(r);
             o.received_ms = i64::MIN;

@@ -1144,16 +1144,7 @@ async fn readings_of_several_reads_are_packed_per_read_and_read_back_as_written(
         ),
     ];
     // Every invalid reason, every flag, in one read.
-    let reasons = [
-        Invalid::NoValue,
-        Invalid::NotAtResolution,
-        Invalid::PositiveInfinity,
-        Invalid::NegativeInfinity,
-        Invalid::Reserved,
-        Invalid::OutOfRange,
-        Invalid::DeviceFlagged,
-        Invalid::DeviceMarkedInvalid,
-    ];
+    let reasons = Invalid::ALL;
     for (i, r) in reasons.into_iter().enumerate() {
         obs.push(mk(
             1,
