@@ -623,23 +623,17 @@ fn push_str(json: &mut String, s: &str) {
     json.push('"');
 }
 
-/// A JSON string's text, escaped (`"`, `\` and control characters); the names written are
-/// plain ASCII identifiers and a device time is digits, `-`, `T` and `:`, so this is the fast
-/// path's single scan in practice.
+/// A JSON string's text, escaped as serde_json escapes it; the names written are plain ASCII
+/// identifiers and a device time is digits, `-`, `T` and `:`, so this is the fast path's
+/// single scan in practice.
 pub(super) fn push_str_body(json: &mut String, s: &str) {
     if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         json.push_str(s);
         return;
     }
-    for c in s.chars() {
-        match c {
-            '"' => json.push_str("\\\""),
-            '\\' => json.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(json, "\\u{:04x}", u32::from(c));
-            }
-            c => json.push(c),
-        }
+    // Otherwise serde_json's escaping, without its quotes (a string always serializes).
+    if let Ok(quoted) = serde_json::to_string(s) {
+        json.push_str(quoted.get(1..quoted.len() - 1).unwrap_or_default());
     }
 }
 
