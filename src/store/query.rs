@@ -101,27 +101,32 @@ pub fn history(
     };
     let max_points = i64::try_from(max_points.max(1)).unwrap_or(i64::MAX);
     let count: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM readings WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4",
-        params![bed, metric.name(), from_ms, to_ms],
+        "SELECT COUNT(*) FROM readings WHERE bed = ?1 AND wave = ?5 AND metric = ?2 \
+         AND received_ms BETWEEN ?3 AND ?4",
+        params![bed, metric.name(), from_ms, to_ms, metric.is_waveform()],
         |r| r.get(0),
     )?;
     if count <= max_points {
         let mut st = conn.prepare_cached(
             "SELECT received_ms, value, invalid FROM readings \
-             WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 ORDER BY received_ms, id",
+             WHERE bed = ?1 AND wave = ?5 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
+             ORDER BY received_ms, id",
         )?;
-        let rows = st.query_map(params![bed, metric.name(), from_ms, to_ms], |r| {
-            let v: Option<f64> = r.get(1)?;
-            Ok(HistoryPoint {
-                t_ms: r.get(0)?,
-                avg: v,
-                min: v,
-                max: v,
-                n: u32::from(v.is_some()),
-                invalid: u32::from(v.is_none()),
-                reason: r.get(2)?,
-            })
-        })?;
+        let rows = st.query_map(
+            params![bed, metric.name(), from_ms, to_ms, metric.is_waveform()],
+            |r| {
+                let v: Option<f64> = r.get(1)?;
+                Ok(HistoryPoint {
+                    t_ms: r.get(0)?,
+                    avg: v,
+                    min: v,
+                    max: v,
+                    n: u32::from(v.is_some()),
+                    invalid: u32::from(v.is_none()),
+                    reason: r.get(2)?,
+                })
+            },
+        )?;
         return Ok(rows.collect::<Result<_, _>>()?);
     }
     let span = to_ms.saturating_sub(from_ms).saturating_add(1).max(1);
@@ -129,20 +134,31 @@ pub fn history(
     let mut st = conn.prepare_cached(
         "SELECT (received_ms - ?3) / ?5 AS b, AVG(value), MIN(value), MAX(value), COUNT(value), \
          COUNT(*) - COUNT(value) FROM readings \
-         WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 GROUP BY b ORDER BY b",
+         WHERE bed = ?1 AND wave = ?6 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
+         GROUP BY b ORDER BY b",
     )?;
-    let rows = st.query_map(params![bed, metric.name(), from_ms, to_ms, bucket], |r| {
-        let b: i64 = r.get(0)?;
-        Ok(HistoryPoint {
-            t_ms: from_ms + b * bucket,
-            avg: r.get(1)?,
-            min: r.get(2)?,
-            max: r.get(3)?,
-            n: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
-            invalid: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
-            reason: None,
-        })
-    })?;
+    let rows = st.query_map(
+        params![
+            bed,
+            metric.name(),
+            from_ms,
+            to_ms,
+            bucket,
+            metric.is_waveform()
+        ],
+        |r| {
+            let b: i64 = r.get(0)?;
+            Ok(HistoryPoint {
+                t_ms: from_ms + b * bucket,
+                avg: r.get(1)?,
+                min: r.get(2)?,
+                max: r.get(3)?,
+                n: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                invalid: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                reason: None,
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -210,7 +226,7 @@ pub fn readings_between(
         "SELECT r.id, b.name, d.name, r.metric, r.value, r.invalid, r.flags, r.device_time, \
          r.received_ms, r.mono_ms, r.bed_seq, r.simulated \
          FROM readings r JOIN beds b ON b.id = r.bed JOIN devices d ON d.id = r.device \
-         WHERE r.bed = ?1 AND r.received_ms BETWEEN ?2 AND ?3 AND (?4 OR r.metric <> 'pleth') \
+         WHERE r.bed = ?1 AND r.received_ms BETWEEN ?2 AND ?3 AND r.wave IN (0, ?4) \
          ORDER BY r.received_ms, r.id",
     )?;
     let rows = st.query_map(
@@ -234,10 +250,11 @@ pub fn recent_values(
     let mut out = Vec::new();
     let mut st = conn.prepare_cached(
         "SELECT received_ms, value, invalid FROM readings \
-         WHERE bed = ?1 AND metric = ?2 AND received_ms >= ?3 ORDER BY received_ms, id",
+         WHERE bed = ?1 AND wave = ?4 AND metric = ?2 AND received_ms >= ?3 \
+         ORDER BY received_ms, id",
     )?;
     for m in metrics {
-        let rows = st.query_map(params![bed, m.name(), from_ms], |r| {
+        let rows = st.query_map(params![bed, m.name(), from_ms, m.is_waveform()], |r| {
             Ok(super::readiness::Sample {
                 t_ms: r.get(0)?,
                 metric: *m,

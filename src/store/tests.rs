@@ -934,8 +934,8 @@ fn packing_the_readings_of_a_v5_file_keeps_every_field_and_the_order() {
     assert_eq!(groups, rows.len() as i64);
     // A reading written after the migration comes after every old one.
     conn.execute(
-        "INSERT INTO reading_groups (bed, device, received_ms, mono_ms, simulated, readings) \
-         VALUES (1, 1, 1, 1, 0, '[[\"spo2\",90.0,null,null,null,1],[\"pulse_rate\",60.0,null,null,null,2]]')",
+        "INSERT INTO reading_groups (bed, device, received_ms, mono_ms, simulated, wave, readings) \
+         VALUES (1, 1, 1, 1, 0, 0, '[[\"spo2\",90.0,null,null,null,1],[\"pulse_rate\",60.0,null,null,null,2]]')",
         [],
     )
     .unwrap();
@@ -954,17 +954,22 @@ fn the_history_queries_use_the_reading_groups_index() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = Connection::open(dir.path().join("plan.sqlite")).unwrap();
     schema::migrate(&mut conn, schema::VERSION).unwrap();
+    // The shapes of src/store/query.rs's queries: a vital sign's (`wave = 0`) and a whole
+    // record's (`wave IN (0, waveforms)`).
     for sql in [
-        "SELECT COUNT(*) FROM readings WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4",
+        "SELECT COUNT(*) FROM readings WHERE bed = ?1 AND wave = 0 AND metric = ?2 \
+         AND received_ms BETWEEN ?3 AND ?4",
         "SELECT received_ms, value, invalid FROM readings \
-         WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 ORDER BY received_ms, id",
+         WHERE bed = ?1 AND wave = 0 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
+         ORDER BY received_ms, id",
         "SELECT (received_ms - ?3) / 7 AS b, AVG(value) FROM readings \
-         WHERE bed = ?1 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 GROUP BY b ORDER BY b",
+         WHERE bed = ?1 AND wave = 0 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
+         GROUP BY b ORDER BY b",
         "SELECT r.id, b.name, d.name FROM readings r JOIN beds b ON b.id = r.bed \
          JOIN devices d ON d.id = r.device WHERE r.bed = ?1 AND r.received_ms BETWEEN ?3 AND ?4 \
-         AND (?2 IS NOT NULL OR r.metric <> 'pleth')",
-        "SELECT received_ms FROM readings WHERE bed = ?1 AND metric = ?2 AND received_ms >= ?3 \
-         AND ?4 IS NOT NULL",
+         AND r.wave IN (0, ?2 IS NOT NULL)",
+        "SELECT received_ms FROM readings WHERE bed = ?1 AND wave = 0 AND metric = ?2 \
+         AND received_ms >= ?3 AND ?4 IS NOT NULL",
     ] {
         let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let plan: Vec<String> = st
@@ -975,9 +980,9 @@ fn the_history_queries_use_the_reading_groups_index() {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert!(
-            plan.iter()
-                .any(|p| p
-                    .contains("USING INDEX reading_groups_bed_received (bed=? AND received_ms>")),
+            plan.iter().any(|p| p.contains(
+                "USING INDEX reading_groups_bed_wave_received (bed=? AND wave=? AND received_ms>"
+            )),
             "{sql}: {plan:?}"
         );
     }
@@ -1255,4 +1260,66 @@ async fn readings_of_several_reads_are_packed_per_read_and_read_back_as_written(
         .unwrap();
     assert_eq!((hist.len(), hist[0].avg), (1, Some(72.5)));
     store.close().await.unwrap();
+}
+
+/// A BCI packet gives pleth, pulse rate and SpO2 together: one read's vital signs are one
+/// row, its waveform samples another (`wave` 1), and a vital-sign query reads only the first.
+#[tokio::test]
+async fn a_reads_waveform_samples_are_a_row_of_their_own_that_vital_sign_queries_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let h = store.handle();
+    let mut read = Vec::new();
+    for i in 0..3u64 {
+        read.push(obs(
+            0,
+            Metric::Pleth,
+            Some(100.0 + i as f64),
+            5_000,
+            3 * i + 1,
+        ));
+        read.push(obs(
+            0,
+            Metric::PulseRate,
+            Some(70.0 + i as f64),
+            5_000,
+            3 * i + 2,
+        ));
+        read.push(obs(
+            0,
+            Metric::Spo2,
+            Some(95.0 + i as f64),
+            5_000,
+            3 * i + 3,
+        ));
+    }
+    h.readings(&read);
+    h.flush().await.unwrap();
+    let conn = Connection::open(h.path()).unwrap();
+    let rows: Vec<(i64, i64)> = conn
+        .prepare("SELECT wave, json_array_length(readings) FROM reading_groups ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(rows, [(0, 6), (1, 3)]);
+    let spo2 = h
+        .history("room1/A", Metric::Spo2, 0, 10_000, 100)
+        .await
+        .unwrap();
+    let values: Vec<Option<f64>> = spo2.iter().map(|p| p.avg).collect();
+    assert_eq!(values, [Some(95.0), Some(96.0), Some(97.0)]);
+    let pleth = h
+        .history("room1/A", Metric::Pleth, 0, 10_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(pleth.len(), 3);
+    let without = query::readings_between(&conn, "room1/A", 0, 10_000, false).unwrap();
+    assert_eq!(without.len(), 6);
+    assert!(without.iter().all(|r| r.metric != "pleth"));
+    let with = query::readings_between(&conn, "room1/A", 0, 10_000, true).unwrap();
+    assert_eq!(with.len(), 9);
+    let recent = query::recent_values(&conn, "room1/A", &[Metric::Spo2, Metric::Pleth], 0).unwrap();
+    assert_eq!(recent.len(), 6);
 }

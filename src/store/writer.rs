@@ -382,7 +382,7 @@ impl Writer {
             // mark, at most `GROUP_MAX` of them, packed as JSON text built by hand.
             let mut ins = tx.prepare_cached(
                 "INSERT INTO reading_groups (bed, device, received_ms, mono_ms, simulated, \
-                 readings) VALUES (?1,?2,?3,?4,?5,?6)",
+                 wave, readings) VALUES (?1,?2,?3,?4,?5,?6,?7)",
             )?;
             let mut json = std::mem::take(&mut self.json);
             // A line's readings, and a device's lines within a second, share their device
@@ -420,23 +420,35 @@ impl Writer {
                     first.device.0,
                     "device",
                 )?;
-                json.clear();
-                json.push('[');
-                for (i, o) in group.iter().enumerate() {
-                    if i > 0 {
-                        json.push(',');
+                // The read's vital signs in one row, its waveform samples in another, so that
+                // a vital-sign query skips the waveform rows by the index (schema v6).
+                for wave in [false, true] {
+                    let mut members = group
+                        .iter()
+                        .filter(|o| o.m.metric.is_waveform() == wave)
+                        .peekable();
+                    if members.peek().is_none() {
+                        continue;
                     }
-                    push_reading(&mut json, o, &mut last_time);
+                    json.clear();
+                    json.push('[');
+                    for (i, o) in members.enumerate() {
+                        if i > 0 {
+                            json.push(',');
+                        }
+                        push_reading(&mut json, o, &mut last_time);
+                    }
+                    json.push(']');
+                    ins.execute(params![
+                        bed,
+                        dev,
+                        first.received_ms,
+                        mono,
+                        first.simulated,
+                        wave,
+                        json.as_str(),
+                    ])?;
                 }
-                json.push(']');
-                ins.execute(params![
-                    bed,
-                    dev,
-                    first.received_ms,
-                    mono,
-                    first.simulated,
-                    json.as_str(),
-                ])?;
             }
             self.json = json;
         }
