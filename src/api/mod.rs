@@ -322,12 +322,18 @@ impl BeatGate {
     }
 }
 
-async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
+async fn serve_client(s: ApiState, socket: WebSocket, since: Option<u64>) {
+    use futures_util::StreamExt;
     let sub = s.hub.subscribe(since);
-    // Connecting proves nothing: only the page's armed heartbeats count (`BeatGate`).
-    let mut gate = BeatGate::default();
     let id = sub.id;
     let queue = sub.queue.clone();
+    // What the client sends is read by a task of its own, polled only when the socket has
+    // something to read: polled beside the writes, the read would be attempted (and
+    // tungstenite's 128 KiB read buffer zeroed) on every wake of the writer, once per batch of
+    // readings under load. The reader ends the connection by answering `ended`.
+    let (mut socket, incoming) = socket.split();
+    let (ended_tx, mut ended) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(read_client(s.hub.clone(), id, incoming, ended_tx));
     let reason = async {
         for m in sub.preamble {
             send(&mut socket, m).await?;
@@ -369,26 +375,19 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
                     send(&mut socket, s.hub.heartbeat(id, queue.coalesced())).await?;
                     // Pings keep the link checked; a pong proves only that the browser (not
                     // the page, not its sound) is there, so it keeps no alarm away.
+                    use futures_util::SinkExt;
                     socket
                         .send(Message::Ping(Bytes::from_static(b"alive?")))
                         .await
                         .map_err(|e| format!("ping failed: {e}"))?;
                 }
-                incoming = socket.recv() => match incoming {
-                    None | Some(Ok(Message::Close(_))) => return Ok(()),
-                    Some(Err(e)) => return Err(format!("client error: {e}")),
-                    // A page's heartbeat says whether it can sound. Nothing a client sends
-                    // changes alarm state (actions go through the HTTP API, with a token).
-                    Some(Ok(Message::Text(t))) => gate.text(&s.hub, id, t.as_str()),
-                    Some(Ok(Message::Binary(b))) => {
-                        gate.bad(id, &format!("binary message of {} bytes, expected a text heartbeat", b.len()));
-                    }
-                    Some(Ok(_)) => {}
-                },
+                // The reader ended: the client closed (Ok) or failed.
+                r = &mut ended => return r.unwrap_or(Ok(())),
             }
         }
     }
     .await;
+    reader.abort();
     s.hub.unsubscribe(id);
     crate::metrics::global()
         .coalesced_gone
@@ -406,6 +405,7 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
             },
             reason: Utf8Bytes::from(truncate(&why, 120)),
         };
+        use futures_util::SinkExt;
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
             socket.send(Message::Close(Some(frame))),
@@ -414,11 +414,46 @@ async fn serve_client(s: ApiState, mut socket: WebSocket, since: Option<u64>) {
     }
 }
 
+/// Reads what client `id` sends until it closes or fails, and says which on `ended`. A page's
+/// heartbeat says whether it can sound. Nothing a client sends changes alarm state (actions go
+/// through the HTTP API, with a token).
+async fn read_client(
+    hub: Arc<Hub>,
+    id: u64,
+    mut incoming: futures_util::stream::SplitStream<WebSocket>,
+    ended: tokio::sync::oneshot::Sender<Result<(), String>>,
+) {
+    use futures_util::StreamExt;
+    // Connecting proves nothing: only the page's armed heartbeats count (`BeatGate`).
+    let mut gate = BeatGate::default();
+    let r = loop {
+        match incoming.next().await {
+            None | Some(Ok(Message::Close(_))) => break Ok(()),
+            Some(Err(e)) => break Err(format!("client error: {e}")),
+            Some(Ok(Message::Text(t))) => gate.text(&hub, id, t.as_str()),
+            Some(Ok(Message::Binary(b))) => {
+                gate.bad(
+                    id,
+                    &format!(
+                        "binary message of {} bytes, expected a text heartbeat",
+                        b.len()
+                    ),
+                );
+            }
+            Some(Ok(_)) => {}
+        }
+    };
+    let _ = ended.send(r);
+}
+
+/// The writing half of a client's WebSocket.
+type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
+
 /// Messages written to a socket before it is flushed.
 const MAX_BATCH: usize = 64;
 
 /// Queues a message on the socket without flushing it.
-async fn feed(socket: &mut WebSocket, m: Bytes) -> Result<(), String> {
+async fn feed(socket: &mut WsSink, m: Bytes) -> Result<(), String> {
     use futures_util::SinkExt;
     let text = Utf8Bytes::try_from(m).map_err(|e| format!("message not UTF-8: {e}"))?;
     match tokio::time::timeout(SEND_TIMEOUT, socket.feed(Message::Text(text))).await {
@@ -431,7 +466,7 @@ async fn feed(socket: &mut WebSocket, m: Bytes) -> Result<(), String> {
 }
 
 /// Writes out what was fed.
-async fn flush(socket: &mut WebSocket) -> Result<(), String> {
+async fn flush(socket: &mut WsSink) -> Result<(), String> {
     use futures_util::SinkExt;
     match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
         Ok(Ok(())) => Ok(()),
@@ -440,7 +475,8 @@ async fn flush(socket: &mut WebSocket) -> Result<(), String> {
     }
 }
 
-async fn send(socket: &mut WebSocket, m: Bytes) -> Result<(), String> {
+async fn send(socket: &mut WsSink, m: Bytes) -> Result<(), String> {
+    use futures_util::SinkExt;
     let text = Utf8Bytes::try_from(m).map_err(|e| format!("message not UTF-8: {e}"))?;
     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
         Ok(Ok(())) => Ok(()),
