@@ -5,7 +5,7 @@
 use crate::alarm::EventKind;
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::hub::dispatch::DispatchQueue;
+use crate::hub::dispatch::{DispatchQueue, StateSaves};
 use crate::hub::{Dispatch, Dispatched, Hub, OpenSession};
 use crate::model::DeviceIdx;
 use crate::notify;
@@ -371,9 +371,24 @@ async fn dispatch(
             to_notifier(inbox, d);
         }
     };
+    // A bed's state is saved at once after a quiet spell, then at most every STATE_SAVE_GAP
+    // while it keeps changing (serialized as it is when saved).
+    let mut saves = StateSaves::new(hub.config().beds.len());
+    let save = |bed| {
+        if let Some(state) = hub.saved_state(bed) {
+            store.save_state_nowait(state);
+        }
+    };
     loop {
+        let due = saves.next_due();
         let msg = tokio::select! {
             biased;
+            // First, so that a busy queue cannot hold a deferred save back.
+            _ = tokio::time::sleep_until(due.map_or_else(tokio::time::Instant::now, Into::into)), if due.is_some() => {
+                store.wait_room().await;
+                saves.take_due(Some(tokio::time::Instant::now().into_std())).into_iter().for_each(save);
+                continue;
+            }
             m = async {
                 store.wait_room().await;
                 queue.pop().await
@@ -381,7 +396,11 @@ async fn dispatch(
             // At shutdown: take what is already queued, then stop.
             _ = cancel.cancelled() => queue.try_pop(),
         };
-        let Some(msg) = msg else { return };
+        let Some(msg) = msg else {
+            // Shutting down: the deferred saves now, before the store stops.
+            saves.take_due(None).into_iter().for_each(save);
+            return;
+        };
         match msg {
             Dispatch::Event(d) => {
                 crate::metrics::global().event(&d.event);
@@ -398,9 +417,9 @@ async fn dispatch(
                 let _ = done.send(result);
             }
             Dispatch::State(bed) => {
-                // Serialized now, once for however many events it stood for.
-                if let Some(state) = hub.saved_state(bed) {
-                    store.save_state_nowait(state);
+                // Serialized when saved, once for however many events it stood for.
+                if saves.changed(bed, tokio::time::Instant::now().into_std()) {
+                    save(bed);
                 }
             }
         }

@@ -275,6 +275,80 @@ pub fn state_bed(msg: &Dispatch) -> Option<BedIdx> {
     }
 }
 
+/// How often a bed's alarm state is saved at most while it keeps changing (see
+/// [`StateSaves`]).
+pub const STATE_SAVE_GAP: Duration = Duration::from_millis(250);
+
+/// Paces the saving of beds' alarm states (the consumer's side of [`Dispatch::State`]): a bed's
+/// first change after a quiet [`STATE_SAVE_GAP`] is saved at once (the next group commit, as
+/// before); a bed that keeps changing (an alarm flapping between active and latched with every
+/// other reading) is saved again [`STATE_SAVE_GAP`] after its last save, as it is then. So a
+/// saved state is never more than `STATE_SAVE_GAP` (plus a commit round) older than the bed,
+/// and a flapping bed costs at most four serialized states a second instead of one per reading
+/// (each several hundred bytes of JSON, fsynced). The events themselves are not paced: each is
+/// recorded with the next group commit. Time is a parameter (no clock here).
+#[derive(Debug)]
+pub struct StateSaves {
+    /// Per bed: when its state was last saved.
+    saved: Vec<Option<Instant>>,
+    /// Per bed: when its deferred save is due.
+    due: Vec<Option<Instant>>,
+}
+
+impl StateSaves {
+    pub fn new(beds: usize) -> StateSaves {
+        StateSaves {
+            saved: vec![None; beds],
+            due: vec![None; beds],
+        }
+    }
+
+    /// Bed `bed`'s state changed at `now`: true if it is to be saved now (then it counts as
+    /// saved), false if it waits for [`StateSaves::take_due`].
+    pub fn changed(&mut self, bed: BedIdx, now: Instant) -> bool {
+        let i = usize::from(bed.0);
+        if i >= self.saved.len() {
+            return true;
+        }
+        if self.due[i].is_some() {
+            return false;
+        }
+        match self.saved[i] {
+            Some(at) if now.saturating_duration_since(at) < STATE_SAVE_GAP => {
+                self.due[i] = Some(at + STATE_SAVE_GAP);
+                false
+            }
+            _ => {
+                self.saved[i] = Some(now);
+                true
+            }
+        }
+    }
+
+    /// When the earliest deferred save is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.due.iter().flatten().min().copied()
+    }
+
+    /// The beds whose deferred save is due at `now` (all of them with `now` = None, at
+    /// shutdown); they count as saved at `now`.
+    pub fn take_due(&mut self, now: Option<Instant>) -> Vec<BedIdx> {
+        let mut beds = Vec::new();
+        for (i, due) in self.due.iter_mut().enumerate() {
+            if let Some(at) = *due
+                && now.is_none_or(|n| at <= n)
+            {
+                *due = None;
+                if let Some(n) = now {
+                    self.saved[i] = Some(n);
+                }
+                beds.extend(u16::try_from(i).ok().map(BedIdx));
+            }
+        }
+        beds
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,5 +547,36 @@ mod tests {
         assert_eq!(load.dispatch.dropped.load(Relaxed), 1);
         let ids: Vec<u64> = drain(&q).into_iter().map(|(_, i, _)| i).collect();
         assert_eq!(ids, [1, 2, 3, 1, 0]);
+    }
+
+    #[test]
+    fn a_bed_that_keeps_changing_is_saved_at_once_then_every_gap_and_a_quiet_one_at_once() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let (a, b) = (BedIdx(0), BedIdx(1));
+        let mut saves = StateSaves::new(2);
+        assert_eq!(saves.next_due(), None);
+        // The first change is saved at once.
+        assert!(saves.changed(a, ms(0)));
+        // More changes within the gap wait for one save at the gap's end.
+        assert!(!saves.changed(a, ms(10)));
+        assert!(!saves.changed(a, ms(200)));
+        assert_eq!(saves.next_due(), Some(ms(250)));
+        // Another bed is not held back by the first.
+        assert!(saves.changed(b, ms(20)));
+        assert_eq!(saves.take_due(Some(ms(249))), vec![]);
+        assert_eq!(saves.take_due(Some(ms(250))), vec![a]);
+        assert_eq!(saves.next_due(), None);
+        // A change soon after that deferred save waits again, a gap after it.
+        assert!(!saves.changed(a, ms(300)));
+        assert_eq!(saves.next_due(), Some(ms(500)));
+        // At shutdown every deferred save is due at once.
+        assert_eq!(saves.take_due(None), vec![a]);
+        // After a quiet gap, a change is saved at once.
+        assert!(saves.changed(a, ms(800)));
+        assert!(saves.changed(b, ms(800)));
+        // A bed the pacer does not know (cannot happen with one config) is never held back.
+        assert!(saves.changed(BedIdx(7), ms(801)));
+        assert!(saves.changed(BedIdx(7), ms(802)));
     }
 }

@@ -13,10 +13,15 @@ fn hub() -> Hub {
 }
 
 fn hub_with(sink: Option<Arc<dispatch::DispatchQueue>>) -> Hub {
+    hub_of(sink, 0..BEDS)
+}
+
+/// A hub with beds `R<b>` (device `ox<b>`) in the order given.
+fn hub_of(sink: Option<Arc<dispatch::DispatchQueue>>, beds: impl Iterator<Item = usize>) -> Hub {
     let mut text = String::from(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"/nonexistent/data\"\n[[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n",
     );
-    for b in 0..BEDS {
+    for b in beds {
         text.push_str(&format!(
             "[[rooms.recliners]]\nid = \"R{b}\"\n[[rooms.recliners.devices]]\n\
              id = \"ox{b}\"\nprofile = \"masimo-rad8\"\ntcp = \"127.0.0.1:{}\"\n",
@@ -283,4 +288,54 @@ fn the_replay_ring_keeps_the_newest_messages_within_its_byte_bound() {
         .collect();
     assert_eq!(seqs.last(), Some(&last), "the newest is held");
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap");
+}
+
+/// A saved state names only the devices its alarms are about (not the whole topology), and an
+/// alarm is restored onto its device by id, wherever the device is in an edited config.
+#[test]
+fn a_saved_state_names_its_alarms_devices_and_restores_them_by_id_in_a_reordered_config() {
+    let hub = hub();
+    hub.device_flooding(DeviceIdx(2), true);
+    let saved = hub.saved_state(BedIdx(2)).expect("a state");
+    let v: Value = serde_json::from_str(&saved.json).expect("JSON");
+    assert_eq!(v["devices"], serde_json::json!(["ox2"]), "{v}");
+    assert_eq!(v["alarms"][0]["device"], 0, "{v}");
+    // A quiet bed names no device.
+    let quiet: Value =
+        serde_json::from_str(&hub.saved_state(BedIdx(0)).expect("a state").json).expect("JSON");
+    assert_eq!(quiet["devices"], serde_json::json!([]), "{quiet}");
+
+    // The beds in reverse order: ox2 is now device 1.
+    let edited = hub_of(None, (0..BEDS).rev());
+    let sum = edited.restore(std::slice::from_ref(&saved), &[]);
+    assert_eq!((sum.beds, sum.alarms), (1, 1), "{:?}", sum.skipped);
+    let ox2 = edited
+        .cfg
+        .devices
+        .iter()
+        .position(|d| d.id == "ox2")
+        .expect("ox2");
+    assert_eq!(ox2, 1);
+    let bed = edited.bed_by_id("room1/R2").expect("bed R2");
+    let snap = lock(&edited.beds[usize::from(bed.0)])
+        .alarms
+        .snapshot(Stamp::now().as_now());
+    assert_eq!(snap.alarms.len(), 1);
+    assert_eq!(snap.alarms[0].device, Some(ox2 as u16));
+
+    // A state saved before, with every device of the topology in order, reads the same way.
+    let mut old: Value = v.clone();
+    old["devices"] = serde_json::json!(["ox0", "ox1", "ox2", "ox3"]);
+    old["alarms"][0]["device"] = serde_json::json!(2);
+    let old = StoredState {
+        json: old.to_string(),
+        ..saved
+    };
+    let again = hub_of(None, (0..BEDS).rev());
+    let sum = again.restore(&[old], &[]);
+    assert_eq!((sum.beds, sum.alarms), (1, 1), "{:?}", sum.skipped);
+    let snap = lock(&again.beds[usize::from(bed.0)])
+        .alarms
+        .snapshot(Stamp::now().as_now());
+    assert_eq!(snap.alarms[0].device, Some(ox2 as u16));
 }
