@@ -90,6 +90,8 @@ async fn relay(devices: Vec<String>) {
         });
     }
     let (s, _) = ws_listener.accept().await.unwrap();
+    // As the daemon's listener does: a frame goes out when written, not after Nagle's wait.
+    s.set_nodelay(true).unwrap();
     let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
     while let Some(l) = rx.recv().await {
         if ws.feed(Message::text(l)).await.is_err() {

@@ -538,6 +538,28 @@ impl fmt::Display for DeviceTime {
     }
 }
 
+impl DeviceTime {
+    /// Appends the [`Display`](fmt::Display) text (`YYYY-MM-DDTHH:MM:SS`) without the
+    /// formatter's padding machinery: this runs for every reading sent and stored. A field
+    /// too wide for its digits (a device's year past 9999) goes through `Display`.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        let two = [self.month, self.day, self.hour, self.minute, self.second];
+        if self.year > 9999 || two.iter().any(|&v| v > 99) {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{self}");
+            return;
+        }
+        let digit = |v: u16| b'0' + (v % 10) as u8;
+        let y = self.year;
+        out.extend_from_slice(&[digit(y / 1000), digit(y / 100), digit(y / 10), digit(y)]);
+        for (v, sep) in two.into_iter().zip([b'-', b'-', b'T', b':', b':']) {
+            let v = u16::from(v);
+            out.extend_from_slice(&[sep, digit(v / 10), digit(v)]);
+        }
+    }
+}
+
 impl Serialize for DeviceTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -713,5 +735,30 @@ mod tests {
         assert_eq!(v["invalid"], "no_value");
         assert_eq!(v["unit"], "/min");
         assert_eq!(v["mdc"], 149_530);
+    }
+
+    #[test]
+    fn a_device_time_written_fast_is_its_display_text() {
+        let t = |year, month, day, hour, minute, second| DeviceTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        };
+        for time in [
+            t(2026, 11, 22, 4, 0, 0),
+            t(0, 0, 0, 0, 0, 0),
+            t(7, 1, 9, 23, 59, 59),
+            t(9999, 12, 31, 23, 59, 60),
+            t(10000, 1, 1, 0, 0, 0),
+            t(u16::MAX, u8::MAX, 100, 99, 255, 7),
+            t(2026, 99, 99, 99, 99, 99),
+        ] {
+            let mut out = b"x".to_vec();
+            time.write_text(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x{time}"));
+        }
     }
 }

@@ -164,10 +164,9 @@ pub fn write_readings(
         out.extend_from_slice(b"],\"device_time\":");
         match m.device_time {
             Some(t) => {
-                use std::io::Write as _;
                 // Digits, dashes, colons and a `T`: nothing to escape.
                 out.push(b'"');
-                let _ = write!(out, "{t}");
+                t.write_text(out);
                 out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),

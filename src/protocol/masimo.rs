@@ -53,23 +53,36 @@ pub struct MasimoDecoder {
 impl Decoder for MasimoDecoder {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Measurement>) -> FeedReport {
         let mut report = FeedReport::default();
-        for &b in bytes {
-            if b == b'\r' || b == b'\n' {
-                if self.discarding {
-                    self.discarding = false;
-                } else if !self.line.is_empty() {
-                    decode_line(&self.line, out, &mut report);
-                }
-                self.line.clear();
-            } else if self.discarding {
-                report.skipped_bytes += 1;
-            } else if self.line.len() >= MAX_LINE {
-                report.skipped_bytes += self.line.len() as u32 + 1;
+        let mut rest = bytes;
+        // A run of bytes up to a line end (or the end of `bytes`) at a time; a whole line
+        // within `bytes` is decoded where it lies.
+        loop {
+            let end = rest.iter().position(|&b| b == b'\r' || b == b'\n');
+            let run = end.map_or(rest, |i| &rest[..i]);
+            if self.discarding {
+                report.skipped_bytes = report.skipped_bytes.saturating_add(len32(run));
+            } else if run.len() > MAX_LINE - self.line.len() {
+                // Longer than a line may be: all of it is skipped, up to the next line end.
+                let n = len32(run).saturating_add(len32(&self.line));
+                report.skipped_bytes = report.skipped_bytes.saturating_add(n);
                 self.line.clear();
                 self.discarding = true;
+            } else if let (Some(_), true) = (end, self.line.is_empty()) {
+                if !run.is_empty() {
+                    decode_line(run, out, &mut report);
+                }
             } else {
-                self.line.push(b);
+                self.line.extend_from_slice(run);
             }
+            let Some(i) = end else { break };
+            // A line end.
+            if self.discarding {
+                self.discarding = false;
+            } else if !self.line.is_empty() {
+                decode_line(&self.line, out, &mut report);
+            }
+            self.line.clear();
+            rest = &rest[i + 1..];
         }
         report
     }
@@ -78,6 +91,11 @@ impl Decoder for MasimoDecoder {
         self.line.clear();
         self.discarding = false;
     }
+}
+
+/// `bytes.len()` as a count of skipped bytes (saturating; a feed is never that long).
+fn len32(bytes: &[u8]) -> u32 {
+    u32::try_from(bytes.len()).unwrap_or(u32::MAX)
 }
 
 /// A field's value as the line gives it.
@@ -270,6 +288,16 @@ struct Parsed {
 }
 
 impl Layout {
+    /// [`Layout::length_bounds`], worked out once.
+    fn bounds(&self) -> (usize, usize) {
+        static BOUNDS: std::sync::LazyLock<[(usize, usize); LAYOUTS.len()]> =
+            std::sync::LazyLock::new(|| LAYOUTS.map(Layout::length_bounds));
+        LAYOUTS
+            .iter()
+            .position(|l| std::ptr::eq(*l, self))
+            .map_or_else(|| self.length_bounds(), |i| BOUNDS[i])
+    }
+
     /// The shortest and longest line (line end excluded) this layout allows.
     fn length_bounds(&self) -> (usize, usize) {
         let (mut min, mut max) = (TIME_LEN, TIME_LEN);
@@ -291,7 +319,7 @@ impl Layout {
 
     /// `text` read in this layout, or `None` when it does not fit in every respect.
     fn read(&self, text: &str) -> Option<Parsed> {
-        let (min, max) = self.length_bounds();
+        let (min, max) = self.bounds();
         if !(min..=max).contains(&text.len()) {
             return None;
         }
