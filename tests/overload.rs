@@ -358,6 +358,9 @@ async fn a_store_that_must_drop_readings_raises_its_alarm_and_drops_the_floods_n
 
 /// A preset whose SpO2 alarm latches (severe, high) and whose pulse-rate alarm is medium with
 /// no delay: BPM 130 raises it, the next line's 72 clears it.
+/// One line in this many has a pulse rate over its limit ([`toggle_line`]).
+const PULSE_EVERY: usize = 10;
+
 const TOGGLE_PRESET: &str = r#"
 [[rule]]
 metric = "spo2"
@@ -376,11 +379,19 @@ delay = "0s"
 "#;
 
 /// Line `i` of the backlog test's device: SpO2 80 and 97 alternating (the latched SpO2 alarm
-/// is updated on every line), BPM 130 on every 50th line (a pulse-rate alarm raised, and
+/// is updated on every line), BPM 130 on every `PULSE_EVERY`th line (a pulse-rate alarm raised, and
 /// cleared by the next line).
+///
+/// The pulse-rate transitions are what fills the store's command queue while it is stalled
+/// (the SpO2 updates of one device read coalesce, and a bed's saved state is paced), so
+/// they come often enough to fill it well within the writer's 5 s busy timeout.
 fn toggle_line(i: usize) -> Vec<u8> {
     let spo2 = if i.is_multiple_of(2) { 80 } else { 97 };
-    let bpm = if i.is_multiple_of(50) { 130 } else { 72 };
+    let bpm = if i.is_multiple_of(PULSE_EVERY) {
+        130
+    } else {
+        72
+    };
     format!(
         "02/22/16 22:47:45 SN=0000056661 SPO2={spo2:03}% BPM={bpm:03} PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000000\r\n"
     )
@@ -544,7 +555,7 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    let want = 2 * LINES / 50;
+    let want = 2 * LINES / PULSE_EVERY;
     eventually("every pulse-rate transition stored", async || {
         Connection::open(&path).is_ok_and(|c| pulse(&c).len() >= want)
     })
@@ -594,7 +605,7 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
     assert_eq!(dispatch["dropped"], 0, "{h}");
     // Bounded: the transitions of the backlog, one update and one state at most.
     assert!(
-        dispatch["peak"].as_u64() <= Some(2 * LINES as u64 / 50 + 4),
+        dispatch["peak"].as_u64() <= Some((2 * LINES / PULSE_EVERY) as u64 + 4),
         "dispatch depth peaked at {} (sampled {max_dispatch}): {h}",
         dispatch["peak"]
     );

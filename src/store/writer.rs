@@ -1,11 +1,12 @@
 //! The writer thread: the only connection that writes. It wakes every [`BATCH_INTERVAL`] (or at
-//! once for a command), writes the buffered readings in one transaction, then runs commands in
-//! order, each in its own transaction. On a failed write the readings go back to the front of the
+//! once for a command), writes the buffered readings in one transaction (every
+//! [`READINGS_INTERVAL`], or with a command someone waits for), then runs commands in order,
+//! each in its own transaction. On a failed write the readings go back to the front of the
 //! buffer and alarm events queued without a waiter are held, in order, until a write succeeds.
 
 use super::{
-    BATCH_INTERVAL, BATCH_MAX, Cmd, EVENT_BUFFER_CAP, Shared, StoreError, StoredEvent, StoredState,
-    Topology,
+    BATCH_INTERVAL, BATCH_MAX, Cmd, EVENT_BUFFER_CAP, READINGS_INTERVAL, Shared, StoreError,
+    StoredEvent, StoredState, Topology,
 };
 use crate::model::{DeviceTime, Observation};
 use rusqlite::{Connection, params};
@@ -88,6 +89,8 @@ impl Writer {
 
     fn run(mut self) {
         let mut batch: Vec<Observation> = Vec::with_capacity(4096);
+        // When buffered readings were last taken for writing.
+        let mut readings_at = Instant::now();
         loop {
             let (cmds, stop) = {
                 let mut q = self.shared.queue();
@@ -110,7 +113,25 @@ impl Writer {
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
                 batch.clear();
-                q.readings.drain_at_most(&mut batch, BATCH_MAX);
+                // Readings every READINGS_INTERVAL (a full batch, a retry or the last round at
+                // once); the rounds between group-commit only the alarm path's records.
+                // A command that someone waits for (a job reads what was recorded before it)
+                // takes the readings with it, as before.
+                let waited_for = q.cmds.iter().any(|c| {
+                    matches!(
+                        c,
+                        Cmd::Job(_) | Cmd::Flush(_) | Cmd::Commit(..) | Cmd::Event(_, Some(_))
+                    )
+                });
+                if readings_at.elapsed() >= READINGS_INTERVAL
+                    || q.readings.len() >= BATCH_MAX
+                    || q.stop
+                    || self.failing
+                    || waited_for
+                {
+                    q.readings.drain_at_most(&mut batch, BATCH_MAX);
+                    readings_at = Instant::now();
+                }
                 self.shared.inflight.store(batch.len(), Ordering::Release);
                 self.outbox.append(&mut q.outbox);
                 (std::mem::take(&mut q.cmds), q.stop)
