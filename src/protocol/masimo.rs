@@ -288,16 +288,6 @@ struct Parsed {
 }
 
 impl Layout {
-    /// [`Layout::length_bounds`], worked out once.
-    fn bounds(&self) -> (usize, usize) {
-        static BOUNDS: std::sync::LazyLock<[(usize, usize); LAYOUTS.len()]> =
-            std::sync::LazyLock::new(|| LAYOUTS.map(Layout::length_bounds));
-        LAYOUTS
-            .iter()
-            .position(|l| std::ptr::eq(*l, self))
-            .map_or_else(|| self.length_bounds(), |i| BOUNDS[i])
-    }
-
     /// The shortest and longest line (line end excluded) this layout allows.
     fn length_bounds(&self) -> (usize, usize) {
         let (mut min, mut max) = (TIME_LEN, TIME_LEN);
@@ -317,9 +307,9 @@ impl Layout {
         (min, max)
     }
 
-    /// `text` read in this layout, or `None` when it does not fit in every respect.
-    fn read(&self, text: &str) -> Option<Parsed> {
-        let (min, max) = self.bounds();
+    /// `text` read in this layout (whose [`Layout::length_bounds`] are `(min, max)`), or
+    /// `None` when it does not fit in every respect.
+    fn read(&self, text: &str, (min, max): (usize, usize)) -> Option<Parsed> {
         if !(min..=max).contains(&text.len()) {
             return None;
         }
@@ -417,7 +407,14 @@ fn decode_line(line: &[u8], out: &mut Vec<Measurement>, report: &mut FeedReport)
     if text.is_empty() {
         return;
     }
-    let Some(p) = LAYOUTS.iter().find_map(|l| l.read(text)) else {
+    // Each layout's length bounds, worked out once.
+    static BOUNDS: std::sync::LazyLock<[(usize, usize); LAYOUTS.len()]> =
+        std::sync::LazyLock::new(|| LAYOUTS.map(Layout::length_bounds));
+    let Some(p) = LAYOUTS
+        .iter()
+        .zip(BOUNDS.iter())
+        .find_map(|(l, &bounds)| l.read(text, bounds))
+    else {
         report.bad_frames += 1;
         return;
     };
