@@ -612,3 +612,94 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
     assert!(h["store"]["peak_commands"].as_u64() <= Some(cap), "{h}");
     c.close().await;
 }
+
+/// A bed whose alarm keeps changing (SpO2 80 and 97 alternating, 2 000 lines a second: the
+/// severe SpO2 alarm active, latched, active...) has its saved state paced (at most every
+/// 250 ms): after the flapping ends with a last change, that last state is what the store
+/// holds once the pace has passed, and what a `kill -9` leaves on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_beds_last_alarm_state_is_on_disk_after_kill_9() {
+    const TICKS: usize = 100;
+    const PER_TICK: usize = 20;
+    let go = Arc::new(tokio::sync::Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (port, _) = {
+        let go = go.clone();
+        fake_device_server(listener, move |n, sock| {
+            let go = go.clone();
+            async move {
+                let mut wr = drain_reads(sock);
+                if n == 0 {
+                    go.notified().await;
+                    let line = |spo2: u32| {
+                        format!(
+                            "02/22/16 22:47:45 SN=0000056661 SPO2={spo2:03}% BPM=072 PI=03.60% SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000000\r\n"
+                        )
+                    };
+                    let mut tick = tokio::time::interval(Duration::from_millis(10));
+                    for _ in 0..TICKS {
+                        tick.tick().await;
+                        let bytes: String = (0..PER_TICK)
+                            .map(|i| line(if i % 2 == 0 { 80 } else { 97 }))
+                            .collect();
+                        if wr.write_all(bytes.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    // The last change: the alarm active again, at 82 %.
+                    if wr.write_all(line(82).as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(wr);
+            }
+        })
+    };
+    let mut d = Daemon::start(|dir| {
+        std::fs::create_dir_all(dir.join("presets")).unwrap();
+        std::fs::write(dir.join("presets/toggle.toml"), TOGGLE_PRESET).unwrap();
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\npresets_dir = \"{d}/presets\"\n\
+             [[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n\
+             [[rooms.recliners]]\nid = \"A\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
+             [[rooms.recliners.devices]]\nid = \"ox\"\nprofile = \"masimo-rad8\"\n\
+             tcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n",
+            d = dir.display(),
+        )
+    });
+    let mut c = d.client().await;
+    go.notify_one();
+    c.wait_for("the SpO2 alarm raised", WITHIN, |m| raised(m, "spo2_low"))
+        .await;
+    c.wait_for("the last change: SpO2 82 active", WITHIN, |m| {
+        m["type"] == "alarm"
+            && m["alarm"]["condition"] == "spo2_low"
+            && m["alarm"]["value"] == 82.0
+            && m["alarm"]["state"] == "active"
+    })
+    .await;
+    // Past the pace (250 ms) and a commit round, then kill -9.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+
+    let path = d.dir.path().join("data").join(vitalsd::store::FILE_NAME);
+    let conn = Connection::open(&path).unwrap();
+    let json: String = conn
+        .query_row(
+            "SELECT json FROM alarm_state WHERE bed = 'room1/A'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let saved: Value = serde_json::from_str(&json).unwrap();
+    let spo2 = saved["alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["condition"] == "spo2_low")
+        .unwrap_or_else(|| panic!("no spo2_low alarm saved: {saved}"));
+    assert_eq!(spo2["value"], 82.0, "the last change saved: {saved}");
+    assert_eq!(spo2["state"], "active", "the last change saved: {saved}");
+}
