@@ -9,9 +9,9 @@ fn main() -> std::process::ExitCode {
 /// to resolve it, loads the binary's debug info and keeps it mapped for good (a daemon of
 /// 18 MB grew to 188 MB after one panic).
 ///
-/// A library task of the Bluetooth stack may panic (bluez-async unwraps the result of a D-Bus
-/// call in a detached task, which fails when the bus connection is gone); tokio contains such a
-/// panic to its task, and the daemon keeps running. This hook logs it as one error line,
+/// A library task may panic (bluez-async 0.9.0 unwrapped the result of a D-Bus call in a
+/// detached task; our patched copy in vendor/ no longer does, but another such unwrap would
+/// behave the same); tokio contains such a panic to its task, and the daemon keeps running. This hook logs it as one error line,
 /// where and what, never a backtrace; the 1st, 10th, 100th... panic of the process only, so a
 /// burst of them is no storm. A panic in a Bluetooth or D-Bus library makes the BLE watchdog
 /// check its BlueZ session at once (and make it again if it does not answer).

@@ -317,6 +317,10 @@ async fn a_dropped_ble_link_shows_disconnected_then_reconnects_and_readings_resu
         is_reading(m, "room1/A", "spo2") && m["value"] == 97.0
     })
     .await;
+    // The link's event streams were dropped and made anew while B's devices kept notifying on
+    // the same adapter: no cleanup task panicked over it.
+    let log = rig.log_text();
+    assert!(!log.contains("panic at"), "{log}");
     rig.stop().await;
 }
 
@@ -542,11 +546,10 @@ async fn the_ble_bus_killed_disconnects_every_device_with_alarms_and_readings_re
     assert!(rig.daemon_alive(), "the daemon survives the bus loss");
     let log = rig.log_text();
     assert!(log.contains("BlueZ session lost"), "{log}");
-    assert!(!log.contains("panic at src/"), "{log}");
-    // bluez-async's cleanup tasks may panic on the dead connection (and they did, 5-9 times):
-    // one line for the 1st (and the 10th...), no backtrace that would load debug info.
-    assert!(!log.contains("stack backtrace"), "{log}");
-    assert!(log.matches("panic at").count() <= 2, "{log}");
+    // Nothing panics: before the patched bluez-async (vendor/bluez-async/PATCHED.md), each of
+    // its event streams dropped with the dead connection panicked in its cleanup task (5-9
+    // panics in this test).
+    assert!(!log.contains("panic at"), "{log}");
     rig.stop().await;
 }
 

@@ -145,8 +145,8 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Woken by [`library_panicked`].
 static LIBRARY_PANIC: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
-/// Called by the panic hook when a task of the Bluetooth/D-Bus libraries panicked (bluez-async
-/// unwraps the result of a D-Bus call in a detached task): the watchdog checks the session at
+/// Called by the panic hook when a task of the Bluetooth/D-Bus libraries panicked (a detached
+/// task that unwraps a D-Bus result, as bluez-async 0.9.0's stream cleanup did): the watchdog checks the session at
 /// once instead of at its next probe, and a session that does not answer is made again.
 pub fn library_panicked() {
     LIBRARY_PANIC.notify_one();
