@@ -15,6 +15,9 @@
 //! another build of the daemon (to measure before and after a change). For vitalsd, the peak
 //! of each queue's depth (`/healthz`) and of RSS (/proc) sampled every 200 ms is printed too.
 //!
+//! `OVERLOAD_SLOW=1` prints, per tenth of a second of sending time, where lines took longer than
+//! 3 ms (the tail's moments).
+//!
 //! Fairness (`OVERLOAD_FLOOD=40000`, instead of the rates): `OVERLOAD_FAIR_BEDS` (10) normal
 //! devices send alarm lines only, `OVERLOAD_FAIR_RATE` (200) lines/s in all, first alone, then
 //! next to one more device flooding `OVERLOAD_FLOOD` lines/s with its profile's `max_rate` (as
@@ -108,7 +111,7 @@ async fn relay(devices: Vec<String>) {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     Relay,
     Vitalsd,
@@ -232,6 +235,42 @@ async fn flood_writer(mut link: TcpStream, dev: usize, rate: u64) {
     }
 }
 
+/// Per tenth of a second of sending time (from the first line): lines delivered, the largest
+/// latency, and how many took longer than [`SLOW_US`]. Shows whether the tail is spread out or
+/// is a few moments (the alarm lines' bursts: every device sends its alarm line in the same
+/// tenth, 0.7 s, 2.7 s, 4.7 s, ... into a run at 1 000 lines/s).
+#[derive(Default)]
+struct SlowTenths(Vec<(u64, u64, u64)>);
+
+/// A line slower than this counts as slow in [`SlowTenths`].
+const SLOW_US: u64 = 3_000;
+
+impl SlowTenths {
+    fn record(&mut self, sent_us: u64, latency_us: u64) {
+        let i = (sent_us / 100_000) as usize;
+        if i >= self.0.len() {
+            self.0.resize(i + 1, (0, 0, 0));
+        }
+        let e = &mut self.0[i];
+        e.0 += 1;
+        e.1 = e.1.max(latency_us);
+        e.2 += u64::from(latency_us > SLOW_US);
+    }
+
+    fn print(&self, kind: Kind) {
+        for (i, &(n, max, slow)) in self.0.iter().enumerate() {
+            if slow > 0 {
+                println!(
+                    "  {kind:?} slow at {:.1} s: {slow} of {n} lines over {} ms, max {:.2} ms",
+                    i as f64 / 10.0,
+                    SLOW_US / 1000,
+                    max as f64 / 1000.0
+                );
+            }
+        }
+    }
+}
+
 /// The shape of one run.
 #[derive(Clone, Copy)]
 struct Shape {
@@ -351,6 +390,7 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
     let (mut delivered, mut coalesced, mut alarm_msgs, mut raised) = (0u64, 0u64, 0u64, 0u64);
     let mut closed = false;
+    let mut slow = SlowTenths::default();
     let deadline = Instant::now() + Duration::from_secs(seconds + 10);
     let mut quiet_since: Option<Instant> = None;
     while delivered < sent_total && Instant::now() < deadline {
@@ -436,8 +476,12 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
             delivered += 1;
             if now >= t0 {
                 hist.record((now - t0).max(1)).ok();
+                slow.record(t0, now - t0);
             }
         }
+    }
+    if std::env::var_os("OVERLOAD_SLOW").is_some() {
+        slow.print(kind);
     }
     let mut sent = 0;
     for w in writers {

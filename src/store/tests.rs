@@ -1323,3 +1323,21 @@ async fn a_reads_waveform_samples_are_a_row_of_their_own_that_vital_sign_queries
     let recent = query::recent_values(&conn, "room1/A", &[Metric::Spo2, Metric::Pleth], 0).unwrap();
     assert_eq!(recent.len(), 6);
 }
+
+/// `durable` commits with `synchronous=FULL` (2) and leaves the connection at NORMAL (1), also
+/// the second time, when its pragma statements come from the connection's statement cache.
+#[test]
+fn a_durable_transaction_runs_fully_synchronous_and_the_connection_returns_to_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = open_connection(&dir.path().join("s.sqlite")).unwrap();
+    let sync =
+        |c: &Connection| -> i64 { c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap() };
+    for round in 0..2 {
+        let inside = writer::durable(&mut conn, |tx| {
+            Ok(tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?)
+        })
+        .unwrap();
+        assert_eq!(inside, 2, "round {round}: FULL inside the transaction");
+        assert_eq!(sync(&conn), 1, "round {round}: NORMAL after it");
+    }
+}

@@ -551,30 +551,33 @@ pub(crate) fn insert_event(conn: &mut Connection, ev: &StoredEvent) -> Result<i6
     durable(conn, |tx| insert_event_tx(tx, ev))
 }
 
+/// Inserts one alarm event. Its statement (like the state's below) is prepared once per
+/// connection and kept (`prepare_cached`): a burst of alarm events (100 beds' alarms changing
+/// in the same tenth of a second) parsed this SQL once per event, half the cost of inserting it.
 fn insert_event_tx(tx: &rusqlite::Transaction<'_>, ev: &StoredEvent) -> Result<i64, StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO alarm_events (at_ms, bed, kind, alarm_id, condition, priority, actor, json) \
          VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-        params![
-            ev.at_ms,
-            ev.bed,
-            ev.kind,
-            ev.alarm_id.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
-            ev.condition,
-            ev.priority,
-            ev.actor,
-            ev.json
-        ],
-    )?;
+    )?
+    .execute(params![
+        ev.at_ms,
+        ev.bed,
+        ev.kind,
+        ev.alarm_id.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
+        ev.condition,
+        ev.priority,
+        ev.actor,
+        ev.json
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
 fn upsert_state(tx: &rusqlite::Transaction<'_>, st: &StoredState) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO alarm_state (bed, updated_ms, json) VALUES (?1, ?2, ?3) \
          ON CONFLICT(bed) DO UPDATE SET updated_ms = excluded.updated_ms, json = excluded.json",
-        params![st.bed, st.at_ms, st.json],
-    )?;
+    )?
+    .execute(params![st.bed, st.at_ms, st.json])?;
     Ok(())
 }
 
@@ -583,14 +586,18 @@ pub(crate) fn durable<T>(
     conn: &mut Connection,
     f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // The two pragmas are prepared once and kept, as the statements inside are.
+    conn.prepare_cached("PRAGMA synchronous = FULL")?
+        .execute([])?;
     let r = (|| {
         let tx = conn.transaction()?;
         let v = f(&tx)?;
         tx.commit()?;
         Ok(v)
     })();
-    let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+    let _ = conn
+        .prepare_cached("PRAGMA synchronous = NORMAL")
+        .and_then(|mut s| s.execute([]));
     r
 }
 
