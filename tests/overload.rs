@@ -378,6 +378,21 @@ priority = "medium"
 delay = "0s"
 "#;
 
+/// The config of one room whose recliner A (preset `toggle`, written into `dir`) has one
+/// Masimo over TCP at `port`, unthrottled; a test appends what else it needs.
+fn toggle_bed_a(dir: &std::path::Path, port: u16) -> String {
+    std::fs::create_dir_all(dir.join("presets")).unwrap();
+    std::fs::write(dir.join("presets/toggle.toml"), TOGGLE_PRESET).unwrap();
+    format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\npresets_dir = \"{d}/presets\"\n\
+         [[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n\
+         [[rooms.recliners]]\nid = \"A\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
+         [[rooms.recliners.devices]]\nid = \"ox\"\nprofile = \"masimo-rad8\"\n\
+         tcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n",
+        d = dir.display(),
+    )
+}
+
 /// Line `i` of the backlog test's device: SpO2 80 and 97 alternating (the latched SpO2 alarm
 /// is updated on every line), BPM 130 on every `PULSE_EVERY`th line (a pulse-rate alarm raised, and
 /// cleared by the next line).
@@ -464,18 +479,11 @@ async fn under_a_store_backlog_every_transition_is_stored_in_order_and_updates_c
     };
     let hook = Webhook::start(true).await;
     let d = Daemon::start(|dir| {
-        std::fs::create_dir_all(dir.join("presets")).unwrap();
-        std::fs::write(dir.join("presets/toggle.toml"), TOGGLE_PRESET).unwrap();
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\npresets_dir = \"{d}/presets\"\n\
-             [[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n\
-             [[rooms.recliners]]\nid = \"A\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
-             [[rooms.recliners.devices]]\nid = \"ox\"\nprofile = \"masimo-rad8\"\n\
-             tcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n\
-             [[rooms.recliners]]\nid = \"B\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
+            "{bed_a}[[rooms.recliners]]\nid = \"B\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
              [[rooms.recliners.devices]]\nid = \"oxb\"\nprofile = \"masimo-rad8\"\n\
              tcp = \"127.0.0.1:{port_b}\"\n{notify}",
-            d = dir.display(),
+            bed_a = toggle_bed_a(dir, port),
             notify = notify_target("desk", &hook.url, ""),
         )
     });
@@ -656,18 +664,7 @@ async fn a_flapping_beds_last_alarm_state_is_on_disk_after_kill_9() {
             }
         })
     };
-    let mut d = Daemon::start(|dir| {
-        std::fs::create_dir_all(dir.join("presets")).unwrap();
-        std::fs::write(dir.join("presets/toggle.toml"), TOGGLE_PRESET).unwrap();
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\npresets_dir = \"{d}/presets\"\n\
-             [[rooms]]\nid = \"room1\"\nname = \"Room 1\"\n\
-             [[rooms.recliners]]\nid = \"A\"\npreset = \"toggle\"\nbp_interval = \"10m\"\n\
-             [[rooms.recliners.devices]]\nid = \"ox\"\nprofile = \"masimo-rad8\"\n\
-             tcp = \"127.0.0.1:{port}\"\nmax_rate = 1000000\n",
-            d = dir.display(),
-        )
-    });
+    let mut d = Daemon::start(|dir| toggle_bed_a(dir, port));
     let mut c = d.client().await;
     go.notify_one();
     c.wait_for("the SpO2 alarm raised", WITHIN, |m| raised(m, "spo2_low"))
