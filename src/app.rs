@@ -454,12 +454,12 @@ fn to_notifier(inbox: &notify::inbox::Inbox<notify::NotifyMsg>, d: &Dispatched) 
 /// The store's row for an alarm-system event: the wire message plus indexable fields (taken
 /// from the event itself, not parsed back out of the message).
 fn stored(cfg: &Config, d: &Dispatched) -> crate::store::StoredEvent {
-    let msg = crate::hub::wire::AlarmMsg::new(cfg, 0, &d.event);
+    use crate::hub::wire::{event_bed, event_name};
     let alarm = d.event.alarm;
     crate::store::StoredEvent {
         at_ms: d.event.at_ms,
-        bed: msg.bed.map(str::to_owned),
-        kind: msg.event.to_owned(),
+        bed: event_bed(cfg, &d.event).map(str::to_owned),
+        kind: event_name(&d.event.kind).to_owned(),
         alarm_id: alarm.map(|a| a.id.0),
         condition: alarm.map(|a| a.condition.to_string()),
         priority: alarm.map(|a| crate::metrics::priority_label(a.priority).to_owned()),

@@ -424,37 +424,48 @@ pub struct AlarmMsg<'a> {
     pub level: Option<u8>,
 }
 
+/// An event's name on the wire (`"event"` of an `alarm` message) and in the store.
+pub fn event_name(kind: &crate::alarm::EventKind) -> &'static str {
+    use crate::alarm::EventKind as K;
+    match kind {
+        K::Raised => "raised",
+        K::Updated => "updated",
+        K::Acknowledged => "acknowledged",
+        K::Latched => "latched",
+        K::Cleared => "cleared",
+        K::AudioPaused { .. } => "audio_paused",
+        K::AudioResumed => "audio_resumed",
+        K::LimitsChanged => "limits_changed",
+        K::BaselineSet { .. } => "baseline_set",
+        K::Notify { .. } => "notify",
+    }
+}
+
+/// The id of the bed an event is about (none for a bed-less one).
+pub fn event_bed<'a>(cfg: &'a Config, e: &crate::alarm::AlarmEvent) -> Option<&'a str> {
+    e.bed
+        .and_then(|b| cfg.beds.get(usize::from(b.0)))
+        .map(|b| b.id.as_str())
+}
+
 impl<'a> AlarmMsg<'a> {
     /// The message for an engine event.
     pub fn new(cfg: &'a Config, seq: u64, e: &'a crate::alarm::AlarmEvent) -> AlarmMsg<'a> {
         use crate::alarm::EventKind as K;
-        let (event, until, seconds, baseline, level) = match &e.kind {
-            K::Raised => ("raised", None, None, None, None),
-            K::Updated => ("updated", None, None, None, None),
-            K::Acknowledged => ("acknowledged", None, None, None, None),
-            K::Latched => ("latched", None, None, None, None),
-            K::Cleared => ("cleared", None, None, None, None),
-            K::AudioPaused { until_ms, for_ms } => (
-                "audio_paused",
-                Some(rfc3339_ms(*until_ms)),
-                Some(for_ms / 1000),
-                None,
-                None,
-            ),
-            K::AudioResumed => ("audio_resumed", None, None, None, None),
-            K::LimitsChanged => ("limits_changed", None, None, None, None),
-            K::BaselineSet { baseline } => ("baseline_set", None, None, Some(*baseline), None),
-            K::Notify { level } => ("notify", None, None, None, Some(*level)),
+        let (until, seconds, baseline, level) = match &e.kind {
+            K::AudioPaused { until_ms, for_ms } => {
+                (Some(rfc3339_ms(*until_ms)), Some(for_ms / 1000), None, None)
+            }
+            K::BaselineSet { baseline } => (None, None, Some(*baseline), None),
+            K::Notify { level } => (None, None, None, Some(*level)),
+            _ => (None, None, None, None),
         };
         AlarmMsg {
             v: VERSION,
             kind: "alarm",
             seq,
-            event,
-            bed: e
-                .bed
-                .and_then(|b| cfg.beds.get(usize::from(b.0)))
-                .map(|b| b.id.as_str()),
+            event: event_name(&e.kind),
+            bed: event_bed(cfg, e),
             alarm: e.alarm.as_ref().map(|a| AlarmView::new(cfg, a)),
             actor: e.actor.as_deref(),
             at: rfc3339_ms(e.at_ms),
