@@ -454,11 +454,11 @@ fn to_notifier(inbox: &notify::inbox::Inbox<notify::NotifyMsg>, d: &Dispatched) 
 /// The store's row for an alarm-system event: the wire message plus indexable fields (taken
 /// from the event itself, not parsed back out of the message).
 fn stored(cfg: &Config, d: &Dispatched) -> crate::store::StoredEvent {
-    use crate::hub::wire::{event_bed, event_name};
+    use crate::hub::wire::{bed_id, event_name};
     let alarm = d.event.alarm;
     crate::store::StoredEvent {
         at_ms: d.event.at_ms,
-        bed: event_bed(cfg, &d.event).map(str::to_owned),
+        bed: bed_id(cfg, d.event.bed).map(str::to_owned),
         kind: event_name(&d.event.kind).to_owned(),
         alarm_id: alarm.map(|a| a.id.0),
         condition: alarm.map(|a| a.condition.to_string()),

@@ -369,10 +369,7 @@ impl<'a> AlarmView<'a> {
     pub fn new(cfg: &'a Config, a: &crate::alarm::Alarm) -> AlarmView<'a> {
         AlarmView {
             id: a.id.0,
-            bed: a
-                .bed
-                .and_then(|b| cfg.beds.get(usize::from(b.0)))
-                .map(|b| b.id.as_str()),
+            bed: bed_id(cfg, a.bed),
             device: a
                 .device
                 .and_then(|d| cfg.devices.get(usize::from(d.0)))
@@ -441,10 +438,10 @@ pub fn event_name(kind: &crate::alarm::EventKind) -> &'static str {
     }
 }
 
-/// The id of the bed an event is about (none for a bed-less one).
-pub fn event_bed<'a>(cfg: &'a Config, e: &crate::alarm::AlarmEvent) -> Option<&'a str> {
-    e.bed
-        .and_then(|b| cfg.beds.get(usize::from(b.0)))
+/// The id of a bed an event or alarm names (none for a bed-less one, or an index the config
+/// does not have).
+pub fn bed_id(cfg: &Config, bed: Option<crate::model::BedIdx>) -> Option<&str> {
+    bed.and_then(|b| cfg.beds.get(usize::from(b.0)))
         .map(|b| b.id.as_str())
 }
 
@@ -465,7 +462,7 @@ impl<'a> AlarmMsg<'a> {
             kind: "alarm",
             seq,
             event: event_name(&e.kind),
-            bed: event_bed(cfg, e),
+            bed: bed_id(cfg, e.bed),
             alarm: e.alarm.as_ref().map(|a| AlarmView::new(cfg, a)),
             actor: e.actor.as_deref(),
             at: rfc3339_ms(e.at_ms),
