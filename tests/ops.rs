@@ -305,6 +305,11 @@ async fn metrics_show_readings_growing_an_alarm_raised_and_parse_as_prometheus_t
     .await;
     let r = raised(&after).unwrap();
     assert!(r.value >= 1.0, "{r:?}");
+    // The raise is in the record: group-committed (fsynced) by the store's writer.
+    scrape_until(addr, "a group commit of the alarm's event", |s| {
+        value(s, "vitalsd_store_group_commits_total", &[]).unwrap_or(0.0) >= 1.0
+    })
+    .await;
     // Every family the daemon declares is documented.
     let body = get(addr, "/metrics", Some(VIEWER)).await.2;
     let documented = documented_metrics();

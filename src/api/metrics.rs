@@ -400,6 +400,13 @@ impl Collector for Scrape {
                 Gauge,
                 one(h.peak_commands as u64),
             )?;
+            family(
+                e,
+                "store_group_commits",
+                "Fsynced group commits of alarm events, states and outbox changes recorded without a waiter (at most one per 25 ms).",
+                Counter,
+                one(h.group_commits),
+            )?;
         }
         // The alarm path's queue to the store and the notifier (hub::dispatch).
         let (depth, peak, coalesced, dropped) = self.dispatch;

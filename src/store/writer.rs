@@ -1,12 +1,13 @@
-//! The writer thread: the only connection that writes. It wakes every [`BATCH_INTERVAL`] (or at
-//! once for a command), writes the buffered readings in one transaction (every
-//! [`READINGS_INTERVAL`], or with a command someone waits for), then runs commands in order,
-//! each in its own transaction. On a failed write the readings go back to the front of the
+//! The writer thread: the only connection that writes. It wakes every [`BATCH_INTERVAL`] (at
+//! once for a command someone waits for), writes the buffered readings in one transaction
+//! (every [`READINGS_INTERVAL`], or with a command someone waits for), runs commands in order,
+//! and group-commits the alarm path's records at most once per [`BATCH_INTERVAL`] (the first
+//! after a quiet round at once). On a failed write the readings go back to the front of the
 //! buffer and alarm events queued without a waiter are held, in order, until a write succeeds.
 
 use super::{
-    BATCH_INTERVAL, BATCH_MAX, Cmd, EVENT_BUFFER_CAP, READINGS_INTERVAL, Shared, StoreError,
-    StoredEvent, StoredState, Topology,
+    BATCH_INTERVAL, BATCH_MAX, COMMAND_CAP, Cmd, EVENT_BUFFER_CAP, READINGS_INTERVAL, Shared,
+    StoreError, StoredEvent, StoredState, Topology,
 };
 use crate::model::{DeviceTime, Observation};
 use rusqlite::{Connection, params};
@@ -53,6 +54,8 @@ struct Writer {
     states: HashMap<String, StoredState>,
     /// The JSON text of the reading group being written, reused.
     json: String,
+    /// When the last group commit was made (or tried): the next waits a round after it.
+    grouped_at: Option<Instant>,
 }
 
 fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
@@ -84,6 +87,7 @@ impl Writer {
             hl7: Vec::new(),
             states: HashMap::new(),
             json: String::new(),
+            grouped_at: None,
         }
     }
 
@@ -94,35 +98,59 @@ impl Writer {
         loop {
             let (cmds, stop) = {
                 let mut q = self.shared.queue();
-                // A full batch waiting is written at once.
-                if q.cmds.is_empty()
-                    && q.outbox.is_empty()
-                    && !q.stop
-                    && q.readings.len() < BATCH_MAX
-                {
-                    let wait = if self.failing {
+                // Wait for the first of: a command someone waits for, a full batch of readings
+                // or the stop (at once); the group commit of the alarm path's records, at most
+                // once per round; the readings, every READINGS_INTERVAL; the round's end.
+                loop {
+                    // (A full command queue holds the alarm path back: taken at once too.)
+                    if q.stop
+                        || q.readings.len() >= BATCH_MAX
+                        || q.cmds.len() >= COMMAND_CAP
+                        || q.cmds.iter().any(Cmd::waited_for)
+                    {
+                        break;
+                    }
+                    let round = if self.failing {
                         RETRY_AFTER
                     } else {
                         BATCH_INTERVAL
                     };
-                    q = self
+                    let records = !q.cmds.is_empty()
+                        || !q.outbox.is_empty()
+                        || self.has_group()
+                        || !self.hl7.is_empty();
+                    let since_group = self.grouped_at.map_or(round, |at| at.elapsed());
+                    if records && since_group >= round {
+                        break;
+                    }
+                    let since_readings = readings_at.elapsed();
+                    if !q.readings.is_empty() && since_readings >= READINGS_INTERVAL {
+                        break;
+                    }
+                    let mut wait = round;
+                    if records {
+                        wait = wait.min(round.saturating_sub(since_group));
+                    }
+                    if !q.readings.is_empty() {
+                        wait = wait.min(READINGS_INTERVAL.saturating_sub(since_readings));
+                    }
+                    let (g, timeout) = self
                         .shared
                         .wake
                         .wait_timeout(q, wait)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
+                        .unwrap_or_else(|e| e.into_inner());
+                    q = g;
+                    // A round's end: its work (or the identity check, the retry) is due.
+                    if timeout.timed_out() {
+                        break;
+                    }
                 }
                 batch.clear();
                 // Readings every READINGS_INTERVAL (a full batch, a retry or the last round at
                 // once); the rounds between group-commit only the alarm path's records.
                 // A command that someone waits for (a job reads what was recorded before it)
                 // takes the readings with it, as before.
-                let waited_for = q.cmds.iter().any(|c| {
-                    matches!(
-                        c,
-                        Cmd::Job(_) | Cmd::Flush(_) | Cmd::Commit(..) | Cmd::Event(_, Some(_))
-                    )
-                });
+                let waited_for = q.cmds.iter().any(Cmd::waited_for);
                 if readings_at.elapsed() >= READINGS_INTERVAL
                     || q.readings.len() >= BATCH_MAX
                     || q.stop
@@ -210,8 +238,17 @@ impl Writer {
                     Cmd::Hl7(op) => self.hl7.push(op),
                 }
             }
-            self.commit_group();
-            self.apply_hl7();
+            // The group commit: at most once a round (the commands above that someone waited
+            // for have committed what came before them already).
+            let round = if self.failing {
+                RETRY_AFTER
+            } else {
+                BATCH_INTERVAL
+            };
+            if stop || self.grouped_at.is_none_or(|at| at.elapsed() >= round) {
+                self.commit_group();
+                self.apply_hl7();
+            }
             if stop {
                 let q = self.shared.queue();
                 if q.readings.is_empty() && q.cmds.is_empty() && q.outbox.is_empty() {
@@ -477,14 +514,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Records of the alarm path taken but not yet written (the next group commit's).
+    fn has_group(&self) -> bool {
+        !(self.held.is_empty() && self.states.is_empty() && self.outbox.is_empty())
+    }
+
     /// Group commit: the alarm events recorded without a waiter, the latest alarm state of each
     /// bed and the notifier's outbox changes queued so far, in one fsynced transaction (one
     /// fsync for all of them, however many alarms a round brought). On failure they all stay
     /// held, in order, and are retried with the next round.
     fn commit_group(&mut self) {
-        if self.held.is_empty() && self.states.is_empty() && self.outbox.is_empty() {
+        if !self.has_group() {
             return;
         }
+        self.grouped_at = Some(Instant::now());
         let (held, states, outbox) = (&self.held, &self.states, &self.outbox);
         let r = durable(&mut self.conn, |tx| {
             for ev in held {
@@ -497,6 +540,7 @@ impl Writer {
         });
         match r {
             Ok(()) => {
+                self.shared.group_commits.fetch_add(1, Ordering::Relaxed);
                 self.held.clear();
                 self.states.clear();
                 self.outbox.clear();
