@@ -3,7 +3,7 @@
 //! against the real `vitalsd` binary (store on, in a temporary data dir) and against a bare
 //! tokio relay (TCP line -> WebSocket text frame, no parsing; this same binary as a child
 //! process) in the same run, each in its own process so that CPU time (`wait4` rusage) and
-//! peak RSS are each one's own.
+//! peak RSS (`VmHWM`) are each one's own.
 //!
 //! Per line: latency from just before the device server writes it to the client's receipt
 //! of the message with its `perfusion_index` reading (the relay: of the line itself); the PI
@@ -11,12 +11,20 @@
 //! daemon's heartbeat count), alarm messages, CPU time per line, peak RSS, and the ratios.
 //!
 //! `cargo bench --bench overload`; `OVERLOAD_RATES=1000,25000,100000` (lines/s),
-//! `OVERLOAD_SECONDS=5`, `OVERLOAD_DEVICES=100`; `OVERLOAD_VITALSD=/path/to/vitalsd` runs
-//! another build of the daemon (to measure before and after a change). For vitalsd, the peak
-//! of each queue's depth (`/healthz`) and of RSS (/proc) sampled every 200 ms is printed too.
+//! `OVERLOAD_SECONDS=5`, `OVERLOAD_DEVICES=100`; `OVERLOAD_REPEAT=5` runs five relay/daemon
+//! pairs per rate, alternating, and prints the median of their ratios;
+//! `OVERLOAD_VITALSD=/path/to/vitalsd` runs another build of the daemon (to measure before and
+//! after a change). For vitalsd, the peak
+//! of each queue's depth (`/healthz`) and of RSS (/proc) sampled every 200 ms is printed too
+//! (`OVERLOAD_PEAKS=0`: not sampled).
+//!
+//! The devices run at their own phases, as independent monitors do: device `i` of N starts
+//! `i / N` of its write period after the first. `OVERLOAD_IN_STEP=1` starts them all at once
+//! instead, the worst case: every device's line in the same 10 ms tick, so each write is a
+//! burst of one line per device, and every device's alarm line comes in the same burst.
 //!
 //! `OVERLOAD_SLOW=1` prints, per tenth of a second of sending time, where lines took longer than
-//! 3 ms (the tail's moments).
+//! 3 ms (the tail's moments); `OVERLOAD_SLOW_US` sets another limit, in microseconds.
 //!
 //! Fairness (`OVERLOAD_FLOOD=40000`, instead of the rates): `OVERLOAD_FAIR_BEDS` (10) normal
 //! devices send alarm lines only, `OVERLOAD_FAIR_RATE` (200) lines/s in all, first alone, then
@@ -198,9 +206,21 @@ async fn sample(addr: String, pid: u32, stop: Arc<std::sync::atomic::AtomicBool>
     p
 }
 
-/// Waits for the child and returns (CPU seconds, peak RSS KiB).
+/// Stops the child and returns (CPU seconds, peak RSS KiB).
+///
+/// The peak RSS is the child's `VmHWM` (/proc), read before it is stopped: `wait4`'s
+/// `ru_maxrss` is no good here, as Linux carries the high-water mark of the memory a process
+/// replaced by `exec` (the spawning bench's, several MiB after the first runs) over into it.
 fn reap(child: &mut std::process::Child) -> (f64, i64) {
     let pid = child.id() as libc::pid_t;
+    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        });
     // SAFETY: plain syscalls on our own child; `ru` is written by the kernel.
     unsafe {
         libc::kill(pid, libc::SIGTERM);
@@ -208,7 +228,7 @@ fn reap(child: &mut std::process::Child) -> (f64, i64) {
         let mut ru: libc::rusage = std::mem::zeroed();
         libc::wait4(pid, &mut status, 0, &mut ru);
         let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        (t(ru.ru_utime) + t(ru.ru_stime), ru.ru_maxrss)
+        (t(ru.ru_utime) + t(ru.ru_stime), hwm.unwrap_or(ru.ru_maxrss))
     }
 }
 
@@ -236,34 +256,42 @@ async fn flood_writer(mut link: TcpStream, dev: usize, rate: u64) {
 }
 
 /// Per tenth of a second of sending time (from the first line): lines delivered, the largest
-/// latency, and how many took longer than [`SLOW_US`]. Shows whether the tail is spread out or
-/// is a few moments (the alarm lines' bursts: every device sends its alarm line in the same
-/// tenth, 0.7 s, 2.7 s, 4.7 s, ... into a run at 1 000 lines/s).
-#[derive(Default)]
-struct SlowTenths(Vec<(u64, u64, u64)>);
-
-/// A line slower than this counts as slow in [`SlowTenths`].
-const SLOW_US: u64 = 3_000;
+/// latency, and how many took longer than its limit (`OVERLOAD_SLOW_US`, 3 ms). Shows whether the tail is spread out or
+/// is a few moments (in step, `OVERLOAD_IN_STEP=1`, the alarm lines' bursts: every device
+/// sends its alarm line in the same tenth, 0.7 s, 2.7 s, 4.7 s, ... into a run at 1 000
+/// lines/s).
+struct SlowTenths {
+    tenths: Vec<(u64, u64, u64)>,
+    /// A line slower than this (microseconds) counts as slow.
+    limit_us: u64,
+}
 
 impl SlowTenths {
+    fn new() -> SlowTenths {
+        SlowTenths {
+            tenths: Vec::new(),
+            limit_us: env_or("OVERLOAD_SLOW_US", 3_000u64),
+        }
+    }
+
     fn record(&mut self, sent_us: u64, latency_us: u64) {
         let i = (sent_us / 100_000) as usize;
-        if i >= self.0.len() {
-            self.0.resize(i + 1, (0, 0, 0));
+        if i >= self.tenths.len() {
+            self.tenths.resize(i + 1, (0, 0, 0));
         }
-        let e = &mut self.0[i];
+        let e = &mut self.tenths[i];
         e.0 += 1;
         e.1 = e.1.max(latency_us);
-        e.2 += u64::from(latency_us > SLOW_US);
+        e.2 += u64::from(latency_us > self.limit_us);
     }
 
     fn print(&self, kind: Kind) {
-        for (i, &(n, max, slow)) in self.0.iter().enumerate() {
+        for (i, &(n, max, slow)) in self.tenths.iter().enumerate() {
             if slow > 0 {
                 println!(
-                    "  {kind:?} slow at {:.1} s: {slow} of {n} lines over {} ms, max {:.2} ms",
+                    "  {kind:?} slow at {:.1} s: {slow} of {n} lines over {:.2} ms, max {:.2} ms",
                     i as f64 / 10.0,
-                    SLOW_US / 1000,
+                    self.limit_us as f64 / 1000.0,
                     max as f64 / 1000.0
                 );
             }
@@ -283,6 +311,9 @@ struct Shape {
     alarm_every: u64,
     /// Lines per second of one more device, not measured, that floods (0: none).
     flood: u64,
+    /// The devices write in step (every device's line in the same tick: bursts of one line per
+    /// device, and its alarm lines all at once) rather than each at its own phase.
+    in_step: bool,
 }
 
 async fn run(kind: Kind, shape: Shape) -> Outcome {
@@ -292,6 +323,7 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
         devices,
         alarm_every,
         flood,
+        in_step,
     } = shape;
     let dir = tempfile::tempdir().unwrap();
     let servers = DeviceServers::bind(devices + usize::from(flood > 0)).await;
@@ -344,7 +376,8 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
             .collect(),
     );
     let stop_sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = (kind == Kind::Vitalsd)
+    // `OVERLOAD_PEAKS=0`: no sampling (the daemon then serves no `/healthz` during the run).
+    let sampler = (kind == Kind::Vitalsd && env_or("OVERLOAD_PEAKS", 1u8) == 1)
         .then(|| tokio::spawn(sample(addr.clone(), child.id(), stop_sampling.clone())));
     let epoch = Instant::now();
     let per_dev = (rate / devices as u64).max(1);
@@ -361,7 +394,18 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
     };
     for (dev, mut link) in links.into_iter().enumerate() {
         let sent_at = sent_at.clone();
+        // Real devices run on their own clocks: device `dev` starts `dev / devices` of its
+        // write period (one line, or the 10 ms tick if shorter) after the first, so that the
+        // lines, and the alarm lines, arrive spread out as from independent monitors.
+        // `OVERLOAD_IN_STEP=1`: all at once (the worst case: one burst of a line per device).
+        let phase = if in_step {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 / per_dev as f64).max(0.010))
+                .mul_f64(dev as f64 / devices as f64)
+        };
         writers.push(tokio::spawn(async move {
+            tokio::time::sleep(phase).await;
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             let start = Instant::now();
             let mut n = 0u64;
@@ -390,7 +434,7 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
     let (mut delivered, mut coalesced, mut alarm_msgs, mut raised) = (0u64, 0u64, 0u64, 0u64);
     let mut closed = false;
-    let mut slow = SlowTenths::default();
+    let mut slow = SlowTenths::new();
     let deadline = Instant::now() + Duration::from_secs(seconds + 10);
     let mut quiet_since: Option<Instant> = None;
     while delivered < sent_total && Instant::now() < deadline {
@@ -483,6 +527,12 @@ async fn run(kind: Kind, shape: Shape) -> Outcome {
     if std::env::var_os("OVERLOAD_SLOW").is_some() {
         slow.print(kind);
     }
+    if kind == Kind::Vitalsd
+        && let Ok(Some(h)) = tokio::time::timeout(Duration::from_secs(2), healthz(&addr)).await
+    {
+        // The daemon's own count since start (a heartbeat's may predate the last coalescing).
+        coalesced = coalesced.max(h["delivery"]["coalesced_readings"].as_u64().unwrap_or(0));
+    }
     let mut sent = 0;
     for w in writers {
         if let Ok((n, _link)) = w.await {
@@ -569,6 +619,7 @@ fn main() {
         .collect();
     let seconds = env_or("OVERLOAD_SECONDS", 5u64);
     let devices = env_or("OVERLOAD_DEVICES", 100usize);
+    let in_step = env_or("OVERLOAD_IN_STEP", 0u8) == 1;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -586,6 +637,7 @@ fn main() {
             devices: env_or("OVERLOAD_FAIR_BEDS", 10usize),
             alarm_every: 1,
             flood: 0,
+            in_step,
         };
         println!(
             "fairness: {} normal devices, every line an alarm line, {} lines/s in all; then the same next to one device flooding {flood} lines/s (its profile's max_rate)",
@@ -604,8 +656,16 @@ fn main() {
         return;
     }
     println!(
-        "overload: {devices} TCP device servers, 5 % alarm lines, {seconds} s per rate, one WebSocket client"
+        "overload: {devices} TCP device servers ({}), 5 % alarm lines, {seconds} s per rate, one WebSocket client",
+        if in_step {
+            "in step: every device's line in the same tick"
+        } else {
+            "each at its own phase"
+        }
     );
+    // OVERLOAD_REPEAT=N: N alternating relay/daemon pairs per rate and the median of their
+    // ratios (this machine's p99 varies run to run more than the daemon's changes do).
+    let repeat = env_or("OVERLOAD_REPEAT", 1usize).max(1);
     for rate in rates {
         let shape = Shape {
             rate,
@@ -613,21 +673,47 @@ fn main() {
             devices,
             alarm_every: 20,
             flood: 0,
+            in_step,
         };
-        let relay = rt.block_on(run(Kind::Relay, shape));
-        let daemon = rt.block_on(run(Kind::Vitalsd, shape));
-        println!("{rate} lines/s:");
-        show("relay", &relay);
-        show("vitalsd", &daemon);
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-        println!(
-            "  ratios   p99 {:.2}x  CPU/line {:.2}x  RSS {:.2}x",
-            ratio(
+        let mut ratios: Vec<(f64, f64)> = Vec::new();
+        for _ in 0..repeat {
+            let relay = rt.block_on(run(Kind::Relay, shape));
+            let daemon = rt.block_on(run(Kind::Vitalsd, shape));
+            println!("{rate} lines/s:");
+            show("relay", &relay);
+            show("vitalsd", &daemon);
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+            let p99 = ratio(
                 daemon.hist.value_at_quantile(0.99) as f64,
-                relay.hist.value_at_quantile(0.99) as f64
-            ),
-            ratio(daemon.cpu_s, relay.cpu_s),
-            ratio(daemon.rss_kib as f64, relay.rss_kib as f64),
-        );
+                relay.hist.value_at_quantile(0.99) as f64,
+            );
+            let cpu = ratio(daemon.cpu_s, relay.cpu_s);
+            println!(
+                "  ratios   p99 {p99:.2}x  CPU/line {cpu:.2}x  RSS {:.2}x",
+                ratio(daemon.rss_kib as f64, relay.rss_kib as f64),
+            );
+            ratios.push((p99, cpu));
+        }
+        if repeat > 1 {
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let fmt = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let p99: Vec<f64> = ratios.iter().map(|r| r.0).collect();
+            let cpu: Vec<f64> = ratios.iter().map(|r| r.1).collect();
+            println!(
+                "{rate} lines/s, median of {repeat} pairs: p99 {:.2}x ({})  CPU/line {:.2}x ({})",
+                median(p99.clone()),
+                fmt(&p99),
+                median(cpu.clone()),
+                fmt(&cpu),
+            );
+        }
     }
 }
