@@ -123,8 +123,10 @@ impl Writer {
                     if records && since_group >= round {
                         break;
                     }
+                    // (While the file cannot be written, readings are retried every round.)
+                    let readings_every = READINGS_INTERVAL.max(round);
                     let since_readings = readings_at.elapsed();
-                    if !q.readings.is_empty() && since_readings >= READINGS_INTERVAL {
+                    if !q.readings.is_empty() && since_readings >= readings_every {
                         break;
                     }
                     let mut wait = round;
@@ -132,7 +134,7 @@ impl Writer {
                         wait = wait.min(round.saturating_sub(since_group));
                     }
                     if !q.readings.is_empty() {
-                        wait = wait.min(READINGS_INTERVAL.saturating_sub(since_readings));
+                        wait = wait.min(readings_every.saturating_sub(since_readings));
                     }
                     let (g, timeout) = self
                         .shared
@@ -246,6 +248,11 @@ impl Writer {
                 BATCH_INTERVAL
             };
             if stop || self.grouped_at.is_none_or(|at| at.elapsed() >= round) {
+                if !self.hl7.is_empty() {
+                    // Paced as the group commit: HL7 changes that cannot be written (and
+                    // nothing else) are tried again a round later, not at once in a spin.
+                    self.grouped_at = Some(Instant::now());
+                }
                 self.commit_group();
                 self.apply_hl7();
             }
