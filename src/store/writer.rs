@@ -54,7 +54,8 @@ struct Writer {
     states: HashMap<String, StoredState>,
     /// The JSON text of the reading group being written, reused.
     json: String,
-    /// When the last group commit was made (or tried): the next waits a round after it.
+    /// When the last group commit or HL7 outbox write was made (or tried): the next waits a
+    /// round after it.
     grouped_at: Option<Instant>,
 }
 
@@ -110,28 +111,23 @@ impl Writer {
                     {
                         break;
                     }
-                    let round = if self.failing {
-                        RETRY_AFTER
-                    } else {
-                        BATCH_INTERVAL
-                    };
                     let records = !q.cmds.is_empty()
                         || !q.outbox.is_empty()
                         || self.has_group()
                         || !self.hl7.is_empty();
-                    let since_group = self.grouped_at.map_or(round, |at| at.elapsed());
-                    if records && since_group >= round {
+                    let group_in = self.group_due_in();
+                    if records && group_in.is_zero() {
                         break;
                     }
                     // (While the file cannot be written, readings are retried every round.)
-                    let readings_every = READINGS_INTERVAL.max(round);
+                    let readings_every = READINGS_INTERVAL.max(self.round());
                     let since_readings = readings_at.elapsed();
                     if !q.readings.is_empty() && since_readings >= readings_every {
                         break;
                     }
-                    let mut wait = round;
+                    let mut wait = self.round();
                     if records {
-                        wait = wait.min(round.saturating_sub(since_group));
+                        wait = wait.min(group_in);
                     }
                     if !q.readings.is_empty() {
                         wait = wait.min(readings_every.saturating_sub(since_readings));
@@ -242,17 +238,7 @@ impl Writer {
             }
             // The group commit: at most once a round (the commands above that someone waited
             // for have committed what came before them already).
-            let round = if self.failing {
-                RETRY_AFTER
-            } else {
-                BATCH_INTERVAL
-            };
-            if stop || self.grouped_at.is_none_or(|at| at.elapsed() >= round) {
-                if !self.hl7.is_empty() {
-                    // Paced as the group commit: HL7 changes that cannot be written (and
-                    // nothing else) are tried again a round later, not at once in a spin.
-                    self.grouped_at = Some(Instant::now());
-                }
+            if stop || self.group_due_in().is_zero() {
                 self.commit_group();
                 self.apply_hl7();
             }
@@ -307,11 +293,13 @@ impl Writer {
     }
 
     /// The HL7 outbox changes queued so far: their own transaction, as readings (src/hl7); on
-    /// failure they stay, in order, for the next round.
+    /// failure they stay, in order, for the next round. Paced with the group commit (changes
+    /// that cannot be written are tried again a round later, not at once in a spin).
     fn apply_hl7(&mut self) {
         if self.hl7.is_empty() {
             return;
         }
+        self.grouped_at = Some(Instant::now());
         match super::hl7_outbox::apply(&mut self.conn, &self.hl7) {
             Ok(()) => self.hl7.clear(),
             Err(e) => {
@@ -519,6 +507,24 @@ impl Writer {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The writer's round: [`BATCH_INTERVAL`], or [`RETRY_AFTER`] while the file cannot be
+    /// written.
+    fn round(&self) -> Duration {
+        if self.failing {
+            RETRY_AFTER
+        } else {
+            BATCH_INTERVAL
+        }
+    }
+
+    /// How long until the next group commit (and HL7 changes) may be written: a round after the
+    /// last one was made or tried; zero if that is past.
+    fn group_due_in(&self) -> Duration {
+        self.grouped_at.map_or(Duration::ZERO, |at| {
+            self.round().saturating_sub(at.elapsed())
+        })
     }
 
     /// Records of the alarm path taken but not yet written (the next group commit's).
