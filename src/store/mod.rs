@@ -245,6 +245,13 @@ pub(crate) struct Queue {
     pub stop: bool,
 }
 
+impl Queue {
+    /// Alarm-path records (commands, outbox changes) wait for the writer.
+    pub fn has_records(&self) -> bool {
+        !self.cmds.is_empty() || !self.outbox.is_empty()
+    }
+}
+
 pub(crate) struct Shared {
     pub q: Mutex<Queue>,
     pub wake: Condvar,
@@ -802,7 +809,7 @@ impl StoreHandle {
             tracing::error!("outbox change not recorded: the store writer has stopped");
             return;
         }
-        let wake = q.cmds.is_empty() && q.outbox.is_empty();
+        let wake = !q.has_records();
         q.outbox.add(op);
         drop(q);
         // As for a command without a waiter (`send`).
@@ -839,7 +846,7 @@ impl StoreHandle {
         // The writer is woken for a command someone waits for, and for the first record of a
         // quiet moment (committed at once if the last group commit is a round old); records
         // that follow it wait for the group commit the writer has already planned.
-        let wake = cmd.waited_for() || (q.cmds.is_empty() && q.outbox.is_empty());
+        let wake = cmd.waited_for() || !q.has_records();
         q.cmds.push_back(cmd);
         let depth = q.cmds.len();
         drop(q);

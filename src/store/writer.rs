@@ -111,10 +111,7 @@ impl Writer {
                     {
                         break;
                     }
-                    let records = !q.cmds.is_empty()
-                        || !q.outbox.is_empty()
-                        || self.has_group()
-                        || !self.hl7.is_empty();
+                    let records = q.has_records() || self.has_group() || !self.hl7.is_empty();
                     let group_in = self.group_due_in();
                     if records && group_in.is_zero() {
                         break;
@@ -244,7 +241,7 @@ impl Writer {
             }
             if stop {
                 let q = self.shared.queue();
-                if q.readings.is_empty() && q.cmds.is_empty() && q.outbox.is_empty() {
+                if q.readings.is_empty() && !q.has_records() {
                     if !self.hl7.is_empty() {
                         tracing::error!(
                             changes = self.hl7.len(),
