@@ -8,8 +8,13 @@
 //!   client sees about an alarm), a rise of an alarm's priority, and every message that is
 //!   neither an alarm nor a device status (session events, audio pauses, limits). What stays
 //!   keeps its order, so per-bed order and increasing `seq` hold;
-//! - readings messages queue in order up to [`READING_CAP`]; past that the backlog is
-//!   coalesced to the latest message per slot (the hub's: device and set of metrics of a read);
+//! - readings messages queue in order up to [`READING_CAP`] readings, or until the oldest has
+//!   waited [`READING_MAX_AGE`]; past either the backlog is coalesced to the latest message per
+//!   slot (the hub's: device and set of metrics of a read). The count absorbs a burst or a
+//!   writer held up for tens of milliseconds at a high rate without losing a reading; the age
+//!   keeps a client that takes less than it is sent at a low rate (a weak tablet) from showing
+//!   numbers that grow ever older, as a count alone would let it (4096 readings are 40 s of a
+//!   room's oximeters at 100 readings/s);
 //! - a client is cut off only when [`PRIORITY_CAP`] messages that cannot be coalesced are
 //!   pending (it reconnects and gets a fresh snapshot); one that takes nothing at all is closed
 //!   by its connection task's send timeout (src/api).
@@ -22,6 +27,7 @@ use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Priority messages that cannot be coalesced (new alarms, priority rises, session events)
@@ -30,8 +36,17 @@ pub const PRIORITY_CAP: usize = 20_000;
 /// Priority backlog at which superseded alarm and status messages start being coalesced.
 pub const COALESCE_AT: usize = 256;
 /// Readings a client may have pending before its backlog is coalesced (counted as readings,
-/// however many messages carry them).
-pub const READING_CAP: usize = 4_096;
+/// however many messages carry them). At 25 000 Masimo lines/s (seven readings each) it is
+/// ~190 ms of readings: a writer task held up by the scheduler for tens of milliseconds on a
+/// busy 2-core machine (63 ms was seen in the overload bench) loses nothing. With 4096 (23 ms
+/// at that rate) such a stall coalesced readings away although the client kept up. The
+/// messages are shared with every other client and the replay ring, so the bound's memory is
+/// a client's share of pointers, or at most ~5 MB of messages one slow client alone holds.
+pub const READING_CAP: usize = 32_768;
+/// How long the oldest readings message may wait before the backlog is coalesced, whatever its
+/// size; at most once per this long (each time to the latest message per slot), so a client
+/// behind at a low rate shows readings at most about twice this old.
+pub const READING_MAX_AGE: Duration = Duration::from_millis(500);
 
 /// Which policy a message falls under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +108,8 @@ pub struct DeliverySummary {
     /// The bounds of every queue.
     pub priority_cap: usize,
     pub reading_cap: usize,
+    /// How long a readings message may wait before the backlog is coalesced, in ms.
+    pub reading_max_age_ms: u64,
 }
 
 impl DeliveryStats {
@@ -106,6 +123,7 @@ impl DeliveryStats {
             queued: self.queued.load(Ordering::Relaxed),
             priority_cap: PRIORITY_CAP,
             reading_cap: READING_CAP,
+            reading_max_age_ms: READING_MAX_AGE.as_millis() as u64,
             ..DeliverySummary::default()
         };
         for q in queues {
@@ -145,8 +163,10 @@ struct State {
     live: usize,
     /// The position of the latest queued message per key.
     latest: HashMap<Key, u64>,
-    /// Readings messages: (slot, readings in it, message).
-    readings: VecDeque<(u32, u32, Bytes)>,
+    /// Readings messages: (slot, readings in it, message, when queued).
+    readings: VecDeque<(u32, u32, Bytes, Instant)>,
+    /// When the readings backlog was last coalesced for its age.
+    aged_at: Option<Instant>,
     /// Readings pending: the sum of `n` over `readings`.
     reading_count: usize,
     /// The priority of the latest message queued for each alarm not yet cleared.
@@ -189,6 +209,16 @@ impl ClientQueue {
 
     /// Queues a message under its class's policy and wakes the connection task.
     pub fn push(&self, class: Class, msg: Bytes) {
+        let now = match class {
+            Class::Reading { .. } => Some(Instant::now()),
+            _ => None,
+        };
+        self.push_at(class, msg, now);
+    }
+
+    /// [`ClientQueue::push`] at `now` (the readings lane's clock; `None` for the other classes,
+    /// which do not need it).
+    pub fn push_at(&self, class: Class, msg: Bytes, now: Option<Instant>) {
         {
             let mut s = lock(&self.state);
             if s.closed.is_some() {
@@ -197,10 +227,20 @@ impl ClientQueue {
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
             match class {
                 Class::Reading { slot, n } => {
-                    if s.reading_count >= READING_CAP {
+                    let now = now.unwrap_or_else(Instant::now);
+                    let stale = s
+                        .readings
+                        .front()
+                        .is_some_and(|f| now.saturating_duration_since(f.3) >= READING_MAX_AGE)
+                        && s.aged_at
+                            .is_none_or(|t| now.saturating_duration_since(t) >= READING_MAX_AGE);
+                    if stale {
+                        s.aged_at = Some(now);
+                    }
+                    if s.reading_count >= READING_CAP || stale {
                         let before = s.reading_count;
                         coalesce_readings(&mut s.readings);
-                        s.reading_count = s.readings.iter().map(|(_, n, _)| *n as usize).sum();
+                        s.reading_count = s.readings.iter().map(|r| r.1 as usize).sum();
                         let gone = (before - s.reading_count) as u64;
                         s.coalesced += gone;
                         self.stats
@@ -208,7 +248,7 @@ impl ClientQueue {
                             .fetch_add(gone, Ordering::Relaxed);
                     }
                     s.reading_count += n as usize;
-                    s.readings.push_back((slot, n, msg));
+                    s.readings.push_back((slot, n, msg, now));
                 }
                 Class::Priority => {
                     s.push_priority(None, true, msg);
@@ -272,7 +312,7 @@ impl ClientQueue {
             return Next::Send(msg);
         }
         match s.readings.pop_front() {
-            Some((_, n, m)) => {
+            Some((_, n, m, _)) => {
                 s.reading_count -= n as usize;
                 Next::Send(m)
             }
@@ -349,12 +389,12 @@ impl State {
 }
 
 /// Keeps only the latest message per slot, in the order of their latest arrival.
-fn coalesce_readings(q: &mut VecDeque<(u32, u32, Bytes)>) {
+fn coalesce_readings(q: &mut VecDeque<(u32, u32, Bytes, Instant)>) {
     let mut seen = HashSet::new();
-    let mut kept: Vec<(u32, u32, Bytes)> = Vec::new();
-    while let Some((slot, n, m)) = q.pop_back() {
-        if seen.insert(slot) {
-            kept.push((slot, n, m));
+    let mut kept = Vec::new();
+    while let Some(r) = q.pop_back() {
+        if seen.insert(r.0) {
+            kept.push(r);
         }
     }
     q.extend(kept.into_iter().rev());
@@ -427,8 +467,12 @@ mod tests {
             }
         }
         let out = drain(&q);
-        let alarms: Vec<_> = out.iter().filter(|m| m.starts_with('a')).collect();
-        assert_eq!(alarms, ["a0", "a1000", "a2000", "a3000", "a4000"]);
+        let alarms: Vec<String> = out.iter().filter(|m| m.starts_with('a')).cloned().collect();
+        let every: Vec<String> = (0..READING_CAP + 10)
+            .step_by(1000)
+            .map(|i| format!("a{i}"))
+            .collect();
+        assert_eq!(alarms, every);
         let readings: Vec<_> = out.iter().filter(|m| m.starts_with('r')).collect();
         // After coalescing at the cap: the latest of each of the 3 slots, then the 10 newer ones.
         assert_eq!(readings.len(), 3 + 10);
@@ -555,5 +599,57 @@ mod tests {
         assert_eq!(s.pending_readings, 2);
         assert_eq!(s.coalesced_readings, READING_CAP as u64 - 1);
         assert_eq!(s.queued, READING_CAP as u64 + 2);
+    }
+
+    /// A client that keeps up, held back for a moment at a high rate (its writer task not
+    /// scheduled for tens of milliseconds): everything it is sent arrives, nothing coalesced.
+    #[test]
+    fn a_short_stall_at_a_high_rate_loses_no_reading() {
+        let q = ClientQueue::default();
+        let t0 = Instant::now();
+        // 63 ms of 25 000 lines/s of seven readings, a message per line, 100 devices.
+        let lines = 25_000 * 63 / 1000;
+        for i in 0..lines {
+            let at = t0 + Duration::from_micros(40 * i as u64);
+            let class = Class::Reading {
+                slot: (i % 100) as u32,
+                n: 7,
+            };
+            q.push_at(class, b(&format!("r{i}")), Some(at));
+        }
+        assert_eq!(drain(&q).len(), lines);
+        assert_eq!(q.coalesced(), 0);
+    }
+
+    /// A client that takes fewer readings than it is sent, at a low rate, far below the count:
+    /// once its oldest pending message is READING_MAX_AGE old the backlog is coalesced to the
+    /// latest per slot, so what it is shown stays current; and at most once per that age.
+    #[test]
+    fn a_backlog_older_than_the_age_bound_is_coalesced_to_the_latest() {
+        let q = ClientQueue::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let reading = |slot| Class::Reading { slot, n: 3 };
+        // Two devices' reads, for a client that took nothing for 0.6 s.
+        q.push_at(reading(1), b("a1"), Some(ms(0)));
+        q.push_at(reading(2), b("b1"), Some(ms(10)));
+        q.push_at(reading(1), b("a2"), Some(ms(300)));
+        q.push_at(reading(2), b("b2"), Some(ms(310)));
+        assert_eq!(q.coalesced(), 0, "younger than the bound: kept in order");
+        q.push_at(reading(1), b("a3"), Some(ms(600)));
+        assert_eq!(
+            q.coalesced(),
+            6,
+            "a1 and b1 gave way to their slots' latest"
+        );
+        // Within the next 500 ms no second pass, however old the front is.
+        q.push_at(reading(1), b("a4"), Some(ms(900)));
+        assert_eq!(q.coalesced(), 6);
+        assert_eq!(drain(&q), ["a2", "b2", "a3", "a4"]);
+        // A message alone, however old, is not coalesced with anything later.
+        q.push_at(reading(1), b("a5"), Some(ms(2000)));
+        q.push_at(reading(2), b("b5"), Some(ms(2600)));
+        assert_eq!(drain(&q), ["a5", "b5"]);
+        assert_eq!(q.coalesced(), 6);
     }
 }
