@@ -36,12 +36,13 @@ pub const PRIORITY_CAP: usize = 20_000;
 /// Priority backlog at which superseded alarm and status messages start being coalesced.
 pub const COALESCE_AT: usize = 256;
 /// Readings a client may have pending before its backlog is coalesced (counted as readings,
-/// however many messages carry them). At 25 000 Masimo lines/s (seven readings each) it is
-/// ~190 ms of readings: a writer task held up by the scheduler for tens of milliseconds on a
-/// busy 2-core machine (63 ms was seen in the overload bench) loses nothing. With 4096 (23 ms
-/// at that rate) such a stall coalesced readings away although the client kept up. The
-/// messages are shared with every other client and the replay ring, so the bound's memory is
-/// a client's share of pointers, or at most ~5 MB of messages one slow client alone holds.
+/// however many messages carry them). At 25 000 Masimo lines/s (three readings each: SpO2, PR,
+/// PI) it is ~440 ms of readings, ~190 ms at seven readings a line: a writer task held up by the
+/// scheduler for tens of milliseconds on a busy 2-core machine (63 ms was seen in the overload
+/// bench) loses nothing. With 4096 (55 ms at that rate) such a stall coalesced readings away
+/// although the client kept up. The messages are shared with every other client and the
+/// replay ring, so the bound's memory is a client's share of pointers, or at most ~5 MB of
+/// messages one slow client alone holds.
 pub const READING_CAP: usize = 32_768;
 /// How long the oldest readings message may wait before the backlog is coalesced, whatever its
 /// size; at most once per this long (each time to the latest message per slot), so a client
@@ -607,7 +608,8 @@ mod tests {
     fn a_short_stall_at_a_high_rate_loses_no_reading() {
         let q = ClientQueue::default();
         let t0 = Instant::now();
-        // 63 ms of 25 000 lines/s of seven readings, a message per line, 100 devices.
+        // 63 ms of 25 000 lines/s of seven readings (a line with more parameters than the
+        // bench's three), a message per line, 100 devices.
         let lines = 25_000 * 63 / 1000;
         for i in 0..lines {
             let at = t0 + Duration::from_micros(40 * i as u64);
