@@ -210,15 +210,11 @@ impl ClientQueue {
 
     /// Queues a message under its class's policy and wakes the connection task.
     pub fn push(&self, class: Class, msg: Bytes) {
-        let now = match class {
-            Class::Reading { .. } => Some(Instant::now()),
-            _ => None,
-        };
-        self.push_at(class, msg, now);
+        self.push_at(class, msg, None);
     }
 
-    /// [`ClientQueue::push`] at `now` (the readings lane's clock; `None` for the other classes,
-    /// which do not need it).
+    /// [`ClientQueue::push`] with the readings lane's clock given (`None`: read when a reading
+    /// is queued; the other classes do not need it).
     pub fn push_at(&self, class: Class, msg: Bytes, now: Option<Instant>) {
         {
             let mut s = lock(&self.state);
