@@ -4,7 +4,8 @@
 //! source and raises `device_flooding`; the normal bed's alarm reaches the WebSocket client and
 //! every one of its readings is stored. With a tiny store buffer and no throttle, the store has
 //! to drop readings: that is the `store_unwritable` technical alarm and a 503 from `/healthz`,
-//! and the readings dropped are the flooding device's, not the normal bed's.
+//! and the readings dropped are the flooding device's, not the normal bed's. A polled SunTech
+//! module that answers far more than it is asked is throttled and alarmed the same way.
 
 use crate::util::{Client, Webhook, bin, drain_reads, fake_device_server, http, notify_target};
 use rusqlite::Connection;
@@ -214,6 +215,21 @@ fn raised(m: &Value, condition: &str) -> bool {
     m["type"] == "alarm" && m["event"] == "raised" && m["alarm"]["condition"] == condition
 }
 
+/// Checks that `flooding` (a `device_flooding` alarm) names `device`, at medium priority, and
+/// that `/healthz` counts what the throttle dropped for that device and no other (the
+/// `normal` device); returns `/healthz`.
+async fn throttled_alone(d: &Daemon, flooding: &Value, device: &str) -> Value {
+    assert_eq!(flooding["device"], device, "{flooding}");
+    assert_eq!(flooding["priority"], "medium", "{flooding}");
+    let (status, health) = http(d.addr, "GET", "/healthz", None, None).await;
+    assert_eq!(status, 200, "{health}");
+    let devices = &health["overload"]["devices"];
+    assert_eq!(devices[device]["flooding"], true, "{health}");
+    assert!(devices[device]["throttled"].as_u64() > Some(0), "{health}");
+    assert!(devices["normal"].is_null(), "{health}");
+    health
+}
+
 /// Waits (generously) until `f` holds; panics naming `what`.
 async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let end = Instant::now() + WITHIN;
@@ -253,19 +269,11 @@ async fn a_flooding_device_is_throttled_and_alarmed_while_the_other_beds_alarm_a
     }
     let (bed, flooding) = flooding.unwrap();
     assert_eq!(bed, "room1/A", "{flooding}");
-    assert_eq!(flooding["device"], "flood", "{flooding}");
-    assert_eq!(flooding["priority"], "medium", "{flooding}");
     let (bed, spo2_low) = spo2_low.unwrap();
     assert_eq!(bed, "room1/B", "{spo2_low}");
     assert_eq!(spo2_low["priority"], "high", "{spo2_low}");
 
-    // /healthz counts what the throttle dropped, for the flooding device only.
-    let (status, health) = http(d.addr, "GET", "/healthz", None, None).await;
-    assert_eq!(status, 200, "{health}");
-    let devices = &health["overload"]["devices"];
-    assert_eq!(devices["flood"]["flooding"], true, "{health}");
-    assert!(devices["flood"]["throttled"].as_u64() > Some(0), "{health}");
-    assert!(devices["normal"].is_null(), "{health}");
+    let health = throttled_alone(&d, &flooding, "flood").await;
     assert_eq!(health["store"]["dropped"], 0, "{health}");
     // No [[notify]] target: nothing is queued for the notifier at all.
     let notify = &health["overload"]["notify"];
@@ -699,4 +707,73 @@ async fn a_flapping_beds_last_alarm_state_is_on_disk_after_kill_9() {
         .unwrap_or_else(|| panic!("no spo2_low alarm saved: {saved}"));
     assert_eq!(spo2["value"], 82.0, "the last change saved: {saved}");
     assert_eq!(spo2["state"], "active", "the last change saved: {saved}");
+}
+
+/// A SunTech module (polled) that answers far more than it is asked: once the daemon starts a
+/// measurement (2 s after connecting), its line carries cuff-pressure answers (150 mmHg, so
+/// the measurement goes on) as fast as the socket takes them. Its answers' readings count
+/// against its budget (`max_rate`, 200 readings/s for the profile) like a stream's
+/// (docs/alarms.md, "Overload"): `device_flooding` is raised for it, `/healthz` counts what
+/// was dropped, the module is read far less than it sends, and the other bed's readings are
+/// all stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suntech_module_that_answers_far_more_than_it_is_asked_is_read_less_and_alarmed() {
+    use vitalsd::protocol::suntech::Response;
+    const LINES: usize = 8;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let frames = Arc::new(AtomicUsize::new(0));
+    let f = frames.clone();
+    let (cuff_port, _) = fake_device_server(listener, move |_, sock| {
+        let f = f.clone();
+        async move {
+            let mut wr = drain_reads(sock);
+            let chunk: Vec<u8> = (0..64)
+                .flat_map(|_| Response::CuffPressure(150).encode())
+                .collect();
+            while wr.write_all(&chunk).await.is_ok() {
+                f.fetch_add(64, Ordering::SeqCst);
+            }
+        }
+    });
+    let normal = DeviceServer::start(false, LINES).await;
+    let d = Daemon::start(|dir| {
+        config(dir, cuff_port, normal.port, "", "")
+            .replace(
+                "id = \"flood\"\nprofile = \"masimo-rad8\"",
+                "id = \"cuff\"\nprofile = \"suntech-advantage\"",
+            )
+            .replace("bp_interval = \"10m\"", "bp_interval = \"5m\"")
+    });
+    let mut c = d.client().await;
+    let end = Instant::now() + WITHIN;
+    let flooding = loop {
+        let left = end.saturating_duration_since(Instant::now());
+        // (The cuff's readings keep coming: the deadline is checked on each, not only when
+        // nothing comes.)
+        let m = match c.next(left).await {
+            Some(m) if !left.is_zero() => m,
+            _ => panic!("no device_flooding within {WITHIN:?}"),
+        };
+        if let Some((bed, a)) = current_alarms(&m)
+            .into_iter()
+            .find(|(_, a)| a["condition"] == "device_flooding")
+        {
+            assert_eq!(bed, "room1/A", "{a}");
+            break a;
+        }
+    };
+    throttled_alone(&d, &flooding, "cuff").await;
+
+    eventually("every reading of the normal bed stored", async || {
+        d.stored("normal") == i64::try_from(LINES * 3).unwrap()
+    })
+    .await;
+    // One reading (the cuff pressure) per answer: the module was read far less than it sent.
+    let stored = usize::try_from(d.stored("cuff")).unwrap();
+    let sent = frames.load(Ordering::SeqCst);
+    assert!(
+        stored > 0 && stored * 10 < sent,
+        "stored {stored} of {sent} answers"
+    );
+    c.close().await;
 }
