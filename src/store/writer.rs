@@ -451,12 +451,6 @@ impl Writer {
             let mut rest = batch;
             let mut rows = 0usize;
             while let Some(first) = rest.first() {
-                rows += 1;
-                if rows.is_multiple_of(YIELD_EVERY_ROWS) {
-                    // Gives the CPU to a thread of the live path that is ready to run, if
-                    // any (returns at once if none): see YIELD_EVERY_ROWS.
-                    std::thread::yield_now();
-                }
                 let mono = mono_ms(first);
                 let n = rest
                     .iter()
@@ -515,6 +509,12 @@ impl Writer {
                         wave,
                         json.as_str(),
                     ])?;
+                    rows += 1;
+                    if rows.is_multiple_of(YIELD_EVERY_ROWS) {
+                        // Gives the CPU to a thread of the live path that is ready to run, if
+                        // any (returns at once if none): see YIELD_EVERY_ROWS.
+                        std::thread::yield_now();
+                    }
                 }
             }
             self.json = json;
