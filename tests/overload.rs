@@ -29,26 +29,27 @@ fn masimo_line(spo2: u8) -> Vec<u8> {
 /// Generous: a debug build on a loaded 2-core machine.
 const WITHIN: Duration = Duration::from_secs(30);
 
-/// A device server on a real TCP socket. `flood`: every connection gets Masimo lines as fast
-/// as it takes them. Otherwise: `lines` lines of SpO2 80 (below the preset's severe band),
-/// one a second, on the first connection, then silence with the connection open. Counts the
-/// lines written.
+/// A device server on a real TCP socket. `flood` (a Masimo line, a SunTech answer): every
+/// connection gets it over and over, as fast as it takes them. Otherwise: `lines` lines of
+/// SpO2 80 (below the preset's severe band), one a second, on the first connection, then
+/// silence with the connection open. Counts the lines (or flood frames) written.
 struct DeviceServer {
     port: u16,
     written: Arc<AtomicUsize>,
 }
 
 impl DeviceServer {
-    async fn start(flood: bool, lines: usize) -> DeviceServer {
+    async fn start(flood: Option<Vec<u8>>, lines: usize) -> DeviceServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let written = Arc::new(AtomicUsize::new(0));
         let w = written.clone();
         let (port, _) = fake_device_server(listener, move |n, sock| {
             let w = w.clone();
+            let flood = flood.clone();
             async move {
                 let mut wr = drain_reads(sock);
-                if flood {
-                    let chunk: Vec<u8> = (0..64).flat_map(|_| masimo_line(97)).collect();
+                if let Some(frame) = &flood {
+                    let chunk = frame.repeat(64);
                     while wr.write_all(&chunk).await.is_ok() {
                         w.fetch_add(64, Ordering::SeqCst);
                     }
@@ -246,8 +247,8 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
 async fn a_flooding_device_is_throttled_and_alarmed_while_the_other_beds_alarm_and_readings_all_arrive()
  {
     const LINES: usize = 8;
-    let flood = DeviceServer::start(true, 0).await;
-    let normal = DeviceServer::start(false, LINES).await;
+    let flood = DeviceServer::start(Some(masimo_line(97)), 0).await;
+    let normal = DeviceServer::start(None, LINES).await;
     let d = Daemon::start(|dir| config(dir, flood.port, normal.port, "", ""));
     let mut c = d.client().await;
     // The normal bed's severe SpO2 alarm reaches the client; so does the flood's alarm.
@@ -308,8 +309,8 @@ async fn a_flooding_device_is_throttled_and_alarmed_while_the_other_beds_alarm_a
 async fn a_store_that_must_drop_readings_raises_its_alarm_and_drops_the_floods_not_the_normal_beds()
 {
     const LINES: usize = 6;
-    let flood = DeviceServer::start(true, 0).await;
-    let normal = DeviceServer::start(false, LINES).await;
+    let flood = DeviceServer::start(Some(masimo_line(97)), 0).await;
+    let normal = DeviceServer::start(None, LINES).await;
     // No throttle for the flood, and a store buffer of 16 readings.
     let d = Daemon::start(|dir| {
         config(
@@ -720,24 +721,10 @@ async fn a_flapping_beds_last_alarm_state_is_on_disk_after_kill_9() {
 async fn a_suntech_module_that_answers_far_more_than_it_is_asked_is_read_less_and_alarmed() {
     use vitalsd::protocol::suntech::Response;
     const LINES: usize = 8;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let frames = Arc::new(AtomicUsize::new(0));
-    let f = frames.clone();
-    let (cuff_port, _) = fake_device_server(listener, move |_, sock| {
-        let f = f.clone();
-        async move {
-            let mut wr = drain_reads(sock);
-            let chunk: Vec<u8> = (0..64)
-                .flat_map(|_| Response::CuffPressure(150).encode())
-                .collect();
-            while wr.write_all(&chunk).await.is_ok() {
-                f.fetch_add(64, Ordering::SeqCst);
-            }
-        }
-    });
-    let normal = DeviceServer::start(false, LINES).await;
+    let cuff = DeviceServer::start(Some(Response::CuffPressure(150).encode()), 0).await;
+    let normal = DeviceServer::start(None, LINES).await;
     let d = Daemon::start(|dir| {
-        config(dir, cuff_port, normal.port, "", "")
+        config(dir, cuff.port, normal.port, "", "")
             .replace(
                 "id = \"flood\"\nprofile = \"masimo-rad8\"",
                 "id = \"cuff\"\nprofile = \"suntech-advantage\"",
@@ -770,7 +757,7 @@ async fn a_suntech_module_that_answers_far_more_than_it_is_asked_is_read_less_an
     .await;
     // One reading (the cuff pressure) per answer: the module was read far less than it sent.
     let stored = usize::try_from(d.stored("cuff")).unwrap();
-    let sent = frames.load(Ordering::SeqCst);
+    let sent = cuff.written();
     assert!(
         stored > 0 && stored * 10 < sent,
         "stored {stored} of {sent} answers"
