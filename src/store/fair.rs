@@ -295,8 +295,10 @@ impl FairBuffer {
 
     /// Moves up to `max` readings into `out`, device after device, each device's oldest
     /// first; when not all fit, every device with readings buffered gets an equal share (what
-    /// one leaves unused goes to the others).
+    /// one leaves unused goes to the others). When all fit, each device's readings come in
+    /// one run (the writer packs a run into as few rows as it can: schema v7).
     pub fn drain_at_most(&mut self, out: &mut Vec<Observation>, max: usize) {
+        let all = max >= self.len;
         let mut left = max.min(self.len);
         out.reserve(left);
         while left > 0 {
@@ -304,7 +306,7 @@ impl FairBuffer {
             if busy == 0 {
                 break;
             }
-            let share = (left / busy).max(1);
+            let share = if all { left } else { (left / busy).max(1) };
             for i in 0..self.lists.len() {
                 let n = share.min(self.lists[i].len).min(left);
                 for _ in 0..n {

@@ -87,6 +87,13 @@ fn bed_id(conn: &Connection, bed: &str) -> Result<Option<i64>, StoreError> {
         .optional()?)
 }
 
+/// The earliest `group_ms` of a group that may hold a reading received at or after `from_ms`
+/// (schema v7: a group's readings were received less than `GROUP_SPAN_MS` after it). A query
+/// filters on both: the groups' by the index, then the readings'.
+fn groups_from(from_ms: i64) -> i64 {
+    from_ms.saturating_sub(super::schema::GROUP_SPAN_MS - 1)
+}
+
 /// See [`super::StoreHandle::history`]. `max_points` of 0 is taken as 1.
 pub fn history(
     conn: &Connection,
@@ -100,33 +107,32 @@ pub fn history(
         return Ok(Vec::new());
     };
     let max_points = i64::try_from(max_points.max(1)).unwrap_or(i64::MAX);
+    let (name, wave, groups_from) = (metric.name(), metric.is_waveform(), groups_from(from_ms));
+    let args = params![bed, name, from_ms, to_ms, wave, groups_from];
     let count: i64 = conn.query_row(
         "SELECT COUNT(*) FROM readings WHERE bed = ?1 AND wave = ?5 AND metric = ?2 \
-         AND received_ms BETWEEN ?3 AND ?4",
-        params![bed, metric.name(), from_ms, to_ms, metric.is_waveform()],
+         AND group_ms BETWEEN ?6 AND ?4 AND received_ms BETWEEN ?3 AND ?4",
+        args,
         |r| r.get(0),
     )?;
     if count <= max_points {
         let mut st = conn.prepare_cached(
             "SELECT received_ms, value, invalid FROM readings \
-             WHERE bed = ?1 AND wave = ?5 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
-             ORDER BY received_ms, id",
+             WHERE bed = ?1 AND wave = ?5 AND metric = ?2 AND group_ms BETWEEN ?6 AND ?4 \
+             AND received_ms BETWEEN ?3 AND ?4 ORDER BY received_ms, id",
         )?;
-        let rows = st.query_map(
-            params![bed, metric.name(), from_ms, to_ms, metric.is_waveform()],
-            |r| {
-                let v: Option<f64> = r.get(1)?;
-                Ok(HistoryPoint {
-                    t_ms: r.get(0)?,
-                    avg: v,
-                    min: v,
-                    max: v,
-                    n: u32::from(v.is_some()),
-                    invalid: u32::from(v.is_none()),
-                    reason: r.get(2)?,
-                })
-            },
-        )?;
+        let rows = st.query_map(args, |r| {
+            let v: Option<f64> = r.get(1)?;
+            Ok(HistoryPoint {
+                t_ms: r.get(0)?,
+                avg: v,
+                min: v,
+                max: v,
+                n: u32::from(v.is_some()),
+                invalid: u32::from(v.is_none()),
+                reason: r.get(2)?,
+            })
+        })?;
         return Ok(rows.collect::<Result<_, _>>()?);
     }
     let span = to_ms.saturating_sub(from_ms).saturating_add(1).max(1);
@@ -134,18 +140,11 @@ pub fn history(
     let mut st = conn.prepare_cached(
         "SELECT (received_ms - ?3) / ?5 AS b, AVG(value), MIN(value), MAX(value), COUNT(value), \
          COUNT(*) - COUNT(value) FROM readings \
-         WHERE bed = ?1 AND wave = ?6 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
-         GROUP BY b ORDER BY b",
+         WHERE bed = ?1 AND wave = ?6 AND metric = ?2 AND group_ms BETWEEN ?7 AND ?4 \
+         AND received_ms BETWEEN ?3 AND ?4 GROUP BY b ORDER BY b",
     )?;
     let rows = st.query_map(
-        params![
-            bed,
-            metric.name(),
-            from_ms,
-            to_ms,
-            bucket,
-            metric.is_waveform()
-        ],
+        params![bed, name, from_ms, to_ms, bucket, wave, groups_from],
         |r| {
             let b: i64 = r.get(0)?;
             Ok(HistoryPoint {
@@ -226,11 +225,11 @@ pub fn readings_between(
         "SELECT r.id, b.name, d.name, r.metric, r.value, r.invalid, r.flags, r.device_time, \
          r.received_ms, r.mono_ms, r.bed_seq, r.simulated \
          FROM readings r JOIN beds b ON b.id = r.bed JOIN devices d ON d.id = r.device \
-         WHERE r.bed = ?1 AND r.received_ms BETWEEN ?2 AND ?3 AND r.wave IN (0, ?4) \
-         ORDER BY r.received_ms, r.id",
+         WHERE r.bed = ?1 AND r.group_ms BETWEEN ?5 AND ?3 AND r.received_ms BETWEEN ?2 AND ?3 \
+         AND r.wave IN (0, ?4) ORDER BY r.received_ms, r.id",
     )?;
     let rows = st.query_map(
-        params![bed, from_ms, to_ms, waveforms],
+        params![bed, from_ms, to_ms, waveforms, groups_from(from_ms)],
         StoredReading::from_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -250,11 +249,18 @@ pub fn recent_values(
     let mut out = Vec::new();
     let mut st = conn.prepare_cached(
         "SELECT received_ms, value, invalid FROM readings \
-         WHERE bed = ?1 AND wave = ?4 AND metric = ?2 AND received_ms >= ?3 \
+         WHERE bed = ?1 AND wave = ?4 AND metric = ?2 AND group_ms >= ?5 AND received_ms >= ?3 \
          ORDER BY received_ms, id",
     )?;
     for m in metrics {
-        let rows = st.query_map(params![bed, m.name(), from_ms, m.is_waveform()], |r| {
+        let params = params![
+            bed,
+            m.name(),
+            from_ms,
+            m.is_waveform(),
+            groups_from(from_ms)
+        ];
+        let rows = st.query_map(params, |r| {
             Ok(super::readiness::Sample {
                 t_ms: r.get(0)?,
                 metric: *m,

@@ -464,17 +464,20 @@ pub fn prune(conn: &mut Connection, older_than_ms: i64, force: bool) -> Result<P
             "DELETE FROM sessions WHERE discharged_ms IS NOT NULL AND discharged_ms < ?1",
             [older_than_ms],
         )?;
-        // Readings are stored in groups (schema v6): a group is one device read, all its
-        // readings received at the same ms, so it is pruned whole.
+        // Readings are stored in groups (schema v7), each pruned whole once its last reading
+        // is older than the cut: its readings were received less than `GROUP_SPAN_MS` after
+        // its `received_ms`, so a group within that of the cut waits for the next pruning
+        // (a reading is never pruned early, up to a second late).
+        let groups_before = cutoff.saturating_sub(super::schema::GROUP_SPAN_MS - 1);
         let readings: i64 = tx.query_row(
             "SELECT COALESCE(SUM(json_array_length(readings)), 0) FROM reading_groups \
              WHERE received_ms < ?1",
-            [cutoff],
+            [groups_before],
             |r| r.get(0),
         )?;
         tx.execute(
             "DELETE FROM reading_groups WHERE received_ms < ?1",
-            [cutoff],
+            [groups_before],
         )?;
         let alarm_events = tx.execute("DELETE FROM alarm_events WHERE at_ms < ?1", [cutoff])?;
         Ok(Pruned {

@@ -87,15 +87,13 @@ async fn opening_a_new_path_creates_the_data_dir_and_the_current_schema() {
 }
 
 #[tokio::test]
-async fn a_file_of_the_previous_schema_is_migrated_and_keeps_its_readings() {
+async fn a_file_of_an_older_schema_is_migrated_and_keeps_its_readings() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.sqlite");
     {
+        // v5, the last with a row per reading: every migration since runs on it.
         let mut conn = Connection::open(&path).unwrap();
-        assert_eq!(
-            schema::migrate(&mut conn, schema::VERSION - 1).unwrap(),
-            schema::VERSION - 1
-        );
+        assert_eq!(schema::migrate(&mut conn, 5).unwrap(), 5);
         conn.execute_batch(
             "INSERT INTO beds (name) VALUES ('room1/A'); INSERT INTO devices (name) VALUES ('ox');
              INSERT INTO readings (bed, device, metric, value, received_ms, mono_ms, bed_seq, simulated)
@@ -954,6 +952,142 @@ fn packing_the_readings_of_a_v5_file_keeps_every_field_and_the_order() {
 }
 
 #[test]
+fn a_v6_files_groups_read_back_the_same_after_v7() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("v6.sqlite")).unwrap();
+    assert_eq!(schema::migrate(&mut conn, 6).unwrap(), 6);
+    // As v6 wrote them: a read of two readings, a reading kept from v5 with its id (7th
+    // element), a waveform sample, another bed's read.
+    conn.execute_batch(
+        r#"INSERT INTO beds (name) VALUES ('room1/A'), ('room1/B');
+         INSERT INTO devices (name) VALUES ('ox'), ('bp');
+         INSERT INTO reading_groups (id, bed, device, received_ms, mono_ms, simulated, wave, readings)
+         VALUES (3, 1, 1, 5000, 17, 0, 0, '[["spo2",97.0,null,null,"2026-01-02T03:04:05",1],["pulse_rate",null,"no_value","low_signal",null,2]]'),
+                (4, 1, 1, 5004, 21, 0, 0, '[["spo2",96.0,null,null,null,3,42]]'),
+                (5, 1, 1, 5004, 21, 0, 1, '[["pleth",0.5,null,null,null,4]]'),
+                (6, 2, 2, 4000, 9, 1, 0, '[["nibp_sys",120.0,null,null,null,1]]');"#,
+    )
+    .unwrap();
+    let by_id = all_readings(&conn, "id");
+    let by_time = all_readings(&conn, "received_ms, id");
+    assert_eq!(by_id.len(), 5);
+    assert_eq!(
+        schema::migrate(&mut conn, schema::VERSION).unwrap(),
+        schema::VERSION
+    );
+    assert_eq!(all_readings(&conn, "id"), by_id);
+    assert_eq!(all_readings(&conn, "received_ms, id"), by_time);
+    assert_eq!(
+        column(&conn, "SELECT id FROM readings ORDER BY id"),
+        [42, 3 * 4096, 3 * 4096 + 1, 5 * 4096, 6 * 4096]
+    );
+}
+
+/// Schema v7: a device's reads in one batch are one group however their times differ (within
+/// a second, by both clocks); each reading keeps its own received and monotonic ms, and the
+/// store's queries and retention see each reading at its own time.
+#[tokio::test]
+async fn a_devices_reads_within_a_second_are_one_group_each_reading_at_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let h = store.handle();
+    // Bed A's oximeter: reads at 10 000, 10 004, 10 999 ms (one group), 11 000 (a second
+    // after the first: the next group), then the wall clock steps back to 10 500 (another).
+    // Bed B's between them: its own group.
+    // All under one lock, so that one batch takes them (the writer may wake between two
+    // pushes, and a batch ends a group).
+    let times = [10_000, 10_004, 10_999, 11_000];
+    let mut all: Vec<Observation> = times
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| obs(0, Metric::Spo2, Some(90.0 + i as f64), t, i as u64 + 1))
+        .collect();
+    all.insert(2, obs(1, Metric::Spo2, Some(80.0), 10_002, 1));
+    let mut back = obs(0, Metric::Spo2, Some(99.0), 10_500, 5);
+    back.mono = obs(0, Metric::Spo2, None, 11_500, 0).mono;
+    all.push(back);
+    h.readings(&all);
+    h.flush().await.unwrap();
+    let conn = Connection::open(h.path()).unwrap();
+    let groups: Vec<(i64, i64, i64, i64)> = conn
+        .prepare(
+            "SELECT bed, received_ms, mono_ms, json_array_length(readings) FROM reading_groups \
+             ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let mono0 = mono_ms_of(&obs(0, Metric::Spo2, None, 10_000, 0));
+    let beds = |name: &str| -> i64 {
+        conn.query_row("SELECT id FROM beds WHERE name = ?1", [name], |r| r.get(0))
+            .unwrap()
+    };
+    let (a, b) = (beds("room1/A"), beds("room1/B"));
+    assert_eq!(
+        groups,
+        [
+            (a, 10_000, mono0, 3),
+            (a, 11_000, mono0 + 1_000, 1),
+            (a, 10_500, mono0 + 1_500, 1),
+            (b, 10_002, mono0 + 2, 1),
+        ]
+    );
+    // Every reading at its own time, through the view.
+    let rows: Vec<(i64, i64, f64)> = conn
+        .prepare(
+            "SELECT received_ms, mono_ms, value FROM readings_named WHERE bed = 'room1/A' \
+             ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (10_000, mono0, 90.0),
+            (10_004, mono0 + 4, 91.0),
+            (10_999, mono0 + 999, 92.0),
+            (11_000, mono0 + 1_000, 93.0),
+            (10_500, mono0 + 1_500, 99.0),
+        ]
+    );
+    // A query from the middle of a group gets the readings from then on, not its first.
+    let hist = h
+        .history("room1/A", Metric::Spo2, 10_003, 10_999, 100)
+        .await
+        .unwrap();
+    let seen: Vec<(i64, Option<f64>)> = hist.iter().map(|p| (p.t_ms, p.avg)).collect();
+    assert_eq!(
+        seen,
+        [
+            (10_004, Some(91.0)),
+            (10_500, Some(99.0)),
+            (10_999, Some(92.0))
+        ]
+    );
+    let between = query::readings_between(&conn, "room1/A", 10_004, 10_004, false).unwrap();
+    assert_eq!(between.len(), 1);
+    assert_eq!(between[0].value, Some(91.0));
+    // Retention never takes a reading newer than the cut with its group's older ones: a cut
+    // at 10 999 keeps the whole first group (its last reading is not older); a cut after it
+    // takes it.
+    let pruned = h.prune(10_999, true).await.unwrap();
+    assert_eq!(pruned.readings, 0);
+    assert_eq!(count(&h, "SELECT COUNT(*) FROM readings WHERE bed = 1"), 5);
+    let pruned = h.prune(11_000, true).await.unwrap();
+    assert_eq!(pruned.readings, 3);
+    store.close().await.unwrap();
+}
+
+fn mono_ms_of(o: &Observation) -> i64 {
+    i64::try_from(o.mono.as_millis()).unwrap()
+}
+
+#[test]
 fn the_history_queries_use_the_reading_groups_index() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = Connection::open(dir.path().join("plan.sqlite")).unwrap();
@@ -962,18 +1096,19 @@ fn the_history_queries_use_the_reading_groups_index() {
     // record's (`wave IN (0, waveforms)`).
     for sql in [
         "SELECT COUNT(*) FROM readings WHERE bed = ?1 AND wave = 0 AND metric = ?2 \
-         AND received_ms BETWEEN ?3 AND ?4",
+         AND group_ms BETWEEN ?3 - 999 AND ?4 AND received_ms BETWEEN ?3 AND ?4",
         "SELECT received_ms, value, invalid FROM readings \
-         WHERE bed = ?1 AND wave = 0 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
-         ORDER BY received_ms, id",
+         WHERE bed = ?1 AND wave = 0 AND metric = ?2 AND group_ms BETWEEN ?3 - 999 AND ?4 \
+         AND received_ms BETWEEN ?3 AND ?4 ORDER BY received_ms, id",
         "SELECT (received_ms - ?3) / 7 AS b, AVG(value) FROM readings \
-         WHERE bed = ?1 AND wave = 0 AND metric = ?2 AND received_ms BETWEEN ?3 AND ?4 \
-         GROUP BY b ORDER BY b",
+         WHERE bed = ?1 AND wave = 0 AND metric = ?2 AND group_ms BETWEEN ?3 - 999 AND ?4 \
+         AND received_ms BETWEEN ?3 AND ?4 GROUP BY b ORDER BY b",
         "SELECT r.id, b.name, d.name FROM readings r JOIN beds b ON b.id = r.bed \
-         JOIN devices d ON d.id = r.device WHERE r.bed = ?1 AND r.received_ms BETWEEN ?3 AND ?4 \
+         JOIN devices d ON d.id = r.device WHERE r.bed = ?1 \
+         AND r.group_ms BETWEEN ?3 - 999 AND ?4 AND r.received_ms BETWEEN ?3 AND ?4 \
          AND r.wave IN (0, ?2 IS NOT NULL)",
         "SELECT received_ms FROM readings WHERE bed = ?1 AND wave = 0 AND metric = ?2 \
-         AND received_ms >= ?3 AND ?4 IS NOT NULL",
+         AND group_ms >= ?3 - 999 AND received_ms >= ?3 AND ?4 IS NOT NULL",
     ] {
         let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let plan: Vec<String> = st
@@ -1164,10 +1299,9 @@ async fn readings_of_several_reads_are_packed_per_read_and_read_back_as_written(
             false,
         ));
     }
-    // Each read under one lock, as the hub records them (the writer may wake between two).
-    for read in [0..3, 3..5, 5..6, 6..7, 7..8, 8..16] {
-        h.readings(&obs[read]);
-    }
+    // All under one lock, so that one batch takes them (the writer may wake between two
+    // pushes, and a batch ends a group).
+    h.readings(&obs[..16]);
     h.flush().await.unwrap();
     // 5 000 readings of one read: more than one group holds.
     let big: Vec<Observation> = (0..5_000u64)
@@ -1243,8 +1377,9 @@ async fn readings_of_several_reads_are_packed_per_read_and_read_back_as_written(
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w);
     }
-    // Masimo line, cuff, bed B simulated, its next ms, not simulated, the invalid read, and
-    // the 5 000 readings in two groups.
+    // Masimo line, cuff, bed B simulated with its next ms (v7: a device's reads within a
+    // second are one group), not simulated, the invalid read, and the 5 000 readings in two
+    // groups.
     let sizes: Vec<i64> = conn
         .prepare("SELECT json_array_length(readings) FROM reading_groups ORDER BY id")
         .unwrap()
@@ -1252,7 +1387,7 @@ async fn readings_of_several_reads_are_packed_per_read_and_read_back_as_written(
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
-    assert_eq!(sizes, [3, 2, 1, 1, 1, 8, 4096, 904]);
+    assert_eq!(sizes, [3, 2, 2, 1, 8, 4096, 904]);
     // The store's own queries see the same.
     let rows = query::readings_between(&conn, "room1/A", 0, 2_500, true).unwrap();
     assert_eq!(rows.len(), 5);

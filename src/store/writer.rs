@@ -437,9 +437,12 @@ impl Writer {
         }
         let tx = self.conn.transaction()?;
         {
-            // One row per run of consecutive readings of one device read (schema v6): the
-            // readings that share bed, device, received and monotonic ms and the simulated
-            // mark, at most `GROUP_MAX` of them, packed as JSON text built by hand.
+            // One row per run of a device's consecutive readings in the batch (which holds
+            // each device's readings together, oldest first: `FairBuffer::drain_at_most`):
+            // the readings that share bed, device and the simulated mark, received within
+            // `GROUP_SPAN_MS` of the first by both clocks (schema v7; a reading received
+            // later than the first carries the difference), at most `GROUP_MAX` of them,
+            // packed as JSON text built by hand.
             let mut ins = tx.prepare_cached(
                 "INSERT INTO reading_groups (bed, device, received_ms, mono_ms, simulated, \
                  wave, readings) VALUES (?1,?2,?3,?4,?5,?6,?7)",
@@ -450,6 +453,7 @@ impl Writer {
             let mut last_time: Option<(DeviceTime, String)> = None;
             let mut rest = batch;
             let mut rows = 0usize;
+            let span = 0..super::schema::GROUP_SPAN_MS;
             while let Some(first) = rest.first() {
                 let mono = mono_ms(first);
                 let n = rest
@@ -458,9 +462,9 @@ impl Writer {
                     .take_while(|o| {
                         o.bed == first.bed
                             && o.device == first.device
-                            && o.received_ms == first.received_ms
                             && o.simulated == first.simulated
-                            && mono_ms(o) == mono
+                            && span.contains(&o.received_ms.saturating_sub(first.received_ms))
+                            && span.contains(&mono_ms(o).saturating_sub(mono))
                     })
                     .count();
                 let (group, next) = rest.split_at(n);
@@ -497,7 +501,12 @@ impl Writer {
                         if i > 0 {
                             json.push(',');
                         }
-                        push_reading(&mut json, o, &mut last_time);
+                        push_reading(
+                            &mut json,
+                            o,
+                            (o.received_ms - first.received_ms, mono_ms(o) - mono),
+                            &mut last_time,
+                        );
                     }
                     json.push(']');
                     ins.execute(params![
@@ -678,11 +687,13 @@ fn mono_ms(o: &Observation) -> i64 {
 }
 
 /// Appends one reading of a group as `[metric, value, invalid, flags, device_time, bed_seq]`
-/// (schema v6), without allocating: the device time's text is kept in `last_time` and made
-/// again only when it changes.
+/// (schema v6), followed by `null` and its received and monotonic ms after the group's
+/// (`later`) when it was received later than the group's first (v7). Without allocating: the
+/// device time's text is kept in `last_time` and made again only when it changes.
 pub(super) fn push_reading(
     json: &mut String,
     o: &Observation,
+    later: (i64, i64),
     last_time: &mut Option<(DeviceTime, String)>,
 ) {
     json.push('[');
@@ -724,6 +735,9 @@ pub(super) fn push_reading(
     }
     json.push(',');
     let _ = write!(json, "{}", i64::try_from(o.bed_seq).unwrap_or(i64::MAX));
+    if later != (0, 0) {
+        let _ = write!(json, ",null,{},{}", later.0, later.1);
+    }
     json.push(']');
 }
 
