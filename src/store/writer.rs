@@ -734,9 +734,13 @@ pub(super) fn push_reading(
         }
     }
     json.push(',');
-    let _ = write!(json, "{}", i64::try_from(o.bed_seq).unwrap_or(i64::MAX));
+    let mut int = itoa::Buffer::new();
+    json.push_str(int.format(i64::try_from(o.bed_seq).unwrap_or(i64::MAX)));
     if later != (0, 0) {
-        let _ = write!(json, ",null,{},{}", later.0, later.1);
+        json.push_str(",null,");
+        json.push_str(int.format(later.0));
+        json.push(',');
+        json.push_str(int.format(later.1));
     }
     json.push(']');
 }
@@ -762,15 +766,14 @@ pub(super) fn push_str_body(json: &mut String, s: &str) {
     }
 }
 
-/// A value as a JSON number that SQLite reads back as REAL, the old column's type: Rust's
-/// shortest round-trip form always has a `.` or an exponent (`97.0`, `1e21`). A valid value is
+/// A value as a JSON number that SQLite reads back as REAL, the old column's type: the shortest
+/// round-trip form (`ryu`, as Rust's own `{:?}` but without `core::fmt`) always has a `.` or an
+/// exponent (`97.0`, `1e21`). A valid value is
 /// finite (`Measurement::new`); were one not, NaN is written as null (as SQLite stores a bound
 /// NaN) and an infinity as `9e999`, SQLite's own JSON text for it.
 pub(super) fn push_number(json: &mut String, v: Option<f64>) {
     match v {
-        Some(v) if v.is_finite() => {
-            let _ = write!(json, "{v:?}");
-        }
+        Some(v) if v.is_finite() => json.push_str(ryu::Buffer::new().format_finite(v)),
         Some(v) if v.is_nan() => json.push_str("null"),
         Some(v) if v > 0.0 => json.push_str("9e999"),
         Some(_) => json.push_str("-9e999"),
