@@ -144,9 +144,17 @@ fn main() {
         let path = dir.path().join(format!("growth-{pleth}.sqlite"));
         let store = open(&path);
         let h = store.handle();
-        let hour = session_hour(0, pleth);
-        feed(&h, &hour);
-        rt.block_on(h.flush()).expect("flush");
+        let mut hour = session_hour(0, pleth);
+        // As the daemon writes them: each `READINGS_INTERVAL` (100 ms) of arrivals in one
+        // batch (schema v7 packs a device's readings of a batch into one row, so a batch of
+        // an hour at once would pack them far tighter than real time does).
+        hour.sort_by_key(|o| o.received_ms);
+        for batch in hour.chunk_by(|a, b| a.received_ms / 100 == b.received_ms / 100) {
+            for o in batch {
+                h.reading(o);
+            }
+            rt.block_on(h.flush()).expect("flush");
+        }
         rt.block_on(store.close()).expect("close");
         let conn = rusqlite::Connection::open(&path).expect("reopen");
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
