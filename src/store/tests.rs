@@ -1189,7 +1189,7 @@ fn values_and_strings_written_as_json_read_back_exactly() {
 }
 
 #[tokio::test]
-async fn readings_of_several_reads_are_packed_per_read_and_read_back_as_written() {
+async fn readings_of_several_reads_are_packed_per_device_and_read_back_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let h = store.handle();

@@ -768,9 +768,9 @@ pub(super) fn push_str_body(json: &mut String, s: &str) {
 
 /// A value as a JSON number that SQLite reads back as REAL, the old column's type: the shortest
 /// round-trip form (`ryu`, as Rust's own `{:?}` but without `core::fmt`) always has a `.` or an
-/// exponent (`97.0`, `1e21`). A valid value is
-/// finite (`Measurement::new`); were one not, NaN is written as null (as SQLite stores a bound
-/// NaN) and an infinity as `9e999`, SQLite's own JSON text for it.
+/// exponent (`97.0`, `1e21`). A valid value is finite (`Measurement::new`); were one not, NaN
+/// is written as null (as SQLite stores a bound NaN) and an infinity as `9e999`, SQLite's own
+/// JSON text for it.
 pub(super) fn push_number(json: &mut String, v: Option<f64>) {
     match v {
         Some(v) if v.is_finite() => json.push_str(ryu::Buffer::new().format_finite(v)),
