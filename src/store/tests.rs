@@ -1019,7 +1019,7 @@ async fn a_devices_reads_within_a_second_are_one_group_each_reading_at_its_own_t
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
-    let mono0 = mono_ms_of(&obs(0, Metric::Spo2, None, 10_000, 0));
+    let mono0 = writer::mono_ms(&obs(0, Metric::Spo2, None, 10_000, 0));
     let beds = |name: &str| -> i64 {
         conn.query_row("SELECT id FROM beds WHERE name = ?1", [name], |r| r.get(0))
             .unwrap()
@@ -1081,10 +1081,6 @@ async fn a_devices_reads_within_a_second_are_one_group_each_reading_at_its_own_t
     let pruned = h.prune(11_000, true).await.unwrap();
     assert_eq!(pruned.readings, 3);
     store.close().await.unwrap();
-}
-
-fn mono_ms_of(o: &Observation) -> i64 {
-    i64::try_from(o.mono.as_millis()).unwrap()
 }
 
 #[test]

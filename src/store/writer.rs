@@ -682,7 +682,7 @@ pub(crate) fn durable<T>(
 }
 
 /// An observation's monotonic time as stored.
-fn mono_ms(o: &Observation) -> i64 {
+pub(super) fn mono_ms(o: &Observation) -> i64 {
     i64::try_from(o.mono.as_millis()).unwrap_or(i64::MAX)
 }
 
