@@ -4,7 +4,10 @@
 //! 197 of 200 clock ticks over two seconds, where this one uses 2.)
 //!
 //! Its own binary: it measures the CPU time of the thread named `vitalsd-store`, so no other
-//! test's store may run beside it.
+//! test's store may run beside it (the tests here take [`ONE_STORE`] in turn).
+//!
+//! The writer also runs nicer than the alarm path (+10): its batches wait for a device read or
+//! a client's write, never the other way round.
 
 use std::time::Duration;
 use vitalsd::clock::Mono;
@@ -24,9 +27,23 @@ fn obs(seq: u64) -> Observation {
     }
 }
 
-/// User plus system clock ticks of the store's writer thread so far.
-fn writer_ticks() -> u64 {
-    let mut ticks = 0;
+/// One store at a time in this binary: the tests find its writer by the thread's name.
+static ONE_STORE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The fields of a thread's `stat` after its `(comm)` field: state is `[0]` (field 3 of
+/// proc(5)), utime `[11]`, stime `[12]`, nice `[16]`.
+fn stat_fields(stat: &str) -> Vec<String> {
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `stat` fields of each thread named `vitalsd-store`.
+fn writer_stats() -> Vec<Vec<String>> {
+    let mut stats = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let dir = task.unwrap().path();
         let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
@@ -35,17 +52,53 @@ fn writer_ticks() -> u64 {
         if comm.trim() != "vitalsd-store" {
             continue;
         }
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-        // After the `(comm)` field: state is field 3, utime 14 and stime 15 (proc(5)).
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        stats.push(stat_fields(&stat));
     }
-    ticks
+    stats
+}
+
+/// User plus system clock ticks of the store's writer thread so far.
+fn writer_ticks() -> u64 {
+    writer_stats()
+        .iter()
+        .map(|f| f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A store in a new directory, one bed and device, one reading written.
+async fn opened_with_a_reading() -> (tempfile::TempDir, Store, vitalsd::store::StoreHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data/vitalsd.sqlite")).unwrap();
+    let h = store.handle();
+    h.set_topology(vec!["room1/A".into()], vec!["room1-A-ox".into()]);
+    h.reading(&obs(1));
+    h.flush().await.unwrap();
+    (dir, store, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_runs_ten_nicer_than_the_thread_that_opened_the_store() {
+    let _one = ONE_STORE.lock().await;
+    let own = stat_fields(&std::fs::read_to_string("/proc/thread-self/stat").unwrap())[16]
+        .parse::<i32>()
+        .unwrap();
+    // Once a reading is written, the writer has long set its priority (its first act).
+    let (_dir, store, _h) = opened_with_a_reading().await;
+    let nices: Vec<i32> = writer_stats()
+        .iter()
+        .map(|f| f[16].parse().unwrap())
+        .collect();
+    // Threads inherit their creator's nice value; the tokio worker that opened the store runs
+    // at the test thread's.
+    assert_eq!(
+        nices,
+        vec![(own + 10).min(19)],
+        "the writer's nice value (this test's thread: {own})"
+    );
+    store.close().await.unwrap();
 }
 
 /// The writer's CPU over `over`, in clock ticks, and the ticks `over` has.
@@ -59,12 +112,8 @@ async fn writer_cpu(over: Duration) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_write_retries_once_a_round_without_spinning_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("data/vitalsd.sqlite")).unwrap();
-    let h = store.handle();
-    h.set_topology(vec!["room1/A".into()], vec!["room1-A-ox".into()]);
-    h.reading(&obs(1));
-    h.flush().await.unwrap();
+    let _one = ONE_STORE.lock().await;
+    let (_dir, store, h) = opened_with_a_reading().await;
     // No room to grow: readings stay in the buffer, the store reports itself unwritable.
     h.set_size_limit(Some(0)).await.unwrap();
     let mut seq = 2;
