@@ -41,9 +41,9 @@ const YIELD_EVERY_ROWS: usize = 100;
 /// every core is busy gives the writer about a tenth of a worker's share; when they are not,
 /// the writer takes what it needs, as before. Measured on 2 cores (`OVERLOAD_PEAKS=0
 /// OVERLOAD_REPEAT=1 OVERLOAD_RATES=1000,25000 cargo bench --bench overload`, this build and
-/// the one before alternating, twelve rounds): at 25 000 lines/s the daemon's p99 median 1.54
-/// ms against 1.63 ms, at 1 000 lines/s 0.56 against 0.83 ms; at 100 000 lines/s the store
-/// still kept up (backlog peak 33 000 of 200 000, nothing dropped). A session note beside two
+/// the one before alternating, eleven rounds): at 25 000 lines/s the daemon's p99 median 1.54
+/// ms against 1.63 ms (1 000 lines/s: no difference); at 100 000 lines/s the store still kept
+/// up (backlog peak 33 000-60 000 of 200 000, nothing dropped). A session note beside two
 /// busy loops: median 5 ms against 3-5 ms. docs/storage.md, "Durability contract".
 const WRITER_NICENESS: i32 = 10;
 
