@@ -82,11 +82,16 @@ async fn opened_with_a_reading() -> (tempfile::TempDir, Store, vitalsd::store::S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_runs_ten_nicer_than_the_thread_that_opened_the_store() {
     let _one = ONE_STORE.lock().await;
-    let own = stat_fields(&std::fs::read_to_string("/proc/thread-self/stat").unwrap())[16]
-        .parse::<i32>()
-        .unwrap();
+    let own_nice = || {
+        stat_fields(&std::fs::read_to_string("/proc/thread-self/stat").unwrap())[16]
+            .parse::<i32>()
+            .unwrap()
+    };
+    let own = own_nice();
     // Once a reading is written, the writer has long set its priority (its first act).
     let (_dir, store, _h) = opened_with_a_reading().await;
+    // Only the writer: the thread that opened the store (as the daemon's workers) keeps its own.
+    assert_eq!(own_nice(), own, "the opening thread's nice value changed");
     let nices: Vec<i32> = writer_stats()
         .iter()
         .map(|f| f[16].parse().unwrap())

@@ -55,7 +55,7 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("vitalsd-store".to_owned())
         .spawn(move || {
-            yield_priority();
+            lower_own_priority();
             Writer::new(shared, conn, path).run()
         })
         .map_err(|e| StoreError::Unwritable(format!("cannot start the writer thread: {e}")))
@@ -63,7 +63,7 @@ pub(super) fn spawn(
 
 /// Makes the calling thread [`WRITER_NICENESS`] nicer than it was. Failing leaves it as it
 /// was (the store works, its batches only compete with the alarm path as equals): logged.
-fn yield_priority() {
+fn lower_own_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: errno is the calling thread's own int; nice(2) changes only the calling
